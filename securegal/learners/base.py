@@ -1,0 +1,76 @@
+"""The learner contract: a local model fitted to pseudo-residuals on one party's own features.
+
+A learner never sees labels: ``fit`` receives the party's (standardized) feature block and the
+residual matrix the label owner sent, nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+LOCAL_LOSSES = ("l2", "l1")
+
+
+@runtime_checkable
+class FittedModel(Protocol):
+    """One round's local model."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of shape (n, K) for feature rows ``X`` of shape (n, d)."""
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """Fits one round's model to residuals ``r`` (n, K) from features ``X`` (n, d)."""
+
+    name: str
+
+    def fit(self, X: np.ndarray, r: np.ndarray) -> FittedModel: ...
+
+
+@dataclass(frozen=True)
+class SmootherOperator:
+    """A learner whose train predictions are linear in the residuals: ``f = Phi @ (A @ r)``.
+
+    ``A`` (p, n) maps residuals to the round model ``z = A r`` (p, K); ``feature_map`` turns any
+    rows of the party's features into ``Phi`` (rows, p). Used by the CKKS layer, which applies
+    ``A`` and ``Phi`` to encrypted residuals, and by DP ridge.
+    """
+
+    A: np.ndarray
+    phi_train: np.ndarray
+    feature_map: "FeatureMap"
+
+
+class FeatureMap(Protocol):
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class LinearSmoother(Protocol):
+    """A learner that can expose its :class:`SmootherOperator` (ridge, random-feature ridge)."""
+
+    def operator(self, X: np.ndarray) -> SmootherOperator: ...
+
+
+def check_fit_inputs(X: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and return ``X`` (n, d) and ``r`` (n, K) as float64 arrays."""
+    X = np.asarray(X, dtype=np.float64)
+    r = np.asarray(r, dtype=np.float64)
+    if r.ndim == 1:
+        r = r[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (n, d), got shape {X.shape}")
+    if r.ndim != 2 or r.shape[0] != X.shape[0]:
+        raise ValueError(f"residuals must have shape (n, K) with n={X.shape[0]}, got {r.shape}")
+    if not (np.isfinite(X).all() and np.isfinite(r).all()):
+        raise ValueError("features and residuals must be finite")
+    return X, r
+
+
+def check_local_loss(local_loss: str) -> str:
+    if local_loss not in LOCAL_LOSSES:
+        raise ValueError(f"unknown local loss {local_loss!r}; choose one of {LOCAL_LOSSES}")
+    return local_loss
