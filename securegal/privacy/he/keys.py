@@ -2,8 +2,8 @@
 
 :class:`SecretContext` stays with the label owner: it encrypts (symmetric, seeded: half the
 upload of public-key encryption) and decrypts. :class:`PublicContext` is the only form that
-travels: it holds the parameters and the Galois (rotation) keys for the listed steps, nothing
-else. It has no field for a secret key, and :meth:`PublicContext.from_bytes` refuses bytes that
+travels: it holds the parameters, the public key (to encrypt zeros for rounds a party did not
+fit) and the Galois (rotation) keys for the listed steps, nothing else. It has no field for a secret key, and :meth:`PublicContext.from_bytes` refuses bytes that
 carry one (a misconfigured label owner must not leak its key by accident). No relinearization
 keys are made: the encrypted smoother multiplies ciphertexts by plaintexts only.
 """
@@ -23,7 +23,7 @@ from .params import CkksParams
 MAGIC = b"SGCKKS\x00\x01"
 CONTEXT_ID_BYTES = 16
 MAX_CONTEXT_BYTES = 256 * 2**20
-_SECTIONS = ("id", "params", "steps", "galois", "secret_key")
+_SECTIONS = ("id", "params", "steps", "galois", "public_key", "secret_key")
 
 
 def default_rotation_steps(slots: int) -> tuple[int, ...]:
@@ -139,7 +139,7 @@ class PublicContext(_Keyless):
     """What a feature party holds: parameters and rotation keys. It cannot hold a secret key."""
 
     __slots__ = ("params", "context_id", "steps", "galois_keys", "seal", "encoder", "evaluator",
-                 "levels", "nbytes")
+                 "levels", "nbytes", "_encryptor")
 
     def __init__(self, *_args, **_kwargs):
         raise TypeError("build a PublicContext with PublicContext.from_bytes or SecretContext.public_context")
@@ -155,7 +155,7 @@ class PublicContext(_Keyless):
         if "secret_key" in sections:
             raise InsecureParameters("refusing a CKKS context that carries a secret key: a feature "
                                      "party must only ever receive the public context")
-        missing = {"id", "params", "steps", "galois"} - set(sections)
+        missing = {"id", "params", "steps", "galois", "public_key"} - set(sections)
         if missing:
             raise ProtocolError(f"CKKS public context lacks sections {sorted(missing)}")
         if len(sections["id"]) != CONTEXT_ID_BYTES or len(sections["steps"]) % 4:
@@ -173,8 +173,17 @@ class PublicContext(_Keyless):
         if gk.size() != len(elts) or not all(gk.has_key(e) for e in elts):
             raise ProtocolError("the Galois keys do not match the listed rotation steps")
         self.galois_keys = gk
+        pk = sealapi.PublicKey()
+        _seal.load(sections["public_key"], lambda path: pk.load(self.seal, path), "public key")
+        self._encryptor = sealapi.Encryptor(self.seal, pk)
         self.nbytes = len(data)
         return self
+
+    def encrypt_zeros(self, level: int) -> "sealapi.Ciphertext":
+        """A fresh public-key encryption of the zero vector at data level ``level``."""
+        ct = sealapi.Ciphertext()
+        self._encryptor.encrypt(self.encode(np.zeros(1), level), ct)
+        return ct
 
     def to_bytes(self) -> bytes:
         raise TypeError("a feature party never re-sends the public context; the label owner makes it")
@@ -198,14 +207,17 @@ class SecretContext(_Keyless):
         self._decryptor = sealapi.Decryptor(self.seal, self._secret_key)
 
     def public_bytes(self, steps: Iterable[int] | None = None) -> bytes:
-        """The wire form of the public context: parameters and seeded Galois keys for ``steps``
-        (default: every power of two below the slot count). Never a secret or relin key."""
+        """The wire form of the public context: parameters, the public key and seeded Galois keys
+        for ``steps`` (default: every power of two below the slot count). Never a secret or relin key."""
         steps = tuple(sorted(set(default_rotation_steps(self.slots) if steps is None else steps)))
         if not steps or any(not 0 < int(s) < self.slots for s in steps):
             raise ValueError(f"rotation steps must be in (0, {self.slots}), got {steps}")
         galois = _seal.dump(self._keygen.create_galois_keys(_seal.galois_elements(self.seal, steps)))
+        public_key = sealapi.PublicKey()
+        self._keygen.create_public_key(public_key)
         return _pack_sections({"id": self.context_id, "params": _params_bytes(self.params),
-                               "steps": struct.pack(f"<{len(steps)}i", *steps), "galois": galois})
+                               "steps": struct.pack(f"<{len(steps)}i", *steps), "galois": galois,
+                               "public_key": _seal.dump(public_key)})
 
     def public_context(self, steps: Iterable[int] | None = None) -> PublicContext:
         return PublicContext.from_bytes(self.public_bytes(steps))
