@@ -4,7 +4,9 @@ Use :class:`securegal.privacy.he.smoother.EncryptedSmoother`. Nothing here valid
 
 Notation: ``S`` slots, residual chunk ``c`` holds ``r[c*S:(c+1)*S]`` (zero padded), ``P`` is the
 model size ``p`` padded to a power of two (so ``P`` divides ``S``), ``rot_k`` rotates the slots
-left by ``k`` (slot ``s`` receives slot ``s+k``).
+left by ``k`` (slot ``s`` receives slot ``s+k``). An input that fits one ciphertext may repeat
+with a period ``L`` (a power of two, ``P <= L <= S``); then every index below wraps at ``L``
+instead of ``S`` and the fold needs ``log2(L/P)`` rotations.
 
 Stage 1, ``z = A r``: with ``P_{c,k}[s] = A[s mod P, cS + (s+k) mod S]``,
 ``sum_k rot_k(sum_c ct_c * rot_{-k}(P_{c,k}))`` holds, in slot ``s``, the part of ``z_{s mod P}``
@@ -53,29 +55,34 @@ class Plan:
     chunks: int
     g1: int
     g2: int
+    period: int  # the input repeats with this period (a power of two, a multiple of P)
+
+    @property
+    def fold_steps(self) -> tuple[int, ...]:
+        steps, step = [], self.P
+        while step < self.period:
+            steps.append(step)
+            step *= 2
+        return tuple(steps)
 
     @property
     def steps(self) -> tuple[int, ...]:
-        fold = []
-        step = self.P
-        while step < self.slots:
-            fold.append(step)
-            step *= 2
-        return tuple(sorted({1, self.g1, self.g2, *fold} - {self.slots}))
+        return tuple(sorted({1, self.g1, self.g2, *self.fold_steps} - {self.slots}))
 
     def rotations_per_column(self, test_chunks: int | None = None) -> int:
-        """Rotations of one training round (or of one prediction over ``test_chunks`` chunks)."""
-        fold = (self.slots // self.P).bit_length() - 1
+        """Rotations of one training pass (or of one prediction over ``test_chunks`` chunks)."""
         if test_chunks is not None:
             return stage2_cost(self.g2, self.P, test_chunks)
-        return (stage1_cost(self.g1, self.P, self.chunks) + fold
+        return (stage1_cost(self.g1, self.P, self.chunks) + len(self.fold_steps)
                 + stage2_cost(self.g2, self.P, self.chunks))
 
 
-def make_plan(slots: int, p: int, n: int) -> Plan:
+def make_plan(slots: int, p: int, n: int, input_period: int | None = None) -> Plan:
+    """``input_period``: the period the label owner repeated a one-ciphertext input with."""
     P = padded_width(p)
     chunks = -(-n // slots)
-    return Plan(slots, P, chunks, best_giant(stage1_cost, P, chunks), best_giant(stage2_cost, P, chunks))
+    period = slots if chunks > 1 or input_period is None else max(int(input_period), P)
+    return Plan(slots, P, chunks, best_giant(stage1_cost, P, chunks), best_giant(stage2_cost, P, chunks), period)
 
 
 def _pad(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -85,19 +92,18 @@ def _pad(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 
 def stage1_diagonals(plan: Plan, A: np.ndarray) -> list[list[list[np.ndarray]]]:
-    """``W[c][a][b] = rot_{-a g}(P_{c, a g + b})`` for ``A`` (p, n)."""
-    S, P, g = plan.slots, plan.P, plan.g1
-    Ap = _pad(A, P, plan.chunks * S)
-    s = np.arange(S)
+    """``W[c][a][b] = rot_{-a g}(P_{c, a g + b})`` for ``A`` (p, n); indices wrap at the period."""
+    S, P, g, L = plan.slots, plan.P, plan.g1, plan.period
+    Ap = _pad(A, P, plan.chunks * L)
+    s = np.arange(L)
     W = []
     for c in range(plan.chunks):
         per_a = []
         for a in range(P // g):
             per_b = []
             for b in range(g):
-                k = a * g + b
-                diag = Ap[s % P, c * S + (s + k) % S]
-                per_b.append(np.roll(diag, a * g))
+                diag = Ap[s % P, c * L + (s + a * g + b) % L]
+                per_b.append(np.tile(np.roll(diag, a * g), S // L))
             per_a.append(per_b)
         W.append(per_a)
     return W
@@ -158,31 +164,38 @@ def _baby(ops: Ops, ct, g: int) -> list:
 
 
 def _horner(ops: Ops, parts: Sequence, g: int):
-    acc = parts[-1]
-    for part in reversed(parts[:-1]):
-        acc = ops.add_into(ops.rotate(acc, g), part)
+    """``sum_a rot_{a g}(parts[a])``; ``None`` parts are zero."""
+    acc = None
+    for part in reversed(parts):
+        if acc is not None:
+            acc = ops.rotate(acc, g)
+        if part is not None:
+            acc = ops.add_into(acc, part)
     return acc
 
 
 def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
-    """Replicated ``z`` (rescaled once) from residual chunks ``cts`` and encoded ``W``."""
+    """Replicated ``z`` (rescaled once) from residual chunks ``cts`` and encoded ``W``
+    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
     g = plan.g1
     giants = [None] * (plan.P // g)
     for c, ct in enumerate(cts):
         babies = _baby(ops, ct, g)
         for a in range(plan.P // g):
             for b in range(g):
-                giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
-    z = ops.rescale(_horner(ops, giants, g))
-    step = plan.P
-    while step < plan.slots:
+                if W[c][a][b] is not None:
+                    giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
+    z = _horner(ops, giants, g)
+    if z is None:
+        return None
+    z = ops.rescale(z)
+    for step in plan.fold_steps:
         z = ops.add_into(ops.rotate(z, step), z)
-        step *= 2
     return z
 
 
 def apply_stage2(ops: Ops, plan: Plan, z, V) -> list:
-    """``Phi z`` chunks (rescaled) from replicated ``z`` and encoded ``V``."""
+    """``Phi z`` chunks (rescaled; ``None`` where every diagonal is zero) from replicated ``z``."""
     g = plan.g2
     babies = _baby(ops, z, g)
     out = []
@@ -191,7 +204,9 @@ def apply_stage2(ops: Ops, plan: Plan, z, V) -> list:
         for per_b in per_a:
             acc = None
             for b, pt in enumerate(per_b):
-                acc = ops.add_into(acc, ops.mul_plain(babies[b], pt))
+                if pt is not None:
+                    acc = ops.add_into(acc, ops.mul_plain(babies[b], pt))
             giants.append(acc)
-        out.append(ops.rescale(_horner(ops, giants, g)))
+        total = _horner(ops, giants, g)
+        out.append(None if total is None else ops.rescale(total))
     return out

@@ -19,6 +19,7 @@ from ...learners.base import Learner, LinearSmoother
 from ...messages import EncryptedPayload, Payload, Setup
 from . import wire
 from .keys import PublicContext, SecretContext
+from .layout import Layout
 from .params import CkksParams
 from .smoother import EncryptedSmoother
 
@@ -43,6 +44,7 @@ class CkksResiduals:
         self.secret = SecretContext(params)
         self._public: bytes | None = None
         self._round_blobs: tuple[int, tuple[bytes, ...]] | None = None
+        self._layout: Layout | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.seconds = 0.0
@@ -62,9 +64,11 @@ class CkksResiduals:
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
+        self._layout = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
         if self._round_blobs is None or self._round_blobs[0] != round:
-            self._round_blobs = (round, tuple(b for k in range(r.shape[1]) for b in self.secret.encrypt(r[:, k])))
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1])
+            vectors = self._layout.input_vectors(r)
+            self._round_blobs = (round, tuple(b for v in vectors for b in self.secret.encrypt(v)))
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -72,11 +76,13 @@ class CkksResiduals:
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         """Decrypt ``party``'s reply for the coordinator only; nothing decrypted is ever sent back."""
         kind = "predictions" if len(shape) == 2 else "test_predictions"
+        if self._layout is None:
+            raise ProtocolError(f"{kind} of party {party!r} before any residuals were sent")
         if isinstance(payload, EncryptedPayload):
             self.bytes_received += payload.nbytes
         started = time.perf_counter()
-        columns = wire.unpack(payload, self.secret, kind, party, round, shape, level=len(self.secret.levels) - 1)
-        values = wire.decrypt_columns(self.secret, columns, shape)
+        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, self._layout)
+        values = wire.decrypt(self.secret, vectors, shape, self._layout)
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
@@ -106,7 +112,7 @@ class CkksTrainer:
         self.bytes_received += len(setup.he_context)
         self.context = PublicContext.from_bytes(setup.he_context)
         started = time.perf_counter()
-        self.smoother = EncryptedSmoother(self.context, self.learner.operator(X_train))
+        self.smoother = EncryptedSmoother(self.context, self.learner.operator(X_train), setup.n_outputs)
         self.seconds += time.perf_counter() - started
         self._n, self._k = X_train.shape[0], setup.n_outputs
         self.models.clear()
@@ -114,13 +120,14 @@ class CkksTrainer:
     def fit_round(self, round: int, residuals: Payload) -> Payload:
         if isinstance(residuals, EncryptedPayload):
             self.bytes_received += residuals.nbytes
-        columns = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), level=0)
+        layout = self.smoother.layout
+        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout)
         started = time.perf_counter()
-        fitted = self.smoother.fit(columns)
+        fitted = self.smoother.fit(vectors)
         self.models[round] = fitted.z
         blobs = wire.serialize([ct for chunks in fitted.f for ct in chunks])
         self.seconds += time.perf_counter() - started
-        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs)
+        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout)
         self.bytes_sent += payload.nbytes
         return payload
 
@@ -129,14 +136,16 @@ class CkksTrainer:
         started = time.perf_counter()
         fitted = [t for t in range(1, rounds + 1) if t in self.models]
         preds = dict(zip(fitted, self.smoother.predict([self.models[t] for t in fitted], X)))
-        chunks = -(-X.shape[0] // self.context.slots)
+        test_layout = self.smoother.layout.with_rows(X.shape[0])
         last = len(self.context.levels) - 1
         cts = []
         for t in range(1, rounds + 1):
-            for k in range(self._k):
-                cts += preds[t][k] if t in preds else [self.context.encrypt_zeros(last) for _ in range(chunks)]
+            if t in preds:
+                cts += [ct for chunks in preds[t] for ct in chunks]
+            else:
+                cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
         payload = wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
-                            wire.serialize(cts))
+                            wire.serialize(cts), self.smoother.layout)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload

@@ -1,7 +1,8 @@
 """CKKS ciphertexts on the wire: ``EncryptedPayload(scheme="ckks", shape, blobs, meta)``.
 
-Layout: for a logical array of shape ``(..., n, K)``, one run of ``ceil(n/slots)`` ciphertexts
-per output column, leading dimensions outermost. ``meta`` binds the ciphertexts to the context
+Layout: for a logical array of shape ``(..., n, K)``, the ciphertexts of each (n, K) slice in
+the :class:`~securegal.privacy.he.layout.Layout` order (per vector, its chunks), leading
+dimensions outermost. ``meta`` binds the ciphertexts to the context
 (a random id per key pair, hence per session), the kind of message, the party and the round,
 with a SHA-256 digest over those and every blob. Opening checks all of it before any ciphertext
 is used, so truncated, altered, misrouted or replayed ciphertexts give a clear
@@ -21,6 +22,7 @@ from ...errors import ProtocolError
 from ...messages import EncryptedPayload, Payload
 from . import _seal
 from .keys import _Keyless
+from .layout import Layout
 
 SCHEME = "ckks"
 KINDS = ("residuals", "predictions", "test_predictions")
@@ -37,22 +39,32 @@ def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, 
     return h.hexdigest()
 
 
-def blob_count(shape: tuple[int, ...], slots: int) -> int:
-    *lead, n, k = shape
-    return math.prod(lead) * k * -(-n // slots)
+def _slice_layout(shape: tuple[int, ...], layout: Layout) -> Layout:
+    if len(shape) < 2 or tuple(shape[-1:]) != (layout.k,):
+        raise ValueError(f"shape {shape} does not end in K={layout.k} columns")
+    return layout.with_rows(shape[-2])
+
+
+def blob_count(shape: tuple[int, ...], layout: Layout) -> int:
+    return math.prod(shape[:-2]) * _slice_layout(shape, layout).blobs
+
+
+def _layout_name(layout: Layout) -> str:
+    return "packed" if layout.packed else "columns"
 
 
 def pack(context: _Keyless, kind: str, party: str, round: int, shape: tuple[int, ...],
-         blobs: Sequence[bytes]) -> EncryptedPayload:
+         blobs: Sequence[bytes], layout: Layout) -> EncryptedPayload:
     """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round."""
     if kind not in KINDS:
         raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
     shape = tuple(int(s) for s in shape)
     blobs = tuple(bytes(b) for b in blobs)
-    if len(shape) < 2 or len(blobs) != blob_count(shape, context.slots):
+    if len(blobs) != blob_count(shape, layout):
         raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
     meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
-            "slots": str(context.slots), "digest": _digest(context.context_id, kind, party, round, shape, blobs)}
+            "slots": str(context.slots), "layout": _layout_name(layout),
+            "digest": _digest(context.context_id, kind, party, round, shape, blobs)}
     return EncryptedPayload(scheme=SCHEME, shape=shape, blobs=blobs, meta=meta)
 
 
@@ -61,11 +73,11 @@ def serialize(cts: Sequence) -> tuple[bytes, ...]:
 
 
 def unpack(payload: Payload, context: _Keyless, kind: str, party: str, round: int,
-           shape: tuple[int, ...], level: int) -> list:
+           shape: tuple[int, ...], level: int, layout: Layout) -> list:
     """Validate ``payload`` against what is expected and load its ciphertexts.
 
-    Returns a list of per-column chunk lists (``[...][k] -> [ct, ...]`` flattened over the
-    leading dimensions in row-major order). Every ciphertext must sit at data level ``level``.
+    Returns the encrypted vectors, each a list of chunks, over the leading dimensions in
+    row-major order. Every ciphertext must sit at data level ``level``.
     """
     what = f"{kind} of party {party!r} in round {round}"
     if not isinstance(payload, EncryptedPayload):
@@ -79,10 +91,11 @@ def unpack(payload: Payload, context: _Keyless, kind: str, party: str, round: in
         raise ProtocolError(f"{what}: ciphertexts with {meta.get('slots')} slots, this context has {context.slots}")
     if meta.get("context") != context.context_id.hex():
         raise ProtocolError(f"{what}: ciphertexts from another CKKS context (another session or key)")
-    for key, expected in (("kind", kind), ("party", party), ("round", str(int(round)))):
+    for key, expected in (("kind", kind), ("party", party), ("round", str(int(round))),
+                          ("layout", _layout_name(layout))):
         if meta.get(key) != expected:
             raise ProtocolError(f"{what}: ciphertexts are for {key} {meta.get(key)!r}, expected {expected!r}")
-    expected_count = blob_count(shape, context.slots)
+    expected_count = blob_count(shape, layout)
     if len(payload.blobs) != expected_count:
         raise ProtocolError(f"{what}: {len(payload.blobs)} ciphertexts, expected {expected_count}")
     params = context.params
@@ -96,12 +109,13 @@ def unpack(payload: Payload, context: _Keyless, kind: str, party: str, round: in
     for ct in cts:
         if context.level_of(ct) != level:
             raise ProtocolError(f"{what}: ciphertext at level {context.level_of(ct)}, expected {level}")
-    chunks = -(-shape[-2] // context.slots)
+    chunks = _slice_layout(shape, layout).chunks
     return [cts[i:i + chunks] for i in range(0, len(cts), chunks)]
 
 
-def decrypt_columns(context, columns: list, shape: tuple[int, ...]) -> np.ndarray:
-    """The plaintext array of ``shape`` from :func:`unpack`'s columns (label owner only)."""
-    *lead, n, k = shape
-    values = np.stack([context.decrypt(col, n) for col in columns]).reshape(*lead, k, n)
-    return np.swapaxes(values, -1, -2)
+def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
+    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only)."""
+    sl = _slice_layout(shape, layout)
+    values = [context.decrypt(v, sl.length) for v in vectors]
+    slices = [sl.output_array(values[i:i + sl.vectors]) for i in range(0, len(values), sl.vectors)]
+    return np.stack(slices).reshape(shape)
