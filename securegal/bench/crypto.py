@@ -24,6 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..learners.linear import LinearLearner
 from ..privacy.he import CkksParams, SecretContext
 from ..privacy.he.smoother import EncryptedSmoother
@@ -90,8 +91,11 @@ def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = 
 
 
 def _paillier_keys():
-    from phe import paillier
-
+    try:
+        from phe import paillier
+    except ImportError:
+        raise ConfigError("the Paillier comparison needs the phe package (pip install 'securegal[dev]'); "
+                          "or pass --paillier-n 0 to skip it") from None
     return paillier.generate_paillier_keypair(n_length=PAILLIER_BITS)
 
 
