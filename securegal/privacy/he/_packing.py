@@ -194,10 +194,15 @@ def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext"
     return z
 
 
-def apply_stage2(ops: Ops, plan: Plan, z, V) -> list:
-    """``Phi z`` chunks (rescaled; ``None`` where every diagonal is zero) from replicated ``z``."""
+def stage2_babies(ops: Ops, plan: Plan, z) -> list:
+    """``rot_b(z)`` for ``b < g2``: computed once per model, reused for every prediction."""
+    return _baby(ops, z, plan.g2)
+
+
+def apply_stage2(ops: Ops, plan: Plan, babies: Sequence, V) -> list:
+    """``Phi z`` chunks (rescaled; ``None`` where every diagonal is zero) from the baby steps of
+    the replicated ``z``."""
     g = plan.g2
-    babies = _baby(ops, z, g)
     out = []
     for per_a in V:
         giants = []

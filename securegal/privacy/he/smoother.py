@@ -70,6 +70,7 @@ class EncryptedSmoother:
         self._V = self._encode(_packing.stage2_diagonals(
             self.plan, np.kron(self._blocks, phi / self._alpha), self.plan.chunks), level=1)
         self.last_rotations = 0
+        self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
 
     def _encode(self, nested, level: int):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
@@ -77,6 +78,12 @@ class EncryptedSmoother:
             pt = self.context.encode(v, level)
             return None if pt.is_zero() else pt
         return [[[one(v) for v in per_b] for per_b in per_a] for per_a in nested]
+
+    def _babies_of(self, z, ops: _packing.Ops) -> list:
+        """Stage-2 baby steps of a model ciphertext, made once (kept with ``z`` so its id stays valid)."""
+        if id(z) not in self._babies:
+            self._babies[id(z)] = (z, _packing.stage2_babies(ops, self.plan, z))
+        return self._babies[id(z)][1]
 
     def _or_zero(self, ct, level: int):
         """``ct``, or a fresh encryption of zeros where every product was structurally zero."""
@@ -105,7 +112,7 @@ class EncryptedSmoother:
             self.check_residual_vector(cts, f"residual vector {k}")
             z = self._or_zero(_packing.apply_stage1(ops, self.plan, cts, self._W), 1)
             zs.append(z)
-            fs.append(tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, z, self._V)))
+            fs.append(tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), self._V)))
         self.last_rotations = ops.rotations
         return EncryptedRound(tuple(zs), tuple(fs))
 
@@ -118,7 +125,7 @@ class EncryptedSmoother:
         chunks = self.layout.with_rows(phi.shape[0]).chunks
         V = self._encode(_packing.stage2_diagonals(self.plan, np.kron(self._blocks, phi / self._alpha), chunks), level=1)
         ops = self._ops()
-        out = [[tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, z, V)) for z in model]
-               for model in models]
+        out = [[tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), V))
+                for z in model] for model in models]
         self.last_rotations = ops.rotations
         return out
