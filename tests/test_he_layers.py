@@ -144,3 +144,32 @@ def test_feature_party_transcript_holds_nothing_correlated_with_labels(tmp_path)
         else:
             assert worst < 0.3
             assert not view.arrays("fit_request", "received")
+
+
+class _RecordingChannel(CkksResiduals):
+    """Keeps what the label owner decrypted, to check none of it reaches the producing party."""
+
+    def __init__(self):
+        super().__init__()
+        self.decrypted: dict[str, list[np.ndarray]] = {}
+
+    def open(self, payload, round, party, shape):
+        values = super().open(payload, round, party, shape)
+        self.decrypted.setdefault(party, []).append(values)
+        return values
+
+
+def test_no_decryption_goes_back_to_the_party_that_computed_it(tmp_path):
+    channel = _RecordingChannel()
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, channel=channel, trainers=ckks_trainers)
+    view = read_transcripts(tmp_path)["party1"]
+    received = [rec for rec in view.records if rec.direction == "received"]
+    assert {rec.kind for rec in received} <= {"setup", "fit_request", "predict_request", "finish"}
+    assert all(isinstance(rec.payload, EncryptedPayload) for rec in received if rec.kind == "fit_request")
+    blob = b"".join(rec.raw for rec in received)
+    values = np.concatenate([v.ravel() for v in channel.decrypted["party1"]])
+    assert values.size > 100
+    # ~200 decrypted values as float64 (a chance 8-byte match in a few MB of ciphertext is ~1e-12;
+    # 4-byte float32 patterns would match random bytes by chance)
+    for v in values[:: max(1, values.size // 200)]:
+        assert np.float64(v).tobytes() not in blob
