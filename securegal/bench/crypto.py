@@ -11,7 +11,9 @@ owner's residual column ``r`` (n,). Schemes:
 - ``paillier_full``: the same job as CKKS, ``enc(f)`` with ``f = Phi (A r)``, on Paillier.
 
 Paillier is measured at a small ``n`` and extrapolated linearly in n (its costs are per element);
-rows say so in ``extrapolated_from_n``. Times are seconds, sizes bytes.
+rows say so in ``extrapolated_from_n``. Times are seconds (medians), sizes bytes. The party's
+compute is reported as wall-clock time and as CPU time of this process (``party_cpu_seconds``):
+SEAL runs on one thread, so on a shared machine the CPU time is the one-core cost.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class Row:
     p: int
     scheme: str
     party_seconds: float
+    party_cpu_seconds: float
     owner_encrypt_seconds: float
     owner_decrypt_seconds: float
     bytes_to_party: int
@@ -56,19 +59,26 @@ def make_job(n: int, p: int, seed: int = 0):
     return op, rng.normal(size=n)
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def _median_times(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall-clock and CPU seconds of ``fn()`` over ``repeats`` calls, and its last result."""
+    wall, cpu, out = [], [], None
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         out = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), out
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu), out
+
+
+def _median_time(fn, repeats: int) -> tuple[float, object]:
+    wall, _, out = _median_times(fn, repeats)
+    return wall, out
 
 
 def bench_plain(n: int, p: int, repeats: int = 5) -> Row:
     op, r = make_job(n, p)
-    seconds, _ = _median_time(lambda: op.phi_train @ (op.A @ r), repeats)
-    return Row(n, p, "plain", seconds, 0.0, 0.0, 8 * n, 8 * n)
+    seconds, cpu, _ = _median_times(lambda: op.phi_train @ (op.A @ r), repeats)
+    return Row(n, p, "plain", seconds, cpu, 0.0, 0.0, 8 * n, 8 * n)
 
 
 def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = None, public=None) -> Row:
@@ -78,7 +88,7 @@ def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = 
     smoother = EncryptedSmoother(public, op)
     enc_seconds, blobs = _median_time(lambda: secret.encrypt(r), repeats)
     cts = [public.load_ciphertext(b) for b in blobs]
-    party_seconds, fitted = _median_time(lambda: smoother.fit([cts]), repeats)
+    party_seconds, party_cpu, fitted = _median_times(lambda: smoother.fit([cts]), repeats)
     out = serialize(fitted.f[0])
     received = [secret.load_ciphertext(b) for b in out]
     dec_seconds, f = _median_time(lambda: secret.decrypt(received, n), repeats)
@@ -86,7 +96,7 @@ def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = 
     error = float(np.abs(f - want).max() / np.abs(want).max())
     if not error < 1e-4:
         raise RuntimeError(f"CKKS result off by {error:.2e} (relative) at n={n}, p={p}")
-    return Row(n, p, "ckks", party_seconds, enc_seconds, dec_seconds, sum(map(len, blobs)), sum(map(len, out)),
+    return Row(n, p, "ckks", party_seconds, party_cpu, enc_seconds, dec_seconds, sum(map(len, blobs)), sum(map(len, out)),
                rotations=smoother.last_rotations)
 
 
@@ -115,19 +125,19 @@ def bench_paillier(n: int, p: int, measure_n: int = 64, keys=None) -> list[Row]:
     enc_r = [pub.encrypt(float(v)) for v in r]
     enc_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()  # FATE-style: masked enc(Phi^T r)
+    started, started_cpu = time.perf_counter(), time.process_time()  # FATE-style: masked enc(Phi^T r)
     rng = np.random.default_rng(1)
     masks = rng.normal(size=p) * 1e3
     masked = [_enc_dot(op.phi_train[:, j], enc_r) + float(masks[j]) for j in range(p)]
-    fate_party = time.perf_counter() - started
+    fate_party, fate_cpu = time.perf_counter() - started, time.process_time() - started_cpu
     started = time.perf_counter()
     [priv.decrypt(c) for c in masked]
     fate_dec = time.perf_counter() - started
 
-    started = time.perf_counter()  # the full job: enc(z) = A enc(r), enc(f) = Phi enc(z)
+    started, started_cpu = time.perf_counter(), time.process_time()  # the full job: A enc(r), Phi enc(z)
     enc_z = [_enc_dot(op.A[j], enc_r) for j in range(p)]
     enc_f = [_enc_dot(op.phi_train[i], enc_z) for i in range(measure_n)]
-    full_party = time.perf_counter() - started
+    full_party, full_cpu = time.perf_counter() - started, time.process_time() - started_cpu
     started = time.perf_counter()
     f = np.array([priv.decrypt(c) for c in enc_f])
     full_dec = time.perf_counter() - started
@@ -137,10 +147,10 @@ def bench_paillier(n: int, p: int, measure_n: int = 64, keys=None) -> list[Row]:
     # per-element costs scale with n; FATE's p masked values (and their decryption) do not
     c = PAILLIER_CIPHERTEXT_BYTES
     return [
-        Row(n, p, "paillier_fate", fate_party * scale, enc_seconds * scale, fate_dec, c * n, c * p + 8 * p,
-            extrapolated_from_n=measure_n),
-        Row(n, p, "paillier_full", full_party * scale, enc_seconds * scale, full_dec * scale, c * n, c * n,
-            extrapolated_from_n=measure_n),
+        Row(n, p, "paillier_fate", fate_party * scale, fate_cpu * scale, enc_seconds * scale, fate_dec,
+            c * n, c * p + 8 * p, extrapolated_from_n=measure_n),
+        Row(n, p, "paillier_full", full_party * scale, full_cpu * scale, enc_seconds * scale, full_dec * scale,
+            c * n, c * n, extrapolated_from_n=measure_n),
     ]
 
 
@@ -159,23 +169,24 @@ def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: 
 
 
 def speedups(rows: list[Row]) -> dict[str, float]:
-    """Paillier full-job party time over CKKS party time, per (n, p)."""
+    """Paillier full-job party CPU time over CKKS party CPU time, per (n, p)."""
     by = {(r.n, r.p, r.scheme): r for r in rows}
-    return {f"{n}x{p}": by[(n, p, "paillier_full")].party_seconds / by[(n, p, "ckks")].party_seconds
+    return {f"{n}x{p}": by[(n, p, "paillier_full")].party_cpu_seconds / by[(n, p, "ckks")].party_cpu_seconds
             for (n, p, s) in by if s == "ckks" and (n, p, "paillier_full") in by}
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'n':>6} {'p':>3} {'scheme':<14} {'party s':>10} {'enc s':>9} {'dec s':>9} "
+    head = (f"{'n':>6} {'p':>3} {'scheme':<14} {'party s':>10} {'party cpu':>10} {'enc s':>9} {'dec s':>9} "
             f"{'to party':>11} {'to owner':>11}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
         note = f"extrapolated from n={r.extrapolated_from_n}" if r.extrapolated_from_n else (
             f"{r.rotations} rotations" if r.rotations is not None else "")
-        lines.append(f"{r.n:>6} {r.p:>3} {r.scheme:<14} {r.party_seconds:>10.4f} {r.owner_encrypt_seconds:>9.4f} "
+        lines.append(f"{r.n:>6} {r.p:>3} {r.scheme:<14} {r.party_seconds:>10.4f} {r.party_cpu_seconds:>10.4f} "
+                     f"{r.owner_encrypt_seconds:>9.4f} "
                      f"{r.owner_decrypt_seconds:>9.4f} {_size(r.bytes_to_party):>11} {_size(r.bytes_to_owner):>11}  {note}")
     for key, ratio in speedups(rows).items():
-        lines.append(f"CKKS vs Paillier (full enc(f) job, party compute) at {key}: {ratio:,.0f}x faster")
+        lines.append(f"CKKS vs Paillier (full enc(f) job, party CPU time) at {key}: {ratio:,.0f}x faster")
     return "\n".join(lines)
 
 

@@ -69,10 +69,8 @@ class Plan:
     def steps(self) -> tuple[int, ...]:
         return tuple(sorted({1, self.g1, self.g2, *self.fold_steps} - {self.slots}))
 
-    def rotations_per_column(self, test_chunks: int | None = None) -> int:
-        """Rotations of one training pass (or of one prediction over ``test_chunks`` chunks)."""
-        if test_chunks is not None:
-            return stage2_cost(self.g2, self.P, test_chunks)
+    def rotations_per_column(self) -> int:
+        """Rotations of one training pass over one encrypted vector."""
         return (stage1_cost(self.g1, self.P, self.chunks) + len(self.fold_steps)
                 + stage2_cost(self.g2, self.P, self.chunks))
 

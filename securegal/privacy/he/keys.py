@@ -91,7 +91,7 @@ def _looks_like_tenseal_context_with_secret(data: bytes) -> bool:
         return False
 
 
-class _Keyless:
+class _ContextBase:
     """Shared by both contexts: SEAL objects for parameters, encoding and evaluation."""
 
     __slots__ = ()
@@ -135,7 +135,7 @@ class _Keyless:
         raise ProtocolError("ciphertext is not at any level of this context")
 
 
-class PublicContext(_Keyless):
+class PublicContext(_ContextBase):
     """What a feature party holds: parameters and rotation keys. It cannot hold a secret key."""
 
     __slots__ = ("params", "context_id", "steps", "galois_keys", "seal", "encoder", "evaluator",
@@ -147,8 +147,11 @@ class PublicContext(_Keyless):
     @classmethod
     def from_bytes(cls, data: bytes) -> "PublicContext":
         """Parse and validate the wire form; refuses contexts carrying a secret key."""
-        if isinstance(data, (bytes, bytearray)) and not bytes(data).startswith(MAGIC) \
-                and _looks_like_tenseal_context_with_secret(data):
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"a CKKS public context must be bytes, got {type(data).__name__}")
+        if len(data) > MAX_CONTEXT_BYTES:
+            raise ProtocolError(f"CKKS public context is {len(data)} bytes, over the {MAX_CONTEXT_BYTES}-byte limit")
+        if not bytes(data).startswith(MAGIC) and _looks_like_tenseal_context_with_secret(data):
             raise InsecureParameters("refusing a CKKS context that carries a secret key: a feature "
                                      "party must only ever receive the public context")
         sections = _unpack_sections(data, "CKKS public context")
@@ -185,11 +188,8 @@ class PublicContext(_Keyless):
         self._encryptor.encrypt(self.encode(np.zeros(1), level), ct)
         return ct
 
-    def to_bytes(self) -> bytes:
-        raise TypeError("a feature party never re-sends the public context; the label owner makes it")
 
-
-class SecretContext(_Keyless):
+class SecretContext(_ContextBase):
     """The label owner's keys. ``public_context`` / ``public_bytes`` is what may travel."""
 
     def __init__(self, params: CkksParams | None = None, _restore: tuple[bytes, bytes] | None = None):

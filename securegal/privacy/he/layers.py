@@ -9,6 +9,7 @@ residuals, which travel encrypted again (no decryption oracle; see docs/he.md, I
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Mapping
 
@@ -43,7 +44,7 @@ class CkksResiduals:
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        self._round_blobs: tuple[int, tuple[bytes, ...]] | None = None
+        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...]] | None = None
         self._layout: Layout | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -58,16 +59,17 @@ class CkksResiduals:
         return {"residuals": "ckks", "he_context": self._public}
 
     def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
-        """Encrypt once per round (seeded, symmetric); every party gets the same ciphertexts,
-        bound to its name and the round."""
+        """Encrypt once per round and residual (seeded, symmetric); every party gets the same
+        ciphertexts, bound to its name and the round."""
         r = np.asarray(residuals, dtype=np.float64)
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
         self._layout = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
-        if self._round_blobs is None or self._round_blobs[0] != round:
+        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
+        if self._round_blobs is None or self._round_blobs[0] != key:
             vectors = self._layout.input_vectors(r)
-            self._round_blobs = (round, tuple(b for v in vectors for b in self.secret.encrypt(v)))
+            self._round_blobs = (key, tuple(b for v in vectors for b in self.secret.encrypt(v)))
         payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes

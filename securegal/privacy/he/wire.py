@@ -21,7 +21,7 @@ import numpy as np
 from ...errors import ProtocolError
 from ...messages import EncryptedPayload, Payload
 from . import _seal
-from .keys import _Keyless
+from .keys import _ContextBase
 from .layout import Layout
 
 SCHEME = "ckks"
@@ -53,7 +53,7 @@ def _layout_name(layout: Layout) -> str:
     return "packed" if layout.packed else "columns"
 
 
-def pack(context: _Keyless, kind: str, party: str, round: int, shape: tuple[int, ...],
+def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[int, ...],
          blobs: Sequence[bytes], layout: Layout) -> EncryptedPayload:
     """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round."""
     if kind not in KINDS:
@@ -72,7 +72,7 @@ def serialize(cts: Sequence) -> tuple[bytes, ...]:
     return tuple(_seal.dump(ct) for ct in cts)
 
 
-def unpack(payload: Payload, context: _Keyless, kind: str, party: str, round: int,
+def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round: int,
            shape: tuple[int, ...], level: int, layout: Layout) -> list:
     """Validate ``payload`` against what is expected and load its ciphertexts.
 
