@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+from ..errors import ConfigError
 from .cnn import CNNLearner
 from .gb import GBLearner
 from .linear import LinearLearner
@@ -25,21 +26,21 @@ def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shap
     ``patch_shape`` (height, width) is required by ``cnn`` and refused by the others.
     """
     if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+        raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
     cls = LEARNERS[name]
     params = inspect.signature(cls.__init__).parameters
     allowed = sorted(set(params) - {"self", "local_loss", "seed", "patch_shape"})
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"learner {name!r} has no option {', '.join(unknown)}; "
+        raise ConfigError(f"learner {name!r} has no option {', '.join(unknown)}; "
                          f"its options are: {', '.join(allowed) or 'none'}")
     kwargs = dict(options, local_loss=local_loss)
     if "seed" in params:
         kwargs["seed"] = seed
     if "patch_shape" in params:
         if patch_shape is None:
-            raise ValueError(f"learner {name!r} needs patch_shape=(height, width) of the party's image patch")
+            raise ConfigError(f"learner {name!r} needs patch_shape=(height, width) of the party's image patch")
         kwargs["patch_shape"] = patch_shape
     elif patch_shape is not None:
-        raise ValueError(f"learner {name!r} takes no patch_shape (only image learners do: cnn)")
+        raise ConfigError(f"learner {name!r} takes no patch_shape (only image learners do: cnn)")
     return cls(**kwargs)
