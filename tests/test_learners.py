@@ -165,11 +165,12 @@ def test_unknown_option_names_it():
         make_learner("mlp", depth=3)
 
 
-def test_cnn_needs_patch_shape_and_others_refuse_it():
+def test_cnn_needs_patch_shape_and_others_ignore_it(data):
     with pytest.raises(ValueError, match="patch_shape"):
         make_learner("cnn")
-    with pytest.raises(ValueError, match="patch_shape"):
-        make_learner("mlp", patch_shape=(2, 2))
+    X, r = data
+    np.testing.assert_array_equal(make_learner("linear", patch_shape=(4, 2)).fit(X, r).predict(X),
+                                  make_learner("linear").fit(X, r).predict(X))
 
 
 @pytest.mark.parametrize("shape", [(0, 2), (2,), "ab", (2.5, 2), None])

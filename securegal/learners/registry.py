@@ -23,7 +23,8 @@ def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shap
     """A learner of kind ``name`` (one of :data:`LEARNERS`) with its own ``options``.
 
     ``seed`` is passed to learners that use randomness (linear ridge has none);
-    ``patch_shape`` (height, width) is required by ``cnn`` and refused by the others.
+    ``patch_shape`` (height, width) is required by ``cnn``; the other learners see the flattened
+    pixels as plain features and ignore it.
     """
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
@@ -41,6 +42,4 @@ def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shap
         if patch_shape is None:
             raise ConfigError(f"learner {name!r} needs patch_shape=(height, width) of the party's image patch")
         kwargs["patch_shape"] = patch_shape
-    elif patch_shape is not None:
-        raise ConfigError(f"learner {name!r} takes no patch_shape (only image learners do: cnn)")
     return cls(**kwargs)
