@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
     p.add_argument("--weights", choices=("learned", "uniform"), default="learned", help="assistance weights")
     p.add_argument("--eta-max", type=float, default=10.0, help="upper bound of the line-searched step")
+    p.add_argument("--local-loss", choices=("l2", "l1"), help="local learners' loss (default: l1 for L1 tasks, else l2)")
+    p.add_argument("--residuals", choices=("plain", "ckks"), default="plain",
+                   help="how residuals travel to feature parties: plain, or CKKS-encrypted under the label owner's key")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -32,10 +35,16 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
+    privacy = {}
+    if args.residuals == "ckks":
+        from ..privacy.he.layers import CkksResiduals, ckks_trainers
+
+        privacy = dict(channel=CkksResiduals(), trainers=ckks_trainers)
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
-                    weighting=args.weights, eta_max=args.eta_max, progress=not args.no_progress)
+                    weighting=args.weights, eta_max=args.eta_max, local_loss=args.local_loss,
+                    progress=not args.no_progress, **privacy)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 
