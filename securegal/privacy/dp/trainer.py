@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...errors import ProtocolError
+from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
     scales_for_shares
 from .mechanisms import GaussianNoise, clip_rows, gaussian_mechanism, prediction_sensitivity
@@ -122,14 +124,9 @@ class DPTrainer:
         """Spend this round's releases, fit the DP round model, return noisy clipped predictions."""
         if self.accountant is None:
             raise RuntimeError("fit_round called before setup")
-        if not isinstance(residuals, np.ndarray):
-            raise TypeError(
-                "DPTrainer needs plaintext residuals; encrypted residuals need the homomorphic "
-                "noise hook (see docs/privacy.md, 'CKKS residuals'), not implemented yet")
-        r = residuals
-        if r.shape != (self._phi.shape[0], self._k) or not np.isfinite(r).all():
-            raise ValueError(f"residuals must be finite with shape ({self._phi.shape[0]}, "
-                             f"{self._k}), got {residuals.shape}")
+        r = plain_array(residuals, (self._phi.shape[0], self._k), f"residuals of round {round}")
+        if not np.isfinite(r).all():
+            raise ProtocolError(f"residuals of round {round} are not finite")
         z = self.accountant.noise_multipliers
         releases = [Release(round, "gram", z["gram"])] if self._gram is None else []
         releases.append(Release(round, "stat", z["stat"]))
