@@ -3,8 +3,8 @@
 Noise is drawn from the operating system's CSPRNG (``os.urandom``) unless a seed is given
 explicitly; a seeded source is for tests and reproducible studies only and warns when created
 (like Opacus's ``secure_mode``, which forbids seeds). The sampler is Box-Muller on 53-bit
-uniforms: small enough to read in full. It does not defend against floating-point attacks on
-the Gaussian's low-order bits (Jin et al., 2022); see docs/privacy.md.
+uniforms, each output the scaled sum of 4 normals as in Opacus's secure mode: small enough to
+read in full. See docs/privacy.md for what it does and does not defend against.
 
 Nothing here does accounting: callers record a :class:`~securegal.privacy.dp.accountant.Release`
 before they draw noise.
@@ -46,19 +46,27 @@ class GaussianNoise:
         words = np.frombuffer(os.urandom(8 * size), dtype=np.uint64)
         return (words >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
+    def _standard_normal(self, size: int) -> np.ndarray:
+        half = (size + 1) // 2
+        u1 = 1.0 - self._uniform(half)  # (0, 1]: log is finite
+        u2 = self._uniform(half)
+        radius = np.sqrt(-2.0 * np.log(u1))
+        return np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])[:size]
+
     def normal(self, shape: tuple[int, ...] | int, std: float) -> np.ndarray:
-        """Independent N(0, std^2) draws of the given shape (Box-Muller on fresh uniforms)."""
+        """Independent N(0, std^2) draws of the given shape.
+
+        Each draw is the sum of 4 independent Box-Muller normals divided by 2 (still N(0, 1)):
+        the mitigation Opacus's secure mode uses against attacks on the floating-point
+        representation of a single Gaussian sample (Holohan and Braghin, 2021).
+        """
         std = float(std)
         if not (math.isfinite(std) and std >= 0):
             raise ValueError(f"noise std must be finite and >= 0, got {std!r}")
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         size = int(np.prod(shape, dtype=np.int64))
-        half = (size + 1) // 2
-        u1 = 1.0 - self._uniform(half)  # (0, 1]: log is finite
-        u2 = self._uniform(half)
-        radius = np.sqrt(-2.0 * np.log(u1))
-        z = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
-        return (std * z[:size]).reshape(shape)
+        z = self._standard_normal(4 * size).reshape(4, size).sum(axis=0) / 2.0
+        return (std * z).reshape(shape)
 
 
 def clip_rows(X: np.ndarray, max_norm: float) -> np.ndarray:
