@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, default=1e-5, help="delta of the DP budgets; must be < 1/n")
     dp.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp", help="privacy accountant")
+    dp.add_argument("--dp-feature-clip", type=float, default=0.5, help="B: feature rows (scaled by 1/sqrt(d)) clipped to this norm")
+    dp.add_argument("--dp-residual-clip", type=float, default=1.0, help="C: residual rows clipped to this norm")
+    dp.add_argument("--dp-prediction-clip", type=float, default=0.01, help="C_f: returned prediction rows clipped to this norm")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -51,7 +54,9 @@ def run(args) -> int:
     eta = args.eta if args.eta is not None or not private else 0.75 * args.parties / args.rounds
     trainers, channel = plain_trainers, None
     if args.epsilon is not None:
-        trainers = DPTrainers(DPConfig(args.epsilon, args.delta, args.accountant))
+        trainers = DPTrainers(DPConfig(args.epsilon, args.delta, args.accountant, feature_clip=args.dp_feature_clip,
+                                       residual_clip=args.dp_residual_clip,
+                                       prediction_clip=args.dp_prediction_clip))
     if args.label_epsilon is not None:
         channel = LabelDPResiduals(LabelDPConfig(args.label_epsilon, args.delta, args.accountant))
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
