@@ -164,5 +164,7 @@ class DPTrainer:
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
                             "intercept": c.intercept, "shares": dict(c.shares),
-                            "secure_noise": self.noise.secure}
+                            "secure_noise": self.noise.secure,
+                            # see docs/privacy.md section 6: not covered by the guarantee
+                            "standardization": "party's training mean/std, not DP"}
         return out
