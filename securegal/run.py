@@ -149,7 +149,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     scaler = TargetScaler.fit(data, data.y[split.train])
     # Privacy layers refuse an impossible budget here, before any data moves.
     if hasattr(trainers, "preflight"):
-        trainers.preflight(len(split.train), rounds, party_names(parties)[1:])
+        trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
     if hasattr(channel, "preflight"):
         channel.preflight(len(split.train), rounds, data.loss)
     run_dir = prepare_out_dir(out, overwrite)

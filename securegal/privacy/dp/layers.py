@@ -22,15 +22,21 @@ from ...messages import Payload, Setup
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
 from .mechanisms import GaussianNoise, clip_rows
+from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
 from .trainer import DPConfig, DPTrainer, plan_noise
+
+# Learners with a DP version: linear -> DP ridge; mlp -> full-batch DP-GD (securegal/privacy/dp/dpgd.py).
+DP_LEARNERS = ("linear", "mlp")
 
 
 class DPTrainers:
     """Trainer choice for ``securegal.run.train``: a DP trainer per feature party.
 
     ``configs`` maps party name to :class:`DPConfig`; ``default`` serves parties not named.
-    Only the linear learner has a DP version here: DP ridge (local loss l2, also where the
-    non-private learner would use l1/IRLS, which has no sufficient statistics).
+    The linear learner becomes DP ridge (local loss l2, also where the non-private learner would
+    use l1/IRLS, which has no sufficient statistics); the MLP becomes a DP-GD MLP with the
+    learner's hidden sizes and the config's budget and clipping norms. CNN and GB have no DP
+    version yet.
     """
 
     def __init__(self, default: DPConfig | None = None, configs: Mapping[str, DPConfig] | None = None):
@@ -46,22 +52,37 @@ class DPTrainers:
             raise ConfigError(f"no DP budget configured for party {name!r}")
         return config
 
-    def preflight(self, n_train: int, rounds: int, party_names) -> None:
-        """Refuse, before any data moves, a budget that cannot cover ``rounds`` rounds."""
+    def _dpgd_config(self, name: str, hidden: tuple[int, ...] = (32,)) -> DPGDConfig:
+        c = self.config_for(name)
+        return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
+                          prediction_clip=c.prediction_clip, seed=c.seed)
+
+    def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
+        """Refuse, before any data moves, a learner without a DP version or a budget that
+        cannot cover ``rounds`` rounds."""
+        if learner not in DP_LEARNERS:
+            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
+                              f"(DP ridge, DP-GD MLP), not {learner!r}")
         for name in party_names:
             try:
-                plan_noise(self.config_for(name), n_train, rounds)
+                if learner == "mlp":
+                    plan_dpgd_noise(self._dpgd_config(name), n_train, rounds)
+                else:
+                    plan_noise(self.config_for(name), n_train, rounds)
             except ValueError as exc:
                 raise ConfigError(f"party {name!r}: {exc}") from exc
 
     def __call__(self, name: str, index: int, learner: Learner):
         kind = getattr(learner, "name", type(learner).__name__)
-        if kind != "linear":
-            raise ConfigError(f"DP on returned predictions is implemented for the linear learner "
-                              f"(DP ridge), not {kind!r}")
+        if kind not in DP_LEARNERS:
+            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
+                              f"(DP ridge, DP-GD MLP), not {kind!r}")
 
-        def factory(setup: Setup) -> DPTrainer:
-            trainer = DPTrainer(self.config_for(name))
+        def factory(setup: Setup):
+            if kind == "mlp":
+                trainer = DPGDTrainer(self._dpgd_config(name, getattr(learner, "hidden", (32,))))
+            else:
+                trainer = DPTrainer(self.config_for(name))
             self.trainers[name] = trainer
             return trainer
 
