@@ -147,6 +147,11 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     blocks = vertical_split(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
+    # Privacy layers refuse an impossible budget here, before any data moves.
+    if hasattr(trainers, "preflight"):
+        trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
+    if hasattr(channel, "preflight"):
+        channel.preflight(len(split.train), rounds, data.loss)
     run_dir = prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,
@@ -167,7 +172,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             if bar is not None:
                 bar.close()
         if method == "gal":
-            reports.update(owner.channel.report())
+            channel_report = dict(owner.channel.report())
+            privacy = {**channel_report.pop("privacy", {}),
+                       **(trainers.report() if hasattr(trainers, "report") else {})}
+            reports.update(channel_report)
+            if privacy:
+                reports["privacy"] = privacy
     metric, _ = metric_for(data.task)
     gal = results["gal"]
     metrics = {

@@ -72,7 +72,15 @@ class LabelOwner:
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
         self.n, self.k = len(self.train_ids), loss.n_outputs
-        self.model = GalModel(np.asarray(loss.init(y_train), dtype=np.float64), (own.name, *self.peers))
+        # A label-private channel (label-DP) accounts only for the residuals it releases: every
+        # other use of the labels must be fixed in advance (F0 = 0, uniform w, fixed eta), and the
+        # label owner's own learner fits the same released residuals.
+        self.private_labels = bool(getattr(self.channel, "private_labels", False))
+        if self.private_labels and (weighting != "uniform" or eta is None):
+            raise ConfigError("label-DP residuals need --weights uniform and a fixed --eta: fitted "
+                              "weights and steps would use the labels outside the privacy budget")
+        init = np.zeros(self.k) if self.private_labels else loss.init(y_train)
+        self.model = GalModel(np.asarray(init, dtype=np.float64), (own.name, *self.peers))
         self.F = np.tile(self.model.init, (self.n, 1))
         self._own_seq = 0
 
@@ -89,6 +97,9 @@ class LabelOwner:
         if not self.peers:
             return
         replies = self.messenger.exchange(0, {p: m.Setup(**{**base, **self.channel.setup_fields(p)}) for p in self.peers})
+        refused = [r for r in replies.values() if isinstance(r, (PartyRefused, ProtocolError))]
+        if refused:  # a party that answers but will not join is misconfigured: say so, do not train without it
+            raise refused[0]
         failed = {p: r for p, r in replies.items() if isinstance(r, Exception)}
         for p, exc in failed.items():
             log.warning("party %s left out of the session: %s", p, exc)
@@ -114,7 +125,8 @@ class LabelOwner:
         r = self.loss.residual(self.y, self.F)
         shape = (self.n, self.k)
         replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(r, t, p)) for p in self.peers}) if self.peers else {}
-        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(r)).predictions)}
+        own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
+        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
         for party, reply in replies.items():
             if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
