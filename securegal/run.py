@@ -1,7 +1,9 @@
 """``securegal.train``: run GAL (and its baselines) on a dataset and write the run directory.
 
 A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), ``curve.png``
-(test metric per round) and ``transcripts/<party>/`` (each party's view of the GAL run).
+(test metric per round) and ``transcripts/<party>/`` (each party's view of the GAL run). With
+``ground_truth=True`` it also holds ``ground_truth.npz``, the evaluation-only truth that
+``securegal audit`` scores attacks against (see :func:`write_ground_truth`).
 """
 from __future__ import annotations
 
@@ -111,7 +113,7 @@ def prepare_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
-        for name in ("metrics.json", "curve.png", "transcripts"):
+        for name in ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +138,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           out: str | Path | None = None, overwrite: bool = False, channel: ResidualChannel | None = None,
           trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
           eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
-          learner_options: dict | None = None, progress: bool = False) -> dict:
+          learner_options: dict | None = None, progress: bool = False, ground_truth: bool = False) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> metrics = train("wine", parties=4, rounds=5, baselines=True)   # doctest: +SKIP
@@ -183,11 +185,34 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             metrics[method] = results[method].as_dict()
     metrics.update(reports)
     if run_dir is not None:
+        if ground_truth:
+            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties))
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
         plot_curves(metrics, run_dir / "curve.png")
     return metrics
+
+
+GROUND_TRUTH = "ground_truth.npz"
+
+
+def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str]) -> None:
+    """Evaluation-only ground truth for the leakage audit; never an input to any party.
+
+    Arrays (``np.savez``, no pickle): ``sample_ids`` (the training IDs), ``labels`` (their labels
+    in original units) and ``features.<party>`` (each party's raw columns for those rows). The
+    audit hands an attack only its declared side knowledge drawn from here (a fraction of the
+    labels, a few of the victim's rows, the attacker's own columns) and scores it on the rest.
+    """
+    ids = split.train
+    arrays = {"sample_ids": ids, "labels": data.y[ids]}
+    for name, block in zip(names, blocks):
+        arrays[f"features.{name}"] = data.X[np.ix_(ids, block.columns)]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
 
 
 def _progress(method: str, rounds: int):

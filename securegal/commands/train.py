@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", choices=("learned", "uniform"), default="learned", help="assistance weights")
     p.add_argument("--eta-max", type=float, default=10.0, help="upper bound of the line-searched step")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--save-ground-truth", action="store_true",
+                   help="also write ground_truth.npz (evaluation-only copy of the training labels and "
+                        "features) so that `securegal audit` can score attacks on this run")
     p.set_defaults(func=run)
 
 
@@ -35,7 +38,8 @@ def run(args) -> int:
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
-                    weighting=args.weights, eta_max=args.eta_max, progress=not args.no_progress)
+                    weighting=args.weights, eta_max=args.eta_max, progress=not args.no_progress,
+                    ground_truth=args.save_ground_truth)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 
