@@ -69,9 +69,10 @@ class AuditRow:
 
     result: AttackResult
     view: str
+    epsilon: float = math.inf
 
     def to_dict(self) -> dict:
-        return {**self.result.to_dict(), "view": self.view}
+        return {**self.result.to_dict(), "view": self.view, "epsilon": self.epsilon}
 
 
 def check_fraction(name: str, value: float) -> float:
@@ -169,7 +170,8 @@ def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0
                + label_clustering.run(rounds, task, known, truth, party, victim, classes, seed)
                + model_completion.run(own, rounds, task, known, truth, party, victim, classes))
     view = _view_name(payloads)
-    return [AuditRow(r, view) for r in results]
+    eps = party_epsilon(run.metrics, victim)
+    return [AuditRow(r, view, eps) for r in results]
 
 
 def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.ndarray, list[np.ndarray], list]:
@@ -199,7 +201,8 @@ def feature_attacks(run: RunView, victim: str, known_fraction: float, seed: int 
     view = _view_name(payloads)
     if view != "plaintext":
         view += " (the label owner holds the key: its real view is decrypted, so this understates)"
-    return [AuditRow(r, view) for r in results]
+    eps = party_epsilon(run.metrics, victim)
+    return [AuditRow(r, view, eps) for r in results]
 
 
 def known_rows_curve(run: RunView, victim: str, fractions: list[float], seed: int = 0) -> list[dict]:
@@ -216,11 +219,18 @@ def known_rows_curve(run: RunView, victim: str, fractions: list[float], seed: in
     return out
 
 
-def run_epsilon(metrics: dict) -> float:
-    """The smallest feature-party epsilon budget of a run (infinity when no DP was used)."""
-    privacy = metrics.get("privacy") or {}
-    eps = [float(v["epsilon_budget"]) for v in privacy.values() if isinstance(v, dict) and "epsilon_budget" in v]
-    return min(eps) if eps else math.inf
+def party_epsilon(metrics: dict, party: str) -> float:
+    """The DP budget protecting ``party``'s data in a run (``metrics["privacy"]``), infinity if none."""
+    block = (metrics.get("privacy") or {}).get(party)
+    try:
+        return float(block["epsilon_budget"])
+    except (TypeError, KeyError, ValueError):
+        return math.inf
+
+
+def run_epsilon(run: RunView) -> float:
+    """The smallest feature-party epsilon budget of a run (infinity when their releases are not DP)."""
+    return min(party_epsilon(run.metrics, p) for p in run.feature_parties)
 
 
 def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float = 0.05, seed: int = 0,
@@ -241,7 +251,7 @@ def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float
         timings[f"features:{victim}"] = round(time.perf_counter() - t0, 3)
     audit = {
         "run": str(run.run_dir), "dataset": run.metrics.get("dataset"), "residuals": run.metrics.get("residuals"),
-        "epsilon": run_epsilon(run.metrics), "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
+        "epsilon": run_epsilon(run), "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
         "n_train": int(run.truth.sample_ids.size), "seconds": timings,
         "attacks": [r.to_dict() for r in rows],
     }
@@ -284,31 +294,31 @@ def format_table(audit: dict) -> str:
 
 
 def plot_advantage(audits: list[dict], path: Path) -> Path:
-    """Mean advantage (over victims) of each attack against the run's epsilon, one line per attack."""
+    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    audits = [{**a, "epsilon": float(a["epsilon"])} for a in audits]
-    finite = [a["epsilon"] for a in audits if math.isfinite(a["epsilon"])]
-    inf_x = (max(finite) * 2 if finite else 1.0)
+    rows = [row for a in audits for row in a["attacks"] if row["metric"] in ("r2", "accuracy")]
+    finite = sorted({float(r["epsilon"]) for r in rows if math.isfinite(float(r["epsilon"]))})
+    inf_x = max(finite) * 3 if finite else 1.0
     series: dict[str, dict[float, list[float]]] = {}
-    for a in audits:
-        x = a["epsilon"] if math.isfinite(a["epsilon"]) else inf_x
-        for row in a["attacks"]:
-            if row["metric"] in ("r2", "accuracy"):
-                series.setdefault(f"{row['attack']} ({row['metric']})", {}).setdefault(x, []).append(row["advantage"])
+    for row in rows:
+        eps = float(row["epsilon"])
+        x = eps if math.isfinite(eps) else inf_x
+        series.setdefault(f"{row['attack']} ({row['metric']})", {}).setdefault(x, []).append(row["advantage"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(series.items()):
         xs = sorted(points)
         ax.plot(xs, [float(np.mean(points[x])) for x in xs], marker="o", label=label)
     ax.set_xscale("log")
-    ax.set_xlabel("epsilon (feature parties' budget; rightmost point = no DP)")
+    ax.set_xlabel("epsilon protecting the victim's data (rightmost point: none)")
     ax.set_ylabel("attack advantage over baseline")
     ax.axhline(0.0, color="grey", lw=0.8)
-    ticks = sorted(set(finite)) + ([inf_x] if len(finite) < len(audits) else [])
-    ax.set_xticks(ticks, [f"{t:g}" if t != inf_x or t in finite else "inf" for t in ticks])
+    ticks = finite + ([inf_x] if any(not math.isfinite(float(r["epsilon"])) for r in rows) else [])
+    ax.set_xticks(ticks, [f"{t:g}" if t in finite else "inf" for t in ticks])
+    ax.minorticks_off()
     ax.legend(fontsize=8)
     ax.set_title("Leakage vs privacy budget")
     fig.tight_layout()
