@@ -40,6 +40,7 @@ class GroundTruth:
     sample_ids: np.ndarray
     labels: np.ndarray
     features: dict[str, np.ndarray]
+    opened: dict[str, np.ndarray]  # party -> (rounds, n, K) predictions the label owner opened
 
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """Positions of ``sample_ids`` in the truth arrays (every ID must be present)."""
@@ -110,7 +111,9 @@ def load_run(run_dir: Path | str) -> RunView:
     try:
         with np.load(path, allow_pickle=False) as npz:
             truth = GroundTruth(np.asarray(npz["sample_ids"], dtype=np.int64), np.asarray(npz["labels"]),
-                                {n: np.asarray(npz[f"features.{n}"], dtype=np.float64) for n in names})
+                                {n: np.asarray(npz[f"features.{n}"], dtype=np.float64) for n in names},
+                                {n: np.asarray(npz[f"opened.{n}"], dtype=np.float64) for n in names
+                                 if f"opened.{n}" in npz.files})
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path} is unreadable or incomplete ({exc})") from None
     n = truth.sample_ids.shape[0]
@@ -174,21 +177,33 @@ def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0
     return [AuditRow(r, view, eps) for r in results]
 
 
-def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.ndarray, list[np.ndarray], list]:
+def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.ndarray, list[np.ndarray], str]:
+    """The victim's training IDs, its per-round predictions as the label owner sees them, and the view.
+
+    Ciphertexts the label owner holds the key for are replaced by what it decrypted (recorded by
+    the run); without that record the audit falls back to the bytes and says it understates.
+    """
     setup = _setup(tr, "sent", victim)
     ids = np.asarray(setup.train_ids, dtype=np.int64)
     n, k = len(ids), int(setup.n_outputs)
     payloads = [rec.payload for rec in tr.select("fit_reply", "received") if rec.sender == victim]
     if not payloads:
         raise ConfigError(f"transcript of {tr.party!r} holds no predictions (fit_reply) from {victim!r}")
-    return ids, [as_array(p, (n, k)) for p in payloads], payloads
+    view = _view_name(payloads)
+    if view == "plaintext":
+        return ids, [as_array(p, (n, k)) for p in payloads], view
+    opened = run.truth.opened.get(victim)
+    if opened is not None and opened.shape[1:] == (n, k):
+        return ids, list(opened), view.replace("bytes", "decrypted by the label owner (key holder)")
+    view += " (the label owner holds the key and would decrypt: this understates)"
+    return ids, [as_array(p, (n, k)) for p in payloads], view
 
 
 def feature_attacks(run: RunView, victim: str, known_fraction: float, seed: int = 0,
                     steps: int = 1500) -> list[AuditRow]:
     """The label owner attacks ``victim``'s features from the predictions it returned."""
     tr = run.transcript(run.label_owner)
-    ids, rounds, payloads = _victim_predictions(run, tr, victim)
+    ids, rounds, view = _victim_predictions(run, tr, victim)
     X = _standardize_truth(run.truth.features[victim][run.truth.rows(ids)])
     known_idx = _choose(len(ids), known_fraction, _rng(seed, "rows", victim))
     known = KnownRows(known_idx, X[known_idx])
@@ -198,9 +213,6 @@ def feature_attacks(run: RunView, victim: str, known_fraction: float, seed: int 
     else:
         results = (hat_matrix.run(rounds, known, X, attacker, victim)
                    + inversion_net.run(rounds, known, X, attacker, victim, seed, steps))
-    view = _view_name(payloads)
-    if view != "plaintext":
-        view += " (the label owner holds the key: its real view is decrypted, so this understates)"
     eps = party_epsilon(run.metrics, victim)
     return [AuditRow(r, view, eps) for r in results]
 

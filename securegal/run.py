@@ -26,7 +26,7 @@ from .federation import TargetScaler, TrainerChoice, build_embedded, party_names
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import LabelOwner, RoundResult
-from .parties.layers import ResidualChannel
+from .parties.layers import PlainResiduals, ResidualChannel
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         plans["alone"] = dict(blocks=blocks[:1])
         plans["joint"] = dict(blocks=contiguous_blocks(data.X.shape[1], 1) if data.image_shape is None else vertical_split(data, 1))
         plans["gal_uniform"] = dict(blocks=blocks, weighting="uniform")
+    if ground_truth and run_dir is not None:
+        plans["gal"]["channel"] = OpenedRecorder(channel or PlainResiduals())
     results: dict[str, MethodRun] = {}
     reports: dict = {}
     for method, plan in plans.items():
@@ -186,7 +188,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     metrics.update(reports)
     if run_dir is not None:
         if ground_truth:
-            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties))
+            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties),
+                               plans["gal"]["channel"].opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
@@ -197,18 +200,47 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
 GROUND_TRUTH = "ground_truth.npz"
 
 
-def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str]) -> None:
+class OpenedRecorder:
+    """Wraps the label owner's residual channel and keeps the training-row predictions it opened.
+
+    That is the label owner's own plaintext view (after decryption under CKKS), which its
+    transcript holds only as ciphertexts; the audit needs it to attack as the key holder can.
+    """
+
+    def __init__(self, inner: ResidualChannel):
+        self.inner = inner
+        self.opened: dict[str, dict[int, np.ndarray]] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def open(self, payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        values = self.inner.open(payload, round, party, shape)
+        if round > 0 and len(shape) == 2:
+            self.opened.setdefault(party, {})[round] = np.array(values, dtype=np.float64)
+        return values
+
+
+def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str],
+                       opened: dict[str, dict[int, np.ndarray]]) -> None:
     """Evaluation-only ground truth for the leakage audit; never an input to any party.
 
     Arrays (``np.savez``, no pickle): ``sample_ids`` (the training IDs), ``labels`` (their labels
-    in original units) and ``features.<party>`` (each party's raw columns for those rows). The
-    audit hands an attack only its declared side knowledge drawn from here (a fraction of the
-    labels, a few of the victim's rows, the attacker's own columns) and scores it on the rest.
+    in original units), ``features.<party>`` (each party's raw columns for those rows) and
+    ``opened.<party>`` / ``opened_rounds.<party>`` (the predictions the label owner opened from
+    each party, per round: its own view, decrypted when the transcript holds ciphertexts). The
+    audit hands an attack only its declared side knowledge and its own view drawn from here (a
+    fraction of the labels, a few of the victim's rows, the attacker's own columns) and scores
+    it on the rest.
     """
     ids = split.train
     arrays = {"sample_ids": ids, "labels": data.y[ids]}
     for name, block in zip(names, blocks):
         arrays[f"features.{name}"] = data.X[np.ix_(ids, block.columns)]
+    for name, rounds in opened.items():
+        order = sorted(rounds)
+        arrays[f"opened.{name}"] = np.stack([rounds[t] for t in order])
+        arrays[f"opened_rounds.{name}"] = np.asarray(order, dtype=np.int64)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
