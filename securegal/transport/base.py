@@ -1,0 +1,16 @@
+"""What a transport is: it moves request bytes to named parties and reply bytes back."""
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Union, runtime_checkable
+
+Reply = Union[bytes, Exception]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Label-owner side. Each party's slot holds its reply bytes or the exception that prevented
+    one (e.g. :class:`securegal.errors.PartyUnavailable`)."""
+
+    def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]: ...
+
+    def close(self) -> None: ...
