@@ -1,0 +1,106 @@
+"""Assistance weights on the simplex and the assisted learning rate (GAL's per-round fits).
+
+Pure functions of arrays. ``predictions`` always has shape (M, n, K): one (n, K) block per
+party that answered this round.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import softmax
+
+from ..learners.base import check_local_loss
+
+
+def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r = np.asarray(residuals, dtype=np.float64)
+    P = np.asarray(predictions, dtype=np.float64)
+    if P.ndim != 3 or P.shape[1:] != r.shape:
+        raise ValueError(f"predictions must have shape (M, {r.shape[0]}, {r.shape[1]}), got {P.shape}")
+    if P.shape[0] == 0:
+        raise ValueError("at least one party's predictions are needed")
+    if not (np.isfinite(P).all() and np.isfinite(r).all()):
+        raise ValueError("predictions and residuals must be finite")
+    return r, P
+
+
+def combine(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K)."""
+    return np.tensordot(np.asarray(weights, dtype=np.float64), np.asarray(predictions), axes=1)
+
+
+def local_loss_value(local_loss: str, residuals: np.ndarray, fitted: np.ndarray) -> float:
+    """Mean l2 (squared) or l1 (absolute) error between residuals and a fit, over all entries."""
+    diff = np.asarray(residuals) - np.asarray(fitted)
+    if check_local_loss(local_loss) == "l2":
+        return float(np.mean(diff**2))
+    return float(np.mean(np.abs(diff)))
+
+
+def weights_objective(theta: np.ndarray, residuals: np.ndarray, predictions: np.ndarray, local_loss: str) -> tuple[float, np.ndarray]:
+    """Local loss of the softmax(theta)-weighted fit, and its gradient with respect to theta."""
+    w = softmax(theta)
+    fitted = combine(w, predictions)
+    diff = residuals - fitted
+    if local_loss == "l2":
+        value = float(np.mean(diff**2))
+        grad_fit = -2.0 * diff / diff.size
+    else:
+        value = float(np.mean(np.abs(diff)))
+        grad_fit = -np.sign(diff) / diff.size
+    grad_w = np.tensordot(predictions, grad_fit, axes=([1, 2], [0, 1]))
+    return value, w * (grad_w - w @ grad_w)
+
+
+def fit_assistance_weights(
+    residuals: np.ndarray,
+    predictions: np.ndarray,
+    local_loss: str = "l2",
+    steps: int = 100,
+    lr: float = 0.1,
+) -> np.ndarray:
+    """argmin over the simplex of l(r, sum_m w_m f_m), w = softmax(theta), by full-batch Adam.
+
+    Matches the reference code: theta starts at zero (uniform weights), Adam with lr 0.1 for
+    100 steps. Returns w of shape (M,).
+    """
+    check_local_loss(local_loss)
+    r, P = _check_predictions(residuals, predictions)
+    if steps < 0 or not lr > 0:
+        raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    theta = np.zeros(P.shape[0])
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        _, g = weights_objective(theta, r, P, local_loss)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        theta = theta - lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
+    return softmax(theta)
+
+
+def uniform_weights(n_parties: int) -> np.ndarray:
+    if n_parties < 1:
+        raise ValueError(f"need at least one party, got {n_parties}")
+    return np.full(n_parties, 1.0 / n_parties)
+
+
+def line_search_step(
+    objective: Callable[[float], float],
+    eta_max: float = 10.0,
+    tol: float = 1e-6,
+) -> float:
+    """argmin over eta in [0, eta_max] of a convex 1-D objective (bounded Brent search).
+
+    GAL's assisted learning rate: ``objective(eta) = L(y, F + eta * g)``. An unbounded LBFGS
+    from eta = 1 diverges on the L1 loss; a bounded search does not.
+    """
+    if not eta_max > 0:
+        raise ValueError(f"eta_max must be > 0, got {eta_max!r}")
+    result = minimize_scalar(objective, bounds=(0.0, float(eta_max)), method="bounded", options={"xatol": tol})
+    eta = float(result.x)
+    # Brent never evaluates the end points; keep eta = 0 when no step helps.
+    return eta if objective(eta) <= objective(0.0) else 0.0

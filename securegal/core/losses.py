@@ -1,0 +1,172 @@
+"""Overarching losses L(y, F): value, constant minimizer F0 and pseudo-residuals -dL/dF.
+
+Each loss works on a score matrix ``F`` of shape (n, K). Labels are class indices (n,) for the
+cross-entropies and targets (n,) or (n, K) for the regressions. Values are means over rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import log_softmax, softmax, expit, log_expit
+
+
+def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
+    F = np.asarray(F, dtype=np.float64)
+    if F.shape != (n, k):
+        raise ValueError(f"scores must have shape ({n}, {k}), got {F.shape}")
+    return F
+
+
+def _class_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"class labels must be 1-D, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("class labels must be integers 0..K-1")
+        y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"class labels must lie in 0..{n_classes - 1}, got range {y.min()}..{y.max()}")
+    return y
+
+
+def _targets(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise ValueError(f"regression targets must be (n,) or (n, K), got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("regression targets must be finite")
+    return y
+
+
+@dataclass(frozen=True)
+class CrossEntropy:
+    """Multi-class softmax cross-entropy over K >= 2 classes."""
+
+    n_classes: int
+    name: str = "cross_entropy"
+    local_loss: str = "l2"
+
+    def __post_init__(self):
+        if self.n_classes < 2:
+            raise ValueError(f"cross-entropy needs at least 2 classes, got {self.n_classes}")
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes
+
+    def init(self, y: np.ndarray) -> np.ndarray:
+        """Class log-priors (the constant minimizer), shape (K,)."""
+        y = _class_labels(y, self.n_classes)
+        counts = np.bincount(y, minlength=self.n_classes).astype(np.float64)
+        priors = (counts + 1e-12) / (counts.sum() + 1e-12 * self.n_classes)
+        return np.log(priors)
+
+    def value(self, y: np.ndarray, F: np.ndarray) -> float:
+        y = _class_labels(y, self.n_classes)
+        F = _as_scores(F, y.shape[0], self.n_classes)
+        return float(-log_softmax(F, axis=1)[np.arange(y.shape[0]), y].mean())
+
+    def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """onehot(y) - softmax(F): the negative gradient of the per-row loss."""
+        y = _class_labels(y, self.n_classes)
+        F = _as_scores(F, y.shape[0], self.n_classes)
+        r = -softmax(F, axis=1)
+        r[np.arange(y.shape[0]), y] += 1.0
+        return r
+
+
+@dataclass(frozen=True)
+class BinaryCrossEntropy:
+    """Logistic loss with one score column; labels in {0, 1}."""
+
+    name: str = "binary_cross_entropy"
+    local_loss: str = "l2"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
+
+    def init(self, y: np.ndarray) -> np.ndarray:
+        y = _class_labels(y, 2)
+        p = np.clip(y.mean(), 1e-12, 1 - 1e-12)
+        return np.array([np.log(p / (1 - p))])
+
+    def value(self, y: np.ndarray, F: np.ndarray) -> float:
+        y = _class_labels(y, 2)
+        F = _as_scores(F, y.shape[0], 1)[:, 0]
+        return float(-(y * log_expit(F) + (1 - y) * log_expit(-F)).mean())
+
+    def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
+        y = _class_labels(y, 2)
+        F = _as_scores(F, y.shape[0], 1)
+        return y[:, None] - expit(F)
+
+
+@dataclass(frozen=True)
+class L2Loss:
+    """Half mean squared error 0.5 * mean ||y - F||^2 (residual y - F)."""
+
+    n_targets: int = 1
+    name: str = "l2"
+    local_loss: str = "l2"
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_targets
+
+    def init(self, y: np.ndarray) -> np.ndarray:
+        return _targets(y).mean(axis=0)
+
+    def value(self, y: np.ndarray, F: np.ndarray) -> float:
+        y = _targets(y)
+        F = _as_scores(F, *y.shape)
+        return float(0.5 * ((y - F) ** 2).sum(axis=1).mean())
+
+    def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
+        y = _targets(y)
+        return y - _as_scores(F, *y.shape)
+
+
+@dataclass(frozen=True)
+class L1Loss:
+    """Mean absolute error (residual sign(y - F), its negative subgradient)."""
+
+    n_targets: int = 1
+    name: str = "l1"
+    local_loss: str = "l1"
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_targets
+
+    def init(self, y: np.ndarray) -> np.ndarray:
+        return np.median(_targets(y), axis=0)
+
+    def value(self, y: np.ndarray, F: np.ndarray) -> float:
+        y = _targets(y)
+        F = _as_scores(F, *y.shape)
+        return float(np.abs(y - F).sum(axis=1).mean())
+
+    def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
+        y = _targets(y)
+        return np.sign(y - _as_scores(F, *y.shape))
+
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "l2", "l1")
+
+
+def make_loss(name: str, n_outputs: int):
+    """The loss called ``name``; ``n_outputs`` is the class count (CE) or target count."""
+    if name == "cross_entropy":
+        return CrossEntropy(n_outputs)
+    if name == "binary_cross_entropy":
+        return BinaryCrossEntropy()
+    if name == "l2":
+        return L2Loss(n_outputs)
+    if name == "l1":
+        return L1Loss(n_outputs)
+    raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")

@@ -1,0 +1,115 @@
+"""Typed protocol messages. The coordinator and the parties build and read these; the codec in
+:mod:`securegal.wire.codec` turns them into bytes (protobuf, ``protocol/securegal.proto``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Union
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EncryptedPayload:
+    """Ciphertexts of an array of logical ``shape``; the layout of ``blobs`` belongs to ``scheme``."""
+
+    scheme: str
+    shape: tuple[int, ...]
+    blobs: tuple[bytes, ...]
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self.blobs)
+
+
+Payload = Union[np.ndarray, EncryptedPayload]
+
+
+@dataclass(frozen=True)
+class Setup:
+    train_ids: np.ndarray
+    n_outputs: int
+    rounds: int
+    task: str
+    residuals: str = "plain"
+    he_context: bytes = b""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetupAck:
+    info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    residuals: Payload
+
+
+@dataclass(frozen=True)
+class FitReply:
+    predictions: Payload
+    info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    sample_ids: np.ndarray
+    rounds: int
+
+
+@dataclass(frozen=True)
+class PredictReply:
+    predictions: Payload
+
+
+@dataclass(frozen=True)
+class Finish:
+    pass
+
+
+@dataclass(frozen=True)
+class FinishAck:
+    info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    code: str
+    message: str
+
+
+Body = Union[Setup, SetupAck, FitRequest, FitReply, PredictRequest, PredictReply, Finish, FinishAck, ErrorReply]
+
+KINDS: dict[type, str] = {
+    Setup: "setup",
+    SetupAck: "setup_ack",
+    FitRequest: "fit_request",
+    FitReply: "fit_reply",
+    PredictRequest: "predict_request",
+    PredictReply: "predict_reply",
+    Finish: "finish",
+    FinishAck: "finish_ack",
+    ErrorReply: "error",
+}
+
+# Which reply answers which request.
+REPLY_TO: dict[type, type] = {Setup: SetupAck, FitRequest: FitReply, PredictRequest: PredictReply, Finish: FinishAck}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    session: str
+    round: int
+    sender: str
+    receiver: str
+    seq: int
+    body: Body
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def kind(self) -> str:
+        return KINDS[type(self.body)]

@@ -1,0 +1,53 @@
+"""Bytes in, bytes out: a feature party behind any transport, with its transcript."""
+from __future__ import annotations
+
+from .. import messages as m
+from ..errors import ProtocolError
+from ..transcript import TranscriptWriter
+from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
+from .feature_party import FeatureParty, error_reply
+
+UNKNOWN_SESSION = "-"
+
+
+class PartyEndpoint:
+    """Decodes and validates each request, lets the party answer, encodes the reply.
+
+    Every message that decodes is recorded in the party's transcript, both ways. Undecodable
+    input gets an error reply and changes nothing.
+    """
+
+    def __init__(self, party: FeatureParty, transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS):
+        self.party = party
+        self.transcript = transcript
+        self.limits = limits
+        self._seq = 0
+
+    @property
+    def name(self) -> str:
+        return self.party.name
+
+    def handle(self, data: bytes) -> bytes:
+        try:
+            request = decode(data, self.limits)
+        except ProtocolError as exc:
+            return self._send(UNKNOWN_SESSION, 0, "unknown", m.ErrorReply("protocol", str(exc)))
+        if self.transcript is not None:
+            self.transcript.record("received", bytes(data), request)
+        try:
+            body = self.party.handle(request)
+        except Exception as exc:  # a party must answer every request; the reply says what failed
+            body = error_reply(exc)
+        return self._send(request.session, request.round, request.sender, body)
+
+    def _send(self, session: str, round: int, receiver: str, body: m.Body) -> bytes:
+        env = m.Envelope(session, round, self.party.name, receiver, self._seq, body)
+        self._seq += 1
+        raw = encode(env)
+        if self.transcript is not None and session != UNKNOWN_SESSION:
+            self.transcript.record("sent", raw, env)
+        return raw
+
+    def close(self) -> None:
+        if self.transcript is not None:
+            self.transcript.close()

@@ -1,0 +1,119 @@
+"""A feature party: its own feature block keyed by sample ID, a trainer, and a strict state machine.
+
+It answers the label owner's messages (setup, one fit per round, predictions, finish) and
+rejects anything out of order, from another session or sender, or of the wrong shape.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from ..data.tables import FeatureTable
+from ..errors import BudgetExceeded, ConfigError, ProtocolError, SecuregalError
+from .. import messages as m
+from .layers import RoundTrainer
+
+log = logging.getLogger(__name__)
+
+TrainerFactory = Callable[[m.Setup], RoundTrainer]
+
+
+class FeatureParty:
+    """Holds one organization's columns; never sees labels, only what the label owner sends."""
+
+    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None):
+        self.name = name
+        self.table = table
+        self.trainer_factory = trainer_factory
+        self.label_owner = label_owner
+        self.session: str | None = None
+        self.trainer: RoundTrainer | None = None
+        self.last_round = 0
+        self.last_seq = -1
+        self.finished = False
+        self._n_train = 0
+        self._k = 0
+        self._scaler: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _check_envelope(self, env: m.Envelope) -> None:
+        if env.receiver != self.name:
+            raise ProtocolError(f"message for {env.receiver!r} reached party {self.name!r}")
+        if self.label_owner is not None and env.sender != self.label_owner:
+            raise ProtocolError(f"message from {env.sender!r}, expected the label owner {self.label_owner!r}")
+        if isinstance(env.body, m.Setup):
+            if self.session is not None and not self.finished:
+                raise ProtocolError(f"session {self.session!r} is still open; refusing a new setup")
+            return
+        if self.session is None:
+            raise ProtocolError(f"{env.kind} before setup")
+        if env.session != self.session:
+            raise ProtocolError(f"message from session {env.session!r}, this party is in session {self.session!r}")
+        if env.seq <= self.last_seq:
+            raise ProtocolError(f"replayed or reordered message: seq {env.seq} after {self.last_seq}")
+        if self.finished:
+            raise ProtocolError(f"session {self.session!r} is finished")
+
+    def handle(self, env: m.Envelope) -> m.Body:
+        """Answer one validated request; protocol violations raise :class:`ProtocolError`."""
+        self._check_envelope(env)
+        body = env.body
+        if isinstance(body, m.Setup):
+            reply = self._setup(env, body)
+        elif isinstance(body, m.FitRequest):
+            reply = self._fit(env, body)
+        elif isinstance(body, m.PredictRequest):
+            reply = self._predict(body)
+        elif isinstance(body, m.Finish):
+            self.finished = True
+            reply = m.FinishAck(info={"rounds": str(self.last_round)})
+        else:
+            raise ProtocolError(f"a feature party does not accept {env.kind} messages")
+        self.last_seq = env.seq
+        return reply
+
+    def _setup(self, env: m.Envelope, setup: m.Setup) -> m.SetupAck:
+        if setup.n_outputs < 1 or setup.rounds < 1:
+            raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
+        if len(np.unique(setup.train_ids)) != len(setup.train_ids) or len(setup.train_ids) < 2:
+            raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
+        X_raw = self.table.rows(setup.train_ids)
+        mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
+        std[std == 0] = 1.0
+        self._scaler = (mean, std)
+        trainer = self.trainer_factory(setup)
+        trainer.setup((X_raw - mean) / std, setup)
+        self.trainer = trainer
+        self.session, self.finished = env.session, False
+        self.last_round, self.last_seq = 0, -1
+        self._n_train, self._k = len(setup.train_ids), setup.n_outputs
+        return m.SetupAck(info={"party": self.name})
+
+    def _features(self, ids: np.ndarray) -> np.ndarray:
+        mean, std = self._scaler
+        return (self.table.rows(ids) - mean) / std
+
+    def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
+        if env.round <= self.last_round:
+            raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
+        preds = self.trainer.fit_round(env.round, req.residuals)
+        self.last_round = env.round
+        return m.FitReply(predictions=preds)
+
+    def _predict(self, req: m.PredictRequest) -> m.PredictReply:
+        if req.rounds < 1:
+            raise ProtocolError(f"predict request for {req.rounds} rounds")
+        return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
+
+
+def error_reply(exc: BaseException) -> m.ErrorReply:
+    """The error a party sends back instead of a result; internal details stay in the log."""
+    if isinstance(exc, BudgetExceeded):
+        return m.ErrorReply("budget_exceeded", str(exc))
+    if isinstance(exc, ProtocolError):
+        return m.ErrorReply("protocol", str(exc))
+    if isinstance(exc, (ConfigError, SecuregalError, ValueError, TypeError)):
+        return m.ErrorReply("invalid", str(exc))
+    log.exception("internal error while handling a request")
+    return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")

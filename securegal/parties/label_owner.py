@@ -1,0 +1,176 @@
+"""The label owner's round loop (GAL's coordinator).
+
+It builds and consumes messages only: sockets belong to the transport, keys and noise to the
+residual channel and the parties' trainers. Its own feature block is fitted locally through the
+same :class:`FeatureParty` logic, without the wire.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..core.assistance import combine, fit_assistance_weights, line_search_step, uniform_weights
+from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
+from .. import messages as m
+from .feature_party import FeatureParty
+from .layers import PlainResiduals, ResidualChannel
+from .messenger import Messenger
+
+log = logging.getLogger(__name__)
+
+WEIGHTINGS = ("learned", "uniform")
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int
+    weights: dict[str, float]
+    eta: float
+    train_loss: float
+    absent: tuple[str, ...] = ()
+
+
+@dataclass
+class GalModel:
+    """What the label owner learned: F0 and, per round, the assistance weights and step."""
+
+    init: np.ndarray
+    parties: tuple[str, ...]
+    rounds: list[RoundResult] = field(default_factory=list)
+    stopped: str | None = None
+
+
+class FederationStopped(Exception):
+    """Internal signal: the round cannot go on (budget refused, too few parties)."""
+
+
+class LabelOwner:
+    """Runs GAL for T rounds with the feature parties reachable through ``messenger``."""
+
+    def __init__(self, *, own: FeatureParty, train_ids: np.ndarray, y_train: np.ndarray, loss,
+                 peers: Sequence[str], messenger: Messenger | None, channel: ResidualChannel | None = None,
+                 rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
+                 min_parties: int = 1, task: str = "classification", setup_options: dict | None = None):
+        if rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if eta is not None and not eta > 0:
+            raise ConfigError(f"a fixed eta must be > 0, got {eta!r}")
+        if peers and messenger is None:
+            raise ConfigError("feature parties need a messenger")
+        self.own, self.loss, self.messenger = own, loss, messenger
+        self.channel = channel or PlainResiduals()
+        self.train_ids = np.asarray(train_ids, dtype=np.int64)
+        self.y = y_train
+        self.peers = list(peers)
+        self.rounds, self.weighting, self.eta, self.eta_max = rounds, weighting, eta, eta_max
+        self.min_parties, self.task = min_parties, task
+        self.setup_options = dict(setup_options or {})
+        self.session = messenger.session if messenger else "local"
+        self.n, self.k = len(self.train_ids), loss.n_outputs
+        self.model = GalModel(np.asarray(loss.init(y_train), dtype=np.float64), (own.name, *self.peers))
+        self.F = np.tile(self.model.init, (self.n, 1))
+        self._own_seq = 0
+
+    def _own(self, round: int, body: m.Body) -> m.Body:
+        env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
+        self._own_seq += 1
+        return self.own.handle(env)
+
+    def setup(self) -> None:
+        """Send every party the training IDs and session parameters."""
+        base = dict(train_ids=self.train_ids, n_outputs=self.k, rounds=self.rounds, task=self.task,
+                    options=self.setup_options)
+        self._own(0, m.Setup(**base))
+        if not self.peers:
+            return
+        replies = self.messenger.exchange(0, {p: m.Setup(**{**base, **self.channel.setup_fields(p)}) for p in self.peers})
+        failed = {p: r for p, r in replies.items() if isinstance(r, Exception)}
+        for p, exc in failed.items():
+            log.warning("party %s left out of the session: %s", p, exc)
+        self.peers = [p for p in self.peers if p not in failed]
+        if 1 + len(self.peers) < self.min_parties:
+            raise PartyUnavailable(f"only {1 + len(self.peers)} parties joined, --min-parties is {self.min_parties}: "
+                                   + "; ".join(f"{p}: {e}" for p, e in failed.items()))
+
+    def fit(self, on_round: Callable[[RoundResult], None] | None = None) -> GalModel:
+        """Run the remaining rounds; a refusal or too few parties stops the run with what was learned."""
+        try:
+            for t in range(len(self.model.rounds) + 1, self.rounds + 1):
+                result = self._round(t)
+                self.model.rounds.append(result)
+                if on_round is not None:
+                    on_round(result)
+        except FederationStopped as stop:
+            self.model.stopped = str(stop)
+            log.warning("run stopped after %d rounds: %s", len(self.model.rounds), stop)
+        return self.model
+
+    def _round(self, t: int) -> RoundResult:
+        r = self.loss.residual(self.y, self.F)
+        shape = (self.n, self.k)
+        replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(r, t, p)) for p in self.peers}) if self.peers else {}
+        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(r)).predictions)}
+        absent = []
+        for party, reply in replies.items():
+            if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
+                raise FederationStopped(str(reply))
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                preds[party] = self.channel.open(reply.predictions, t, party, shape)
+            except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
+                log.warning("round %d: party %s dropped from the round: %s", t, party, exc)
+                absent.append(party)
+        if len(preds) < self.min_parties:
+            raise FederationStopped(f"round {t}: only {len(preds)} parties answered, --min-parties is {self.min_parties}")
+        names = list(preds)
+        P = np.stack([preds[p] for p in names])
+        if self.weighting == "learned" and len(names) > 1:
+            w = fit_assistance_weights(r, P, self.loss.local_loss)
+        else:
+            w = uniform_weights(len(names))
+        direction = combine(w, P)
+        if self.eta is not None:
+            eta = float(self.eta)
+        else:
+            eta = line_search_step(lambda e: self.loss.value(self.y, self.F + e * direction), self.eta_max)
+        self.F = self.F + eta * direction
+        weights = {p: 0.0 for p in self.model.parties}
+        weights.update({p: float(wi) for p, wi in zip(names, w)})
+        return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
+
+    def predict_rounds(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Scores F_t on ``sample_ids`` after each round t = 0..T: shape (T+1, n, K).
+
+        Every party computes its own per-round predictions on its own columns; the label owner
+        combines them with the learned weights and steps.
+        """
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        T = len(self.model.rounds)
+        F = np.tile(self.model.init, (T + 1, len(ids), 1))
+        if T == 0:
+            return F
+        per_party = {self.own.name: np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions)}
+        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
+        if used:
+            replies = self.messenger.exchange(0, {p: m.PredictRequest(ids, T) for p in used})
+            for party, reply in replies.items():
+                if isinstance(reply, Exception):
+                    raise PartyUnavailable(f"cannot predict: party {party!r} did not answer ({reply})")
+                per_party[party] = self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
+        steps = np.zeros((T, len(ids), self.k))
+        for i, res in enumerate(self.model.rounds):
+            for party, preds in per_party.items():
+                steps[i] += res.eta * res.weights.get(party, 0.0) * preds[i]
+        F[1:] += np.cumsum(steps, axis=0)
+        return F
+
+    def finish(self) -> None:
+        self._own(0, m.Finish())
+        if self.peers:
+            self.messenger.exchange(0, {p: m.Finish() for p in self.peers})

@@ -1,0 +1,114 @@
+"""The privacy seam: what a party does to a message's payload on its way out and in.
+
+Label owner side, a :class:`ResidualChannel` turns the plaintext residuals into what travels
+(plain, encrypted, noised) and opens what comes back. Feature-party side, a
+:class:`RoundTrainer` fits the round model to whatever arrived and returns what the party
+releases. The coordinator and the party state machine only call these; swapping a layer never
+changes the round loop.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ProtocolError
+from ..learners.base import FittedModel, Learner
+from ..messages import EncryptedPayload, Payload, Setup
+
+
+@runtime_checkable
+class ResidualChannel(Protocol):
+    """Label-owner side: residuals out, predictions in."""
+
+    name: str
+
+    def setup_fields(self, party: str) -> Mapping[str, object]:
+        """Extra :class:`Setup` fields for ``party`` (e.g. ``residuals``, ``he_context``)."""
+
+    def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
+        """What ``party`` receives as this round's residuals."""
+
+    def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The plaintext predictions of ``party``'s reply; ``shape`` is what they must be."""
+
+    def report(self) -> dict:
+        """Facts for ``metrics.json`` (sizes, parameters, privacy spent)."""
+
+
+@runtime_checkable
+class RoundTrainer(Protocol):
+    """Feature-party side: fit each round's model to the residuals as they arrived."""
+
+    def setup(self, X_train: np.ndarray, setup: Setup) -> None: ...
+
+    def fit_round(self, round: int, residuals: Payload) -> Payload:
+        """Fit round ``round``'s model; return the predictions on the training rows to release."""
+
+    def predict(self, X: np.ndarray, rounds: int) -> Payload:
+        """Per-round predictions (rounds, n, K) for rows ``X``; zeros for rounds not fitted."""
+
+    def report(self) -> dict: ...
+
+
+def plain_array(payload: Payload, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``payload`` as a float64 array of exactly ``shape``, or a :class:`ProtocolError`."""
+    if isinstance(payload, EncryptedPayload):
+        raise ProtocolError(f"{what}: expected a plaintext array, got {payload.scheme} ciphertexts")
+    if not isinstance(payload, np.ndarray):
+        raise ProtocolError(f"{what}: expected an array, got {type(payload).__name__}")
+    if payload.shape != tuple(shape):
+        raise ProtocolError(f"{what}: expected shape {tuple(shape)}, got {payload.shape}")
+    if payload.dtype.kind != "f":
+        raise ProtocolError(f"{what}: expected floating point values, got {payload.dtype}")
+    return payload.astype(np.float64, copy=False)
+
+
+class PlainResiduals:
+    """No protection: residuals travel in the clear (plain GAL)."""
+
+    name = "plain"
+
+    def setup_fields(self, party: str) -> Mapping[str, object]:
+        return {"residuals": "plain"}
+
+    def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
+        return np.ascontiguousarray(residuals, dtype=np.float64)
+
+    def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
+
+    def report(self) -> dict:
+        return {}
+
+
+class PlainTrainer:
+    """Fits the party's learner to plaintext residuals and releases its train predictions."""
+
+    def __init__(self, learner: Learner):
+        self.learner = learner
+        self.models: dict[int, FittedModel] = {}
+        self._X: np.ndarray | None = None
+        self._k = 0
+
+    def setup(self, X_train: np.ndarray, setup: Setup) -> None:
+        if setup.residuals != "plain":
+            raise ProtocolError(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
+        self._X, self._k = X_train, setup.n_outputs
+        self.models.clear()
+
+    def fit_round(self, round: int, residuals: Payload) -> Payload:
+        r = plain_array(residuals, (self._X.shape[0], self._k), f"residuals of round {round}")
+        model = self.learner.fit(self._X, r)
+        self.models[round] = model
+        return np.asarray(model.predict(self._X), dtype=np.float64)
+
+    def predict(self, X: np.ndarray, rounds: int) -> Payload:
+        out = np.zeros((rounds, X.shape[0], self._k))
+        for t, model in self.models.items():
+            if t <= rounds:
+                out[t - 1] = model.predict(X)
+        return out
+
+    def report(self) -> dict:
+        return {}

@@ -1,0 +1,61 @@
+"""Label-owner side of the wire: envelopes out through a transport, replies checked on the way in."""
+from __future__ import annotations
+
+from typing import Mapping, Union
+
+from .. import messages as m
+from ..errors import PartyRefused, ProtocolError
+from ..transcript import TranscriptWriter
+from ..transport.base import Transport
+from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
+
+Outcome = Union[m.Body, Exception]
+
+
+class Messenger:
+    """Sends one request per party and returns each party's validated reply or the exception
+    that stands in for it (unavailable, refused, malformed)."""
+
+    def __init__(self, name: str, session: str, transport: Transport,
+                 transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS):
+        self.name, self.session, self.transport = name, session, transport
+        self.transcript, self.limits = transcript, limits
+        self._seq = 0
+
+    def exchange(self, round: int, requests: Mapping[str, m.Body]) -> dict[str, Outcome]:
+        wire: dict[str, bytes] = {}
+        expected: dict[str, type] = {}
+        for party, body in requests.items():
+            env = m.Envelope(self.session, round, self.name, party, self._seq, body)
+            self._seq += 1
+            wire[party] = encode(env)
+            expected[party] = m.REPLY_TO[type(body)]
+            if self.transcript is not None:
+                self.transcript.record("sent", wire[party], env)
+        raw_replies = self.transport.call_many(wire)
+        out: dict[str, Outcome] = {}
+        for party in requests:
+            raw = raw_replies.get(party, ProtocolError(f"no reply slot for {party!r}"))
+            out[party] = raw if isinstance(raw, Exception) else self._check(raw, party, round, expected[party])
+        return out
+
+    def _check(self, raw: bytes, party: str, round: int, expected: type) -> Outcome:
+        try:
+            env = decode(raw, self.limits)
+        except ProtocolError as exc:
+            return ProtocolError(f"reply from {party!r}: {exc}")
+        if env.session != self.session or env.sender != party or env.receiver != self.name or env.round != round:
+            return ProtocolError(f"reply from {party!r} does not match the request "
+                                 f"(session {env.session!r}, sender {env.sender!r}, round {env.round})")
+        if self.transcript is not None:
+            self.transcript.record("received", raw, env)
+        if isinstance(env.body, m.ErrorReply):
+            return PartyRefused(party, env.body.code, env.body.message)
+        if not isinstance(env.body, expected):
+            return ProtocolError(f"{party!r} answered {env.kind}, expected {m.KINDS[expected]}")
+        return env.body
+
+    def close(self) -> None:
+        self.transport.close()
+        if self.transcript is not None:
+            self.transcript.close()

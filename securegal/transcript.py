@@ -1,0 +1,154 @@
+"""Per-party transcripts: every message a party sent or received, as the bytes on the wire.
+
+On disk, ``<run>/transcripts/<party>/`` holds ``messages.bin`` (the raw envelopes back to back)
+and ``index.jsonl`` (one JSON object per message: ``seq``, ``direction`` ("sent"|"received"),
+``kind``, ``session``, ``round``, ``sender``, ``receiver``, ``offset``, ``length``, ``sha256``).
+Ciphertexts stay ciphertexts. The attack suite reads transcripts only through
+:func:`read_transcript`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import ConfigError
+from .messages import Envelope, Payload
+from .wire.codec import decode
+
+INDEX = "index.jsonl"
+DATA = "messages.bin"
+DIRECTIONS = ("sent", "received")
+_PARTY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_party_name(name: str) -> str:
+    """Party names become directory names and certificate identities: keep them plain."""
+    if not isinstance(name, str) or not _PARTY_NAME.match(name):
+        raise ConfigError(f"invalid party name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
+    return name
+
+
+class TranscriptWriter:
+    """Appends one party's messages to its transcript directory as they cross the wire."""
+
+    def __init__(self, directory: Path | str, party: str):
+        self.party = check_party_name(party)
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._data = open(self.directory / DATA, "ab")
+        self._index = open(self.directory / INDEX, "a", encoding="utf-8")
+        self._offset = self._data.tell()
+        self._count = 0
+
+    def record(self, direction: str, raw: bytes, envelope: Envelope) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        self._data.write(raw)
+        self._data.flush()
+        entry = {
+            "seq": self._count, "direction": direction, "kind": envelope.kind, "session": envelope.session,
+            "round": envelope.round, "sender": envelope.sender, "receiver": envelope.receiver,
+            "offset": self._offset, "length": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        self._index.write(json.dumps(entry) + "\n")
+        self._index.flush()
+        self._offset += len(raw)
+        self._count += 1
+
+    def close(self) -> None:
+        self._data.close()
+        self._index.close()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message in a party's view."""
+
+    seq: int
+    direction: str
+    kind: str
+    session: str
+    round: int
+    sender: str
+    receiver: str
+    raw: bytes = field(repr=False)
+
+    @cached_property
+    def envelope(self) -> Envelope:
+        return decode(self.raw)
+
+    @property
+    def payload(self) -> Payload | None:
+        """The array or ciphertexts the message carries (residuals or predictions), if any."""
+        body = self.envelope.body
+        for name in ("residuals", "predictions"):
+            if hasattr(body, name):
+                return getattr(body, name)
+        return None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    party: str
+    records: tuple[Record, ...]
+
+    def select(self, kind: str | None = None, direction: str | None = None) -> Iterator[Record]:
+        for rec in self.records:
+            if (kind is None or rec.kind == kind) and (direction is None or rec.direction == direction):
+                yield rec
+
+    def payloads(self, kind: str, direction: str | None = None) -> list[tuple[int, Payload]]:
+        """``[(round, payload), ...]`` of every ``kind`` message, in order."""
+        return [(rec.round, rec.payload) for rec in self.select(kind, direction)]
+
+    def arrays(self, kind: str, direction: str | None = None) -> list[tuple[int, np.ndarray]]:
+        """Like :meth:`payloads`, keeping plaintext arrays only (ciphertexts are skipped)."""
+        return [(r, p) for r, p in self.payloads(kind, direction) if isinstance(p, np.ndarray)]
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(len(r.raw) for r in self.select(direction="sent"))
+
+    @property
+    def bytes_received(self) -> int:
+        return sum(len(r.raw) for r in self.select(direction="received"))
+
+
+def read_transcript(directory: Path | str) -> Transcript:
+    """Load a party's transcript; raises :class:`ConfigError` when it is missing or corrupt."""
+    directory = Path(directory)
+    index_path, data_path = directory / INDEX, directory / DATA
+    if not index_path.is_file() or not data_path.is_file():
+        raise ConfigError(f"{directory} is not a transcript directory (needs {INDEX} and {DATA})")
+    data = data_path.read_bytes()
+    records = []
+    with open(index_path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            try:
+                e = json.loads(line)
+                start, length = int(e["offset"]), int(e["length"])
+                raw = data[start:start + length]
+                if start < 0 or len(raw) != length or hashlib.sha256(raw).hexdigest() != e["sha256"]:
+                    raise ValueError("message bytes do not match the index")
+                if e["direction"] not in DIRECTIONS:
+                    raise ValueError(f"bad direction {e['direction']!r}")
+                records.append(Record(int(e["seq"]), e["direction"], str(e["kind"]), str(e["session"]),
+                                      int(e["round"]), str(e["sender"]), str(e["receiver"]), raw))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{index_path}:{lineno}: corrupt transcript entry ({exc})") from None
+    return Transcript(check_party_name(directory.name), tuple(records))
+
+
+def read_transcripts(run_dir: Path | str) -> dict[str, Transcript]:
+    """Every party's transcript under ``run_dir/transcripts``."""
+    root = Path(run_dir) / "transcripts"
+    if not root.is_dir():
+        raise ConfigError(f"{run_dir} has no transcripts/ directory")
+    return {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}

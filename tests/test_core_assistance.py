@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from securegal.core.assistance import (
+    combine, fit_assistance_weights, line_search_step, uniform_weights, weights_objective)
+
+
+@pytest.mark.parametrize("local_loss", ["l2", "l1"])
+def test_weights_gradient_matches_finite_differences(local_loss, rng):
+    r = rng.normal(size=(30, 2))
+    P = rng.normal(size=(4, 30, 2))
+    theta = rng.normal(size=4)
+    _, g = weights_objective(theta, r, P, local_loss)
+    h = 1e-6
+    num = np.array([(weights_objective(theta + h * e, r, P, local_loss)[0]
+                     - weights_objective(theta - h * e, r, P, local_loss)[0]) / (2 * h) for e in np.eye(4)])
+    np.testing.assert_allclose(g, num, atol=1e-6)
+
+
+def test_weights_lie_on_the_simplex_and_find_the_informative_party(rng):
+    r = rng.normal(size=(200, 3))
+    P = np.stack([rng.normal(size=r.shape), r + 0.01 * rng.normal(size=r.shape), rng.normal(size=r.shape)])
+    w = fit_assistance_weights(r, P)
+    assert w.shape == (3,) and np.all(w >= 0) and abs(w.sum() - 1) < 1e-12
+    assert w[1] > 0.9
+
+
+def test_noisy_parties_get_small_weights(rng):
+    r = rng.normal(size=(500, 1))
+    clean = r * 0.5 + 0.05 * rng.normal(size=r.shape)
+    P = np.stack([clean, clean, clean + rng.normal(size=r.shape), clean + rng.normal(size=r.shape)])
+    w = fit_assistance_weights(r, P)
+    assert w[2] < 0.1 and w[3] < 0.1
+
+
+def test_combine_and_uniform():
+    P = np.arange(12, dtype=float).reshape(3, 2, 2)
+    np.testing.assert_allclose(combine(uniform_weights(3), P), P.mean(axis=0))
+    with pytest.raises(ValueError):
+        uniform_weights(0)
+
+
+def test_line_search_finds_the_minimum_and_respects_bounds():
+    assert abs(line_search_step(lambda e: (e - 2.5) ** 2, eta_max=10) - 2.5) < 1e-4
+    assert abs(line_search_step(lambda e: (e - 50) ** 2, eta_max=10) - 10) < 1e-4
+    assert line_search_step(lambda e: (e + 1) ** 2, eta_max=10) == 0.0
+    with pytest.raises(ValueError, match="eta_max"):
+        line_search_step(lambda e: e, eta_max=0)
+
+
+def test_weights_reject_bad_shapes(rng):
+    with pytest.raises(ValueError, match="shape"):
+        fit_assistance_weights(rng.normal(size=(5, 2)), rng.normal(size=(2, 5, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        fit_assistance_weights(np.full((5, 1), np.nan), np.zeros((2, 5, 1)))

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from securegal.cli import main
+from securegal.core.losses import CrossEntropy
+from securegal.run import train
+from securegal.transcript import read_transcripts
+
+KEYS = {"dataset", "task", "metric", "parties", "rounds", "seed", "gal", "weights", "eta"}
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    m = train("wine", parties=4, rounds=4, seed=1, baselines=True, out=tmp_path / "run")
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(m))
+    assert KEYS <= set(m) and {"alone", "joint", "gal_uniform"} <= set(m)
+    assert m["metric"] == "accuracy" and len(m["gal"]["per_round"]) == 4
+    assert np.allclose(np.sum(m["weights"], axis=1), 1.0) and len(m["eta"]) == 4
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
+    assert m["gal"]["test"] > m["alone"]["test"]
+
+
+def test_transcripts_hold_each_partys_view(tmp_path):
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path)
+    views = read_transcripts(tmp_path)
+    assert set(views) == {"alice", "party1", "party2"}
+    bob = views["party1"]
+    kinds = [(r.direction, r.kind) for r in bob.records]
+    assert kinds[:2] == [("received", "setup"), ("sent", "setup_ack")]
+    assert kinds.count(("received", "fit_request")) == 3
+    # plain GAL: the first residual reveals every training label (what CKKS must prevent)
+    setup = next(bob.select("setup")).envelope.body
+    _, r1 = bob.arrays("fit_request", "received")[0]
+    from securegal.data.datasets import load_dataset
+
+    y = load_dataset("wine").y[setup.train_ids]
+    assert np.array_equal(r1.argmax(axis=1), y)
+    # the label owner's view has both directions for every peer
+    alice = views["alice"]
+    assert {r.receiver for r in alice.select(direction="sent")} == {"party1", "party2"}
+
+
+@pytest.mark.parametrize("dataset,metric", [("diabetes", "mad"), ("iris", "accuracy")])
+def test_gal_beats_alone(dataset, metric):
+    m = train(dataset, parties=4, rounds=5, seed=0, baselines=True)
+    better = (lambda a, b: a < b) if metric == "mad" else (lambda a, b: a > b)
+    assert m["metric"] == metric and better(m["gal"]["test"], m["alone"]["test"])
+
+
+def test_training_is_deterministic_given_the_seed():
+    a = train("breast_cancer", parties=4, rounds=3, seed=5)
+    b = train("breast_cancer", parties=4, rounds=3, seed=5)
+    assert a["gal"]["per_round"] == b["gal"]["per_round"] and a["weights"] == b["weights"]
+
+
+def test_csv_end_to_end(tmp_path, rng):
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + X[:, 3] > 0).astype(int)
+    path = tmp_path / "data.csv"
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", header="a,b,c,d,label", comments="")
+    m = train(csv=path, target="label", parties=2, rounds=3)
+    assert m["task"] == "classification" and m["gal"]["test"] > 70
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "iris", "--parties", "9"], "only 4 features"),
+    (["--dataset", "iris", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--dataset", "iris", "--learner", "svm"], "unknown learner 'svm'"),
+    (["--csv", "missing.csv", "--target", "y"], "does not exist"),
+    (["--csv", "data.csv"], "needs --target"),
+])
+def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,y\n" + "1,0\n" * 12)
+    out = tmp_path / "out"
+    code = main(["train", *argv, "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "metrics.json").exists()
+
+
+def test_cli_prints_a_summary(tmp_path, capsys):
+    assert main(["train", "--dataset", "iris", "--rounds", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert "GAL" in capsys.readouterr().out
+    assert main(["train", "--dataset", "iris", "--rounds", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 2

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from securegal import messages as m
+from securegal.errors import ProtocolError
+from securegal.wire import securegal_pb2 as pb
+from securegal.wire.codec import Limits, decode, encode
+
+ARR = np.arange(12, dtype=np.float64).reshape(4, 3)
+IDS = np.array([3, 1, 7], dtype=np.int64)
+BODIES = [
+    m.Setup(IDS, 3, 10, "classification", "plain", b"", {"a": "b"}),
+    m.Setup(IDS, 1, 2, "regression", "ckks", b"\x00ctx", {}),
+    m.SetupAck({"party": "bob"}),
+    m.FitRequest(ARR),
+    m.FitRequest(m.EncryptedPayload("ckks", (4, 3), (b"c1", b"c2"), {"layout": "columns"})),
+    m.FitReply(ARR, {"x": "1"}),
+    m.PredictRequest(IDS, 5),
+    m.PredictReply(ARR.reshape(2, 2, 3)),
+    m.Finish(), m.FinishAck({}), m.ErrorReply("protocol", "bad"),
+]
+
+
+def same(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if hasattr(a, "__dataclass_fields__"):
+        return type(a) is type(b) and all(same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    if isinstance(a, dict) or hasattr(a, "items"):
+        return dict(a) == dict(b)
+    return a == b
+
+
+@pytest.mark.parametrize("body", BODIES, ids=lambda b: type(b).__name__)
+def test_every_message_round_trips(body):
+    env = m.Envelope("sess", 2, "alice", "party1", 7, body)
+    assert same(decode(encode(env)), env)
+
+
+def _fit_request_bytes(tensor: pb.Tensor, **env_fields) -> bytes:
+    fields = dict(version=1, session="s", round=1, sender="a", receiver="b", seq=0)
+    fields.update(env_fields)
+    env = pb.Envelope(**fields)
+    env.fit_request.residuals.plain.CopyFrom(tensor)
+    return env.SerializeToString()
+
+
+@pytest.mark.parametrize("tensor,match", [
+    (pb.Tensor(dtype="object", shape=[1], data=b"\x00" * 8), "not allowed"),
+    (pb.Tensor(dtype="float64", shape=[2, 2], data=b"\x00" * 8), "needs 32"),
+    (pb.Tensor(dtype="float64", shape=[1], data=np.array([np.nan]).tobytes()), "NaN"),
+    (pb.Tensor(dtype="float64", shape=[1], data=np.array([np.inf]).tobytes()), "NaN or infinite"),
+    (pb.Tensor(dtype="float64", shape=[1 << 40, 1 << 40], data=b""), "exceeds"),
+    (pb.Tensor(dtype="float64", shape=[1, 1, 1, 1, 1], data=b"\x00" * 8), "rank"),
+])
+def test_bad_tensors_are_refused(tensor, match):
+    with pytest.raises(ProtocolError, match=match):
+        decode(_fit_request_bytes(tensor))
+
+
+def test_envelope_checks():
+    good = pb.Tensor(dtype="float64", shape=[1], data=b"\x00" * 8)
+    with pytest.raises(ProtocolError, match="version 2"):
+        decode(_fit_request_bytes(good, version=2))
+    with pytest.raises(ProtocolError, match="session"):
+        decode(_fit_request_bytes(good, session=""))
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        decode(_fit_request_bytes(good), Limits(max_message_bytes=10))
+    with pytest.raises(ProtocolError, match="no body"):
+        decode(pb.Envelope(version=1, session="s", sender="a", receiver="b").SerializeToString())
+    with pytest.raises(TypeError):
+        decode("text")
+
+
+def test_arrays_of_other_dtypes_cannot_be_sent():
+    with pytest.raises(TypeError, match="dtype"):
+        encode(m.Envelope("s", 0, "a", "b", 0, m.FitRequest(np.array(["x"]))))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_give_clean_errors_only(data):
+    try:
+        decode(data)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, len(BODIES) - 1), st.data())
+def test_mutated_valid_messages_give_clean_errors_only(i, data):
+    raw = bytearray(encode(m.Envelope("sess", 1, "alice", "party1", 0, BODIES[i])))
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    try:
+        decode(bytes(raw))
+    except ProtocolError:
+        pass
