@@ -11,7 +11,6 @@ This is a development CA: a real federation uses certificates from its own PKI, 
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import re
@@ -174,24 +173,3 @@ class Identity:
         if ident.name != name:
             raise ConfigError(f"{d / (name + '.pem')} names organization {ident.name!r}, not {name!r}")
         return ident
-
-
-def add_cli(subparsers) -> None:
-    """Register ``certs init`` on the main CLI's sub-command parser."""
-    certs = subparsers.add_parser("certs", help="development certificates for a federation")
-    sub = certs.add_subparsers(dest="certs_command", required=True)
-    init = sub.add_parser("init", help="make a development CA and one certificate per organization")
-    init.add_argument("directory", help="output directory (files are never overwritten)")
-    init.add_argument("--parties", required=True, help="comma-separated organization names, e.g. alice,party1,party2")
-    init.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
-    init.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    if args.days < 1:
-        raise ConfigError(f"--days must be >= 1, got {args.days}")
-    parties = [p.strip() for p in args.parties.split(",") if p.strip()]
-    paths = init_federation(args.directory, parties, days=args.days)
-    print(f"wrote CA {Path(args.directory) / 'ca.pem'} and certificates for {', '.join(paths)} "
-          f"(keys are 0600; do not commit them)")
-    return 0

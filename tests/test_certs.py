@@ -1,11 +1,11 @@
-import argparse
 import stat
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from securegal.certs import Identity, add_cli, init_federation, organization_of
+from securegal.certs import Identity, init_federation, organization_of
+from securegal.cli import main
 from securegal.errors import ConfigError
 
 
@@ -51,10 +51,9 @@ def test_bad_names(tmp_path, names):
 
 
 def test_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["certs", "init", str(tmp_path / "c"), "--parties", "alice, bob,carol"])
-    assert args.func(args) == 0
+    assert main(["certs", "init", str(tmp_path / "c"), "--parties", "alice, bob,carol"]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
         ["ca.pem", "ca.key"] + [f"{o}.{e}" for o in ("alice", "bob", "carol") for e in ("pem", "key")])
     assert "do not commit" in capsys.readouterr().out
+    assert main(["certs", "init", str(tmp_path / "c"), "--parties", "alice"]) == 2  # never overwrites
+    assert "already exists" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..learners.registry import LEARNERS
 from ..run import train
 
@@ -26,10 +27,19 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", choices=("learned", "uniform"), default="learned", help="assistance weights")
     p.add_argument("--eta-max", type=float, default=10.0, help="upper bound of the line-searched step")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    net = p.add_argument_group("networked federation (parties run `securegal party serve`)")
+    mode = net.add_mutually_exclusive_group()
+    mode.add_argument("--federation", type=Path, help="federation.toml: data, parties' addresses, TLS, output dir")
+    mode.add_argument("--resume", type=Path, metavar="DIR", help="continue the checkpointed networked run in DIR")
+    net.add_argument("--min-parties", type=int, help="stop cleanly when fewer parties (label owner included) answer")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.federation or args.resume:
+        return run_networked(args)
+    if args.min_parties is not None:
+        raise ConfigError("--min-parties applies to networked runs (--federation or --resume)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -37,6 +47,22 @@ def run(args) -> int:
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
                     weighting=args.weights, eta_max=args.eta_max, progress=not args.no_progress)
     print(summary(metrics, out))
+    return 3 if "stopped" in metrics["gal"] else 0
+
+
+def run_networked(args) -> int:
+    from ..network import FederationConfig, train_federation
+
+    if args.dataset or args.csv or args.baselines or args.out:
+        raise ConfigError("with --federation/--resume the federation file names the data and the output directory; "
+                          "drop --dataset/--csv/--out/--baselines")
+    if args.resume:
+        cfg = FederationConfig.for_resume(args.resume, min_parties=args.min_parties)
+    else:
+        cfg = FederationConfig.load(args.federation, min_parties=args.min_parties)
+    metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    print(summary(metrics, cfg.out))
     return 3 if "stopped" in metrics["gal"] else 0
 
 
