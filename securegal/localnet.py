@@ -100,18 +100,28 @@ class LocalFederation:
             path.write_text(party_config(name, data=self.party_data(i), learner_seed=self.seed * 1000 + i,
                                          certs=self.certs, limits=self.limits,
                                          transcripts=self.out / "transcripts" / name if self.transcripts else None))
-            self.start_party(name)
+        for name in self.names:  # all start in parallel; then wait for each to serve
+            self._spawn(name)
+        for name in self.names:
+            self._await_ready(name)
         self.write_federation()
         return self
 
     def start_party(self, name: str) -> str:
         """(Re)start one party's process; returns its address once it is serving."""
+        self._spawn(name)
+        return self._await_ready(name)
+
+    def _spawn(self, name: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")
         proc = subprocess.Popen(securegal_command("party", "serve", "--config", str(self.config_dir / f"{name}.toml"),
                                                   "--once"),
                                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         self.processes[name] = proc
+
+    def _await_ready(self, name: str) -> str:
+        proc = self.processes[name]
         line = _readline(proc, READY_TIMEOUT)
         if not line.startswith(f"party {name} serving on port "):
             self.stop()
@@ -139,11 +149,14 @@ class LocalFederation:
         proc.kill()
         proc.wait()
 
-    def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """Stop every party process this object started; returns their exit codes."""
+    def stop(self, timeout: float = 10.0, grace: float = 0.0) -> dict[str, int]:
+        """Stop every party process this object started (after ``grace`` seconds to exit on their
+        own, e.g. after the session finished); returns their exit codes."""
         codes = {}
         for name, proc in self.processes.items():
-            if proc.poll() is None:
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
                 proc.terminate()
             try:
                 codes[name] = proc.wait(timeout)
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         owner = fed.label_owner("--overwrite")
         code = owner.wait()
         print((workdir / "alice.log").read_text(), end="")
-        party_codes = fed.stop()
+        party_codes = fed.stop(grace=10.0)
     print(f"feature parties exited with {party_codes}; label owner with {code}")
     return code or max(party_codes.values(), default=0)
 

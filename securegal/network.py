@@ -35,7 +35,7 @@ from .errors import ConfigError
 from .federation import TargetScaler
 from .learners.registry import make_learner
 from .parties.endpoint import PartyEndpoint
-from .parties.feature_party import FeatureParty
+from .parties.feature_party import RESUME_BITS, FeatureParty
 from .parties.label_owner import LabelOwner, RoundResult
 from .parties.layers import PlainTrainer
 from .parties.messenger import Messenger
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
 CHECKPOINT_VERSION = 1
-SEQ_EPOCH_BITS = 32  # a resumed label owner numbers its messages from (epoch << 32)
 
 
 # ---------------------------------------------------------------- config files
@@ -389,10 +388,10 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
 
 
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
-                     progress: bool = False) -> dict:
+                     progress: bool = False, on_round: Callable[[RoundResult], None] | None = None) -> dict:
     """Run the label owner against the parties in ``cfg`` and write ``cfg.out`` (metrics.json,
     curve.png, transcripts/<label owner>/, checkpoint/). With ``resume``, continue the
-    checkpointed session in ``cfg.out``."""
+    checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint."""
     ckpt = Checkpoint(cfg.out, cfg)
     state = ckpt.load() if resume else None
     if not resume:
@@ -416,7 +415,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         messenger = Messenger(cfg.name, session, transport,
                               TranscriptWriter(cfg.out / "transcripts" / cfg.name, cfg.name),
                               Limits(max_message_bytes=cfg.limits.max_message_bytes),
-                              first_seq=ckpt.epoch << SEQ_EPOCH_BITS)
+                              first_seq=ckpt.epoch << RESUME_BITS)
         return LabelOwner(own=own, train_ids=split.train, y_train=scaler.forward(dataset.y[split.train]), loss=loss,
                           peers=list(cfg.peers), messenger=messenger, channel=channel, rounds=rounds,
                           weighting=weighting, eta=eta, eta_max=eta_max, min_parties=cfg.min_parties,
@@ -430,11 +429,12 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
             log.warning("resumed session %s after round %d", owner.session, len(state["rounds"]))
         ckpt.save(owner)
 
-    def run(owner, dataset, split, scaler, on_round=None) -> MethodRun:
+    def run(owner, dataset, split, scaler, progress_bar=None) -> MethodRun:
         def each_round(result: RoundResult) -> None:
             ckpt.save(owner)
-            if on_round is not None:
-                on_round(result)
+            for hook in (progress_bar, on_round):
+                if hook is not None:
+                    hook(result)
         return run_method(owner, dataset, split, scaler, each_round, start=start)
 
     metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"),

@@ -17,6 +17,9 @@ from .layers import RoundTrainer
 
 log = logging.getLogger(__name__)
 
+# A label owner's seq is (epoch << RESUME_BITS) + counter; the epoch counts restarts from a checkpoint.
+RESUME_BITS = 32
+
 TrainerFactory = Callable[[m.Setup], RoundTrainer]
 
 
@@ -96,9 +99,10 @@ class FeatureParty:
         return (self.table.rows(ids) - mean) / std
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
-        if env.round == self.last_round and self._last_fit is not None:
-            # A label owner resumed from its checkpoint asks again (with a fresh seq) for the round
-            # it lost: it gets the same release, never a second fit (no second privacy spend).
+        if env.round == self.last_round and self._last_fit is not None and env.seq >> RESUME_BITS > self.last_seq >> RESUME_BITS:
+            # The label owner restarted from its checkpoint (its seq moved to a new epoch) and asks
+            # again for the round it lost: it gets the same release, never a second fit (no second
+            # privacy spend). Within one epoch a repeated round is still refused.
             log.info("round %d asked again by %s: answering with the kept reply", env.round, env.sender)
             return self._last_fit
         if env.round <= self.last_round:

@@ -187,14 +187,12 @@ class LabelOwner:
             replies = self.messenger.exchange(0, {p: m.PredictRequest(ids, T) for p in used})
             for party, reply in replies.items():
                 if isinstance(reply, Exception):
-                    # Like a party dropped from a round: its terms count as zero, loudly, if enough remain.
+                    # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
+                    # lists it under missing_at_predict.
                     log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
                     self.model.missing_at_predict.add(party)
                     continue
                 per_party[party] = self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
-            if len(per_party) < self.min_parties:
-                raise PartyUnavailable(f"cannot predict: only {len(per_party)} parties answered, --min-parties is "
-                                       f"{self.min_parties}; missing {sorted(self.model.missing_at_predict)}")
         steps = np.zeros((T, len(ids), self.k))
         for i, res in enumerate(self.model.rounds):
             for party, preds in per_party.items():
