@@ -69,13 +69,15 @@ class LocalFederation:
     """Feature-party processes on 127.0.0.1 and the ``federation.toml`` that reaches them.
 
     ``party_data(i)`` gives party i's ``[data]`` table (i = 1..M-1); by default block i of
-    ``dataset``'s built-in split. Use as a context manager: every process is stopped on exit.
+    ``dataset``'s built-in split. With ``once`` each party exits after one session, else it
+    serves sessions until stopped. Use as a context manager: every process is stopped on exit.
     """
 
     def __init__(self, workdir: str | Path, *, parties: int, rounds: int = 10, seed: int = 0,
                  dataset: str | None = "breast_cancer", label_owner_data: dict | None = None,
                  party_data=None, out: str | Path | None = None, insecure: bool = False, min_parties: int = 1,
-                 transport: dict | None = None, limits: dict | None = None, transcripts: bool = True):
+                 transport: dict | None = None, limits: dict | None = None, transcripts: bool = True,
+                 once: bool = True):
         if parties < 2:
             raise ConfigError(f"a networked federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
@@ -86,7 +88,7 @@ class LocalFederation:
         self.label_owner_data = label_owner_data or {"dataset": dataset}
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
         self.certs = None if insecure else self.workdir / "certs"
-        self.transport, self.limits, self.transcripts = transport, limits, transcripts
+        self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
         self.processes: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
         self.federation_toml = self.config_dir / "federation.toml"
@@ -114,8 +116,9 @@ class LocalFederation:
 
     def _spawn(self, name: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")
+        once = ["--once"] if self.once else []
         proc = subprocess.Popen(securegal_command("party", "serve", "--config", str(self.config_dir / f"{name}.toml"),
-                                                  "--once"),
+                                                  *once),
                                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         self.processes[name] = proc
