@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Mapping
