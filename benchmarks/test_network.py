@@ -84,7 +84,7 @@ def test_load_m8_n100k(benchmark, tmp_path):
     fed = LocalFederation(tmp_path / "fed", parties=M, rounds=10, seed=0,
                           label_owner_data={"csv": str(tmp_path / "alice.csv"), "target": "y"},
                           party_data=lambda i: {"csv": str(tmp_path / f"party{i}.csv"), "id_column": "id"},
-                          transport={"timeout": 600.0})
+                          transport={"timeout": 600.0}, ready_timeout=900.0)
     peak = {}
 
     def run():

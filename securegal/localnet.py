@@ -23,7 +23,7 @@ from .certs import init_federation
 from .errors import ConfigError
 
 LABEL_OWNER = "alice"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
 
 def _q(value) -> str:
@@ -77,7 +77,7 @@ class LocalFederation:
                  dataset: str | None = "breast_cancer", label_owner_data: dict | None = None,
                  party_data=None, out: str | Path | None = None, insecure: bool = False, min_parties: int = 1,
                  transport: dict | None = None, limits: dict | None = None, transcripts: bool = True,
-                 once: bool = True):
+                 once: bool = True, ready_timeout: float = READY_TIMEOUT):
         if parties < 2:
             raise ConfigError(f"a networked federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
@@ -89,6 +89,7 @@ class LocalFederation:
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
         self.certs = None if insecure else self.workdir / "certs"
         self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
+        self.ready_timeout = ready_timeout
         self.processes: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
         self.federation_toml = self.config_dir / "federation.toml"
@@ -125,7 +126,7 @@ class LocalFederation:
 
     def _await_ready(self, name: str) -> str:
         proc = self.processes[name]
-        line = _readline(proc, READY_TIMEOUT)
+        line = _readline(proc, self.ready_timeout)
         if not line.startswith(f"party {name} serving on port "):
             self.stop()
             raise RuntimeError(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")

@@ -106,11 +106,12 @@ class TlsConfig:
     insecure: bool
 
     @classmethod
-    def read(cls, s: _Section, name: str) -> "TlsConfig":
-        insecure = s.get("insecure", bool, False)
+    def read(cls, s: _Section, name: str, insecure_flag: bool = False) -> "TlsConfig":
+        """``insecure_flag`` is the command line's ``--insecure``: it must not contradict the file."""
+        insecure = s.get("insecure", bool, False) or insecure_flag
         if insecure:
             if {"cert", "key", "ca"} & set(s.data):
-                raise ConfigError(f"{s.where}: insecure = true contradicts cert/key/ca; choose one")
+                raise ConfigError(f"{s.where}: insecure (no TLS) contradicts the cert/key/ca given; choose one")
             s.done()
             return cls(None, True)
         ident = Identity.load(s.path("cert"), s.path("key"), s.path("ca"))
@@ -143,7 +144,7 @@ class PartyConfig:
     transcripts: Path | None
 
     @classmethod
-    def load(cls, path: str | Path) -> "PartyConfig":
+    def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
         top, _ = _read_toml(path)
         name = check_org_name(top.get("name", str))
         label_owner = check_org_name(top.get("label_owner", str, "alice"))
@@ -161,7 +162,7 @@ class PartyConfig:
         priv.done()
         if residuals != "plain":
             raise ConfigError(f"{priv.where}: residuals = {residuals!r} is not available in this build (plain only)")
-        tls = TlsConfig.read(top.section("tls", required=True), name)
+        tls = TlsConfig.read(top.section("tls", required=not insecure), name, insecure)
         lim = top.section("limits")
         limits = _frame_limits(lim)
         lim.done()
@@ -213,7 +214,7 @@ class FederationConfig:
     text: str = field(repr=False)
 
     @classmethod
-    def load(cls, path: str | Path, **overrides) -> "FederationConfig":
+    def load(cls, path: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
         top, text = _read_toml(path)
         name = check_org_name(top.get("name", str, "alice"))
         peers = {}
@@ -241,7 +242,7 @@ class FederationConfig:
             learner=top.get("learner", str, "linear"), learner_options=top.get("learner_options", dict, {}),
             weighting=top.get("weights", str, "learned"), eta_max=top.get("eta_max", float, 10.0),
             min_parties=top.get("min_parties", int, 1), out=top.path("out", "runs/federation"),
-            tls=TlsConfig.read(top.section("tls", required=True), name), retry=retry, limits=limits,
+            tls=TlsConfig.read(top.section("tls", required=not insecure), name, insecure), retry=retry, limits=limits,
             path=Path(path).resolve(), text=text)
         top.done()
         cfg.update({k: v for k, v in overrides.items() if v is not None})
@@ -254,9 +255,9 @@ class FederationConfig:
         return 1 + len(self.peers)
 
     @classmethod
-    def for_resume(cls, out: str | Path, **overrides) -> "FederationConfig":
+    def for_resume(cls, out: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
         """The config a checkpointed run in ``out`` was started with (it must be unchanged)."""
-        cfg = cls.load(Checkpoint.read_state(out)["config"], **overrides)
+        cfg = cls.load(Checkpoint.read_state(out)["config"], insecure, **overrides)
         if cfg.out != Path(out).resolve():
             raise ConfigError(f"{cfg.path} writes to {cfg.out}, not {Path(out).resolve()}")
         return cfg
@@ -300,8 +301,8 @@ def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event |
         endpoint.close()
 
 
-def serve_party_cli(config: str | Path, once: bool = False) -> int:
-    cfg = PartyConfig.load(config)
+def serve_party_cli(config: str | Path, once: bool = False, insecure: bool = False) -> int:
+    cfg = PartyConfig.load(config, insecure=insecure)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

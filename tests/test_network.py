@@ -148,3 +148,20 @@ def test_config_errors(tmp_path):
         FederationConfig.load(tmp_path / "f.toml", min_parties=3)
     with pytest.raises(ConfigError, match="no usable checkpoint"):
         FederationConfig.for_resume(tmp_path / "run")
+
+
+def test_insecure_flag(tmp_path, capsys):
+    from securegal.cli import main
+
+    data = {"dataset": "breast_cancer", "parties": 2, "block": 1}
+    (tmp_path / "p.toml").write_text(party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None)
+                                     .replace("[tls]\ninsecure = true\n", ""))
+    with pytest.raises(ConfigError, match="missing 'tls'"):
+        PartyConfig.load(tmp_path / "p.toml")
+    assert PartyConfig.load(tmp_path / "p.toml", insecure=True).tls.insecure
+    certs = tmp_path / "certs"
+    init_federation(certs, ["party1"])
+    (tmp_path / "tls.toml").write_text(party_config("party1", data=data, learner_seed=1, certs=certs, transcripts=None))
+    assert main(["party", "serve", "--config", str(tmp_path / "tls.toml"), "--insecure"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert main(["train", "--dataset", "iris", "--insecure"]) == 2

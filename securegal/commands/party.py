@@ -11,10 +11,12 @@ def add_parser(sub) -> None:
     serve.add_argument("--config", type=Path, required=True,
                        help="party.toml: name, listen address, data, learner, privacy, tls (cert, key, CA)")
     serve.add_argument("--once", action="store_true", help="exit after the label owner finishes its session")
+    serve.add_argument("--insecure", action="store_true",
+                       help="no TLS, no peer authentication: loopback demos only (refused elsewhere, warns loudly)")
     serve.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..network import serve_party_cli
 
-    return serve_party_cli(args.config, once=args.once)
+    return serve_party_cli(args.config, once=args.once, insecure=args.insecure)

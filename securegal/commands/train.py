@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     mode = net.add_mutually_exclusive_group()
     mode.add_argument("--federation", type=Path, help="federation.toml: data, parties' addresses, TLS, output dir")
     mode.add_argument("--resume", type=Path, metavar="DIR", help="continue the checkpointed networked run in DIR")
+    net.add_argument("--insecure", action="store_true",
+                     help="no TLS, no peer authentication: loopback demos only (refused elsewhere, warns loudly)")
     net.add_argument("--min-parties", type=int, help="stop cleanly when fewer parties (label owner included) answer")
     p.set_defaults(func=run)
 
@@ -38,8 +40,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.federation or args.resume:
         return run_networked(args)
-    if args.min_parties is not None:
-        raise ConfigError("--min-parties applies to networked runs (--federation or --resume)")
+    if args.min_parties is not None or args.insecure:
+        raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -57,9 +59,9 @@ def run_networked(args) -> int:
         raise ConfigError("with --federation/--resume the federation file names the data and the output directory; "
                           "drop --dataset/--csv/--out/--baselines")
     if args.resume:
-        cfg = FederationConfig.for_resume(args.resume, min_parties=args.min_parties)
+        cfg = FederationConfig.for_resume(args.resume, args.insecure, min_parties=args.min_parties)
     else:
-        cfg = FederationConfig.load(args.federation, min_parties=args.min_parties)
+        cfg = FederationConfig.load(args.federation, args.insecure, min_parties=args.min_parties)
     metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
                                progress=not args.no_progress)
     print(summary(metrics, cfg.out))
