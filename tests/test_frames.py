@@ -8,7 +8,7 @@ from securegal.transport.frames import FrameLimits, decode_frame, reassemble, sp
 from securegal.wire import transport_pb2 as pb
 
 SMALL = FrameLimits(chunk_bytes=16, max_message_bytes=256)
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def wire(frames):
