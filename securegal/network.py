@@ -402,12 +402,14 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
 
     def build(dataset: Dataset, split: RowSplit, blocks: list[Block], *, learner: str, seed: int, rounds: int,
               scaler: TargetScaler, channel=None, trainers=None, run_dir=None, weighting: str = "learned",
-              eta: float | None = None, eta_max: float = 10.0, learner_options: dict | None = None) -> LabelOwner:
+              eta: float | None = None, eta_max: float = 10.0, learner_options: dict | None = None,
+              local_loss: str | None = None) -> LabelOwner:
         loss = make_loss(dataset.loss, dataset.n_outputs)
+        local_loss = local_loss or loss.local_loss
         own_block = blocks[0]
         table = FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X[:, own_block.columns],
                              own_block.patch_shape)
-        own_learner = make_learner(learner, local_loss=loss.local_loss, seed=seed * 1000,
+        own_learner = make_learner(learner, local_loss=local_loss, seed=seed * 1000,
                                    patch_shape=own_block.patch_shape, **(learner_options or {}))
         own = FeatureParty(cfg.name, table, lambda setup: PlainTrainer(own_learner))
         transport = GrpcTransport(cfg.peers, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
@@ -420,7 +422,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         return LabelOwner(own=own, train_ids=split.train, y_train=scaler.forward(dataset.y[split.train]), loss=loss,
                           peers=list(cfg.peers), messenger=messenger, channel=channel, rounds=rounds,
                           weighting=weighting, eta=eta, eta_max=eta_max, min_parties=cfg.min_parties,
-                          task=dataset.task, setup_options={"local_loss": loss.local_loss})
+                          task=dataset.task, setup_options={"local_loss": local_loss})
 
     def start(owner: LabelOwner) -> None:
         if state is None:

@@ -20,7 +20,7 @@ import numpy as np
 from .data.datasets import Dataset, load_csv, load_dataset
 from .data.split import Block, RowSplit, contiguous_blocks, split_rows, vertical_split
 from .errors import ConfigError
-from .federation import TargetScaler, TrainerChoice, build_embedded, plain_trainers
+from .federation import TargetScaler, TrainerChoice, build_embedded, party_names, plain_trainers
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import LabelOwner, RoundResult
@@ -145,7 +145,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           out: str | Path | None = None, overwrite: bool = False, channel: ResidualChannel | None = None,
           trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
           eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
-          learner_options: dict | None = None, progress: bool = False,
+          learner_options: dict | None = None, local_loss: str | None = None, progress: bool = False,
           split_blocks: Callable[[Dataset, int], list[Block]] = vertical_split,
           build_gal: Callable[..., LabelOwner] = build_embedded, run_gal: Callable[..., MethodRun] = run_method) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
@@ -161,10 +161,15 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     blocks = split_blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
+    # Privacy layers refuse an impossible budget here, before any data moves.
+    if hasattr(trainers, "preflight"):
+        trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
+    if hasattr(channel, "preflight"):
+        channel.preflight(len(split.train), rounds, data.loss)
     run_dir = prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,
-                  learner_options=learner_options)
+                  learner_options=learner_options, local_loss=local_loss)
     plans = {"gal": dict(blocks=blocks, channel=channel, trainers=trainers, run_dir=run_dir, weighting=weighting)}
     if baselines:
         plans["alone"] = dict(blocks=blocks[:1])
@@ -182,7 +187,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             if bar is not None:
                 bar.close()
         if method == "gal":
-            reports.update(owner.channel.report())
+            channel_report = dict(owner.channel.report())
+            privacy = {**channel_report.pop("privacy", {}),
+                       **(trainers.report() if hasattr(trainers, "report") else {})}
+            reports.update(channel_report)
+            if privacy:
+                reports["privacy"] = privacy
     metric, _ = metric_for(data.task)
     gal = results["gal"]
     metrics = {

@@ -73,7 +73,15 @@ class LabelOwner:
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
         self.n, self.k = len(self.train_ids), loss.n_outputs
-        self.model = GalModel(np.asarray(loss.init(y_train), dtype=np.float64), (own.name, *self.peers))
+        # A label-private channel (label-DP) accounts only for the residuals it releases: every
+        # other use of the labels must be fixed in advance (F0 = 0, uniform w, fixed eta), and the
+        # label owner's own learner fits the same released residuals.
+        self.private_labels = bool(getattr(self.channel, "private_labels", False))
+        if self.private_labels and (weighting != "uniform" or eta is None):
+            raise ConfigError("label-DP residuals need --weights uniform and a fixed --eta: fitted "
+                              "weights and steps would use the labels outside the privacy budget")
+        init = np.zeros(self.k) if self.private_labels else loss.init(y_train)
+        self.model = GalModel(np.asarray(init, dtype=np.float64), (own.name, *self.peers))
         self.F = np.tile(self.model.init, (self.n, 1))
         self._own_seq = 0
 
@@ -143,7 +151,8 @@ class LabelOwner:
         r = self.loss.residual(self.y, self.F)
         shape = (self.n, self.k)
         replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(r, t, p)) for p in self.peers}) if self.peers else {}
-        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(r)).predictions)}
+        own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
+        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
         for party, reply in replies.items():
             if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
