@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         owner = fed.label_owner("--overwrite")
         code = owner.wait()
         print((workdir / "alice.log").read_text(), end="")
-        party_codes = fed.stop(grace=10.0)
+        party_codes = fed.stop(grace=60.0)
     print(f"feature parties exited with {party_codes}; label owner with {code}")
     return code or max(party_codes.values(), default=0)
 
