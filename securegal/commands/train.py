@@ -46,10 +46,24 @@ def add_parser(sub) -> None:
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--save-ground-truth", action="store_true",
+                   help="also write ground_truth.npz (evaluation-only copy of the training labels and "
+                        "features) so that `securegal audit` can score attacks on this run")
+    net = p.add_argument_group("networked federation (parties run `securegal party serve`)")
+    mode = net.add_mutually_exclusive_group()
+    mode.add_argument("--federation", type=Path, help="federation.toml: data, parties' addresses, TLS, output dir")
+    mode.add_argument("--resume", type=Path, metavar="DIR", help="continue the checkpointed networked run in DIR")
+    net.add_argument("--insecure", action="store_true",
+                     help="no TLS, no peer authentication: loopback demos only (refused elsewhere, warns loudly)")
+    net.add_argument("--min-parties", type=int, help="stop cleanly when fewer parties (label owner included) answer")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.federation or args.resume:
+        return run_networked(args)
+    if args.min_parties is not None or args.insecure:
+        raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -73,8 +87,25 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
                     weighting=weighting, eta=eta, eta_max=args.eta_max, local_loss=args.local_loss,
-                    trainers=trainers, channel=channel, progress=not args.no_progress)
+                    trainers=trainers, channel=channel, progress=not args.no_progress,
+                    ground_truth=args.save_ground_truth)
     print(summary(metrics, out))
+    return 3 if "stopped" in metrics["gal"] else 0
+
+
+def run_networked(args) -> int:
+    from ..network import FederationConfig, train_federation
+
+    if args.dataset or args.csv or args.baselines or args.out:
+        raise ConfigError("with --federation/--resume the federation file names the data and the output directory; "
+                          "drop --dataset/--csv/--out/--baselines")
+    if args.resume:
+        cfg = FederationConfig.for_resume(args.resume, args.insecure, min_parties=args.min_parties)
+    else:
+        cfg = FederationConfig.load(args.federation, args.insecure, min_parties=args.min_parties)
+    metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    print(summary(metrics, cfg.out))
     return 3 if "stopped" in metrics["gal"] else 0
 
 
