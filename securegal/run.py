@@ -136,7 +136,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           out: str | Path | None = None, overwrite: bool = False, channel: ResidualChannel | None = None,
           trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
           eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
-          learner_options: dict | None = None, progress: bool = False) -> dict:
+          learner_options: dict | None = None, local_loss: str | None = None, progress: bool = False) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> metrics = train("wine", parties=4, rounds=5, baselines=True)   # doctest: +SKIP
@@ -155,7 +155,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     run_dir = prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,
-                  learner_options=learner_options)
+                  learner_options=learner_options, local_loss=local_loss)
     plans = {"gal": dict(blocks=blocks, channel=channel, trainers=trainers, run_dir=run_dir, weighting=weighting)}
     if baselines:
         plans["alone"] = dict(blocks=blocks[:1])

@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..federation import plain_trainers
 from ..learners.registry import LEARNERS
 from ..privacy.dp.accountant import ACCOUNTANTS
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--eta", type=float, default=None,
                    help="fixed step instead of the line search (default under DP: 0.75 * M / T)")
     p.add_argument("--eta-max", type=float, default=10.0, help="upper bound of the line-searched step")
+    p.add_argument("--local-loss", choices=("l2", "l1"), help="local learners' loss (default: l1 for L1 tasks, else l2)")
+    p.add_argument("--residuals", choices=("plain", "ckks"), default="plain",
+                   help="how residuals travel to feature parties: plain, or CKKS-encrypted under the label owner's key")
     dp = p.add_argument_group("differential privacy (docs/privacy.md)")
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, default=1e-5, help="delta of the DP budgets; must be < 1/n")
@@ -59,10 +63,17 @@ def run(args) -> int:
                                        prediction_clip=args.dp_prediction_clip))
     if args.label_epsilon is not None:
         channel = LabelDPResiduals(LabelDPConfig(args.label_epsilon, args.delta, args.accountant))
+    if args.residuals == "ckks":
+        if private:
+            raise ConfigError("--epsilon/--label-epsilon cannot yet be combined with --residuals ckks "
+                              "(homomorphic noise is documented in docs/privacy.md but not wired to the CLI)")
+        from ..privacy.he.layers import CkksResiduals, ckks_trainers
+
+        channel, trainers = CkksResiduals(), ckks_trainers
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
-                    weighting=weighting, eta=eta, eta_max=args.eta_max, trainers=trainers, channel=channel,
-                    progress=not args.no_progress)
+                    weighting=weighting, eta=eta, eta_max=args.eta_max, local_loss=args.local_loss,
+                    trainers=trainers, channel=channel, progress=not args.no_progress)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -97,6 +97,9 @@ class LabelOwner:
         if not self.peers:
             return
         replies = self.messenger.exchange(0, {p: m.Setup(**{**base, **self.channel.setup_fields(p)}) for p in self.peers})
+        refused = [r for r in replies.values() if isinstance(r, (PartyRefused, ProtocolError))]
+        if refused:  # a party that answers but will not join is misconfigured: say so, do not train without it
+            raise refused[0]
         failed = {p: r for p, r in replies.items() if isinstance(r, Exception)}
         for p, exc in failed.items():
             log.warning("party %s left out of the session: %s", p, exc)
