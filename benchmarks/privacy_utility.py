@@ -50,16 +50,17 @@ def synthetic_csv(path: Path, n: int = 50_000, d: int = 16, seed: int = 0) -> Pa
     return path
 
 
-def one_split(source: dict, seed: int, dp_rounds: int) -> dict:
-    base = train(**source, parties=PARTIES, rounds=10, seed=seed, baselines=True)
+def one_split(source: dict, seed: int, dp_rounds: int, learner: str = "linear", designs=tuple(DESIGNS)) -> dict:
+    base = train(**source, parties=PARTIES, rounds=10, seed=seed, baselines=True, learner=learner)
     row = {"seed": seed, "metric": base["metric"], "alone": base["alone"]["test"],
            "gal": base["gal"]["test"], "joint": base["joint"]["test"], "gal_dp": {}, "epsilon_spent": {}}
-    for design, spec in DESIGNS.items():
+    for design in designs:
+        spec = DESIGNS[design]
         eta = spec["total_weight"] * PARTIES / dp_rounds
         for eps in EPSILONS:
             trainers = DPTrainers(DPConfig(eps, DELTA, **spec["config"]))
             m = train(**source, parties=PARTIES, rounds=dp_rounds, seed=seed, weighting="uniform", eta=eta,
-                      trainers=trainers)
+                      trainers=trainers, learner=learner)
             key = f"{design}@{eps}"
             row["gal_dp"][key] = m["gal"]["test"]
             row["epsilon_spent"][key] = max(b["epsilon_spent"] for b in m["privacy"].values())
@@ -88,9 +89,9 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def table(summaries: dict) -> str:
+def table(summaries: dict, designs=tuple(DESIGNS)) -> str:
     lines = []
-    for design in DESIGNS:
+    for design in designs:
         keys = [f"{design}@{e}" for e in EPSILONS]
         lines += [f"Design {design!r} (T={ROUNDS_DP}, uniform weights, fixed eta): test score mean (std)", "",
                   "| dataset (metric, splits) | Alone | " + " | ".join(f"GAL-DP eps={e:g}" for e in EPSILONS)
@@ -116,7 +117,7 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(summaries: dict, path: Path) -> None:
+def plot(summaries: dict, path: Path, designs=tuple(DESIGNS)) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +126,7 @@ def plot(summaries: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(summaries), figsize=(4 * len(summaries), 3.4))
     for ax, (name, s) in zip(np.atleast_1d(axes), summaries.items()):
         xs = list(EPSILONS)
-        for design in DESIGNS:
+        for design in designs:
             m = [s[f"dp{design}@{e}"][0] for e in EPSILONS]
             sd = [s[f"dp{design}@{e}"][1] for e in EPSILONS]
             ax.errorbar(xs, m, yerr=sd, marker="o", capsize=3, label=f"GAL-DP {design}")
@@ -147,8 +148,14 @@ def main() -> None:
     ap.add_argument("--large-splits", type=int, default=3, help="splits of the n=50,000 synthetic task")
     ap.add_argument("--dp-rounds", type=int, default=ROUNDS_DP)
     ap.add_argument("--datasets", default="breast_cancer,wine,diabetes,synthetic50k")
+    ap.add_argument("--learner", default="linear", choices=("linear", "mlp"))
+    ap.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated subset of {', '.join(DESIGNS)}")
     ap.add_argument("--out", type=Path, default=Path("runs/privacy-utility"))
     args = ap.parse_args()
+    designs = tuple(args.designs.split(","))
+    unknown = set(designs) - set(DESIGNS)
+    if unknown:
+        ap.error(f"unknown designs {sorted(unknown)}")
     args.out.mkdir(parents=True, exist_ok=True)
     results, summaries = {}, {}
     for name in args.datasets.split(","):
@@ -158,14 +165,14 @@ def main() -> None:
         else:
             source, splits = {"dataset": name}, args.splits
         started = time.perf_counter()
-        rows = [one_split(source, seed, args.dp_rounds) for seed in range(splits)]
+        rows = [one_split(source, seed, args.dp_rounds, args.learner, designs) for seed in range(splits)]
         results[name] = rows
         summaries[name] = summarize(rows)
         print(f"{name}: {splits} splits in {time.perf_counter() - started:.1f} s", flush=True)
     (args.out / "results.json").write_text(json.dumps({"rows": results, "summary": summaries}, indent=1))
-    text = table(summaries)
+    text = table(summaries, designs)
     (args.out / "table.md").write_text(text + "\n")
-    plot(summaries, args.out / "plot.png")
+    plot(summaries, args.out / "plot.png", designs)
     print(text)
 
 

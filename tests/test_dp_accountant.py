@@ -137,3 +137,23 @@ def test_bad_inputs():
         calibrate_noise([PlannedRelease("pred", steps=10)], Budget(0.01, 1e-5))
     with pytest.raises(ValueError, match="at least one"):
         calibrate_noise([], Budget(1.0, 1e-5))
+
+
+def test_state_roundtrip_and_refusals():
+    import json
+
+    acc = PrivacyAccountant(Budget(2.0, 1e-6), "rdp", n_rows=500)
+    acc.noise_multipliers["pred"] = 9.0
+    acc.spend(Release(1, "pred", 9.0), Release(1, "stat", 12.0, 1.0, 2))
+    state = json.loads(json.dumps(acc.state_dict()))
+    back = PrivacyAccountant.from_state(state, "rdp")
+    assert back.releases == acc.releases and back.epsilon_spent == acc.epsilon_spent
+    assert back.noise_multipliers == {"pred": 9.0} and back.n_rows == 500
+    with pytest.raises(ValueError, match="made by 'rdp'"):
+        PrivacyAccountant.from_state(state, "prv")
+    with pytest.raises(ValueError, match="version"):
+        PrivacyAccountant.from_state({**state, "version": 99})
+    with pytest.raises(ValueError, match="malformed"):
+        PrivacyAccountant.from_state({k: v for k, v in state.items() if k != "releases"})
+    with pytest.raises(BudgetExceeded):
+        PrivacyAccountant.from_state({**state, "budget": {"epsilon": 0.1, "delta": 1e-6}})

@@ -114,3 +114,17 @@ def test_dp_ridge_bad_parameters():
         DPRidge(residual_clip=math.inf)
     with pytest.raises(ValueError, match="shape"):
         DPRidge().feature_map(3)(np.zeros((2, 4)))
+
+
+def test_ckks_hook_gives_the_same_model_as_the_plaintext_stat_release():
+    """A enc(r) + offset (what a CKKS party would compute) equals solve(G~, Phi^T r + e)."""
+    rng = np.random.default_rng(4)
+    X, r = rng.normal(size=(50, 3)), clip_rows(rng.normal(size=(50, 2)), 1.0)
+    ridge = DPRidge()
+    op, gram = ridge.smoother_operator(X, 3.0, seeded(7))
+    offset = ridge.encrypted_statistic_offset(gram, 2, 4.0, seeded(8))
+    e = seeded(8).normal((4, 2), 4.0 * ridge.statistic_sensitivity)
+    assert np.allclose(op.A @ r + offset, np.linalg.solve(gram, op.phi_train.T @ r + e))
+    assert np.allclose(op.feature_map(X), op.phi_train)
+    # the gram is the same release the plaintext trainer makes with the same noise
+    assert np.allclose(gram, ridge.private_gram(ridge.feature_map(3)(X), 3.0, seeded(7)))

@@ -172,6 +172,33 @@ class PrivacyAccountant:
         self._epsilon = eps
         return eps
 
+    STATE_VERSION = 1
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state for checkpoints (``from_state`` restores it)."""
+        return {"version": self.STATE_VERSION, "accountant": self.accountant,
+                "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
+                "n_rows": self.n_rows, "noise_multipliers": dict(self.noise_multipliers),
+                "releases": [r.to_dict() for r in self._releases]}
+
+    @classmethod
+    def from_state(cls, state: dict, accountant: str | None = None) -> "PrivacyAccountant":
+        """Restore a checkpoint; refuses another version or accountant, or an overspent ledger."""
+        if not isinstance(state, dict) or state.get("version") != cls.STATE_VERSION:
+            raise ValueError(f"accountant state must be a dict with version {cls.STATE_VERSION}, got "
+                             f"{state.get('version') if isinstance(state, dict) else type(state).__name__!r}")
+        if accountant is not None and state.get("accountant") != accountant:
+            raise ValueError(f"accountant state was made by {state.get('accountant')!r}, expected {accountant!r}")
+        try:
+            acc = cls(Budget(**state["budget"]), state["accountant"], state["n_rows"])
+            releases = tuple(Release(**r) for r in state["releases"])
+            acc.noise_multipliers.update({str(k): float(v) for k, v in state["noise_multipliers"].items()})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed accountant state: {exc}") from exc
+        if releases:
+            acc.spend(*releases)  # recomputes epsilon; a ledger over budget is refused
+        return acc
+
     def to_dict(self) -> dict:
         """The ``privacy.<party>`` block of metrics.json."""
         return {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...learners.base import SmootherOperator
 from .mechanisms import (
     GaussianNoise,
     clip_rows,
@@ -106,6 +107,30 @@ class DPRidge:
             raise ValueError(f"residuals have {r.shape[0]} rows, features {Phi.shape[0]}")
         s = Phi.T @ r
         return s + noise.normal(s.shape, noise_multiplier * self.statistic_sensitivity)
+
+    def smoother_operator(self, X: np.ndarray, gram_noise_multiplier: float,
+                          noise: GaussianNoise) -> tuple[SmootherOperator, np.ndarray]:
+        """CKKS hook: a DP linear smoother for encrypted residuals, and its regularised Gram.
+
+        ``A = (psd(G~) + lam I)^-1 Phi^T`` depends on the data only through the ``gram`` release
+        (the caller records it). Each round the party computes ``enc(z) = A enc(r)`` and adds the
+        plaintext :meth:`encrypted_statistic_offset` to it homomorphically, which gives exactly
+        ``(psd(G~) + lam I)^-1 (Phi^T r + e)``: the ``stat`` release, post-processed. Residual rows
+        must be bounded by ``residual_clip`` without the party's help (clipped by the label owner
+        before encryption, or bounded by the loss: sqrt 2 for cross-entropy, 1 for L1).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        fmap = self.feature_map(X.shape[1])
+        Phi = fmap(X)
+        gram = self.private_gram(Phi, gram_noise_multiplier, noise)
+        return SmootherOperator(A=np.linalg.solve(gram, Phi.T), phi_train=Phi, feature_map=fmap), gram
+
+    def encrypted_statistic_offset(self, gram: np.ndarray, n_outputs: int, noise_multiplier: float,
+                                   noise: GaussianNoise) -> np.ndarray:
+        """``gram^-1 e`` with ``e ~ N(0, (z * 2BC)^2)`` of shape (p, K): the plaintext to add to
+        ``enc(A r)`` so that the encrypted round model is the DP ``stat`` release's model."""
+        e = noise.normal((gram.shape[0], int(n_outputs)), noise_multiplier * self.statistic_sensitivity)
+        return np.linalg.solve(gram, e)
 
     @staticmethod
     def solve(gram: np.ndarray, statistic: np.ndarray, feature_map: ClippedFeatureMap) -> DPLinearModel:
