@@ -94,13 +94,20 @@ class LabelOwner:
         return dict(train_ids=self.train_ids, n_outputs=self.k, rounds=self.rounds, task=self.task,
                     options=self.setup_options)
 
+    def _merged_setup(self, base: dict, party: str) -> dict:
+        """``base`` with the channel's Setup fields for ``party``; their options add to base's."""
+        fields = dict(self.channel.setup_fields(party))
+        if "options" in fields:
+            fields["options"] = {**base["options"], **fields["options"]}
+        return {**base, **fields}
+
     def setup(self) -> None:
         """Send every party the training IDs and session parameters."""
         base = self._setup_fields()
         self._own(0, m.Setup(**base))
         if not self.peers:
             return
-        replies = self.messenger.exchange(0, {p: m.Setup(**{**base, **self.channel.setup_fields(p)}) for p in self.peers})
+        replies = self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers})
         refused = [r for r in replies.values() if isinstance(r, (PartyRefused, ProtocolError))]
         if refused:  # a party that answers but will not join is misconfigured: say so, do not train without it
             raise refused[0]
