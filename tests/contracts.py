@@ -15,6 +15,17 @@ def plain_layer():
 LAYERS = {"plain": plain_layer}
 
 
+def ckks_dp_layer():
+    """CKKS residuals clipped by the label owner, DP ridge with homomorphic noise (a noising layer)."""
+    from securegal.privacy.dp.trainer import DPConfig
+    from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
+
+    return ClippedCkksResiduals(1.0), CkksDPTrainers(DPConfig(8.0, 1e-5)), None
+
+
+LAYERS["ckks_dp"] = ckks_dp_layer
+
+
 def inprocess_transport(endpoints, tmp_path):
     """A transport reaching ``endpoints`` ({name: PartyEndpoint}); returns (transport, cleanup)."""
     from securegal.transport.inprocess import InProcessTransport

@@ -78,12 +78,17 @@ def run(args) -> int:
     if args.label_epsilon is not None:
         channel = LabelDPResiduals(LabelDPConfig(args.label_epsilon, args.delta, args.accountant))
     if args.residuals == "ckks":
-        if private:
-            raise ConfigError("--epsilon/--label-epsilon cannot yet be combined with --residuals ckks "
-                              "(homomorphic noise is documented in docs/privacy.md but not wired to the CLI)")
-        from ..privacy.he.layers import CkksResiduals, ckks_trainers
+        if args.label_epsilon is not None:
+            raise ConfigError("--label-epsilon protects labels from feature parties that see plaintext residuals; "
+                              "with --residuals ckks they only ever see ciphertexts, so use one or the other")
+        if args.epsilon is not None:
+            from ..privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
 
-        channel, trainers = CkksResiduals(), ckks_trainers
+            channel, trainers = ClippedCkksResiduals(args.dp_residual_clip), CkksDPTrainers(trainers.default)
+        else:
+            from ..privacy.he.layers import CkksResiduals, ckks_trainers
+
+            channel, trainers = CkksResiduals(), ckks_trainers
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
                     weighting=weighting, eta=eta, eta_max=args.eta_max, local_loss=args.local_loss,
