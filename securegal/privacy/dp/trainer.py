@@ -106,8 +106,8 @@ class DPTrainer:
         if getattr(setup, "residuals", "plain") != "plain":
             raise ValueError(
                 f"DPTrainer needs plaintext residuals, the label owner asked for "
-                f"{setup.residuals!r}; with CKKS use DPRidge.smoother_operator and "
-                "encrypted_statistic_offset in the CKKS trainer (docs/privacy.md section 5)")
+                f"{setup.residuals!r}; with CKKS use CkksDPTrainer (securegal.privacy.hedp, "
+                "docs/privacy.md section 5b)")
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
