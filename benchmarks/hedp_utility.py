@@ -10,7 +10,7 @@ default DPConfig) it trains on the same split:
 - ``ckks-dp``: CkksDPTrainer, the same budget plan (gram/stat/pred shares 0.3/0.6/0.1), the
   feedback noised with the data-independent CKKS bound;
 - ``ckks-dp-nofb``: CkksDPTrainer with shares gram 0.33 / stat 0.67 and no per-row feedback
-  (encrypted zeros are returned), which docs/privacy.md 5 recommends under CKKS.
+  (encrypted zeros are returned): the CLI default under CKKS.
 
 Noise comes from the secure generator (one draw per run). Alone (the label owner's block only)
 is reported from the same split. Prints a markdown table (mean (std) over seeds; seconds = mean
@@ -26,18 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from securegal.privacy.dp.layers import DPTrainers
-from securegal.privacy.dp.trainer import DPConfig
+from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
 from securegal.run import train
 
 DATASETS = ("breast_cancer", "wine")
 EPSILONS = (1.0, 3.0, 8.0)
 DELTA, PARTIES, ROUNDS = 1e-5, 4, 3
-NO_FEEDBACK = {"gram": 0.33, "stat": 0.67}
 
 
 def variants(eps: float) -> dict:
-    plain, nofb = DPConfig(eps, DELTA), DPConfig(eps, DELTA, shares=NO_FEEDBACK)
+    plain, nofb = DPConfig(eps, DELTA), DPConfig(eps, DELTA, shares=NO_FEEDBACK_SHARES)
     return {
         "plain-dp": lambda: dict(trainers=DPTrainers(plain)),
         "ckks-dp": lambda: dict(trainers=CkksDPTrainers(plain), channel=ClippedCkksResiduals(plain.residual_clip)),

@@ -10,7 +10,7 @@ from ..federation import plain_trainers
 from ..learners.registry import LEARNERS
 from ..privacy.dp.accountant import ACCOUNTANTS
 from ..privacy.dp.layers import DPTrainers, LabelDPConfig, LabelDPResiduals
-from ..privacy.dp.trainer import DPConfig
+from ..privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from ..run import train
 
 
@@ -43,6 +43,10 @@ def add_parser(sub) -> None:
     dp.add_argument("--dp-feature-clip", type=float, default=0.5, help="B: feature rows (scaled by 1/sqrt(d)) clipped to this norm")
     dp.add_argument("--dp-residual-clip", type=float, default=1.0, help="C: residual rows clipped to this norm")
     dp.add_argument("--dp-prediction-clip", type=float, default=0.01, help="C_f: returned prediction rows clipped to this norm")
+    dp.add_argument("--dp-feedback", choices=("on", "off"), default=None,
+                    help="release noised per-row train predictions (budget share 0.1); default on with plain "
+                         "residuals, off with --residuals ckks, where their noise bound is too loose to help "
+                         "(docs/privacy.md 5b)")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -72,9 +76,13 @@ def run(args) -> int:
     eta = args.eta if args.eta is not None or not private else 0.75 * args.parties / args.rounds
     trainers, channel = plain_trainers, None
     if args.epsilon is not None:
+        feedback = args.dp_feedback or ("off" if args.residuals == "ckks" else "on")
+        shares = {} if feedback == "on" else {"shares": dict(NO_FEEDBACK_SHARES)}
         trainers = DPTrainers(DPConfig(args.epsilon, args.delta, args.accountant, feature_clip=args.dp_feature_clip,
                                        residual_clip=args.dp_residual_clip,
-                                       prediction_clip=args.dp_prediction_clip))
+                                       prediction_clip=args.dp_prediction_clip, **shares))
+    elif args.dp_feedback is not None:
+        raise ConfigError("--dp-feedback applies to feature-DP runs (--epsilon)")
     if args.label_epsilon is not None:
         channel = LabelDPResiduals(LabelDPConfig(args.label_epsilon, args.delta, args.accountant))
     if args.residuals == "ckks":

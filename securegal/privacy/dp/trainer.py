@@ -30,6 +30,8 @@ from .mechanisms import GaussianNoise, clip_rows, gaussian_mechanism, prediction
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
+# The default gram:stat split without per-row feedback (no ``pred`` release; zeros are returned).
+NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
 
 
 @dataclass(frozen=True)
