@@ -141,3 +141,26 @@ def test_cli_refuses_label_dp_with_ckks(tmp_path, capsys):
     assert main(["train", "--dataset", "wine", "--residuals", "ckks", "--label-epsilon", "2",
                  "--out", str(out), "--no-progress"]) != 0
     assert "only ever see ciphertexts" in capsys.readouterr().err and not out.exists()
+
+
+def test_without_feedback_the_party_returns_encrypted_zeros_and_spends_nothing_on_them(channel):
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
+
+    X, rs = _data(n=100, d=4, k=2, rounds=2)
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES), seed=4))
+    trainer.setup(X, _setup(channel, 100, 2, 2))
+    for t, r in enumerate(rs, start=1):
+        f = channel.open(trainer.fit_round(t, channel.seal(r, t, PARTY)), t, PARTY, (100, 2))
+        assert np.abs(f).max() < 1e-4  # CKKS encryptions of zero
+    assert [r.what for r in trainer.accountant.releases] == ["gram", "stat", "stat"]
+    assert "pred" not in trainer.noise_std and trainer.accountant.epsilon_spent <= 3.0
+    test = channel.open(trainer.predict(X[:10], 2), 0, PARTY, (2, 10, 2))
+    assert np.abs(test).max() > 1e-3  # the DP round models still predict
+
+
+def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
+    from securegal.cli import main
+
+    assert main(["train", "--dataset", "wine", "--dp-feedback", "off", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) != 0
+    assert "--dp-feedback applies" in capsys.readouterr().err
