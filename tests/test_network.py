@@ -44,6 +44,24 @@ def test_networked_run_matches_in_process(tmp_path, reference):
 
 
 @pytest.mark.slow
+def test_networked_ckks_matches_in_process(tmp_path):
+    """CKKS noise (about 1e-7 here) differs between any two runs, in-process or not: the scores are
+    identical, weights and steps agree to CKKS precision."""
+    from securegal.privacy.he.layers import CkksResiduals, ckks_trainers
+
+    ref = train("breast_cancer", parties=4, rounds=4, seed=0, channel=CkksResiduals(), trainers=ckks_trainers)
+    with LocalFederation(tmp_path, parties=4, rounds=4, seed=0, transport=FAST_RETRY, residuals="ckks") as fed:
+        metrics = train_federation(FederationConfig.load(fed.federation_toml))
+    assert metrics["residuals"] == "ckks" and metrics["he"]["bytes_sent"] > 1e6
+    assert metrics["gal"]["per_round"] == ref["gal"]["per_round"]
+    assert metrics["gal"]["validation_per_round"] == ref["gal"]["validation_per_round"]
+    np.testing.assert_allclose(metrics["weights"], ref["weights"], atol=1e-5)
+    np.testing.assert_allclose(metrics["eta"], ref["eta"], atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot resume a ckks run"):
+        train_federation(FederationConfig.for_resume(fed.out), resume=True)
+
+
+@pytest.mark.slow
 def test_party_killed_mid_run_is_dropped(tmp_path):
     with LocalFederation(tmp_path, parties=4, rounds=6, seed=0, transport=FAST_RETRY) as fed:
         cfg = FederationConfig.load(fed.federation_toml)
@@ -129,7 +147,7 @@ def test_config_errors(tmp_path):
         (good.replace("party1.pem", "alice.pem").replace("party1.key", "alice.key"), "names organization 'alice'"),
         (party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None, listen="0.0.0.0:0"), None),
         (good.replace('"block" = 1', "").replace("block = 1", "block = 0"), "block must be"),
-        (good.replace('[privacy]\nresiduals = "plain"', '[privacy]\nresiduals = "ckks"'), "not available"),
+        (good.replace('[privacy]\nresiduals = "plain"', '[privacy]\nresiduals = "paillier"'), "residuals must be"),
         (good.replace("seed = 1", 'seed = "one"'), "wrong type"),
     ]:
         (tmp_path / "bad.toml").write_text(text)
