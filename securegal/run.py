@@ -1,7 +1,9 @@
 """``securegal.train``: run GAL (and its baselines) on a dataset and write the run directory.
 
 A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), ``curve.png``
-(test metric per round) and ``transcripts/<party>/`` (each party's view of the GAL run).
+(test metric per round) and ``transcripts/<party>/`` (each party's view of the GAL run). With
+``ground_truth=True`` it also holds ``ground_truth.npz``, the evaluation-only truth that
+``securegal audit`` scores attacks against (see :func:`write_ground_truth`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .federation import TargetScaler, TrainerChoice, build_embedded, party_names
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import LabelOwner, RoundResult
-from .parties.layers import ResidualChannel
+from .parties.layers import PlainResiduals, ResidualChannel
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def prepare_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
-        for name in ("metrics.json", "curve.png", "transcripts"):
+        for name in ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +148,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
           eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
           learner_options: dict | None = None, local_loss: str | None = None, progress: bool = False,
+          ground_truth: bool = False,
           split_blocks: Callable[[Dataset, int], list[Block]] = vertical_split,
           build_gal: Callable[..., LabelOwner] = build_embedded, run_gal: Callable[..., MethodRun] = run_method) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
@@ -175,6 +178,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         plans["alone"] = dict(blocks=blocks[:1])
         plans["joint"] = dict(blocks=contiguous_blocks(data.X.shape[1], 1) if data.image_shape is None else vertical_split(data, 1))
         plans["gal_uniform"] = dict(blocks=blocks, weighting="uniform")
+    if ground_truth and run_dir is not None:
+        plans["gal"]["channel"] = OpenedRecorder(channel or PlainResiduals())
     results: dict[str, MethodRun] = {}
     reports: dict = {}
     for method, plan in plans.items():
@@ -208,11 +213,64 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             metrics[method] = results[method].as_dict()
     metrics.update(reports)
     if run_dir is not None:
+        if ground_truth:
+            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties),
+                               plans["gal"]["channel"].opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
         plot_curves(metrics, run_dir / "curve.png")
     return metrics
+
+
+GROUND_TRUTH = "ground_truth.npz"
+
+
+class OpenedRecorder:
+    """Wraps the label owner's residual channel and keeps the training-row predictions it opened.
+
+    That is the label owner's own plaintext view (after decryption under CKKS), which its
+    transcript holds only as ciphertexts; the audit needs it to attack as the key holder can.
+    """
+
+    def __init__(self, inner: ResidualChannel):
+        self.inner = inner
+        self.opened: dict[str, dict[int, np.ndarray]] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def open(self, payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        values = self.inner.open(payload, round, party, shape)
+        if round > 0 and len(shape) == 2:
+            self.opened.setdefault(party, {})[round] = np.array(values, dtype=np.float64)
+        return values
+
+
+def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str],
+                       opened: dict[str, dict[int, np.ndarray]]) -> None:
+    """Evaluation-only ground truth for the leakage audit; never an input to any party.
+
+    Arrays (``np.savez``, no pickle): ``sample_ids`` (the training IDs), ``labels`` (their labels
+    in original units), ``features.<party>`` (each party's raw columns for those rows) and
+    ``opened.<party>`` / ``opened_rounds.<party>`` (the predictions the label owner opened from
+    each party, per round: its own view, decrypted when the transcript holds ciphertexts). The
+    audit hands an attack only its declared side knowledge and its own view drawn from here (a
+    fraction of the labels, a few of the victim's rows, the attacker's own columns) and scores
+    it on the rest.
+    """
+    ids = split.train
+    arrays = {"sample_ids": ids, "labels": data.y[ids]}
+    for name, block in zip(names, blocks):
+        arrays[f"features.{name}"] = data.X[np.ix_(ids, block.columns)]
+    for name, rounds in opened.items():
+        order = sorted(rounds)
+        arrays[f"opened.{name}"] = np.stack([rounds[t] for t in order])
+        arrays[f"opened_rounds.{name}"] = np.asarray(order, dtype=np.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
 
 
 def _progress(method: str, rounds: int):

@@ -46,6 +46,9 @@ def add_parser(sub) -> None:
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--save-ground-truth", action="store_true",
+                   help="also write ground_truth.npz (evaluation-only copy of the training labels and "
+                        "features) so that `securegal audit` can score attacks on this run")
     net = p.add_argument_group("networked federation (parties run `securegal party serve`)")
     mode = net.add_mutually_exclusive_group()
     mode.add_argument("--federation", type=Path, help="federation.toml: data, parties' addresses, TLS, output dir")
@@ -84,7 +87,8 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, parties=args.parties, learner=args.learner,
                     rounds=args.rounds, seed=args.seed, baselines=args.baselines, out=out, overwrite=args.overwrite,
                     weighting=weighting, eta=eta, eta_max=args.eta_max, local_loss=args.local_loss,
-                    trainers=trainers, channel=channel, progress=not args.no_progress)
+                    trainers=trainers, channel=channel, progress=not args.no_progress,
+                    ground_truth=args.save_ground_truth)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -1,0 +1,57 @@
+"""``securegal audit``: measure label and feature leakage on run directories (see attacks/README.md)."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions, got {text!r}") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("audit", help="run the attack suite on run directories and report leakage",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="run directories written by `securegal train --save-ground-truth`")
+    p.add_argument("--known-labels", type=float, default=0.05,
+                   help="fraction of training labels a feature party knows (side knowledge)")
+    p.add_argument("--known-rows", type=float, default=0.05,
+                   help="fraction of a victim's training rows the label owner knows (side knowledge)")
+    p.add_argument("--rows-curve", type=_fractions, default=None, metavar="F1,F2,...",
+                   help="also report equality-solving R^2 at these known-row fractions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the side-knowledge draw and the attacks")
+    p.add_argument("--plot", type=Path, default=None,
+                   help=f"advantage-vs-epsilon plot when several runs are given (default: next to the first run)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        from securegal.attacks import audit
+    except ModuleNotFoundError:
+        raise ConfigError("securegal.attacks is not installed: install the package (pip install -e .)") from None
+    known_labels = audit.check_fraction("--known-labels", args.known_labels)
+    known_rows = audit.check_fraction("--known-rows", args.known_rows)
+    for f in args.rows_curve or []:
+        audit.check_fraction("--rows-curve fraction", f)
+    for run_dir in args.runs:  # fail fast, before any attack runs
+        audit.load_run(run_dir)
+    results = []
+    for run_dir in args.runs:
+        result = audit.audit_run(run_dir, known_labels, known_rows, args.seed, args.rows_curve)
+        print(audit.format_table(result))
+        print(f"  wrote {Path(run_dir) / audit.AUDIT}\n")
+        results.append(result)
+    if len(results) > 1:
+        path = args.plot or args.runs[0].resolve().parent / audit.PLOT
+        audit.plot_advantage(results, path)
+        eps = ", ".join("inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}" for r in results)
+        print(f"wrote {path} (advantage vs epsilon over runs at epsilon = {eps})")
+    return 0
