@@ -205,6 +205,7 @@ class FederationConfig:
     rounds: int
     learner: str
     learner_options: dict
+    local_loss: str | None
     weighting: str
     eta_max: float
     min_parties: int
@@ -243,6 +244,7 @@ class FederationConfig:
         cfg = dict(
             name=name, peers=peers, data=data, seed=top.get("seed", int, 0), rounds=top.get("rounds", int, 10),
             learner=top.get("learner", str, "linear"), learner_options=top.get("learner_options", dict, {}),
+            local_loss=top.get("local_loss", str, None),
             weighting=top.get("weights", str, "learned"), eta_max=top.get("eta_max", float, 10.0),
             min_parties=top.get("min_parties", int, 1), residuals=top.get("residuals", str, "plain"),
             out=top.path("out", "runs/federation"),
@@ -462,6 +464,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), channel=channel,
                     target=cfg.data.get("target"), parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds,
                     seed=cfg.seed, weighting=cfg.weighting, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
+                    local_loss=cfg.local_loss,
                     progress=progress, split_blocks=_own_block(cfg), build_gal=build, run_gal=run)
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")
