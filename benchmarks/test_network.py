@@ -35,21 +35,32 @@ def _median_seconds(fn, repeats=REPEATS):
     return statistics.median(times)
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory):
+@pytest.fixture(scope="module", params=["plain", "ckks"])
+def federation(request, tmp_path_factory):
     """breast_cancer, M=4: three feature-party processes serving session after session."""
-    with LocalFederation(tmp_path_factory.mktemp("net"), parties=4, rounds=LONG, seed=0, once=False) as fed:
+    with LocalFederation(tmp_path_factory.mktemp("net"), parties=4, rounds=LONG, seed=0, once=False,
+                         residuals=request.param) as fed:
         yield fed
+
+
+def _embedded_layers(residuals):
+    if residuals == "ckks":
+        from securegal.privacy.he.layers import CkksResiduals, ckks_trainers
+
+        return {"channel": CkksResiduals(), "trainers": ckks_trainers}
+    return {}
 
 
 def test_round_overhead_loopback_vs_in_process(benchmark, federation, tmp_path):
     base = FederationConfig.load(federation.federation_toml)
+    benchmark.extra_info["residuals"] = base.residuals
 
     def networked(rounds):
         return lambda i: train_federation(dataclasses.replace(base, rounds=rounds, out=tmp_path / f"net{rounds}-{i}"))
 
     def embedded(rounds):
-        return lambda i: train("breast_cancer", parties=4, rounds=rounds, seed=0, out=tmp_path / f"inp{rounds}-{i}")
+        return lambda i: train("breast_cancer", parties=4, rounds=rounds, seed=0, out=tmp_path / f"inp{rounds}-{i}",
+                               **_embedded_layers(base.residuals))
 
     per_round = {}
     for name, run in (("in_process", embedded), ("grpc_mtls", networked)):
@@ -61,7 +72,8 @@ def test_round_overhead_loopback_vs_in_process(benchmark, federation, tmp_path):
     overhead = per_round["grpc_mtls"] - per_round["in_process"]
     benchmark.extra_info["network_overhead_per_round_ms"] = round(1000 * overhead, 2)
     print(f"\nper round: in-process {1000 * per_round['in_process']:.1f} ms, gRPC+mTLS loopback "
-          f"{1000 * per_round['grpc_mtls']:.1f} ms, overhead {1000 * overhead:.1f} ms (M=4, breast_cancer)")
+          f"{1000 * per_round['grpc_mtls']:.1f} ms, overhead {1000 * overhead:.1f} ms "
+          f"(M=4, breast_cancer, {base.residuals} residuals)")
     counter = iter(range(10**6))
     benchmark.pedantic(lambda: networked(LONG)(next(counter) + 100), rounds=3, iterations=1)
 
@@ -113,3 +125,32 @@ def test_load_m8_n100k(benchmark, tmp_path):
                                 test_accuracy=gal["test"], n_train=metrics["n_train"])
     print(f"\nload M={M} n={n} T=10: wall {wall:.1f} s, label owner peak RSS {peak['kib'] / 1024:.0f} MiB, "
           f"test accuracy {gal['test']:.2f}%")
+
+
+@pytest.fixture(scope="module")
+def echo_link(tmp_path_factory):
+    """One party server (echo) and a label-owner transport over mutual TLS on 127.0.0.1."""
+    from securegal.certs import Identity, init_federation
+    from securegal.transport.grpc_client import GrpcTransport
+    from securegal.transport.grpc_server import PartyServer
+
+    certs = tmp_path_factory.mktemp("certs")
+    init_federation(certs, ["alice", "party1", "party2", "party3"])
+    servers = [PartyServer(lambda b: b, identity=Identity.from_dir(certs, f"party{i}")).start() for i in (1, 2, 3)]
+    transport = GrpcTransport({f"party{i}": f"127.0.0.1:{s.port}" for i, s in zip((1, 2, 3), servers)},
+                              identity=Identity.from_dir(certs, "alice"))
+    yield transport
+    transport.close()
+    for s in servers:
+        s.stop()
+
+
+@pytest.mark.parametrize("size", [6_368, 1 << 20, 16 << 20], ids=["6KB-plain-residuals", "1MiB", "16MiB-chunked"])
+def test_call_many_round_trip(benchmark, echo_link, size):
+    """Pure transport cost: one request of ``size`` bytes to each of 3 parties and the same bytes
+    back (the in-process transport does this in ~0 time: it hands over the same bytes object)."""
+    payload = np.random.default_rng(0).bytes(size)
+    requests = {p: payload for p in ("party1", "party2", "party3")}
+    replies = benchmark(echo_link.call_many, requests)
+    assert replies == requests
+    benchmark.extra_info["bytes_each_way_per_party"] = size

@@ -38,20 +38,21 @@ def _tls(certs: Path | None, name: str) -> str:
 
 
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
-                 listen: str = "127.0.0.1:0", limits: dict | None = None) -> str:
+                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain") -> str:
     lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
     if transcripts is not None:
         lines.append(f"transcripts = {_q(transcripts)}")
     lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
-    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", 'residuals = "plain"', ""]
+    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", f"residuals = {_q(residuals)}", ""]
     if limits:
         lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
     return "\n".join(lines) + _tls(certs, name)
 
 
 def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
-                      min_parties: int = 1, transport: dict | None = None) -> str:
+                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain") -> str:
     lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
+             f"residuals = {_q(residuals)}",
              f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
     if transport:
         lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
@@ -77,7 +78,7 @@ class LocalFederation:
                  dataset: str | None = "breast_cancer", label_owner_data: dict | None = None,
                  party_data=None, out: str | Path | None = None, insecure: bool = False, min_parties: int = 1,
                  transport: dict | None = None, limits: dict | None = None, transcripts: bool = True,
-                 once: bool = True, ready_timeout: float = READY_TIMEOUT):
+                 once: bool = True, ready_timeout: float = READY_TIMEOUT, residuals: str = "plain"):
         if parties < 2:
             raise ConfigError(f"a networked federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
@@ -89,7 +90,7 @@ class LocalFederation:
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
         self.certs = None if insecure else self.workdir / "certs"
         self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
-        self.ready_timeout = ready_timeout
+        self.ready_timeout, self.residuals = ready_timeout, residuals
         self.processes: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
         self.federation_toml = self.config_dir / "federation.toml"
@@ -101,7 +102,7 @@ class LocalFederation:
         for i, name in enumerate(self.names, 1):
             path = self.config_dir / f"{name}.toml"
             path.write_text(party_config(name, data=self.party_data(i), learner_seed=self.seed * 1000 + i,
-                                         certs=self.certs, limits=self.limits,
+                                         certs=self.certs, limits=self.limits, residuals=self.residuals,
                                          transcripts=self.out / "transcripts" / name if self.transcripts else None))
         for name in self.names:  # all start in parallel; then wait for each to serve
             self._spawn(name)
@@ -137,7 +138,7 @@ class LocalFederation:
     def write_federation(self) -> Path:
         self.federation_toml.write_text(federation_config(
             data=self.label_owner_data, peers=self.addresses, rounds=self.rounds, seed=self.seed, out=self.out,
-            certs=self.certs, min_parties=self.min_parties, transport=self.transport))
+            certs=self.certs, min_parties=self.min_parties, transport=self.transport, residuals=self.residuals))
         return self.federation_toml
 
     def label_owner(self, *extra: str) -> subprocess.Popen:
@@ -195,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/network-demo"))
     p.add_argument("--workdir", type=Path, help="certificates, configs and logs (default <out>/federation)")
-    p.add_argument("--residuals", default="plain", choices=("plain",), help="residual protection (plain in this build)")
+    p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
+                   help="plain, or CKKS-encrypted under the label owner's key")
     args = p.parse_args(argv)
     workdir = args.workdir or args.out / "federation"
     if workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates")
     with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed, dataset=args.dataset,
-                         out=args.out) as fed:
+                         out=args.out, residuals=args.residuals) as fed:
         owner = fed.label_owner("--overwrite")
         code = owner.wait()
         print((workdir / "alice.log").read_text(), end="")

@@ -50,6 +50,7 @@ from .wire.codec import Limits
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
+RESIDUALS = ("plain", "ckks")
 CHECKPOINT_VERSION = 1
 
 
@@ -160,8 +161,9 @@ class PartyConfig:
         priv = top.section("privacy")
         residuals = priv.get("residuals", str, "plain")
         priv.done()
-        if residuals != "plain":
-            raise ConfigError(f"{priv.where}: residuals = {residuals!r} is not available in this build (plain only)")
+        if residuals not in RESIDUALS:
+            raise ConfigError(f"{priv.where}: residuals must be one of {RESIDUALS}, got {residuals!r} "
+                              "(DP for networked parties is not available yet)")
         tls = TlsConfig.read(top.section("tls", required=not insecure), name, insecure)
         lim = top.section("limits")
         limits = _frame_limits(lim)
@@ -203,9 +205,11 @@ class FederationConfig:
     rounds: int
     learner: str
     learner_options: dict
+    local_loss: str | None
     weighting: str
     eta_max: float
     min_parties: int
+    residuals: str
     out: Path
     tls: TlsConfig
     retry: RetryPolicy
@@ -240,12 +244,16 @@ class FederationConfig:
         cfg = dict(
             name=name, peers=peers, data=data, seed=top.get("seed", int, 0), rounds=top.get("rounds", int, 10),
             learner=top.get("learner", str, "linear"), learner_options=top.get("learner_options", dict, {}),
+            local_loss=top.get("local_loss", str, None),
             weighting=top.get("weights", str, "learned"), eta_max=top.get("eta_max", float, 10.0),
-            min_parties=top.get("min_parties", int, 1), out=top.path("out", "runs/federation"),
+            min_parties=top.get("min_parties", int, 1), residuals=top.get("residuals", str, "plain"),
+            out=top.path("out", "runs/federation"),
             tls=TlsConfig.read(top.section("tls", required=not insecure), name, insecure), retry=retry, limits=limits,
             path=Path(path).resolve(), text=text)
         top.done()
         cfg.update({k: v for k, v in overrides.items() if v is not None})
+        if cfg["residuals"] not in RESIDUALS:
+            raise ConfigError(f"{path}: residuals must be one of {RESIDUALS}, got {cfg['residuals']!r}")
         if not 1 <= cfg["min_parties"] <= 1 + len(peers):
             raise ConfigError(f"min_parties must be in 1..{1 + len(peers)}, got {cfg['min_parties']}")
         return cls(**cfg)
@@ -270,8 +278,13 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
 
     def trainer(setup):
         local_loss = cfg.local_loss or setup.options.get("local_loss", "l2")
-        return PlainTrainer(make_learner(cfg.learner, local_loss=local_loss, seed=cfg.learner_seed,
-                                         patch_shape=cfg.table.patch_shape, **cfg.learner_options))
+        learner = make_learner(cfg.learner, local_loss=local_loss, seed=cfg.learner_seed,
+                               patch_shape=cfg.table.patch_shape, **cfg.learner_options)
+        if cfg.residuals == "ckks":  # the trainer refuses plaintext residuals, and vice versa
+            from .privacy.he.layers import ckks_trainers
+
+            return ckks_trainers(cfg.name, 0, learner)(setup)
+        return PlainTrainer(learner)
 
     party = FeatureParty(cfg.name, cfg.table, trainer, label_owner=cfg.label_owner)
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None
@@ -393,6 +406,9 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     """Run the label owner against the parties in ``cfg`` and write ``cfg.out`` (metrics.json,
     curve.png, transcripts/<label owner>/, checkpoint/). With ``resume``, continue the
     checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint."""
+    if resume and cfg.residuals == "ckks":
+        raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
+                          "parties' encrypted round models could not be opened; start the run again")
     ckpt = Checkpoint(cfg.out, cfg)
     state = ckpt.load() if resume else None
     if not resume:
@@ -440,9 +456,15 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
                     hook(result)
         return run_method(owner, dataset, split, scaler, each_round, start=start)
 
-    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"),
+    channel = None
+    if cfg.residuals == "ckks":
+        from .privacy.he.layers import CkksResiduals
+
+        channel = CkksResiduals()
+    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), channel=channel,
                     target=cfg.data.get("target"), parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds,
                     seed=cfg.seed, weighting=cfg.weighting, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
+                    local_loss=cfg.local_loss,
                     progress=progress, split_blocks=_own_block(cfg), build_gal=build, run_gal=run)
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")

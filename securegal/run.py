@@ -22,7 +22,7 @@ import numpy as np
 from .data.datasets import Dataset, load_csv, load_dataset
 from .data.split import Block, RowSplit, contiguous_blocks, split_rows, vertical_split
 from .errors import ConfigError
-from .federation import TargetScaler, TrainerChoice, build_embedded, party_names, plain_trainers
+from .federation import TargetScaler, check_trainers, TrainerChoice, build_embedded, party_names, plain_trainers
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import LabelOwner, RoundResult
@@ -169,6 +169,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
     if hasattr(channel, "preflight"):
         channel.preflight(len(split.train), rounds, data.loss)
+    check_trainers(data, blocks, trainers, learner=learner, seed=seed, local_loss=local_loss,
+                   learner_options=learner_options)
     run_dir = prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,

@@ -28,7 +28,7 @@ def same_values(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def reference():
     """The embedded (in-process) run the networked runs must reproduce."""
-    return {T: train("breast_cancer", parties=4, rounds=T, seed=0) for T in (10, 30)}
+    return {T: train("breast_cancer", parties=4, rounds=T, seed=0) for T in (10, 16)}
 
 
 @pytest.mark.slow
@@ -44,40 +44,46 @@ def test_networked_run_matches_in_process(tmp_path, reference):
 
 
 @pytest.mark.slow
-def test_party_killed_mid_run_is_dropped(tmp_path):
-    with LocalFederation(tmp_path, parties=4, rounds=6, seed=0, transport=FAST_RETRY) as fed:
-        cfg = FederationConfig.load(fed.federation_toml)
+def test_networked_ckks_matches_in_process(tmp_path):
+    """CKKS noise (about 1e-7 here) differs between any two runs, in-process or not: the scores are
+    identical, weights and steps agree to CKKS precision."""
+    from securegal.privacy.he.layers import CkksResiduals, ckks_trainers
 
-        def kill_after(result):
-            if result.round == 2:
-                fed.kill("party3")
-
-        metrics = train_federation(cfg, on_round=kill_after)
-        assert fed.processes["party3"].returncode == -signal.SIGKILL
-    gal = metrics["gal"]
-    assert "stopped" not in gal and len(metrics["weights"]) == 6
-    assert gal["absent_per_round"] == [[], []] + [["party3"]] * 4
-    assert all(w[3] == 0.0 for w in metrics["weights"][2:]) and metrics["weights"][1][3] >= 0
-    assert gal["missing_at_predict"] == ["party3"]
+    ref = train("breast_cancer", parties=4, rounds=4, seed=0, channel=CkksResiduals(), trainers=ckks_trainers)
+    with LocalFederation(tmp_path, parties=4, rounds=4, seed=0, transport=FAST_RETRY, residuals="ckks") as fed:
+        metrics = train_federation(FederationConfig.load(fed.federation_toml))
+    assert metrics["residuals"] == "ckks" and metrics["he"]["bytes_sent"] > 1e6
+    assert metrics["gal"]["per_round"] == ref["gal"]["per_round"]
+    assert metrics["gal"]["validation_per_round"] == ref["gal"]["validation_per_round"]
+    np.testing.assert_allclose(metrics["weights"], ref["weights"], atol=1e-5)
+    np.testing.assert_allclose(metrics["eta"], ref["eta"], atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot resume a ckks run"):
+        train_federation(FederationConfig.for_resume(fed.out), resume=True)
 
 
 @pytest.mark.slow
-def test_too_few_parties_stops_cleanly(tmp_path):
-    with LocalFederation(tmp_path, parties=3, rounds=5, seed=0, transport=FAST_RETRY, min_parties=3) as fed:
-        def kill_after(result):
-            if result.round == 2:
-                fed.kill("party2")
+def test_killed_parties_are_dropped_until_too_few_remain(tmp_path):
+    """party3 dies after round 2: weight 0 from round 3 on, the run goes on (3 >= min_parties);
+    party2 dies after round 4: only 2 parties answer round 5, so the run stops cleanly."""
+    with LocalFederation(tmp_path, parties=4, rounds=8, seed=0, transport=FAST_RETRY, min_parties=3) as fed:
+        def kill(result):
+            if result.round in (2, 4):
+                fed.kill({2: "party3", 4: "party2"}[result.round])
 
-        metrics = train_federation(FederationConfig.load(fed.federation_toml), on_round=kill_after)
-    assert "round 3: only 2 parties answered, --min-parties is 3" in metrics["gal"]["stopped"]
-    assert len(metrics["weights"]) == 2 and len(metrics["gal"]["per_round"]) == 2
-    assert metrics["gal"]["missing_at_predict"] == ["party2"]
-    assert (fed.out / "metrics.json").exists() and (fed.out / "checkpoint" / "F_0002.npy").exists()
+        metrics = train_federation(FederationConfig.load(fed.federation_toml), on_round=kill)
+        assert fed.processes["party3"].returncode == -signal.SIGKILL
+    gal = metrics["gal"]
+    assert "round 5: only 2 parties answered, --min-parties is 3" in gal["stopped"]
+    assert len(metrics["weights"]) == 4 and len(gal["per_round"]) == 4
+    assert gal["absent_per_round"] == [[], [], ["party3"], ["party3"]]
+    assert all(w[3] == 0.0 for w in metrics["weights"][2:])
+    assert gal["missing_at_predict"] == ["party2", "party3"]
+    assert (fed.out / "metrics.json").exists() and (fed.out / "checkpoint" / "F_0004.npy").exists()
 
 
 @pytest.mark.slow
 def test_label_owner_killed_and_resumed(tmp_path, reference):
-    with LocalFederation(tmp_path, parties=4, rounds=30, seed=0, transport=FAST_RETRY) as fed:
+    with LocalFederation(tmp_path, parties=4, rounds=16, seed=0, transport=FAST_RETRY) as fed:
         owner = fed.label_owner()
         state = fed.out / "checkpoint" / "state.json"
         seen = 0
@@ -89,11 +95,11 @@ def test_label_owner_killed_and_resumed(tmp_path, reference):
         owner.send_signal(signal.SIGKILL)
         owner.wait()
         done = len(json.loads(state.read_text())["rounds"])
-        assert 3 <= done < 30, f"label owner was killed after {done} rounds"
+        assert 3 <= done < 16, f"label owner was killed after {done} rounds"
         assert not (fed.out / "metrics.json").exists()
         metrics = train_federation(FederationConfig.for_resume(fed.out), resume=True)
         assert json.loads(state.read_text())["epoch"] == 1
-    same_values(metrics, reference[30])
+    same_values(metrics, reference[16])
 
 
 def test_party_answers_a_resumed_label_owner_with_the_kept_reply(rng):
@@ -129,7 +135,7 @@ def test_config_errors(tmp_path):
         (good.replace("party1.pem", "alice.pem").replace("party1.key", "alice.key"), "names organization 'alice'"),
         (party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None, listen="0.0.0.0:0"), None),
         (good.replace('"block" = 1', "").replace("block = 1", "block = 0"), "block must be"),
-        (good.replace('[privacy]\nresiduals = "plain"', '[privacy]\nresiduals = "ckks"'), "not available"),
+        (good.replace('[privacy]\nresiduals = "plain"', '[privacy]\nresiduals = "paillier"'), "residuals must be"),
         (good.replace("seed = 1", 'seed = "one"'), "wrong type"),
     ]:
         (tmp_path / "bad.toml").write_text(text)

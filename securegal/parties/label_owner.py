@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.assistance import combine, fit_assistance_weights, line_search_step, uniform_weights
+from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import FeatureParty
@@ -183,7 +183,7 @@ class LabelOwner:
         if self.eta is not None:
             eta = float(self.eta)
         else:
-            eta = line_search_step(lambda e: self.loss.value(self.y, self.F + e * direction), self.eta_max)
+            eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
         self.F = self.F + eta * direction
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
