@@ -61,7 +61,7 @@ def build_embedded(dataset: Dataset, split: RowSplit, blocks: list[Block], *, le
                    scaler: TargetScaler, channel: ResidualChannel | None = None,
                    trainers: TrainerChoice = plain_trainers, run_dir: Path | None = None,
                    weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
-                   learner_options: dict | None = None) -> LabelOwner:
+                   learner_options: dict | None = None, local_loss: str | None = None) -> LabelOwner:
     """A ready-to-run :class:`LabelOwner` whose peers are in-process feature parties."""
     loss = make_loss(dataset.loss, dataset.n_outputs)
     names = party_names(len(blocks))
@@ -69,7 +69,7 @@ def build_embedded(dataset: Dataset, split: RowSplit, blocks: list[Block], *, le
     session = secrets.token_hex(8)
 
     def learner_for(i: int) -> Learner:
-        return make_learner(learner, local_loss=loss.local_loss, seed=seed * 1000 + i,
+        return make_learner(learner, local_loss=local_loss or loss.local_loss, seed=seed * 1000 + i,
                             patch_shape=tables[i].patch_shape, **(learner_options or {}))
 
     def writer(name: str) -> TranscriptWriter | None:

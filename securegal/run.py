@@ -13,14 +13,14 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .data.datasets import Dataset, load_csv, load_dataset
-from .data.split import RowSplit, contiguous_blocks, split_rows, vertical_split
+from .data.split import Block, RowSplit, contiguous_blocks, split_rows, vertical_split
 from .errors import ConfigError
 from .federation import TargetScaler, TrainerChoice, build_embedded, party_names, plain_trainers
 from .learners.registry import LEARNERS
@@ -44,11 +44,17 @@ class MethodRun:
     eta: list[float]
     parties: list[str]
     stopped: str | None
+    absent: list[list[str]] = field(default_factory=list)  # per round: parties dropped from it
+    missing_at_predict: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = {"test": self.test, "per_round": self.per_round, "validation_per_round": self.validation_per_round}
         if self.stopped:
             d["stopped"] = self.stopped
+        if any(self.absent):
+            d["absent_per_round"] = self.absent
+        if self.missing_at_predict:
+            d["missing_at_predict"] = self.missing_at_predict
         return d
 
 
@@ -73,10 +79,12 @@ def _evaluate(owner: LabelOwner, dataset: Dataset, ids: np.ndarray, scaler: Targ
 
 
 def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
-               on_round: Callable[[RoundResult], None] | None = None) -> MethodRun:
-    """Set up, fit, evaluate on validation and test, and close one federation."""
+               on_round: Callable[[RoundResult], None] | None = None,
+               start: Callable[[LabelOwner], None] = LabelOwner.setup) -> MethodRun:
+    """Set up (or ``start`` otherwise, e.g. resume), fit, evaluate on validation and test, and
+    close one federation."""
     try:
-        owner.setup()
+        start(owner)
         model = owner.fit(on_round)
         test = _evaluate(owner, dataset, split.test, scaler)
         val = _evaluate(owner, dataset, split.validation, scaler)
@@ -90,7 +98,8 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
         F0 = np.tile(model.init, (len(split.test), 1))
         test = [score(dataset.y[split.test], scaler.inverse(F0))]
     return MethodRun(test[-1], test, val, [[r.weights.get(p, 0.0) for p in names] for r in model.rounds],
-                     [r.eta for r in model.rounds], names, model.stopped)
+                     [r.eta for r in model.rounds], names, model.stopped, [list(r.absent) for r in model.rounds],
+                     sorted(model.missing_at_predict))
 
 
 def _check(parties: int, learner: str, rounds: int, seed: int) -> None:
@@ -138,21 +147,32 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           out: str | Path | None = None, overwrite: bool = False, channel: ResidualChannel | None = None,
           trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
           eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
-          learner_options: dict | None = None, progress: bool = False, ground_truth: bool = False) -> dict:
+          learner_options: dict | None = None, local_loss: str | None = None, progress: bool = False,
+          ground_truth: bool = False,
+          split_blocks: Callable[[Dataset, int], list[Block]] = vertical_split,
+          build_gal: Callable[..., LabelOwner] = build_embedded, run_gal: Callable[..., MethodRun] = run_method) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> metrics = train("wine", parties=4, rounds=5, baselines=True)   # doctest: +SKIP
     >>> metrics["gal"]["test"], metrics["alone"]["test"]               # doctest: +SKIP
+
+    ``split_blocks``, ``build_gal`` and ``run_gal`` replace how GAL's federation is cut, built and
+    run (the networked label owner in :mod:`securegal.network` uses them); baselines stay embedded.
     """
     data = resolve_dataset(dataset, csv, target)
     _check(parties, learner, rounds, seed)
-    blocks = vertical_split(data, parties)
+    blocks = split_blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
+    # Privacy layers refuse an impossible budget here, before any data moves.
+    if hasattr(trainers, "preflight"):
+        trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
+    if hasattr(channel, "preflight"):
+        channel.preflight(len(split.train), rounds, data.loss)
     run_dir = prepare_out_dir(out, overwrite)
     started = time.perf_counter()
     common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,
-                  learner_options=learner_options)
+                  learner_options=learner_options, local_loss=local_loss)
     plans = {"gal": dict(blocks=blocks, channel=channel, trainers=trainers, run_dir=run_dir, weighting=weighting)}
     if baselines:
         plans["alone"] = dict(blocks=blocks[:1])
@@ -163,20 +183,26 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     results: dict[str, MethodRun] = {}
     reports: dict = {}
     for method, plan in plans.items():
-        owner = build_embedded(data, split, **common, **plan)
+        build, run = (build_gal, run_gal) if method == "gal" else (build_embedded, run_method)
+        owner = build(data, split, **common, **plan)
         bar = _progress(method, rounds) if progress else None
         try:
-            results[method] = run_method(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
+            results[method] = run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
         finally:
             if bar is not None:
                 bar.close()
         if method == "gal":
-            reports.update(owner.channel.report())
+            channel_report = dict(owner.channel.report())
+            privacy = {**channel_report.pop("privacy", {}),
+                       **(trainers.report() if hasattr(trainers, "report") else {})}
+            reports.update(channel_report)
+            if privacy:
+                reports["privacy"] = privacy
     metric, _ = metric_for(data.task)
     gal = results["gal"]
     metrics = {
         "dataset": data.name, "task": data.task, "metric": metric, "loss": data.loss, "parties": parties,
-        "party_names": party_names(parties), "rounds": rounds, "seed": seed, "learner": learner,
+        "party_names": gal.parties, "rounds": rounds, "seed": seed, "learner": learner,
         "residuals": getattr(channel, "name", "plain"), "n_train": int(len(split.train)),
         "n_validation": int(len(split.validation)), "n_test": int(len(split.test)),
         "gal": gal.as_dict(), "weights": gal.weights, "eta": gal.eta,

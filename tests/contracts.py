@@ -23,3 +23,21 @@ def inprocess_transport(endpoints, tmp_path):
 
 
 TRANSPORTS = {"inprocess": inprocess_transport}
+
+
+def grpc_transport(endpoints, tmp_path):
+    """Each endpoint behind its own gRPC server on 127.0.0.1 with mutual TLS (fresh certificates)."""
+    from securegal.certs import Identity, init_federation
+    from securegal.transport.grpc_client import GrpcTransport, RetryPolicy
+    from securegal.transport.grpc_server import PartyServer
+
+    certs = tmp_path / "grpc-certs"
+    init_federation(certs, ["alice", *endpoints])
+    servers = {n: PartyServer(ep.handle, identity=Identity.from_dir(certs, n)).start() for n, ep in endpoints.items()}
+    transport = GrpcTransport({n: f"127.0.0.1:{s.port}" for n, s in servers.items()},
+                              identity=Identity.from_dir(certs, "alice"),
+                              retry=RetryPolicy(attempts=2, timeout=30.0, backoff=0.05))
+    return transport, lambda: [s.stop() for s in servers.values()]
+
+
+TRANSPORTS["grpc"] = grpc_transport
