@@ -306,20 +306,23 @@ def format_table(audit: dict) -> str:
 
 
 def plot_advantage(audits: list[dict], path: Path) -> Path:
-    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim."""
+    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim,
+    one line per attack and residual mode (plain and DP runs share a line; CKKS runs get their own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [row for a in audits for row in a["attacks"] if row["metric"] in ("r2", "accuracy")]
+    rows = [{**row, "mode": a.get("residuals") or "plain"} for a in audits for row in a["attacks"]
+            if row["metric"] in ("r2", "accuracy")]
     finite = sorted({float(r["epsilon"]) for r in rows if math.isfinite(float(r["epsilon"]))})
     inf_x = max(finite) * 3 if finite else 1.0
     series: dict[str, dict[float, list[float]]] = {}
     for row in rows:
         eps = float(row["epsilon"])
         x = eps if math.isfinite(eps) else inf_x
-        series.setdefault(f"{row['attack']} ({row['metric']})", {}).setdefault(x, []).append(row["advantage"])
+        mode = "" if row["mode"] == "plain" else f", {row['mode']} residuals"
+        series.setdefault(f"{row['attack']} ({row['metric']}{mode})", {}).setdefault(x, []).append(row["advantage"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(series.items()):
         xs = sorted(points)

@@ -70,7 +70,7 @@ def test_model_completion_beats_own_features(ce_run):
 def test_noise_residuals_give_no_advantage():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 2000)
-    noise = [rng.standard_normal((2000, 2)) for _ in range(5)]
+    noise = [rng.standard_normal((2000, 2)) for _ in range(3)]
     known = _known(y, 0.05)
     classes = class_set(2)
     for results in (label_inversion.run(noise, "classification", known, y, "p1", "p0", classes),
