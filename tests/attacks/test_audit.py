@@ -135,3 +135,16 @@ def test_sweep_and_run_dirs_are_exclusive(runs, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["audit"]) == 2
     assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
+    run_dir = tmp_path / "silent"
+    shutil.copytree(runs / "wine", run_dir)
+    transcript = run_dir / "transcripts" / "party2"
+    index = [json.loads(line) for line in (transcript / "index.jsonl").read_text().splitlines()]
+    kept = [e for e in index if e["kind"] != "fit_request"]
+    (transcript / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    result = audit.audit_run(run_dir, steps=20)
+    assert any("party2" in reason for reason in result["nothing_to_attack"])
+    assert not [a for a in result["attacks"] if a["attacker"] == "party2"]
+    assert [a for a in result["attacks"] if a["attacker"] == "party1"]
