@@ -306,13 +306,15 @@ def _finite(value):
 
 def format_table(audit: dict) -> str:
     """The audit as a fixed-width table (one line per attack, victim and metric)."""
-    head = f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>9}{'baseline':>10}{'advantage':>11}  view"
+    head = (f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>9}{'baseline':>10}"
+            f"{'advantage':>11}{'p':>7}  view")
     lines = [f"audit of {audit['run']} ({audit['dataset']}, residuals={audit['residuals']}, "
              f"epsilon={audit['epsilon']}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})",
              head, "-" * len(head)]
     for a in audit["attacks"]:
+        p = "" if a.get("p_value") is None else f"{a['p_value']:.3f}"
         lines.append(f"{a['attack']:<18}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>9.3f}"
-                     f"{a['baseline']:>10.3f}{a['advantage']:>11.3f}  {a['view']}")
+                     f"{a['baseline']:>10.3f}{a['advantage']:>11.3f}{p:>7}  {a['view']}")
     for reason in audit.get("nothing_to_attack", []):
         lines.append(f"  nothing to attack: {reason}")
     for pt in audit.get("known_rows_curve", []):
