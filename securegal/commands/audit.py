@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     sweep.add_argument("--train-seed", type=int, default=0, help="seed of the sweep's runs")
     sweep.add_argument("--epsilons", type=_fractions, default=[0.5, 1.0, 3.0, 8.0], metavar="E1,E2,...",
                        help="feature parties' DP budgets of the sweep's DP runs")
+    sweep.add_argument("--label-epsilons", type=_fractions, default=[], metavar="E1,E2,...",
+                       help="label owner's label-DP budgets of extra runs (classification)")
     sweep.add_argument("--no-ckks", action="store_true", help="leave the CKKS run out of the sweep")
     sweep.add_argument("--overwrite", action="store_true", help="replace earlier sweep runs in OUT")
     p.set_defaults(func=run)
@@ -63,7 +65,8 @@ def run(args) -> int:
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
                                 parties=args.parties, rounds=args.rounds, seed=args.train_seed,
-                                epsilons=tuple(args.epsilons), ckks=not args.no_ckks, overwrite=args.overwrite)
+                                epsilons=tuple(args.epsilons), label_epsilons=tuple(args.label_epsilons),
+                                ckks=not args.no_ckks, overwrite=args.overwrite)
         args.plot = args.plot or args.sweep / audit.PLOT
     elif not args.runs:
         raise ConfigError("give at least one RUN_DIR (or --sweep OUT --dataset NAME)")

@@ -121,9 +121,11 @@ def test_side_knowledge_draw_is_seeded(runs):
 def test_sweep_trains_and_audits_dp_runs(tmp_path, capsys):
     out = tmp_path / "sweep"
     code = main(["audit", "--sweep", str(out), "--dataset", "wine", "--rounds", "2", "--epsilons", "1",
-                 "--no-ckks", "--net-steps", "20"])
+                 "--label-epsilons", "1", "--no-ckks", "--net-steps", "20"])
     assert code == 0
     assert (out / "plain" / audit.AUDIT).is_file() and (out / "dp-eps1" / audit.AUDIT).is_file()
+    label_dp = json.loads((out / "label-dp-eps1" / audit.AUDIT).read_text())
+    assert all(a["epsilon"] == 1.0 for a in label_dp["attacks"] if a["victim"] == "alice")
     assert (out / audit.PLOT).stat().st_size > 0
     dp = json.loads((out / "dp-eps1" / audit.AUDIT).read_text())
     assert dp["epsilon"] == 1.0
