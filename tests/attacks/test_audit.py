@@ -28,7 +28,7 @@ def _rows(result, attack, metric):
 
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
 def test_plain_gal_acceptance(runs, dataset):
-    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=200)
+    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=50)
     inversion = _rows(result, "label_inversion", "accuracy")
     assert len(inversion) == 3 and all(a["score"] >= 0.99 for a in inversion)
     hat = _rows(result, "hat_matrix", "r2")
