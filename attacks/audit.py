@@ -33,6 +33,10 @@ PLOT = "audit_advantage.png"
 CRAFTED = "crafted"
 
 
+class NothingReleased(ConfigError):
+    """A party's transcript holds no payload of the kind an attack needs (e.g. it never answered)."""
+
+
 @dataclass(frozen=True)
 class GroundTruth:
     """Evaluation-only truth of a run: training sample IDs, their labels, every party's columns."""
@@ -159,7 +163,7 @@ def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0
     n, k = len(ids), int(setup.n_outputs)
     payloads = [p for _, p in tr.payloads("fit_request", "received")]
     if not payloads:
-        raise ConfigError(f"transcript of {party!r} holds no residuals (fit_request) to attack")
+        raise NothingReleased(f"transcript of {party!r} holds no residuals (fit_request) to attack")
     rounds = [as_array(p, (n, k)) for p in payloads]
     pos = run.truth.rows(ids)
     truth = run.truth.labels[pos]
@@ -188,7 +192,7 @@ def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.n
     n, k = len(ids), int(setup.n_outputs)
     payloads = [rec.payload for rec in tr.select("fit_reply", "received") if rec.sender == victim]
     if not payloads:
-        raise ConfigError(f"transcript of {tr.party!r} holds no predictions (fit_reply) from {victim!r}")
+        raise NothingReleased(f"transcript of {tr.party!r} holds no predictions (fit_reply) from {victim!r}")
     view = _view_name(payloads)
     if view == "plaintext":
         return ids, [as_array(p, (n, k)) for p in payloads], view
@@ -240,6 +244,13 @@ def party_epsilon(metrics: dict, party: str) -> float:
         return math.inf
 
 
+def _curve_or_nothing(run: RunView, victim: str, fractions: list[float], seed: int) -> list[dict]:
+    try:
+        return known_rows_curve(run, victim, fractions, seed)
+    except NothingReleased:
+        return []
+
+
 def run_epsilon(run: RunView) -> float:
     """The smallest feature-party epsilon budget of a run (infinity when their releases are not DP)."""
     return min(party_epsilon(run.metrics, p) for p in run.feature_parties)
@@ -252,23 +263,26 @@ def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float
     known_rows = check_fraction("--known-rows", known_rows)
     run = load_run(run_dir)
     rows: list[AuditRow] = []
-    timings = {}
-    for party in run.feature_parties:
+    timings, skipped = {}, []
+    jobs = [(f"labels:{p}", lambda p=p: label_attacks(run, p, known_labels, seed)) for p in run.feature_parties]
+    jobs += [(f"features:{v}", lambda v=v: feature_attacks(run, v, known_rows, seed, steps))
+             for v in run.feature_parties]
+    for name, job in jobs:
         t0 = time.perf_counter()
-        rows += label_attacks(run, party, known_labels, seed)
-        timings[f"labels:{party}"] = round(time.perf_counter() - t0, 3)
-    for victim in run.feature_parties:
-        t0 = time.perf_counter()
-        rows += feature_attacks(run, victim, known_rows, seed, steps)
-        timings[f"features:{victim}"] = round(time.perf_counter() - t0, 3)
+        try:
+            rows += job()
+        except NothingReleased as exc:
+            skipped.append(str(exc))
+        timings[name] = round(time.perf_counter() - t0, 3)
     audit = {
         "run": str(run.run_dir), "dataset": run.metrics.get("dataset"), "residuals": run.metrics.get("residuals"),
         "epsilon": run_epsilon(run), "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
         "n_train": int(run.truth.sample_ids.size), "seconds": timings,
-        "attacks": [r.to_dict() for r in rows],
+        "attacks": [r.to_dict() for r in rows], "nothing_to_attack": skipped,
     }
     if rows_curve:
-        audit["known_rows_curve"] = [pt for v in run.feature_parties for pt in known_rows_curve(run, v, rows_curve, seed)]
+        audit["known_rows_curve"] = [pt for v in run.feature_parties
+                                     for pt in _curve_or_nothing(run, v, rows_curve, seed)]
     _write_json(run.run_dir / AUDIT, audit)
     return audit
 
@@ -292,13 +306,17 @@ def _finite(value):
 
 def format_table(audit: dict) -> str:
     """The audit as a fixed-width table (one line per attack, victim and metric)."""
-    head = f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>9}{'baseline':>10}{'advantage':>11}  view"
+    head = (f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>9}{'baseline':>10}"
+            f"{'advantage':>11}{'p':>7}  view")
     lines = [f"audit of {audit['run']} ({audit['dataset']}, residuals={audit['residuals']}, "
              f"epsilon={audit['epsilon']}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})",
              head, "-" * len(head)]
     for a in audit["attacks"]:
+        p = "" if a.get("p_value") is None else f"{a['p_value']:.3f}"
         lines.append(f"{a['attack']:<18}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>9.3f}"
-                     f"{a['baseline']:>10.3f}{a['advantage']:>11.3f}  {a['view']}")
+                     f"{a['baseline']:>10.3f}{a['advantage']:>11.3f}{p:>7}  {a['view']}")
+    for reason in audit.get("nothing_to_attack", []):
+        lines.append(f"  nothing to attack: {reason}")
     for pt in audit.get("known_rows_curve", []):
         lines.append(f"  hat_matrix R^2 on {pt['victim']} (d={pt['d']}) with {pt['known_rows']} known rows "
                      f"({pt['fraction']:.0%}): {pt['r2']:.3f}")
@@ -306,20 +324,23 @@ def format_table(audit: dict) -> str:
 
 
 def plot_advantage(audits: list[dict], path: Path) -> Path:
-    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim."""
+    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim,
+    one line per attack and residual mode (plain and DP runs share a line; CKKS runs get their own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [row for a in audits for row in a["attacks"] if row["metric"] in ("r2", "accuracy")]
+    rows = [{**row, "mode": a.get("residuals") or "plain"} for a in audits for row in a["attacks"]
+            if row["metric"] in ("r2", "accuracy")]
     finite = sorted({float(r["epsilon"]) for r in rows if math.isfinite(float(r["epsilon"]))})
     inf_x = max(finite) * 3 if finite else 1.0
     series: dict[str, dict[float, list[float]]] = {}
     for row in rows:
         eps = float(row["epsilon"])
         x = eps if math.isfinite(eps) else inf_x
-        series.setdefault(f"{row['attack']} ({row['metric']})", {}).setdefault(x, []).append(row["advantage"])
+        mode = "" if row["mode"] == "plain" else f", {row['mode']} residuals"
+        series.setdefault(f"{row['attack']} ({row['metric']}{mode})", {}).setdefault(x, []).append(row["advantage"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(series.items()):
         xs = sorted(points)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import mse_per_column, r2_per_column
+from .metrics import mse_per_column, permutation_p, r2_per_column
 from .result import AttackResult, make_result
 
 
@@ -54,10 +54,12 @@ def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray
     if not mask.any():
         raise ValueError("every row is known: nothing left to score the attack on")
     base = mean_baseline(truth.shape[0], known)
-    t = truth[mask]
+    t, e = truth[mask], estimate[mask]
+    r2 = lambda y: float(r2_per_column(y, e).mean())  # noqa: E731
+    mse = lambda y: float(mse_per_column(y, e).mean())  # noqa: E731
     return [
-        make_result(attack, attacker, victim, "r2",
-                    r2_per_column(t, estimate[mask]).mean(), r2_per_column(t, base[mask]).mean()),
-        make_result(attack, attacker, victim, "mse",
-                    mse_per_column(t, estimate[mask]).mean(), mse_per_column(t, base[mask]).mean()),
+        make_result(attack, attacker, victim, "r2", r2(t), r2_per_column(t, base[mask]).mean(),
+                    permutation_p(r2, t, r2(t))),
+        make_result(attack, attacker, victim, "mse", mse(t), mse_per_column(t, base[mask]).mean(),
+                    permutation_p(mse, t, mse(t), higher_is_better=False)),
     ]

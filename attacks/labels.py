@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import accuracy, mad, macro_auc, r2_per_column
+from .metrics import accuracy, mad, macro_auc, permutation_p, r2_per_column
 from .result import AttackResult, make_result
 
 TASKS = ("classification", "regression")
@@ -89,15 +89,21 @@ def score_labels(attack: str, attacker: str, victim: str, task: str, guess: Labe
         raise ValueError("every label is known: nothing left to score the attack on")
     t = truth[mask]
     if check_task(task) == "classification":
+        g, scores = guess.values[mask], guess.class_scores[mask]
+        acc = lambda y: accuracy(y, g)  # noqa: E731
+        auc = lambda y: macro_auc(y, scores, guess.classes)  # noqa: E731
         return [
-            make_result(attack, attacker, victim, "accuracy",
-                        accuracy(t, guess.values[mask]), accuracy(t, baseline.values[mask])),
-            make_result(attack, attacker, victim, "auc",
-                        macro_auc(t, guess.class_scores[mask], guess.classes),
-                        macro_auc(t, baseline.class_scores[mask], baseline.classes)),
+            make_result(attack, attacker, victim, "accuracy", acc(t), accuracy(t, baseline.values[mask]),
+                        permutation_p(acc, t, acc(t))),
+            make_result(attack, attacker, victim, "auc", auc(t),
+                        macro_auc(t, baseline.class_scores[mask], baseline.classes), permutation_p(auc, t, auc(t))),
         ]
+    g = guess.values[mask]
+    r2 = lambda y: r2_per_column(y, g)[0]  # noqa: E731
+    err = lambda y: mad(y, g)  # noqa: E731
     return [
-        make_result(attack, attacker, victim, "r2",
-                    r2_per_column(t, guess.values[mask])[0], r2_per_column(t, baseline.values[mask])[0]),
-        make_result(attack, attacker, victim, "mad", mad(t, guess.values[mask]), mad(t, baseline.values[mask])),
+        make_result(attack, attacker, victim, "r2", r2(t), r2_per_column(t, baseline.values[mask])[0],
+                    permutation_p(r2, t, r2(t))),
+        make_result(attack, attacker, victim, "mad", err(t), mad(t, baseline.values[mask]),
+                    permutation_p(err, t, err(t), higher_is_better=False)),
     ]

@@ -28,7 +28,7 @@ def _rows(result, attack, metric):
 
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
 def test_plain_gal_acceptance(runs, dataset):
-    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=200)
+    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=50)
     inversion = _rows(result, "label_inversion", "accuracy")
     assert len(inversion) == 3 and all(a["score"] >= 0.99 for a in inversion)
     hat = _rows(result, "hat_matrix", "r2")
@@ -63,7 +63,7 @@ def test_rows_curve_grows(runs):
 
 def test_cli_audit_several_runs_writes_plot(runs, tmp_path, capsys):
     plot = tmp_path / "adv.png"
-    code = main(["audit", str(runs / "wine"), str(runs / "wine_crafted"), "--plot", str(plot)])
+    code = main(["audit", str(runs / "wine"), str(runs / "wine_crafted"), "--plot", str(plot), "--net-steps", "50"])
     assert code == 0 and plot.stat().st_size > 0
     assert "label_inversion" in capsys.readouterr().out
 
@@ -116,3 +116,37 @@ def test_side_knowledge_draw_is_seeded(runs):
     b = audit.audit_run(runs / "wine", seed=3, steps=20)
     assert a["attacks"] == b["attacks"]
     assert np.isfinite([x["score"] for x in a["attacks"]]).all()
+
+
+def test_sweep_trains_and_audits_dp_runs(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["audit", "--sweep", str(out), "--dataset", "wine", "--rounds", "2", "--epsilons", "1",
+                 "--label-epsilons", "1", "--no-ckks", "--net-steps", "20"])
+    assert code == 0
+    assert (out / "plain" / audit.AUDIT).is_file() and (out / "dp-eps1" / audit.AUDIT).is_file()
+    label_dp = json.loads((out / "label-dp-eps1" / audit.AUDIT).read_text())
+    assert all(a["epsilon"] == 1.0 for a in label_dp["attacks"] if a["victim"] == "alice")
+    assert (out / audit.PLOT).stat().st_size > 0
+    dp = json.loads((out / "dp-eps1" / audit.AUDIT).read_text())
+    assert dp["epsilon"] == 1.0
+    assert all(a["epsilon"] == 1.0 for a in dp["attacks"] if a["attacker"] == "alice")
+
+
+def test_sweep_and_run_dirs_are_exclusive(runs, tmp_path, capsys):
+    assert main(["audit", str(runs / "wine"), "--sweep", str(tmp_path / "s"), "--dataset", "wine"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["audit"]) == 2
+    assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
+    run_dir = tmp_path / "silent"
+    shutil.copytree(runs / "wine", run_dir)
+    transcript = run_dir / "transcripts" / "party2"
+    index = [json.loads(line) for line in (transcript / "index.jsonl").read_text().splitlines()]
+    kept = [e for e in index if e["kind"] != "fit_request"]
+    (transcript / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    result = audit.audit_run(run_dir, steps=20)
+    assert any("party2" in reason for reason in result["nothing_to_attack"])
+    assert not [a for a in result["attacks"] if a["attacker"] == "party2"]
+    assert [a for a in result["attacks"] if a["attacker"] == "party1"]

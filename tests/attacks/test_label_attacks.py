@@ -20,6 +20,7 @@ def test_inversion_is_exact_on_cross_entropy(ce_run):
     res = _by_metric(label_inversion.run(ce_run.residuals, "classification", known, ce_run.y,
                                          "p1", "p0", class_set(ce_run.n_outputs)))
     assert res["accuracy"].score == 1.0 and res["auc"].score == 1.0
+    assert res["accuracy"].p_value < 0.01 and res["auc"].p_value < 0.01
     assert res["auc"].baseline == 0.5
     assert res["accuracy"].advantage == pytest.approx(1.0 - res["accuracy"].baseline)
 
@@ -70,13 +71,14 @@ def test_model_completion_beats_own_features(ce_run):
 def test_noise_residuals_give_no_advantage():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 2000)
-    noise = [rng.standard_normal((2000, 2)) for _ in range(5)]
+    noise = [rng.standard_normal((2000, 2)) for _ in range(3)]
     known = _known(y, 0.05)
     classes = class_set(2)
     for results in (label_inversion.run(noise, "classification", known, y, "p1", "p0", classes),
                     label_clustering.run(noise, "classification", known, y, "p1", "p0", classes)):
         for r in results:
             assert abs(r.advantage) < 0.06, r
+        assert max(r.p_value for r in results) > 0.05
 
 
 def test_bad_side_knowledge_is_refused(ce_run):
