@@ -38,21 +38,26 @@ def _tls(certs: Path | None, name: str) -> str:
 
 
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
-                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain") -> str:
+                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain",
+                 privacy: dict | None = None) -> str:
+    """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``)."""
     lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
     if transcripts is not None:
         lines.append(f"transcripts = {_q(transcripts)}")
     lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
-    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", f"residuals = {_q(residuals)}", ""]
+    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", f"residuals = {_q(residuals)}"]
+    lines += [f"{k} = {_q(v)}" for k, v in (privacy or {}).items()] + [""]
     if limits:
         lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
     return "\n".join(lines) + _tls(certs, name)
 
 
 def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
-                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain") -> str:
+                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain",
+                      extra: dict | None = None) -> str:
+    """A ``federation.toml``; ``extra`` adds top-level keys (e.g. ``eta``, ``residual_clip``)."""
     lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
-             f"residuals = {_q(residuals)}",
+             f"residuals = {_q(residuals)}", *(f"{k} = {_q(v)}" for k, v in (extra or {}).items()),
              f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
     if transport:
         lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
