@@ -66,7 +66,7 @@ def test_federation_residual_clip_needs_ckks(tmp_path):
 
 
 @contextmanager
-def parties_in_threads(tmp_path, privacy: dict, parties: int = 3):
+def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain"):
     """`securegal party serve` for party1..party{parties-1}, each in a thread on loopback (no TLS)."""
     addresses, running = {}, []
     try:
@@ -74,7 +74,8 @@ def parties_in_threads(tmp_path, privacy: dict, parties: int = 3):
             name = f"party{i}"
             path = tmp_path / f"{name}.toml"
             path.write_text(party_config(name, data={**DATA, "parties": parties, "block": i}, learner_seed=i,
-                                         certs=None, transcripts=None, privacy=privacy.get(name)))
+                                         certs=None, transcripts=None, privacy=privacy.get(name),
+                                         residuals=residuals))
             ready, stop = queue.Queue(), threading.Event()
             thread = threading.Thread(target=serve_party, args=(PartyConfig.load(path),),
                                       kwargs={"stop": stop, "on_ready": ready.put}, daemon=True)
@@ -88,10 +89,10 @@ def parties_in_threads(tmp_path, privacy: dict, parties: int = 3):
             thread.join(30)
 
 
-def federation(tmp_path, peers, rounds, out="run"):
+def federation(tmp_path, peers, rounds, out="run", **kw):
     path = tmp_path / f"{out}.toml"
     path.write_text(federation_config(data={"dataset": "breast_cancer"}, peers=peers, rounds=rounds, seed=0,
-                                      out=tmp_path / out, certs=None, transport=FAST_RETRY))
+                                      out=tmp_path / out, certs=None, transport=FAST_RETRY, **kw))
     return FederationConfig.load(path)
 
 
@@ -127,3 +128,26 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
         assert not (tmp_path / "run" / "metrics.json").exists()
         metrics = train_federation(federation(tmp_path, {"party2": peers["party2"]}, rounds=2, out="again"))
     assert list(metrics["privacy"]) == ["party2"] and len(metrics["privacy"]["party2"]["releases"]) == 5
+
+
+@pytest.mark.slow
+def test_networked_dp_on_ckks_residuals(tmp_path):
+    """ckks + DP: the party needs the label owner's declared residual clip (refused without it),
+    then reports the same releases as the in-process CkksDPTrainer run (no feedback by default)."""
+    from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
+
+    with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}},
+                            residuals="ckks") as peers:
+        with pytest.raises(PartyRefused, match="residual clip"):
+            train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks"))
+        metrics = train_federation(federation(tmp_path, peers, rounds=2, out="clipped", residuals="ckks",
+                                              extra={"residual_clip": 1.0}))
+    ref = train("breast_cancer", parties=3, rounds=2, seed=0, weighting="uniform", eta=1.125,
+                channel=ClippedCkksResiduals(1.0),
+                trainers=CkksDPTrainers(DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES))))
+    assert metrics["residuals"] == "ckks" and metrics["eta"] == [1.125, 1.125]
+    for party in ("party1", "party2"):
+        block, expected = metrics["privacy"][party], ref["privacy"][party]
+        assert block["epsilon_spent"] <= 3.0 and block["releases"] == expected["releases"]
+        assert [(r["round"], r["what"]) for r in block["releases"]] == [(1, "gram"), (1, "stat"), (2, "stat")]
+        assert block["noise_multiplier"] == expected["noise_multiplier"]
