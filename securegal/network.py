@@ -214,11 +214,8 @@ def _party_dp(s: _Section, residuals: str, learner: str) -> DPConfig | None:
     elif learner not in DP_LEARNERS:
         raise ConfigError(f"{s.where}: DP is implemented for the learners {', '.join(DP_LEARNERS)}, not {learner!r}")
     shares = {} if feedback == "on" else {"shares": dict(NO_FEEDBACK_SHARES)}
-    try:
-        return DPConfig(values["epsilon"], values["delta"], accountant, feature_clip=values["feature_clip"],
-                        residual_clip=values["residual_clip"], prediction_clip=values["prediction_clip"], **shares)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{s.where}: {exc}") from None
+    return DPConfig(values["epsilon"], values["delta"], accountant, feature_clip=values["feature_clip"],
+                    residual_clip=values["residual_clip"], prediction_clip=values["prediction_clip"], **shares)
 
 
 def _party_table(s: _Section) -> FeatureTable:
