@@ -381,13 +381,14 @@ def read_privacy_report(raw: str, party: str) -> dict:
 
 def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event | None = None,
                 on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session finished."""
+    """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session
+    finished or the label owner's first request was refused (e.g. a Setup the budget cannot cover)."""
     endpoint = build_party(cfg)
     stop = stop or threading.Event()
 
     def handle(data: bytes) -> bytes:
         reply = endpoint.handle(data)
-        if once and endpoint.party.finished:
+        if once and (endpoint.party.finished or endpoint.party.session is None):
             stop.set()
         return reply
 

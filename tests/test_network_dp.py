@@ -66,9 +66,10 @@ def test_federation_residual_clip_needs_ckks(tmp_path):
 
 
 @contextmanager
-def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain"):
-    """`securegal party serve` for party1..party{parties-1}, each in a thread on loopback (no TLS)."""
-    addresses, running = {}, []
+def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain", once=()):
+    """`securegal party serve` for party1..party{parties-1}, each in a thread on loopback (no TLS);
+    the parties named in ``once`` serve one session (``--once``). Yields addresses and threads."""
+    addresses, running, threads = {}, [], {}
     try:
         for i in range(1, parties):
             name = f"party{i}"
@@ -78,11 +79,12 @@ def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str
                                          residuals=residuals))
             ready, stop = queue.Queue(), threading.Event()
             thread = threading.Thread(target=serve_party, args=(PartyConfig.load(path),),
-                                      kwargs={"stop": stop, "on_ready": ready.put}, daemon=True)
+                                      kwargs={"stop": stop, "on_ready": ready.put, "once": name in once}, daemon=True)
             thread.start()
             running.append((thread, stop))
+            threads[name] = thread
             addresses[name] = f"127.0.0.1:{ready.get(timeout=60)}"
-        yield addresses
+        yield addresses, threads
     finally:
         for thread, stop in running:
             stop.set()
@@ -100,7 +102,7 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
     """Each party's own budget from its party.toml; the label owner fixes weights/eta as the
     in-process --epsilon run does; the parties' accountants reach metrics.json unchanged."""
     budgets = {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 1.0, "accountant": "prv"}}
-    with parties_in_threads(tmp_path, budgets) as peers:
+    with parties_in_threads(tmp_path, budgets) as (peers, _):
         metrics = train_federation(federation(tmp_path, peers, rounds=3))
     ref = train("breast_cancer", parties=3, rounds=3, seed=0, weighting="uniform", eta=0.75,
                 trainers=DPTrainers(configs={"party1": DPConfig(3.0, 1e-5), "party2": DPConfig(1.0, 1e-5, "prv")}))
@@ -122,10 +124,12 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
     """party1's budget cannot cover the rounds: it refuses Setup (nothing released), the label
     owner stops with that reason and closes party2's session, which then serves a new one."""
     budgets = {"party1": {"epsilon": 1e-4}, "party2": {"epsilon": 3.0}}
-    with parties_in_threads(tmp_path, budgets) as peers:
+    with parties_in_threads(tmp_path, budgets, once={"party1"}) as (peers, threads):
         with pytest.raises(PartyRefused, match=r"party 'party1' refused \(invalid\): budget epsilon=0.0001.*too small"):
             train_federation(federation(tmp_path, peers, rounds=2))
         assert not (tmp_path / "run" / "metrics.json").exists()
+        threads["party1"].join(30)
+        assert not threads["party1"].is_alive()  # --once: a refused setup ends its one session
         metrics = train_federation(federation(tmp_path, {"party2": peers["party2"]}, rounds=2, out="again"))
     assert list(metrics["privacy"]) == ["party2"] and len(metrics["privacy"]["party2"]["releases"]) == 5
 
@@ -137,7 +141,7 @@ def test_networked_dp_on_ckks_residuals(tmp_path):
     from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
 
     with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}},
-                            residuals="ckks") as peers:
+                            residuals="ckks") as (peers, _):
         with pytest.raises(PartyRefused, match="residual clip"):
             train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks"))
         metrics = train_federation(federation(tmp_path, peers, rounds=2, out="clipped", residuals="ckks",
