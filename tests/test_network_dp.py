@@ -155,3 +155,25 @@ def test_networked_dp_on_ckks_residuals(tmp_path):
         assert block["epsilon_spent"] <= 3.0 and block["releases"] == expected["releases"]
         assert [(r["round"], r["what"]) for r in block["releases"]] == [(1, "gram"), (1, "stat"), (2, "stat")]
         assert block["noise_multiplier"] == expected["noise_multiplier"]
+
+
+def test_resumed_label_owner_keeps_the_dp_choices(tmp_path):
+    """The label owner dies after round 1; resumed, it keeps uniform weights and the fixed eta,
+    and the parties' reports (from their later replies) cover the whole run."""
+    class Crash(Exception):
+        pass
+
+    def crash(result):
+        if result.round == 1:
+            raise Crash
+
+    with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}}) as (peers, _):
+        cfg = federation(tmp_path, peers, rounds=3)
+        with pytest.raises(Crash):
+            train_federation(cfg, on_round=crash)
+        metrics = train_federation(FederationConfig.for_resume(cfg.out), resume=True)
+    assert metrics["eta"] == [0.75] * 3 and metrics["weights"] == [[1 / 3] * 3] * 3
+    for block in metrics["privacy"].values():
+        assert [(r["round"], r["what"]) for r in block["releases"]] == [
+            (1, "gram"), (1, "stat"), (1, "pred"), (2, "stat"), (2, "pred"), (3, "stat"), (3, "pred")]
+        assert block["epsilon_spent"] <= block["epsilon_budget"] == 3.0
