@@ -38,21 +38,27 @@ def _tls(certs: Path | None, name: str) -> str:
 
 
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
-                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain") -> str:
+                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain",
+                 privacy: dict | None = None) -> str:
+    """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``)."""
     lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
     if transcripts is not None:
         lines.append(f"transcripts = {_q(transcripts)}")
     lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
-    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", f"residuals = {_q(residuals)}", ""]
+    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}",
+              "", "[privacy]", f"residuals = {_q(residuals)}"]
+    lines += [f"{k} = {_q(v)}" for k, v in (privacy or {}).items()] + [""]
     if limits:
         lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
     return "\n".join(lines) + _tls(certs, name)
 
 
 def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
-                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain") -> str:
+                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain",
+                      extra: dict | None = None) -> str:
+    """A ``federation.toml``; ``extra`` adds top-level keys (e.g. ``eta``, ``residual_clip``)."""
     lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
-             f"residuals = {_q(residuals)}",
+             f"residuals = {_q(residuals)}", *(f"{k} = {_q(v)}" for k, v in (extra or {}).items()),
              f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
     if transport:
         lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
@@ -78,7 +84,8 @@ class LocalFederation:
                  dataset: str | None = "breast_cancer", label_owner_data: dict | None = None,
                  party_data=None, out: str | Path | None = None, insecure: bool = False, min_parties: int = 1,
                  transport: dict | None = None, limits: dict | None = None, transcripts: bool = True,
-                 once: bool = True, ready_timeout: float = READY_TIMEOUT, residuals: str = "plain"):
+                 once: bool = True, ready_timeout: float = READY_TIMEOUT, residuals: str = "plain",
+                 privacy: dict | None = None, federation_extra: dict | None = None):
         if parties < 2:
             raise ConfigError(f"a networked federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
@@ -91,6 +98,7 @@ class LocalFederation:
         self.certs = None if insecure else self.workdir / "certs"
         self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
         self.ready_timeout, self.residuals = ready_timeout, residuals
+        self.privacy, self.federation_extra = privacy, federation_extra  # every party's [privacy] DP keys
         self.processes: dict[str, subprocess.Popen] = {}
         self.addresses: dict[str, str] = {}
         self.federation_toml = self.config_dir / "federation.toml"
@@ -103,6 +111,7 @@ class LocalFederation:
             path = self.config_dir / f"{name}.toml"
             path.write_text(party_config(name, data=self.party_data(i), learner_seed=self.seed * 1000 + i,
                                          certs=self.certs, limits=self.limits, residuals=self.residuals,
+                                         privacy=self.privacy,
                                          transcripts=self.out / "transcripts" / name if self.transcripts else None))
         for name in self.names:  # all start in parallel; then wait for each to serve
             self._spawn(name)
@@ -138,7 +147,8 @@ class LocalFederation:
     def write_federation(self) -> Path:
         self.federation_toml.write_text(federation_config(
             data=self.label_owner_data, peers=self.addresses, rounds=self.rounds, seed=self.seed, out=self.out,
-            certs=self.certs, min_parties=self.min_parties, transport=self.transport, residuals=self.residuals))
+            certs=self.certs, min_parties=self.min_parties, transport=self.transport, residuals=self.residuals,
+            extra=self.federation_extra))
         return self.federation_toml
 
     def label_owner(self, *extra: str) -> subprocess.Popen:
@@ -198,12 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="certificates, configs and logs (default <out>/federation)")
     p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
                    help="plain, or CKKS-encrypted under the label owner's key")
+    p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
+    p.add_argument("--delta", type=float, default=1e-5, help="delta of the parties' DP budgets")
     args = p.parse_args(argv)
+    privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
+    # DP parties on CKKS rely on the label owner's declared residual clip (docs/privacy.md 5b)
+    extra = {"residual_clip": 1.0} if privacy and args.residuals == "ckks" else None
     workdir = args.workdir or args.out / "federation"
     if workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates")
     with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed, dataset=args.dataset,
-                         out=args.out, residuals=args.residuals) as fed:
+                         out=args.out, residuals=args.residuals, privacy=privacy, federation_extra=extra) as fed:
         owner = fed.label_owner("--overwrite")
         code = owner.wait()
         print((workdir / "alice.log").read_text(), end="")

@@ -20,7 +20,7 @@ import shutil
 import signal
 import threading
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,8 +31,9 @@ from .core.losses import make_loss
 from .data.datasets import Dataset, load_csv, load_dataset
 from .data.split import Block, RowSplit, vertical_split
 from .data.tables import FeatureTable
-from .errors import ConfigError
-from .federation import TargetScaler
+from . import messages as m
+from .errors import ConfigError, PartyRefused, ProtocolError
+from .federation import TargetScaler, plain_trainers
 from .learners.registry import make_learner
 from .parties.endpoint import PartyEndpoint
 from .parties.feature_party import RESUME_BITS, FeatureParty
@@ -40,6 +41,9 @@ from .parties.label_owner import LabelOwner, RoundResult
 from .parties.layers import PlainTrainer
 from .parties.messenger import Messenger
 from .plots import plot_curves
+from .privacy.dp.accountant import ACCOUNTANTS
+from .privacy.dp.layers import DP_LEARNERS, DPTrainers
+from .privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from .run import MethodRun, run_method, train, write_json_atomic
 from .transcript import TranscriptWriter
 from .transport.frames import FrameLimits
@@ -52,6 +56,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "securegal-checkpoint"
 RESIDUALS = ("plain", "ckks")
 CHECKPOINT_VERSION = 1
+# Key of the replies' info map under which a DP party sends its accountant report (one JSON string).
+PRIVACY_INFO = "privacy"
+PRIVACY_REPORT_KEYS = ("epsilon_budget", "epsilon_spent", "delta", "accountant", "noise_multiplier", "releases")
+# [privacy] keys of party.toml besides ``residuals``; all but ``epsilon`` need ``epsilon``.
+DP_KEYS = ("epsilon", "delta", "accountant", "feature_clip", "residual_clip", "prediction_clip", "feedback")
 
 
 # ---------------------------------------------------------------- config files
@@ -143,6 +152,7 @@ class PartyConfig:
     tls: TlsConfig
     limits: FrameLimits
     transcripts: Path | None
+    dp: DPConfig | None = None
 
     @classmethod
     def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
@@ -160,17 +170,52 @@ class PartyConfig:
         lrn.done()
         priv = top.section("privacy")
         residuals = priv.get("residuals", str, "plain")
-        priv.done()
         if residuals not in RESIDUALS:
-            raise ConfigError(f"{priv.where}: residuals must be one of {RESIDUALS}, got {residuals!r} "
-                              "(DP for networked parties is not available yet)")
+            raise ConfigError(f"{priv.where}: residuals must be one of {RESIDUALS}, got {residuals!r}")
+        dp = _party_dp(priv, residuals, learner)
+        priv.done()
         tls = TlsConfig.read(top.section("tls", required=not insecure), name, insecure)
         lim = top.section("limits")
         limits = _frame_limits(lim)
         lim.done()
         top.done()
         return cls(name, label_owner, listen, table, learner, seed, local_loss, options, residuals, tls, limits,
-                   transcripts)
+                   transcripts, dp)
+
+
+def _party_dp(s: _Section, residuals: str, learner: str) -> DPConfig | None:
+    """The party's own DP budget and clipping from ``[privacy]`` (None without ``epsilon``); the
+    same knobs and defaults as ``securegal train --epsilon`` (``--delta``, ``--accountant``,
+    ``--dp-*-clip``, ``--dp-feedback``)."""
+    if "epsilon" not in s.data:
+        stray = [k for k in DP_KEYS if k in s.data]
+        if stray:
+            raise ConfigError(f"{s.where}: {', '.join(stray)} set without 'epsilon' (this party's DP budget)")
+        return None
+    values = {k: s.get(k, float, default) for k, default in (
+        ("epsilon", ...), ("delta", 1e-5), ("feature_clip", 0.5), ("residual_clip", 1.0), ("prediction_clip", 0.01))}
+    for key, value in values.items():
+        high = 1.0 if key == "delta" else float("inf")
+        if not (np.isfinite(value) and 0 < value < high):
+            raise ConfigError(f"{s.where}: {key!r} must be finite and in (0, {high:g}), got {value!r}")
+    accountant = s.get("accountant", str, "rdp")
+    if accountant not in ACCOUNTANTS:
+        raise ConfigError(f"{s.where}: 'accountant' must be one of {ACCOUNTANTS}, got {accountant!r}")
+    # Under CKKS per-row feedback is pure noise (docs/privacy.md 5b), so it is off by default.
+    feedback = s.get("feedback", str, "off" if residuals == "ckks" else "on")
+    if feedback not in ("on", "off"):
+        raise ConfigError(f"{s.where}: 'feedback' must be 'on' or 'off', got {feedback!r}")
+    if residuals == "ckks":
+        if "residual_clip" in s.data:
+            raise ConfigError(f"{s.where}: 'residual_clip' is the label owner's under ckks (it clips before "
+                              "encrypting: federation.toml residual_clip); drop it here")
+        if learner != "linear":
+            raise ConfigError(f"{s.where}: DP on CKKS residuals is implemented for the linear learner, not {learner!r}")
+    elif learner not in DP_LEARNERS:
+        raise ConfigError(f"{s.where}: DP is implemented for the learners {', '.join(DP_LEARNERS)}, not {learner!r}")
+    shares = {} if feedback == "on" else {"shares": dict(NO_FEEDBACK_SHARES)}
+    return DPConfig(values["epsilon"], values["delta"], accountant, feature_clip=values["feature_clip"],
+                    residual_clip=values["residual_clip"], prediction_clip=values["prediction_clip"], **shares)
 
 
 def _party_table(s: _Section) -> FeatureTable:
@@ -206,10 +251,12 @@ class FederationConfig:
     learner: str
     learner_options: dict
     local_loss: str | None
-    weighting: str
+    weighting: str | None
+    eta: float | None
     eta_max: float
     min_parties: int
     residuals: str
+    residual_clip: float | None
     out: Path
     tls: TlsConfig
     retry: RetryPolicy
@@ -245,8 +292,10 @@ class FederationConfig:
             name=name, peers=peers, data=data, seed=top.get("seed", int, 0), rounds=top.get("rounds", int, 10),
             learner=top.get("learner", str, "linear"), learner_options=top.get("learner_options", dict, {}),
             local_loss=top.get("local_loss", str, None),
-            weighting=top.get("weights", str, "learned"), eta_max=top.get("eta_max", float, 10.0),
+            weighting=top.get("weights", str, None), eta=top.get("eta", float, None),
+            eta_max=top.get("eta_max", float, 10.0),
             min_parties=top.get("min_parties", int, 1), residuals=top.get("residuals", str, "plain"),
+            residual_clip=top.get("residual_clip", float, None),
             out=top.path("out", "runs/federation"),
             tls=TlsConfig.read(top.section("tls", required=not insecure), name, insecure), retry=retry, limits=limits,
             path=Path(path).resolve(), text=text)
@@ -254,6 +303,9 @@ class FederationConfig:
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         if cfg["residuals"] not in RESIDUALS:
             raise ConfigError(f"{path}: residuals must be one of {RESIDUALS}, got {cfg['residuals']!r}")
+        if cfg["residual_clip"] is not None and (cfg["residuals"] != "ckks" or not 0 < cfg["residual_clip"] < np.inf):
+            raise ConfigError(f"{path}: residual_clip (the bound DP parties rely on under ckks) needs residuals = "
+                              f"'ckks' and a finite value > 0, got {cfg['residual_clip']!r} with {cfg['residuals']!r}")
         if not 1 <= cfg["min_parties"] <= 1 + len(peers):
             raise ConfigError(f"min_parties must be in 1..{1 + len(peers)}, got {cfg['min_parties']}")
         return cls(**cfg)
@@ -281,25 +333,62 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
         learner = make_learner(cfg.learner, local_loss=local_loss, seed=cfg.learner_seed,
                                patch_shape=cfg.table.patch_shape, **cfg.learner_options)
         if cfg.residuals == "ckks":  # the trainer refuses plaintext residuals, and vice versa
+            if cfg.dp is not None:
+                from .privacy.hedp import CkksDPTrainers
+
+                return CkksDPTrainers(cfg.dp)(cfg.name, 0, learner)(setup)
             from .privacy.he.layers import ckks_trainers
 
             return ckks_trainers(cfg.name, 0, learner)(setup)
+        if cfg.dp is not None:  # the in-process --epsilon trainer: DP ridge (linear) or DP-GD (mlp)
+            return DPTrainers(cfg.dp)(cfg.name, 0, learner)(setup)
         return PlainTrainer(learner)
 
-    party = FeatureParty(cfg.name, cfg.table, trainer, label_owner=cfg.label_owner)
+    party = (ReportingParty if cfg.dp is not None else FeatureParty)(cfg.name, cfg.table, trainer,
+                                                                      label_owner=cfg.label_owner)
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None
     return PartyEndpoint(party, writer, Limits(max_message_bytes=cfg.limits.max_message_bytes))
 
 
+class ReportingParty(FeatureParty):
+    """A DP feature party: every SetupAck, FitReply and FinishAck carries its accountant's report
+    (``info["privacy"]``, one JSON string), so the label owner's metrics.json holds what the party
+    spent. The budget is the party's own: its Setup is refused (ErrorReply, nothing released)
+    when the budget cannot cover the rounds the label owner asks for."""
+
+    def handle(self, env: m.Envelope) -> m.Body:
+        reply = super().handle(env)
+        if isinstance(reply, (m.SetupAck, m.FitReply, m.FinishAck)):
+            report = json.dumps(self.trainer.report(), sort_keys=True, allow_nan=False)
+            reply = replace(reply, info={**reply.info, PRIVACY_INFO: report})
+        return reply
+
+
+def read_privacy_report(raw: str, party: str) -> dict:
+    """A party's ``info["privacy"]`` as its metrics.json block; ProtocolError if malformed."""
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        raise ProtocolError(f"privacy report of {party!r} is not JSON") from None
+    if not isinstance(report, dict) or not set(PRIVACY_REPORT_KEYS) <= set(report):
+        raise ProtocolError(f"privacy report of {party!r} lacks {sorted(set(PRIVACY_REPORT_KEYS) - set(report or {}))}")
+    numbers = [report[k] for k in ("epsilon_budget", "epsilon_spent", "delta")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers) \
+            or not isinstance(report["releases"], list):
+        raise ProtocolError(f"privacy report of {party!r} has non-numeric epsilon/delta or no release list")
+    return report
+
+
 def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event | None = None,
                 on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session finished."""
+    """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session
+    finished or the label owner's first request was refused (e.g. a Setup the budget cannot cover)."""
     endpoint = build_party(cfg)
     stop = stop or threading.Event()
 
     def handle(data: bytes) -> bytes:
         reply = endpoint.handle(data)
-        if once and endpoint.party.finished:
+        if once and (endpoint.party.finished or endpoint.party.session is None):
             stop.set()
         return reply
 
@@ -348,6 +437,7 @@ class Checkpoint:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
             "config_sha256": self.digest,
             "session": owner.session, "epoch": self.epoch, "peers": owner.peers,
+            "weighting": owner.weighting, "eta": owner.eta,
             "rounds": [{"round": r.round, "weights": r.weights, "eta": r.eta, "train_loss": r.train_loss,
                         "absent": list(r.absent)} for r in owner.model.rounds],
         }
@@ -388,6 +478,43 @@ def _own_block(cfg: FederationConfig) -> Callable[[Dataset, int], list[Block]]:
     return lambda d, m: [Block(np.arange(d.X.shape[1]))] + [Block(np.arange(0))] * (m - 1)
 
 
+class ReportingMessenger(Messenger):
+    """A messenger that keeps each party's latest privacy report (``info["privacy"]`` of its
+    replies, see :class:`ReportingParty`) in ``privacy`` and the last exchange's outcomes in ``last``.
+    A malformed report makes that reply a ProtocolError."""
+
+    def __init__(self, *args, privacy: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.privacy = privacy
+        self.last: dict = {}
+
+    def exchange(self, round: int, requests):
+        out = super().exchange(round, requests)
+        for party, reply in out.items():
+            raw = None if isinstance(reply, Exception) else getattr(reply, "info", {}).get(PRIVACY_INFO)
+            if raw is not None:
+                try:
+                    self.privacy[party] = read_privacy_report(raw, party)
+                except ProtocolError as exc:
+                    out[party] = exc
+        self.last = out
+        return out
+
+
+class PartyReports:
+    """The networked label owner's trainer choice: parties build their own (possibly DP) trainers
+    in their processes; what it reports for metrics.json's ``privacy`` block is what they sent."""
+
+    def __init__(self):
+        self.privacy: dict[str, dict] = {}
+
+    def __call__(self, name: str, index: int, learner):
+        return plain_trainers(name, index, learner)  # the label owner's stand-in, never sent anywhere
+
+    def report(self) -> dict:
+        return dict(self.privacy)
+
+
 def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
     """Only the label owner's own results are replaced: parties on this machine may be writing
     their transcripts under the same directory."""
@@ -399,6 +526,16 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
     for p in present:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     cfg.out.mkdir(parents=True, exist_ok=True)
+
+
+def _fix_label_uses(owner: LabelOwner, cfg: FederationConfig) -> None:
+    """With a DP party the step choices default to the in-process ``--epsilon`` ones (docs/privacy.md
+    section 4): uniform weights and eta = 0.75 M / T, unless federation.toml sets weights/eta."""
+    if cfg.weighting is None:
+        owner.weighting = "uniform"
+    if cfg.eta is None:
+        owner.eta = 0.75 * cfg.parties / cfg.rounds
+    log.info("DP parties %s: weights %s, eta %s", sorted(owner.messenger.privacy), owner.weighting, owner.eta)
 
 
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
@@ -431,10 +568,10 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         transport = GrpcTransport(cfg.peers, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
                                   retry=cfg.retry, limits=cfg.limits)
         session = state["session"] if state else secrets.token_hex(8)
-        messenger = Messenger(cfg.name, session, transport,
-                              TranscriptWriter(cfg.out / "transcripts" / cfg.name, cfg.name),
-                              Limits(max_message_bytes=cfg.limits.max_message_bytes),
-                              first_seq=ckpt.epoch << RESUME_BITS)
+        messenger = ReportingMessenger(cfg.name, session, transport,
+                                       TranscriptWriter(cfg.out / "transcripts" / cfg.name, cfg.name),
+                                       Limits(max_message_bytes=cfg.limits.max_message_bytes),
+                                       first_seq=ckpt.epoch << RESUME_BITS, privacy=reports.privacy)
         return LabelOwner(own=own, train_ids=split.train, y_train=scaler.forward(dataset.y[split.train]), loss=loss,
                           peers=list(cfg.peers), messenger=messenger, channel=channel, rounds=rounds,
                           weighting=weighting, eta=eta, eta_max=eta_max, min_parties=cfg.min_parties,
@@ -442,9 +579,18 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
 
     def start(owner: LabelOwner) -> None:
         if state is None:
-            owner.setup()
+            try:
+                owner.setup()
+            except (PartyRefused, ProtocolError):  # e.g. a party's budget cannot cover the rounds
+                joined = [p for p, r in owner.messenger.last.items() if isinstance(r, m.SetupAck)]
+                if joined:  # close their sessions so they can serve the next one
+                    owner.messenger.exchange(0, {p: m.Finish() for p in joined})
+                raise
+            if reports.privacy:
+                _fix_label_uses(owner, cfg)
         else:
             owner.resume(state["rounds"], state["F"], state["peers"])
+            owner.weighting, owner.eta = state.get("weighting", owner.weighting), state.get("eta", owner.eta)
             log.warning("resumed session %s after round %d", owner.session, len(state["rounds"]))
         ckpt.save(owner)
 
@@ -456,15 +602,19 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
                     hook(result)
         return run_method(owner, dataset, split, scaler, each_round, start=start)
 
-    channel = None
-    if cfg.residuals == "ckks":
+    channel, reports = None, PartyReports()
+    if cfg.residual_clip is not None:  # declared to the parties: DP on CKKS residuals relies on it
+        from .privacy.hedp import ClippedCkksResiduals
+
+        channel = ClippedCkksResiduals(cfg.residual_clip)
+    elif cfg.residuals == "ckks":
         from .privacy.he.layers import CkksResiduals
 
         channel = CkksResiduals()
-    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), channel=channel,
+    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), channel=channel, trainers=reports,
                     target=cfg.data.get("target"), parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds,
-                    seed=cfg.seed, weighting=cfg.weighting, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
-                    local_loss=cfg.local_loss,
+                    seed=cfg.seed, weighting=cfg.weighting or "learned", eta=cfg.eta, eta_max=cfg.eta_max,
+                    learner_options=cfg.learner_options, local_loss=cfg.local_loss,
                     progress=progress, split_blocks=_own_block(cfg), build_gal=build, run_gal=run)
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")

@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
     serve = actions.add_parser("serve", help="serve the party described by a party.toml until stopped (SIGTERM)")
     serve.add_argument("--config", type=Path, required=True,
                        help="party.toml: name, listen address, data, learner, privacy, tls (cert, key, CA)")
-    serve.add_argument("--once", action="store_true", help="exit after the label owner finishes its session")
+    serve.add_argument("--once", action="store_true",
+                       help="exit after the label owner finishes its session (or after a refused setup)")
     serve.add_argument("--insecure", action="store_true",
                        help="no TLS, no peer authentication: loopback demos only (refused elsewhere, warns loudly)")
     serve.set_defaults(func=run)

@@ -1,0 +1,179 @@
+"""DP feature parties in the networked mode: party.toml [privacy] budgets, reports, refusal."""
+import json
+import queue
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from securegal.errors import ConfigError, PartyRefused
+from securegal.localnet import federation_config, party_config
+from securegal.network import FederationConfig, PartyConfig, serve_party, train_federation
+from securegal.privacy.dp.layers import DPTrainers
+from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
+from securegal.run import train
+
+FAST_RETRY = {"attempts": 2, "timeout": 60.0, "backoff": 0.05, "backoff_max": 0.2}
+DATA = {"dataset": "breast_cancer", "parties": 3, "block": 1}
+
+
+def load_party(tmp_path, privacy=None, residuals="plain", learner="linear"):
+    text = party_config("party1", data=DATA, learner_seed=1, certs=None, transcripts=None, residuals=residuals,
+                        privacy=privacy).replace('name = "linear"', f'name = "{learner}"')
+    (tmp_path / "p.toml").write_text(text)
+    return PartyConfig.load(tmp_path / "p.toml")
+
+
+def test_party_privacy_config(tmp_path):
+    assert load_party(tmp_path).dp is None
+    assert load_party(tmp_path, {"epsilon": 3}).dp == DPConfig(3.0, 1e-5)
+    cfg = load_party(tmp_path, {"epsilon": 2.0, "delta": 1e-6, "accountant": "prv", "feature_clip": 0.3,
+                                "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "off"}).dp
+    assert cfg == DPConfig(2.0, 1e-6, "prv", feature_clip=0.3, residual_clip=2.0, prediction_clip=0.05,
+                           shares=dict(NO_FEEDBACK_SHARES))
+    assert load_party(tmp_path, {"epsilon": 1.0}, residuals="ckks").dp.shares == NO_FEEDBACK_SHARES
+
+
+@pytest.mark.parametrize("privacy, kw, match", [
+    ({"epsilon": 0.0}, {}, r"'epsilon' must be finite and in \(0, inf\), got 0.0"),
+    ({"epsilon": -1}, {}, "'epsilon' must be"),
+    ({"epsilon": "three"}, {}, "'epsilon' has the wrong type"),
+    ({"epsilon": 1.0, "delta": 1.5}, {}, r"'delta' must be finite and in \(0, 1\), got 1.5"),
+    ({"epsilon": 1.0, "accountant": "gdp"}, {}, "'accountant' must be one of .* got 'gdp'"),
+    ({"epsilon": 1.0, "feature_clip": 0}, {}, "'feature_clip' must be"),
+    ({"epsilon": 1.0, "prediction_clip": -0.5}, {}, "'prediction_clip' must be"),
+    ({"epsilon": 1.0, "feedback": "maybe"}, {}, "'feedback' must be 'on' or 'off', got 'maybe'"),
+    ({"epsilon": 1.0, "sigma": 2}, {}, r"unknown keys \['sigma'\]"),
+    ({"delta": 1e-6, "accountant": "rdp"}, {}, "delta, accountant set without 'epsilon'"),
+    ({"epsilon": 1.0}, {"learner": "gb"}, "DP is implemented for the learners linear, mlp, not 'gb'"),
+    ({"epsilon": 1.0}, {"learner": "mlp", "residuals": "ckks"}, "CKKS residuals is implemented for the linear"),
+    ({"epsilon": 1.0, "residual_clip": 1.0}, {"residuals": "ckks"}, "'residual_clip' is the label owner's"),
+])
+def test_party_privacy_config_errors(tmp_path, privacy, kw, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        load_party(tmp_path, privacy, **kw)
+    assert "[privacy]" in str(err.value)
+
+
+def test_federation_residual_clip_needs_ckks(tmp_path):
+    text = federation_config(data={"dataset": "breast_cancer"}, peers={"party1": "127.0.0.1:1"}, rounds=2, seed=0,
+                             out=tmp_path / "run", certs=None, extra={"residual_clip": 1.0})
+    (tmp_path / "f.toml").write_text(text)
+    with pytest.raises(ConfigError, match="residual_clip .* needs residuals = 'ckks'"):
+        FederationConfig.load(tmp_path / "f.toml")
+    (tmp_path / "f.toml").write_text(text.replace('residuals = "plain"', 'residuals = "ckks"'))
+    assert FederationConfig.load(tmp_path / "f.toml").residual_clip == 1.0
+
+
+@contextmanager
+def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain", once=()):
+    """`securegal party serve` for party1..party{parties-1}, each in a thread on loopback (no TLS);
+    the parties named in ``once`` serve one session (``--once``). Yields addresses and threads."""
+    addresses, running, threads = {}, [], {}
+    try:
+        for i in range(1, parties):
+            name = f"party{i}"
+            path = tmp_path / f"{name}.toml"
+            path.write_text(party_config(name, data={**DATA, "parties": parties, "block": i}, learner_seed=i,
+                                         certs=None, transcripts=None, privacy=privacy.get(name),
+                                         residuals=residuals))
+            ready, stop = queue.Queue(), threading.Event()
+            thread = threading.Thread(target=serve_party, args=(PartyConfig.load(path),),
+                                      kwargs={"stop": stop, "on_ready": ready.put, "once": name in once}, daemon=True)
+            thread.start()
+            running.append((thread, stop))
+            threads[name] = thread
+            addresses[name] = f"127.0.0.1:{ready.get(timeout=60)}"
+        yield addresses, threads
+    finally:
+        for thread, stop in running:
+            stop.set()
+            thread.join(30)
+
+
+def federation(tmp_path, peers, rounds, out="run", **kw):
+    path = tmp_path / f"{out}.toml"
+    path.write_text(federation_config(data={"dataset": "breast_cancer"}, peers=peers, rounds=rounds, seed=0,
+                                      out=tmp_path / out, certs=None, transport=FAST_RETRY, **kw))
+    return FederationConfig.load(path)
+
+
+def test_networked_dp_parties_report_like_in_process(tmp_path):
+    """Each party's own budget from its party.toml; the label owner fixes weights/eta as the
+    in-process --epsilon run does; the parties' accountants reach metrics.json unchanged."""
+    budgets = {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 1.0, "accountant": "prv"}}
+    with parties_in_threads(tmp_path, budgets) as (peers, _):
+        metrics = train_federation(federation(tmp_path, peers, rounds=3))
+    ref = train("breast_cancer", parties=3, rounds=3, seed=0, weighting="uniform", eta=0.75,
+                trainers=DPTrainers(configs={"party1": DPConfig(3.0, 1e-5), "party2": DPConfig(1.0, 1e-5, "prv")}))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"] == metrics["privacy"]
+    assert set(metrics["privacy"]) == {"party1", "party2"}
+    for party, block in metrics["privacy"].items():
+        expected = ref["privacy"][party]
+        assert block["epsilon_budget"] == budgets[party]["epsilon"]
+        assert 0 < block["epsilon_spent"] <= block["epsilon_budget"]
+        assert block["releases"] == expected["releases"]  # same plan, same calibrated noise, same history
+        assert len(block["releases"]) == 1 + 2 * 3  # gram once, stat + pred each round
+        for key in ("epsilon_spent", "delta", "accountant", "noise_multiplier", "mechanism"):
+            assert block[key] == expected[key], key
+    assert metrics["eta"] == ref["eta"] == [0.75] * 3
+    assert metrics["weights"] == ref["weights"] == [[1 / 3] * 3] * 3
+
+
+def test_budget_too_small_is_refused_at_setup(tmp_path):
+    """party1's budget cannot cover the rounds: it refuses Setup (nothing released), the label
+    owner stops with that reason and closes party2's session, which then serves a new one."""
+    budgets = {"party1": {"epsilon": 1e-4}, "party2": {"epsilon": 3.0}}
+    with parties_in_threads(tmp_path, budgets, once={"party1"}) as (peers, threads):
+        with pytest.raises(PartyRefused, match=r"party 'party1' refused \(invalid\): budget epsilon=0.0001.*too small"):
+            train_federation(federation(tmp_path, peers, rounds=2))
+        assert not (tmp_path / "run" / "metrics.json").exists()
+        threads["party1"].join(30)
+        assert not threads["party1"].is_alive()  # --once: a refused setup ends its one session
+        metrics = train_federation(federation(tmp_path, {"party2": peers["party2"]}, rounds=2, out="again"))
+    assert list(metrics["privacy"]) == ["party2"] and len(metrics["privacy"]["party2"]["releases"]) == 5
+
+
+@pytest.mark.slow
+def test_networked_dp_on_ckks_residuals(tmp_path):
+    """ckks + DP: the party needs the label owner's declared residual clip (refused without it),
+    then reports the same releases as the in-process CkksDPTrainer run (no feedback by default)."""
+    from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
+
+    with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}},
+                            residuals="ckks") as (peers, _):
+        with pytest.raises(PartyRefused, match="residual clip"):
+            train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks"))
+        metrics = train_federation(federation(tmp_path, peers, rounds=2, out="clipped", residuals="ckks",
+                                              extra={"residual_clip": 1.0}))
+    ref = train("breast_cancer", parties=3, rounds=2, seed=0, weighting="uniform", eta=1.125,
+                channel=ClippedCkksResiduals(1.0),
+                trainers=CkksDPTrainers(DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES))))
+    assert metrics["residuals"] == "ckks" and metrics["eta"] == [1.125, 1.125]
+    for party in ("party1", "party2"):
+        block, expected = metrics["privacy"][party], ref["privacy"][party]
+        assert block["epsilon_spent"] <= 3.0 and block["releases"] == expected["releases"]
+        assert [(r["round"], r["what"]) for r in block["releases"]] == [(1, "gram"), (1, "stat"), (2, "stat")]
+        assert block["noise_multiplier"] == expected["noise_multiplier"]
+
+
+def test_resumed_label_owner_keeps_the_dp_choices(tmp_path):
+    """The label owner dies after round 1; resumed, it keeps uniform weights and the fixed eta,
+    and the parties' reports (from their later replies) cover the whole run."""
+    class Crash(Exception):
+        pass
+
+    def crash(result):
+        if result.round == 1:
+            raise Crash
+
+    with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}}) as (peers, _):
+        cfg = federation(tmp_path, peers, rounds=3)
+        with pytest.raises(Crash):
+            train_federation(cfg, on_round=crash)
+        metrics = train_federation(FederationConfig.for_resume(cfg.out), resume=True)
+    assert metrics["eta"] == [0.75] * 3 and metrics["weights"] == [[1 / 3] * 3] * 3
+    for block in metrics["privacy"].values():
+        assert [(r["round"], r["what"]) for r in block["releases"]] == [
+            (1, "gram"), (1, "stat"), (1, "pred"), (2, "stat"), (2, "pred"), (3, "stat"), (3, "pred")]
+        assert block["epsilon_spent"] <= block["epsilon_budget"] == 3.0
