@@ -14,7 +14,7 @@ import sys
 from .errors import SecuregalError
 
 # Subcommand modules: each defines ``add_parser(subparsers)`` which sets ``func`` on its parser.
-COMMANDS = ("train", "reproduce")
+COMMANDS = ("train", "reproduce", "bench", "audit", "party", "certs")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
 

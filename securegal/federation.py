@@ -57,11 +57,26 @@ class TargetScaler:
         return F * self.scale + self.mean
 
 
+def party_learner(dataset: Dataset, block: Block, index: int, *, learner: str, seed: int,
+                  local_loss: str | None = None, learner_options: dict | None = None) -> Learner:
+    """Party ``index``'s fresh learner: the task's local loss unless ``local_loss`` overrides it."""
+    default_loss = make_loss(dataset.loss, dataset.n_outputs).local_loss
+    return make_learner(learner, local_loss=local_loss or default_loss, seed=seed * 1000 + index,
+                        patch_shape=block.patch_shape, **(learner_options or {}))
+
+
+def check_trainers(dataset: Dataset, blocks: list[Block], trainers: TrainerChoice, **learner_args) -> None:
+    """Let ``trainers`` refuse each feature party's learner (e.g. CKKS needs a linear smoother)
+    before anything is written or sent."""
+    for i in range(1, len(blocks)):
+        trainers(party_names(len(blocks))[i], i, party_learner(dataset, blocks[i], i, **learner_args))
+
+
 def build_embedded(dataset: Dataset, split: RowSplit, blocks: list[Block], *, learner: str, seed: int, rounds: int,
                    scaler: TargetScaler, channel: ResidualChannel | None = None,
                    trainers: TrainerChoice = plain_trainers, run_dir: Path | None = None,
                    weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
-                   learner_options: dict | None = None) -> LabelOwner:
+                   learner_options: dict | None = None, local_loss: str | None = None) -> LabelOwner:
     """A ready-to-run :class:`LabelOwner` whose peers are in-process feature parties."""
     loss = make_loss(dataset.loss, dataset.n_outputs)
     names = party_names(len(blocks))
@@ -69,8 +84,8 @@ def build_embedded(dataset: Dataset, split: RowSplit, blocks: list[Block], *, le
     session = secrets.token_hex(8)
 
     def learner_for(i: int) -> Learner:
-        return make_learner(learner, local_loss=loss.local_loss, seed=seed * 1000 + i,
-                            patch_shape=tables[i].patch_shape, **(learner_options or {}))
+        return party_learner(dataset, blocks[i], i, learner=learner, seed=seed, local_loss=local_loss,
+                             learner_options=learner_options)
 
     def writer(name: str) -> TranscriptWriter | None:
         return TranscriptWriter(run_dir / "transcripts" / name, name) if run_dir is not None else None

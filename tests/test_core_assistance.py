@@ -72,3 +72,27 @@ def test_fitted_weights_match_adam_on_the_objective(local_loss, rng):
     P = np.stack([r * 0.3 + rng.normal(size=r.shape) * s for s in (0.1, 0.5, 1.0, 2.0)])
     np.testing.assert_allclose(fit_assistance_weights(r, P, local_loss), _reference_adam(r, P, local_loss),
                                rtol=1e-8, atol=1e-10)
+
+
+def test_l1_step_is_the_exact_minimizer(rng):
+    from securegal.core.assistance import l1_step
+
+    gap, g = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+    eta = l1_step(gap, g, eta_max=100)
+    grid = np.linspace(0, 5, 20001)
+    values = [np.abs(gap - e * g).sum() for e in grid]
+    assert np.abs(gap - eta * g).sum() <= min(values) + 1e-9
+    assert l1_step(gap, np.zeros_like(g)) == 0.0
+    assert l1_step(np.full(5, 50.0), np.ones(5), eta_max=3) == 3.0
+    assert l1_step(np.full(5, -1.0), np.ones(5)) == 0.0
+
+
+def test_assisted_learning_rate_dispatches_by_loss(rng):
+    from securegal.core.assistance import assisted_learning_rate
+    from securegal.core.losses import L1Loss, L2Loss
+
+    y = rng.normal(size=30)
+    F = np.zeros((30, 1))
+    g = y[:, None] * 0.5
+    assert abs(assisted_learning_rate(L1Loss(), y, F, g) - 2.0) < 1e-12
+    assert abs(assisted_learning_rate(L2Loss(), y, F, g) - 2.0) < 1e-4

@@ -86,3 +86,15 @@ def test_cli_prints_a_summary(tmp_path, capsys):
     assert main(["train", "--dataset", "iris", "--rounds", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     assert "GAL" in capsys.readouterr().out
     assert main(["train", "--dataset", "iris", "--rounds", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+
+
+def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
+    from securegal.errors import PartyRefused
+    from securegal.parties.layers import PlainTrainer
+
+    class Refuses(PlainTrainer):
+        def setup(self, X_train, setup):
+            raise ValueError("this party is misconfigured")
+
+    with pytest.raises(PartyRefused, match="misconfigured"):
+        train("wine", parties=3, rounds=2, trainers=lambda n, i, learner: (lambda s: Refuses(learner)))

@@ -118,3 +118,33 @@ def line_search_step(
     eta = float(result.x)
     # Brent never evaluates the end points; keep eta = 0 when no step helps.
     return eta if objective(eta) <= objective(0.0) else 0.0
+
+
+def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> float:
+    """Exact argmin over eta in [0, eta_max] of sum |gap - eta * direction|.
+
+    The objective is convex and piecewise linear, so its minimizer is the |direction|-weighted
+    median of gap / direction (the lower median on ties), clipped to the interval. Exact and
+    deterministic where a generic 1-D search can stop anywhere on a flat piece.
+    """
+    if not eta_max > 0:
+        raise ValueError(f"eta_max must be > 0, got {eta_max!r}")
+    gap, direction = np.ravel(gap), np.ravel(direction)
+    moving = direction != 0
+    if not moving.any():
+        return 0.0
+    ratios, weights = gap[moving] / direction[moving], np.abs(direction[moving])
+    order = np.argsort(ratios, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    median = ratios[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]
+    return float(np.clip(median, 0.0, eta_max))
+
+
+def assisted_learning_rate(loss, y: np.ndarray, F: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> float:
+    """GAL's step eta_t = argmin_eta L(y, F + eta * direction) over [0, eta_max].
+
+    Exact for the L1 loss (weighted median); a bounded Brent search for the smooth losses.
+    """
+    if getattr(loss, "name", None) == "l1":
+        return l1_step(np.asarray(y, dtype=np.float64).reshape(F.shape) - F, direction, eta_max)
+    return line_search_step(lambda e: loss.value(y, F + e * direction), eta_max)

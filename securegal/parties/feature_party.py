@@ -17,6 +17,9 @@ from .layers import RoundTrainer
 
 log = logging.getLogger(__name__)
 
+# A label owner's seq is (epoch << RESUME_BITS) + counter; the epoch counts restarts from a checkpoint.
+RESUME_BITS = 32
+
 TrainerFactory = Callable[[m.Setup], RoundTrainer]
 
 
@@ -36,6 +39,7 @@ class FeatureParty:
         self._n_train = 0
         self._k = 0
         self._scaler: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_fit: m.FitReply | None = None
 
     def _check_envelope(self, env: m.Envelope) -> None:
         if env.receiver != self.name:
@@ -86,7 +90,7 @@ class FeatureParty:
         trainer.setup((X_raw - mean) / std, setup)
         self.trainer = trainer
         self.session, self.finished = env.session, False
-        self.last_round, self.last_seq = 0, -1
+        self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
         return m.SetupAck(info={"party": self.name})
 
@@ -95,11 +99,18 @@ class FeatureParty:
         return (self.table.rows(ids) - mean) / std
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
+        if env.round == self.last_round and self._last_fit is not None and env.seq >> RESUME_BITS > self.last_seq >> RESUME_BITS:
+            # The label owner restarted from its checkpoint (its seq moved to a new epoch) and asks
+            # again for the round it lost: it gets the same release, never a second fit (no second
+            # privacy spend). Within one epoch a repeated round is still refused.
+            log.info("round %d asked again by %s: answering with the kept reply", env.round, env.sender)
+            return self._last_fit
         if env.round <= self.last_round:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round
-        return m.FitReply(predictions=preds)
+        self._last_fit = m.FitReply(predictions=preds)
+        return self._last_fit
 
     def _predict(self, req: m.PredictRequest) -> m.PredictReply:
         if req.rounds < 1:

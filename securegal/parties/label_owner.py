@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core.assistance import combine, fit_assistance_weights, line_search_step, uniform_weights
+from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import FeatureParty
@@ -41,6 +41,7 @@ class GalModel:
     parties: tuple[str, ...]
     rounds: list[RoundResult] = field(default_factory=list)
     stopped: str | None = None
+    missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
 
 
 class FederationStopped(Exception):
@@ -72,7 +73,15 @@ class LabelOwner:
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
         self.n, self.k = len(self.train_ids), loss.n_outputs
-        self.model = GalModel(np.asarray(loss.init(y_train), dtype=np.float64), (own.name, *self.peers))
+        # A label-private channel (label-DP) accounts only for the residuals it releases: every
+        # other use of the labels must be fixed in advance (F0 = 0, uniform w, fixed eta), and the
+        # label owner's own learner fits the same released residuals.
+        self.private_labels = bool(getattr(self.channel, "private_labels", False))
+        if self.private_labels and (weighting != "uniform" or eta is None):
+            raise ConfigError("label-DP residuals need --weights uniform and a fixed --eta: fitted "
+                              "weights and steps would use the labels outside the privacy budget")
+        init = np.zeros(self.k) if self.private_labels else loss.init(y_train)
+        self.model = GalModel(np.asarray(init, dtype=np.float64), (own.name, *self.peers))
         self.F = np.tile(self.model.init, (self.n, 1))
         self._own_seq = 0
 
@@ -81,14 +90,27 @@ class LabelOwner:
         self._own_seq += 1
         return self.own.handle(env)
 
+    def _setup_fields(self) -> dict:
+        return dict(train_ids=self.train_ids, n_outputs=self.k, rounds=self.rounds, task=self.task,
+                    options=self.setup_options)
+
+    def _merged_setup(self, base: dict, party: str) -> dict:
+        """``base`` with the channel's Setup fields for ``party``; their options add to base's."""
+        fields = dict(self.channel.setup_fields(party))
+        if "options" in fields:
+            fields["options"] = {**base["options"], **fields["options"]}
+        return {**base, **fields}
+
     def setup(self) -> None:
         """Send every party the training IDs and session parameters."""
-        base = dict(train_ids=self.train_ids, n_outputs=self.k, rounds=self.rounds, task=self.task,
-                    options=self.setup_options)
+        base = self._setup_fields()
         self._own(0, m.Setup(**base))
         if not self.peers:
             return
-        replies = self.messenger.exchange(0, {p: m.Setup(**{**base, **self.channel.setup_fields(p)}) for p in self.peers})
+        replies = self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers})
+        refused = [r for r in replies.values() if isinstance(r, (PartyRefused, ProtocolError))]
+        if refused:  # a party that answers but will not join is misconfigured: say so, do not train without it
+            raise refused[0]
         failed = {p: r for p, r in replies.items() if isinstance(r, Exception)}
         for p, exc in failed.items():
             log.warning("party %s left out of the session: %s", p, exc)
@@ -96,6 +118,28 @@ class LabelOwner:
         if 1 + len(self.peers) < self.min_parties:
             raise PartyUnavailable(f"only {1 + len(self.peers)} parties joined, --min-parties is {self.min_parties}: "
                                    + "; ".join(f"{p}: {e}" for p, e in failed.items()))
+
+    def resume(self, rounds: Sequence[RoundResult], F_history: Sequence[np.ndarray], peers: Sequence[str]) -> None:
+        """Continue a checkpointed session instead of :meth:`setup`.
+
+        ``F_history[s]`` is F after round s (s = 0..len(rounds)). The feature parties kept their
+        session; the label owner's own block is refitted on the recorded residuals, which gives
+        the same round models because the local fit is deterministic.
+        """
+        if len(F_history) != len(rounds) + 1:
+            raise ConfigError(f"need F after each of rounds 0..{len(rounds)}, got {len(F_history)} arrays")
+        for s, F in enumerate(F_history):
+            if np.shape(F) != (self.n, self.k):
+                raise ConfigError(f"checkpointed F after round {s} has shape {np.shape(F)}, expected {(self.n, self.k)}")
+        unknown = set(peers) - set(self.peers)
+        if unknown:
+            raise ConfigError(f"checkpoint names parties {sorted(unknown)} that this federation does not have")
+        self._own(0, m.Setup(**self._setup_fields()))
+        for s in range(1, len(rounds) + 1):
+            self._own(s, m.FitRequest(self.loss.residual(self.y, F_history[s - 1])))
+        self.peers = [p for p in self.peers if p in set(peers)]
+        self.model.rounds = list(rounds)
+        self.F = np.array(F_history[-1], dtype=np.float64)
 
     def fit(self, on_round: Callable[[RoundResult], None] | None = None) -> GalModel:
         """Run the remaining rounds; a refusal or too few parties stops the run with what was learned."""
@@ -114,7 +158,8 @@ class LabelOwner:
         r = self.loss.residual(self.y, self.F)
         shape = (self.n, self.k)
         replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(r, t, p)) for p in self.peers}) if self.peers else {}
-        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(r)).predictions)}
+        own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
+        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
         for party, reply in replies.items():
             if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
@@ -138,7 +183,7 @@ class LabelOwner:
         if self.eta is not None:
             eta = float(self.eta)
         else:
-            eta = line_search_step(lambda e: self.loss.value(self.y, self.F + e * direction), self.eta_max)
+            eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
         self.F = self.F + eta * direction
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
@@ -161,7 +206,11 @@ class LabelOwner:
             replies = self.messenger.exchange(0, {p: m.PredictRequest(ids, T) for p in used})
             for party, reply in replies.items():
                 if isinstance(reply, Exception):
-                    raise PartyUnavailable(f"cannot predict: party {party!r} did not answer ({reply})")
+                    # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
+                    # lists it under missing_at_predict.
+                    log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
+                    self.model.missing_at_predict.add(party)
+                    continue
                 per_party[party] = self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
         steps = np.zeros((T, len(ids), self.k))
         for i, res in enumerate(self.model.rounds):

@@ -17,10 +17,14 @@ class Messenger:
     that stands in for it (unavailable, refused, malformed)."""
 
     def __init__(self, name: str, session: str, transport: Transport,
-                 transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS):
+                 transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS, first_seq: int = 0):
         self.name, self.session, self.transport = name, session, transport
         self.transcript, self.limits = transcript, limits
-        self._seq = 0
+        self._seq = first_seq  # a resumed label owner starts above every seq its earlier run could have used
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
 
     def exchange(self, round: int, requests: Mapping[str, m.Body]) -> dict[str, Outcome]:
         wire: dict[str, bytes] = {}

@@ -1,0 +1,65 @@
+"""What feature-reconstruction attacks share: known rows, the mean baseline, scoring."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import mse_per_column, permutation_p, r2_per_column
+from .result import AttackResult, make_result
+
+
+@dataclass(frozen=True)
+class KnownRows:
+    """Side knowledge: the victim's feature rows ``values`` (k, d) at training rows ``index``."""
+
+    index: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        index = np.asarray(self.index, dtype=np.int64).reshape(-1)
+        values = np.asarray(self.values, dtype=np.float64)
+        values = values[:, None] if values.ndim == 1 else values
+        if values.ndim != 2 or values.shape[0] != index.size:
+            raise ValueError(f"known rows: {index.size} indices but values of shape {values.shape}")
+        if index.size == 0:
+            raise ValueError("known rows: at least one known row is needed")
+        if np.unique(index).size != index.size or index.min() < 0:
+            raise ValueError("known rows: row indices must be distinct and non-negative")
+        if not np.isfinite(values).all():
+            raise ValueError("known rows: values must be finite")
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "values", values)
+
+    def check_rows(self, n: int) -> None:
+        if self.index.max() >= n:
+            raise ValueError(f"known rows index row {int(self.index.max())} but there are {n} rows")
+
+
+def mean_baseline(n: int, known: KnownRows) -> np.ndarray:
+    """The no-transcript attacker: every row guessed as the mean of the known rows."""
+    return np.tile(known.values.mean(axis=0), (n, 1))
+
+
+def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray,
+                   truth: np.ndarray, known: KnownRows) -> list[AttackResult]:
+    """Mean per-feature R^2 and MSE on the rows the attacker did not know, against the mean baseline."""
+    truth = np.asarray(truth, dtype=np.float64)
+    truth = truth[:, None] if truth.ndim == 1 else truth
+    estimate = np.asarray(estimate, dtype=np.float64)
+    if estimate.shape != truth.shape:
+        raise ValueError(f"estimate {estimate.shape} does not match the victim's features {truth.shape}")
+    mask = np.ones(truth.shape[0], dtype=bool)
+    mask[known.index] = False
+    if not mask.any():
+        raise ValueError("every row is known: nothing left to score the attack on")
+    base = mean_baseline(truth.shape[0], known)
+    t, e = truth[mask], estimate[mask]
+    r2 = lambda y: float(r2_per_column(y, e).mean())  # noqa: E731
+    mse = lambda y: float(mse_per_column(y, e).mean())  # noqa: E731
+    return [
+        make_result(attack, attacker, victim, "r2", r2(t), r2_per_column(t, base[mask]).mean(),
+                    permutation_p(r2, t, r2(t))),
+        make_result(attack, attacker, victim, "mse", mse(t), mse_per_column(t, base[mask]).mean(),
+                    permutation_p(mse, t, mse(t), higher_is_better=False)),
+    ]

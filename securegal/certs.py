@@ -1,0 +1,175 @@
+"""Development certificates for a federation: one CA and one certificate per organization.
+
+``securegal certs init DIR --parties alice,party1,party2`` writes ``ca.pem`` (the federation
+CA), ``ca.key`` and, for every organization, ``<org>.pem`` and ``<org>.key``. The organization
+name is the certificate's subject common name and its only subjectAltName (a DNS name), so a
+TLS client can check a server's name and a server can check which organization called it.
+Keys are written with mode 0600 and never overwritten; keep them out of version control.
+
+This is a development CA: a real federation uses certificates from its own PKI, loaded with
+:meth:`Identity.load` exactly like these.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .errors import ConfigError
+
+ORG_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+CA_NAME = "securegal development CA"
+
+
+def check_org_name(name: str) -> str:
+    """Return ``name`` if it can be a certificate's DNS name (lower-case letters, digits, '-')."""
+    if not isinstance(name, str) or not ORG_NAME.match(name):
+        raise ConfigError(f"organization name {name!r} must be 1-63 lower-case letters, digits or '-' "
+                          "(it becomes the certificate's DNS name)")
+    return name
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "securegal federation"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_ca(days: int = 365) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed CA certificate (P-256) that may sign organization certificates only."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(CA_NAME)).issuer_name(_name(CA_NAME))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def issue(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, org: str,
+          days: int = 365) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """An organization's certificate, valid for both TLS server and client authentication."""
+    check_org_name(org)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(org)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=True, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(org)]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start (no window where a key is world-readable)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; refusing to overwrite certificates or keys") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def init_federation(directory: str | os.PathLike, parties: Sequence[str], days: int = 365) -> dict[str, Path]:
+    """Write a fresh CA and one certificate + key per organization into ``directory``.
+
+    Returns ``{org: certificate path}`` (the key sits next to it as ``<org>.key``; the CA as
+    ``ca.pem``). Existing files are never overwritten.
+    """
+    names = [check_org_name(p) for p in parties]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"need one or more distinct organization names, got {list(parties)}")
+    if "ca" in names:
+        raise ConfigError("'ca' is reserved for the federation CA's files")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in [out / "ca.pem", out / "ca.key"] + [out / f"{n}.{ext}" for n in names for ext in ("pem", "key")]:
+        if path.exists():
+            raise ConfigError(f"{path} already exists; refusing to overwrite certificates or keys")
+    ca_cert, ca_key = make_ca(days)
+    _write_new(out / "ca.key", key_pem(ca_key), 0o600)
+    _write_new(out / "ca.pem", cert_pem(ca_cert), 0o644)
+    paths = {}
+    for name in names:
+        cert, key = issue(ca_cert, ca_key, name, days)
+        _write_new(out / f"{name}.key", key_pem(key), 0o600)
+        _write_new(out / f"{name}.pem", cert_pem(cert), 0o644)
+        paths[name] = out / f"{name}.pem"
+    return paths
+
+
+def organization_of(pem: bytes) -> str:
+    """The organization a certificate names (its subject common name)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise ConfigError(f"not a PEM certificate: {exc}") from None
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        raise ConfigError(f"certificate subject {cert.subject.rfc4514_string()!r} must have exactly one common name")
+    return str(cns[0].value)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One organization's TLS material (PEM bytes): its certificate and key, and the federation CA."""
+
+    name: str
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+
+    @classmethod
+    def load(cls, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "Identity":
+        """Read the three files; the name is the certificate's common name."""
+        cert_b, key_b, ca_b = (Path(p).read_bytes() for p in (cert, key, ca))
+        try:
+            private = serialization.load_pem_private_key(key_b, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot read private key {key}: {exc}") from None
+        public = x509.load_pem_x509_certificate(cert_b).public_key()
+        if private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+                != public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise ConfigError(f"key {key} does not belong to certificate {cert}")
+        return cls(check_org_name(organization_of(cert_b)), cert_b, key_b, ca_b)
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike, name: str) -> "Identity":
+        """Load ``<name>.pem``, ``<name>.key`` and ``ca.pem`` from a ``certs init`` directory."""
+        d = Path(directory)
+        ident = cls.load(d / f"{name}.pem", d / f"{name}.key", d / "ca.pem")
+        if ident.name != name:
+            raise ConfigError(f"{d / (name + '.pem')} names organization {ident.name!r}, not {name!r}")
+        return ident

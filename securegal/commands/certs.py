@@ -1,0 +1,27 @@
+"""``securegal certs init DIR --parties a,b,c``: a development CA and one certificate per organization."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..certs import init_federation
+from ..errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    certs = sub.add_parser("certs", help="development certificates for a federation")
+    actions = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    init = actions.add_parser("init", help="make a development CA and one certificate per organization")
+    init.add_argument("directory", type=Path, help="output directory (existing files are never overwritten)")
+    init.add_argument("--parties", required=True, help="comma-separated organization names, e.g. alice,party1,party2")
+    init.add_argument("--days", type=int, default=365, help="validity in days")
+    init.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.days < 1:
+        raise ConfigError(f"--days must be >= 1, got {args.days}")
+    parties = [p.strip() for p in args.parties.split(",") if p.strip()]
+    paths = init_federation(args.directory, parties, days=args.days)
+    print(f"wrote CA {args.directory / 'ca.pem'} and certificates for {', '.join(paths)} "
+          f"(keys are 0600; do not commit them)")
+    return 0

@@ -1,0 +1,216 @@
+"""A whole federation on one machine, every organization its own process on 127.0.0.1.
+
+Used by ``make network-demo``, the multi-process tests and the network benchmarks:
+
+    python -m securegal.localnet --dataset breast_cancer --parties 4 --rounds 10 --out runs/network-demo
+
+makes fresh certificates, writes one ``party.toml`` per feature party and a ``federation.toml``
+for the label owner (in ``<out>/config``), starts the feature parties (``securegal party
+serve``), runs the label owner (``securegal train --federation``) as a separate process, stops
+every process it started and exits with the label owner's exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .certs import init_federation
+from .errors import ConfigError
+
+LABEL_OWNER = "alice"
+READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
+
+
+def _q(value) -> str:
+    """A TOML scalar (JSON strings are valid TOML basic strings)."""
+    return json.dumps(str(value)) if isinstance(value, (str, Path)) else json.dumps(value)
+
+
+def _tls(certs: Path | None, name: str) -> str:
+    if certs is None:
+        return "[tls]\ninsecure = true\n"
+    return f"[tls]\ncert = {_q(certs / f'{name}.pem')}\nkey = {_q(certs / f'{name}.key')}\nca = {_q(certs / 'ca.pem')}\n"
+
+
+def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
+                 listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain") -> str:
+    lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
+    if transcripts is not None:
+        lines.append(f"transcripts = {_q(transcripts)}")
+    lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
+    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}", "", "[privacy]", f"residuals = {_q(residuals)}", ""]
+    if limits:
+        lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
+    return "\n".join(lines) + _tls(certs, name)
+
+
+def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
+                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain") -> str:
+    lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
+             f"residuals = {_q(residuals)}",
+             f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
+    if transport:
+        lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
+    lines.append(_tls(certs, LABEL_OWNER))
+    for name, address in peers.items():
+        lines += ["[[party]]", f"name = {_q(name)}", f"address = {_q(address)}", ""]
+    return "\n".join(lines)
+
+
+def securegal_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "securegal.cli", *args]
+
+
+class LocalFederation:
+    """Feature-party processes on 127.0.0.1 and the ``federation.toml`` that reaches them.
+
+    ``party_data(i)`` gives party i's ``[data]`` table (i = 1..M-1); by default block i of
+    ``dataset``'s built-in split. With ``once`` each party exits after one session, else it
+    serves sessions until stopped. Use as a context manager: every process is stopped on exit.
+    """
+
+    def __init__(self, workdir: str | Path, *, parties: int, rounds: int = 10, seed: int = 0,
+                 dataset: str | None = "breast_cancer", label_owner_data: dict | None = None,
+                 party_data=None, out: str | Path | None = None, insecure: bool = False, min_parties: int = 1,
+                 transport: dict | None = None, limits: dict | None = None, transcripts: bool = True,
+                 once: bool = True, ready_timeout: float = READY_TIMEOUT, residuals: str = "plain"):
+        if parties < 2:
+            raise ConfigError(f"a networked federation needs at least 2 parties, got {parties}")
+        self.workdir = Path(workdir).resolve()
+        self.config_dir = self.workdir / "config"
+        self.out = Path(out).resolve() if out is not None else self.workdir / "run"
+        self.names = [f"party{i}" for i in range(1, parties)]
+        self.rounds, self.seed, self.min_parties = rounds, seed, min_parties
+        self.label_owner_data = label_owner_data or {"dataset": dataset}
+        self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
+        self.certs = None if insecure else self.workdir / "certs"
+        self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
+        self.ready_timeout, self.residuals = ready_timeout, residuals
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.addresses: dict[str, str] = {}
+        self.federation_toml = self.config_dir / "federation.toml"
+
+    def start(self) -> "LocalFederation":
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        if self.certs is not None:
+            init_federation(self.certs, [LABEL_OWNER, *self.names])
+        for i, name in enumerate(self.names, 1):
+            path = self.config_dir / f"{name}.toml"
+            path.write_text(party_config(name, data=self.party_data(i), learner_seed=self.seed * 1000 + i,
+                                         certs=self.certs, limits=self.limits, residuals=self.residuals,
+                                         transcripts=self.out / "transcripts" / name if self.transcripts else None))
+        for name in self.names:  # all start in parallel; then wait for each to serve
+            self._spawn(name)
+        for name in self.names:
+            self._await_ready(name)
+        self.write_federation()
+        return self
+
+    def start_party(self, name: str) -> str:
+        """(Re)start one party's process; returns its address once it is serving."""
+        self._spawn(name)
+        return self._await_ready(name)
+
+    def _spawn(self, name: str) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")
+        once = ["--once"] if self.once else []
+        proc = subprocess.Popen(securegal_command("party", "serve", "--config", str(self.config_dir / f"{name}.toml"),
+                                                  *once),
+                                stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        self.processes[name] = proc
+
+    def _await_ready(self, name: str) -> str:
+        proc = self.processes[name]
+        line = _readline(proc, self.ready_timeout)
+        if not line.startswith(f"party {name} serving on port "):
+            self.stop()
+            raise RuntimeError(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
+        port = int(line.split("serving on port ")[1].split()[0])
+        self.addresses[name] = f"127.0.0.1:{port}"
+        return self.addresses[name]
+
+    def write_federation(self) -> Path:
+        self.federation_toml.write_text(federation_config(
+            data=self.label_owner_data, peers=self.addresses, rounds=self.rounds, seed=self.seed, out=self.out,
+            certs=self.certs, min_parties=self.min_parties, transport=self.transport, residuals=self.residuals))
+        return self.federation_toml
+
+    def label_owner(self, *extra: str) -> subprocess.Popen:
+        """Start the label owner (``securegal train --federation``) as its own process."""
+        log = open(self.workdir / "alice.log", "ab")
+        proc = subprocess.Popen(securegal_command("train", "--federation", str(self.federation_toml), "--no-progress",
+                                                  *extra), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return proc
+
+    def kill(self, name: str) -> None:
+        proc = self.processes[name]
+        proc.kill()
+        proc.wait()
+
+    def stop(self, timeout: float = 10.0, grace: float = 0.0) -> dict[str, int]:
+        """Stop every party process this object started (after ``grace`` seconds to exit on their
+        own, e.g. after the session finished); returns their exit codes."""
+        codes = {}
+        for name, proc in self.processes.items():
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            try:
+                codes[name] = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        return codes
+
+    def __enter__(self) -> "LocalFederation":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line of ``proc``, or '' if it exits or stays silent for ``timeout`` seconds."""
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return got[0].decode(errors="replace").strip() if got else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="breast_cancer")
+    p.add_argument("--parties", "-M", type=int, default=4)
+    p.add_argument("--rounds", "-T", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/network-demo"))
+    p.add_argument("--workdir", type=Path, help="certificates, configs and logs (default <out>/federation)")
+    p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
+                   help="plain, or CKKS-encrypted under the label owner's key")
+    args = p.parse_args(argv)
+    workdir = args.workdir or args.out / "federation"
+    if workdir.exists() and any(workdir.iterdir()):
+        raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates")
+    with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed, dataset=args.dataset,
+                         out=args.out, residuals=args.residuals) as fed:
+        owner = fed.label_owner("--overwrite")
+        code = owner.wait()
+        print((workdir / "alice.log").read_text(), end="")
+        party_codes = fed.stop(grace=60.0)
+    print(f"feature parties exited with {party_codes}; label owner with {code}")
+    return code or max(party_codes.values(), default=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

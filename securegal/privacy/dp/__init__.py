@@ -1,0 +1,20 @@
+"""Differential privacy for securegal: releases, accountants, mechanisms and DP learners."""
+from .accountant import (
+    ACCOUNTANTS,
+    Budget,
+    PlannedRelease,
+    PrivacyAccountant,
+    Release,
+    calibrate_noise,
+    scales_for_shares,
+)
+
+__all__ = [
+    "ACCOUNTANTS",
+    "Budget",
+    "PlannedRelease",
+    "PrivacyAccountant",
+    "Release",
+    "calibrate_noise",
+    "scales_for_shares",
+]

@@ -1,0 +1,175 @@
+"""DP layers plugged into the GAL seam.
+
+- :class:`DPTrainers`: the ``trainers`` choice that gives every feature party a
+  :class:`~securegal.privacy.dp.trainer.DPTrainer` with its own budget and accountant.
+- :class:`LabelDPResiduals`: the label owner's residual channel that clips and noises the
+  residuals (label-DP), accounted in the label owner's own accountant.
+
+Both have ``preflight(n_train, rounds)``, which ``securegal.run.train`` calls before any data
+moves, so a bad budget is a clear error and not a half-run federation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from ...errors import ConfigError
+from ...learners.base import Learner
+from ...messages import Payload, Setup
+from ...parties.layers import plain_array
+from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .mechanisms import GaussianNoise, clip_rows
+from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
+from .trainer import DPConfig, DPTrainer, plan_noise
+
+# Learners with a DP version: linear -> DP ridge; mlp -> full-batch DP-GD (securegal/privacy/dp/dpgd.py).
+DP_LEARNERS = ("linear", "mlp")
+
+
+class DPTrainers:
+    """Trainer choice for ``securegal.run.train``: a DP trainer per feature party.
+
+    ``configs`` maps party name to :class:`DPConfig`; ``default`` serves parties not named.
+    The linear learner becomes DP ridge (local loss l2, also where the non-private learner would
+    use l1/IRLS, which has no sufficient statistics); the MLP becomes a DP-GD MLP with the
+    learner's hidden sizes and the config's budget and clipping norms. CNN and GB have no DP
+    version yet.
+    """
+
+    def __init__(self, default: DPConfig | None = None, configs: Mapping[str, DPConfig] | None = None):
+        self.default = default
+        self.configs = dict(configs or {})
+        if default is None and not self.configs:
+            raise ConfigError("DPTrainers needs a default DPConfig or per-party configs")
+        self.trainers: dict[str, DPTrainer] = {}
+
+    def config_for(self, name: str) -> DPConfig:
+        config = self.configs.get(name, self.default)
+        if config is None:
+            raise ConfigError(f"no DP budget configured for party {name!r}")
+        return config
+
+    def _dpgd_config(self, name: str, hidden: tuple[int, ...] = (32,)) -> DPGDConfig:
+        c = self.config_for(name)
+        return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
+                          prediction_clip=c.prediction_clip, seed=c.seed)
+
+    def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
+        """Refuse, before any data moves, a learner without a DP version or a budget that
+        cannot cover ``rounds`` rounds."""
+        if learner not in DP_LEARNERS:
+            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
+                              f"(DP ridge, DP-GD MLP), not {learner!r}")
+        for name in party_names:
+            try:
+                if learner == "mlp":
+                    plan_dpgd_noise(self._dpgd_config(name), n_train, rounds)
+                else:
+                    plan_noise(self.config_for(name), n_train, rounds)
+            except ValueError as exc:
+                raise ConfigError(f"party {name!r}: {exc}") from exc
+
+    def __call__(self, name: str, index: int, learner: Learner):
+        kind = getattr(learner, "name", type(learner).__name__)
+        if kind not in DP_LEARNERS:
+            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
+                              f"(DP ridge, DP-GD MLP), not {kind!r}")
+
+        def factory(setup: Setup):
+            if kind == "mlp":
+                trainer = DPGDTrainer(self._dpgd_config(name, getattr(learner, "hidden", (32,))))
+            else:
+                trainer = DPTrainer(self.config_for(name))
+            self.trainers[name] = trainer
+            return trainer
+
+        return factory
+
+    def report(self) -> dict:
+        return {name: t.report() for name, t in self.trainers.items()}
+
+
+@dataclass(frozen=True)
+class LabelDPConfig:
+    """The label owner's label-DP budget and residual clipping norm ``C``."""
+
+    epsilon: float
+    delta: float
+    accountant: str = "rdp"
+    residual_clip: float = 1.0
+    seed: int | None = None  # tests and studies only
+
+    def __post_init__(self) -> None:
+        Budget(self.epsilon, self.delta)
+        if not (math.isfinite(self.residual_clip) and self.residual_clip > 0):
+            raise ValueError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
+
+
+# Replace-one-label sensitivity of an unclipped residual row when F does not depend on the label:
+# cross-entropy onehot(y) - p moves by e_a - e_b (norm sqrt 2); binary y - p moves by 1.
+_LOSS_SENSITIVITY = {"cross_entropy": math.sqrt(2.0), "binary_cross_entropy": 1.0}
+
+
+class LabelDPResiduals:
+    """Residual channel: each round, ``clip(r_t, C) + N(0, (z * Delta)^2)``, one draw shared by
+    every party (and the label owner's own learner), recorded in the label owner's accountant.
+
+    ``Delta = min(2C, loss bound)``: clipping onto a ball is non-expansive, so the bound of the
+    unclipped residual (sqrt 2 for cross-entropy, 1 for binary) still holds after clipping.
+    The guarantee needs every other label use to be fixed: F0 = 0, uniform weights and a fixed
+    eta (enforced by :class:`~securegal.parties.label_owner.LabelOwner` via ``private_labels``).
+    """
+
+    name = "label-dp"
+    private_labels = True
+
+    def __init__(self, config: LabelDPConfig, party: str = "alice"):
+        self.config = config
+        self.party = party
+        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.accountant: PrivacyAccountant | None = None
+        self.sensitivity: float | None = None
+        self._rounds = 0
+        self._sealed: dict[int, np.ndarray] = {}
+
+    def preflight(self, n_train: int, rounds: int, loss_name: str) -> None:
+        if loss_name not in _LOSS_SENSITIVITY:
+            raise ConfigError(
+                f"label-DP is implemented for classification (cross-entropy), not loss {loss_name!r}: "
+                "regression targets are standardized with label statistics, which are not accounted")
+        budget = Budget(self.config.epsilon, self.config.delta).check_rows(n_train)
+        self.sensitivity = min(2.0 * self.config.residual_clip, _LOSS_SENSITIVITY[loss_name])
+        try:
+            z = calibrate_noise([PlannedRelease("residuals", steps=rounds)], budget, self.config.accountant)
+        except ValueError as exc:
+            raise ConfigError(f"label owner: {exc}") from exc
+        self.accountant = PrivacyAccountant(budget, self.config.accountant, n_train)
+        self.accountant.noise_multipliers["residuals"] = z
+        self._rounds = rounds
+
+    def setup_fields(self, party: str) -> Mapping[str, object]:
+        return {"residuals": "plain"}
+
+    def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
+        if self.accountant is None:
+            raise RuntimeError("LabelDPResiduals.seal before preflight")
+        if round not in self._sealed:
+            z = self.accountant.noise_multipliers["residuals"]
+            self.accountant.spend(Release(round, "residuals", z))  # BudgetExceeded: nothing sent
+            r = clip_rows(residuals, self.config.residual_clip)
+            self._sealed = {round: r + self.noise.normal(r.shape, z * self.sensitivity)}
+        return self._sealed[round].reshape(np.shape(residuals)).copy()
+
+    def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
+
+    def report(self) -> dict:
+        if self.accountant is None:
+            return {}
+        out = self.accountant.to_dict()
+        out["mechanism"] = {"kind": "label-dp residuals", "residual_clip": self.config.residual_clip,
+                            "sensitivity": self.sensitivity, "secure_noise": self.noise.secure}
+        return {"privacy": {self.party: out}}

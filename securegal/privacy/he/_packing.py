@@ -1,0 +1,215 @@
+"""HAZMAT: slot packing and rotations for the encrypted linear smoother (raw SEAL).
+
+Use :class:`securegal.privacy.he.smoother.EncryptedSmoother`. Nothing here validates inputs.
+
+Notation: ``S`` slots, residual chunk ``c`` holds ``r[c*S:(c+1)*S]`` (zero padded), ``P`` is the
+model size ``p`` padded to a power of two (so ``P`` divides ``S``), ``rot_k`` rotates the slots
+left by ``k`` (slot ``s`` receives slot ``s+k``). An input that fits one ciphertext may repeat
+with a period ``L`` (a power of two, ``P <= L <= S``); then every index below wraps at ``L``
+instead of ``S`` and the fold needs ``log2(L/P)`` rotations.
+
+Stage 1, ``z = A r``: with ``P_{c,k}[s] = A[s mod P, cS + (s+k) mod S]``,
+``sum_k rot_k(sum_c ct_c * rot_{-k}(P_{c,k}))`` holds, in slot ``s``, the part of ``z_{s mod P}``
+from samples ``s..s+P-1``; summing slots of equal residue mod ``P`` (``log2(S/P)`` rotations by
+``P, 2P, ..., S/2``) leaves ``z_{s mod P}`` in every slot ``s``: ``z`` arrives replicated.
+
+Stage 2, ``f = Phi z``: with ``R_{c,k}[s] = Phi[cS + s, (s+k) mod P]``,
+``f_c = sum_k rot_k(Z) * R_{c,k}``.
+
+Both sums over ``k = a*g + b`` use baby-step giant-step: baby rotations by 1 (``g-1`` of them),
+giant steps by ``g`` in a Horner scheme (``P/g - 1``); ``g`` is chosen per stage from the number
+of chunks. Rotations per output column are at most ``2(P-1) + log2(S/P)``, whatever ``n``;
+plaintext multiplications are ``2 * P * ceil(n/S)``. Rotation keys used: 1, g and ``P * 2^i``,
+all powers of two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import tenseal.sealapi as sealapi
+
+
+def padded_width(p: int) -> int:
+    return 1 << max(int(p) - 1, 0).bit_length()
+
+
+def stage1_cost(g: int, P: int, chunks: int) -> int:
+    return (g - 1) * chunks + (P // g - 1)
+
+
+def stage2_cost(g: int, P: int, chunks: int) -> int:
+    return (g - 1) + chunks * (P // g - 1)
+
+
+def best_giant(cost: Callable[[int, int, int], int], P: int, chunks: int) -> int:
+    options = [1 << i for i in range(P.bit_length()) if (1 << i) <= P]
+    return min(options, key=lambda g: (cost(g, P, chunks), g))
+
+
+@dataclass(frozen=True)
+class Plan:
+    slots: int
+    P: int
+    chunks: int
+    g1: int
+    g2: int
+    period: int  # the input repeats with this period (a power of two, a multiple of P)
+
+    @property
+    def fold_steps(self) -> tuple[int, ...]:
+        steps, step = [], self.P
+        while step < self.period:
+            steps.append(step)
+            step *= 2
+        return tuple(steps)
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        return tuple(sorted({1, self.g1, self.g2, *self.fold_steps} - {self.slots}))
+
+    def rotations_per_column(self) -> int:
+        """Rotations of one training pass over one encrypted vector."""
+        return (stage1_cost(self.g1, self.P, self.chunks) + len(self.fold_steps)
+                + stage2_cost(self.g2, self.P, self.chunks))
+
+
+def make_plan(slots: int, p: int, n: int, input_period: int | None = None) -> Plan:
+    """``input_period``: the period the label owner repeated a one-ciphertext input with."""
+    P = padded_width(p)
+    chunks = -(-n // slots)
+    period = slots if chunks > 1 or input_period is None else max(int(input_period), P)
+    return Plan(slots, P, chunks, best_giant(stage1_cost, P, chunks), best_giant(stage2_cost, P, chunks), period)
+
+
+def _pad(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros((rows, cols))
+    out[:M.shape[0], :M.shape[1]] = M
+    return out
+
+
+def stage1_diagonals(plan: Plan, A: np.ndarray) -> list[list[list[np.ndarray]]]:
+    """``W[c][a][b] = rot_{-a g}(P_{c, a g + b})`` for ``A`` (p, n); indices wrap at the period."""
+    S, P, g, L = plan.slots, plan.P, plan.g1, plan.period
+    Ap = _pad(A, P, plan.chunks * L)
+    s = np.arange(L)
+    W = []
+    for c in range(plan.chunks):
+        per_a = []
+        for a in range(P // g):
+            per_b = []
+            for b in range(g):
+                diag = Ap[s % P, c * L + (s + a * g + b) % L]
+                per_b.append(np.tile(np.roll(diag, a * g), S // L))
+            per_a.append(per_b)
+        W.append(per_a)
+    return W
+
+
+def stage2_diagonals(plan: Plan, Phi: np.ndarray, chunks: int) -> list[list[list[np.ndarray]]]:
+    """``V[c][a][b] = rot_{-a g}(R_{c, a g + b})`` for ``Phi`` (rows, p) over ``chunks`` chunks."""
+    S, P, g = plan.slots, plan.P, plan.g2
+    Phip = _pad(Phi, chunks * S, P)
+    s = np.arange(S)
+    V = []
+    for c in range(chunks):
+        per_a = []
+        for a in range(P // g):
+            per_b = []
+            for b in range(g):
+                k = a * g + b
+                per_b.append(np.roll(Phip[c * S + s, (s + k) % P], a * g))
+            per_a.append(per_b)
+        V.append(per_a)
+    return V
+
+
+class Ops:
+    """The few SEAL operations the smoother uses, with a rotation counter."""
+
+    def __init__(self, evaluator: "sealapi.Evaluator", galois_keys: "sealapi.GaloisKeys"):
+        self.ev, self.gk = evaluator, galois_keys
+        self.rotations = 0
+
+    def rotate(self, ct, step: int):
+        out = sealapi.Ciphertext()
+        self.ev.rotate_vector(ct, step, self.gk, out)
+        self.rotations += 1
+        return out
+
+    def mul_plain(self, ct, pt):
+        out = sealapi.Ciphertext()
+        self.ev.multiply_plain(ct, pt, out)
+        return out
+
+    def add_into(self, acc, ct):
+        if acc is None:
+            return ct
+        self.ev.add_inplace(acc, ct)
+        return acc
+
+    def rescale(self, ct):
+        self.ev.rescale_to_next_inplace(ct)
+        return ct
+
+
+def _baby(ops: Ops, ct, g: int) -> list:
+    out = [ct]
+    for _ in range(1, g):
+        out.append(ops.rotate(out[-1], 1))
+    return out
+
+
+def _horner(ops: Ops, parts: Sequence, g: int):
+    """``sum_a rot_{a g}(parts[a])``; ``None`` parts are zero."""
+    acc = None
+    for part in reversed(parts):
+        if acc is not None:
+            acc = ops.rotate(acc, g)
+        if part is not None:
+            acc = ops.add_into(acc, part)
+    return acc
+
+
+def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
+    """Replicated ``z`` (rescaled once) from residual chunks ``cts`` and encoded ``W``
+    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
+    g = plan.g1
+    giants = [None] * (plan.P // g)
+    for c, ct in enumerate(cts):
+        babies = _baby(ops, ct, g)
+        for a in range(plan.P // g):
+            for b in range(g):
+                if W[c][a][b] is not None:
+                    giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
+    z = _horner(ops, giants, g)
+    if z is None:
+        return None
+    z = ops.rescale(z)
+    for step in plan.fold_steps:
+        z = ops.add_into(ops.rotate(z, step), z)
+    return z
+
+
+def stage2_babies(ops: Ops, plan: Plan, z) -> list:
+    """``rot_b(z)`` for ``b < g2``: computed once per model, reused for every prediction."""
+    return _baby(ops, z, plan.g2)
+
+
+def apply_stage2(ops: Ops, plan: Plan, babies: Sequence, V) -> list:
+    """``Phi z`` chunks (rescaled; ``None`` where every diagonal is zero) from the baby steps of
+    the replicated ``z``."""
+    g = plan.g2
+    out = []
+    for per_a in V:
+        giants = []
+        for per_b in per_a:
+            acc = None
+            for b, pt in enumerate(per_b):
+                if pt is not None:
+                    acc = ops.add_into(acc, ops.mul_plain(babies[b], pt))
+            giants.append(acc)
+        total = _horner(ops, giants, g)
+        out.append(None if total is None else ops.rescale(total))
+    return out

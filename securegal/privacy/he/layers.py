@@ -1,0 +1,163 @@
+"""CKKS on the privacy seam: :class:`CkksResiduals` (label owner) and :class:`CkksTrainer`
+(feature party).
+
+The label owner encrypts each round's residuals under its own key and sends every feature party
+the public context at setup; a feature party fits its linear smoother on the ciphertexts, keeps
+``enc(z)`` per round as its model and returns ``enc(f)``. Only the label owner decrypts, and a
+decryption never leaves it: decrypted predictions feed the weights, the step size and the next
+residuals, which travel encrypted again (no decryption oracle; see docs/he.md, IND-CPA^D).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Mapping
+
+import numpy as np
+
+from ...errors import ConfigError, ProtocolError
+from ...learners.base import Learner, LinearSmoother
+from ...messages import EncryptedPayload, Payload, Setup
+from . import wire
+from .keys import PublicContext, SecretContext
+from .layout import Layout
+from .params import CkksParams
+from .smoother import EncryptedSmoother
+
+
+def check_learner(learner: Learner) -> None:
+    """Refuse, before any data moves, a learner whose predictions are not linear in the residuals."""
+    name = getattr(learner, "name", type(learner).__name__)
+    if not isinstance(learner, LinearSmoother):
+        raise ConfigError(f"learner {name!r} cannot run on CKKS-encrypted residuals (its predictions are not "
+                          "linear in the residuals); use --learner linear or rff, or --residuals plain")
+    if getattr(learner, "local_loss", "l2") != "l2":
+        raise ConfigError(f"learner {name!r} with local loss {learner.local_loss!r} is not a linear smoother, so it "
+                          "cannot run on CKKS-encrypted residuals; use local loss l2 (--local-loss l2)")
+
+
+class CkksResiduals:
+    """Label-owner side: encrypt residuals, publish the public context, decrypt replies."""
+
+    name = "ckks"
+
+    def __init__(self, params: CkksParams | None = None):
+        self.secret = SecretContext(params)
+        self._public: bytes | None = None
+        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...]] | None = None
+        self._layout: Layout | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.seconds = 0.0
+
+    def setup_fields(self, party: str) -> Mapping[str, object]:
+        if self._public is None:
+            started = time.perf_counter()
+            self._public = self.secret.public_bytes()
+            self.seconds += time.perf_counter() - started
+        self.bytes_sent += len(self._public)
+        return {"residuals": "ckks", "he_context": self._public}
+
+    def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
+        """Encrypt once per round and residual (seeded, symmetric); every party gets the same
+        ciphertexts, bound to its name and the round."""
+        r = np.asarray(residuals, dtype=np.float64)
+        if r.ndim != 2:
+            raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
+        started = time.perf_counter()
+        self._layout = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
+        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
+        if self._round_blobs is None or self._round_blobs[0] != key:
+            vectors = self._layout.input_vectors(r)
+            self._round_blobs = (key, tuple(b for v in vectors for b in self.secret.encrypt(v)))
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
+        self.seconds += time.perf_counter() - started
+        self.bytes_sent += payload.nbytes
+        return payload
+
+    def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Decrypt ``party``'s reply for the coordinator only; nothing decrypted is ever sent back."""
+        kind = "predictions" if len(shape) == 2 else "test_predictions"
+        if self._layout is None:
+            raise ProtocolError(f"{kind} of party {party!r} before any residuals were sent")
+        if isinstance(payload, EncryptedPayload):
+            self.bytes_received += payload.nbytes
+        started = time.perf_counter()
+        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, self._layout)
+        values = wire.decrypt(self.secret, vectors, shape, self._layout)
+        self.seconds += time.perf_counter() - started
+        if not np.isfinite(values).all():
+            raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
+        return values
+
+    def report(self) -> dict:
+        return {"he": {**self.secret.params.as_dict(), "bytes_sent": self.bytes_sent,
+                       "bytes_received": self.bytes_received, "seconds": round(self.seconds, 3)}}
+
+
+class CkksTrainer:
+    """Feature-party side: fits the learner's smoother on ciphertexts; never sees a residual."""
+
+    def __init__(self, name: str, learner: Learner):
+        check_learner(learner)
+        self.name, self.learner = name, learner
+        self.context: PublicContext | None = None
+        self.smoother: EncryptedSmoother | None = None
+        self.models: dict[int, tuple] = {}
+        self._n = self._k = 0
+        self.seconds = 0.0
+        self.bytes_received = self.bytes_sent = 0
+
+    def setup(self, X_train: np.ndarray, setup: Setup) -> None:
+        if setup.residuals != "ckks":
+            raise ProtocolError(f"this party runs CKKS residuals, the label owner asked for {setup.residuals!r}")
+        self.bytes_received += len(setup.he_context)
+        self.context = PublicContext.from_bytes(setup.he_context)
+        started = time.perf_counter()
+        self.smoother = EncryptedSmoother(self.context, self.learner.operator(X_train), setup.n_outputs)
+        self.seconds += time.perf_counter() - started
+        self._n, self._k = X_train.shape[0], setup.n_outputs
+        self.models.clear()
+
+    def fit_round(self, round: int, residuals: Payload) -> Payload:
+        if isinstance(residuals, EncryptedPayload):
+            self.bytes_received += residuals.nbytes
+        layout = self.smoother.layout
+        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout)
+        started = time.perf_counter()
+        fitted = self.smoother.fit(vectors)
+        self.models[round] = fitted.z
+        blobs = wire.serialize([ct for chunks in fitted.f for ct in chunks])
+        self.seconds += time.perf_counter() - started
+        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout)
+        self.bytes_sent += payload.nbytes
+        return payload
+
+    def predict(self, X: np.ndarray, rounds: int) -> Payload:
+        """Per-round encrypted predictions (rounds, n, K); fresh encryptions of zero for rounds not fitted."""
+        started = time.perf_counter()
+        fitted = [t for t in range(1, rounds + 1) if t in self.models]
+        preds = dict(zip(fitted, self.smoother.predict([self.models[t] for t in fitted], X)))
+        test_layout = self.smoother.layout.with_rows(X.shape[0])
+        last = len(self.context.levels) - 1
+        cts = []
+        for t in range(1, rounds + 1):
+            if t in preds:
+                cts += [ct for chunks in preds[t] for ct in chunks]
+            else:
+                cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
+        payload = wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
+                            wire.serialize(cts), self.smoother.layout)
+        self.seconds += time.perf_counter() - started
+        self.bytes_sent += payload.nbytes
+        return payload
+
+    def report(self) -> dict:
+        return {"he": {"seconds": round(self.seconds, 3), "bytes_sent": self.bytes_sent,
+                       "bytes_received": self.bytes_received}}
+
+
+def ckks_trainers(name: str, index: int, learner: Learner):
+    """A :data:`securegal.federation.TrainerChoice` for CKKS: checks the learner now, builds at setup."""
+    check_learner(learner)
+    return lambda setup: CkksTrainer(name, learner)

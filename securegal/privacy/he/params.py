@@ -1,0 +1,85 @@
+"""CKKS parameters, checked against the HomomorphicEncryption.org security standard.
+
+The bounds are the standard's tables for ternary secrets under classical attacks (the same
+tables SEAL enforces): the largest total coefficient modulus, in bits, that still gives the
+security level for each ring degree N.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ...errors import InsecureParameters
+
+# log2 of the largest coefficient modulus q for each N, per classical security level.
+MAX_LOG_Q: Mapping[int, Mapping[int, int]] = {
+    128: {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881},
+    192: {1024: 19, 2048: 37, 4096: 75, 8192: 152, 16384: 305, 32768: 611},
+    256: {1024: 14, 2048: 29, 4096: 58, 8192: 118, 16384: 237, 32768: 476},
+}
+MIN_SECURITY_BITS = 128
+MAX_PRIME_BITS = 60  # SEAL's limit on one RNS prime
+
+
+def security_bits(poly_modulus_degree: int, total_modulus_bits: int) -> int:
+    """The highest standard level (128, 192, 256) these parameters meet, or 0 when below 128."""
+    levels = [lvl for lvl, table in MAX_LOG_Q.items()
+              if poly_modulus_degree in table and total_modulus_bits <= table[poly_modulus_degree]]
+    return max(levels, default=0)
+
+
+@dataclass(frozen=True)
+class CkksParams:
+    """Ring degree N, the RNS prime sizes (first = decryption prime, last = special prime) and
+    the encoding scale 2**scale_bits. Construction refuses anything below 128-bit security."""
+
+    poly_modulus_degree: int = 8192
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 40, 60)
+    scale_bits: int = 40
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coeff_mod_bit_sizes", tuple(int(b) for b in self.coeff_mod_bit_sizes))
+        n, bits = int(self.poly_modulus_degree), self.coeff_mod_bit_sizes
+        if n not in MAX_LOG_Q[MIN_SECURITY_BITS]:
+            raise InsecureParameters(
+                f"poly_modulus_degree {n} is not one of {sorted(MAX_LOG_Q[MIN_SECURITY_BITS])}")
+        if len(bits) < 2:
+            raise ValueError(f"coeff_mod_bit_sizes needs at least 2 primes, got {bits}")
+        if any(not 20 <= b <= MAX_PRIME_BITS for b in bits):
+            raise ValueError(f"every coeff_mod bit size must be in [20, {MAX_PRIME_BITS}], got {bits}")
+        if not 20 <= self.scale_bits < bits[0]:
+            raise ValueError(
+                f"scale_bits {self.scale_bits} must be in [20, {bits[0]}) (below the first prime)")
+        if self.security_bits < MIN_SECURITY_BITS:
+            raise InsecureParameters(
+                f"N={n} with a {self.total_modulus_bits}-bit coefficient modulus {bits} is below "
+                f"{MIN_SECURITY_BITS}-bit security (the HE standard allows at most "
+                f"{MAX_LOG_Q[MIN_SECURITY_BITS][n]} bits at this N)")
+
+    @property
+    def total_modulus_bits(self) -> int:
+        return sum(self.coeff_mod_bit_sizes)
+
+    @property
+    def security_bits(self) -> int:
+        return security_bits(self.poly_modulus_degree, self.total_modulus_bits)
+
+    @property
+    def slots(self) -> int:
+        return self.poly_modulus_degree // 2
+
+    @property
+    def scale(self) -> float:
+        return 2.0 ** self.scale_bits
+
+    @property
+    def depth(self) -> int:
+        """How many rescalings a fresh ciphertext allows (primes between the first and the special one)."""
+        return len(self.coeff_mod_bit_sizes) - 2
+
+    def as_dict(self) -> dict:
+        """The ``he`` facts for ``metrics.json``."""
+        return {"poly_modulus_degree": self.poly_modulus_degree,
+                "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes),
+                "scale_bits": self.scale_bits,
+                "security_bits": self.security_bits}

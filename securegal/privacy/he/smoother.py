@@ -1,0 +1,131 @@
+"""A linear smoother applied to encrypted residuals: the feature party's side of CKKS GAL.
+
+Given the party's plaintext operator (``A`` (p, n), ``Phi`` (n, p); :class:`SmootherOperator`)
+and CKKS-encrypted residuals (K output columns, in the :class:`Layout` both sides derive from
+n, K and the slot count), :meth:`EncryptedSmoother.fit` returns ``enc(z)``, ``z = A r`` (the
+party's encrypted round model) and ``enc(f)``, ``f = Phi z`` (what goes back to the label
+owner); :meth:`EncryptedSmoother.predict` returns ``enc(Phi_test z)``.
+
+Cost per encrypted vector (one per output column, or one for all K when they fit one
+ciphertext): ``2 p' ceil(n/slots)`` plaintext multiplications and at most
+``2(p'-1) + log2(slots/p')`` rotations (``p'`` = the model size rounded up to a power of two).
+The plaintext encodings of ``A`` and ``Phi`` are made once, here. For precision ``A`` is scaled by ``sqrt(n)``
+and ``Phi`` by ``1/sqrt(n)``, so small coefficients stay well above the key-switching noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ...errors import ProtocolError
+from ...learners.base import SmootherOperator
+from . import _packing
+from .keys import PublicContext
+from .layout import Layout
+
+MIN_DEPTH = 2
+_SCALE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class EncryptedRound:
+    """One fitted round: ``z[v]`` the model ciphertext of vector v, ``f[v]`` its train-prediction chunks."""
+
+    z: tuple
+    f: tuple[tuple, ...]
+
+
+class EncryptedSmoother:
+    """Fits and predicts a linear smoother on CKKS ciphertexts; never sees a plaintext residual."""
+
+    def __init__(self, context: PublicContext, operator: SmootherOperator, outputs: int = 1):
+        if not isinstance(context, PublicContext):
+            raise TypeError(f"context must be a PublicContext, got {type(context).__name__}")
+        if context.params.depth < MIN_DEPTH:
+            raise ValueError(f"the encrypted smoother needs multiplicative depth {MIN_DEPTH}; "
+                             f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
+        A = np.asarray(operator.A, dtype=np.float64)
+        phi = np.asarray(operator.phi_train, dtype=np.float64)
+        if A.ndim != 2 or phi.shape != (A.shape[1], A.shape[0]):
+            raise ValueError(f"operator shapes do not match: A {A.shape}, phi_train {phi.shape}")
+        if not (np.isfinite(A).all() and np.isfinite(phi).all()):
+            raise ValueError("operator A and phi_train must be finite")
+        self.context = context
+        self.p, self.n = A.shape
+        self.layout = Layout.for_training(self.n, outputs, context.slots)
+        self._blocks = np.eye(outputs) if self.layout.packed else np.eye(1)
+        width = self.p * self._blocks.shape[0]
+        if width > context.slots:
+            raise ValueError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} slots")
+        period = self.layout.period if self.layout.chunks == 1 else None
+        self.plan = _packing.make_plan(context.slots, width, self.layout.length, period)
+        missing = sorted(set(self.plan.steps) - set(context.steps))
+        if missing:
+            raise ValueError(f"the public context lacks rotation keys for steps {missing}")
+        self._alpha = float(np.sqrt(self.n))
+        self._feature_map = operator.feature_map
+        self._W = self._encode(_packing.stage1_diagonals(self.plan, np.kron(self._blocks, A * self._alpha)), level=0)
+        self._V = self._encode(_packing.stage2_diagonals(
+            self.plan, np.kron(self._blocks, phi / self._alpha), self.plan.chunks), level=1)
+        self.last_rotations = 0
+        self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
+
+    def _encode(self, nested, level: int):
+        """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
+        def one(v):
+            pt = self.context.encode(v, level)
+            return None if pt.is_zero() else pt
+        return [[[one(v) for v in per_b] for per_b in per_a] for per_a in nested]
+
+    def _babies_of(self, z, ops: _packing.Ops) -> list:
+        """Stage-2 baby steps of a model ciphertext, made once (kept with ``z`` so its id stays valid)."""
+        if id(z) not in self._babies:
+            self._babies[id(z)] = (z, _packing.stage2_babies(ops, self.plan, z))
+        return self._babies[id(z)][1]
+
+    def _or_zero(self, ct, level: int):
+        """``ct``, or a fresh encryption of zeros where every product was structurally zero."""
+        return self.context.encrypt_zeros(level) if ct is None else ct
+
+    def _ops(self) -> _packing.Ops:
+        return _packing.Ops(self.context.evaluator, self.context.galois_keys)
+
+    def check_residual_vector(self, cts: Sequence, what: str = "residuals") -> None:
+        """Fresh ciphertexts at the top level and scale, as many as the layout needs."""
+        if len(cts) != self.plan.chunks:
+            raise ProtocolError(f"{what}: {len(cts)} ciphertexts for n={self.n} rows, expected {self.plan.chunks}")
+        for ct in cts:
+            if self.context.level_of(ct) != 0:
+                raise ProtocolError(f"{what}: ciphertext is not at the top level")
+            if abs(ct.scale / self.context.params.scale - 1.0) > _SCALE_TOLERANCE:
+                raise ProtocolError(f"{what}: ciphertext scale {ct.scale} is not 2^{self.context.params.scale_bits}")
+
+    def fit(self, vectors: Sequence[Sequence]) -> EncryptedRound:
+        """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them)."""
+        if len(vectors) != self.layout.vectors:
+            raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {self.layout.vectors}")
+        ops = self._ops()
+        zs, fs = [], []
+        for k, cts in enumerate(vectors):
+            self.check_residual_vector(cts, f"residual vector {k}")
+            z = self._or_zero(_packing.apply_stage1(ops, self.plan, cts, self._W), 1)
+            zs.append(z)
+            fs.append(tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), self._V)))
+        self.last_rotations = ops.rotations
+        return EncryptedRound(tuple(zs), tuple(fs))
+
+    def predict(self, models: Sequence[Sequence], X: np.ndarray) -> list[list[tuple]]:
+        """``enc(Phi(X) z)`` chunks for every round's model vectors: ``out[round][v]``, laid out
+        as ``layout.with_rows(len(X))``."""
+        phi = np.asarray(self._feature_map(np.asarray(X, dtype=np.float64)), dtype=np.float64)
+        if phi.ndim != 2 or phi.shape[1] != self.p:
+            raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
+        chunks = self.layout.with_rows(phi.shape[0]).chunks
+        V = self._encode(_packing.stage2_diagonals(self.plan, np.kron(self._blocks, phi / self._alpha), chunks), level=1)
+        ops = self._ops()
+        out = [[tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), V))
+                for z in model] for model in models]
+        self.last_rotations = ops.rotations
+        return out

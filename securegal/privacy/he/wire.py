@@ -1,0 +1,121 @@
+"""CKKS ciphertexts on the wire: ``EncryptedPayload(scheme="ckks", shape, blobs, meta)``.
+
+Layout: for a logical array of shape ``(..., n, K)``, the ciphertexts of each (n, K) slice in
+the :class:`~securegal.privacy.he.layout.Layout` order (per vector, its chunks), leading
+dimensions outermost. ``meta`` binds the ciphertexts to the context
+(a random id per key pair, hence per session), the kind of message, the party and the round,
+with a SHA-256 digest over those and every blob. Opening checks all of it before any ciphertext
+is used, so truncated, altered, misrouted or replayed ciphertexts give a clear
+:class:`ProtocolError` and nothing is computed on them. The digest is not a MAC: it catches
+corruption and mix-ups; an active network attacker is stopped by mutual TLS.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ...errors import ProtocolError
+from ...messages import EncryptedPayload, Payload
+from . import _seal
+from .keys import _ContextBase
+from .layout import Layout
+
+SCHEME = "ckks"
+KINDS = ("residuals", "predictions", "test_predictions")
+_HEADER_SLACK = 4096
+
+
+def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, blobs: Sequence[bytes]) -> str:
+    h = hashlib.sha256(b"securegal-ckks-v1\x00")
+    for part in (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape))):
+        encoded = part.encode()
+        h.update(len(encoded).to_bytes(4, "little") + encoded)
+    for blob in blobs:
+        h.update(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest())
+    return h.hexdigest()
+
+
+def _slice_layout(shape: tuple[int, ...], layout: Layout) -> Layout:
+    if len(shape) < 2 or tuple(shape[-1:]) != (layout.k,):
+        raise ValueError(f"shape {shape} does not end in K={layout.k} columns")
+    return layout.with_rows(shape[-2])
+
+
+def blob_count(shape: tuple[int, ...], layout: Layout) -> int:
+    return math.prod(shape[:-2]) * _slice_layout(shape, layout).blobs
+
+
+def _layout_name(layout: Layout) -> str:
+    return "packed" if layout.packed else "columns"
+
+
+def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[int, ...],
+         blobs: Sequence[bytes], layout: Layout) -> EncryptedPayload:
+    """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
+    shape = tuple(int(s) for s in shape)
+    blobs = tuple(bytes(b) for b in blobs)
+    if len(blobs) != blob_count(shape, layout):
+        raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
+    meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
+            "slots": str(context.slots), "layout": _layout_name(layout),
+            "digest": _digest(context.context_id, kind, party, round, shape, blobs)}
+    return EncryptedPayload(scheme=SCHEME, shape=shape, blobs=blobs, meta=meta)
+
+
+def serialize(cts: Sequence) -> tuple[bytes, ...]:
+    return tuple(_seal.dump(ct) for ct in cts)
+
+
+def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round: int,
+           shape: tuple[int, ...], level: int, layout: Layout) -> list:
+    """Validate ``payload`` against what is expected and load its ciphertexts.
+
+    Returns the encrypted vectors, each a list of chunks, over the leading dimensions in
+    row-major order. Every ciphertext must sit at data level ``level``.
+    """
+    what = f"{kind} of party {party!r} in round {round}"
+    if not isinstance(payload, EncryptedPayload):
+        raise ProtocolError(f"{what}: expected CKKS ciphertexts, got {type(payload).__name__}")
+    if payload.scheme != SCHEME:
+        raise ProtocolError(f"{what}: expected scheme {SCHEME!r}, got {payload.scheme!r}")
+    meta, shape = dict(payload.meta), tuple(int(s) for s in shape)
+    if tuple(payload.shape) != shape:
+        raise ProtocolError(f"{what}: shape {tuple(payload.shape)}, expected {shape}")
+    if meta.get("slots") != str(context.slots):
+        raise ProtocolError(f"{what}: ciphertexts with {meta.get('slots')} slots, this context has {context.slots}")
+    if meta.get("context") != context.context_id.hex():
+        raise ProtocolError(f"{what}: ciphertexts from another CKKS context (another session or key)")
+    for key, expected in (("kind", kind), ("party", party), ("round", str(int(round))),
+                          ("layout", _layout_name(layout))):
+        if meta.get(key) != expected:
+            raise ProtocolError(f"{what}: ciphertexts are for {key} {meta.get(key)!r}, expected {expected!r}")
+    expected_count = blob_count(shape, layout)
+    if len(payload.blobs) != expected_count:
+        raise ProtocolError(f"{what}: {len(payload.blobs)} ciphertexts, expected {expected_count}")
+    params = context.params
+    max_bytes = 2 * params.poly_modulus_degree * len(params.coeff_mod_bit_sizes) * 8 + _HEADER_SLACK
+    if any(len(b) > max_bytes for b in payload.blobs):
+        raise ProtocolError(f"{what}: a ciphertext is larger than the {max_bytes}-byte limit")
+    digest = _digest(context.context_id, kind, party, round, shape, payload.blobs)
+    if not hmac.compare_digest(str(meta.get("digest", "")), digest):
+        raise ProtocolError(f"{what}: digest mismatch (truncated or altered ciphertexts)")
+    cts = [context.load_ciphertext(b, what) for b in payload.blobs]
+    for ct in cts:
+        if context.level_of(ct) != level:
+            raise ProtocolError(f"{what}: ciphertext at level {context.level_of(ct)}, expected {level}")
+    chunks = _slice_layout(shape, layout).chunks
+    return [cts[i:i + chunks] for i in range(0, len(cts), chunks)]
+
+
+def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
+    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only)."""
+    sl = _slice_layout(shape, layout)
+    values = [context.decrypt(v, sl.length) for v in vectors]
+    slices = [sl.output_array(values[i:i + sl.vectors]) for i in range(0, len(values), sl.vectors)]
+    return np.stack(slices).reshape(shape)

@@ -1,0 +1,253 @@
+"""Feature-DP on CKKS-encrypted residuals: DP ridge whose noise is added homomorphically.
+
+The feature party cannot clip or read ciphertexts, so (docs/privacy.md section 5b):
+
+- the label owner clips each residual row to L2 norm ``C`` before encrypting and declares ``C``
+  in the Setup options (:class:`ClippedCkksResiduals`); the party cannot check it, so the
+  guarantee assumes a semi-honest label owner;
+- ``gram``: the party's noisy Gram matrix ``G~``, plaintext, exactly as in
+  :class:`~securegal.privacy.dp.trainer.DPTrainer`; the DP smoother ``A = G~^-1 Phi^T``;
+- ``stat``: ``enc(z~) = A enc(r) + G~^-1 e``, ``e ~ N(0, (z_stat 2BC)^2)``, added as a plaintext
+  to the encrypted output (``G~^-1`` applied to the noisy ``Phi^T r + e``, post-processed);
+- ``pred``: ``enc(Phi A r) + N(0, (z_pred Delta_f)^2)`` with the data-independent bound
+  ``Delta_f = 2BC (sqrt(B^2 + c^2) (n + sqrt n) + 2B) / lambda_min(G~)`` (:func:`prediction_bound`).
+
+Budget plan, calibration, check-before-spend and the ``privacy`` report are the plain DP
+trainer's (same :func:`~securegal.privacy.dp.trainer.plan_noise`, same release kinds).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import tenseal.sealapi as sealapi
+
+from ..errors import ConfigError, ProtocolError
+from ..learners.base import Learner
+from ..messages import Payload, Setup
+from .dp.accountant import PrivacyAccountant, Release
+from .dp.layers import DPTrainers
+from .dp.mechanisms import GaussianNoise, clip_rows
+from .dp.ridge import DPRidge
+from .dp.trainer import DPConfig, plan_noise
+from .he import wire
+from .he.keys import PublicContext
+from .he.layers import CkksResiduals
+from .he.layout import Layout
+from .he.params import CkksParams
+from .he.smoother import EncryptedSmoother
+
+CLIP_OPTION = "residual_clip"
+
+
+def prediction_bound(feature_clip: float, residual_clip: float, intercept: float, n_rows: int,
+                     lambda_min: float) -> float:
+    """Replace-one L2 sensitivity of the train predictions ``Phi G~^-1 Phi^T r`` (all n x K).
+
+    Rows ``phi = (x, c)`` with ``||x|| <= B``, residual rows ``||r_i|| <= C``, ``G~`` fixed (an
+    earlier release) with smallest eigenvalue ``lambda_min``; proof in docs/privacy.md 5b.
+    """
+    B, C, c, lam = float(feature_clip), float(residual_clip), float(intercept), float(lambda_min)
+    if not (lam > 0 and math.isfinite(lam)):
+        raise ValueError(f"lambda_min must be finite and > 0, got {lambda_min!r}")
+    if isinstance(n_rows, bool) or not isinstance(n_rows, int) or n_rows < 1:
+        raise ValueError(f"n_rows must be an int >= 1, got {n_rows!r}")
+    row = math.sqrt(B * B + c * c)
+    return 2.0 * B * C * (row * (n_rows + math.sqrt(n_rows)) + 2.0 * B) / lam
+
+
+def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]:
+    """``values`` (n, K) as the slot vectors of encrypted outputs in ``layout``: per vector, its
+    chunks (the inverse of :meth:`Layout.output_array`; slots past the data are zero)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (layout.n, layout.k):
+        raise ValueError(f"expected shape {(layout.n, layout.k)}, got {values.shape}")
+    flat = [values.T.ravel()] if layout.packed else [values[:, j] for j in range(layout.k)]
+    return [[v[i:i + layout.slots] for i in range(0, layout.chunks * layout.slots, layout.slots)] for v in flat]
+
+
+def add_plain(context: PublicContext, vectors, layout: Layout, values: np.ndarray) -> list[list]:
+    """Ciphertexts ``vectors`` (per vector, chunks) plus the plaintext ``values`` (n, K)."""
+    out = []
+    for cts, plains in zip(vectors, output_vectors(layout, values), strict=True):
+        row = []
+        for ct, v in zip(cts, plains, strict=True):
+            pt = context.encode(v, context.level_of(ct), ct.scale)
+            res = sealapi.Ciphertext()
+            context.evaluator.add_plain(ct, pt, res)
+            row.append(res)
+        out.append(row)
+    return out
+
+
+class ClippedCkksResiduals(CkksResiduals):
+    """CKKS residual channel that clips each residual row to norm ``C`` before encrypting and
+    declares ``C`` to the feature parties (their DP bounds rest on it)."""
+
+    def __init__(self, residual_clip: float = 1.0, params: CkksParams | None = None):
+        if isinstance(residual_clip, bool) or not isinstance(residual_clip, (int, float)) \
+                or not (math.isfinite(residual_clip) and residual_clip > 0):
+            raise ValueError(f"residual_clip must be finite and > 0, got {residual_clip!r}")
+        super().__init__(params)
+        self.residual_clip = float(residual_clip)
+
+    def setup_fields(self, party: str) -> Mapping[str, object]:
+        return {**super().setup_fields(party), "options": {CLIP_OPTION: repr(self.residual_clip)}}
+
+    def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
+        r = np.asarray(residuals, dtype=np.float64)
+        return super().seal(clip_rows(r, self.residual_clip).reshape(r.shape), round, party)
+
+    def report(self) -> dict:
+        out = super().report()
+        out["he"]["residual_clip"] = self.residual_clip
+        out["he"]["residual_clipping"] = (
+            "the label owner clips every residual row to this L2 norm before encrypting; feature "
+            "parties' DP bounds assume it (they cannot check ciphertexts: semi-honest label owner)")
+        return out
+
+
+def declared_clip(setup: Setup) -> float:
+    """The label owner's declared residual clip ``C`` from the Setup options."""
+    raw = dict(setup.options or {}).get(CLIP_OPTION)
+    if raw is None:
+        raise ProtocolError("CKKS residuals with DP need the label owner's residual clip in the setup "
+                            f"options ({CLIP_OPTION!r}); this label owner declared none")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ProtocolError(f"setup option {CLIP_OPTION!r} is not a number: {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ProtocolError(f"setup option {CLIP_OPTION!r} must be finite and > 0, got {raw!r}")
+    return value
+
+
+class CkksDPTrainer:
+    """Feature-party ``RoundTrainer``: DP ridge on CKKS-encrypted residuals, noise added
+    homomorphically, every release recorded in the party's accountant."""
+
+    def __init__(self, name: str, config: DPConfig):
+        if not isinstance(config, DPConfig):
+            raise TypeError(f"config must be a DPConfig, got {type(config).__name__}")
+        self.name, self.config = name, config
+        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.accountant: PrivacyAccountant | None = None
+        self.context: PublicContext | None = None
+        self.smoother: EncryptedSmoother | None = None
+        self.ridge: DPRidge | None = None
+        self.models: dict[int, tuple] = {}  # round -> (enc(A r) model vectors, plaintext offset G~^-1 e)
+        self.noise_std: dict[str, float] = {}
+        self._X: np.ndarray | None = None
+        self._gram: np.ndarray | None = None
+        self._n = self._k = 0
+
+    def setup(self, X_train: np.ndarray, setup: Setup) -> None:
+        """Check the session, calibrate the noise for ``setup.rounds`` rounds; releases nothing."""
+        if setup.residuals != "ckks":
+            raise ProtocolError(f"this party runs DP on CKKS residuals, the label owner asked for {setup.residuals!r}")
+        X = np.asarray(X_train, dtype=np.float64)
+        if X.ndim != 2 or not np.isfinite(X).all():
+            raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
+        c = self.config
+        self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
+        noise = plan_noise(c, X.shape[0], int(setup.rounds))
+        self.context = PublicContext.from_bytes(setup.he_context)
+        self.accountant = PrivacyAccountant(c.budget, c.accountant, X.shape[0])
+        self.accountant.noise_multipliers.update(noise)
+        self._X, self._n, self._k = X, X.shape[0], int(setup.n_outputs)
+        self._gram, self.smoother = None, None
+        self.models.clear()
+        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity}
+
+    def _layout(self) -> Layout:
+        return Layout.for_training(self._n, self._k, self.context.slots)
+
+    def fit_round(self, round: int, residuals: Payload) -> Payload:
+        """Validate the ciphertexts, spend this round's releases, return ``enc(f)`` + noise."""
+        if self.accountant is None:
+            raise RuntimeError("fit_round called before setup")
+        layout = self._layout()
+        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout)
+        z = self.accountant.noise_multipliers
+        releases = [Release(round, "gram", z["gram"])] if self._gram is None else []
+        releases.append(Release(round, "stat", z["stat"]))
+        if self.config.releases_predictions:
+            releases.append(Release(round, "pred", z["pred"]))
+        self.accountant.spend(*releases)  # BudgetExceeded: nothing recorded, nothing drawn or sent
+        if self._gram is None:
+            operator, self._gram = self.ridge.smoother_operator(self._X, z["gram"], self.noise)
+            self.smoother = EncryptedSmoother(self.context, operator, self._k)
+            if self.config.releases_predictions:
+                bound = prediction_bound(self.ridge.feature_clip, self.ridge.residual_clip, self.ridge.intercept,
+                                         self._n, float(np.linalg.eigvalsh(self._gram)[0]))
+                self.noise_std["pred"] = z["pred"] * bound
+        fitted = self.smoother.fit(vectors)
+        offset = self.ridge.encrypted_statistic_offset(self._gram, self._k, z["stat"], self.noise)
+        self.models[round] = (fitted.z, offset)
+        last = len(self.context.levels) - 1
+        if self.config.releases_predictions:
+            noisy = add_plain(self.context, fitted.f, layout,
+                              self.noise.normal((self._n, self._k), self.noise_std["pred"]))
+            cts = [ct for chunks in noisy for ct in chunks]
+        else:  # no feedback channel: encryptions of zero, nothing released
+            cts = [self.context.encrypt_zeros(last) for _ in range(layout.blobs)]
+        return wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), wire.serialize(cts), layout)
+
+    def predict(self, X: np.ndarray, rounds: int) -> Payload:
+        """Encrypted per-round test predictions ``Phi(X) z~_t`` (rounds, n, K) of the DP round
+        models (post-processing); encryptions of zero for rounds not fitted."""
+        if self.accountant is None:
+            raise RuntimeError("predict called before setup")
+        X = np.asarray(X, dtype=np.float64)
+        test_layout = self._layout().with_rows(X.shape[0])
+        last = len(self.context.levels) - 1
+        fitted = [t for t in range(1, rounds + 1) if t in self.models]
+        enc = dict(zip(fitted, self.smoother.predict([self.models[t][0] for t in fitted], X))) if fitted else {}
+        phi = self.ridge.feature_map(X.shape[1])(X) if fitted else None
+        cts = []
+        for t in range(1, rounds + 1):
+            if t in enc:
+                noisy = add_plain(self.context, enc[t], test_layout, phi @ self.models[t][1])
+                cts += [ct for chunks in noisy for ct in chunks]
+            else:
+                cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
+        return wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
+                         wire.serialize(cts), self._layout())
+
+    def report(self) -> dict:
+        """The party's ``privacy`` block for metrics.json (same shape as the plain DP trainer's)."""
+        if self.accountant is None:
+            return {}
+        out = self.accountant.to_dict()
+        c, ridge = self.config, self.ridge
+        out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": c.feature_clip,
+                            "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
+                            "prediction_sensitivity": "data-independent bound (docs/privacy.md 5b)",
+                            "noise_std": dict(self.noise_std), "intercept": c.intercept,
+                            "shares": dict(c.shares), "secure_noise": self.noise.secure,
+                            "standardization": "party's training mean/std, not DP"}
+        return out
+
+
+class CkksDPTrainers(DPTrainers):
+    """Trainer choice: a :class:`CkksDPTrainer` per feature party (linear learner only)."""
+
+    def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
+        if learner != "linear":
+            raise ConfigError(f"--epsilon with --residuals ckks is implemented for --learner linear (DP ridge), "
+                              f"not {learner!r}")
+        super().preflight(n_train, rounds, party_names, learner)
+
+    def __call__(self, name: str, index: int, learner: Learner):
+        kind = getattr(learner, "name", type(learner).__name__)
+        if kind != "linear":
+            raise ConfigError(f"--epsilon with --residuals ckks is implemented for --learner linear, not {kind!r}")
+        config = self.config_for(name)
+
+        def factory(setup: Setup):
+            trainer = CkksDPTrainer(name, config)
+            self.trainers[name] = trainer
+            return trainer
+
+        return factory

@@ -1,0 +1,151 @@
+"""A feature party behind gRPC: mutual TLS, caller identity check, chunked frames.
+
+The server moves bytes only. Each call carries one request message (the label owner's
+envelope bytes) in frames; the server reassembles it under the size limit, hands it to the
+party's ``handle(bytes) -> bytes`` and streams the reply back in frames. Requests are served one
+at a time, and the reply to each message id is kept for a few calls so that a client retrying
+after a lost reply gets the same answer instead of a second (replayed) request.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections import OrderedDict
+from concurrent import futures
+from typing import Callable, Collection
+
+import grpc
+
+from ..certs import Identity
+from ..errors import ConfigError, ProtocolError
+from ..wire import transport_pb2 as pb
+from .frames import DEFAULT_FRAME_LIMITS, FrameLimits, reassemble, split
+
+log = logging.getLogger(__name__)
+
+_SERVICE = pb.DESCRIPTOR.services_by_name["Exchange"]
+SERVICE_NAME = _SERVICE.full_name
+METHOD_NAME = _SERVICE.methods_by_name["Call"].name
+METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
+
+Handler = Callable[[bytes], bytes]
+
+
+def host_of(address: str) -> str:
+    """The host part of ``host:port`` / ``[v6]:port``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"address {address!r} must be host:port")
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(address: str) -> bool:
+    host = host_of(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allow_insecure(address: str, role: str) -> None:
+    """Permit plaintext only on loopback, and say so loudly."""
+    if not is_loopback(address):
+        raise ConfigError(f"insecure (plaintext, unauthenticated) transport is only allowed on loopback, "
+                          f"not {address!r}; use the federation's certificates")
+    log.warning("INSECURE %s on %s: no TLS, no authentication of the peer, messages in plaintext. "
+                "For loopback demos only.", role, address)
+
+
+def channel_options(limits: FrameLimits) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", limits.max_frame_bytes),
+            ("grpc.max_send_message_length", limits.max_frame_bytes)]
+
+
+class PartyServer:
+    """Serves ``handler`` on ``address`` to the organizations in ``clients`` only.
+
+    With an :class:`Identity` (the default way), TLS requires a client certificate signed by
+    the federation CA and the caller's certificate must name one of ``clients``; ``insecure``
+    is for loopback demos and is refused elsewhere.
+    """
+
+    def __init__(self, handler: Handler, address: str = "127.0.0.1:0", *, identity: Identity | None = None,
+                 clients: Collection[str] = ("alice",), insecure: bool = False,
+                 limits: FrameLimits = DEFAULT_FRAME_LIMITS, reply_cache: int = 8, max_workers: int = 4):
+        if (identity is None) == (not insecure):
+            raise ConfigError("give the party's identity (certificate, key, CA) or insecure=True, not both or neither")
+        if insecure:
+            allow_insecure(address, "party server")
+        self.handler, self.address, self.identity = handler, address, identity
+        self.clients, self.insecure, self.limits = frozenset(clients), insecure, limits
+        self._lock = threading.Lock()
+        self._replies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._cache_size = reply_cache
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                   options=channel_options(limits))
+        rpc = grpc.stream_stream_rpc_method_handler(self._call)  # raw bytes in and out: frames decoded here
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: rpc}),))
+        if insecure:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            creds = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)],
+                                                root_certificates=identity.ca_pem, require_client_auth=True)
+            self.port = self._server.add_secure_port(address, creds)
+        if not self.port:
+            raise ConfigError(f"cannot listen on {address!r}")
+
+    def start(self) -> "PartyServer":
+        self._server.start()
+        log.info("party server listening on port %d (%s)", self.port, "INSECURE" if self.insecure else "mutual TLS")
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (True) or ``timeout`` passes (False)."""
+        return self._server.wait_for_termination(timeout)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    def __enter__(self) -> "PartyServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        if self.insecure:
+            return "insecure"
+        auth = context.auth_context()
+        names = [v.decode("utf-8", "replace") for v in auth.get("x509_common_name", [])]
+        sans = {v.decode("utf-8", "replace") for v in auth.get("x509_subject_alternative_name", [])}
+        if len(names) != 1 or names[0] not in self.clients or names[0] not in sans:
+            log.warning("refused caller %s: certificate names %s (SAN %s), allowed %s",
+                        context.peer(), names, sorted(sans), sorted(self.clients))
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"certificate names {names}, this party only serves {sorted(self.clients)}")
+        return names[0]
+
+    def _call(self, frames, context: grpc.ServicerContext):
+        caller = self._caller(context)
+        try:
+            message_id, request = reassemble(frames, self.limits)
+        except ProtocolError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        key = (caller, message_id)
+        with self._lock:
+            reply = self._replies.get(key)
+            if reply is None:
+                reply = self.handler(request)
+                self._replies[key] = reply
+                while len(self._replies) > self._cache_size:
+                    self._replies.popitem(last=False)
+            else:
+                log.info("message %s retried by %s: answering with the kept reply", message_id, caller)
+        if len(reply) > self.limits.max_message_bytes:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"reply of {len(reply)} bytes exceeds this party's limit of {self.limits.max_message_bytes}")
+        for frame in split(message_id, reply, self.limits):
+            yield frame.SerializeToString()

@@ -1,0 +1,152 @@
+"""securegal audit on real (small) run directories: acceptance numbers and clean errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from securegal.attacks import audit
+from securegal.attacks.active_residuals import CraftedResiduals
+from securegal.cli import main
+from securegal.run import train
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit_runs")
+    for ds in ("wine", "breast_cancer"):
+        train(ds, parties=4, rounds=10, seed=0, out=root / ds, ground_truth=True)
+    train("wine", parties=4, rounds=3, seed=0, out=root / "wine_crafted", ground_truth=True,
+          channel=CraftedResiduals(seed=1))
+    train("diabetes", parties=4, rounds=3, seed=0, out=root / "diabetes", ground_truth=True)
+    return root
+
+
+def _rows(result, attack, metric):
+    return [a for a in result["attacks"] if a["attack"] == attack and a["metric"] == metric]
+
+
+@pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
+def test_plain_gal_acceptance(runs, dataset):
+    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=50)
+    inversion = _rows(result, "label_inversion", "accuracy")
+    assert len(inversion) == 3 and all(a["score"] >= 0.99 for a in inversion)
+    hat = _rows(result, "hat_matrix", "r2")
+    assert len(hat) == 3 and all(a["score"] >= 0.9 for a in hat)
+    on_disk = json.loads((runs / dataset / audit.AUDIT).read_text())
+    keys = {"attack", "attacker", "victim", "metric", "score", "baseline", "advantage"}
+    assert on_disk["attacks"] and all(keys <= set(a) for a in on_disk["attacks"])
+    assert on_disk["epsilon"] == "inf"
+
+
+def test_regression_run_labels_and_features_leak(runs):
+    result = audit.audit_run(runs / "diabetes", known_labels=0.1, known_rows=0.1, steps=100)
+    assert all(a["advantage"] > 0.05 for a in _rows(result, "label_inversion", "r2"))
+    assert {a["metric"] for a in result["attacks"]} == {"r2", "mad", "mse"}
+
+
+def test_crafted_residuals_run_is_audited_as_active_attack(runs):
+    result = audit.audit_run(runs / "wine_crafted", known_labels=0.05, known_rows=0.05)
+    active = _rows(result, "active_residuals", "r2")
+    assert len(active) == 3 and all(a["score"] > 0.999 for a in active)
+    # Crafted residuals carry no labels: the feature parties learn nothing from them.
+    assert all(abs(a["advantage"]) < 0.15 for a in _rows(result, "label_inversion", "accuracy"))
+
+
+def test_rows_curve_grows(runs):
+    result = audit.audit_run(runs / "breast_cancer", rows_curve=[0.01, 0.1], steps=50)
+    by_victim = {}
+    for pt in result["known_rows_curve"]:
+        by_victim.setdefault(pt["victim"], []).append(pt["r2"])
+    assert all(r2[0] < r2[1] and r2[1] > 0.99 for r2 in by_victim.values())
+
+
+def test_cli_audit_several_runs_writes_plot(runs, tmp_path, capsys):
+    plot = tmp_path / "adv.png"
+    code = main(["audit", str(runs / "wine"), str(runs / "wine_crafted"), "--plot", str(plot), "--net-steps", "50"])
+    assert code == 0 and plot.stat().st_size > 0
+    assert "label_inversion" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--known-labels", "0"], "--known-labels"),
+    (["--known-labels", "1.5"], "--known-labels"),
+    (["--known-rows", "1"], "--known-rows"),
+])
+def test_cli_rejects_fractions_outside_unit_interval(runs, capsys, args, message):
+    assert main(["audit", str(runs / "wine"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_rejects_bad_run_dirs(runs, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "wine", broken)
+    cases = []
+    cases.append((tmp_path / "missing", "does not exist"))
+    (tmp_path / "empty").mkdir()
+    cases.append((tmp_path / "empty", "metrics.json"))
+    no_truth = tmp_path / "no_truth"
+    shutil.copytree(runs / "wine", no_truth)
+    (no_truth / audit.GROUND_TRUTH).unlink()
+    cases.append((no_truth, "--save-ground-truth"))
+    bad_metrics = tmp_path / "bad_metrics"
+    shutil.copytree(runs / "wine", bad_metrics)
+    (bad_metrics / "metrics.json").write_text("{not json")
+    cases.append((bad_metrics, "malformed"))
+    (broken / "transcripts" / "party1" / "messages.bin").write_bytes(b"garbage")
+    cases.append((broken, "corrupt transcript"))
+    for run_dir, message in cases:
+        assert main(["audit", str(run_dir)]) == 2, run_dir
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_truncated_ground_truth_is_a_clean_error(runs, tmp_path, capsys):
+    run_dir = tmp_path / "trunc"
+    shutil.copytree(runs / "wine", run_dir)
+    data = (run_dir / audit.GROUND_TRUTH).read_bytes()
+    (run_dir / audit.GROUND_TRUTH).write_bytes(data[: len(data) // 2])
+    assert main(["audit", str(run_dir)]) == 2
+    assert "ground_truth.npz" in capsys.readouterr().err
+
+
+def test_side_knowledge_draw_is_seeded(runs):
+    a = audit.audit_run(runs / "wine", seed=3, steps=20)
+    b = audit.audit_run(runs / "wine", seed=3, steps=20)
+    assert a["attacks"] == b["attacks"]
+    assert np.isfinite([x["score"] for x in a["attacks"]]).all()
+
+
+def test_sweep_trains_and_audits_dp_runs(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["audit", "--sweep", str(out), "--dataset", "wine", "--rounds", "2", "--epsilons", "1",
+                 "--label-epsilons", "1", "--no-ckks", "--net-steps", "20"])
+    assert code == 0
+    assert (out / "plain" / audit.AUDIT).is_file() and (out / "dp-eps1" / audit.AUDIT).is_file()
+    label_dp = json.loads((out / "label-dp-eps1" / audit.AUDIT).read_text())
+    assert all(a["epsilon"] == 1.0 for a in label_dp["attacks"] if a["victim"] == "alice")
+    assert (out / audit.PLOT).stat().st_size > 0
+    dp = json.loads((out / "dp-eps1" / audit.AUDIT).read_text())
+    assert dp["epsilon"] == 1.0
+    assert all(a["epsilon"] == 1.0 for a in dp["attacks"] if a["attacker"] == "alice")
+
+
+def test_sweep_and_run_dirs_are_exclusive(runs, tmp_path, capsys):
+    assert main(["audit", str(runs / "wine"), "--sweep", str(tmp_path / "s"), "--dataset", "wine"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["audit"]) == 2
+    assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
+    run_dir = tmp_path / "silent"
+    shutil.copytree(runs / "wine", run_dir)
+    transcript = run_dir / "transcripts" / "party2"
+    index = [json.loads(line) for line in (transcript / "index.jsonl").read_text().splitlines()]
+    kept = [e for e in index if e["kind"] != "fit_request"]
+    (transcript / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    result = audit.audit_run(run_dir, steps=20)
+    assert any("party2" in reason for reason in result["nothing_to_attack"])
+    assert not [a for a in result["attacks"] if a["attacker"] == "party2"]
+    assert [a for a in result["attacks"] if a["attacker"] == "party1"]

@@ -1,0 +1,27 @@
+"""Session-scoped CKKS keys for the HE tests (made once: key generation is the slow part)."""
+import numpy as np
+import pytest
+
+from securegal.privacy.he import CkksParams, SecretContext
+
+
+@pytest.fixture(scope="session")
+def secret_context():
+    return SecretContext(CkksParams())
+
+
+@pytest.fixture(scope="session")
+def public_context(secret_context):
+    return secret_context.public_context()
+
+
+def encrypt_residuals(secret, public, r, layout):
+    """Residuals (n, K) as a feature party loads them: per vector, its chunks."""
+    cts = [public.load_ciphertext(b) for v in layout.input_vectors(np.asarray(r, dtype=np.float64))
+           for b in secret.encrypt(v)]
+    return [cts[i:i + layout.chunks] for i in range(0, len(cts), layout.chunks)]
+
+
+def decrypt_outputs(secret, vectors, layout):
+    """(n, K) plaintext from encrypted output vectors in ``layout``."""
+    return layout.output_array([secret.decrypt(chunks, layout.length) for chunks in vectors])

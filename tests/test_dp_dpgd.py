@@ -1,0 +1,91 @@
+"""Full-batch DP-GD MLP trainer: accounting, enforcement, learning, routing from DPTrainers."""
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from securegal.errors import BudgetExceeded, ConfigError
+from securegal.privacy.dp.accountant import epsilon_of
+from securegal.privacy.dp.dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
+from securegal.privacy.dp.layers import DPTrainers
+from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
+from securegal.privacy.dp.trainer import DPConfig
+
+SETUP = SimpleNamespace(rounds=2, n_outputs=1, residuals="plain")
+
+
+def quiet(factory, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureNoiseWarning)
+        return factory(*args)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    r = np.tanh(2 * X[:, :1] - X[:, 1:2])
+    return X, r
+
+
+def test_dpgd_spends_its_plan_and_learns(data):
+    X, r = data
+    tr = quiet(DPGDTrainer, DPGDConfig(4.0, 1e-5, steps=20, seed=0))
+    tr.setup(X, SETUP)
+    f1 = tr.fit_round(1, r)
+    tr.fit_round(2, r)
+    assert f1.shape == r.shape
+    rel = tr.accountant.releases
+    assert [(x.round, x.what, x.steps, x.sample_rate) for x in rel] == [
+        (1, "sgd", 20, 1.0), (1, "pred", 1, 1.0), (2, "sgd", 20, 1.0), (2, "pred", 1, 1.0)]
+    assert tr.accountant.epsilon_spent <= 4.0
+    assert tr.accountant.epsilon_spent == pytest.approx(4.0, rel=1e-3)
+    assert tr.accountant.epsilon_spent == pytest.approx(epsilon_of(rel, 1e-5), rel=1e-12)
+    pred = tr.predict(X, 2)
+    assert pred.shape == (2, 600, 1)
+    assert np.corrcoef(pred[0, :, 0], r[:, 0])[0, 1] > 0.7
+    with pytest.raises(BudgetExceeded):
+        tr.fit_round(3, r)
+    assert len(tr.models) == 2
+
+
+def test_gradient_noise_has_the_planned_scale(data, monkeypatch):
+    """The noise added to the summed clipped gradients is N(0, (z * 2G)^2) per coordinate."""
+    X, r = data
+    tr = quiet(DPGDTrainer, DPGDConfig(2.0, 1e-5, steps=3, grad_clip=0.5, seed=1))
+    tr.setup(X, SETUP)
+    stds = []
+    real = tr.noise.normal
+    monkeypatch.setattr(tr.noise, "normal", lambda shape, std: (stds.append(std), real(shape, std))[1])
+    tr.fit_round(1, r)
+    z = tr.accountant.noise_multipliers
+    sgd_stds = stds[:-1]  # the last draw is the prediction release
+    assert sgd_stds and all(s == pytest.approx(z["sgd"] * 2 * 0.5) for s in sgd_stds)
+    assert stds[-1] == pytest.approx(z["pred"] * 2 * 0.01)
+
+
+def test_bad_dpgd_inputs():
+    with pytest.raises(ValueError, match="steps"):
+        DPGDConfig(1.0, 1e-5, steps=0)
+    with pytest.raises(ValueError, match="grad_clip"):
+        DPGDConfig(1.0, 1e-5, grad_clip=0.0)
+    with pytest.raises(ValueError, match="sgd"):
+        DPGDConfig(1.0, 1e-5, shares={"pred": 1.0})
+    with pytest.raises(ValueError, match="1/n"):
+        plan_dpgd_noise(DPGDConfig(1.0, 1e-2), 200, 2)
+    with pytest.raises(ValueError, match="too small"):
+        plan_dpgd_noise(DPGDConfig(0.01, 1e-6), 200, 5)
+
+
+def test_dp_trainers_route_mlp_to_dpgd_and_refuse_others(data):
+    X, r = data
+    trainers = DPTrainers(DPConfig(3.0, 1e-5, seed=2))
+    trainers.preflight(600, 2, ["party1"], learner="mlp")
+    factory = trainers("party1", 1, SimpleNamespace(name="mlp", hidden=(8,)))
+    tr = quiet(factory, SETUP)
+    assert isinstance(tr, DPGDTrainer) and tr.config.hidden == (8,)
+    with pytest.raises(ConfigError, match="not 'gb'"):
+        trainers("party1", 1, SimpleNamespace(name="gb"))
+    with pytest.raises(ConfigError, match="not 'cnn'"):
+        trainers.preflight(600, 2, ["party1"], learner="cnn")

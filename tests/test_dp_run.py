@@ -1,0 +1,74 @@
+"""DP through the whole federation: metrics.json privacy block, clean stop, CLI errors."""
+import json
+
+import numpy as np
+import pytest
+
+from securegal.cli import main
+from securegal.errors import ConfigError
+from securegal.privacy.dp import trainer as dp_trainer
+from securegal.privacy.dp.layers import DPTrainers, LabelDPConfig, LabelDPResiduals
+from securegal.privacy.dp.trainer import DPConfig
+from securegal.run import train
+from securegal.transcript import read_transcript
+
+
+def test_dp_run_writes_privacy_block_and_noised_transcripts(tmp_path):
+    out = tmp_path / "run"
+    metrics = train("wine", parties=4, rounds=3, out=out, weighting="uniform", eta=1.0,
+                    trainers=DPTrainers(DPConfig(3.0, 1e-5)))
+    written = json.loads((out / "metrics.json").read_text())
+    assert set(written["privacy"]) == {"party1", "party2", "party3"}
+    for block in written["privacy"].values():
+        assert block["epsilon_spent"] <= block["epsilon_budget"] == 3.0
+        assert [(r["round"], r["what"]) for r in block["releases"]][:3] == [(1, "gram"), (1, "stat"), (1, "pred")]
+        assert block["mechanism"]["secure_noise"] is True
+    # what party1 sent is the noised, clipped release, not its model's predictions
+    sent = read_transcript(out / "transcripts" / "party1").payloads("fit_reply", "sent")
+    assert len(sent) == 3
+    f = sent[0][1]
+    assert f.shape == (metrics["n_train"], 3) and np.abs(f).max() > 0.01  # noise, not 0.01-clipped rows
+
+
+def test_budget_refusal_stops_the_run_cleanly_with_rounds_saved(tmp_path, monkeypatch, capsys):
+    real = dp_trainer.plan_noise
+    # the parties' plan covers 2 rounds; the label owner asks for 4
+    monkeypatch.setattr(dp_trainer, "plan_noise", lambda config, n, rounds: real(config, n, 2))
+    code = main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "4", "--epsilon", "2",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 3
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "budget" in metrics["gal"]["stopped"] and len(metrics["gal"]["per_round"]) == 2
+    for block in metrics["privacy"].values():
+        assert block["epsilon_spent"] <= block["epsilon_budget"]
+        assert max(r["round"] for r in block["releases"]) == 2
+    assert "STOPPED EARLY" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--epsilon", "0"], "epsilon"),
+    (["--epsilon", "1", "--delta", "0.5"], "delta"),
+    (["--epsilon", "1", "--delta", "0.01"], "1/n"),
+    (["--epsilon", "0.005"], "too small"),
+    (["--label-epsilon", "0.005"], "too small"),
+])
+def test_bad_budgets_fail_before_any_data_moves(argv, needle, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "3", "--out", str(out),
+                 "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert not (out / "metrics.json").exists() and not (out / "transcripts").exists()
+
+
+def test_label_dp_channel_fixes_label_uses_and_accounts(tmp_path):
+    channel = LabelDPResiduals(LabelDPConfig(2.0, 1e-5, residual_clip=1.0))
+    metrics = train("wine", parties=3, rounds=4, weighting="uniform", eta=0.75, channel=channel)
+    block = metrics["privacy"]["alice"]
+    assert block["epsilon_spent"] <= 2.0 and len(block["releases"]) == 4
+    assert block["mechanism"]["sensitivity"] == pytest.approx(2 ** 0.5)
+    with pytest.raises(ConfigError, match="uniform"):
+        train("wine", parties=3, rounds=2, channel=LabelDPResiduals(LabelDPConfig(2.0, 1e-5)))
+    with pytest.raises(ConfigError, match="classification"):
+        train("diabetes", parties=3, rounds=2, weighting="uniform", eta=0.5,
+              channel=LabelDPResiduals(LabelDPConfig(2.0, 1e-5)))

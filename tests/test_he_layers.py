@@ -1,0 +1,175 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from securegal.data.datasets import load_dataset
+from securegal.errors import ConfigError, InsecureParameters, ProtocolError
+from securegal.learners.linear import LinearLearner
+from securegal.messages import EncryptedPayload, Setup
+from securegal.parties.layers import PlainTrainer
+from securegal.privacy.he.layers import CkksResiduals, CkksTrainer, check_learner, ckks_trainers
+from securegal.run import train
+from securegal.transcript import read_transcripts
+
+
+@pytest.fixture(scope="module")
+def channel():
+    return CkksResiduals()
+
+
+def _setup(channel, n, k, party="bob"):
+    return Setup(train_ids=np.arange(n, dtype=np.int64), n_outputs=k, rounds=3, task="regression",
+                 **channel.setup_fields(party))
+
+
+def _close(got, want):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_trainer_matches_plain_trainer(channel):
+    rng = np.random.default_rng(0)
+    n, k = 700, 3
+    X, X_test = rng.normal(size=(n, 6)), rng.normal(size=(90, 6))
+    setup = _setup(channel, n, k)
+    enc, plain = CkksTrainer("bob", LinearLearner()), PlainTrainer(LinearLearner())
+    enc.setup(X, setup)
+    plain.setup(X, dataclasses.replace(setup, residuals="plain", he_context=b""))
+    for t in (1, 2):
+        r = rng.normal(size=(n, k))
+        reply = enc.fit_round(t, channel.seal(r, t, "bob"))
+        assert isinstance(reply, EncryptedPayload) and reply.meta["party"] == "bob"
+        _close(channel.open(reply, t, "bob", (n, k)), plain.fit_round(t, r))
+    preds = channel.open(enc.predict(X_test, 3), 0, "bob", (3, 90, k))
+    want = plain.predict(X_test, 3)
+    _close(preds[:2], want[:2])
+    assert np.abs(preds[2]).max() < 1e-6  # round 3 was never fitted: encrypted zeros
+    report = channel.report()["he"]
+    assert report["security_bits"] == 128 and report["bytes_sent"] > 0 and report["bytes_received"] > 0
+    assert enc.report()["he"]["bytes_received"] > 0
+
+
+def test_reply_for_another_party_or_round_is_refused(channel):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2))
+    enc = CkksTrainer("bob", LinearLearner())
+    enc.setup(X, _setup(channel, 50, 1))
+    r = rng.normal(size=(50, 1))
+    with pytest.raises(ProtocolError, match="party"):
+        enc.fit_round(1, channel.seal(r, 1, "carol"))
+    reply = enc.fit_round(1, channel.seal(r, 1, "bob"))
+    with pytest.raises(ProtocolError, match="round"):
+        channel.open(reply, 2, "bob", (50, 1))
+    with pytest.raises(ProtocolError, match="party"):
+        channel.open(reply, 1, "carol", (50, 1))
+    with pytest.raises(ProtocolError, match="expected CKKS"):
+        enc.fit_round(2, r)
+
+
+def test_trainer_refuses_plain_setup_and_secret_contexts(channel):
+    X = np.zeros((10, 2))
+    setup = _setup(channel, 10, 1)
+    with pytest.raises(ProtocolError, match="plain"):
+        CkksTrainer("bob", LinearLearner()).setup(X, dataclasses.replace(setup, residuals="plain"))
+    with pytest.raises(InsecureParameters, match="secret key"):
+        CkksTrainer("bob", LinearLearner()).setup(X, dataclasses.replace(setup, he_context=channel.secret.to_bytes()))
+
+
+class _Tree:
+    name = "gb"
+
+    def fit(self, X, r):
+        raise NotImplementedError
+
+
+def test_learners_that_cannot_run_encrypted_are_refused_up_front():
+    with pytest.raises(ConfigError, match="'gb' cannot run on CKKS"):
+        check_learner(_Tree())
+    with pytest.raises(ConfigError, match="local loss 'l1'"):
+        ckks_trainers("bob", 1, LinearLearner(local_loss="l1"))
+    with pytest.raises(ConfigError, match="local loss 'l1'"):
+        train("diabetes", parties=3, rounds=1, channel=CkksResiduals(), trainers=ckks_trainers)
+
+
+def _sliding_correlation(v: np.ndarray, y: np.ndarray) -> float:
+    """max over every window of len(y) consecutive values of |Pearson correlation with y|."""
+    n = len(y)
+    if len(v) < n:
+        return 0.0
+    yc = y - y.mean()
+    cov = fftconvolve(v, yc[::-1], mode="valid")
+    c1, c2 = np.concatenate([[0.0], np.cumsum(v)]), np.concatenate([[0.0], np.cumsum(v * v)])
+    s1, s2 = c1[n:] - c1[:-n], c2[n:] - c2[:-n]
+    var = np.maximum(s2 - s1 * s1 / n, 0.0)
+    ok = var > 1e-9 * n
+    corr = np.abs(cov[ok]) / np.sqrt(var[ok] * (yc @ yc))
+    return float(corr.max(initial=0.0))
+
+
+def _max_correlation_in_bytes(raw: bytes, y: np.ndarray, max_stride: int = 4) -> float:
+    """Every float64/float32 reading of ``raw`` at every byte alignment and every start, with
+    strides up to ``max_stride`` (interleaved columns): the best label correlation found."""
+    best = 0.0
+    with np.errstate(all="ignore"):
+        for dtype in (np.float64, np.float32):
+            size = np.dtype(dtype).itemsize
+            for offset in range(size):
+                flat = np.frombuffer(raw[offset:offset + (len(raw) - offset) // size * size], dtype=dtype)
+                flat = flat.astype(np.float64)
+                flat[~np.isfinite(flat) | (np.abs(flat) > 1e6)] = 0.0
+                for stride in range(1, max_stride + 1):
+                    for phase in range(stride):
+                        best = max(best, _sliding_correlation(flat[phase::stride], y))
+    return best
+
+
+def test_feature_party_transcript_holds_nothing_correlated_with_labels(tmp_path):
+    data = load_dataset("breast_cancer")
+    m_plain = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "plain")
+    m_ckks = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "ckks",
+                   channel=CkksResiduals(), trainers=ckks_trainers)
+    assert m_ckks["gal"]["per_round"] == m_plain["gal"]["per_round"]
+    assert m_ckks["he"]["poly_modulus_degree"] == 8192 and m_ckks["residuals"] == "ckks"
+    for name, expect_leak in (("plain", True), ("ckks", False)):
+        view = read_transcripts(tmp_path / name)["party1"]
+        setup = next(view.select("setup")).envelope.body
+        y = data.y[setup.train_ids].astype(np.float64)
+        fit_requests = list(view.select("fit_request", "received"))
+        assert len(fit_requests) == 2
+        worst = max(_max_correlation_in_bytes(rec.raw, y) for rec in view.records
+                    if rec.kind in ("fit_request", "fit_reply"))
+        if expect_leak:  # the same reader finds the labels in plain GAL: the check is not vacuous
+            assert worst > 0.9
+        else:
+            assert worst < 0.3
+            assert not view.arrays("fit_request", "received")
+
+
+class _RecordingChannel(CkksResiduals):
+    """Keeps what the label owner decrypted, to check none of it reaches the producing party."""
+
+    def __init__(self):
+        super().__init__()
+        self.decrypted: dict[str, list[np.ndarray]] = {}
+
+    def open(self, payload, round, party, shape):
+        values = super().open(payload, round, party, shape)
+        self.decrypted.setdefault(party, []).append(values)
+        return values
+
+
+def test_no_decryption_goes_back_to_the_party_that_computed_it(tmp_path):
+    channel = _RecordingChannel()
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, channel=channel, trainers=ckks_trainers)
+    view = read_transcripts(tmp_path)["party1"]
+    received = [rec for rec in view.records if rec.direction == "received"]
+    assert {rec.kind for rec in received} <= {"setup", "fit_request", "predict_request", "finish"}
+    assert all(isinstance(rec.payload, EncryptedPayload) for rec in received if rec.kind == "fit_request")
+    blob = b"".join(rec.raw for rec in received)
+    values = np.concatenate([v.ravel() for v in channel.decrypted["party1"]])
+    assert values.size > 100
+    # ~200 decrypted values as float64 (a chance 8-byte match in a few MB of ciphertext is ~1e-12;
+    # 4-byte float32 patterns would match random bytes by chance)
+    for v in values[:: max(1, values.size // 200)]:
+        assert np.float64(v).tobytes() not in blob

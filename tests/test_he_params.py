@@ -1,0 +1,39 @@
+import pytest
+
+from securegal.errors import InsecureParameters
+from securegal.privacy.he import CkksParams
+from securegal.privacy.he.params import MAX_LOG_Q, security_bits
+
+
+def test_default_parameters_meet_128_bits():
+    p = CkksParams()
+    assert (p.poly_modulus_degree, p.coeff_mod_bit_sizes, p.scale_bits) == (8192, (60, 40, 40, 60), 40)
+    assert p.total_modulus_bits == 200 and p.security_bits == 128 and p.slots == 4096 and p.depth == 2
+
+
+@pytest.mark.parametrize("n,bits", [(8192, (60, 60, 60, 60)), (4096, (60, 40, 40)), (2048, (30, 30))])
+def test_modulus_above_the_standard_is_refused(n, bits):
+    with pytest.raises(InsecureParameters, match="below 128-bit"):
+        CkksParams(n, bits, 25)
+
+
+def test_each_bound_is_exactly_the_table():
+    for n, max_bits in MAX_LOG_Q[128].items():
+        assert security_bits(n, max_bits) >= 128
+        assert security_bits(n, max_bits + 1) == 0
+
+
+def test_higher_levels_reported():
+    assert CkksParams(16384, (60, 40, 40, 60), 40).security_bits == 256
+    assert CkksParams(8192, (40, 30, 30, 40), 30).security_bits == 192
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"poly_modulus_degree": 3000}, "not one of"),
+    ({"coeff_mod_bit_sizes": (60, 70, 60)}, r"\[20, 60\]"),
+    ({"scale_bits": 60}, "below the first prime"),
+    ({"coeff_mod_bit_sizes": (60,)}, "at least 2"),
+])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CkksParams(**kwargs)

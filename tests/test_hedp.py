@@ -1,0 +1,166 @@
+"""DP on CKKS residuals (securegal/privacy/hedp.py): same accounting as the plain DP trainer,
+homomorphic noise at the calibrated level, refusals before data moves, the prediction bound."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from securegal import messages as m
+from securegal.errors import BudgetExceeded, ConfigError, ProtocolError
+from securegal.privacy.dp.mechanisms import clip_rows
+from securegal.privacy.dp.trainer import DPConfig, DPTrainer
+from securegal.privacy.he.layers import CkksResiduals
+from securegal.privacy.hedp import CkksDPTrainer, CkksDPTrainers, ClippedCkksResiduals, prediction_bound
+from securegal.run import train
+
+pytestmark = pytest.mark.filterwarnings("ignore::securegal.privacy.dp.mechanisms.InsecureNoiseWarning")
+
+PARTY = "party1"
+
+
+def _setup(channel, n, k, rounds):
+    fields = dict(channel.setup_fields(PARTY))
+    fields.setdefault("options", {})
+    return m.Setup(train_ids=np.arange(n, dtype=np.int64), n_outputs=k, rounds=rounds, task="classification", **fields)
+
+
+def _data(n=400, d=20, k=3, rounds=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    rs = [rng.normal(size=(n, k)) for _ in range(rounds)]
+    return X, rs
+
+
+@pytest.fixture(scope="module")
+def channel():
+    return ClippedCkksResiduals(1.0)
+
+
+def test_accountant_matches_the_plain_dp_trainer(channel):
+    X, rs = _data(n=200, d=5, k=2, rounds=3)
+    config = DPConfig(3.0, 1e-5, seed=1)
+    enc, plain = CkksDPTrainer(PARTY, config), DPTrainer(config)
+    enc.setup(X, _setup(channel, 200, 2, 3))
+    plain.setup(X, dataclasses.replace(_setup(channel, 200, 2, 3), residuals="plain", he_context=b""))
+    for t, r in enumerate(rs, start=1):
+        enc.fit_round(t, channel.seal(r, t, PARTY))
+        plain.fit_round(t, r)
+    a, b = enc.report(), plain.report()
+    assert a["releases"] == b["releases"] and a["noise_multiplier"] == b["noise_multiplier"]
+    assert a["epsilon_spent"] == b["epsilon_spent"] <= a["epsilon_budget"] == 3.0
+    assert [r["what"] for r in a["releases"]] == ["gram", "stat", "pred", "stat", "pred", "stat", "pred"]
+
+
+def test_homomorphic_noise_matches_the_calibrated_std(channel):
+    """Decrypting on the label-owner side: train predictions minus the noise-free smoother
+    output have the calibrated pred std; test predictions reveal G~^-1 e with the stat std."""
+    n, d, k, rounds = 400, 20, 3, 3
+    X, rs = _data(n, d, k, rounds)
+    X_test = np.random.default_rng(9).normal(size=(300, d))
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, seed=2))
+    trainer.setup(X, _setup(channel, n, k, rounds))
+    pred_noise = []
+    for t, r in enumerate(rs, start=1):
+        f = channel.open(trainer.fit_round(t, channel.seal(r, t, PARTY)), t, PARTY, (n, k))
+        phi, gram = trainer.ridge.feature_map(d)(X), trainer._gram
+        pred_noise.append(f - phi @ np.linalg.solve(gram, phi.T @ clip_rows(r, 1.0)))
+    pred_noise = np.concatenate(pred_noise).ravel()
+    sigma_f = trainer.noise_std["pred"]
+    assert abs(pred_noise.mean()) < 4 * sigma_f / math.sqrt(pred_noise.size)
+    assert pred_noise.std() == pytest.approx(sigma_f, rel=0.06)  # 3600 draws: sd of the estimate ~1.2%
+
+    test = channel.open(trainer.predict(X_test, rounds), 0, PARTY, (rounds, len(X_test), k))
+    phi_t = trainer.ridge.feature_map(d)(X_test)
+    stat_noise = []
+    for t, r in enumerate(rs):
+        clean = phi_t @ np.linalg.solve(trainer._gram, phi.T @ clip_rows(r, 1.0))
+        offset = np.linalg.lstsq(phi_t, test[t] - clean, rcond=None)[0]  # = G~^-1 e_t
+        stat_noise.append(trainer._gram @ offset)
+    stat_noise = np.concatenate(stat_noise).ravel()  # 3 rounds x 21 x 3 = 189 draws: sd ~5%
+    assert stat_noise.std() == pytest.approx(trainer.noise_std["stat"], rel=0.25)
+    assert trainer.noise_std["stat"] == pytest.approx(
+        trainer.accountant.noise_multipliers["stat"] * 2 * trainer.ridge.feature_clip * 1.0)
+
+
+def test_budget_is_enforced_and_never_overspent(channel):
+    X, rs = _data(n=200, d=5, k=2, rounds=3)
+    trainer = CkksDPTrainer(PARTY, DPConfig(2.0, 1e-5, seed=3))
+    trainer.setup(X, _setup(channel, 200, 2, 2))  # planned for 2 rounds
+    for t in (1, 2):
+        trainer.fit_round(t, channel.seal(rs[t - 1], t, PARTY))
+    before = trainer.accountant.releases
+    with pytest.raises(BudgetExceeded):
+        trainer.fit_round(3, channel.seal(rs[2], 3, PARTY))
+    assert trainer.accountant.releases == before and 3 not in trainer.models
+    assert trainer.accountant.epsilon_spent <= 2.0
+
+
+def test_too_small_a_budget_is_refused_before_data_moves(tmp_path):
+    with pytest.raises(ConfigError, match="too small"):
+        train("wine", parties=4, rounds=3, out=tmp_path / "run", weighting="uniform", eta=1.0,
+              trainers=CkksDPTrainers(DPConfig(0.001, 1e-5)), channel=ClippedCkksResiduals(1.0))
+    assert not (tmp_path / "run").exists()
+
+
+def test_party_refuses_a_label_owner_that_declares_no_clip():
+    X, _ = _data(n=50, d=3, k=1, rounds=1)
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5))
+    with pytest.raises(ProtocolError, match="residual clip"):
+        trainer.setup(X, _setup(CkksResiduals(), 50, 1, 1))
+    with pytest.raises(ProtocolError, match="plain"):
+        trainer.setup(X, m.Setup(train_ids=np.arange(50, dtype=np.int64), n_outputs=1, rounds=1,
+                                 task="classification", residuals="plain", he_context=b"", options={}))
+
+
+def test_prediction_bound_holds_on_random_neighbours():
+    """||Phi G^-1 Phi^T r - Phi' G^-1 Phi'^T r||_F <= the bound, for a fixed (noisy) G."""
+    rng = np.random.default_rng(5)
+    B, C, c, n, d, k = 0.5, 1.0, 0.1, 60, 4, 2
+    worst = 0.0
+    for _ in range(200):
+        x = clip_rows(rng.normal(size=(n, d)), B)
+        phi = np.hstack([x, np.full((n, 1), c)])
+        phi2 = phi.copy()
+        phi2[rng.integers(n), :d] = clip_rows(rng.normal(size=(1, d)) * 10, B)[0]
+        r = clip_rows(rng.normal(size=(n, k)) * 10, C)
+        E = rng.normal(size=(d + 1, d + 1))
+        gram = phi.T @ phi + 0.05 * (E + E.T)
+        w, V = np.linalg.eigh(gram)
+        gram = (V * np.maximum(w, 0)) @ V.T + 0.5 * np.eye(d + 1)
+        diff = phi @ np.linalg.solve(gram, phi.T @ r) - phi2 @ np.linalg.solve(gram, phi2.T @ r)
+        bound = prediction_bound(B, C, c, n, float(np.linalg.eigvalsh(gram)[0]))
+        worst = max(worst, np.linalg.norm(diff) / bound)
+    assert 0 < worst <= 1.0
+
+
+def test_cli_refuses_label_dp_with_ckks(tmp_path, capsys):
+    from securegal.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "wine", "--residuals", "ckks", "--label-epsilon", "2",
+                 "--out", str(out), "--no-progress"]) != 0
+    assert "only ever see ciphertexts" in capsys.readouterr().err and not out.exists()
+
+
+def test_without_feedback_the_party_returns_encrypted_zeros_and_spends_nothing_on_them(channel):
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
+
+    X, rs = _data(n=100, d=4, k=2, rounds=2)
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES), seed=4))
+    trainer.setup(X, _setup(channel, 100, 2, 2))
+    for t, r in enumerate(rs, start=1):
+        f = channel.open(trainer.fit_round(t, channel.seal(r, t, PARTY)), t, PARTY, (100, 2))
+        assert np.abs(f).max() < 1e-4  # CKKS encryptions of zero
+    assert [r.what for r in trainer.accountant.releases] == ["gram", "stat", "stat"]
+    assert "pred" not in trainer.noise_std and trainer.accountant.epsilon_spent <= 3.0
+    test = channel.open(trainer.predict(X[:10], 2), 0, PARTY, (2, 10, 2))
+    assert np.abs(test).max() > 1e-3  # the DP round models still predict
+
+
+def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
+    from securegal.cli import main
+
+    assert main(["train", "--dataset", "wine", "--dp-feedback", "off", "--out", str(tmp_path / "r"),
+                 "--no-progress"]) != 0
+    assert "--dp-feedback applies" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""Networked federation: separate processes on 127.0.0.1 with real certificates (mutual TLS)."""
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from securegal import messages as m
+from securegal.certs import init_federation
+from securegal.data.tables import FeatureTable
+from securegal.errors import ConfigError, ProtocolError
+from securegal.learners.linear import LinearLearner
+from securegal.localnet import LocalFederation, federation_config, party_config
+from securegal.network import FederationConfig, PartyConfig, train_federation
+from securegal.parties.feature_party import RESUME_BITS, FeatureParty
+from securegal.parties.layers import PlainTrainer
+from securegal.run import train
+
+FAST_RETRY = {"attempts": 3, "timeout": 30.0, "backoff": 0.05, "backoff_max": 0.2}
+
+
+def same_values(a: dict, b: dict) -> None:
+    a, b = (json.loads(json.dumps({k: v for k, v in d.items() if k != "seconds"})) for d in (a, b))
+    assert a == b
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The embedded (in-process) run the networked runs must reproduce."""
+    return {T: train("breast_cancer", parties=4, rounds=T, seed=0) for T in (10, 16)}
+
+
+@pytest.mark.slow
+def test_networked_run_matches_in_process(tmp_path, reference):
+    with LocalFederation(tmp_path, parties=4, rounds=10, seed=0, transport=FAST_RETRY) as fed:
+        metrics = train_federation(FederationConfig.load(fed.federation_toml))
+        codes = fed.stop(grace=60.0)
+    same_values(metrics, reference[10])
+    assert codes == {"party1": 0, "party2": 0, "party3": 0}  # --once: each exits after the session
+    assert json.loads((fed.out / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    for party in ("alice", "party1", "party2", "party3"):
+        assert (fed.out / "transcripts" / party / "index.jsonl").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_networked_ckks_matches_in_process(tmp_path):
+    """CKKS noise (about 1e-7 here) differs between any two runs, in-process or not: the scores are
+    identical, weights and steps agree to CKKS precision."""
+    from securegal.privacy.he.layers import CkksResiduals, ckks_trainers
+
+    ref = train("breast_cancer", parties=4, rounds=4, seed=0, channel=CkksResiduals(), trainers=ckks_trainers)
+    with LocalFederation(tmp_path, parties=4, rounds=4, seed=0, transport=FAST_RETRY, residuals="ckks") as fed:
+        metrics = train_federation(FederationConfig.load(fed.federation_toml))
+    assert metrics["residuals"] == "ckks" and metrics["he"]["bytes_sent"] > 1e6
+    assert metrics["gal"]["per_round"] == ref["gal"]["per_round"]
+    assert metrics["gal"]["validation_per_round"] == ref["gal"]["validation_per_round"]
+    np.testing.assert_allclose(metrics["weights"], ref["weights"], atol=1e-5)
+    np.testing.assert_allclose(metrics["eta"], ref["eta"], atol=1e-5)
+    with pytest.raises(ConfigError, match="cannot resume a ckks run"):
+        train_federation(FederationConfig.for_resume(fed.out), resume=True)
+
+
+@pytest.mark.slow
+def test_killed_parties_are_dropped_until_too_few_remain(tmp_path):
+    """party3 dies after round 2: weight 0 from round 3 on, the run goes on (3 >= min_parties);
+    party2 dies after round 4: only 2 parties answer round 5, so the run stops cleanly."""
+    with LocalFederation(tmp_path, parties=4, rounds=8, seed=0, transport=FAST_RETRY, min_parties=3) as fed:
+        def kill(result):
+            if result.round in (2, 4):
+                fed.kill({2: "party3", 4: "party2"}[result.round])
+
+        metrics = train_federation(FederationConfig.load(fed.federation_toml), on_round=kill)
+        assert fed.processes["party3"].returncode == -signal.SIGKILL
+    gal = metrics["gal"]
+    assert "round 5: only 2 parties answered, --min-parties is 3" in gal["stopped"]
+    assert len(metrics["weights"]) == 4 and len(gal["per_round"]) == 4
+    assert gal["absent_per_round"] == [[], [], ["party3"], ["party3"]]
+    assert all(w[3] == 0.0 for w in metrics["weights"][2:])
+    assert gal["missing_at_predict"] == ["party2", "party3"]
+    assert (fed.out / "metrics.json").exists() and (fed.out / "checkpoint" / "F_0004.npy").exists()
+
+
+@pytest.mark.slow
+def test_label_owner_killed_and_resumed(tmp_path, reference):
+    with LocalFederation(tmp_path, parties=4, rounds=16, seed=0, transport=FAST_RETRY) as fed:
+        owner = fed.label_owner()
+        state = fed.out / "checkpoint" / "state.json"
+        seen = 0
+        deadline = time.monotonic() + 120
+        while seen < 3 and time.monotonic() < deadline and owner.poll() is None:
+            if state.exists():
+                seen = len(json.loads(state.read_text())["rounds"])
+            time.sleep(0.005)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        done = len(json.loads(state.read_text())["rounds"])
+        assert 3 <= done < 16, f"label owner was killed after {done} rounds"
+        assert not (fed.out / "metrics.json").exists()
+        metrics = train_federation(FederationConfig.for_resume(fed.out), resume=True)
+        assert json.loads(state.read_text())["epoch"] == 1
+    same_values(metrics, reference[16])
+
+
+def test_party_answers_a_resumed_label_owner_with_the_kept_reply(rng):
+    table = FeatureTable(np.arange(30), rng.normal(size=(30, 3)))
+    fits = []
+
+    class Counting(PlainTrainer):
+        def fit_round(self, round, residuals):
+            fits.append(round)
+            return super().fit_round(round, residuals)
+
+    party = FeatureParty("bob", table, lambda s: Counting(LinearLearner()), label_owner="alice")
+    env = lambda body, seq, round=0: m.Envelope("s", round, "alice", "bob", seq, body)
+    party.handle(env(m.Setup(np.arange(30), 1, 3, "regression"), 0))
+    first = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1, round=1))
+    with pytest.raises(ProtocolError, match="already done"):  # same incarnation: refused
+        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 2, round=1))
+    again = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=1))
+    assert again is first and fits == [1]
+    with pytest.raises(ProtocolError, match="replayed"):
+        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=2))
+
+
+def test_config_errors(tmp_path):
+    certs = tmp_path / "certs"
+    init_federation(certs, ["alice", "party1"])
+    data = {"dataset": "breast_cancer", "parties": 2, "block": 1}
+    good = party_config("party1", data=data, learner_seed=1, certs=certs, transcripts=None)
+    (tmp_path / "p.toml").write_text(good)
+    assert PartyConfig.load(tmp_path / "p.toml").table.n_features == 15
+    for text, match in [
+        (good + "\ncolour = 1\n", "unknown keys"),
+        (good.replace("party1.pem", "alice.pem").replace("party1.key", "alice.key"), "names organization 'alice'"),
+        (party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None, listen="0.0.0.0:0"), None),
+        (good.replace('"block" = 1', "").replace("block = 1", "block = 0"), "block must be"),
+        (good.replace('[privacy]\nresiduals = "plain"', '[privacy]\nresiduals = "paillier"'), "residuals must be"),
+        (good.replace("seed = 1", 'seed = "one"'), "wrong type"),
+    ]:
+        (tmp_path / "bad.toml").write_text(text)
+        if match is None:  # insecure parses, but serving it off loopback is refused
+            from securegal.network import serve_party
+            with pytest.raises(ConfigError, match="loopback"):
+                serve_party(PartyConfig.load(tmp_path / "bad.toml"))
+            continue
+        with pytest.raises(ConfigError, match=match):
+            PartyConfig.load(tmp_path / "bad.toml")
+    fed = federation_config(data={"dataset": "breast_cancer"}, peers={"party1": "127.0.0.1:1"}, rounds=2, seed=0,
+                            out=tmp_path / "run", certs=certs)
+    (tmp_path / "f.toml").write_text(fed)
+    assert FederationConfig.load(tmp_path / "f.toml").parties == 2
+    with pytest.raises(ConfigError, match="min_parties"):
+        FederationConfig.load(tmp_path / "f.toml", min_parties=3)
+    with pytest.raises(ConfigError, match="no usable checkpoint"):
+        FederationConfig.for_resume(tmp_path / "run")
+
+
+def test_insecure_flag(tmp_path, capsys):
+    from securegal.cli import main
+
+    data = {"dataset": "breast_cancer", "parties": 2, "block": 1}
+    (tmp_path / "p.toml").write_text(party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None)
+                                     .replace("[tls]\ninsecure = true\n", ""))
+    with pytest.raises(ConfigError, match="missing 'tls'"):
+        PartyConfig.load(tmp_path / "p.toml")
+    assert PartyConfig.load(tmp_path / "p.toml", insecure=True).tls.insecure
+    certs = tmp_path / "certs"
+    init_federation(certs, ["party1"])
+    (tmp_path / "tls.toml").write_text(party_config("party1", data=data, learner_seed=1, certs=certs, transcripts=None))
+    assert main(["party", "serve", "--config", str(tmp_path / "tls.toml"), "--insecure"]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    assert main(["train", "--dataset", "iris", "--insecure"]) == 2
