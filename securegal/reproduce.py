@@ -43,8 +43,9 @@ class Experiment:
     learner_options: dict = field(default_factory=dict)
 
 
-# CNN settings chosen to stay CPU-feasible (a few minutes per seed on 2 cores).
-CNN_OPTIONS = {"epochs": 10, "channels": (16, 32), "hidden": 64, "batch_size": 128, "lr": 3e-3}
+# A deliberately small CNN, sized by CPU time alone (about 3 CPU-minutes per seed for all four
+# methods at one torch thread), not tuned on any score.
+CNN_OPTIONS = {"epochs": 5, "channels": (8, 16), "hidden": 32, "batch_size": 128, "lr": 3e-3}
 
 LINEAR_TABLE = (
     Experiment("diabetes", 8), Experiment("boston", 8), Experiment("blob", 8), Experiment("wine", 8),
@@ -78,24 +79,62 @@ class Row:
                 "paper": PAPER.get(e.dataset, {})}
 
 
-def run_table(experiments, seeds, progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Joint, Alone, GAL-uniform and GAL for each experiment and seed (final-round test scores)."""
-    import time
+def limit_torch_threads(threads: int) -> None:
+    """Cap torch's intra-op threads for this process.
 
+    On a shared machine, more threads than free cores makes OpenMP spin and a CNN fit
+    10-50x slower; one thread per process is the safe default for the reproduction.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _map(fn, jobs: list[tuple], workers: int, threads: int, progress, describe) -> list:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes when > 1 (results in job order)."""
+    if workers == 1:
+        results = []
+        for job in jobs:
+            results.append(fn(*job))
+            if progress:
+                progress(describe(job, results[-1]))
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_torch_threads,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        results = [None] * len(jobs)
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            if progress:
+                progress(describe(jobs[i], results[i]))
+    return results
+
+
+def table_run(e: Experiment, seed: int) -> dict:
+    """One seed of one experiment: ``metrics.json`` content with all four methods."""
+    return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed, baselines=True,
+                 validation_fraction=0.0, learner_options=dict(e.learner_options))
+
+
+def run_table(experiments, seeds, progress: Callable[[str], None] | None = None, workers: int = 1,
+              threads: int = 1) -> list[Row]:
+    """Joint, Alone, GAL-uniform and GAL for each experiment and seed (final-round test scores)."""
+    jobs = [(e, seed) for e in experiments for seed in seeds]
+
+    def describe(job, m):
+        return f"{job[0].dataset} seed {job[1]}: " + ", ".join(f"{METHOD_LABELS[k]} {m[k]['test']:.2f}" for k in METHODS)
+
+    results = _map(table_run, jobs, workers, threads, progress, describe)
     rows = []
     for e in experiments:
-        started = time.perf_counter()
-        scores: dict[str, list[float]] = {m: [] for m in METHODS}
-        metric = ""
-        for seed in seeds:
-            m = train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed, baselines=True,
-                      validation_fraction=0.0, learner_options=dict(e.learner_options))
-            metric = m["metric"]
-            for method in METHODS:
-                scores[method].append(m[method]["test"])
-            if progress:
-                progress(f"{e.dataset} seed {seed}: " + ", ".join(f"{METHOD_LABELS[k]} {scores[k][-1]:.2f}" for k in METHODS))
-        rows.append(Row(e, metric, scores, time.perf_counter() - started))
+        runs = [m for (job_e, _), m in zip(jobs, results) if job_e is e]
+        scores = {method: [m[method]["test"] for m in runs] for method in METHODS}
+        rows.append(Row(e, runs[0]["metric"], scores, sum(m["seconds"] for m in runs)))
     return rows
 
 
@@ -143,38 +182,46 @@ class NoisyRow:
     uniform: list[float]
     weights: np.ndarray  # (seeds, rounds, parties) learned assistance weights
 
-    def weight_summary(self) -> tuple[float, float]:
-        """Mean learned weight of one noisy party and of one clean party, over seeds and rounds."""
+    def weight_summary(self, rounds: slice = slice(None)) -> tuple[float, float]:
+        """Mean learned weight of one noisy party and of one clean party, over seeds and ``rounds``."""
         clean = [i for i in range(self.weights.shape[2]) if i not in self.noisy]
-        return float(self.weights[:, :, self.noisy].mean()), float(self.weights[:, :, clean].mean())
+        w = self.weights[:, rounds]
+        return float(w[:, :, self.noisy].mean()), float(w[:, :, clean].mean())
 
     def as_dict(self) -> dict:
         noisy_w, clean_w = self.weight_summary()
+        first_noisy, first_clean = self.weight_summary(slice(0, 1))
         return {"dataset": self.experiment.dataset, "parties": self.experiment.parties, "metric": self.metric,
                 "noisy_parties": self.noisy, "learned": self.learned, "uniform": self.uniform,
                 "mean_weight_noisy_party": noisy_w, "mean_weight_clean_party": clean_w,
+                "round1_weight_noisy_party": first_noisy, "round1_weight_clean_party": first_clean,
                 "weights_per_party": self.weights.mean(axis=(0, 1)).tolist()}
 
 
-def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], None] | None = None) -> list[NoisyRow]:
+def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
+    """One seed of GAL with noisy parties and ``weighting`` learned or uniform."""
+    choose, _ = noisy_trainers(e.parties, sigma, seed)
+    return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed,
+                 validation_fraction=0.0, trainers=choose, weighting=weighting,
+                 learner_options=dict(e.learner_options))
+
+
+def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], None] | None = None,
+              workers: int = 1, threads: int = 1) -> list[NoisyRow]:
     """GAL with learned and with uniform weights when half the feature parties are noisy."""
+    jobs = [(e, seed, sigma, weighting) for e in experiments for seed in seeds for weighting in ("learned", "uniform")]
+
+    def describe(job, m):
+        return f"noisy {job[0].dataset} seed {job[1]} {job[3]} weights: {m['gal']['test']:.2f}"
+
+    results = _map(noisy_run, jobs, workers, threads, progress, describe)
     rows = []
     for e in experiments:
-        learned, uniform, weights = [], [], []
-        metric, noisy = "", []
-        for seed in seeds:
-            for weighting in ("learned", "uniform"):
-                choose, noisy = noisy_trainers(e.parties, sigma, seed)
-                m = train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed,
-                          validation_fraction=0.0, trainers=choose, weighting=weighting,
-                          learner_options=dict(e.learner_options))
-                metric = m["metric"]
-                (learned if weighting == "learned" else uniform).append(m["gal"]["test"])
-                if weighting == "learned":
-                    weights.append(m["weights"])
-            if progress:
-                progress(f"noisy {e.dataset} seed {seed}: learned {learned[-1]:.2f}, uniform {uniform[-1]:.2f}")
-        rows.append(NoisyRow(e, metric, noisy, learned, uniform, np.array(weights)))
+        runs = [(job[3], m) for job, m in zip(jobs, results) if job[0] is e]
+        learned = [m["gal"]["test"] for w, m in runs if w == "learned"]
+        uniform = [m["gal"]["test"] for w, m in runs if w == "uniform"]
+        weights = np.array([m["weights"] for w, m in runs if w == "learned"])
+        rows.append(NoisyRow(e, runs[0][1]["metric"], noisy_trainers(e.parties, sigma, 0)[1], learned, uniform, weights))
     return rows
 
 
@@ -203,12 +250,15 @@ def format_table(rows: list[Row]) -> str:
 
 def format_noisy(rows: list[NoisyRow], sigma: float) -> str:
     lines = [f"noisy parties: the last half of the parties add N(0, {sigma:g}) to every output",
+             "(w = mean learned weight of one party, over seeds and all rounds / round 1 only)",
              f"{'dataset':<15}{'M':>2} {'metric':<9}{'GAL learned w':>18}{'GAL uniform w':>18}"
-             f"{'w noisy party':>15}{'w clean party':>15}"]
+             f"{'w noisy party':>15}{'w clean party':>15}{'round 1 noisy':>15}{'round 1 clean':>15}"]
     for row in rows:
         noisy_w, clean_w = row.weight_summary()
+        first_noisy, first_clean = row.weight_summary(slice(0, 1))
         lines.append(f"{row.experiment.dataset:<15}{row.experiment.parties:>2} {row.metric:<9}"
-                     f"{_ms(row.learned):>18}{_ms(row.uniform):>18}{noisy_w:>15.3f}{clean_w:>15.3f}")
+                     f"{_ms(row.learned):>18}{_ms(row.uniform):>18}{noisy_w:>15.3f}{clean_w:>15.3f}"
+                     f"{first_noisy:>15.3f}{first_clean:>15.3f}")
     return "\n".join(lines)
 
 

@@ -55,6 +55,25 @@ def test_weights_reject_bad_shapes(rng):
         fit_assistance_weights(np.full((5, 1), np.nan), np.zeros((2, 5, 1)))
 
 
+def _reference_adam(r, P, local_loss, steps=100, lr=0.1):
+    """The plain Adam loop on weights_objective, for checking the l2 Gram-matrix shortcut."""
+    theta, m, v = np.zeros(P.shape[0]), np.zeros(P.shape[0]), np.zeros(P.shape[0])
+    for t in range(1, steps + 1):
+        _, g = weights_objective(theta, r, P, local_loss)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        theta = theta - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return np.exp(theta) / np.exp(theta).sum()
+
+
+@pytest.mark.parametrize("local_loss", ["l2", "l1"])
+def test_fitted_weights_match_adam_on_the_objective(local_loss, rng):
+    r = rng.normal(size=(300, 3))
+    P = np.stack([r * 0.3 + rng.normal(size=r.shape) * s for s in (0.1, 0.5, 1.0, 2.0)])
+    np.testing.assert_allclose(fit_assistance_weights(r, P, local_loss), _reference_adam(r, P, local_loss),
+                               rtol=1e-8, atol=1e-10)
+
+
 def test_l1_step_is_the_exact_minimizer(rng):
     from securegal.core.assistance import l1_step
 

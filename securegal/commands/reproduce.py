@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-images", action="store_true", help="skip MNIST-5k with the CNN (the slow part)")
     p.add_argument("--no-noisy", action="store_true", help="skip the noisy-party experiment")
     p.add_argument("--sigma", type=float, default=1.0, help="noise std of the noisy parties")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (more threads than free cores slows the CNN badly)")
     p.add_argument("--json", type=Path, help="also write all scores to this JSON file")
     p.set_defaults(func=run)
 
@@ -27,6 +30,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.jobs < 1 or args.threads < 1:
+        raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
     if not args.sigma > 0:
         raise ConfigError(f"--sigma must be > 0, got {args.sigma}")
     names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else None
@@ -40,9 +45,10 @@ def run(args) -> int:
     def progress(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
+    rp.limit_torch_threads(args.threads)
     started = time.perf_counter()
-    rows = rp.run_table(experiments, seeds, progress)
-    noisy_rows = rp.run_noisy(noisy, seeds, args.sigma, progress)
+    rows = rp.run_table(experiments, seeds, progress, args.jobs, args.threads)
+    noisy_rows = rp.run_noisy(noisy, seeds, args.sigma, progress, args.jobs, args.threads)
     checks = rp.acceptance(rows, noisy_rows)
     print(f"GAL reproduction: final-round test scores, mean (std) over seeds {seeds}, 80/20 split, T=10")
     print("metric: mad = mean absolute deviation (lower is better), accuracy in %")

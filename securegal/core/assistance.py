@@ -70,12 +70,26 @@ def fit_assistance_weights(
     r, P = _check_predictions(residuals, predictions)
     if steps < 0 or not lr > 0:
         raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    if local_loss == "l2":
+        # The l2 objective is quadratic in w: precompute P P^T and P r once (M x M and M) so
+        # each Adam step costs O(M^2) instead of two passes over the (M, n, K) predictions.
+        flat = P.reshape(P.shape[0], -1)
+        gram = flat @ flat.T / r.size
+        corr = flat @ r.ravel() / r.size
+
+        def gradient(theta: np.ndarray) -> np.ndarray:
+            w = softmax(theta)
+            grad_w = 2.0 * (gram @ w - corr)
+            return w * (grad_w - w @ grad_w)
+    else:
+        def gradient(theta: np.ndarray) -> np.ndarray:
+            return weights_objective(theta, r, P, local_loss)[1]
     theta = np.zeros(P.shape[0])
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     for t in range(1, steps + 1):
-        _, g = weights_objective(theta, r, P, local_loss)
+        g = gradient(theta)
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
         theta = theta - lr * (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + eps)
