@@ -52,7 +52,7 @@ class RoundTrainer(Protocol):
 
 
 def plain_array(payload: Payload, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """``payload`` as a float64 array of exactly ``shape``, or a :class:`ProtocolError`."""
+    """``payload`` as a finite float64 array of exactly ``shape``, or a :class:`ProtocolError`."""
     if isinstance(payload, EncryptedPayload):
         raise ProtocolError(f"{what}: expected a plaintext array, got {payload.scheme} ciphertexts")
     if not isinstance(payload, np.ndarray):
@@ -61,6 +61,8 @@ def plain_array(payload: Payload, shape: tuple[int, ...], what: str) -> np.ndarr
         raise ProtocolError(f"{what}: expected shape {tuple(shape)}, got {payload.shape}")
     if payload.dtype.kind != "f":
         raise ProtocolError(f"{what}: expected floating point values, got {payload.dtype}")
+    if not np.isfinite(payload).all():
+        raise ProtocolError(f"{what}: values must be finite")
     return payload.astype(np.float64, copy=False)
 
 

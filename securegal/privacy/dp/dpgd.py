@@ -25,10 +25,10 @@ import torch
 from opacus import GradSampleModule
 from torch import nn
 
-from ...errors import ConfigError, ProtocolError
+from ...errors import ConfigError
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
-from .mechanisms import GaussianNoise, clip_rows, gaussian_mechanism, prediction_sensitivity
+from .mechanisms import GaussianNoise, clip_rows, release_rows
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,6 @@ class DPGDTrainer:
         if self.accountant is None:
             raise RuntimeError("fit_round called before setup")
         r = plain_array(residuals, (self._X.shape[0], self._k), f"residuals of round {round}")
-        if not np.isfinite(r).all():
-            raise ProtocolError(f"residuals of round {round} are not finite")
         z = self.accountant.noise_multipliers
         releases = [Release(round, "sgd", z["sgd"], 1.0, self.config.steps)]
         if "pred" in z:
@@ -166,8 +164,7 @@ class DPGDTrainer:
             return np.zeros_like(r)
         with torch.no_grad():
             f = net(self._X).double().numpy()
-        f = clip_rows(f, self.config.prediction_clip)
-        return gaussian_mechanism(f, prediction_sensitivity(self.config.prediction_clip), z["pred"], self.noise)
+        return release_rows(f, self.config.prediction_clip, z["pred"], self.noise)
 
     def predict(self, X: np.ndarray, rounds: int) -> np.ndarray:
         if self.accountant is None:

@@ -130,3 +130,9 @@ def statistic_sensitivity(feature_clip: float, residual_clip: float) -> float:
 def prediction_sensitivity(prediction_clip: float) -> float:
     """Per-row predictions of a fixed (already DP) model, rows clipped to ``C_f``: ``2 C_f``."""
     return 2.0 * float(prediction_clip)
+
+
+def release_rows(f: np.ndarray, clip: float, noise_multiplier: float, noise: GaussianNoise) -> np.ndarray:
+    """Prediction rows clipped to norm ``clip``, then the Gaussian mechanism at replace-one
+    sensitivity ``2 * clip``."""
+    return gaussian_mechanism(clip_rows(f, clip), prediction_sensitivity(clip), noise_multiplier, noise)

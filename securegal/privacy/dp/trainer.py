@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import ProtocolError
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
     scales_for_shares
-from .mechanisms import GaussianNoise, clip_rows, gaussian_mechanism, prediction_sensitivity
+from .mechanisms import GaussianNoise, release_rows
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
@@ -127,8 +126,6 @@ class DPTrainer:
         if self.accountant is None:
             raise RuntimeError("fit_round called before setup")
         r = plain_array(residuals, (self._phi.shape[0], self._k), f"residuals of round {round}")
-        if not np.isfinite(r).all():
-            raise ProtocolError(f"residuals of round {round} are not finite")
         z = self.accountant.noise_multipliers
         releases = [Release(round, "gram", z["gram"])] if self._gram is None else []
         releases.append(Release(round, "stat", z["stat"]))
@@ -142,9 +139,7 @@ class DPTrainer:
         self.models.append(model)
         if not self.config.releases_predictions:
             return np.zeros((r.shape[0], r.shape[1]))
-        f = clip_rows(self._phi @ model.coef, self.config.prediction_clip)
-        return gaussian_mechanism(f, prediction_sensitivity(self.config.prediction_clip),
-                                  z["pred"], self.noise)
+        return release_rows(self._phi @ model.coef, self.config.prediction_clip, z["pred"], self.noise)
 
     def predict(self, X: np.ndarray, rounds: int) -> np.ndarray:
         """Per-round predictions (rounds, n, K) of the DP round models (post-processing); zeros
