@@ -1,18 +1,5 @@
-"""Session-scoped CKKS keys for the HE tests (made once: key generation is the slow part)."""
+"""Helpers for the HE tests (the session-scoped keys are fixtures in conftest.py)."""
 import numpy as np
-import pytest
-
-from securegal.privacy.he import CkksParams, SecretContext
-
-
-@pytest.fixture(scope="session")
-def secret_context():
-    return SecretContext(CkksParams())
-
-
-@pytest.fixture(scope="session")
-def public_context(secret_context):
-    return secret_context.public_context()
 
 
 def encrypt_residuals(secret, public, r, layout):

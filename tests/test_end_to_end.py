@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from securegal.cli import main
-from securegal.core.losses import CrossEntropy
 from securegal.run import train
 from securegal.transcript import read_transcripts
 

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from .he_fixtures import public_context, secret_context  # noqa: F401
 from securegal.errors import InsecureParameters, ProtocolError
 from securegal.privacy.he import PublicContext, SecretContext
 from securegal.privacy.he._seal import galois_elements

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from .he_fixtures import decrypt_outputs, encrypt_residuals, public_context, secret_context  # noqa: F401
+from .he_fixtures import decrypt_outputs, encrypt_residuals
 from securegal.errors import ProtocolError
 from securegal.learners.base import SmootherOperator
 from securegal.learners.linear import LinearLearner

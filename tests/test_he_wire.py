@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from .he_fixtures import public_context, secret_context  # noqa: F401
 from securegal.errors import ProtocolError
 from securegal.privacy.he import CkksParams, SecretContext
 from securegal.privacy.he import wire
