@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/securegal train --dataset breast_cancer --parties 4 --rounds 10 --baselines --out runs/demo
+	$(VENV)/bin/securegal train --dataset breast_cancer --parties 4 --rounds 10 --baselines --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -278,4 +278,4 @@ def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list,
 def _progress(method: str, rounds: int):
     from tqdm import tqdm
 
-    return tqdm(total=rounds, desc=f"{method:<11}", unit="round", leave=False, dynamic_ncols=True)
+    return tqdm(total=rounds, desc=f"{method:<11}", unit="round", leave=False, dynamic_ncols=True, disable=None)
