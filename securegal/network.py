@@ -29,7 +29,7 @@ import numpy as np
 from .certs import Identity, check_org_name
 from .core.losses import make_loss
 from .data.datasets import Dataset, load_csv, load_dataset
-from .data.split import Block, RowSplit, vertical_split
+from .data.split import Block, RowSplit, party_tables, vertical_split
 from .data.tables import FeatureTable
 from . import messages as m
 from .errors import ConfigError, PartyRefused, ProtocolError
@@ -235,8 +235,7 @@ def _party_table(s: _Section) -> FeatureTable:
     blocks = vertical_split(data, parties)
     if not 1 <= block < parties:
         raise ConfigError(f"{s.where}: block must be in 1..{parties - 1} (block 0 is the label owner's), got {block}")
-    b = blocks[block]
-    return FeatureTable(np.arange(len(data.y), dtype=np.int64), data.X[:, b.columns], b.patch_shape)
+    return party_tables(data, [blocks[block]])[0]
 
 
 @dataclass(frozen=True)
