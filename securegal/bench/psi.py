@@ -1,0 +1,108 @@
+"""``securegal bench psi``: ECDH PSI between a label owner and one feature party, n IDs per side.
+
+Each size runs in a fresh process (so its peak memory is its own), with one pool of worker
+processes shared by both roles; the party hashes its rows while the label owner hashes its
+own, and every message goes through the wire codec. IDs are strings like ``MRN-0012345``; the
+sides overlap by ``overlap`` of n, in shuffled order. Reported: wall time, IDs per second (2n
+IDs over the wall time), CPU seconds of the parent and the workers, and peak resident memory
+(the parent, the largest worker, and their sum bound parent + processes x largest worker).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import ConfigError
+
+SIZES = (10_000, 100_000, 1_000_000)
+
+
+@dataclass(frozen=True)
+class Row:
+    n: int
+    processes: int
+    seconds: float
+    ids_per_second: float
+    cpu_seconds: float
+    parent_peak_mib: float
+    worker_peak_mib: float
+    peak_mib_bound: float
+    matched: int
+    expected: int
+
+
+def make_ids(n: int, overlap: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two shuffled lists of n string IDs each, sharing round(overlap * n) of them (public test
+    data, so a seeded generator is fine here)."""
+    rng = np.random.default_rng(seed)
+    shared = int(round(overlap * n))
+    numbers = np.arange(2 * n - shared)
+    owner, party = numbers[:n], numbers[n - shared:]
+    as_text = lambda v: np.char.add("MRN-", np.char.zfill(v.astype(str), 9))  # noqa: E731
+    return as_text(rng.permutation(owner)), as_text(rng.permutation(party))
+
+
+def _rss_mib(usage) -> float:
+    return usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bool = True) -> Row:
+    """One PSI of n x n in this process (call through :func:`run` for a clean process)."""
+    from tqdm import tqdm
+
+    from ..align import Workers, align_in_process
+
+    owner, party = make_ids(n, overlap, seed)
+    owner, party = owner.tolist(), party.tolist()
+    expected = len(set(owner) & set(party))
+    # items: owner hash+blind n, party hash+blind n, party blinds n, owner checks n and blinds n
+    with tqdm(total=5 * n, unit="pt", unit_scale=True, desc=f"PSI {n:,} x {n:,}", disable=not bar,
+              leave=True) as progress:
+        cpu0 = time.process_time()
+        started = time.perf_counter()
+        with Workers(processes) as workers:
+            mine, _ = align_in_process(owner, party, f"bench-{n}", workers, progress.update)
+        seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime
+    parent = _rss_mib(resource.getrusage(resource.RUSAGE_SELF))
+    worker = _rss_mib(children) if processes > 1 else 0.0
+    return Row(n, processes, seconds, 2 * n / seconds, cpu, parent, worker, parent + processes * worker,
+               int(mine.matched.sum()), expected)
+
+
+def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, bar: bool = True) -> list[Row]:
+    """Every size in its own fresh process (spawned: it does not inherit this one's memory)."""
+    sizes = list(sizes)
+    if any(n < 1 for n in sizes) or not 0 <= overlap <= 1 or processes < 1:
+        raise ConfigError(f"need sizes >= 1, 0 <= overlap <= 1, processes >= 1; got {sizes}, {overlap}, {processes}")
+    rows = []
+    for n in sizes:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
+            rows.append(one.submit(run_one, n, processes, overlap, 0, bar).result())
+        if rows[-1].matched != rows[-1].expected:
+            raise RuntimeError(f"PSI at n={n} matched {rows[-1].matched} IDs, expected {rows[-1].expected}")
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head = (f"{'n per side':>11} {'procs':>5} {'seconds':>9} {'IDs/s':>9} {'CPU s':>8} {'parent MiB':>10} "
+            f"{'worker MiB':>10} {'peak MiB <=':>11} {'matched':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.n:>11,} {r.processes:>5} {r.seconds:>9.2f} {r.ids_per_second:>9,.0f} {r.cpu_seconds:>8.1f} "
+                     f"{r.parent_peak_mib:>10.0f} {r.worker_peak_mib:>10.0f} {r.peak_mib_bound:>11.0f} {r.matched:>9,}")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[Row], path: Path) -> None:
+    data = {"rows": [asdict(r) for r in rows], "units": {"time": "seconds", "memory": "MiB (peak RSS)"}}
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
