@@ -4,11 +4,13 @@ Points are 32-byte compressed encodings, packed back to back in one ``bytes`` (`
 The kernels below run in worker processes (:mod:`securegal.align.workers`) and import only
 PyNaCl and hashlib.
 
-- ``hash_to_group``: ``H(x) = E(h0) + E(h1)`` with ``h0 || h1 = SHA-512(prefix || x)`` and
-  ``E`` = ``crypto_core_ed25519_from_uniform`` (Elligator 2, cofactor cleared). Summing two
-  independent maps is the random-oracle construction of RFC 9380 (not its exact byte layout);
-  the prefix carries a protocol label and the session, so hashes never carry over between
-  sessions or protocols.
+- ``hash_to_group``: ``H(x) = E(SHA-512(prefix || x)[:32])`` with ``E`` =
+  ``crypto_core_ed25519_from_uniform`` (Elligator 2, then the cofactor is cleared, so H(x) has
+  order L). One map, as the design names it: Elligator 2 is efficiently invertible, so a proof
+  can still program H through SHA-512, and the random-oracle variant (two maps and an addition)
+  would add about a third to the cost of hashing for no gain in this protocol. The prefix
+  carries a protocol label and the session, so hashes never carry over between sessions or
+  protocols.
 - ``blind``: ``[k] P`` with ``crypto_scalarmult_ed25519_noclamp``; libsodium refuses ``P`` unless
   it is a canonical encoding of a point of prime order L, so every point a peer sends is checked
   by the multiplication itself.
@@ -25,7 +27,7 @@ from ..errors import ProtocolError
 
 POINT_BYTES = sodium.crypto_core_ed25519_BYTES  # 32
 SCALAR_BYTES = sodium.crypto_core_ed25519_SCALARBYTES  # 32
-HASH_LABEL = b"securegal/psi/v1/edwards25519/sha512-elligator2-ro"
+HASH_LABEL = b"securegal/psi/v1/edwards25519/sha512-elligator2"
 
 
 def hash_prefix(session: str) -> bytes:
@@ -45,13 +47,12 @@ def new_scalar() -> bytes:
 def hash_to_group(prefix: bytes, ids: list[bytes]) -> bytes:
     """``H(x)`` for each canonical ID in ``ids``, packed."""
     base = hashlib.sha512(prefix)
-    from_uniform, add = sodium.crypto_core_ed25519_from_uniform, sodium.crypto_core_ed25519_add
+    from_uniform = sodium.crypto_core_ed25519_from_uniform
     out = []
     for x in ids:
         h = base.copy()
         h.update(x)
-        d = h.digest()
-        out.append(add(from_uniform(d[:32]), from_uniform(d[32:])))
+        out.append(from_uniform(h.digest()[:32]))
     return b"".join(out)
 
 

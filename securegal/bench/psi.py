@@ -4,14 +4,16 @@ Each size runs in a fresh process (so its peak memory is its own), with one pool
 processes shared by both roles; the party hashes its rows while the label owner hashes its
 own, and every message goes through the wire codec. IDs are strings like ``MRN-0012345``; the
 sides overlap by ``overlap`` of n, in shuffled order. Reported: wall time, IDs per second (2n
-IDs over the wall time), CPU seconds of the parent and the workers, and peak resident memory
-(the parent, the largest worker, and their sum bound parent + processes x largest worker).
+IDs over the wall time), CPU seconds of the process and its workers, and peak resident memory:
+the process's own high-water mark, and the largest sum over the process and its workers,
+sampled every 0.1 s from /proc (Linux).
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
 import resource
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -32,9 +34,8 @@ class Row:
     seconds: float
     ids_per_second: float
     cpu_seconds: float
-    parent_peak_mib: float
-    worker_peak_mib: float
-    peak_mib_bound: float
+    process_peak_mib: float
+    total_peak_mib: float
     matched: int
     expected: int
 
@@ -50,8 +51,52 @@ def make_ids(n: int, overlap: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     return as_text(rng.permutation(owner)), as_text(rng.permutation(party))
 
 
-def _rss_mib(usage) -> float:
-    return usage.ru_maxrss / 1024  # Linux: KiB
+def _status_kib(pid: str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:  # the process ended between listing and reading
+        pass
+    return 0
+
+
+def _children() -> list[str]:
+    pids = []
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            pids += (task / "children").read_text().split()
+    except OSError:
+        pass
+    return pids
+
+
+class MemorySampler:
+    """Largest resident set of this process plus its children, sampled in a thread (MiB)."""
+
+    def __init__(self, every: float = 0.1):
+        self.every, self.peak_kib = every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            total = _status_kib("self", "VmRSS") + sum(_status_kib(p, "VmRSS") for p in _children())
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_kib / 1024
 
 
 def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bool = True) -> Row:
@@ -65,7 +110,7 @@ def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bo
     expected = len(set(owner) & set(party))
     # items: owner hash+blind n, party hash+blind n, party blinds n, owner checks n and blinds n
     with tqdm(total=5 * n, unit="pt", unit_scale=True, desc=f"PSI {n:,} x {n:,}", disable=not bar,
-              leave=True) as progress:
+              leave=True) as progress, MemorySampler() as memory:
         cpu0 = time.process_time()
         started = time.perf_counter()
         with Workers(processes) as workers:
@@ -73,9 +118,8 @@ def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bo
         seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime
-    parent = _rss_mib(resource.getrusage(resource.RUSAGE_SELF))
-    worker = _rss_mib(children) if processes > 1 else 0.0
-    return Row(n, processes, seconds, 2 * n / seconds, cpu, parent, worker, parent + processes * worker,
+    own_peak = _status_kib("self", "VmHWM") / 1024  # reset at exec, unlike ru_maxrss
+    return Row(n, processes, seconds, 2 * n / seconds, cpu, own_peak, max(memory.peak_mib, own_peak),
                int(mine.matched.sum()), expected)
 
 
@@ -94,15 +138,15 @@ def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, 
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'n per side':>11} {'procs':>5} {'seconds':>9} {'IDs/s':>9} {'CPU s':>8} {'parent MiB':>10} "
-            f"{'worker MiB':>10} {'peak MiB <=':>11} {'matched':>9}")
+    head = (f"{'n per side':>11} {'procs':>5} {'seconds':>9} {'IDs/s':>9} {'CPU s':>8} {'process MiB':>11} "
+            f"{'total MiB':>10} {'matched':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.n:>11,} {r.processes:>5} {r.seconds:>9.2f} {r.ids_per_second:>9,.0f} {r.cpu_seconds:>8.1f} "
-                     f"{r.parent_peak_mib:>10.0f} {r.worker_peak_mib:>10.0f} {r.peak_mib_bound:>11.0f} {r.matched:>9,}")
+                     f"{r.process_peak_mib:>11.0f} {r.total_peak_mib:>10.0f} {r.matched:>9,}")
     return "\n".join(lines)
 
 
 def write_json(rows: list[Row], path: Path) -> None:
-    data = {"rows": [asdict(r) for r in rows], "units": {"time": "seconds", "memory": "MiB (peak RSS)"}}
+    data = {"rows": [asdict(r) for r in rows], "units": {"time": "seconds", "memory": "MiB (peak resident set)"}}
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
