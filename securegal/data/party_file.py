@@ -180,10 +180,9 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
             raise ConfigError(f"{where}: ID column {name!r} mixes integer IDs ({first!r}) and text IDs ({other!r})")
         else:
             ids, kind = text.to_numpy(zero_copy_only=False), "str"
-            text_ids = text
-    distinct = pc.count_distinct(text_ids if kind == "str" else pa.array(ids.tolist() if ids.dtype == object else ids))
-    if distinct.as_py() != len(ids):
-        raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct.as_py()} duplicate IDs")
+    distinct = len(np.unique(ids)) if ids.dtype != object else len(set(ids.tolist()))  # a set: hashing beats sorting
+    if distinct != len(ids):
+        raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct} duplicate IDs")
     return ids, kind
 
 
@@ -191,12 +190,17 @@ def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_catego
     unknown = set(centres) - set(table.column_names)
     if unknown:
         raise ConfigError(f"{where}: centres given for unknown columns {sorted(unknown)}")
+    bad = {k: v for k, v in centres.items() if not np.isfinite(float(v))}
+    if bad:
+        raise ConfigError(f"{where}: centres must be finite numbers, got {bad}")
     blocks, names, numeric, categorical, imputed = [], [], [], {}, {}
     for name, col in zip(table.column_names, table.columns):
         lacking = col.null_count
         if lacking and missing == "refuse":
             raise ConfigError(f"{where}: column {name!r} is missing in {lacking} rows (missing = refuse)")
         text = _as_text(col)
+        if pa.types.is_null(col.type) or lacking == len(col):
+            raise ConfigError(f"{where}: column {name!r} has no values")
         if text is not None:
             if name in centres:
                 raise ConfigError(f"{where}: a centre was given for the categorical column {name!r}")
@@ -214,8 +218,6 @@ def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_catego
                 gaps = np.isnan(values)
                 if name in centres:
                     fill = float(centres[name])
-                elif gaps.all():
-                    raise ConfigError(f"{where}: column {name!r} has no values")
                 else:
                     fill = float(np.median(values[~gaps]))
                 values = np.where(gaps, fill, values)
