@@ -51,9 +51,10 @@ def test_intersection_equals_pandas_merge(owner_ids, data):
     mine, party, pairs = psi_pairs(owner_ids, party_ids)
     assert pairs == merge_pairs(owner_ids, party_ids)
     assert mine.party_rows == len(party_ids) and party.label_owner_rows == len(owner_ids)
-    chosen = party.select(_wire(mine.selection(), "a", "b", "sess"))
-    assert sorted(chosen.rows.tolist()) == sorted(j for _, j in pairs)
-    assert chosen.label_owner_rows == len(owner_ids)
+    if pairs:
+        chosen = party.select(_wire(mine.selection(), "a", "b", "sess"))
+        assert sorted(chosen.rows.tolist()) == sorted(j for _, j in pairs)
+        assert chosen.label_owner_rows == len(owner_ids)
 
 
 def test_worker_processes_give_the_same_matching():
@@ -246,3 +247,20 @@ def test_unknown_handles_are_refused():
         party.rows_of(np.array([party._handles.max() + 1]))
     with pytest.raises(ProtocolError, match="twice"):
         party.select(m.PsiSelection(np.array([party._handles[0]] * 2)))
+
+
+def test_party_policy_and_empty_intersections():
+    request = LabelOwnerPsi(["a", "b", "c"], "s").request()
+    with pytest.raises(ProtocolError, match="answers at most 2"):
+        FeaturePartyPsi(["a"], "s", max_request=2).respond(request)
+    owner = LabelOwnerPsi(["a", "b", "c"], "s")
+    party = FeaturePartyPsi(["a", "z"], "s", min_rows=2)
+    mine = owner.finish(party.respond(owner.request()))
+    with pytest.raises(ProtocolError, match="selected 1 of this party's rows; its min_rows is 2"):
+        party.select(mine.selection())
+    with pytest.raises(ProtocolError, match="selected 0 of this party's rows"):
+        align_in_process(["a", "b"], ["x", "y"], "s")
+    none, _, _ = psi_pairs(["a", "b"], ["x", "y"])
+    assert not none.matched.any()
+    with pytest.raises(ConfigError, match="0 IDs are held by the label owner and every party"):
+        common_rows([none])

@@ -135,9 +135,14 @@ class LabelOwnerPsi:
 
 class FeaturePartyPsi:
     """A feature party's side of one PSI session (the server: it learns |X| and, when told,
-    which of its own rows are used)."""
+    which of its own rows are used). Its own policy: it answers at most ``max_request`` points
+    and refuses a selection of fewer than ``min_rows`` rows."""
 
-    def __init__(self, ids: Sequence, session: str, workers: Workers | None = None):
+    def __init__(self, ids: Sequence, session: str, workers: Workers | None = None, *, min_rows: int = 1,
+                 max_request: int = 1 << 24):
+        if min_rows < 1 or max_request < 1:
+            raise ConfigError(f"need min_rows >= 1 and max_request >= 1, got {min_rows}, {max_request}")
+        self.min_rows, self.max_request = min_rows, max_request
         self.session = _check_session(session)
         self.id_kind, self._ids = canonical_ids(ids)
         self._workers = workers or Workers(1)
@@ -174,6 +179,9 @@ class FeaturePartyPsi:
                                 f"{self.id_kind} values: no row could match")
         if len(request.points) % P or not request.points:
             raise ProtocolError("PSI request must hold at least one whole point")
+        if len(request.points) // P > self.max_request:
+            raise ProtocolError(f"PSI request holds {len(request.points) // P} points; this party answers at most "
+                                f"{self.max_request}")
         self.prepare(progress)
         if self._secret is None:
             raise ProtocolError("this PSI session has already answered")
@@ -201,17 +209,25 @@ class FeaturePartyPsi:
         handles = np.asarray(selection.handles, dtype=np.int64)
         if len(np.unique(handles)) != len(handles):
             raise ProtocolError("PSI selection names a row handle twice")
+        if len(handles) < self.min_rows:
+            raise ProtocolError(f"the label owner selected {len(handles)} of this party's rows; its min_rows is "
+                                f"{self.min_rows}")
         rows = self.rows_of(handles)
         keep = np.argsort(rows, kind="stable")
         return PartyAlignment(rows[keep], handles[keep], int(self.label_owner_rows))
 
 
-def common_rows(alignments: Sequence[OwnerAlignment]) -> np.ndarray:
-    """Indices of the label owner's IDs held by every party (the training rows)."""
+def common_rows(alignments: Sequence[OwnerAlignment], min_rows: int = 1) -> np.ndarray:
+    """Indices of the label owner's IDs held by every party (the training rows); ConfigError
+    when fewer than ``min_rows`` remain."""
     if not alignments:
         raise ConfigError("need at least one party's alignment")
-    keep = np.logical_and.reduce([a.matched for a in alignments])
-    return np.flatnonzero(keep)
+    keep = np.flatnonzero(np.logical_and.reduce([a.matched for a in alignments]))
+    if len(keep) < min_rows:
+        held = ", ".join(str(int(a.matched.sum())) for a in alignments)
+        raise ConfigError(f"{len(keep)} IDs are held by the label owner and every party (need {min_rows}; "
+                          f"per party: {held})")
+    return keep
 
 
 def _wire(body: m.Body, sender: str, receiver: str, session: str) -> m.Body:
