@@ -62,6 +62,10 @@ def test_worker_processes_give_the_same_matching():
     party = [f"MRN-{i:06d}" for i in range(150, 500)][::-1]
     with Workers(2, chunk=17) as workers:
         mine, theirs = align_in_process(owner, party, "pool", workers)
+        request = LabelOwnerPsi(owner[:60], "pool", workers).request()
+        tampered = request.points[:40 * 32] + ORDER_TWO + request.points[41 * 32:]
+        with pytest.raises(ProtocolError, match="point 40 is not a valid group element"):
+            FeaturePartyPsi(party, "pool", workers).respond(m.PsiRequest("pool", "str", tampered))
     assert mine.matched.sum() == 150 and np.array_equal(np.flatnonzero(mine.matched), np.arange(150, 300))
     assert sorted(theirs.rows.tolist()) == sorted(j for _, j in merge_pairs(owner, party))
 
