@@ -13,6 +13,7 @@ from securegal.align import (FeaturePartyPsi, LabelOwnerPsi, Workers, align_in_p
                              group)
 from securegal.align.psi import _wire
 from securegal.errors import ConfigError, ProtocolError
+from securegal.transcript import TranscriptWriter, read_transcript
 from securegal.wire.codec import Limits, decode, encode
 
 
@@ -117,20 +118,37 @@ def _unkeyed_forms(ids, session) -> list[bytes]:
 
 
 @pytest.mark.parametrize("make", [lambda i: f"patient-{i:08d}", lambda i: 10**12 + 7919 * i])
-def test_party_receives_no_raw_or_unkeyed_id(make):
+def test_party_transcript_holds_no_raw_or_unkeyed_id(tmp_path, make):
+    """The party's transcript, read back as the audit reads it: no ID of the label owner's, raw or
+    hashed without the label owner's key, appears in anything the party received or sent."""
     owner_ids = [make(i) for i in range(0, 40)]
     party_ids = [make(i) for i in range(30, 60)]
     owner = LabelOwnerPsi(owner_ids, "leak")
     party = FeaturePartyPsi(party_ids, "leak")
-    received = [encode(m.Envelope("leak", 0, "lo", "p", 0, owner.request()))]
-    reply = party.respond(decode(received[0]).body)
-    mine = owner.finish(_wire(reply, "p", "lo", "leak"))
-    received.append(encode(m.Envelope("leak", 0, "lo", "p", 1, mine.selection())))
-    party.select(decode(received[1]).body)
-    wire = b"".join(received)
-    assert len(wire) > 40 * 32
+    log = TranscriptWriter(tmp_path / "party1", "party1")
+
+    def to_party(body, seq):
+        env = m.Envelope("leak", 0, "alice", "party1", seq, body)
+        raw = encode(env)
+        log.record("received", raw, env)
+        return decode(raw).body
+
+    def from_party(body, seq):
+        env = m.Envelope("leak", 0, "party1", "alice", seq, body)
+        raw = encode(env)
+        log.record("sent", raw, env)
+        return decode(raw).body
+
+    reply = from_party(party.respond(to_party(owner.request(), 0)), 0)
+    mine = owner.finish(reply)
+    from_party(m.PsiSelectionAck(len(party.select(to_party(mine.selection(), 1)).rows)), 1)
+    log.close()
+    transcript = read_transcript(tmp_path / "party1")
+    assert [r.kind for r in transcript.records] == ["psi_request", "psi_reply", "psi_selection", "psi_selection_ack"]
+    seen = b"".join(r.raw for r in transcript.records)
+    assert len(seen) > 40 * 32
     for form in _unkeyed_forms(owner_ids, "leak"):
-        assert form not in wire
+        assert form not in seen
 
 
 def test_every_session_uses_fresh_secrets():
