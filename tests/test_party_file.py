@@ -51,6 +51,14 @@ def test_feature_party_with_integer_ids_and_parquet(tmp_path):
     assert t.X[2, :2].tolist() == [2.0, 1.0]
 
 
+def test_a_stored_pandas_index_is_not_a_feature_and_text_targets_stay_text(tmp_path):
+    frame = pd.DataFrame({"id": ["a", "b"], "x": [1.0, 2.0], "y": ["yes", "no"]}, index=[7, 9])
+    path = tmp_path / "i.parquet"
+    frame.to_parquet(path)
+    t = read_party_file(path, "id", target="y", label_owner=True)
+    assert t.columns == ("x",) and t.target.tolist() == ["yes", "no"]
+
+
 def test_csv_integer_ids_are_integers(tmp_path):
     t = read_party_file(write(tmp_path, "id,x\n007,1\n-3,2\n12,3\n"), "id")
     assert t.id_kind == "int" and t.ids.tolist() == [7, -3, 12]

@@ -113,7 +113,10 @@ def _read(path: Path, id_column: str) -> pa.Table:
             return csv.read_csv(path, convert_options=convert)
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
+        table = pq.read_table(path)
+        # a pandas index stored as a column is not data of the organization's
+        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        return table.drop_columns([c for c in index if c in table.column_names])
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise ConfigError(f"{path.name}: not a readable {kind} file ({_first_line(exc)})") from None
