@@ -125,7 +125,7 @@ class LabelOwnerPsi:
         self._workers.map_chunks(group.check, reply.blinded, item_bytes=P, progress=progress)
         theirs = b"".join(self._workers.map_chunks(group.blind, reply.points, self._secret, item_bytes=P,
                                                    progress=progress))
-        self._secret = None
+        self._secret, self._sent = None, b""
         _, mine_at, theirs_at = np.intersect1d(_points_view(reply.blinded), _points_view(theirs),
                                                assume_unique=False, return_indices=True)
         out = np.full(self.n, -1, dtype=np.int64)

@@ -105,9 +105,8 @@ def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bo
 
     from ..align import Workers, align_in_process
 
-    owner, party = make_ids(n, overlap, seed)
-    owner, party = owner.tolist(), party.tolist()
-    expected = len(set(owner) & set(party))
+    owner, party = (ids.tolist() for ids in make_ids(n, overlap, seed))
+    expected = int(round(overlap * n))  # make_ids shares exactly this many
     # items: owner hash+blind n, party hash+blind n, party blinds n, owner checks n and blinds n
     with tqdm(total=5 * n, unit="pt", unit_scale=True, desc=f"PSI {n:,} x {n:,}", disable=not bar,
               leave=True) as progress, MemorySampler() as memory:
