@@ -26,3 +26,13 @@ def test_one_small_run_reports_time_memory_and_the_right_matching():
     assert row.matched == row.expected == 150
     assert row.seconds > 0 and row.cpu_seconds > 0 and row.total_peak_mib >= row.process_peak_mib > 10
     assert "300" in psi.table([row])
+
+
+def test_the_command_runs_each_size_in_a_fresh_process(tmp_path, capsys):
+    from securegal.cli import main
+
+    out = tmp_path / "psi.json"
+    assert main(["bench", "psi", "--sizes", "120", "--processes", "1", "--overlap", "0.25", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "matched" in printed and "120" in printed and out.is_file()
+    assert main(["bench", "psi", "--sizes", "10", "--overlap", "1.5"]) == 2
