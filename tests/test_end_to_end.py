@@ -89,7 +89,7 @@ def test_cli_prints_a_summary(tmp_path, capsys):
 
 def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
     from securegal.errors import PartyRefused
-    from securegal.parties.layers import PlainTrainer
+    from securegal.privacy.plain import PlainTrainer
 
     class Refuses(PlainTrainer):
         def setup(self, X_train, setup):

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import reproduce as rp
+from ..experiments import reproduce as rp
 from ..errors import ConfigError
 
 
