@@ -146,6 +146,7 @@ class LabelDPSection(_Strict):
     delta: float | None = Field(None, description="delta (default 1e-5)")
     accountant: str | None = Field(None, description="rdp or prv (default rdp)")
     residual_clip: float | None = Field(None, description="C (default 1)")
+    noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
 
 
 class PeerEntry(_Strict):

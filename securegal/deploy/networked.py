@@ -120,8 +120,8 @@ class FederationConfig:
                                   "(--label-epsilon or [label_dp]); feature parties set theirs in party.toml")
             label_dp = None
             if label_epsilon is not None:
-                options = {k: v for k, v in dict(delta=delta, accountant=accountant, residual_clip=label_clip).items()
-                           if v is not None}
+                options = {k: v for k, v in dict(delta=delta, accountant=accountant, residual_clip=label_clip,
+                                                 seed=label.noise_seed if label else None).items() if v is not None}
                 label_dp = LabelDP(epsilon=label_epsilon, **options)
             plan = PrivacyPlan(residuals=residuals, label_dp=label_dp,
                                residual_clip=residual_clip if residuals == "ckks" else None)
