@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -220,6 +220,18 @@ def dump(data: dict) -> str:
     return tomli_w.dumps(clean(data))
 
 
+def _type_name(annotation) -> str:
+    """``str or None``, ``"plain" or "ckks"``: a key's type as the reference shows it."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " or ".join(f'"{a}"' for a in args)
+    if args and get_origin(annotation) not in (dict, list):
+        return " or ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "absent"
+    return getattr(annotation, "__name__", str(annotation))
+
+
 def reference() -> str:
     """The configuration reference (``docs/config.md``), generated from the models."""
     lines = ["# Configuration reference", "",
@@ -232,7 +244,7 @@ def reference() -> str:
                       "|---|---|---|---|"])
         nested = []
         for name, f in model.model_fields.items():
-            kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+            kind = _type_name(f.annotation)
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
                 nested.append((name, f.annotation))
                 continue
@@ -241,9 +253,12 @@ def reference() -> str:
                 nested.append((name, sub[0]))
                 continue
             default = "required" if f.is_required() else ("(empty)" if f.default_factory else repr(f.default))
-            bounds = " ".join(str(m) for m in f.metadata)
+            bounds = ", ".join(f"{op} {getattr(m, attr)}" for m in f.metadata
+                               for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"),
+                                                ("min_length", "at least"), ("max_length", "at most"))
+                               if getattr(m, attr, None) is not None)
             desc = (f.description or "") + (f" [{bounds}]" if bounds else "")
-            lines.append(f"| `{name}` | `{kind}` | {default} | {desc} |")
+            lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
         lines.append("")
         for name, sub in nested:
             table(f"{title} [{name}]", sub)
