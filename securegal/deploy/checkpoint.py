@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..parties.label_owner import LabelOwner, RoundResult
-from ..run import write_json_atomic
+from ..files import private_dir, write_bytes_atomic, write_json_atomic
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -29,9 +29,9 @@ class Checkpoint:
         self.epoch = 0
 
     def save(self, owner: LabelOwner) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         t = len(owner.model.rounds)
-        np.save(self.dir / f"F_{t:04d}.npy", owner.F, allow_pickle=False)
+        write_bytes_atomic(self.dir / f"F_{t:04d}.npy", lambda fh: np.save(fh, owner.F, allow_pickle=False))
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
             "config_sha256": self.digest,

@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigError
 
-# Bounds of the size-like keys (documented in the reference).
-MAX_ROUNDS = 1000
-MAX_PARTIES = 64
+from .federation import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
+
 MAX_CHUNK_BYTES = 1 << 26
 MAX_MESSAGE_BYTES = 1 << 34
 
@@ -164,8 +163,8 @@ class FederationFile(_Strict):
     learner_options: dict[str, Any] = Field(default_factory=dict, description="its options")
     local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss sent to the parties")
     weights: Literal["learned", "uniform"] | None = Field(None, description="assistance weights (default by plan)")
-    eta: float | None = Field(None, gt=0, description="fixed step (default: line search; 0.75 M/T under DP)")
-    eta_max: float = Field(10.0, gt=0, le=1e6, description="upper bound of the line-searched step")
+    eta: float | None = Field(None, gt=0, le=MAX_ETA, description="fixed step (default: line search; 0.75 M/T under DP)")
+    eta_max: float = Field(10.0, gt=0, le=MAX_ETA, description="upper bound of the line-searched step")
     min_parties: int | None = Field(None, ge=1, description="fewest answering parties, label owner included "
                                                             "(default: every configured party)")
     residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")

@@ -27,6 +27,10 @@ from ..privacy.plan import TrainerChoice
 from ..seam import ResidualChannel
 
 LABEL_OWNER = "alice"
+# Bounds of the size-like settings, the same in every deployment and config file.
+MAX_ROUNDS = 1000
+MAX_PARTIES = 64
+MAX_ETA = 1e6
 
 
 def party_names(parties: int) -> list[str]:

@@ -283,7 +283,8 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     curve.png, transcripts/<label owner>/, checkpoint/). With ``resume``, continue the
     checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint."""
     from ..plots import plot_curves
-    from ..run import train, write_json_atomic
+    from ..files import write_json_atomic
+    from ..run import train
 
     if resume and cfg.plan.residuals == "ckks":
         raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
