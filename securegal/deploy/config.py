@@ -53,6 +53,13 @@ class LimitsSection(_Strict):
                                    description="the largest whole message accepted")
 
 
+class PartyLimits(LimitsSection):
+    """What one party accepts (frames) and how long an idle session may hold it."""
+
+    session_timeout: float = Field(3600.0, gt=0, le=7 * 86400,
+                                   description="seconds after which an idle, unfinished session expires")
+
+
 class TransportSection(LimitsSection):
     """The label owner's calls to the parties."""
 
@@ -119,7 +126,7 @@ class PartyFile(_Strict):
     learner: LearnerSection = Field(default_factory=LearnerSection)
     privacy: PartyPrivacy = Field(default_factory=PartyPrivacy)
     tls: TlsSection | None = None
-    limits: LimitsSection = Field(default_factory=LimitsSection)
+    limits: PartyLimits = Field(default_factory=PartyLimits)
 
 
 class FederationData(_Strict):

@@ -23,7 +23,7 @@ from .. import messages as m
 from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
-from ..errors import ConfigError, PartyRefused, ProtocolError
+from ..errors import ConfigError, SecuregalError
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
@@ -238,9 +238,9 @@ class NetworkedDeployment:
         if self.state is None:
             try:
                 owner.setup()
-            except (PartyRefused, ProtocolError):  # e.g. a party's budget cannot cover the rounds
+            except SecuregalError:  # a refusal, too few parties: close the sessions that did open
                 joined = [p for p, r in self.reports.last.items() if isinstance(r, m.SetupAck)]
-                if joined:  # close their sessions so they can serve the next one
+                if joined:  # so that they can serve the next one
                     owner.messenger.exchange(0, {p: m.Finish() for p in joined})
                 raise
             if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
@@ -286,6 +286,9 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     from ..files import write_json_atomic
     from ..run import train
 
+    if resume and (cfg.out / "metrics.json").exists():
+        raise ConfigError(f"the run in {cfg.out} finished (metrics.json is there); it is kept as it is. Start a new "
+                          "run with --overwrite, or in another directory")
     if resume and cfg.plan.residuals == "ckks":
         raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
                           "parties' encrypted round models could not be opened; start the run again")
