@@ -85,6 +85,8 @@ def run(args) -> int:
         raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     from ..run import train
 
+    if args.target is not None and args.csv is None:
+        raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
