@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...parties.layers import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
-    scales_for_shares
-from .mechanisms import GaussianNoise, release_rows
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise, scales_for_shares
+from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity, release_rows, \
+    statistic_sensitivity
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
@@ -39,7 +40,7 @@ class DPConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float = 0.5
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
@@ -72,20 +73,31 @@ class DPConfig:
         return self.shares.get("pred", 0.0) > 0
 
 
+def release_plan(config: DPConfig, rounds: int) -> list[PlannedRelease]:
+    """The releases of ``rounds`` rounds (``gram`` x 1, ``stat`` x T, ``pred`` x T if shared),
+    with the relative noise scales that split the budget by ``config.shares`` and each kind's
+    L2 sensitivity; ``calibrate_noise`` (or a ledger's ``calibrate_session``) picks the scale."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    kinds = [k for k in RELEASE_KINDS if config.shares.get(k, 0.0) > 0]
+    steps = {"gram": 1, "stat": rounds, "pred": rounds}
+    sensitivity = {"gram": gram_sensitivity(config.feature_clip, config.intercept),
+                   "stat": statistic_sensitivity(config.feature_clip, config.residual_clip),
+                   "pred": prediction_sensitivity(config.prediction_clip)}
+    scales = scales_for_shares({k: config.shares[k] for k in kinds}, {k: steps[k] for k in kinds})
+    return [PlannedRelease(k, steps=steps[k], scale=scales[k], sensitivity=sensitivity[k])
+            for k in kinds]
+
+
 def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
     """Noise multiplier per release kind for ``rounds`` rounds on ``n_rows`` rows.
 
     Raises ValueError (before any data moves) for delta >= 1/n or a budget too small for the plan.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    plan = release_plan(config, rounds)
     budget = config.budget.check_rows(n_rows)
-    kinds = [k for k in RELEASE_KINDS if config.shares.get(k, 0.0) > 0]
-    steps = {"gram": 1, "stat": rounds, "pred": rounds}
-    scales = scales_for_shares({k: config.shares[k] for k in kinds}, {k: steps[k] for k in kinds})
-    plan = [PlannedRelease(k, steps=steps[k], scale=scales[k]) for k in kinds]
     z = calibrate_noise(plan, budget, config.accountant)
-    return {k: z * scales[k] for k in kinds}
+    return {p.what: z * p.scale for p in plan}
 
 
 class DPTrainer:
