@@ -445,9 +445,12 @@ def calibrate_session(ledger: Ledger, plan: Sequence[PlannedRelease],
                       session_epsilon: float | None = None, n_rows: int | None = None,
                       max_noise_multiplier: float = MAX_NOISE_MULTIPLIER) -> float:
     """Smallest noise scale ``z`` such that the ledger's history plus every planned release (at
-    noise multiplier ``z * scale``) fits the lifetime budget, and raises the lifetime epsilon by
-    at most ``session_epsilon`` if given. BudgetExceeded (naming what is left and what was
-    asked) when even ``max_noise_multiplier`` does not fit; ValueError for delta >= 1/n."""
+    noise multiplier ``z * scale``) fits the table's budget; ValueError for delta >= 1/n.
+
+    With ``session_epsilon`` the session raises the lifetime epsilon by at most that much, and
+    it is refused when less than that is left; without it the session may take all that is
+    left. BudgetExceeded (naming what is left and what was asked) also when even
+    ``max_noise_multiplier`` does not fit. Changes nothing."""
     if not isinstance(ledger, Ledger):
         raise TypeError(f"ledger must be a Ledger, got {type(ledger).__name__}")
     plan = tuple(plan)
@@ -460,6 +463,11 @@ def calibrate_session(ledger: Ledger, plan: Sequence[PlannedRelease],
         if (isinstance(session_epsilon, bool) or not isinstance(session_epsilon, (int, float))
                 or not (math.isfinite(session_epsilon) and session_epsilon > 0)):
             raise ValueError(f"session_epsilon must be finite and > 0, got {session_epsilon!r}")
+        if ledger.remaining() < session_epsilon:
+            raise BudgetExceeded(
+                f"table {ledger.table[:23]}: session refused: left {ledger.remaining():.4g} of "
+                f"epsilon {ledger.budget.epsilon:.4g}, asked {session_epsilon:.4g} "
+                f"(delta={ledger.budget.delta:.3g}, {ledger.accountant})")
         target = min(target, ledger.epsilon_spent + session_epsilon)
     history, delta = ledger.releases, ledger.budget.delta
     least = epsilon_of(history + tuple(p.at(max_noise_multiplier) for p in plan), delta,
