@@ -353,3 +353,43 @@ def test_ledger_show(ledger_file, capsys):
     assert doc["epsilon_spent"] == spent and [s["session"] for s in doc["sessions"]] == ["s1", "s2"]
     assert doc["epsilon_remaining"] == pytest.approx(1.0 - spent)
     assert len(doc["releases"]) == 3 and doc["releases"][1]["sensitivity"] == 0.02
+
+
+# --- the DP trainer on a table's ledger --------------------------------------------------------
+
+def test_dp_trainer_with_a_ledger_spends_the_table_budget(tmp_path):
+    import warnings
+    from types import SimpleNamespace
+
+    from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
+    from securegal.privacy.dp.trainer import DPTrainer
+
+    rng = np.random.default_rng(0)
+    X, r = rng.normal(size=(200, 4)), rng.normal(size=(200, 2))
+    setup = SimpleNamespace(rounds=3, n_outputs=2, residuals="plain")
+    config = DPConfig(1.0, 1e-5, seed=1)
+
+    def trainer(led, session):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureNoiseWarning)
+            return DPTrainer(config, ledger=led, session=session, session_epsilon=0.4)
+
+    with open_ledger(tmp_path / "t.ledger", TABLE, BUDGET, "pld") as led:
+        for session in ("s1", "s2"):
+            tr = trainer(led, session)
+            tr.setup(X, setup)  # reserves the whole plan before anything is released
+            assert led.epsilon_spent == pytest.approx(0.4 if session == "s1" else 0.8, rel=1e-3)
+            for t in (1, 2, 3):
+                tr.fit_round(t, r)
+            with pytest.raises(BudgetExceeded):  # nothing beyond the reserved plan
+                tr.fit_round(4, r)
+            assert tr.report()["ledger"]["lifetime_epsilon_spent"] == led.epsilon_spent
+        late = trainer(led, "s3")
+        with pytest.raises(BudgetExceeded, match="left 0.2"):
+            late.setup(X, setup)
+        assert late.accountant is None and late.models == []
+        assert [(e.session, e.release.what, e.release.steps) for e in led.entries] == [
+            (s, k, n) for s in ("s1", "s2") for k, n in (("gram", 1), ("stat", 3), ("pred", 3))]
+        assert led.epsilon_spent <= 1.0
+    with pytest.raises(ValueError, match="session"):
+        DPTrainer(config, ledger=Ledger(TABLE, BUDGET))

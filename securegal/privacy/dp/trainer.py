@@ -24,7 +24,8 @@ import numpy as np
 
 from ...parties.layers import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
-    calibrate_noise, scales_for_shares
+    calibrate_noise, epsilon_of, scales_for_shares
+from .ledger import Ledger, calibrate_session
 from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity, release_rows, \
     statistic_sensitivity
 from .ridge import DPLinearModel, DPRidge
@@ -100,12 +101,41 @@ def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
     return {p.what: z * p.scale for p in plan}
 
 
-class DPTrainer:
-    """Feature-party ``RoundTrainer`` whose every release is (epsilon, delta)-DP per table row."""
+def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, session: str,
+                    session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
+    """Calibrate a session's plan against the table's whole history and record all of it in the
+    ledger before anything is released (a session that stops early still counts in full).
 
-    def __init__(self, config: DPConfig):
+    Returns the noise multiplier per kind and the session's own budget: the epsilon of exactly
+    the reserved releases, so an in-session accountant refuses anything beyond the plan. Raises
+    BudgetExceeded (nothing recorded) when the plan does not fit what is left.
+    """
+    plan = release_plan(config, rounds)
+    z = calibrate_session(ledger, plan, session_epsilon=session_epsilon, n_rows=n_rows)
+    reserved = [p.at(z) for p in plan]
+    ledger.record(reserved, session)
+    alone = epsilon_of(reserved, ledger.budget.delta, ledger.accountant)
+    return {r.what: r.noise_multiplier for r in reserved}, Budget(alone * (1 + 1e-6), ledger.budget.delta)
+
+
+class DPTrainer:
+    """Feature-party ``RoundTrainer`` whose every release is (epsilon, delta)-DP per table row.
+
+    With a ``ledger`` (the table's, :mod:`securegal.privacy.dp.ledger`) the budget is the
+    table's lifetime budget: ``setup`` reserves the session's plan in the ledger under
+    ``session`` (at most ``session_epsilon`` more, if given) instead of calibrating against
+    ``config.epsilon`` alone.
+    """
+
+    def __init__(self, config: DPConfig, ledger: Ledger | None = None, session: str | None = None,
+                 session_epsilon: float | None = None):
         if not isinstance(config, DPConfig):
             raise TypeError(f"config must be a DPConfig, got {type(config).__name__}")
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise TypeError(f"ledger must be a Ledger, got {type(ledger).__name__}")
+        if ledger is not None and session is None:
+            raise ValueError("a DPTrainer with a ledger needs the session's name")
+        self.ledger, self.session, self.session_epsilon = ledger, session, session_epsilon
         self.config = config
         self.ridge = DPRidge(config.feature_clip, config.residual_clip, config.intercept, config.lam)
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
@@ -124,8 +154,14 @@ class DPTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        noise = plan_noise(self.config, X.shape[0], int(setup.rounds))
-        self.accountant = PrivacyAccountant(self.config.budget, self.config.accountant, X.shape[0])
+        if self.ledger is None:
+            noise = plan_noise(self.config, X.shape[0], int(setup.rounds))
+            budget, accountant = self.config.budget, self.config.accountant
+        else:
+            noise, budget = reserve_session(self.ledger, self.config, X.shape[0], int(setup.rounds),
+                                            self.session, self.session_epsilon)
+            accountant = self.ledger.accountant
+        self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
         self._k = int(setup.n_outputs)
         self._fmap = self.ridge.feature_map(X.shape[1])
@@ -169,6 +205,12 @@ class DPTrainer:
         if self.accountant is None:
             return {}
         out = self.accountant.to_dict()
+        if self.ledger is not None:
+            out["ledger"] = {"table": self.ledger.table, "session": self.session,
+                             "lifetime_epsilon_budget": self.ledger.budget.epsilon,
+                             "lifetime_epsilon_spent": self.ledger.epsilon_spent,
+                             "lifetime_epsilon_remaining": self.ledger.remaining(),
+                             "accountant": self.ledger.accountant}
         c = self.config
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
