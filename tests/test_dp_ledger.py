@@ -393,3 +393,30 @@ def test_dp_trainer_with_a_ledger_spends_the_table_budget(tmp_path):
         assert led.epsilon_spent <= 1.0
     with pytest.raises(ValueError, match="session"):
         DPTrainer(config, ledger=Ledger(TABLE, BUDGET))
+
+
+def test_concurrent_records_lose_nothing_and_never_overspend(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET, "pld") as led:
+        def spend(i):
+            try:
+                return led.record([rel(i, z=12.0)], f"s{i}")
+            except BudgetExceeded:
+                return None
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(spend, range(40)))
+        accepted = [r for r in results if r is not None]
+        assert 0 < len(accepted) < 40  # the budget ran out part-way
+        assert len(led.entries) == len(accepted) == len(read_ledger(path).entries)
+        assert led.epsilon_spent == pytest.approx(epsilon_of(led.releases, 1e-5, "pld"))
+        assert led.epsilon_spent <= 1.0
+
+
+def test_read_ledger_is_read_only(ledger_file):
+    snap = read_ledger(ledger_file)
+    with pytest.raises(LedgerError, match="read-only"):
+        snap.record([rel(3, z=50.0)], "s9")
+    assert len(read_ledger(ledger_file).entries) == len(snap.entries) == 2

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -148,6 +149,7 @@ class Ledger:
         self.accountant = check_accountant(accountant)
         self._entries: tuple[LedgerEntry, ...] = tuple(entries)
         self._outputs: dict = dict(outputs or {})
+        self._mutex = threading.RLock()  # server threads: check, write and update as one step
         self._epsilon = epsilon_of(self.releases, budget.delta, accountant)
 
     # --- reading -------------------------------------------------------------------------
@@ -229,20 +231,23 @@ class Ledger:
             if isinstance(r, Release) and r.sensitivity is None:
                 raise ValueError(f"ledger entries need the mechanism's sensitivity: release "
                                  f"{r.what}@round{r.round} has none")
-        after = self.check(releases)
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        entries = self._entries + tuple(LedgerEntry(session, r, now) for r in releases)
-        self._commit(entries, self._outputs, self.accountant)
-        self._entries, self._epsilon = entries, after
+        with self._mutex:
+            after = self.check(releases)
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            entries = self._entries + tuple(LedgerEntry(session, r, now) for r in releases)
+            self._commit(entries, self._outputs, self.accountant)
+            self._entries, self._epsilon = entries, after
         return after
 
     def store_output(self, name: str, value) -> None:
         """Keep a JSON-serialisable *output of recorded releases* (post-processing, e.g. DP
         standardization statistics) with the ledger, so later sessions reuse it for free."""
         _check_name("output name", name)
-        outputs = {**self._outputs, name: json.loads(json.dumps(value, allow_nan=False))}
-        self._commit(self._entries, outputs, self.accountant)
-        self._outputs = outputs
+        value = json.loads(json.dumps(value, allow_nan=False))
+        with self._mutex:
+            outputs = {**self._outputs, name: value}
+            self._commit(self._entries, outputs, self.accountant)
+            self._outputs = outputs
 
     def _commit(self, entries: tuple[LedgerEntry, ...], outputs: dict, accountant: str) -> None:
         """Persist a new state before it replaces the current one (nothing to do in memory)."""
@@ -340,16 +345,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+class _Snapshot(Ledger):
+    """A ledger file as read at one moment; it cannot record."""
+
+    def _commit(self, entries, outputs, accountant) -> None:
+        raise LedgerError("a ledger read with read_ledger() is a read-only snapshot; "
+                          "use open_ledger() to record")
+
+
 def read_ledger(path: str | os.PathLike) -> Ledger:
-    """A read-only, in-memory snapshot of a ledger file (no lock: writes are atomic renames),
-    e.g. for ``securegal ledger show``. Refuses what :func:`open_ledger` refuses."""
+    """A read-only snapshot of a ledger file (no lock: writes are atomic renames), e.g. for
+    ``securegal ledger show``. Refuses what :func:`open_ledger` refuses."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise LedgerError(f"ledger {path} does not exist") from None
     table, budget, accountant, entries, outputs = _decode(path, data)
-    return Ledger(table, budget, accountant, entries, outputs)
+    return _Snapshot(table, budget, accountant, entries, outputs)
 
 
 class FileLedger(Ledger):
