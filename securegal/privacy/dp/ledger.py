@@ -148,6 +148,9 @@ class Ledger:
         self.budget = budget
         self.accountant = check_accountant(accountant)
         self._entries: tuple[LedgerEntry, ...] = tuple(entries)
+        for e in self._entries:
+            if not isinstance(e, LedgerEntry):
+                raise TypeError(f"expected LedgerEntry, got {type(e).__name__}")
         self._outputs: dict = dict(outputs or {})
         self._mutex = threading.RLock()  # server threads: check, write and update as one step
         self._epsilon = epsilon_of(self.releases, budget.delta, accountant)
