@@ -27,7 +27,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...seam import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise
 from .mechanisms import GaussianNoise, clip_rows, release_rows
 
 
@@ -37,7 +38,7 @@ class DPGDConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     hidden: tuple[int, ...] = (32,)
     steps: int = 30               # full-batch DP-GD steps per round
     lr: float = 0.05              # Adam learning rate

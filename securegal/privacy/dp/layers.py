@@ -20,7 +20,8 @@ from ...errors import ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
 from ...seam import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise
 from .mechanisms import GaussianNoise, clip_rows
 from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
 from .trainer import DPConfig, DPTrainer, plan_noise
@@ -98,7 +99,7 @@ class LabelDPConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None  # tests and studies only
 
