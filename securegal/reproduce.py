@@ -15,8 +15,9 @@ import numpy as np
 from .errors import ConfigError
 from .learners.base import Learner
 from .messages import Payload, Setup
-from .parties.layers import PlainTrainer
-from .run import train
+
+# ``train`` and ``PlainTrainer`` are imported where they are used: they load torch, and
+# ``securegal reproduce --help`` reads this module's tables.
 
 METHODS = ("joint", "alone", "gal_uniform", "gal")
 METHOD_LABELS = {"joint": "Joint", "alone": "Alone", "gal_uniform": "GAL-uniform", "gal": "GAL"}
@@ -117,6 +118,8 @@ def _map(fn, jobs: list[tuple], workers: int, threads: int, progress, describe) 
 
 def table_run(e: Experiment, seed: int) -> dict:
     """One seed of one experiment: ``metrics.json`` content with all four methods."""
+    from .run import train
+
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed, baselines=True,
                  validation_fraction=0.0, learner_options=dict(e.learner_options))
 
@@ -142,6 +145,8 @@ class NoisyTrainer:
     """A feature party whose model outputs carry N(0, sigma^2) noise, at training and at inference."""
 
     def __init__(self, learner: Learner, sigma: float, seed: int):
+        from .parties.layers import PlainTrainer
+
         self.inner = PlainTrainer(learner)
         self.sigma = sigma
         self.rng = np.random.default_rng(seed)
@@ -163,6 +168,8 @@ class NoisyTrainer:
 
 def noisy_trainers(parties: int, sigma: float, seed: int):
     """A :data:`~securegal.federation.TrainerChoice` making parties M/2..M-1 noisy (the label owner is clean)."""
+    from .parties.layers import PlainTrainer
+
     noisy = set(range(parties - parties // 2, parties))
 
     def choose(name: str, index: int, learner: Learner):
@@ -200,6 +207,8 @@ class NoisyRow:
 
 def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
     """One seed of GAL with noisy parties and ``weighting`` learned or uniform."""
+    from .run import train
+
     choose, _ = noisy_trainers(e.parties, sigma, seed)
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed,
                  validation_fraction=0.0, trainers=choose, weighting=weighting,
