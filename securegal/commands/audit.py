@@ -62,6 +62,9 @@ def run(args) -> int:
     if args.sweep is not None:
         if args.runs:
             raise ConfigError("give RUN_DIRs or --sweep OUT, not both")
+        if args.parties < 2 or args.rounds < 1 or args.train_seed < 0:
+            raise ConfigError(f"the sweep needs --parties >= 2, --rounds >= 1 and --train-seed >= 0, got "
+                              f"{args.parties}, {args.rounds} and {args.train_seed}")
         from securegal.attacks.sweep import train_sweep
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,

@@ -39,8 +39,10 @@ def run(args) -> int:
     tables = rp.LINEAR_TABLE + (() if args.no_images else rp.IMAGE_TABLE)
     experiments = rp.select(tables, names)
     noisy = () if args.no_noisy else rp.select(rp.NOISY_TABLE, names)
-    if args.json is not None and args.json.exists() and args.json.is_dir():
-        raise ConfigError(f"--json {str(args.json)!r} is a directory")
+    if args.json is not None:
+        if args.json.is_dir():
+            raise ConfigError(f"--json {str(args.json)!r} is a directory")
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # fail before the runs, not after
     seeds = list(range(args.seeds))
 
     def progress(msg: str) -> None:
@@ -64,7 +66,6 @@ def run(args) -> int:
     if args.json is not None:
         from ..run import write_json_atomic
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json, {"seeds": seeds, "table": [r.as_dict() for r in rows],
                                       "noisy": {"sigma": args.sigma, "rows": [r.as_dict() for r in noisy_rows]},
                                       "acceptance": [c.__dict__ for c in checks]})

@@ -10,6 +10,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import ConfigError
+
 LOCAL_LOSSES = ("l2", "l1")
 
 
@@ -72,5 +74,5 @@ def check_fit_inputs(X: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def check_local_loss(local_loss: str) -> str:
     if local_loss not in LOCAL_LOSSES:
-        raise ValueError(f"unknown local loss {local_loss!r}; choose one of {LOCAL_LOSSES}")
+        raise ConfigError(f"unknown local loss {local_loss!r}; choose one of {LOCAL_LOSSES}")
     return local_loss

@@ -105,7 +105,7 @@ class LabelDPConfig:
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
         if not (math.isfinite(self.residual_clip) and self.residual_clip > 0):
-            raise ValueError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
+            raise ConfigError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
 
 
 # Replace-one-label sensitivity of an unclipped residual row when F does not depend on the label:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...errors import ConfigError, LayerMismatch
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
     scales_for_shares
@@ -52,16 +53,16 @@ class DPConfig:
         Budget(self.epsilon, self.delta)
         unknown = set(self.shares) - set(RELEASE_KINDS)
         if unknown or not {"gram", "stat"} <= set(self.shares):
-            raise ValueError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
-                             f"{sorted(self.shares)}")
+            raise ConfigError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
+                              f"{sorted(self.shares)}")
         for k, v in self.shares.items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
+                raise ConfigError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
         if not (self.shares["gram"] > 0 and self.shares["stat"] > 0):
-            raise ValueError("the 'gram' and 'stat' shares must be > 0")
+            raise ConfigError("the 'gram' and 'stat' shares must be > 0")
         DPRidge(self.feature_clip, self.residual_clip, self.intercept, self.lam)
         if not (math.isfinite(self.prediction_clip) and self.prediction_clip > 0):
-            raise ValueError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
+            raise ConfigError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
 
     @property
     def budget(self) -> Budget:
@@ -75,7 +76,7 @@ class DPConfig:
 def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
     """Noise multiplier per release kind for ``rounds`` rounds on ``n_rows`` rows.
 
-    Raises ValueError (before any data moves) for delta >= 1/n or a budget too small for the plan.
+    Raises ConfigError (before any data moves) for delta >= 1/n or a budget too small for the plan.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
@@ -105,7 +106,7 @@ class DPTrainer:
     def setup(self, X_train: np.ndarray, setup) -> None:
         """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
         if getattr(setup, "residuals", "plain") != "plain":
-            raise ValueError(
+            raise LayerMismatch(
                 f"DPTrainer needs plaintext residuals, the label owner asked for "
                 f"{setup.residuals!r}; with CKKS use CkksDPTrainer (securegal.privacy.hedp, "
                 "docs/privacy.md section 5b)")
