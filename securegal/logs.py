@@ -2,22 +2,25 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+class UTCFormatter(logging.Formatter):
+    """:data:`FORMAT` with UTC timestamps, so logs of parties in different time zones line up."""
+
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, DATE_FORMAT)
+
+
 def configure_logging(verbose: bool = False) -> None:
-    """Log to stderr as ``2026-01-02T03:04:05Z INFO securegal.network: message`` (UTC);
-    INFO and up with ``verbose``, else WARNING and up. Replaces earlier handlers of the root logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter(FORMAT, DATE_FORMAT)
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    """Log to stderr as ``2026-01-02T03:04:05Z INFO securegal.network: message``: INFO and up with
+    ``verbose``, else WARNING and up. Like :func:`logging.basicConfig`, it leaves a process whose
+    root logger already has handlers (an embedding application, pytest) alone."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(UTCFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])

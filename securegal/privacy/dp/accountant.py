@@ -23,6 +23,13 @@ from ...errors import BudgetExceeded, ConfigError
 
 ACCOUNTANTS = ("rdp", "prv")
 
+
+def check_accountant(name: str) -> str:
+    """``name`` when it is one of :data:`ACCOUNTANTS`; ConfigError (listing them) otherwise."""
+    if name not in ACCOUNTANTS:
+        raise ConfigError(f"unknown accountant {name!r}; choose one of {', '.join(ACCOUNTANTS)}")
+    return name
+
 # Opacus's default RDP orders, extended upwards so that small budgets (eps < 0.2 at delta=1e-5)
 # remain reachable; larger orders only ever tighten the RDP -> (eps, delta) conversion.
 # ``RDP_ORDERS`` is built on first use (module ``__getattr__``): Opacus imports torch.

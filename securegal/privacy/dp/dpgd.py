@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import ConfigError, LayerMismatch
 from ...parties.layers import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows, release_rows
 
 
@@ -49,6 +49,7 @@ class DPGDConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         for name in ("lr", "grad_clip", "residual_clip", "prediction_clip"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

@@ -20,7 +20,7 @@ from ...errors import ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
 from ...parties.layers import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
 from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
 from .trainer import DPConfig, DPTrainer, plan_noise
@@ -104,6 +104,7 @@ class LabelDPConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         if not (math.isfinite(self.residual_clip) and self.residual_clip > 0):
             raise ConfigError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
 

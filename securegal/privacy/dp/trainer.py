@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import ConfigError, LayerMismatch
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
-    scales_for_shares
+    check_accountant, scales_for_shares
 from .mechanisms import GaussianNoise, release_rows
 from .ridge import DPLinearModel, DPRidge
 
@@ -51,6 +51,7 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         unknown = set(self.shares) - set(RELEASE_KINDS)
         if unknown or not {"gram", "stat"} <= set(self.shares):
             raise ConfigError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
