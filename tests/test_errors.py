@@ -20,6 +20,7 @@ from securegal.errors import (
     error_from_reply,
     reply_code,
 )
+from securegal.core.assistance import l1_step
 from securegal.learners.registry import make_learner
 from securegal.messages import Setup
 
@@ -171,6 +172,7 @@ def _delta_above_one_over_n():
     (lambda: _clipped_ckks(-1.0), "residual_clip"),
     (_budget_too_small, "too small"),
     (_delta_above_one_over_n, "delta must be < 1/n"),
+    (lambda: l1_step(np.ones(3), np.ones(3), eta_max=math.inf), "eta_max"),
     (lambda: make_learner("linear", lam=0.0), "lam"),
     (lambda: make_learner("linear", local_loss="l3"), "local loss"),
     (lambda: make_learner("mlp", epochs=0), "epochs"),
