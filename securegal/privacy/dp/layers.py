@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -22,8 +22,10 @@ from ...messages import Payload, Setup
 from ...parties.layers import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
-from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
 from .trainer import DPConfig, DPTrainer, plan_noise
+
+if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
+    from .dpgd import DPGDConfig
 
 # Learners with a DP version: linear -> DP ridge; mlp -> full-batch DP-GD (securegal/privacy/dp/dpgd.py).
 DP_LEARNERS = ("linear", "mlp")
@@ -53,6 +55,8 @@ class DPTrainers:
         return config
 
     def _dpgd_config(self, name: str, hidden: tuple[int, ...] = (32,)) -> DPGDConfig:
+        from .dpgd import DPGDConfig
+
         c = self.config_for(name)
         return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
                           prediction_clip=c.prediction_clip, seed=c.seed)
@@ -66,10 +70,12 @@ class DPTrainers:
         for name in party_names:
             try:
                 if learner == "mlp":
+                    from .dpgd import plan_dpgd_noise
+
                     plan_dpgd_noise(self._dpgd_config(name), n_train, rounds)
                 else:
                     plan_noise(self.config_for(name), n_train, rounds)
-            except ValueError as exc:
+            except ConfigError as exc:
                 raise ConfigError(f"party {name!r}: {exc}") from exc
 
     def __call__(self, name: str, index: int, learner: Learner):
@@ -80,6 +86,8 @@ class DPTrainers:
 
         def factory(setup: Setup):
             if kind == "mlp":
+                from .dpgd import DPGDTrainer
+
                 trainer = DPGDTrainer(self._dpgd_config(name, getattr(learner, "hidden", (32,))))
             else:
                 trainer = DPTrainer(self.config_for(name))
