@@ -10,7 +10,9 @@ Exit codes:
 - 0: success.
 - 1: internal error (a bug, e.g. an unexpected TypeError): one line on stderr naming the exception;
   the traceback goes to the log on stderr with ``-v``, otherwise to a file
-  ``securegal-error-*.log`` in the temporary directory, whose path the line gives.
+  ``securegal-error-*.log`` in the temporary directory, whose path the line gives. A party that
+  answers ``internal`` (:class:`~securegal.errors.InternalError`) is one too; its own log has
+  the traceback.
 - 2: invalid input or settings: one line ``securegal: error: ...``, no traceback. This covers
   securegal's own errors (:class:`~securegal.errors.SecuregalError`: bad settings, a refused
   protocol message, a party that refused or did not answer) and operating-system errors on a
@@ -32,7 +34,7 @@ import traceback
 from typing import Iterable, Sequence
 
 from . import __version__
-from .errors import SecuregalError
+from .errors import InternalError, SecuregalError
 from .logs import configure_logging
 
 # Subcommand -> one-line summary. Each module defines ``add_parser(subparsers)``, which sets
@@ -143,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         return int(args.func(args) or EXIT_OK)
+    except InternalError as exc:  # a party's bug, which it reported; the traceback is in its log
+        return _fail(f"securegal: internal error: {exc}", EXIT_INTERNAL)
     except SecuregalError as exc:
         return _fail(f"securegal: error: {exc}")
     except OSError as exc:

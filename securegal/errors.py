@@ -4,17 +4,17 @@ Every class is a ``ValueError`` or ``RuntimeError`` subclass so that generic cal
 and every message names the bad value. Each class carries the ``code`` a party puts in its
 ``ErrorReply`` when it refuses a request for that reason:
 
-=================  =======================  ==================================================
-code               class                    meaning
-=================  =======================  ==================================================
-invalid            :class:`ConfigError`     a setting or input is invalid
-protocol           :class:`ProtocolError`   a message is malformed, out of order or unexpected
-layer_mismatch     :class:`LayerMismatch`   the two sides run different privacy layers
-budget_exceeded    :class:`BudgetExceeded`  the release would overspend the privacy budget
-policy             :class:`PolicyRefused`   the party's own policy forbids the request
-unavailable        :class:`PartyUnavailable` the party (or one it depends on) cannot answer
-internal           :class:`InternalError`   an unexpected failure; details stay in its log
-=================  =======================  ==================================================
+===============  =========================  ==================================================
+code             class                      meaning
+===============  =========================  ==================================================
+invalid          :class:`ConfigError`       a setting or input is invalid
+protocol         :class:`ProtocolError`     a message is malformed, out of order or unexpected
+layer_mismatch   :class:`LayerMismatch`     the two sides run different privacy layers
+budget_exceeded  :class:`BudgetExceeded`    the release would overspend the privacy budget
+policy           :class:`PolicyRefused`     the party's own policy forbids the request
+unavailable      :class:`PartyUnavailable`  the party (or one it depends on) cannot answer
+internal         :class:`InternalError`     an unexpected failure; details stay in its log
+===============  =========================  ==================================================
 
 A party turns an exception into a code with :func:`reply_code`; the label owner turns a received
 ``ErrorReply`` back into an exception with :func:`error_from_reply`, which is a

@@ -202,6 +202,14 @@ def test_unexpected_errors_are_internal_exit_1_with_the_traceback_in_a_file(exc,
     assert log.startswith("Traceback") and type(exc).__name__ in log
 
 
+def test_a_partys_internal_error_is_internal_too(monkeypatch, capsys):
+    from securegal.errors import error_from_reply
+
+    exc = error_from_reply("party1", "internal", "internal error (TypeError); see the party's log")
+    assert main(_patch_run(monkeypatch, exc)) == 1
+    assert capsys.readouterr().err.splitlines() == [f"securegal: internal error: {exc}"]
+
+
 def test_internal_error_with_verbose_logs_the_traceback(monkeypatch, capsys, caplog):
     with caplog.at_level(logging.ERROR, logger="securegal.cli"):
         assert main(_patch_run(monkeypatch, TypeError("boom")) + ["-v"]) == 1
