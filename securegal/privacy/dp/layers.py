@@ -153,7 +153,7 @@ class LabelDPResiduals:
         self.sensitivity = min(2.0 * self.config.residual_clip, _LOSS_SENSITIVITY[loss_name])
         try:
             z = calibrate_noise([PlannedRelease("residuals", steps=rounds)], budget, self.config.accountant)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise ConfigError(f"label owner: {exc}") from exc
         self.accountant = PrivacyAccountant(budget, self.config.accountant, n_train)
         self.accountant.noise_multipliers["residuals"] = z
