@@ -7,17 +7,19 @@ every prediction they release and compares learned with uniform assistance weigh
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ConfigError
-from .learners.base import Learner
-from .messages import Payload, Setup
 
-# ``train`` and ``PlainTrainer`` are imported where they are used: they load torch, and
-# ``securegal reproduce --help`` reads this module's tables.
+# ``securegal reproduce --help`` reads this module's tables, so numpy, ``train`` and
+# ``PlainTrainer`` (torch) are imported where they are used.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .learners.base import Learner
+    from .messages import Payload, Setup
 
 METHODS = ("joint", "alone", "gal_uniform", "gal")
 METHOD_LABELS = {"joint": "Joint", "alone": "Alone", "gal_uniform": "GAL-uniform", "gal": "GAL"}
@@ -67,7 +69,7 @@ class Row:
     seconds: float
 
     def mean(self, method: str) -> float:
-        return float(np.mean(self.scores[method]))
+        return statistics.fmean(self.scores[method])
 
     def as_dict(self) -> dict:
         e = self.experiment
@@ -76,7 +78,7 @@ class Row:
                 "metric": self.metric, "seconds": round(self.seconds, 1),
                 "scores": self.scores,
                 "mean": {m: self.mean(m) for m in self.scores},
-                "std": {m: float(np.std(v)) for m, v in self.scores.items()},
+                "std": {m: statistics.pstdev(v) for m, v in self.scores.items()},
                 "paper": PAPER.get(e.dataset, {})}
 
 
@@ -149,6 +151,8 @@ class NoisyTrainer:
 
         self.inner = PlainTrainer(learner)
         self.sigma = sigma
+        import numpy as np
+
         self.rng = np.random.default_rng(seed)
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
@@ -218,6 +222,8 @@ def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
 def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], None] | None = None,
               workers: int = 1, threads: int = 1) -> list[NoisyRow]:
     """GAL with learned and with uniform weights when half the feature parties are noisy."""
+    import numpy as np
+
     jobs = [(e, seed, sigma, weighting) for e in experiments for seed in seeds for weighting in ("learned", "uniform")]
 
     def describe(job, m):
@@ -235,7 +241,7 @@ def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], 
 
 
 def _ms(values) -> str:
-    return f"{np.mean(values):.2f} ({np.std(values):.2f})"
+    return f"{statistics.fmean(values):.2f} ({statistics.pstdev(values):.2f})"
 
 
 def _paper(dataset: str, method: str) -> str:
@@ -305,7 +311,7 @@ def acceptance(rows: list[Row], noisy_rows: list[NoisyRow]) -> list[Check]:
         noisy_w, clean_w = nr.weight_summary()
         checks.append(Check(f"noisy {nr.experiment.dataset}: mean learned weight of a noisy party", noisy_w,
                             f"<= 0.05 (uniform {1 / nr.experiment.parties:.3f}, paper ~0.02)", noisy_w <= 0.05))
-        learned, uniform = float(np.mean(nr.learned)), float(np.mean(nr.uniform))
+        learned, uniform = statistics.fmean(nr.learned), statistics.fmean(nr.uniform)
         better = learned < uniform if nr.metric == "mad" else learned > uniform
         checks.append(Check(f"noisy {nr.experiment.dataset}: learned - uniform", learned - uniform,
                             "< 0" if nr.metric == "mad" else "> 0", better))

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+
+# numpy, scikit-learn and mlxtend are imported by the loaders: the command line's help reads
+# :data:`DATASETS` and should not pay for them.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,16 @@ class Dataset:
 
 
 def _classification(name, X, y, image_shape=None) -> Dataset:
+    import numpy as np
+
     _, y = np.unique(y, return_inverse=True)
     return Dataset(name, np.asarray(X, dtype=np.float64), y.astype(np.int64), "classification", "cross_entropy",
                    int(y.max()) + 1, image_shape)
 
 
 def _regression(name, X, y, loss="l1") -> Dataset:
+    import numpy as np
+
     return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), "regression", loss)
 
 
@@ -108,6 +116,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
 
     ``task`` defaults to classification when the target holds at most 20 distinct integers.
     """
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"CSV file {str(path)!r} does not exist")
@@ -131,7 +141,7 @@ def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
                     v = float(cell)
                 except ValueError:
                     raise ConfigError(f"{path}:{lineno}: column {col!r} holds non-numeric value {cell!r}") from None
-                if not np.isfinite(v):
+                if not math.isfinite(v):
                     raise ConfigError(f"{path}:{lineno}: column {col!r} holds {cell!r}; missing or infinite values are not allowed")
                 values.append(v)
             rows.append(values)
