@@ -22,9 +22,7 @@ def _argv(command: str) -> list[str]:
     return [command, *nested.get(command, [])]
 
 
-@pytest.mark.parametrize("argv", [pytest.param([], id="securegal")] + [
-    pytest.param(_argv(c), id=c, marks=pytest.mark.xfail(reason="train.py made lazy in the redesign", strict=False)
-                 if c == "train" else ()) for c in COMMANDS])
+@pytest.mark.parametrize("argv", [pytest.param([], id="securegal")] + [pytest.param(_argv(c), id=c) for c in COMMANDS])
 def test_help_starts_fast(benchmark, argv):
     def run():
         subprocess.run([*COMMAND, *argv, "--help"], check=True, stdout=subprocess.DEVNULL)

@@ -50,9 +50,7 @@ def _help_in_fresh_process(command: str) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("command", [
-    pytest.param(c, marks=pytest.mark.xfail(reason="train.py made lazy in the redesign", strict=False))
-    if c == "train" else c for c in COMMANDS])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_command_help_imports_no_heavy_module(command):
     result = _help_in_fresh_process(command)
     assert result["heavy"] == []

@@ -71,7 +71,7 @@ def _setup(residuals, n=40, **options):
 
 
 def _plain_trainer():
-    from securegal.parties.layers import PlainTrainer
+    from securegal.privacy.plain import PlainTrainer
 
     return PlainTrainer(make_learner("linear"))
 
@@ -103,7 +103,7 @@ def _dpgd_trainer():
 
 @pytest.mark.parametrize("make,wrong", [
     pytest.param(_plain_trainer, "ckks", marks=pytest.mark.xfail(
-        reason="parties/layers.py (the lead's) raises LayerMismatch in the redesign", strict=False)),
+        reason="privacy/plain.py (the lead's) raises LayerMismatch in the redesign", strict=False)),
     (_ckks_trainer, "plain"), (_ckks_dp_trainer, "plain"), (_dp_trainer, "ckks"), (_dpgd_trainer, "ckks"),
 ])
 def test_wrong_residual_mode_raises_layer_mismatch(make, wrong, rng):

@@ -65,7 +65,7 @@ def run(args) -> int:
         if args.parties < 2 or args.rounds < 1 or args.train_seed < 0:
             raise ConfigError(f"the sweep needs --parties >= 2, --rounds >= 1 and --train-seed >= 0, got "
                               f"{args.parties}, {args.rounds} and {args.train_seed}")
-        from securegal.attacks.sweep import train_sweep
+        from securegal.experiments.sweep import train_sweep
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
                                 parties=args.parties, rounds=args.rounds, seed=args.train_seed,

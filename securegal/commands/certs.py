@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..certs import init_federation
+    from ..transport.certs import init_federation
 
     if args.days < 1:
         raise ConfigError(f"--days must be >= 1, got {args.days}")

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    from .. import reproduce as rp
+    from ..experiments import reproduce as rp
 
     p = sub.add_parser("reproduce", description="Reproduce the GAL paper's tables (Joint, Alone, GAL-uniform, "
                        "GAL; final-round test scores) and the noisy-party experiment.")
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import reproduce as rp
+    from ..experiments import reproduce as rp
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
@@ -64,7 +64,7 @@ def run(args) -> int:
     print(rp.format_checks(checks))
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json is not None:
-        from ..run import write_json_atomic
+        from ..files import write_json_atomic
 
         write_json_atomic(args.json, {"seeds": seeds, "table": [r.as_dict() for r in rows],
                                       "noisy": {"sigma": args.sigma, "rows": [r.as_dict() for r in noisy_rows]},

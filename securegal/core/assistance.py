@@ -12,7 +12,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
 from ..errors import ConfigError
-from ..learners.base import check_local_loss
+from .losses import check_local_loss
 
 
 def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import ConfigError, LayerMismatch
-from ...parties.layers import plain_array
+from ...seam import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
     check_accountant, scales_for_shares
 from .mechanisms import GaussianNoise, release_rows

@@ -11,15 +11,15 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # ``securegal reproduce --help`` reads this module's tables, so numpy, ``train`` and
 # ``PlainTrainer`` (torch) are imported where they are used.
 if TYPE_CHECKING:
     import numpy as np
 
-    from .learners.base import Learner
-    from .messages import Payload, Setup
+    from ..learners.base import Learner
+    from ..messages import Payload, Setup
 
 METHODS = ("joint", "alone", "gal_uniform", "gal")
 METHOD_LABELS = {"joint": "Joint", "alone": "Alone", "gal_uniform": "GAL-uniform", "gal": "GAL"}
@@ -120,7 +120,7 @@ def _map(fn, jobs: list[tuple], workers: int, threads: int, progress, describe) 
 
 def table_run(e: Experiment, seed: int) -> dict:
     """One seed of one experiment: ``metrics.json`` content with all four methods."""
-    from .run import train
+    from ..run import train
 
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed, baselines=True,
                  validation_fraction=0.0, learner_options=dict(e.learner_options))
@@ -147,7 +147,7 @@ class NoisyTrainer:
     """A feature party whose model outputs carry N(0, sigma^2) noise, at training and at inference."""
 
     def __init__(self, learner: Learner, sigma: float, seed: int):
-        from .parties.layers import PlainTrainer
+        from ..privacy.plain import PlainTrainer
 
         self.inner = PlainTrainer(learner)
         self.sigma = sigma
@@ -172,7 +172,7 @@ class NoisyTrainer:
 
 def noisy_trainers(parties: int, sigma: float, seed: int):
     """A :data:`~securegal.federation.TrainerChoice` making parties M/2..M-1 noisy (the label owner is clean)."""
-    from .parties.layers import PlainTrainer
+    from ..privacy.plain import PlainTrainer
 
     noisy = set(range(parties - parties // 2, parties))
 
@@ -211,7 +211,7 @@ class NoisyRow:
 
 def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
     """One seed of GAL with noisy parties and ``weighting`` learned or uniform."""
-    from .run import train
+    from ..run import train
 
     choose, _ = noisy_trainers(e.parties, sigma, seed)
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed,
