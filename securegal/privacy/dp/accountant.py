@@ -17,8 +17,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
-
 from ...errors import BudgetExceeded, ConfigError
 
 ACCOUNTANTS = ("rdp", "prv")
@@ -127,6 +125,7 @@ def epsilon_of(releases: Iterable[Release], delta: float, accountant: str = "rdp
         return 0.0
     if accountant not in ACCOUNTANTS:
         raise ConfigError(f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
+    import numpy as np
     from opacus.accountants import PRVAccountant, RDPAccountant
 
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
