@@ -19,14 +19,26 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-import numpy as np
-from opacus.accountants import PRVAccountant, RDPAccountant
-
-from ...errors import BudgetExceeded
+from ...errors import BudgetExceeded, ConfigError
 
 # Opacus's default RDP orders, extended upwards so that small budgets (eps < 0.2 at delta=1e-5)
 # remain reachable; larger orders only ever tighten the RDP -> (eps, delta) conversion.
-RDP_ORDERS = tuple(RDPAccountant.DEFAULT_ALPHAS) + (80, 96, 128, 160, 192, 256)
+# ``RDP_ORDERS`` is built on first use (module ``__getattr__``): Opacus imports torch, and the
+# command line imports this module for its help text.
+EXTRA_RDP_ORDERS = (80, 96, 128, 160, 192, 256)
+
+
+def rdp_orders() -> tuple[float, ...]:
+    """The RDP orders the ``rdp`` accountant minimises over (Opacus's defaults + EXTRA_RDP_ORDERS)."""
+    from opacus.accountants import RDPAccountant
+
+    return tuple(RDPAccountant.DEFAULT_ALPHAS) + EXTRA_RDP_ORDERS
+
+
+def __getattr__(name: str):
+    if name == "RDP_ORDERS":
+        return rdp_orders()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Largest noise multiplier calibration will consider before declaring a budget too small.
 MAX_NOISE_MULTIPLIER = 1e4
@@ -42,7 +54,7 @@ def _check_number(name: str, value: float, *, low: float, high: float = math.inf
     if not (math.isfinite(value) and ok_low and ok_high):
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be finite and in {lo}{low}, {high}{hi}, got {value!r}")
+        raise ConfigError(f"{name} must be finite and in {lo}{low}, {high}{hi}, got {value!r}")
     return value
 
 
@@ -50,7 +62,7 @@ def _check_int(name: str, value: int, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+        raise ConfigError(f"{name} must be >= {low}, got {value}")
     return value
 
 
@@ -106,18 +118,22 @@ class Budget:
         """Refuse a delta that is not below 1/n (it would allow releasing a whole row)."""
         _check_int("n_rows", n_rows, 1)
         if not self.delta < 1.0 / n_rows:
-            raise ValueError(f"delta must be < 1/n = {1.0 / n_rows:.3g} for n={n_rows} rows, "
+            raise ConfigError(f"delta must be < 1/n = {1.0 / n_rows:.3g} for n={n_rows} rows, "
                              f"got delta={self.delta!r}")
         return self
 
 
 def _rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+
     acc = RDPAccountant()
     acc.history = history
-    return float(acc.get_epsilon(delta=delta, alphas=list(RDP_ORDERS)))
+    return float(acc.get_epsilon(delta=delta, alphas=list(rdp_orders())))
 
 
 def _prv_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    from opacus.accountants import PRVAccountant
+
     acc = PRVAccountant()
     acc.history = history
     return float(acc.get_epsilon(delta=delta))
@@ -161,9 +177,9 @@ DEFAULT_ACCOUNTANT = "pld"
 
 
 def check_accountant(accountant: str) -> str:
-    """Return ``accountant`` if it is registered; ValueError naming the choices otherwise."""
+    """Return ``accountant`` if it is registered; ConfigError naming the choices otherwise."""
     if accountant not in _EPSILON:
-        raise ValueError(f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
+        raise ConfigError(f"unknown accountant {accountant!r}; choose one of {', '.join(ACCOUNTANTS)}")
     return accountant
 
 
@@ -174,6 +190,8 @@ def epsilon_of(releases: Iterable[Release], delta: float,
     history = [(r.noise_multiplier, r.sample_rate, r.steps) for r in releases]
     if not history:
         return 0.0
+    import numpy as np
+
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
         # Opacus warns when the best RDP order is the largest one (very large noise), and its
         # PRV code takes log(1 - q) = log(0) for full-batch releases; both are benign here.
@@ -315,7 +333,7 @@ def calibrate_noise(plan: Sequence[PlannedRelease], budget: Budget,
     """Smallest ``z`` (to ``rel_tol``) such that ``spent`` plus every planned release at noise
     multiplier ``z * scale`` fits in ``budget``; the returned ``z`` never overshoots it.
 
-    Raises ValueError when even ``max_noise_multiplier`` cannot fit the plan (budget too small).
+    Raises ConfigError when even ``max_noise_multiplier`` cannot fit the plan (budget too small).
     """
     if not plan:
         raise ValueError("calibrate_noise needs at least one planned release")
@@ -327,7 +345,7 @@ def calibrate_noise(plan: Sequence[PlannedRelease], budget: Budget,
     target = budget.epsilon
     eps_max = eps(max_noise_multiplier)
     if not eps_max <= target:
-        raise ValueError(
+        raise ConfigError(
             f"budget epsilon={target:g}, delta={budget.delta:g} is too small for the planned "
             f"releases ({', '.join(p.what for p in plan)}): even noise multiplier "
             f"{max_noise_multiplier:g} gives epsilon={eps_max:.4g} ({accountant})")

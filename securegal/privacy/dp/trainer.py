@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...errors import ConfigError, LayerMismatch
 from ...seam import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
-    calibrate_noise, epsilon_of, scales_for_shares
+    calibrate_noise, check_accountant, epsilon_of, scales_for_shares
 from .ledger import Ledger, calibrate_session
 from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity, release_rows, \
     statistic_sensitivity
@@ -52,18 +53,19 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         unknown = set(self.shares) - set(RELEASE_KINDS)
         if unknown or not {"gram", "stat"} <= set(self.shares):
-            raise ValueError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
-                             f"{sorted(self.shares)}")
+            raise ConfigError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
+                              f"{sorted(self.shares)}")
         for k, v in self.shares.items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
+                raise ConfigError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
         if not (self.shares["gram"] > 0 and self.shares["stat"] > 0):
-            raise ValueError("the 'gram' and 'stat' shares must be > 0")
+            raise ConfigError("the 'gram' and 'stat' shares must be > 0")
         DPRidge(self.feature_clip, self.residual_clip, self.intercept, self.lam)
         if not (math.isfinite(self.prediction_clip) and self.prediction_clip > 0):
-            raise ValueError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
+            raise ConfigError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
 
     @property
     def budget(self) -> Budget:
@@ -93,7 +95,7 @@ def release_plan(config: DPConfig, rounds: int) -> list[PlannedRelease]:
 def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
     """Noise multiplier per release kind for ``rounds`` rounds on ``n_rows`` rows.
 
-    Raises ValueError (before any data moves) for delta >= 1/n or a budget too small for the plan.
+    Raises ConfigError (before any data moves) for delta >= 1/n or a budget too small for the plan.
     """
     plan = release_plan(config, rounds)
     budget = config.budget.check_rows(n_rows)
@@ -147,7 +149,7 @@ class DPTrainer:
     def setup(self, X_train: np.ndarray, setup) -> None:
         """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
         if getattr(setup, "residuals", "plain") != "plain":
-            raise ValueError(
+            raise LayerMismatch(
                 f"DPTrainer needs plaintext residuals, the label owner asked for "
                 f"{setup.residuals!r}; with CKKS use CkksDPTrainer (securegal.privacy.hedp, "
                 "docs/privacy.md section 5b)")
