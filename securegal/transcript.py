@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import ConfigError
+from .files import private_dir, private_open
 from .messages import Envelope, Payload
 from .wire.codec import decode
 
@@ -40,12 +41,13 @@ class TranscriptWriter:
 
     def __init__(self, directory: Path | str, party: str):
         self.party = check_party_name(party)
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._data = open(self.directory / DATA, "ab")
-        self._index = open(self.directory / INDEX, "a", encoding="utf-8")
+        self.directory = private_dir(directory)
+        # Appending after a resume: seq goes on from the records already there (it never restarts).
+        index = self.directory / INDEX
+        self._count = sum(1 for _ in index.open(encoding="utf-8")) if index.exists() else 0
+        self._data = private_open(self.directory / DATA, "ab")
+        self._index = private_open(index, "a", encoding="utf-8")
         self._offset = self._data.tell()
-        self._count = 0
 
     def record(self, direction: str, raw: bytes, envelope: Envelope) -> None:
         if direction not in DIRECTIONS:
@@ -113,6 +115,11 @@ class Transcript:
         return [(r, p) for r, p in self.payloads(kind, direction) if isinstance(p, np.ndarray)]
 
     @property
+    def sessions(self) -> tuple[str, ...]:
+        """The session IDs this transcript holds, in the order they first appear."""
+        return tuple(dict.fromkeys(rec.session for rec in self.records))
+
+    @property
     def bytes_sent(self) -> int:
         return sum(len(r.raw) for r in self.select(direction="sent"))
 
@@ -151,4 +158,13 @@ def read_transcripts(run_dir: Path | str) -> dict[str, Transcript]:
     root = Path(run_dir) / "transcripts"
     if not root.is_dir():
         raise ConfigError(f"{run_dir} has no transcripts/ directory")
-    return {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    views = {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    sessions: dict[str, list[str]] = {}
+    for name, view in views.items():
+        for session in view.sessions:
+            sessions.setdefault(session, []).append(name)
+    if len(sessions) > 1:  # e.g. a party's transcript that kept an earlier run's session
+        listed = "; ".join(f"{s}: {', '.join(names)}" for s, names in sessions.items())
+        raise ConfigError(f"the transcripts under {root} mix {len(sessions)} sessions ({listed}); an audit reads "
+                          "one session: give each run its own transcript directory")
+    return views

@@ -19,23 +19,28 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (crypto, psi)")
+    p = sub.add_parser("bench", description="Benchmarks that run from the command line.")
     what = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     c = what.add_parser("crypto", help="per-round cost of plaintext, CKKS and Paillier residuals",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
-    c.add_argument("--sizes", type=_size, nargs="+", help="(n, p) pairs as NxP (default: 4096x8 4096x32 16384x32 65536x16)")
-    c.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
-    c.add_argument("--paillier-n", type=int, default=64,
+                        description="Time one GAL round of one party with plaintext, CKKS and Paillier "
+                                    "residuals, at several sizes.")
+    c.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
+    c.add_argument("--sizes", type=_size, nargs="+", metavar="NxP",
+                   help="rows x features to measure (default: 4096x8 4096x32 16384x32 65536x16)")
+    c.add_argument("--repeats", type=int, default=5, metavar="N", help="timed repetitions (median reported)")
+    c.add_argument("--paillier-n", type=int, default=64, metavar="N",
                    help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier)")
     c.set_defaults(func=run)
-    s = what.add_parser("psi", help="ECDH private set intersection, n IDs per side (each size in a fresh process)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--sizes", type=_count, nargs="+", default=[10_000, 100_000, 1_000_000],
-                   help="IDs per side (10k, 1M and 1_000_000 forms are accepted)")
-    s.add_argument("--processes", type=_count, default=2, help="worker processes shared by both roles")
-    s.add_argument("--overlap", type=float, default=0.8, help="fraction of IDs both sides hold")
-    s.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    s = what.add_parser("psi", help="private set intersection at 10k, 100k and 1M IDs per side",
+                        description="Time ECDH private set intersection between a label owner and one "
+                                    "feature party, each size in a fresh process, with peak memory.")
+    s.add_argument("--sizes", type=_count, nargs="+", default=[10_000, 100_000, 1_000_000], metavar="N",
+                   help="IDs per side; 100k, 1M and 1_000_000 forms are accepted (default: 10k 100k 1M)")
+    s.add_argument("--processes", type=_count, default=2, metavar="N",
+                   help="worker processes shared by both roles (default: 2)")
+    s.add_argument("--overlap", type=float, default=0.8, metavar="F",
+                   help="fraction of IDs both sides hold (default: 0.8)")
+    s.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
     s.set_defaults(func=run_psi)
 
 

@@ -2,7 +2,7 @@
 
 Used by ``make network-demo``, the multi-process tests and the network benchmarks:
 
-    python -m securegal.localnet --dataset breast_cancer --parties 4 --rounds 10 --out runs/network-demo
+    python -m securegal.deploy.localnet --dataset breast_cancer --parties 4 --rounds 10 --out runs/network-demo
 
 makes fresh certificates, writes one ``party.toml`` per feature party and a ``federation.toml``
 for the label owner (in ``<out>/config``), starts the feature parties (``securegal party
@@ -12,60 +12,46 @@ every process it started and exits with the label owner's exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from .certs import init_federation
-from .errors import ConfigError
+from ..errors import ConfigError, PartyUnavailable, SecuregalError
+from ..files import private_dir
+from ..transport.certs import init_federation
+from .config import dump
 
 LABEL_OWNER = "alice"
 READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
 
-def _q(value) -> str:
-    """A TOML scalar (JSON strings are valid TOML basic strings)."""
-    return json.dumps(str(value)) if isinstance(value, (str, Path)) else json.dumps(value)
-
-
-def _tls(certs: Path | None, name: str) -> str:
+def _tls(certs: Path | None, name: str) -> dict:
     if certs is None:
-        return "[tls]\ninsecure = true\n"
-    return f"[tls]\ncert = {_q(certs / f'{name}.pem')}\nkey = {_q(certs / f'{name}.key')}\nca = {_q(certs / 'ca.pem')}\n"
+        return {"insecure": True}
+    return {"cert": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key"), "ca": str(certs / "ca.pem")}
 
 
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
                  listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain",
                  privacy: dict | None = None) -> str:
     """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``)."""
-    lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
-    if transcripts is not None:
-        lines.append(f"transcripts = {_q(transcripts)}")
-    lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
-    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}",
-              "", "[privacy]", f"residuals = {_q(residuals)}"]
-    lines += [f"{k} = {_q(v)}" for k, v in (privacy or {}).items()] + [""]
-    if limits:
-        lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
-    return "\n".join(lines) + _tls(certs, name)
+    return dump({"name": name, "label_owner": LABEL_OWNER, "listen": listen, "transcripts": transcripts,
+                 "data": data, "learner": {"name": "linear", "seed": learner_seed},
+                 "privacy": {"residuals": residuals, **(privacy or {})}, "limits": limits,
+                 "tls": _tls(certs, name)})
 
 
 def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
-                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain",
+                      min_parties: int | None = None, transport: dict | None = None, residuals: str = "plain",
                       extra: dict | None = None) -> str:
-    """A ``federation.toml``; ``extra`` adds top-level keys (e.g. ``eta``, ``residual_clip``)."""
-    lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
-             f"residuals = {_q(residuals)}", *(f"{k} = {_q(v)}" for k, v in (extra or {}).items()),
-             f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
-    if transport:
-        lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
-    lines.append(_tls(certs, LABEL_OWNER))
-    for name, address in peers.items():
-        lines += ["[[party]]", f"name = {_q(name)}", f"address = {_q(address)}", ""]
-    return "\n".join(lines)
+    """A ``federation.toml``; ``extra`` adds keys (e.g. ``eta``, ``residual_clip``, a ``label_dp`` table)."""
+    return dump({"name": LABEL_OWNER, "seed": seed, "rounds": rounds, "min_parties": min_parties,
+                 "residuals": residuals, **(extra or {}), "out": out, "data": data, "transport": transport,
+                 "tls": _tls(certs, LABEL_OWNER),
+                 "party": [{"name": n, "address": a} for n, a in peers.items()]})
 
 
 def securegal_command(*args: str) -> list[str]:
@@ -95,7 +81,9 @@ class LocalFederation:
         self.rounds, self.seed, self.min_parties = rounds, seed, min_parties
         self.label_owner_data = label_owner_data or {"dataset": dataset}
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
-        self.certs = None if insecure else self.workdir / "certs"
+        # Demo keys live in their own, clearly named folder beside the workdir, never under the
+        # results, and are removed when the federation stops.
+        self.certs = None if insecure else self.workdir.parent / f"{self.workdir.name}.DEMO-CERTS-delete-me"
         self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
         self.ready_timeout, self.residuals = ready_timeout, residuals
         self.privacy, self.federation_extra = privacy, federation_extra  # every party's [privacy] DP keys
@@ -104,8 +92,16 @@ class LocalFederation:
         self.federation_toml = self.config_dir / "federation.toml"
 
     def start(self) -> "LocalFederation":
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "LocalFederation":
+        private_dir(self.config_dir)
         if self.certs is not None:
+            shutil.rmtree(self.certs, ignore_errors=True)
             init_federation(self.certs, [LABEL_OWNER, *self.names])
         for i, name in enumerate(self.names, 1):
             path = self.config_dir / f"{name}.toml"
@@ -138,8 +134,7 @@ class LocalFederation:
         proc = self.processes[name]
         line = _readline(proc, self.ready_timeout)
         if not line.startswith(f"party {name} serving on port "):
-            self.stop()
-            raise RuntimeError(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
+            raise PartyUnavailable(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
         port = int(line.split("serving on port ")[1].split()[0])
         self.addresses[name] = f"127.0.0.1:{port}"
         return self.addresses[name]
@@ -180,6 +175,8 @@ class LocalFederation:
                 codes[name] = proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        if self.certs is not None:
+            shutil.rmtree(self.certs, ignore_errors=True)
         return codes
 
     def __enter__(self) -> "LocalFederation":
@@ -205,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", "-T", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/network-demo"))
-    p.add_argument("--workdir", type=Path, help="certificates, configs and logs (default <out>/federation)")
+    p.add_argument("--workdir", type=Path, help="configs and logs (default <out>.federation, beside the results; "
+                   "demo certificates go to <workdir>.DEMO-CERTS-delete-me and are removed at the end)")
     p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
                    help="plain, or CKKS-encrypted under the label owner's key")
     p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
@@ -214,15 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
     # DP parties on CKKS rely on the label owner's declared residual clip (docs/privacy.md 5b)
     extra = {"residual_clip": 1.0} if privacy and args.residuals == "ckks" else None
-    workdir = args.workdir or args.out / "federation"
-    if workdir.exists() and any(workdir.iterdir()):
-        raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates")
-    with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed, dataset=args.dataset,
-                         out=args.out, residuals=args.residuals, privacy=privacy, federation_extra=extra) as fed:
-        owner = fed.label_owner("--overwrite")
-        code = owner.wait()
-        print((workdir / "alice.log").read_text(), end="")
-        party_codes = fed.stop(grace=60.0)
+    workdir = args.workdir or args.out.with_name(args.out.name + ".federation")
+    try:
+        if workdir.exists() and any(workdir.iterdir()):
+            raise ConfigError(f"{workdir} is not empty; remove it for a fresh federation")
+        with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed,
+                             dataset=args.dataset, out=args.out, residuals=args.residuals, privacy=privacy,
+                             federation_extra=extra) as fed:
+            owner = fed.label_owner("--overwrite")
+            code = owner.wait()
+            print((workdir / "alice.log").read_text(), end="")
+            party_codes = fed.stop(grace=60.0)
+    except SecuregalError as exc:
+        print(f"securegal localnet: error: {exc}", file=sys.stderr)
+        return 2
     print(f"feature parties exited with {party_codes}; label owner with {code}")
     return code or max(party_codes.values(), default=0)
 
