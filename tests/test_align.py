@@ -51,6 +51,7 @@ def test_intersection_equals_pandas_merge(owner_ids, data):
     party_ids = data.draw(st.permutations(party_ids)) if party_ids else [kind()]
     mine, party, pairs = psi_pairs(owner_ids, party_ids)
     assert pairs == merge_pairs(owner_ids, party_ids)
+    assert np.array_equal(party.rows_of(party.row_handles), np.arange(len(party_ids)))
     assert mine.party_rows == len(party_ids) and party.label_owner_rows == len(owner_ids)
     if pairs:
         chosen = party.select(_wire(mine.selection(), "a", "b", "sess"))

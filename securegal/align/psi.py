@@ -192,6 +192,16 @@ class FeaturePartyPsi:
         points, self._points = self._points, b""
         return m.PsiReply(blinded, points, self._handles)
 
+    @property
+    def row_handles(self) -> np.ndarray:
+        """This session's handle of each of the party's rows, in table order: key the party's
+        feature table by these and later requests can name rows by handle."""
+        if self._handles is None or self.label_owner_rows is None:
+            raise ProtocolError("row handles exist only after the PSI reply")
+        out = np.empty_like(self._handles)
+        out[self._order] = self._handles
+        return out
+
     def rows_of(self, handles: np.ndarray) -> np.ndarray:
         """This party's row indices for ``handles`` (in that order); unknown handles are a
         ProtocolError. For every later message that names rows by handle."""
