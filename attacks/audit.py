@@ -12,7 +12,7 @@ import json
 import math
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +45,18 @@ class GroundTruth:
     labels: np.ndarray
     features: dict[str, np.ndarray]
     opened: dict[str, np.ndarray]  # party -> (rounds, n, K) predictions the label owner opened
+    handles: dict[str, np.ndarray] = field(default_factory=dict)  # party -> its row handle of each row
 
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
-        """Positions of ``sample_ids`` in the truth arrays (every ID must be present)."""
-        order = np.argsort(self.sample_ids)
-        pos = np.searchsorted(self.sample_ids, sample_ids, sorter=order)
-        pos = order[np.clip(pos, 0, len(order) - 1)]
-        if np.any(self.sample_ids[pos] != sample_ids):
-            raise ConfigError("the transcript's training sample IDs are not in ground_truth.npz")
-        return pos
+        """Positions of ``sample_ids`` in the truth arrays: the label owner's row numbers, or one
+        party's row handles of this session (every ID must be present)."""
+        for keys in (self.sample_ids, *self.handles.values()):
+            order = np.argsort(keys)
+            pos = np.searchsorted(keys, sample_ids, sorter=order)
+            pos = order[np.clip(pos, 0, len(order) - 1)]
+            if len(keys) and np.all(keys[pos] == sample_ids):
+                return pos
+        raise ConfigError("the transcript's training sample IDs are not in ground_truth.npz")
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,9 @@ def load_run(run_dir: Path | str) -> RunView:
             truth = GroundTruth(np.asarray(npz["sample_ids"], dtype=np.int64), np.asarray(npz["labels"]),
                                 {n: np.asarray(npz[f"features.{n}"], dtype=np.float64) for n in names},
                                 {n: np.asarray(npz[f"opened.{n}"], dtype=np.float64) for n in names
-                                 if f"opened.{n}" in npz.files})
+                                 if f"opened.{n}" in npz.files},
+                                {n: np.asarray(npz[f"handles.{n}"], dtype=np.int64) for n in names
+                                 if f"handles.{n}" in npz.files})
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path} is unreadable or incomplete ({exc})") from None
     n = truth.sample_ids.shape[0]

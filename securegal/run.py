@@ -35,13 +35,14 @@ log = logging.getLogger(__name__)
 METHODS = ("gal", "alone", "joint", "gal_uniform")
 
 
-def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None) -> Dataset:
+def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
+                    missing: str = "impute") -> Dataset:
     if csv is not None:
         if dataset is not None:
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
-        return load_csv(csv, target)
+        return load_csv(csv, target, missing=missing)
     if dataset is None:
         raise ConfigError("give --dataset NAME or --csv PATH --target COL")
     return load_dataset(dataset)
@@ -97,7 +98,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
-          trainers: TrainerChoice | None = None) -> dict:
+          trainers: TrainerChoice | None = None, missing: str = "impute") -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -114,7 +115,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     deployment = deployment or EmbeddedDeployment()
     _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
-    data = resolve_dataset(dataset, csv, target)
+    data = resolve_dataset(dataset, csv, target, missing)
     blocks = deployment.blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
@@ -168,7 +169,11 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     results: dict[str, MethodRun] = {}
     reports: dict = {}
     for method, (where, method_blocks, method_job) in jobs.items():
+        if method != "gal" and gal_owner.common is not None:  # baselines on the rows every party holds
+            split = RowSplit(*(gal_owner.aligned(getattr(split, f)) for f in ("train", "validation", "test")))
         owner = where.build(method_job, data, split, method_blocks, run_dir=run_dir if method == "gal" else None)
+        if method == "gal":
+            gal_owner = owner
         bar = _progress(method, rounds) if progress else None
         try:
             results[method] = where.run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
@@ -195,16 +200,33 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     for method in METHODS[1:]:
         if method in results:
             metrics[method] = results[method].as_dict()
+    metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner)
     metrics.update(reports)
     if run_dir is not None:
         if ground_truth:
-            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties),
+            write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, party_names(parties),
                                job.channel.opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
         plot_curves(metrics, run_dir / "curve.png")
     return metrics
+
+
+def _data_block(data: Dataset, blocks, names, owner) -> dict:
+    """Which columns each party contributed (names where this process knows them: every party
+    embedded, the label owner's own networked), how the table was encoded, and the alignment."""
+    out: dict = {"columns": {}, "n_columns": {}}
+    for name, block in zip(names, blocks):
+        if len(block.columns):
+            out["n_columns"][name] = int(len(block.columns))
+            if data.columns is not None:
+                out["columns"][name] = [data.columns[j] for j in block.columns]
+    out.update(data.encoding or {"categorical": {}, "imputed": {}})
+    if owner.common is not None:
+        out["aligned_rows"] = int(owner.common.sum())
+        out["label_owner_rows"] = int(len(owner.common))
+    return out
 
 
 def _check_learners(data: Dataset, jobs: dict) -> None:
@@ -242,20 +264,23 @@ class OpenedRecorder:
         return values
 
 
-def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str],
+def write_ground_truth(path: Path, data: Dataset, owner, blocks: list, names: list[str],
                        opened: dict[str, dict[int, np.ndarray]]) -> None:
     """Evaluation-only ground truth for the leakage audit; never an input to any party.
 
     Arrays (``np.savez``, no pickle): ``sample_ids`` (the training IDs), ``labels`` (their labels
     in original units), ``features.<party>`` (each party's raw columns for those rows) and
+    ``handles.<party>`` (that party's row handle of each training row in this session),
     ``opened.<party>`` / ``opened_rounds.<party>`` (the predictions the label owner opened from
     each party, per round: its own view, decrypted when the transcript holds ciphertexts). The
     audit hands an attack only its declared side knowledge and its own view drawn from here (a
     fraction of the labels, a few of the victim's rows, the attacker's own columns) and scores
     it on the rest.
     """
-    ids = split.train
+    ids = owner.train_ids
     arrays = {"sample_ids": ids, "labels": data.y[ids]}
+    for name, handles in owner.handles.items():  # how each party named those rows in this session
+        arrays[f"handles.{name}"] = handles[ids]
     for name, block in zip(names, blocks):
         arrays[f"features.{name}"] = data.X[np.ix_(ids, block.columns)]
     for name, rounds in opened.items():

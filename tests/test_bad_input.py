@@ -86,13 +86,13 @@ CSV_CASES = {
     "header_only": "a,b,y\n",
     "no_target": "a,b,c\n" + GOOD_ROWS,
     "text_cell": "a,b,y\n" + GOOD_ROWS + "x,1,0\n",
-    "missing_cell": "a,b,y\n" + GOOD_ROWS + ",1,0\n",
-    "nan_cell": "a,b,y\n" + GOOD_ROWS + "nan,1,0\n",
+    "missing_target": "a,b,y\n" + GOOD_ROWS + "1,1,\n",
+    "mixed_number_text": "a,b,y\n" + GOOD_ROWS + "x,1,0\n",
+    "unknown_suffix": None,
     "inf_cell": "a,b,y\n" + GOOD_ROWS + "inf,1,0\n",
     "ragged_long": "a,b,y\n" + GOOD_ROWS + "1,2,3,4\n",
     "ragged_short": "a,b,y\n" + GOOD_ROWS + "1\n",
     "python_underscore": "a,b,y\n" + GOOD_ROWS + "1_000,1,0\n",
-    "python_hex": "a,b,y\n" + GOOD_ROWS + "0x10,1,0\n",
     "too_few_rows": "a,b,y\n1,2,0\n2,3,1\n",
     "single_class": "a,b,y\n" + "".join(f"{i},{i},1\n" for i in range(40)),
     "only_target": "y\n" + "".join(f"{i % 2}\n" for i in range(40)),
@@ -107,11 +107,26 @@ CSV_CASES = {
 @pytest.mark.parametrize("name", sorted(CSV_CASES))
 def test_bad_csv(name, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data.csv").write_bytes(CSV_CASES[name].encode("latin-1"))
-    code = main(["train", "--csv", "data.csv", "--target", "y", "--rounds", "2", "--parties", "2",
+    file = "data.txt" if CSV_CASES[name] is None else "data.csv"
+    (tmp_path / file).write_bytes((CSV_CASES[name] or GOOD_ROWS).encode("latin-1"))
+    code = main(["train", "--csv", file, "--target", "y", "--rounds", "2", "--parties", "2",
                  "--no-progress", "--out", "out"])
     _one_clean_line(code, capsys.readouterr().err)
-    assert _files(tmp_path) == ["data.csv"]
+    assert _files(tmp_path) == [file]
+
+
+@pytest.mark.parametrize("cell", ["", "nan", "NA"])
+def test_missing_cells_are_imputed_or_refused(cell, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b,y\n" + GOOD_ROWS + f"{cell},1,0\n")
+    argv = ["train", "--csv", "data.csv", "--target", "y", "--rounds", "2", "--parties", "2", "--no-progress"]
+    assert main([*argv, "--out", "imputed"]) == 0
+    metrics = json.loads((tmp_path / "imputed" / "metrics.json").read_text())
+    assert metrics["data"]["imputed"] == {"a": 1}
+    capsys.readouterr()
+    assert main([*argv, "--out", "refused", "--missing", "refuse"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'a' is missing in 1 rows" in err and not (tmp_path / "refused").exists()
 
 
 # ---------------------------------------------------------------- party.toml and federation.toml
@@ -267,6 +282,9 @@ def checkpointed(tmp_path_factory):
         session, peers, weighting, eta = "s1", ["party1"], "learned", None
         F = np.zeros((5, 3))
         model = type("M", (), {"rounds": []})()
+
+        def alignment_state(self):
+            return {}
 
     ckpt = Checkpoint(base / "run", base / "federation.toml", text)
     owner = Owner()

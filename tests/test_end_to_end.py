@@ -22,20 +22,21 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
 
 def test_transcripts_hold_each_partys_view(tmp_path):
-    train("wine", parties=3, rounds=3, seed=0, out=tmp_path)
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, ground_truth=True)
     views = read_transcripts(tmp_path)
     assert set(views) == {"alice", "party1", "party2"}
     bob = views["party1"]
     kinds = [(r.direction, r.kind) for r in bob.records]
-    assert kinds[:2] == [("received", "setup"), ("sent", "setup_ack")]
+    assert kinds[:6] == [("received", "psi_request"), ("sent", "psi_reply"), ("received", "psi_selection"),
+                         ("sent", "psi_selection_ack"), ("received", "setup"), ("sent", "setup_ack")]
     assert kinds.count(("received", "fit_request")) == 3
-    # plain GAL: the first residual reveals every training label (what CKKS must prevent)
+    # rows travel as this session's random handles, never as the label owner's row numbers
     setup = next(bob.select("setup")).envelope.body
+    truth = np.load(tmp_path / "ground_truth.npz")
+    assert not np.isin(setup.train_ids, truth["sample_ids"]).any() and setup.train_ids.min() > 2 ** 32
+    # plain GAL: the first residual reveals every training label (what CKKS must prevent)
     _, r1 = bob.arrays("fit_request", "received")[0]
-    from securegal.data.datasets import load_dataset
-
-    y = load_dataset("wine").y[setup.train_ids]
-    assert np.array_equal(r1.argmax(axis=1), y)
+    assert np.array_equal(r1.argmax(axis=1), truth["labels"])
     # the label owner's view has both directions for every peer
     alice = views["alice"]
     assert {r.receiver for r in alice.select(direction="sent")} == {"party1", "party2"}
@@ -71,7 +72,7 @@ def test_csv_end_to_end(tmp_path, rng):
     (["--dataset", "iris", "--eta", "-1"], "--eta must be a number in (0, 1e+06], got -1.0"),
     (["--dataset", "iris", "--eta-max", "nan"], "--eta-max must be a number"),
     (["--dataset", "iris", "--learner", "svm"], "unknown learner 'svm'"),
-    (["--csv", "missing.csv", "--target", "y"], "does not exist"),
+    (["--csv", "missing.csv", "--target", "y"], "missing.csv: no such file"),
     (["--csv", "data.csv"], "needs --target"),
 ])
 def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, monkeypatch):

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 
+import numpy as np
 import pytest
 
 from securegal import messages as m
@@ -167,9 +168,15 @@ def test_finding_10_parties_log_sessions_refusals_and_budget_but_no_ids(tmp_path
     endpoint = build_party(PartyConfig.load(tmp_path / "dp.toml"))
     from securegal.wire.codec import encode
 
+    from securegal.align import LabelOwnerPsi
+    from securegal.wire.codec import decode
+
     caplog.clear()
-    endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 0, m.Setup(list(range(100)), 3, 2,
-                                                                             "classification"))))
+    owner = LabelOwnerPsi(list(range(178)), "s9")  # the label owner aligns first: rows travel as handles
+    reply = decode(endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 0, owner.request())))).body
+    handles = owner.finish(reply).handles[:100]
+    endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 1, m.PsiSelection(np.sort(handles)))))
+    endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 2, m.Setup(handles, 3, 2, "classification"))))
     assert "refused a request" in caplog.text and "too small" in caplog.text
     assert "[0, 1, 2" not in caplog.text and "99" not in caplog.text.replace("1e-07", "")
 

@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
     p.add_argument("--target", help="label column of --csv")
+    p.add_argument("--missing", choices=("impute", "refuse"),
+                   help="missing cells: impute (the column median, with an indicator column; default) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
     p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")
@@ -97,6 +99,8 @@ def run(args) -> int:
     given = {key: getattr(args, flag) for key, flag in (
         ("parties", "parties"), ("learner", "learner"), ("rounds", "rounds"), ("seed", "seed"),
         ("eta_max", "eta_max")) if getattr(args, flag) is not None}  # the rest take train()'s defaults
+    if args.missing is not None:
+        given["missing"] = args.missing
     metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,

@@ -1,9 +1,8 @@
 """Offline datasets (scikit-learn, mlxtend) and user CSV files, as one :class:`Dataset` type."""
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -26,6 +25,15 @@ class Dataset:
     loss: str                       # overarching loss: cross_entropy | l1 | l2
     n_classes: int = 0
     image_shape: tuple[int, int] | None = None
+    ids: object = None  # each row's ID (strings or integers) when the rows came with one; else row numbers
+    columns: tuple | None = None  # column names of X, when the data came from a table
+    encoding: dict | None = None  # what the owner did to its table: categorical columns, imputed cells
+
+    def row_ids(self):
+        """Each row's ID: the table's own, or synthetic row numbers 0..n-1."""
+        import numpy as np
+
+        return np.arange(len(self.y), dtype=np.int64) if self.ids is None else self.ids
 
     @property
     def n_outputs(self) -> int:
@@ -111,53 +119,47 @@ def load_dataset(name: str) -> Dataset:
     return DATASETS[name].load()
 
 
-def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
-    """A CSV with a header row; every cell numeric and present; ``target`` names the label column.
+def load_csv(path: str | Path, target: str, task: str | None = None, *, missing: str = "impute") -> Dataset:
+    """A single-table CSV or Parquet file with a header row; ``target`` names the label column.
 
-    ``task`` defaults to classification when the target holds at most 20 distinct integers.
+    Read with pyarrow by :func:`securegal.data.party_file.read_party_file` (the rows get
+    synthetic IDs): numeric columns as they are, text columns one-hot encoded, missing cells
+    imputed with an indicator column (or refused with ``missing="refuse"``). ``task`` defaults to
+    classification when the target holds text or at most 20 distinct integers.
     """
     import numpy as np
 
+    from .party_file import read_party_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"CSV file {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise ConfigError(f"{path}: empty file, expected a header row")
-        header = [h.strip() for h in header]
-        if target not in header:
-            raise ConfigError(f"{path}: no column named {target!r}; columns are {', '.join(header)}")
-        rows = []
-        for lineno, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
-            values = []
-            for col, cell in zip(header, row):
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise ConfigError(f"{path}:{lineno}: column {col!r} holds non-numeric value {cell!r}") from None
-                if not math.isfinite(v):
-                    raise ConfigError(f"{path}:{lineno}: column {col!r} holds {cell!r}; missing or infinite values are not allowed")
-                values.append(v)
-            rows.append(values)
-    if len(rows) < 10:
-        raise ConfigError(f"{path}: {len(rows)} data rows; at least 10 are needed")
-    data = np.array(rows)
-    j = header.index(target)
-    y, X = data[:, j], np.delete(data, j, axis=1)
-    if X.shape[1] == 0:
+    table = read_party_file(path, None, target=target, label_owner=True, missing=missing)
+    if table.X.shape[0] < 10:
+        raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed")
+    if table.X.shape[1] == 0:
         raise ConfigError(f"{path}: no feature columns besides the target {target!r}")
-    if task is None:
-        task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
+    y = np.asarray(table.target)
+    if y.dtype.kind in "OUS":  # text labels: classes in sorted order
+        classes, y = np.unique(y.astype(str), return_inverse=True)
+        task = task or "classification"
+    else:
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise ConfigError(f"{path}: target {target!r} holds non-finite values")
+        if task is None:
+            task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
+    X = table.X
     if task == "classification":
         if len(np.unique(y)) < 2:
             raise ConfigError(f"{path}: target {target!r} has a single class")
-        return _classification(path.stem, X, y)
-    if task == "regression":
-        return _regression(path.stem, X, y, loss="l2")
-    raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+        data = _classification(path.stem, X, y)
+    elif task == "regression":
+        data = _regression(path.stem, X, y, loss="l2")
+    else:
+        raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+    return replace(data, columns=table.columns, encoding=encoding_of(table.summary))
+
+
+def encoding_of(summary) -> dict:
+    """A table's encoding summary as plain data (metrics.json ``data``)."""
+    return {"categorical": {k: list(v) for k, v in summary.categorical.items()},
+            "imputed": {k: int(cells) for k, (cells, _) in summary.imputed.items()}}

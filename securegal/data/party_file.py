@@ -61,7 +61,7 @@ class PartyTable:
     target: np.ndarray | None = None
 
 
-def read_party_file(path: str | Path, id_column: str, *, target: str | None = None, label_owner: bool = False,
+def read_party_file(path: str | Path, id_column: str | None, *, target: str | None = None, label_owner: bool = False,
                     missing: str = "impute", centres: Mapping[str, float] | None = None,
                     max_categories: int = MAX_CATEGORIES, max_field_chars: int = MAX_FIELD_CHARS) -> PartyTable:
     """Read and encode one party's table. ``target`` names the label column: the label owner's
@@ -74,7 +74,7 @@ def read_party_file(path: str | Path, id_column: str, *, target: str | None = No
     table = _read(path, id_column)
     name = path.name
     _check_unique(table.column_names, name)
-    if id_column not in table.column_names:
+    if id_column is not None and id_column not in table.column_names:
         shown = ", ".join(table.column_names[:20])
         raise ConfigError(f"{name}: no ID column {id_column!r} (columns: {shown})")
     if target is not None and target == id_column:
@@ -86,7 +86,10 @@ def read_party_file(path: str | Path, id_column: str, *, target: str | None = No
     if table.num_rows == 0:
         raise ConfigError(f"{name}: the table has no rows")
     _check_field_lengths(table, name, max_field_chars)
-    ids, kind = _ids(table.column(id_column), name, id_column)
+    if id_column is None:  # a single-table demo: the rows get synthetic IDs 0..n-1
+        ids, kind = np.arange(table.num_rows, dtype=np.int64), "int"
+    else:
+        ids, kind = _ids(table.column(id_column), name, id_column)
     y = None
     if label_owner:
         col = table.column(target)
@@ -109,7 +112,8 @@ def _read(path: Path, id_column: str) -> pa.Table:
             from pyarrow import csv
 
             # IDs stay text until every one is known to be an integer (see _ids); empty text is missing
-            convert = csv.ConvertOptions(strings_can_be_null=True, column_types={id_column: pa.string()})
+            types = {} if id_column is None else {id_column: pa.string()}
+            convert = csv.ConvertOptions(strings_can_be_null=True, column_types=types)
             return csv.read_csv(path, convert_options=convert)
         import pyarrow.parquet as pq
 

@@ -47,6 +47,7 @@ REFUSED_FLAGS = {
     "dataset": "the federation file's [data] names the label owner's data",
     "csv": "the federation file's [data] names the label owner's data",
     "target": "the federation file's [data] names the label owner's data",
+    "missing": "the federation file's [data] and each party.toml [data] say how missing cells are handled",
     "out": "the federation file's out names the run directory",
     "parties": "the federation file's [[party]] tables name the parties",
     "baselines": "Joint needs every party's columns in one place, which a networked run never has",
@@ -241,7 +242,7 @@ class NetworkedDeployment:
             try:
                 owner.setup()
             except SecuregalError:  # a refusal, too few parties: close the sessions that did open
-                joined = [p for p, r in self.reports.last.items() if isinstance(r, m.SetupAck)]
+                joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
                 if joined:  # so that they can serve the next one
                     owner.messenger.exchange(0, {p: m.Finish() for p in joined})
                 raise
@@ -251,7 +252,7 @@ class NetworkedDeployment:
                 owner.weighting, owner.eta = policy.weighting, policy.eta
                 log.info("DP parties %s: weights %s, eta %s", sorted(self.reports.privacy), owner.weighting, owner.eta)
         else:
-            owner.resume(self.state["rounds"], self.state["F"], self.state["peers"])
+            owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
         self.checkpoint.save(owner)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..align import FeaturePartyPsi
 from ..data.datasets import load_csv, load_dataset
 from ..data.split import party_tables, vertical_split
 from ..data.tables import FeatureTable
@@ -136,8 +137,10 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
                                patch_shape=cfg.table.patch_shape, **cfg.learner_options)
         return trainers(cfg.name, 0, learner)(setup)
 
+    ids = cfg.table.ids
     party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner,
-                         session_timeout=cfg.session_timeout)
+                         session_timeout=cfg.session_timeout,
+                         aligner=lambda session: FeaturePartyPsi(ids, session))
     middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
         if cfg.plan.feature_dp is not None else []
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None
