@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from securegal.attacks import audit
-from securegal.attacks.active_residuals import CraftedResiduals
+from securegal.experiments.active import CraftedResiduals
 from securegal.cli import main
 from securegal.run import train
 

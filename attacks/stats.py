@@ -1,0 +1,195 @@
+"""How sure the audit is: per-row contributions, a paired sign-flip test, the minimum detectable
+advantage, confidence intervals, and the label-DP Bayes bound.
+
+Every metric the attacks report is written as a sum of per-row contributions, ``score = sum_i
+u_i`` (exact for accuracy, R^2, MSE and MAD; for AUC the ``u_i`` are DeLong's placement values,
+whose sum over either class is the AUC). The advantage over the baseline is then ``sum_i c_i``
+with ``c_i`` the attack's minus the baseline's contribution (oriented so that positive means the
+transcript helped).
+
+**Test.** Under "the transcript adds nothing beyond the side knowledge", the attack's and the
+baseline's guesses for a row are exchangeable, so each ``c_i`` is as likely to carry either
+sign. The null distribution of the advantage is that of ``sum_i s_i c_i`` for random signs
+``s_i`` (a paired sign-flip permutation test; for accuracy it is McNemar's exact test). For
+AUC, ``c_i`` is doubled in the null so that its spread is DeLong's variance of an AUC
+difference. ``PERMUTATIONS = 2999`` sign vectors resolve p-values down to 1/3000.
+
+**Minimum detectable advantage (MDA).** The (1 - alpha) quantile of that null: the smallest
+advantage the test flags at level alpha (one-sided) on these rows. An attack that copies its
+baseline on most rows has a degenerate null, so for label metrics the MDA is never below
+``z_(1-alpha)`` times the standard error of a chance guesser: the binomial error of the
+baseline's accuracy, and for AUC the Mann-Whitney spread ``sqrt((n + 1) / (12 n1 n0))``. For
+R^2, MSE and MAD no attack-free spread exists; an attack whose guess equals its baseline's on
+every row gets MDA 0 and the verdict says so.
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+PERMUTATIONS = 2999
+ALPHA = 0.01
+CHUNK = 512  # sign vectors per matrix product (bounds memory at CHUNK x n)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One-sided p-value of the advantage and the minimum detectable advantage at ``alpha``."""
+
+    p_value: float
+    mda: float
+    se: float
+
+
+def sign_flip_null(contributions: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> np.ndarray:
+    """``permutations`` draws of ``sum_i s_i c_i`` with independent random signs (vectorised)."""
+    c = np.asarray(contributions, dtype=np.float64).reshape(-1)
+    rng = np.random.default_rng(seed)
+    out = np.empty(permutations)
+    for start in range(0, permutations, CHUNK):
+        m = min(CHUNK, permutations - start)
+        signs = rng.integers(0, 2, size=(m, c.size), dtype=np.int8) * 2 - 1
+        out[start:start + m] = signs @ c
+    return out
+
+
+def paired_test(contributions: np.ndarray, advantage: float, *, null_scale: float = 1.0,
+                floor_se: float = 0.0, alpha: float = ALPHA, permutations: int = PERMUTATIONS,
+                seed: int = 0) -> TestResult:
+    """Sign-flip test of ``advantage`` (= sum of ``contributions``) against zero.
+
+    ``null_scale`` multiplies the contributions in the null (2 for AUC, see the module notes).
+    The MDA is at least ``z_(1-alpha) * floor_se`` (the standard error of an uninformative
+    attacker), so an attack that copies its baseline does not claim to detect anything.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    c = np.asarray(contributions, dtype=np.float64).reshape(-1) * null_scale
+    null = sign_flip_null(c, permutations, seed)
+    p = float((1 + np.count_nonzero(null >= advantage - 1e-12)) / (1 + permutations))
+    mda = float(np.quantile(null, 1 - alpha))
+    se = max(float(np.sqrt(np.sum(c**2))), float(floor_se))
+    mda = max(mda, NormalDist().inv_cdf(1 - alpha) * float(floor_se), 0.0)
+    return TestResult(p, mda, se)
+
+
+def score_se(contributions: np.ndarray, null_scale: float = 1.0) -> float:
+    """Standard error of ``sum_i u_i`` treating rows as independent: ``sqrt(n var(u))``
+    (times ``null_scale`` for AUC placements, which gives DeLong's standard error)."""
+    u = np.asarray(contributions, dtype=np.float64).reshape(-1)
+    if u.size < 2:
+        return math.inf
+    return float(null_scale * math.sqrt(u.size * np.var(u, ddof=1)))
+
+
+def mann_whitney_se(truth: np.ndarray, classes: np.ndarray) -> float:
+    """Spread of the (macro one-vs-rest) AUC of a score that carries no information about ``truth``."""
+    truth = np.asarray(truth)
+    ses = []
+    pos_classes = classes[1:] if len(classes) == 2 else classes
+    for c in pos_classes:
+        n1 = int(np.sum(truth == c))
+        n0 = truth.size - n1
+        if n1 and n0:
+            ses.append(math.sqrt((truth.size + 1) / (12.0 * n1 * n0)))
+    return float(np.mean(ses) / math.sqrt(len(ses))) if ses else math.inf
+
+
+# ---- per-row contributions of each metric ---------------------------------------------------
+
+def accuracy_contrib(truth: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """``1[guess_i == truth_i] / n``."""
+    truth, guess = np.asarray(truth), np.asarray(guess)
+    return (truth == guess).astype(np.float64) / truth.size
+
+
+def _placements(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """DeLong placement values: for a positive row, the fraction of negatives it outranks (ties
+    one half); for a negative row, the fraction of positives that outrank it."""
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    out = np.zeros(positive.size)
+    if n1 == 0 or n0 == 0:
+        return np.full(positive.size, 0.5)
+    r_all = rankdata(score)
+    out[positive] = (r_all[positive] - rankdata(score[positive])) / n0
+    out[~positive] = 1.0 - (r_all[~positive] - rankdata(score[~positive])) / n1
+    return out
+
+
+def binary_auc_contrib(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Per-row contributions summing to the ROC AUC: placement / (2 * size of the row's class)."""
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return np.full(positive.size, 0.5 / positive.size)
+    v = _placements(positive, score)
+    return np.where(positive, v / (2 * n1), v / (2 * n0))
+
+
+def macro_auc_contrib(truth: np.ndarray, class_scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Contributions summing to :func:`securegal.attacks.metrics.macro_auc` (one-vs-rest mean)."""
+    truth = np.asarray(truth)
+    class_scores = np.asarray(class_scores, dtype=np.float64)
+    if len(classes) == 2:
+        return binary_auc_contrib(truth == classes[1], class_scores[:, 1] - class_scores[:, 0])
+    parts = [binary_auc_contrib(truth == c, class_scores[:, j]) for j, c in enumerate(classes)
+             if np.any(truth == c) and not np.all(truth == c)]
+    if not parts:
+        return np.full(truth.size, 0.5 / truth.size)
+    return np.mean(parts, axis=0)
+
+
+def _2d(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def r2_contrib(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Contributions summing to the mean over columns of R^2 (``1/n - e_ic^2 / SS_tot,c``);
+    a constant true column counts 1 if matched exactly, else 0, like ``r2_per_column``."""
+    t, e = _2d(truth), _2d(estimate)
+    n = t.shape[0]
+    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    err = (t - e) ** 2
+    safe = np.where(ss_tot > 0, ss_tot, 1.0)
+    const_value = np.where(err.sum(axis=0) > 0, 0.0, 1.0)
+    per = np.where(ss_tot > 0, 1.0 / n - err / safe, const_value / n)
+    return per.mean(axis=1)
+
+
+def mse_contrib(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Contributions summing to the mean over columns of the MSE."""
+    t, e = _2d(truth), _2d(estimate)
+    return ((t - e) ** 2).mean(axis=1) / t.shape[0]
+
+
+def mad_contrib(truth: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Contributions summing to the mean absolute deviation."""
+    t, e = np.asarray(truth, float).reshape(-1), np.asarray(estimate, float).reshape(-1)
+    return np.abs(t - e) / t.size
+
+
+# ---- label-DP -------------------------------------------------------------------------------
+
+def bayes_bound(epsilon: float, prior_max: float, delta: float = 0.0) -> float:
+    """Upper bound on any attacker's label accuracy from an (epsilon, delta)-label-DP release.
+
+    epsilon-DP bounds the likelihood ratio of any view between two labels by e^eps, so the
+    posterior of the most likely class c is at most ``e^eps pi_c / (e^eps pi_c + 1 - pi_c)``.
+    With the largest class prior ``pi`` this bounds the Bayes accuracy; for two balanced
+    classes it is ``e^eps / (1 + e^eps)`` and for C balanced classes ``e^eps / (e^eps + C - 1)``
+    (randomized response attains it). ``delta`` is added as slack for approximate DP.
+    """
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+    if not 0 < prior_max <= 1:
+        raise ValueError(f"prior_max must be in (0, 1], got {prior_max!r}")
+    if math.isinf(epsilon):
+        return 1.0
+    odds = math.exp(min(epsilon, 700.0)) * prior_max
+    return min(1.0, odds / (odds + 1.0 - prior_max) + delta)
