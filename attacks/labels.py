@@ -99,7 +99,8 @@ def score_labels(attack: str, attacker: str, victim: str, task: str, guess: Labe
                      stats.accuracy_contrib(t, g), stats.accuracy_contrib(t, b)),
             measured(*who, "auc", macro_auc(t, gs, classes), macro_auc(t, bs, baseline.classes),
                      stats.macro_auc_contrib(t, gs, classes), stats.macro_auc_contrib(t, bs, baseline.classes),
-                     floor_se=stats.mann_whitney_se(t, classes)),
+                     floor_se=stats.mann_whitney_se(t, classes), score_se=stats.auc_se(t, gs, classes),
+                     baseline_se=stats.auc_se(t, bs, baseline.classes)),
         ]
     g, b = guess.values[mask], baseline.values[mask]
     return [

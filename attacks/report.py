@@ -87,8 +87,8 @@ def _verdict_rows(audit: dict) -> list[list[str]]:
 def _detail_rows(audit: dict) -> list[list[str]]:
     out = []
     for a in audit.get("attacks", []):
-        se = a.get("score_se") or 0.0
-        ci = f"{a['score']:.3f} ({a['score'] - Z95 * se:.3f}..{a['score'] + Z95 * se:.3f})"
+        low, high = ci95(a, "score")
+        ci = f"{a['score']:.3f} ({low:.3f}..{high:.3f})"
         view = a["view"]
         if "bayes_bound" in a:
             view += (f"; label-DP Bayes bound on accuracy {a['bayes_bound']:.3f}: "
@@ -97,6 +97,20 @@ def _detail_rows(audit: dict) -> list[list[str]]:
                     f"{a['advantage']:+.3f}", f"{a.get('normalized_advantage', a['advantage']):+.3f}",
                     f"{a.get('mda') or 0:.3f}", f"{a.get('p_value') or 1:.4f}", view])
     return out
+
+
+def ci95(row: dict, which: str) -> tuple[float, float]:
+    """95% normal interval of ``row[which]`` ("score" or "baseline"), kept inside the metric's range."""
+    value, se = row[which], row.get(f"{which}_se") or 0.0
+    se = se if math.isfinite(se) else 0.0
+    low, high = value - Z95 * se, value + Z95 * se
+    if row["metric"] in ("accuracy", "auc"):
+        low, high = max(low, 0.0), min(high, 1.0)
+    elif row["metric"] == "r2":
+        high = min(high, 1.0)
+    else:
+        low = max(low, 0.0)
+    return low, high
 
 
 def _bayes_lines(audit: dict) -> list[str]:
@@ -136,10 +150,11 @@ def family_plot(audit: dict, family: str) -> bytes | None:
     for i, v in enumerate(items):
         a = rows[(v["attack"], v["attacker"], v["victim"], v["metric"])]
         y = len(items) - 1 - i
-        ax.errorbar(a["baseline"], y - 0.15, xerr=Z95 * (a.get("baseline_se") or 0), fmt="s", color="grey",
-                    capsize=3, label="baseline (no transcript)" if i == 0 else None)
-        ax.errorbar(a["score"], y + 0.15, xerr=Z95 * (a.get("score_se") or 0), fmt="o", color=COLORS[v["verdict"]],
-                    capsize=3, label=None)
+        for which, dy, fmt, color, label in (("baseline", -0.15, "s", "grey", "baseline (no transcript)"),
+                                             ("score", 0.15, "o", COLORS[v["verdict"]], None)):
+            low, high = ci95(a, which)
+            ax.errorbar(a[which], y + dy, xerr=[[a[which] - low], [high - a[which]]], fmt=fmt, color=color,
+                        capsize=3, label=label if i == 0 else None)
     for name, color in COLORS.items():
         if any(v["verdict"] == name for v in items):
             ax.plot([], [], "o", color=color, label=f"attack: {name}")

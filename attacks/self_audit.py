@@ -169,8 +169,8 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     ``run_dir/self-audit/<party>``) and returns the audit."""
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
-    run_dir = Path(run_dir)
     names = transcript_parties(run_dir)
+    run_dir = Path(run_dir).resolve()
     if party not in names:
         raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
     tr = read_transcript(run_dir / "transcripts" / party)

@@ -77,13 +77,13 @@ def paired_test(contributions: np.ndarray, advantage: float, *, null_scale: floa
     return TestResult(p, mda, se)
 
 
-def score_se(contributions: np.ndarray, null_scale: float = 1.0) -> float:
+def score_se(contributions: np.ndarray) -> float:
     """Standard error of ``sum_i u_i`` treating rows as independent: ``sqrt(n var(u))``
-    (times ``null_scale`` for AUC placements, which gives DeLong's standard error)."""
+    (for AUC use :func:`auc_se`)."""
     u = np.asarray(contributions, dtype=np.float64).reshape(-1)
     if u.size < 2:
         return math.inf
-    return float(null_scale * math.sqrt(u.size * np.var(u, ddof=1)))
+    return float(math.sqrt(u.size * np.var(u, ddof=1)))
 
 
 def mann_whitney_se(truth: np.ndarray, classes: np.ndarray) -> float:
@@ -118,6 +118,26 @@ def _placements(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
     out[positive] = (r_all[positive] - rankdata(score[positive])) / n0
     out[~positive] = 1.0 - (r_all[~positive] - rankdata(score[~positive])) / n1
     return out
+
+
+def _binary_delong_var(positive: np.ndarray, score: np.ndarray) -> float:
+    positive = np.asarray(positive, dtype=bool)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 < 2 or n0 < 2:
+        return math.inf
+    v = _placements(positive, np.asarray(score, dtype=np.float64))
+    return float(np.var(v[positive], ddof=1) / n1 + np.var(v[~positive], ddof=1) / n0)
+
+
+def auc_se(truth: np.ndarray, class_scores: np.ndarray, classes: np.ndarray) -> float:
+    """DeLong's standard error of the (macro one-vs-rest) AUC; classes treated as independent."""
+    truth = np.asarray(truth)
+    class_scores = np.asarray(class_scores, dtype=np.float64)
+    if len(classes) == 2:
+        return math.sqrt(_binary_delong_var(truth == classes[1], class_scores[:, 1] - class_scores[:, 0]))
+    var = [_binary_delong_var(truth == c, class_scores[:, j]) for j, c in enumerate(classes)
+           if np.any(truth == c) and not np.all(truth == c)]
+    return math.sqrt(sum(var)) / len(var) if var else math.inf
 
 
 def binary_auc_contrib(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
