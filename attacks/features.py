@@ -58,9 +58,11 @@ def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray
     base = mean_baseline(truth.shape[0], known)
     t, e, b = truth[mask], estimate[mask], base[mask]
     who = (attack, attacker, victim)
+    floor = stats.r2_floor(t.shape[0])
+    base_mse = mse_per_column(t, b).mean()
     return [
         measured(*who, "r2", r2_per_column(t, e).mean(), r2_per_column(t, b).mean(),
-                 stats.r2_contrib(t, e), stats.r2_contrib(t, b)),
-        measured(*who, "mse", mse_per_column(t, e).mean(), mse_per_column(t, b).mean(),
-                 stats.mse_contrib(t, e), stats.mse_contrib(t, b)),
+                 stats.r2_contrib(t, e), stats.r2_contrib(t, b), floor_mda=floor),
+        measured(*who, "mse", mse_per_column(t, e).mean(), base_mse,
+                 stats.mse_contrib(t, e), stats.mse_contrib(t, b), floor_mda=floor * base_mse),
     ]

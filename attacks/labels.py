@@ -105,6 +105,6 @@ def score_labels(attack: str, attacker: str, victim: str, task: str, guess: Labe
     g, b = guess.values[mask], baseline.values[mask]
     return [
         measured(*who, "r2", r2_per_column(t, g)[0], r2_per_column(t, b)[0],
-                 stats.r2_contrib(t, g), stats.r2_contrib(t, b)),
+                 stats.r2_contrib(t, g), stats.r2_contrib(t, b), floor_mda=stats.r2_floor(t.size)),
         measured(*who, "mad", mad(t, g), mad(t, b), stats.mad_contrib(t, g), stats.mad_contrib(t, b)),
     ]

@@ -70,13 +70,15 @@ def make_result(attack: str, attacker: str, victim: str, metric: str, score: flo
 
 def measured(attack: str, attacker: str, victim: str, metric: str, score: float, baseline: float,
              attack_rows: np.ndarray, baseline_rows: np.ndarray, *, floor_se: float = 0.0,
-             score_se: float | None = None, baseline_se: float | None = None, seed: int = 0) -> AttackResult:
+             score_se: float | None = None, baseline_se: float | None = None, floor_mda: float = 0.0,
+             seed: int = 0) -> AttackResult:
     """An :class:`AttackResult` with the paired test and the MDA of :mod:`.stats`, from the two
     scores and their per-row contributions (each sums to its score up to rounding).
 
     ``floor_se``: the standard error of an uninformative attacker (the MDA's floor, see
     :func:`.stats.paired_test`); accuracy also uses the baseline score's own (binomial) error.
-    ``score_se`` / ``baseline_se`` replace the row-independent standard errors (DeLong's for AUC).
+    ``score_se`` / ``baseline_se`` replace the row-independent standard errors (DeLong's for AUC);
+    ``floor_mda`` is a lower bound on the MDA (R^2: :func:`.stats.r2_floor`).
     """
     u, v = np.asarray(attack_rows, np.float64), np.asarray(baseline_rows, np.float64)
     base = make_result(attack, attacker, victim, metric, score, baseline)
@@ -86,7 +88,8 @@ def measured(attack: str, attacker: str, victim: str, metric: str, score: float,
     score_se = stats.score_se(u) if score_se is None else score_se
     if metric == "accuracy" and math.isfinite(baseline_se):  # the binomial spread of a chance guesser
         floor_se = max(floor_se, baseline_se)
-    test = stats.paired_test(contrib, base.advantage, null_scale=scale, seed=seed, floor_se=floor_se)
+    test = stats.paired_test(contrib, base.advantage, null_scale=scale, seed=seed, floor_se=floor_se,
+                             floor_mda=floor_mda)
     return AttackResult(base.attack, attacker, victim, metric, base.score, base.baseline, base.advantage,
                         test.p_value, test.mda, test.se, score_se, baseline_se, int(u.size),
                         stats.ALPHA)

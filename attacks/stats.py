@@ -19,8 +19,10 @@ advantage the test flags at level alpha (one-sided) on these rows. An attack tha
 baseline on most rows has a degenerate null, so for label metrics the MDA is never below
 ``z_(1-alpha)`` times the standard error of a chance guesser: the binomial error of the
 baseline's accuracy, and for AUC the Mann-Whitney spread ``sqrt((n + 1) / (12 n1 n0))``. For
-R^2, MSE and MAD no attack-free spread exists; an attack whose guess equals its baseline's on
-every row gets MDA 0 and the verdict says so.
+R^2 the floor is that of a weak linear leak: an estimate correlated r with a column gains R^2
+of about r^2 with a standard error of about 2 r / sqrt(n), so the smallest gain a level-alpha
+test sees is about ``4 z_(1-alpha)^2 / n`` (:func:`r2_floor`; MSE in standardized units uses
+the same, times the baseline's MSE).
 """
 from __future__ import annotations
 
@@ -57,14 +59,20 @@ def sign_flip_null(contributions: np.ndarray, permutations: int = PERMUTATIONS, 
     return out
 
 
+def r2_floor(n: int, alpha: float = ALPHA) -> float:
+    """Smallest R^2 gain over the mean a level-``alpha`` test detects for a weak linear leak at n rows."""
+    return 4.0 * NormalDist().inv_cdf(1 - alpha) ** 2 / max(int(n), 1)
+
+
 def paired_test(contributions: np.ndarray, advantage: float, *, null_scale: float = 1.0,
-                floor_se: float = 0.0, alpha: float = ALPHA, permutations: int = PERMUTATIONS,
-                seed: int = 0) -> TestResult:
+                floor_se: float = 0.0, floor_mda: float = 0.0, alpha: float = ALPHA,
+                permutations: int = PERMUTATIONS, seed: int = 0) -> TestResult:
     """Sign-flip test of ``advantage`` (= sum of ``contributions``) against zero.
 
     ``null_scale`` multiplies the contributions in the null (2 for AUC, see the module notes).
     The MDA is at least ``z_(1-alpha) * floor_se`` (the standard error of an uninformative
-    attacker), so an attack that copies its baseline does not claim to detect anything.
+    attacker) and at least ``floor_mda``, so an attack that copies its baseline does not claim
+    to detect arbitrarily small advantages.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -73,7 +81,7 @@ def paired_test(contributions: np.ndarray, advantage: float, *, null_scale: floa
     p = float((1 + np.count_nonzero(null >= advantage - 1e-12)) / (1 + permutations))
     mda = float(np.quantile(null, 1 - alpha))
     se = max(float(np.sqrt(np.sum(c**2))), float(floor_se))
-    mda = max(mda, NormalDist().inv_cdf(1 - alpha) * float(floor_se), 0.0)
+    mda = max(mda, NormalDist().inv_cdf(1 - alpha) * float(floor_se), float(floor_mda), 0.0)
     return TestResult(p, mda, se)
 
 

@@ -102,9 +102,6 @@ def decide(row: dict) -> tuple[str, str, str]:
             "the attack could not use the attacker's real (decrypted) view"
     if row["n_scored"] < MIN_ROWS:
         return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
-    if abs(row["advantage"]) < 1e-9 and mda < 1e-9:
-        return NO_LEAK, f"{NO_LEAK} (the attack fell back to the baseline's guess on every row)", \
-            "the attack found nothing to use"
     if row["p_value"] <= row["alpha"]:
         return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
             f"p = {row['p_value']:.4f} <= {row['alpha']}"

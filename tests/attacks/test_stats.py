@@ -76,3 +76,21 @@ def test_bayes_bound_matches_the_textbook_forms_and_randomized_response():
     assert accuracy(y, report) == pytest.approx(stats.bayes_bound(eps, 0.5), abs=0.005)
     with pytest.raises(ValueError):
         stats.bayes_bound(0.0, 0.5)
+
+
+def _weak_leak_p(rng, n, r2):
+    r = math.sqrt(r2)
+    t = rng.standard_normal((n, 1))
+    estimate = r * (r * t + math.sqrt(1 - r * r) * rng.standard_normal((n, 1)))
+    base = np.zeros((n, 1))
+    return measured("a", "p", "v", "r2", r2_per_column(t, estimate).mean(), r2_per_column(t, base).mean(),
+                    stats.r2_contrib(t, estimate), stats.r2_contrib(t, base), floor_mda=stats.r2_floor(n))
+
+
+def test_r2_floor_is_what_a_weak_linear_leak_needs(rng):
+    n = 2000
+    floor = stats.r2_floor(n)
+    strong = [_weak_leak_p(rng, n, 3 * floor).p_value <= stats.ALPHA for _ in range(20)]
+    faint = [_weak_leak_p(rng, n, floor / 4).p_value <= stats.ALPHA for _ in range(20)]
+    assert np.mean(strong) >= 0.7 and np.mean(faint) <= 0.3
+    assert _weak_leak_p(rng, n, 0.0).mda >= floor
