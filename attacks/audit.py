@@ -329,6 +329,24 @@ def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
             "epsilon": min(eps.values()) if eps else math.inf}
 
 
+def train_command(metrics: dict, run_dir: Path) -> str:
+    """The ``securegal train`` command that reproduces an embedded run, rebuilt from ``metrics.json``."""
+    layers = layers_in_force(metrics)
+    known = {"diabetes", "boston", "iris", "wine", "breast_cancer", "digits", "blob", "mnist"}
+    dataset = metrics.get("dataset")
+    source = f"--dataset {dataset}" if dataset in known else f"--csv {dataset}.csv --target LABEL_COLUMN"
+    parts = [f"securegal train {source} --parties {metrics.get('parties')} --rounds {metrics.get('rounds')}",
+             f"--seed {metrics.get('seed')} --learner {metrics.get('learner', 'linear')}"]
+    if layers["residuals"] == "ckks":
+        parts.append("--residuals ckks")
+    eps = set(layers["feature_dp_epsilon"].values())
+    if eps:
+        parts.append(f"--epsilon {min(eps):g}")
+    if layers["label_dp_epsilon"] is not None:
+        parts.append(f"--label-epsilon {layers['label_dp_epsilon']:g}")
+    return " ".join(parts + ["--save-ground-truth", f"--out {run_dir}"])
+
+
 def run_jobs(jobs: list[tuple[str, Callable[[], list[AuditRow]]]], progress: bool | None = None):
     """Run ``(name, job)`` pairs with a progress bar on a terminal; returns rows, timings, skipped."""
     from tqdm import tqdm
@@ -374,6 +392,7 @@ def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float
         "epsilon": run_epsilon(run), "layers": layers_in_force(run.metrics, run.label_owner),
         "privacy": run.metrics.get("privacy") or {}, "known_labels": known_labels, "known_rows": known_rows,
         "seed": seed, "n_train": int(run.truth.sample_ids.size), "seconds": timings, "nothing_to_attack": skipped,
+        "train_command": train_command(run.metrics, run.run_dir) if run.metrics.get("residuals") != CRAFTED else None,
         "command": f"securegal audit {run.run_dir} --known-labels {known_labels:g} --known-rows {known_rows:g} "
                    f"--seed {seed}" + (f" --net-steps {steps}" if steps != 1500 else ""),
     }

@@ -295,8 +295,7 @@ def render_markdown(audit: dict, images: dict[str, str]) -> str:
 
 def _rule() -> str:
     return (f"per attack and victim, on its primary metric (AUC for class labels, R^2 for regression labels "
-            f"and features): **LEAKS** if p <= {ALPHA} (the advantage reaches the minimum detectable "
-            f"advantage); otherwise **no leak detected** if the MDA is at most {V.MATERIAL} (a leak that size "
+            f"and features): **LEAKS** if p <= {ALPHA}; otherwise **no leak detected** if the MDA is at most {V.MATERIAL} (a leak that size "
             f"would have been seen), else **inconclusive**. Also inconclusive: fewer than {V.MIN_ROWS} rows to "
             f"score, or an attack that could only read ciphertext bytes its attacker could decrypt.")
 

@@ -7,7 +7,8 @@ R^2 for regression labels and for features; the other metric is reported beside 
    ciphertext bytes that the attacker holds the key to) or fewer than ``MIN_ROWS`` rows were
    left to score it on;
 2. **LEAKS** when the paired sign-flip test rejects "the transcript adds nothing" at level
-   ``alpha`` (p <= 0.01; equivalently the advantage reaches the minimum detectable advantage);
+   ``alpha`` (p <= 0.01). The MDA is the advantage an attacker with chance-like per-row noise
+   needs; an attack that beats its baseline on nearly every row is detected below it;
 3. **no leak detected** when it does not, and the minimum detectable advantage (MDA) at this n
    is at most ``MATERIAL`` (0.10 on the metric's 0..1 scale): a leak of that size would have
    been seen;
