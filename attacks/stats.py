@@ -35,7 +35,7 @@ from scipy.stats import rankdata
 
 PERMUTATIONS = 2999
 ALPHA = 0.01
-CHUNK = 512  # sign vectors per matrix product (bounds memory at CHUNK x n)
+CHUNK = 512  # sign vectors per batch (bounds memory at CHUNK x n / 8 look-ups)
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,25 @@ class TestResult:
     se: float
 
 
+_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float64)  # (256, 8)
+
+
 def sign_flip_null(contributions: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> np.ndarray:
-    """``permutations`` draws of ``sum_i s_i c_i`` with independent random signs (vectorised)."""
+    """``permutations`` draws of ``sum_i s_i c_i`` with independent random signs.
+
+    Vectorised on random bytes: each byte sets the signs of 8 rows, and a (n/8, 256) table of
+    partial sums turns a draw into n/8 look-ups, ``sum_i s_i c_i = 2 sum_{s_i=+1} c_i - sum_i c_i``.
+    """
     c = np.asarray(contributions, dtype=np.float64).reshape(-1)
+    groups = -(-c.size // 8)
+    table = np.pad(c, (0, groups * 8 - c.size)).reshape(groups, 8) @ _BITS.T  # (groups, 256)
     rng = np.random.default_rng(seed)
     out = np.empty(permutations)
+    rows = np.arange(groups)
     for start in range(0, permutations, CHUNK):
         m = min(CHUNK, permutations - start)
-        signs = rng.integers(0, 2, size=(m, c.size), dtype=np.int8) * 2 - 1
-        out[start:start + m] = signs @ c
+        draws = rng.integers(0, 256, size=(m, groups), dtype=np.uint8)
+        out[start:start + m] = 2.0 * table[rows, draws].sum(axis=1) - c.sum()
     return out
 
 
