@@ -10,6 +10,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_softmax, softmax, expit, log_expit
 
+from ..errors import ConfigError
+
+# The losses a local learner can fit to the residuals.
+LOCAL_LOSSES = ("l2", "l1")
+
+
+def check_local_loss(local_loss: str) -> str:
+    if local_loss not in LOCAL_LOSSES:
+        raise ConfigError(f"unknown local loss {local_loss!r}; choose one of {', '.join(LOCAL_LOSSES)}")
+    return local_loss
+
 
 def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
     F = np.asarray(F, dtype=np.float64)

@@ -17,14 +17,13 @@ from ..errors import ConfigError, ProtocolError
 
 #: Active attacks ``securegal audit --active NAME`` can run.
 ACTIVE = ("crafted_residuals",)
-DP_DELTA = 1e-5
 
 
 class CraftedResiduals:
     """A malicious label owner's residual channel: every party receives crafted residuals.
 
-    Implements the label owner's residual-channel interface (``name``, ``setup_fields``,
-    ``seal``, ``open``, ``report``) on plaintext; the feature parties see an ordinary plain run.
+    A :class:`securegal.seam.ResidualChannel` on plaintext (``name``, ``setup_fields``, ``seal``,
+    ``open``, ``report``); the feature parties see an ordinary plain run.
     """
 
     name = "crafted"
@@ -56,16 +55,11 @@ def train_crafted(out: Path | str, *, dataset: str | None = None, csv: str | Pat
     """Train a federation whose label owner sends crafted residuals into ``out`` (with the
     evaluation-only ground truth the audit scores against); ``epsilon``: feature-DP budget."""
     from .. import train
+    from ..privacy.plan import FeatureDP, PrivacyPlan
 
-    options: dict = {}
-    if epsilon is not None:
-        if not epsilon > 0:
-            raise ConfigError(f"--epsilon must be > 0, got {epsilon!r}")
-        from ..privacy.dp.layers import DPTrainers
-        from ..privacy.dp.trainer import DPConfig
-
-        options = dict(trainers=DPTrainers(DPConfig(float(epsilon), DP_DELTA)), weighting="uniform",
-                       eta=0.75 * parties / rounds)
-    train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out,
-          overwrite=overwrite, ground_truth=True, progress=progress, channel=CraftedResiduals(seed + 1), **options)
+    if epsilon is not None and not (isinstance(epsilon, (int, float)) and epsilon > 0):
+        raise ConfigError(f"--epsilon must be > 0, got {epsilon!r}")
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=float(epsilon))) if epsilon is not None else PrivacyPlan()
+    train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out, overwrite=overwrite,
+          ground_truth=True, progress=progress, plan=plan, channel=CraftedResiduals(seed + 1))
     return Path(out)
