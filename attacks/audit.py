@@ -310,8 +310,9 @@ def run_epsilon(run: RunView) -> float:
 
 
 def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
-    """The privacy layers of a run as ``metrics.json`` records them: the residual mode, each
-    DP-protected party's epsilon, the mode's name for plots and the smallest epsilon in force."""
+    """The privacy layers of a run as ``metrics.json`` records them: the residual mode, the
+    registered layer (``plan.layer``), each DP-protected party's epsilon, the mode's name for
+    plots and the smallest epsilon in force."""
     residuals = metrics.get("residuals") or "plain"
     privacy = metrics.get("privacy") or {}
     names = metrics.get("party_names") or []
@@ -325,8 +326,9 @@ def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
         mode = "feature-DP" + (" + CKKS" if residuals == "ckks" else "")
     else:
         mode = {"ckks": "CKKS", "crafted": "crafted residuals"}.get(residuals, residuals)
-    return {"residuals": residuals, "mode": mode, "label_dp_epsilon": label_dp, "feature_dp_epsilon": feature_dp,
-            "epsilon": min(eps.values()) if eps else math.inf}
+    plan = metrics.get("plan") if isinstance(metrics.get("plan"), dict) else {}
+    return {"residuals": residuals, "mode": mode, "layer": plan.get("layer"), "label_dp_epsilon": label_dp,
+            "feature_dp_epsilon": feature_dp, "epsilon": min(eps.values()) if eps else math.inf}
 
 
 def train_command(metrics: dict, run_dir: Path) -> str:

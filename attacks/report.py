@@ -48,8 +48,9 @@ def _fmt_eps(value) -> str:
 
 def _layers_lines(audit: dict) -> list[str]:
     layers = audit.get("layers") or {}
+    layer = f"; registered layer {layers['layer']!r}" if layers.get("layer") else ""
     lines = [f"Residual transport: {layers.get('residuals', audit.get('residuals', 'unknown'))} "
-             f"(layers in force: {layers.get('mode', 'unknown')})"]
+             f"(layers in force: {layers.get('mode', 'unknown')}{layer})"]
     if layers.get("label_dp_epsilon") is not None:
         lines.append(f"Label-DP on the residuals: epsilon = {_fmt_eps(layers['label_dp_epsilon'])}")
     for party, eps in (layers.get("feature_dp_epsilon") or {}).items():
@@ -172,20 +173,20 @@ def family_plot(audit: dict, family: str) -> bytes | None:
     return buf.getvalue()
 
 
-MODES = ("plain", "CKKS", "feature-DP", "label-DP")
+MODES = ("plain", "CKKS", "feature-DP", "feature-DP + CKKS", "label-DP")
 MODE_STYLE = {"plain": ("o", "#c0392b"), "CKKS": ("s", "#2471a3"), "feature-DP": ("^", "#1e8449"),
-              "label-DP": ("D", "#8e44ad"), "crafted residuals": ("x", "black")}
+              "feature-DP + CKKS": ("v", "#17a589"), "label-DP": ("D", "#8e44ad"),
+              "crafted residuals": ("x", "black")}
 
 
 def _mode(audit: dict) -> str:
-    mode = (audit.get("layers") or {}).get("mode") or audit.get("residuals") or "plain"
-    return "feature-DP" if mode.startswith("feature-DP") else mode
+    return (audit.get("layers") or {}).get("mode") or audit.get("residuals") or "plain"
 
 
 def plot_sweep(audits: list[dict], path: Path) -> Path:
     """Largest advantage over attacks and victims against the epsilon in force, for label
     inference and feature reconstruction side by side; one line per layer (plain, CKKS,
-    feature-DP, label-DP). Runs without DP sit at "inf", right of a break in the axis; markers
+    feature-DP, feature-DP + CKKS, label-DP). Runs without DP sit at "inf", right of a break in the axis; markers
     are spread sideways so equal points stay visible; the legend sits below the panels."""
     plt = _pyplot()
     finite = sorted({float(a["layers"]["epsilon"]) for a in audits if math.isfinite(float(a["layers"]["epsilon"]))})
