@@ -36,18 +36,18 @@ def add_parser(sub) -> None:
                    help="also report equality-solving R^2 at these known-row fractions")
     p.add_argument("--seed", type=int, default=0, help="seed of the side-knowledge draw and the attacks")
     p.add_argument("--plot", type=Path, default=None,
-                   help="advantage-vs-epsilon plot when several runs are given (default: next to the first run)")
+                   help="advantage-vs-epsilon plot when several runs are given; None: next to the first run")
     p.add_argument("--net-steps", type=int, default=1500, help="training steps of the inversion network")
     p.add_argument("--no-report", action="store_true", help="write audit.json only (no audit.md / audit.html)")
     own = p.add_argument_group("self-audit: one party's exposure from its own transcript and its own data")
     own.add_argument("--as", dest="party", metavar="NAME", help="the party auditing itself (its transcript)")
     own.add_argument("--data", type=Path, metavar="PATH",
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
-    own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' if "
-                                                        "present, else row numbers)")
+    own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV; None: 'id' if "
+                                                        "present, else row numbers")
     own.add_argument("--target", help="label column (label owner's --data CSV; also the --sweep CSV's)")
-    own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME; "
-                                                             "with --active: the run directory to train into)")
+    own.add_argument("--out", type=Path, metavar="DIR", help="report directory; None: RUN_DIR/self-audit/NAME "
+                                                             "(with --active: the run directory to train into)")
     act = p.add_argument_group("active attacks: train a federation with a malicious party, then score it")
     act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals")
     act.add_argument("--epsilon", type=float, default=None, help="feature parties' DP budget in the --active run")
