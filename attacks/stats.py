@@ -10,7 +10,10 @@ transcript helped).
 **Test.** Under "the transcript adds nothing beyond the side knowledge", the attack's and the
 baseline's guesses for a row are exchangeable, so each ``c_i`` is as likely to carry either
 sign. The null distribution of the advantage is that of ``sum_i s_i c_i`` for random signs
-``s_i`` (a paired sign-flip permutation test; for accuracy it is McNemar's exact test). For
+``s_i`` (a paired sign-flip permutation test; for accuracy it is McNemar's exact test). The
+``c_i`` are centred on their mean first, so the null's spread is the contributions' spread
+around the observed advantage (under the null hypothesis the mean is zero and nothing
+changes; an attack much better or much worse than its baseline does not widen the null). For
 AUC, ``c_i`` is doubled in the null so that its spread is DeLong's variance of an AUC
 difference. ``PERMUTATIONS = 2999`` sign vectors resolve p-values down to 1/3000.
 
@@ -87,6 +90,7 @@ def paired_test(contributions: np.ndarray, advantage: float, *, null_scale: floa
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     c = np.asarray(contributions, dtype=np.float64).reshape(-1) * null_scale
+    c = c - c.mean()  # the spread around the observed mean: an attack far from its baseline does not widen the null
     null = sign_flip_null(c, permutations, seed)
     p = float((1 + np.count_nonzero(null >= advantage - 1e-12)) / (1 + permutations))
     mda = float(np.quantile(null, 1 - alpha))
