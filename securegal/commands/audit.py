@@ -23,41 +23,43 @@ def _fractions(text: str) -> list[float]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("audit", help="run the attack suite on run directories and report leakage",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("audit", description="Run the attack suite (label and feature inference) on run "
+                       "directories and report a verdict per attack (audit.json, audit.md, audit.html); or audit "
+                       "one party from its own transcript and data (--as), run an active attack (--active), or "
+                       "train a sweep of plain, CKKS and DP runs first (--sweep). See attacks/README.md.")
     p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="run directories written by `securegal train --save-ground-truth` (or, with --as, "
                         "the directory holding transcripts/NAME)")
-    p.add_argument("--known-labels", type=float, default=0.05,
+    p.add_argument("--known-labels", type=float, default=0.05, metavar="FRACTION",
                    help="fraction of training labels a feature party knows (side knowledge)")
-    p.add_argument("--known-rows", type=float, default=0.05,
+    p.add_argument("--known-rows", type=float, default=0.05, metavar="FRACTION",
                    help="fraction of a victim's training rows the label owner knows (side knowledge)")
     p.add_argument("--rows-curve", type=_fractions, default=None, metavar="F1,F2,...",
                    help="also report equality-solving R^2 at these known-row fractions")
-    p.add_argument("--seed", type=int, default=0, help="seed of the side-knowledge draw and the attacks")
-    p.add_argument("--plot", type=Path, default=None,
-                   help="advantage-vs-epsilon plot when several runs are given; None: next to the first run")
-    p.add_argument("--net-steps", type=int, default=1500, help="training steps of the inversion network")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the side-knowledge draw and the attacks")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="advantage-vs-epsilon plot when several runs are given (default: next to the first run)")
+    p.add_argument("--net-steps", type=int, default=1500, metavar="N", help="training steps of the inversion network")
     p.add_argument("--no-report", action="store_true", help="write audit.json only (no audit.md / audit.html)")
     own = p.add_argument_group("self-audit: one party's exposure from its own transcript and its own data")
     own.add_argument("--as", dest="party", metavar="NAME", help="the party auditing itself (its transcript)")
     own.add_argument("--data", type=Path, metavar="PATH",
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
-    own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV; None: 'id' if "
-                                                        "present, else row numbers")
-    own.add_argument("--target", help="label column (label owner's --data CSV; also the --sweep CSV's)")
-    own.add_argument("--out", type=Path, metavar="DIR", help="report directory; None: RUN_DIR/self-audit/NAME "
-                                                             "(with --active: the run directory to train into)")
+    own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' "
+                                                        "if present, else row numbers)")
+    own.add_argument("--target", metavar="COLUMN", help="label column (label owner's --data CSV; also the --sweep CSV's)")
+    own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME; "
+                                                             "with --active: the run directory to train into)")
     act = p.add_argument_group("active attacks: train a federation with a malicious party, then score it")
     act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals")
-    act.add_argument("--epsilon", type=float, default=None, help="feature parties' DP budget in the --active run")
+    act.add_argument("--epsilon", type=float, default=None, metavar="E", help="feature parties' DP budget in the --active run")
     sweep = p.add_argument_group("sweep: train plain, ckks and DP runs of one task into OUT, then audit them")
     sweep.add_argument("--sweep", type=Path, metavar="OUT", help="train the sweep into OUT instead of auditing RUN_DIRs")
-    sweep.add_argument("--dataset", help="offline dataset of the sweep or the --active run")
-    sweep.add_argument("--csv", type=Path, help="CSV of the sweep or the --active run")
-    sweep.add_argument("--parties", "-M", type=int, default=4, help="parties of the sweep's runs")
-    sweep.add_argument("--rounds", "-T", type=int, default=10, help="rounds of the sweep's runs")
-    sweep.add_argument("--train-seed", type=int, default=0, help="seed of the sweep's runs")
+    sweep.add_argument("--dataset", metavar="NAME", help="offline dataset of the sweep or the --active run")
+    sweep.add_argument("--csv", type=Path, metavar="PATH", help="CSV of the sweep or the --active run")
+    sweep.add_argument("--parties", "-M", type=int, default=4, metavar="M", help="parties of the sweep's runs")
+    sweep.add_argument("--rounds", "-T", type=int, default=10, metavar="T", help="rounds of the sweep's runs")
+    sweep.add_argument("--train-seed", type=int, default=0, metavar="N", help="seed of the sweep's runs")
     sweep.add_argument("--epsilons", type=_fractions, default=[0.5, 1.0, 3.0, 8.0], metavar="E1,E2,...",
                        help="feature parties' DP budgets of the sweep's DP runs")
     sweep.add_argument("--label-epsilons", type=_fractions, default=[], metavar="E1,E2,...",
@@ -138,6 +140,9 @@ def run(args) -> int:
     if args.sweep is not None:
         if args.runs:
             raise ConfigError("give RUN_DIRs or --sweep OUT, not both")
+        if args.parties < 2 or args.rounds < 1 or args.train_seed < 0:
+            raise ConfigError(f"the sweep needs --parties >= 2, --rounds >= 1 and --train-seed >= 0, got "
+                              f"{args.parties}, {args.rounds} and {args.train_seed}")
         from securegal.experiments.sweep import train_sweep
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,

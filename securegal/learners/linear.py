@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from .base import SmootherOperator, check_fit_inputs, check_local_loss
 
 
@@ -45,7 +46,7 @@ class LinearLearner:
     def __init__(self, local_loss: str = "l2", lam: float = 1e-3, irls_iterations: int = 30):
         self.local_loss = check_local_loss(local_loss)
         if not lam > 0:
-            raise ValueError(f"ridge penalty lam must be > 0, got {lam!r}")
+            raise ConfigError(f"ridge penalty lam must be > 0, got {lam!r}")
         self.lam = float(lam)
         self.irls_iterations = int(irls_iterations)
 
