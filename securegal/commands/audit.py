@@ -104,7 +104,7 @@ def _active(args, audit) -> int:
         raise ConfigError("--active needs --out DIR (where the malicious run is written)")
     run_dir = train_crafted(args.out, dataset=args.dataset, csv=args.csv, target=args.target, parties=args.parties,
                             rounds=args.rounds, seed=args.train_seed, epsilon=args.epsilon,
-                            overwrite=args.overwrite, progress=None)
+                            overwrite=args.overwrite, progress=True)
     result = audit.audit_run(run_dir, args.known_labels, args.known_rows, args.seed, args.rows_curve,
                              args.net_steps, report=False)
     source = f"--dataset {args.dataset}" if args.dataset else f"--csv {args.csv} --target {args.target}"
@@ -148,7 +148,7 @@ def run(args) -> int:
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
                                 parties=args.parties, rounds=args.rounds, seed=args.train_seed,
                                 epsilons=tuple(args.epsilons), label_epsilons=tuple(args.label_epsilons),
-                                ckks=not args.no_ckks, overwrite=args.overwrite, progress=None)
+                                ckks=not args.no_ckks, overwrite=args.overwrite, progress=True)
         args.plot = args.plot or args.sweep / audit.PLOT
     elif not args.runs:
         raise ConfigError("give at least one RUN_DIR (or --sweep OUT --dataset NAME, --as NAME, --active NAME)")
