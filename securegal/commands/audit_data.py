@@ -21,21 +21,24 @@ from ..errors import ConfigError
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        if not header:
-            raise ConfigError(f"{path}: empty file, expected a header row")
-        rows = []
-        for lineno, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
-            try:
-                rows.append([float(c) for c in row])
-            except ValueError:
-                raise ConfigError(f"{path}:{lineno}: non-numeric cell in {row!r}") from None
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise ConfigError(f"{path}: empty file, expected a header row")
+            for lineno, row in enumerate(reader, 2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
+                try:
+                    rows.append([float(c) for c in row])
+                except ValueError:
+                    raise ConfigError(f"{path}:{lineno}: non-numeric cell in {row[:5]!r}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from None
     data = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
     if not np.isfinite(data).all():
         raise ConfigError(f"{path}: missing or infinite values are not allowed")

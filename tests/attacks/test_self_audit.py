@@ -78,6 +78,8 @@ def test_self_audit_bad_input_is_one_line(wine, tmp_path, capsys):
     text = (wine / "party1.csv").read_text().splitlines()
     rows = [line.split(",") for line in text[1:]]
     _csv(shifted, text[0].split(","), [[float(r[0]) + 100_000] + [float(x) for x in r[1:]] for r in rows])
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"id,x\n\xff\xfe\x00,1\n")
     (tmp_path / "empty").mkdir()
     base = ["audit", str(wine / "wine"), "--data", str(wine / "party1.csv")]
     cases = [
@@ -88,6 +90,8 @@ def test_self_audit_bad_input_is_one_line(wine, tmp_path, capsys):
         (base + ["--as", "party1", "--known-labels", "0"], "--known-labels"),
         (["audit", str(wine / "wine"), "--as", "alice", "--data", str(wine / "alice.csv")], "--target"),
         (base + ["--as", "party1", "--id-column", "nope"], "nope"),
+        (["audit", str(wine / "wine"), "--as", "party1", "--data", str(garbage)], "not a UTF-8 CSV"),
+        (["audit", str(wine / "wine"), "--as", "party1", "--data", str(tmp_path / "missing.csv")], "does not exist"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
