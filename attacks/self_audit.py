@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from securegal.errors import ConfigError
-from securegal.transcript import Transcript, read_transcript
+from securegal.transcript import read_alignment, Transcript, read_transcript
 
 from .audit import (NothingReleased, _setup, _standardize_truth, _view_name, check_fraction, finish_audit,
                     layers_in_force, privacy_block, run_jobs, score_feature_attacks, score_label_attacks,
@@ -108,7 +108,21 @@ def _metrics(run_dir: Path) -> dict:
         raise ConfigError(f"{path} is malformed ({exc})") from None
 
 
-def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int):
+def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray) -> np.ndarray:
+    """The party's own IDs of rows the transcript names by this session's handles (from the
+    alignment record the party kept beside its transcript); ``ids`` unchanged without one."""
+    record = read_alignment(run_dir / "transcripts" / party, peer, setup_record.envelope.session)
+    if record is None:
+        return ids
+    handles, own = record
+    order = np.argsort(handles)
+    pos = order[np.clip(np.searchsorted(handles, ids, sorter=order), 0, handles.size - 1)]
+    if np.any(handles[pos] != ids):
+        raise ConfigError(f"{party}'s alignment record does not name every training row of the transcript")
+    return own[pos]
+
+
+def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, run_dir: Path):
     if data.labels is None:
         raise ConfigError(f"{data.source}: the label owner's audit needs its labels (give --target COL)")
     peers = sorted({rec.receiver for rec in tr.select("setup", "sent")})
@@ -116,7 +130,8 @@ def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: floa
 
     def job(peer: str):
         setup = _setup(tr, "sent", peer)
-        ids = np.asarray(setup.train_ids, dtype=np.int64)
+        record = next(r for r in tr.select("setup", "sent") if r.receiver == peer)
+        ids = _own_ids(run_dir, tr.party, peer, record, np.asarray(setup.train_ids, dtype=np.int64))
         n, k = ids.size, int(setup.n_outputs)
         payloads = [rec.payload for rec in tr.select("fit_request", "sent") if rec.receiver == peer]
         if not payloads:
@@ -135,11 +150,13 @@ def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: floa
     return [(f"labels:{peer}", lambda peer=peer: job(peer)) for peer in peers]
 
 
-def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float, seed: int, steps: int):
+def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float, seed: int, steps: int,
+                 run_dir: Path):
     if data.features is None or np.asarray(data.features).shape[1] == 0:
         raise ConfigError(f"{data.source}: a feature party's audit needs its feature columns")
     setup = _setup(tr, "received")
-    ids = np.asarray(setup.train_ids, dtype=np.int64)
+    record = next(tr.select("setup", "received"))
+    ids = _own_ids(run_dir, tr.party, record.sender, record, np.asarray(setup.train_ids, dtype=np.int64))
     n, k = ids.size, int(setup.n_outputs)
     payloads = [rec.payload for rec in tr.select("fit_reply", "sent")]
     if not payloads:
@@ -177,9 +194,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     who = role(tr)
     metrics = _metrics(run_dir)
     if who == LABEL_OWNER:
-        jobs = _label_jobs(tr, data, metrics, known_labels, seed)
+        jobs = _label_jobs(tr, data, metrics, known_labels, seed, run_dir)
     else:
-        jobs = _feature_job(tr, data, metrics, known_rows, seed, steps)
+        jobs = _feature_job(tr, data, metrics, known_rows, seed, steps, run_dir)
     rows, timings, skipped = run_jobs(jobs, progress)
     setup = next(iter(tr.select("setup")), None)
     residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")

@@ -19,11 +19,12 @@ from typing import Iterator
 import numpy as np
 
 from .errors import ConfigError
-from .files import private_dir, private_open
+from .files import private_dir, private_open, write_bytes_atomic
 from .messages import Envelope, Payload
 from .wire.codec import decode
 
 INDEX = "index.jsonl"
+ALIGNMENT_PREFIX = "alignment-with-"
 DATA = "messages.bin"
 DIRECTIONS = ("sent", "received")
 _PARTY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -63,6 +64,16 @@ class TranscriptWriter:
         self._index.flush()
         self._offset += len(raw)
         self._count += 1
+
+    def record_alignment(self, session: str, peer: str, handles, ids) -> None:
+        """Keep, beside the transcript, how rows were named in ``session`` with ``peer``: the row
+        handles and this party's own IDs of those rows (its own knowledge, 0600; it lets the party
+        audit itself later, :func:`read_alignment`). Never sent anywhere."""
+        handles = np.asarray(handles, dtype=np.int64)
+        ids = np.asarray(ids)
+        ids = ids.astype(str) if ids.dtype.kind in "OUS" else ids.astype(np.int64)
+        path = self.directory / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+        write_bytes_atomic(path, lambda fh: np.savez(fh, session=np.array(session), handles=handles, ids=ids))
 
     def close(self) -> None:
         self._data.close()
@@ -151,6 +162,21 @@ def read_transcript(directory: Path | str) -> Transcript:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError(f"{index_path}:{lineno}: corrupt transcript entry ({exc})") from None
     return Transcript(check_party_name(directory.name), tuple(records))
+
+
+def read_alignment(directory: Path | str, peer: str, session: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(handles, ids)``: how a party's rows were named with ``peer`` in ``session`` (written by
+    :meth:`TranscriptWriter.record_alignment`), or None when the transcript has no such record."""
+    path = Path(directory) / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if str(npz["session"]) != session:
+                raise ConfigError(f"{path} belongs to session {str(npz['session'])!r}, not {session!r}")
+            return np.asarray(npz["handles"], dtype=np.int64), np.asarray(npz["ids"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc})") from None
 
 
 def read_transcripts(run_dir: Path | str) -> dict[str, Transcript]:

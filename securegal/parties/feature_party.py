@@ -165,6 +165,13 @@ class FeatureParty:
         log.info("session %s: %d of our rows are used", self.session, len(self._selected))
         return m.PsiSelectionAck(len(self._selected))
 
+    def alignment(self) -> tuple[np.ndarray, np.ndarray]:
+        """This session's selected row handles and this party's own IDs of those rows."""
+        if self._selected is None:
+            raise ProtocolError("no rows were selected in this session")
+        rows = self._psi.rows_of(self._selected)
+        return self._selected, np.asarray(self.table.ids)[rows]
+
     def _features(self, ids: np.ndarray) -> np.ndarray:
         mean, std = self._scaler
         return (self._rows(ids) - mean) / std

@@ -156,6 +156,8 @@ class LabelOwner:
         self.F = np.tile(self.model.init, (self.n, 1))
         used = np.union1d(self.train_ids, self.aligned(self.eval_ids))
         self._joined(self.messenger.exchange(0, {p: alignments[p].selection(used) for p in self.peers}))
+        for p in self.peers:  # our own record of how each party names our rows (for our self-audit)
+            self.messenger.record_alignment(p, self.handles[p][used], np.asarray(self.align_ids)[used])
         log.info("aligned: %d training rows held by every party (of %d)", self.n, len(keep))
 
     def aligned(self, ids: np.ndarray) -> np.ndarray:

@@ -65,6 +65,11 @@ class Messenger:
             return ProtocolError(f"{party!r} answered {env.kind}, expected {m.KINDS[expected]}")
         return env.body
 
+    def record_alignment(self, party: str, handles, ids) -> None:
+        """Keep beside our transcript how ``party`` names our rows ``ids`` in this session."""
+        if self.transcript is not None:
+            self.transcript.record_alignment(self.session, party, handles, ids)
+
     def close(self) -> None:
         self.transport.close()
         if self.transcript is not None:
