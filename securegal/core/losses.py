@@ -1,14 +1,21 @@
 """Overarching losses L(y, F): value, constant minimizer F0 and pseudo-residuals -dL/dF.
 
+The smooth losses also give ``along(y, F, direction)``: the first and second derivatives of
+the loss along a direction, which the assisted learning rate's Newton search uses.
+
 Each loss works on a score matrix ``F`` of shape (n, K). Labels are class indices (n,) for the
 cross-entropies and targets (n,) or (n, K) for the regressions. Values are means over rows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.special import log_softmax, softmax, expit, log_expit
+
+# eta -> (d/d eta, d^2/d eta^2) of a loss along a fixed direction; see the losses' ``along``.
+Derivatives = Callable[[float], tuple[float, float]]
 
 
 def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -78,6 +85,20 @@ class CrossEntropy:
         r[np.arange(y.shape[0]), y] += 1.0
         return r
 
+    def along(self, y: np.ndarray, F: np.ndarray, direction: np.ndarray) -> "Derivatives":
+        """First and second derivative of ``eta -> value(y, F + eta * direction)``."""
+        y = _class_labels(y, self.n_classes)
+        F = _as_scores(F, y.shape[0], self.n_classes)
+        d = _as_scores(direction, y.shape[0], self.n_classes)
+        d_label, d2 = d[np.arange(y.shape[0]), y].mean(), d * d
+
+        def derivatives(eta: float) -> tuple[float, float]:
+            p = softmax(F + eta * d, axis=1)
+            pd = np.einsum("ij,ij->i", p, d)
+            return float(pd.mean() - d_label), float(np.einsum("ij,ij->i", p, d2).mean() - np.dot(pd, pd) / pd.size)
+
+        return derivatives
+
 
 @dataclass(frozen=True)
 class BinaryCrossEntropy:
@@ -105,6 +126,19 @@ class BinaryCrossEntropy:
         F = _as_scores(F, y.shape[0], 1)
         return y[:, None] - expit(F)
 
+    def along(self, y: np.ndarray, F: np.ndarray, direction: np.ndarray) -> "Derivatives":
+        """First and second derivative of ``eta -> value(y, F + eta * direction)``."""
+        y = _class_labels(y, 2)
+        F = _as_scores(F, y.shape[0], 1)[:, 0]
+        d = _as_scores(direction, y.shape[0], 1)[:, 0]
+        d2 = d * d
+
+        def derivatives(eta: float) -> tuple[float, float]:
+            s = expit(F + eta * d)
+            return float(np.dot(s - y, d) / d.size), float(np.dot(s * (1.0 - s), d2) / d.size)
+
+        return derivatives
+
 
 @dataclass(frozen=True)
 class L2Loss:
@@ -129,6 +163,15 @@ class L2Loss:
     def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
         y = _targets(y)
         return y - _as_scores(F, *y.shape)
+
+    def along(self, y: np.ndarray, F: np.ndarray, direction: np.ndarray) -> "Derivatives":
+        """First and second derivative of ``eta -> value(y, F + eta * direction)`` (a parabola)."""
+        y = _targets(y)
+        gap = y - _as_scores(F, *y.shape)
+        d = _as_scores(direction, *y.shape)
+        n = y.shape[0]
+        gap_d, d_d = float(np.vdot(gap, d)) / n, float(np.vdot(d, d)) / n
+        return lambda eta: (eta * d_d - gap_d, d_d)
 
 
 @dataclass(frozen=True)

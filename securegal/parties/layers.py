@@ -13,7 +13,7 @@ from typing import Mapping, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ProtocolError
-from ..learners.base import FittedModel, Learner
+from ..learners.base import FittedModel, Learner, bind
 from ..messages import EncryptedPayload, Payload, Setup
 
 
@@ -97,13 +97,14 @@ class PlainTrainer:
         if setup.residuals != "plain":
             raise ProtocolError(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
         self._X, self._k = X_train, setup.n_outputs
+        self._bound = bind(self.learner, X_train)
         self.models.clear()
 
     def fit_round(self, round: int, residuals: Payload) -> Payload:
         r = plain_array(residuals, (self._X.shape[0], self._k), f"residuals of round {round}")
-        model = self.learner.fit(self._X, r)
+        model, predictions = self._bound.fit_predict(r)
         self.models[round] = model
-        return np.asarray(model.predict(self._X), dtype=np.float64)
+        return np.asarray(predictions, dtype=np.float64)
 
     def predict(self, X: np.ndarray, rounds: int) -> Payload:
         out = np.zeros((rounds, X.shape[0], self._k))
