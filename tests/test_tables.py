@@ -59,3 +59,11 @@ def test_party_tables_view_contiguous_blocks_and_copy_others():
     odd = Block(np.array([0, 2, 5]))
     (table,) = party_tables(data, [odd])
     np.testing.assert_array_equal(table.X, data.X[:, [0, 2, 5]])
+
+
+@pytest.mark.parametrize("ids", [np.arange(8), np.arange(8) * 3 + 1, np.array([2, 9, 10**12, 10**13])])
+def test_distinct_positions_refuse_repeated_ids(ids):
+    table = FeatureTable(ids, np.arange(len(ids) * 2, dtype=float).reshape(-1, 2))
+    np.testing.assert_array_equal(table.distinct_positions(ids[::-1]), np.arange(len(ids))[::-1])
+    with pytest.raises(ProtocolError, match="1 requested sample IDs are repeated"):
+        table.distinct_positions(np.array([ids[1], ids[0], ids[1]]))

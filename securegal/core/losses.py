@@ -88,14 +88,24 @@ class CrossEntropy:
     def along(self, y: np.ndarray, F: np.ndarray, direction: np.ndarray) -> "Derivatives":
         """First and second derivative of ``eta -> value(y, F + eta * direction)``."""
         y = _class_labels(y, self.n_classes)
-        F = _as_scores(F, y.shape[0], self.n_classes)
-        d = _as_scores(direction, y.shape[0], self.n_classes)
-        d_label, d2 = d[np.arange(y.shape[0]), y].mean(), d * d
+        n = y.shape[0]
+        F = _as_scores(F, n, self.n_classes)
+        d = _as_scores(direction, n, self.n_classes)
+        d_label = d[np.arange(n), y].mean()
+        # Classes along the first axis: every reduction over classes runs along the long rows.
+        Ft, dt = np.ascontiguousarray(F.T), np.ascontiguousarray(d.T)
+        d2t = dt * dt
+        p, tmp = np.empty_like(Ft), np.empty_like(Ft)
 
         def derivatives(eta: float) -> tuple[float, float]:
-            p = softmax(F + eta * d, axis=1)
-            pd = np.einsum("ij,ij->i", p, d)
-            return float(pd.mean() - d_label), float(np.einsum("ij,ij->i", p, d2).mean() - np.dot(pd, pd) / pd.size)
+            np.multiply(dt, eta, out=p)
+            np.add(p, Ft, out=p)
+            np.subtract(p, p.max(axis=0), out=p)
+            np.exp(p, out=p)
+            np.divide(p, p.sum(axis=0), out=p)  # softmax(F + eta d), transposed
+            pd = np.multiply(p, dt, out=tmp).sum(axis=0)
+            pd2 = np.multiply(p, d2t, out=tmp).sum(axis=0)
+            return float(pd.mean() - d_label), float(pd2.mean() - np.dot(pd, pd) / n)
 
         return derivatives
 

@@ -75,6 +75,15 @@ class FeatureTable:
                                 f"(first: {int(sample_ids[missing][0])})")
         return pos
 
+    def distinct_positions(self, sample_ids: np.ndarray) -> np.ndarray:
+        """:meth:`positions`, and a protocol error if an ID repeats (O(n), no sort)."""
+        pos = self.positions(sample_ids)
+        seen = np.zeros(self.ids.size, dtype=bool)
+        seen[pos] = True
+        if np.count_nonzero(seen) != pos.size:
+            raise ProtocolError(f"{pos.size - int(np.count_nonzero(seen))} requested sample IDs are repeated")
+        return pos
+
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """The rows for ``sample_ids`` in that order, as a new C-contiguous array."""
         return np.ascontiguousarray(self.X[self.positions(sample_ids)])

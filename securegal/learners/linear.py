@@ -18,8 +18,11 @@ class LinearModel:
     coef: np.ndarray  # (d + 1, K), last row is the intercept
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.dot(X, self.coef[:-1]) + self.coef[-1]
+        # Computed as (K, n) = coef^T X^T, returned as its (n, K) transpose: BLAS is several
+        # times slower on the tall-and-thin product X @ coef with a handful of outputs.
+        out = self.coef[:-1].T @ np.asarray(X, dtype=np.float64).T
+        out += self.coef[-1][:, None]
+        return out.T
 
 
 def _penalty(p: int, lam: float) -> np.ndarray:
@@ -69,7 +72,7 @@ class BoundRidge:
         """The round model for residuals ``r`` (n, K) and its predictions on the bound rows."""
         r = check_residuals(r, self.X.shape[0])
         if self.learner.local_loss == "l2":
-            rhs = np.vstack([self.X.T @ r, r.sum(axis=0)])
+            rhs = np.vstack([(r.T @ self.X).T, r.sum(axis=0)])
             model = LinearModel(cho_solve(self._factor, rhs))
             return model, model.predict(self.X)
         Phi = self._phi

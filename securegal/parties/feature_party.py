@@ -80,9 +80,9 @@ class FeatureParty:
     def _setup(self, env: m.Envelope, setup: m.Setup) -> m.SetupAck:
         if setup.n_outputs < 1 or setup.rounds < 1:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
-        if len(np.unique(setup.train_ids)) != len(setup.train_ids) or len(setup.train_ids) < 2:
+        if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
-        X_raw = self.table.rows(setup.train_ids)
+        X_raw = self.table.X[self.table.distinct_positions(setup.train_ids)]
         mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
         std[std == 0] = 1.0
         self._scaler = (mean, std)
