@@ -1,22 +1,28 @@
 """Build a local learner by name: ``make_learner("mlp", local_loss="l1", seed=3)``."""
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from ..errors import ConfigError
-from .cnn import CNNLearner
-from .gb import GBLearner
-from .linear import LinearLearner
-from .mlp import MLPLearner
-from .rff import RFFLearner
 
+# name -> (module, class). Imported on first use: the torch learners (mlp, cnn) cost seconds
+# and a few hundred MiB to import, which a linear run never needs.
 LEARNERS = {
-    "linear": LinearLearner,
-    "mlp": MLPLearner,
-    "cnn": CNNLearner,
-    "gb": GBLearner,
-    "rff": RFFLearner,
+    "linear": ("securegal.learners.linear", "LinearLearner"),
+    "mlp": ("securegal.learners.mlp", "MLPLearner"),
+    "cnn": ("securegal.learners.cnn", "CNNLearner"),
+    "gb": ("securegal.learners.gb", "GBLearner"),
+    "rff": ("securegal.learners.rff", "RFFLearner"),
 }
+
+
+def learner_class(name: str) -> type:
+    """The learner class registered as ``name``."""
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+    module, cls = LEARNERS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shape=None, **options):
@@ -26,9 +32,7 @@ def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shap
     ``patch_shape`` (height, width) is required by ``cnn``; the other learners see the flattened
     pixels as plain features and ignore it.
     """
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
-    cls = LEARNERS[name]
+    cls = learner_class(name)
     params = inspect.signature(cls.__init__).parameters
     allowed = sorted(set(params) - {"self", "local_loss", "seed", "patch_shape"})
     unknown = sorted(set(options) - set(allowed))
