@@ -91,3 +91,18 @@ def test_derivatives_along_a_direction_match_finite_differences(loss, make_y, k,
 
 def test_l1_gives_no_derivatives():
     assert not hasattr(L1Loss(), "along")
+
+
+def test_cross_entropy_matches_scipy_and_stays_finite_on_extreme_scores(rng):
+    from scipy.special import log_softmax, softmax
+
+    loss = CrossEntropy(4)
+    y = rng.integers(0, 4, 50)
+    for scale in (1.0, 1e3):
+        F = rng.normal(size=(50, 4)) * scale
+        assert loss.value(y, F) == pytest.approx(-log_softmax(F, axis=1)[np.arange(50), y].mean(), rel=1e-12)
+        expected = -softmax(F, axis=1)
+        expected[np.arange(50), y] += 1.0
+        residual = loss.residual(y, F)
+        np.testing.assert_allclose(residual, expected, atol=1e-15)
+        assert residual.flags.c_contiguous and np.isfinite(residual).all()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import log_softmax, softmax, expit, log_expit
+from scipy.special import expit, log_expit
 
 # eta -> (d/d eta, d^2/d eta^2) of a loss along a fixed direction; see the losses' ``along``.
 Derivatives = Callable[[float], tuple[float, float]]
@@ -23,6 +23,17 @@ def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
     if F.shape != (n, k):
         raise ValueError(f"scores must have shape ({n}, {k}), got {F.shape}")
     return F
+
+
+def _by_class(F: np.ndarray) -> np.ndarray:
+    """``F`` (n, K) as a (K, n) C-contiguous copy shifted so each row's maximum is 0.
+
+    Reductions over the classes then run along the long rows: several times faster than
+    scipy's softmax over a short last axis.
+    """
+    Ft = np.ascontiguousarray(F.T)
+    Ft -= Ft.max(axis=0)
+    return Ft
 
 
 def _class_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -75,13 +86,17 @@ class CrossEntropy:
     def value(self, y: np.ndarray, F: np.ndarray) -> float:
         y = _class_labels(y, self.n_classes)
         F = _as_scores(F, y.shape[0], self.n_classes)
-        return float(-log_softmax(F, axis=1)[np.arange(y.shape[0]), y].mean())
+        shifted = _by_class(F)
+        log_normalizer = np.log(np.exp(shifted).sum(axis=0))
+        return float(np.mean(log_normalizer - shifted[y, np.arange(y.shape[0])]))
 
     def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
         """onehot(y) - softmax(F): the negative gradient of the per-row loss."""
         y = _class_labels(y, self.n_classes)
         F = _as_scores(F, y.shape[0], self.n_classes)
-        r = -softmax(F, axis=1)
+        probs = np.exp(_by_class(F))
+        probs /= probs.sum(axis=0)
+        r = np.negative(probs.T, order="C")
         r[np.arange(y.shape[0]), y] += 1.0
         return r
 
