@@ -145,3 +145,20 @@ def test_newton_step_needs_few_evaluations_on_cross_entropy(rng):
     eta = newton_step(derivatives, eta_max=10)
     assert 0 < eta < 10 and len(calls) <= 8
     assert abs(derivatives(eta)[0]) < 1e-9
+
+
+def test_l1_weights_on_a_row_subsample_match_the_full_fit(rng):
+    """Above ``l1_rows`` rows the l1 weights use evenly spaced rows; the full-data loss barely moves."""
+    n = 40_000
+    signal = rng.normal(size=n)
+    r = np.sign(signal + 0.8 * rng.normal(size=n))[:, None]
+    P = np.stack([(0.3 - 0.05 * m) * signal[:, None] + (0.1 + 0.1 * m) * rng.normal(size=(n, 1)) for m in range(4)])
+    full = fit_assistance_weights(r, P, "l1", l1_rows=n)
+    sub = fit_assistance_weights(r, P, "l1", l1_rows=4096)
+    assert not np.array_equal(full, sub)  # the subsample was used
+    loss = [np.abs(r - combine(w, P)).mean() for w in (full, sub)]
+    assert loss[1] <= loss[0] * (1 + 1e-3) and np.abs(full - sub).max() < 0.02
+    np.testing.assert_array_equal(fit_assistance_weights(r[:100], P[:, :100], "l1", l1_rows=4096),
+                                  fit_assistance_weights(r[:100], P[:, :100], "l1"))
+    with pytest.raises(ValueError, match="l1_rows"):
+        fit_assistance_weights(r, P, "l1", l1_rows=0)

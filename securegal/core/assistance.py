@@ -54,22 +54,35 @@ def weights_objective(theta: np.ndarray, residuals: np.ndarray, predictions: np.
     return value, w * (grad_w - w @ grad_w)
 
 
+# The l1 weights are fitted on at most this many evenly spaced rows. Measured on n = 1M, M = 8
+# sign residuals: the weights move by at most 1.3e-4 and the full-data l1 loss by 3e-6
+# (relative), while each round's 100 Adam steps no longer make 400 passes over all predictions.
+L1_WEIGHT_ROWS = 65536
+
+
 def fit_assistance_weights(
     residuals: np.ndarray,
     predictions: np.ndarray,
     local_loss: str = "l2",
     steps: int = 100,
     lr: float = 0.1,
+    l1_rows: int = L1_WEIGHT_ROWS,
 ) -> np.ndarray:
     """argmin over the simplex of l(r, sum_m w_m f_m), w = softmax(theta), by full-batch Adam.
 
     Matches the reference code: theta starts at zero (uniform weights), Adam with lr 0.1 for
-    100 steps. Returns w of shape (M,).
+    100 steps. Returns w of shape (M,). The l2 objective is exact at any n (through the M x M
+    Gram matrix); the l1 objective uses ``l1_rows`` evenly spaced rows when there are more.
     """
     check_local_loss(local_loss)
     r, P = _check_predictions(residuals, predictions)
     if steps < 0 or not lr > 0:
         raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    if not l1_rows >= 1:
+        raise ValueError(f"l1_rows must be >= 1, got {l1_rows!r}")
+    if local_loss == "l1" and r.shape[0] > l1_rows:
+        rows = np.linspace(0, r.shape[0] - 1, int(l1_rows)).astype(np.int64)
+        r, P = r[rows], P[:, rows]
     if local_loss == "l2":
         # The l2 objective is quadratic in w: precompute P P^T and P r once (M x M and M) so
         # each Adam step costs O(M^2) instead of two passes over the (M, n, K) predictions.
