@@ -35,5 +35,5 @@ clean:
 RESIDUALS ?= plain
 network-demo: $(STAMP)
 	rm -rf runs/network-demo
-	$(PY) -m securegal.localnet --dataset breast_cancer --parties 4 --rounds 10 --seed 0 \
+	$(PY) -m securegal.deploy.localnet --dataset breast_cancer --parties 4 --rounds 10 --seed 0 \
 	    --residuals $(RESIDUALS) --out runs/network-demo

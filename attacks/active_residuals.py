@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from securegal.parties.layers import PlainResiduals
+from securegal.seam import plain_array
 
 from . import hat_matrix
 from .features import KnownRows, score_features
@@ -32,13 +32,20 @@ def crafted_residuals(n: int, n_outputs: int, round_: int, seed: int = 0) -> np.
     return np.random.default_rng([int(seed), int(round_)]).standard_normal((n, n_outputs))
 
 
-class CraftedResiduals(PlainResiduals):
-    """A malicious label owner's residual channel: every party receives crafted residuals."""
+class CraftedResiduals:
+    """A malicious label owner's residual channel (a :class:`securegal.seam.ResidualChannel`):
+    every party receives crafted residuals in the clear."""
 
     name = "crafted"
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
+
+    def setup_fields(self, party: str) -> dict:
+        return {"residuals": "plain"}
+
+    def open(self, payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
+        return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
 
     def seal(self, residuals: np.ndarray, round: int, party: str) -> np.ndarray:
         n, k = np.shape(residuals)

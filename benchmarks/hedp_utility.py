@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from securegal.privacy.dp.layers import DPTrainers
-from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
-from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
+from securegal.privacy.registry import LAYERS
 from securegal.run import train
 
 DATASETS = ("breast_cancer", "wine")
@@ -36,11 +34,10 @@ DELTA, PARTIES, ROUNDS = 1e-5, 4, 3
 
 
 def variants(eps: float) -> dict:
-    plain, nofb = DPConfig(eps, DELTA), DPConfig(eps, DELTA, shares=NO_FEEDBACK_SHARES)
     return {
-        "plain-dp": lambda: dict(trainers=DPTrainers(plain)),
-        "ckks-dp": lambda: dict(trainers=CkksDPTrainers(plain), channel=ClippedCkksResiduals(plain.residual_clip)),
-        "ckks-dp-nofb": lambda: dict(trainers=CkksDPTrainers(nofb), channel=ClippedCkksResiduals(nofb.residual_clip)),
+        "plain-dp": lambda: dict(plan=LAYERS["dp"].plan(eps, delta=DELTA)),
+        "ckks-dp": lambda: dict(plan=LAYERS["ckks+dp"].plan(eps, delta=DELTA, feedback=True)),
+        "ckks-dp-nofb": lambda: dict(plan=LAYERS["ckks+dp"].plan(eps, delta=DELTA, feedback=False)),
     }
 
 

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from securegal.privacy.dp.layers import LabelDPConfig, LabelDPResiduals
+from securegal.privacy.registry import LAYERS
 from securegal.run import train
 
 EPSILONS = (1.0, 3.0, 8.0)
@@ -34,9 +34,8 @@ def main() -> None:
             base = train(name, parties=4, rounds=10, seed=seed, baselines=True)
             row = [base["alone"]["test"]]
             for eps in EPSILONS:
-                channel = LabelDPResiduals(LabelDPConfig(eps, 1e-5, residual_clip=1.0))
                 m = train(name, parties=4, rounds=args.rounds, seed=seed, weighting="uniform", eta=eta,
-                          channel=channel)
+                          plan=LAYERS["label-dp"].plan(eps, residual_clip=1.0))
                 if m["privacy"]["alice"]["epsilon_spent"] > eps:
                     raise RuntimeError("epsilon_spent exceeds the budget")
                 row.append(m["gal"]["test"])

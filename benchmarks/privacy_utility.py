@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from securegal.privacy.dp.layers import DPTrainers
-from securegal.privacy.dp.trainer import DPConfig
+from securegal.privacy.registry import LAYERS
 from securegal.run import train
 
 EPSILONS = (0.5, 1.0, 3.0, 8.0)
@@ -58,9 +57,9 @@ def one_split(source: dict, seed: int, dp_rounds: int, learner: str = "linear", 
         spec = DESIGNS[design]
         eta = spec["total_weight"] * PARTIES / dp_rounds
         for eps in EPSILONS:
-            trainers = DPTrainers(DPConfig(eps, DELTA, **spec["config"]))
+            plan = LAYERS["dp"].plan(eps, delta=DELTA, **spec["config"])
             m = train(**source, parties=PARTIES, rounds=dp_rounds, seed=seed, weighting="uniform", eta=eta,
-                      trainers=trainers, learner=learner)
+                      plan=plan, learner=learner)
             key = f"{design}@{eps}"
             row["gal_dp"][key] = m["gal"]["test"]
             row["epsilon_spent"][key] = max(b["epsilon_spent"] for b in m["privacy"].values())

@@ -18,8 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from securegal.localnet import LocalFederation
-from securegal.network import FederationConfig, train_federation
+from securegal.deploy.localnet import LocalFederation
+from securegal.deploy.networked import FederationConfig, train_federation
 from securegal.run import train
 
 SHORT, LONG = 2, 12
@@ -43,24 +43,18 @@ def federation(request, tmp_path_factory):
         yield fed
 
 
-def _embedded_layers(residuals):
-    if residuals == "ckks":
-        from securegal.privacy.he.layers import CkksResiduals, ckks_trainers
-
-        return {"channel": CkksResiduals(), "trainers": ckks_trainers}
-    return {}
 
 
 def test_round_overhead_loopback_vs_in_process(benchmark, federation, tmp_path):
     base = FederationConfig.load(federation.federation_toml)
-    benchmark.extra_info["residuals"] = base.residuals
+    benchmark.extra_info["residuals"] = base.plan.residuals
 
     def networked(rounds):
         return lambda i: train_federation(dataclasses.replace(base, rounds=rounds, out=tmp_path / f"net{rounds}-{i}"))
 
     def embedded(rounds):
         return lambda i: train("breast_cancer", parties=4, rounds=rounds, seed=0, out=tmp_path / f"inp{rounds}-{i}",
-                               **_embedded_layers(base.residuals))
+                               plan=base.plan)
 
     per_round = {}
     for name, run in (("in_process", embedded), ("grpc_mtls", networked)):
@@ -73,7 +67,7 @@ def test_round_overhead_loopback_vs_in_process(benchmark, federation, tmp_path):
     benchmark.extra_info["network_overhead_per_round_ms"] = round(1000 * overhead, 2)
     print(f"\nper round: in-process {1000 * per_round['in_process']:.1f} ms, gRPC+mTLS loopback "
           f"{1000 * per_round['grpc_mtls']:.1f} ms, overhead {1000 * overhead:.1f} ms "
-          f"(M=4, breast_cancer, {base.residuals} residuals)")
+          f"(M=4, breast_cancer, {base.plan.residuals} residuals)")
     counter = iter(range(10**6))
     benchmark.pedantic(lambda: networked(LONG)(next(counter) + 100), rounds=3, iterations=1)
 
@@ -130,7 +124,7 @@ def test_load_m8_n100k(benchmark, tmp_path):
 @pytest.fixture(scope="module")
 def echo_link(tmp_path_factory):
     """One party server (echo) and a label-owner transport over mutual TLS on 127.0.0.1."""
-    from securegal.certs import Identity, init_federation
+    from securegal.transport.certs import Identity, init_federation
     from securegal.transport.grpc_client import GrpcTransport
     from securegal.transport.grpc_server import PartyServer
 

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from securegal.data.datasets import Dataset
-from securegal.data.split import split_rows, vertical_split
-from securegal.federation import TargetScaler, build_embedded
-from securegal.run import run_method
+from securegal.data.split import split_rows
+from securegal.deploy.embedded import EmbeddedDeployment
+from securegal.deploy.federation import GalJob, TargetScaler
+from securegal.privacy.plan import PrivacyPlan
 
 N_FEATURES, PARTIES, ROUNDS = 80, 8, 10
 SIZES = (100_000, 1_000_000)
@@ -40,12 +41,15 @@ def synthetic(n: int, d: int, seed: int = 0) -> Dataset:
 
 
 def run_once(data: Dataset) -> float:
-    """One embedded GAL run (every message through the wire codec); the test accuracy in %."""
+    """One embedded plain GAL run, as ``securegal.train`` builds it (every message through the
+    wire codec, no run directory); the test accuracy in %."""
     split = split_rows(data, seed=0, test_fraction=0.2)
     scaler = TargetScaler.fit(data, data.y[split.train])
-    owner = build_embedded(data, split, vertical_split(data, PARTIES), learner="linear", seed=0, rounds=ROUNDS,
-                           scaler=scaler)
-    return run_method(owner, data, split, scaler).test
+    deployment = EmbeddedDeployment()
+    job = GalJob.from_plan(PrivacyPlan(), dataset=data, n_train=len(split.train), parties=PARTIES, rounds=ROUNDS,
+                           learner="linear", seed=0, scaler=scaler)
+    owner = deployment.build(job, data, split, deployment.blocks(data, PARTIES))
+    return deployment.run(owner, data, split, scaler).test
 
 
 def _peak_rss_mib() -> float:

@@ -7,55 +7,32 @@ A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), `
 """
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .data.datasets import Dataset, load_csv, load_dataset
-from .data.split import Block, RowSplit, contiguous_blocks, split_rows, vertical_split
+from .data.split import RowSplit, contiguous_blocks, split_rows, vertical_split
+from .deploy.embedded import EmbeddedDeployment
+from .deploy.federation import (MAX_ETA, MAX_PARTIES, MAX_ROUNDS, Deployment, GalJob, MethodRun, TargetScaler,
+                                party_learner, party_names)
 from .errors import ConfigError
-from .federation import TargetScaler, check_trainers, TrainerChoice, build_embedded, party_names, plain_trainers
+from .files import private_dir, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
-from .parties.label_owner import LabelOwner, RoundResult
-from .parties.layers import PlainResiduals, ResidualChannel
+from .parties.label_owner import WEIGHTINGS
+from .privacy.plan import PrivacyPlan, TrainerChoice
+from .seam import ResidualChannel
 
 log = logging.getLogger(__name__)
 
 METHODS = ("gal", "alone", "joint", "gal_uniform")
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One trained method's scores in the original target units."""
-
-    test: float
-    per_round: list[float]
-    validation_per_round: list[float]
-    weights: list[list[float]]
-    eta: list[float]
-    parties: list[str]
-    stopped: str | None
-    absent: list[list[str]] = field(default_factory=list)  # per round: parties dropped from it
-    missing_at_predict: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        d = {"test": self.test, "per_round": self.per_round, "validation_per_round": self.validation_per_round}
-        if self.stopped:
-            d["stopped"] = self.stopped
-        if any(self.absent):
-            d["absent_per_round"] = self.absent
-        if self.missing_at_predict:
-            d["missing_at_predict"] = self.missing_at_predict
-        return d
 
 
 def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None) -> Dataset:
@@ -70,133 +47,138 @@ def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | N
     return load_dataset(dataset)
 
 
-def _evaluate(owner: LabelOwner, dataset: Dataset, ids: np.ndarray, scaler: TargetScaler) -> list[float]:
-    if len(ids) == 0:
-        return []
-    _, score = metric_for(dataset.task)
-    F = owner.predict_rounds(ids)
-    return [score(dataset.y[ids], scaler.inverse(F[t])) for t in range(1, F.shape[0])]
-
-
-def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
-               on_round: Callable[[RoundResult], None] | None = None,
-               start: Callable[[LabelOwner], None] = LabelOwner.setup) -> MethodRun:
-    """Set up (or ``start`` otherwise, e.g. resume), fit, evaluate on validation and test, and
-    close one federation."""
-    try:
-        start(owner)
-        model = owner.fit(on_round)
-        test = _evaluate(owner, dataset, split.test, scaler)
-        val = _evaluate(owner, dataset, split.validation, scaler)
-        owner.finish()
-    finally:
-        if owner.messenger is not None:
-            owner.messenger.close()
-    names = list(model.parties)
-    if not test:  # stopped before the first round: the score of F0 alone
-        _, score = metric_for(dataset.task)
-        F0 = np.tile(model.init, (len(split.test), 1))
-        test = [score(dataset.y[split.test], scaler.inverse(F0))]
-    return MethodRun(test[-1], test, val, [[r.weights.get(p, 0.0) for p in names] for r in model.rounds],
-                     [r.eta for r in model.rounds], names, model.stopped, [list(r.absent) for r in model.rounds],
-                     sorted(model.missing_at_predict))
-
-
-def _check(parties: int, learner: str, rounds: int, seed: int) -> None:
-    if not isinstance(parties, int) or parties < 1:
-        raise ConfigError(f"--parties must be a positive integer, got {parties!r}")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"--rounds must be a positive integer, got {rounds!r}")
+def _check(parties, learner, rounds, seed, weighting, eta, eta_max) -> None:
+    """Every setting of a run, before anything is written (bounds: MAX_PARTIES, MAX_ROUNDS)."""
+    def whole(name, value, low, high):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--{name} must be an integer in {low}..{high}, got {value!r}")
+    whole("parties", parties, 1, MAX_PARTIES)
+    whole("rounds", rounds, 1, MAX_ROUNDS)
+    whole("seed", seed, 0, 2**32 - 1)
     if learner not in LEARNERS:
         raise ConfigError(f"unknown learner {learner!r}; choose one of {', '.join(LEARNERS)}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    if weighting not in (None, *WEIGHTINGS):
+        raise ConfigError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    for name, value in (("eta", eta), ("eta-max", eta_max)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not 0 < value <= MAX_ETA):
+            raise ConfigError(f"--{name} must be a number in (0, {MAX_ETA:g}], got {value!r}")
 
 
-def prepare_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
+def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
+    """The run directory ``out`` if it may receive results; nothing is written here."""
     if out is None:
         return None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
-        for name in ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
     return out
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` so that a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished run from its staging directory to ``out`` (replacing earlier results there)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for name in RESULTS:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for entry in staging.iterdir():
+        os.replace(entry, out / entry.name)
+    staging.rmdir()
 
 
 def train(dataset: str | None = None, *, csv: str | Path | None = None, target: str | None = None,
           parties: int = 4, learner: str = "linear", rounds: int = 10, seed: int = 0, baselines: bool = False,
-          out: str | Path | None = None, overwrite: bool = False, channel: ResidualChannel | None = None,
-          trainers: TrainerChoice = plain_trainers, weighting: str = "learned", eta: float | None = None,
-          eta_max: float = 10.0, test_fraction: float = 0.2, validation_fraction: float = 0.1,
-          learner_options: dict | None = None, local_loss: str | None = None, progress: bool = False,
-          ground_truth: bool = False,
-          split_blocks: Callable[[Dataset, int], list[Block]] = vertical_split,
-          build_gal: Callable[..., LabelOwner] = build_embedded, run_gal: Callable[..., MethodRun] = run_method) -> dict:
+          out: str | Path | None = None, overwrite: bool = False, plan: PrivacyPlan | None = None,
+          weighting: str | None = None, eta: float | None = None, eta_max: float = 10.0,
+          test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
+          local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
+          deployment: Deployment | None = None, channel: ResidualChannel | None = None,
+          trainers: TrainerChoice | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
-    >>> metrics = train("wine", parties=4, rounds=5, baselines=True)   # doctest: +SKIP
-    >>> metrics["gal"]["test"], metrics["alone"]["test"]               # doctest: +SKIP
+    >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
+    >>> metrics = train("wine", parties=4, rounds=3, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=3)))  # doctest: +SKIP
+    >>> metrics["gal"]["test"], metrics["privacy"]                                                   # doctest: +SKIP
 
-    ``split_blocks``, ``build_gal`` and ``run_gal`` replace how GAL's federation is cut, built and
-    run (the networked label owner in :mod:`securegal.network` uses them); baselines stay embedded.
+    ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
+    plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy`. ``deployment`` says where the
+    feature parties run (default :class:`~securegal.deploy.embedded.EmbeddedDeployment`); the
+    baselines always run embedded. ``channel`` and ``trainers`` replace the plan's layers, for
+    studies only (noisy parties, a malicious label owner); they are reported as such.
     """
+    plan = plan if plan is not None else PrivacyPlan()
+    deployment = deployment or EmbeddedDeployment()
+    _check(parties, learner, rounds, seed, weighting, eta, eta_max)
+    final_dir = check_out_dir(out, overwrite)
     data = resolve_dataset(dataset, csv, target)
-    _check(parties, learner, rounds, seed)
-    blocks = split_blocks(data, parties)
+    blocks = deployment.blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
-    # Privacy layers refuse an impossible budget here, before any data moves.
-    if hasattr(trainers, "preflight"):
-        trainers.preflight(len(split.train), rounds, party_names(parties)[1:], learner=learner)
-    if hasattr(channel, "preflight"):
-        channel.preflight(len(split.train), rounds, data.loss)
-    check_trainers(data, blocks, trainers, learner=learner, seed=seed, local_loss=local_loss,
-                   learner_options=learner_options)
-    run_dir = prepare_out_dir(out, overwrite)
-    started = time.perf_counter()
-    common = dict(learner=learner, seed=seed, rounds=rounds, scaler=scaler, eta_max=eta_max, eta=eta,
-                  learner_options=learner_options, local_loss=local_loss)
-    plans = {"gal": dict(blocks=blocks, channel=channel, trainers=trainers, run_dir=run_dir, weighting=weighting)}
+    policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta)
+    # Everything impossible is refused here, before any file is written or any data moves.
+    plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
+               parties=party_names(parties)[1:], weighting=policy.weighting, eta=policy.eta)
+    common = dict(learner=learner, seed=seed, scaler=scaler, eta_max=eta_max,
+                  learner_options=dict(learner_options or {}), local_loss=local_loss)
+    job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,
+                           weighting=weighting, eta=eta, **common)
+    if channel is not None:  # studies only: a channel the plan does not describe
+        if hasattr(channel, "preflight"):
+            channel.preflight(len(split.train), rounds, data.loss)
+        job.channel = channel
+    if trainers is not None:
+        job.trainers = trainers
+    jobs = {"gal": (deployment, blocks, job)}
     if baselines:
-        plans["alone"] = dict(blocks=blocks[:1])
-        plans["joint"] = dict(blocks=contiguous_blocks(data.X.shape[1], 1) if data.image_shape is None else vertical_split(data, 1))
-        plans["gal_uniform"] = dict(blocks=blocks, weighting="uniform")
+        embedded = EmbeddedDeployment()
+        joint = contiguous_blocks(data.X.shape[1], 1) if data.image_shape is None else vertical_split(data, 1)
+        for method, method_blocks, weights in (("alone", blocks[:1], "learned"), ("joint", joint, "learned"),
+                                               ("gal_uniform", blocks, "uniform")):
+            jobs[method] = (embedded, method_blocks, GalJob(channel=PrivacyPlan().channel(), weighting=weights,
+                                                            rounds=rounds, eta=policy.eta, **common))
+    _check_learners(data, jobs)
+    # The run writes into a private staging directory beside --out and publishes it only when it
+    # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
+    run_dir = None
+    if final_dir is not None:
+        private_dir(final_dir.parent)
+        run_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+    try:
+        metrics = _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress,
+                            parties=parties, rounds=rounds, seed=seed, learner=learner, blocks=blocks)
+    except BaseException:
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if run_dir is not None:
+        _publish(run_dir, final_dir)
+    return metrics
+
+
+def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress, *, parties, rounds,
+              seed, learner, blocks) -> dict:
+    job = jobs["gal"][2]
     if ground_truth and run_dir is not None:
-        plans["gal"]["channel"] = OpenedRecorder(channel or PlainResiduals())
+        job.channel = OpenedRecorder(job.channel)
+    started = time.perf_counter()
     results: dict[str, MethodRun] = {}
     reports: dict = {}
-    for method, plan in plans.items():
-        build, run = (build_gal, run_gal) if method == "gal" else (build_embedded, run_method)
-        owner = build(data, split, **common, **plan)
+    for method, (where, method_blocks, method_job) in jobs.items():
+        owner = where.build(method_job, data, split, method_blocks, run_dir=run_dir if method == "gal" else None)
         bar = _progress(method, rounds) if progress else None
         try:
-            results[method] = run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
+            results[method] = where.run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
         finally:
             if bar is not None:
                 bar.close()
         if method == "gal":
             channel_report = dict(owner.channel.report())
             privacy = {**channel_report.pop("privacy", {}),
-                       **(trainers.report() if hasattr(trainers, "report") else {})}
+                       **(method_job.trainers.report() if hasattr(method_job.trainers, "report") else {})}
             reports.update(channel_report)
             if privacy:
                 reports["privacy"] = privacy
@@ -205,8 +187,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     metrics = {
         "dataset": data.name, "task": data.task, "metric": metric, "loss": data.loss, "parties": parties,
         "party_names": gal.parties, "rounds": rounds, "seed": seed, "learner": learner,
-        "residuals": getattr(channel, "name", "plain"), "n_train": int(len(split.train)),
-        "n_validation": int(len(split.validation)), "n_test": int(len(split.test)),
+        "residuals": getattr(job.channel, "name", "plain"), "plan": plan.describe(), "deployment": deployment.name,
+        "n_train": int(len(split.train)), "n_validation": int(len(split.validation)), "n_test": int(len(split.test)),
         "gal": gal.as_dict(), "weights": gal.weights, "eta": gal.eta,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -217,7 +199,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     if run_dir is not None:
         if ground_truth:
             write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties),
-                               plans["gal"]["channel"].opened)
+                               job.channel.opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
@@ -225,7 +207,18 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     return metrics
 
 
+def _check_learners(data: Dataset, jobs: dict) -> None:
+    """Let every job's trainer choice refuse its parties' learners (e.g. CKKS needs a linear
+    smoother) before anything is written or sent."""
+    for where, blocks, job in jobs.values():
+        names = party_names(len(blocks))
+        for i in range(1, len(blocks)):
+            job.trainers(names[i], i, party_learner(data, blocks[i], i, job))
+
+
 GROUND_TRUTH = "ground_truth.npz"
+# What a run directory holds; --overwrite replaces exactly these.
+RESULTS = ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH)
 
 
 class OpenedRecorder:
@@ -269,10 +262,7 @@ def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list,
         order = sorted(rounds)
         arrays[f"opened.{name}"] = np.stack([rounds[t] for t in order])
         arrays[f"opened_rounds.{name}"] = np.asarray(order, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _progress(method: str, rounds: int):

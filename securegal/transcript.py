@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import ConfigError
+from .files import private_dir, private_open
 from .messages import Envelope, Payload
 from .wire.codec import decode
 
@@ -40,12 +41,13 @@ class TranscriptWriter:
 
     def __init__(self, directory: Path | str, party: str):
         self.party = check_party_name(party)
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._data = open(self.directory / DATA, "ab")
-        self._index = open(self.directory / INDEX, "a", encoding="utf-8")
+        self.directory = private_dir(directory)
+        # Appending after a resume: seq goes on from the records already there (it never restarts).
+        index = self.directory / INDEX
+        self._count = sum(1 for _ in index.open(encoding="utf-8")) if index.exists() else 0
+        self._data = private_open(self.directory / DATA, "ab")
+        self._index = private_open(index, "a", encoding="utf-8")
         self._offset = self._data.tell()
-        self._count = 0
 
     def record(self, direction: str, raw: bytes, envelope: Envelope) -> None:
         if direction not in DIRECTIONS:

@@ -3,34 +3,30 @@ tests (tests/test_contract_layers.py, tests/test_contract_transports.py). A new 
 transport adds one entry here."""
 from __future__ import annotations
 
-from securegal.federation import plain_trainers
-from securegal.parties.layers import PlainResiduals
+from securegal.privacy.registry import LAYERS as REGISTERED
+
+# Every registered layer, with small budgets fixed so that the suite is fast and deterministic in
+# shape. A layer is added to the registry (securegal/privacy/registry.py), never here.
+LAYER_EPSILON = 8.0
 
 
-def plain_layer():
-    """(label-owner channel, feature-party trainer choice, prediction tolerance vs plain)."""
-    return PlainResiduals(), plain_trainers, 0.0
+def plan_for(name: str):
+    layer = REGISTERED[name]
+    return layer.plan(LAYER_EPSILON) if layer.budget else layer.plan()
 
 
-LAYERS = {"plain": plain_layer}
-
-
-def ckks_dp_layer():
-    """CKKS residuals clipped by the label owner, DP ridge with homomorphic noise (a noising layer)."""
-    from securegal.privacy.dp.trainer import DPConfig
-    from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
-
-    return ClippedCkksResiduals(1.0), CkksDPTrainers(DPConfig(8.0, 1e-5)), None
-
-
-LAYERS["ckks_dp"] = ckks_dp_layer
+LAYERS = {name: (lambda name=name: plan_for(name)) for name in REGISTERED}
+# How far a layer's predictions may be from plain GAL's: exact for plain, CKKS approximation
+# error for ckks, and None (not comparable) for a noising layer.
+TOLERANCE = {name: 0.0 if name == "plain" else (None if layer.noising else 1e-4)
+             for name, layer in REGISTERED.items()}
 
 
 def inprocess_transport(endpoints, tmp_path):
     """A transport reaching ``endpoints`` ({name: PartyEndpoint}); returns (transport, cleanup)."""
     from securegal.transport.inprocess import InProcessTransport
 
-    return InProcessTransport(endpoints), lambda: None
+    return InProcessTransport({n: ep.handle for n, ep in endpoints.items()}), lambda: None
 
 
 TRANSPORTS = {"inprocess": inprocess_transport}
@@ -38,7 +34,7 @@ TRANSPORTS = {"inprocess": inprocess_transport}
 
 def grpc_transport(endpoints, tmp_path):
     """Each endpoint behind its own gRPC server on 127.0.0.1 with mutual TLS (fresh certificates)."""
-    from securegal.certs import Identity, init_federation
+    from securegal.transport.certs import Identity, init_federation
     from securegal.transport.grpc_client import GrpcTransport, RetryPolicy
     from securegal.transport.grpc_server import PartyServer
 

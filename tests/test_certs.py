@@ -4,7 +4,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from securegal.certs import Identity, init_federation, organization_of
+from securegal.transport.certs import Identity, init_federation, organization_of
 from securegal.cli import main
 from securegal.errors import ConfigError
 

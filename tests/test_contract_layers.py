@@ -9,26 +9,27 @@ from securegal import messages as m
 from securegal.data.datasets import load_dataset
 from securegal.data.split import split_rows, vertical_split
 from securegal.errors import PartyRefused
-from securegal.federation import TargetScaler, build_embedded
-from securegal.run import run_method
+from securegal.deploy.embedded import EmbeddedDeployment
+from securegal.deploy.federation import GalJob, TargetScaler, run_method
 from securegal.transcript import read_transcripts
 from securegal.wire.codec import decode
 
-from .contracts import LAYERS
+from .contracts import LAYERS, TOLERANCE
 
 
 @pytest.fixture(params=sorted(LAYERS))
 def layer(request):
-    return LAYERS[request.param]()
+    return request.param
 
 
-def _owner(layer, tmp_path, rounds=3, dataset="breast_cancer"):
-    channel, trainers, _ = layer
+def _owner(name, tmp_path, rounds=3, dataset="breast_cancer"):
+    plan = LAYERS[name]()
     data = load_dataset(dataset)
     split = split_rows(data, 0, 0.2, 0.1)
-    owner = build_embedded(data, split, vertical_split(data, 3), learner="linear", seed=0, rounds=rounds,
-                           scaler=TargetScaler.fit(data, data.y[split.train]), channel=channel, trainers=trainers,
-                           run_dir=tmp_path)
+    plan.check(learner="linear", loss=data.loss, n_train=len(split.train), rounds=rounds)
+    job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=3, rounds=rounds, learner="linear",
+                           seed=0, scaler=TargetScaler.fit(data, data.y[split.train]))
+    owner = EmbeddedDeployment().build(job, data, split, vertical_split(data, 3), run_dir=tmp_path)
     return owner, data, split
 
 
@@ -44,11 +45,11 @@ def test_federation_runs_and_messages_validate(layer, tmp_path):
 
 
 def test_predictions_match_plain_within_the_layer_tolerance(layer, tmp_path):
-    _, _, tol = layer
+    tol = TOLERANCE[layer]
     if tol is None:
         pytest.skip("a noising layer does not reproduce plain predictions")
     owner, data, split = _owner(layer, tmp_path / "layer")
-    plain_owner, _, _ = _owner(LAYERS["plain"](), tmp_path / "plain")
+    plain_owner, _, _ = _owner("plain", tmp_path / "plain")
     for o in (owner, plain_owner):
         o.setup()
         o.fit()

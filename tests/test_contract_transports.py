@@ -10,7 +10,7 @@ from securegal.errors import PartyUnavailable
 from securegal.learners.linear import LinearLearner
 from securegal.parties.endpoint import PartyEndpoint
 from securegal.parties.feature_party import FeatureParty
-from securegal.parties.layers import PlainTrainer
+from securegal.privacy.plain import PlainTrainer
 from securegal.wire.codec import decode, encode
 
 from .contracts import TRANSPORTS

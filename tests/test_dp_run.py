@@ -7,8 +7,7 @@ import pytest
 from securegal.cli import main
 from securegal.errors import ConfigError
 from securegal.privacy.dp import trainer as dp_trainer
-from securegal.privacy.dp.layers import DPTrainers, LabelDPConfig, LabelDPResiduals
-from securegal.privacy.dp.trainer import DPConfig
+from securegal.privacy.plan import FeatureDP, LabelDP, PrivacyPlan
 from securegal.run import train
 from securegal.transcript import read_transcript
 
@@ -16,7 +15,7 @@ from securegal.transcript import read_transcript
 def test_dp_run_writes_privacy_block_and_noised_transcripts(tmp_path):
     out = tmp_path / "run"
     metrics = train("wine", parties=4, rounds=3, out=out, weighting="uniform", eta=1.0,
-                    trainers=DPTrainers(DPConfig(3.0, 1e-5)))
+                    plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=3.0)))
     written = json.loads((out / "metrics.json").read_text())
     assert set(written["privacy"]) == {"party1", "party2", "party3"}
     for block in written["privacy"].values():
@@ -62,13 +61,15 @@ def test_bad_budgets_fail_before_any_data_moves(argv, needle, tmp_path, capsys):
 
 
 def test_label_dp_channel_fixes_label_uses_and_accounts(tmp_path):
-    channel = LabelDPResiduals(LabelDPConfig(2.0, 1e-5, residual_clip=1.0))
-    metrics = train("wine", parties=3, rounds=4, weighting="uniform", eta=0.75, channel=channel)
+    plan = PrivacyPlan(label_dp=LabelDP(epsilon=2.0, residual_clip=1.0))
+    metrics = train("wine", parties=3, rounds=4, weighting="uniform", eta=0.75, plan=plan)
     block = metrics["privacy"]["alice"]
     assert block["epsilon_spent"] <= 2.0 and len(block["releases"]) == 4
     assert block["mechanism"]["sensitivity"] == pytest.approx(2 ** 0.5)
+    assert metrics["eta"] == [0.75] * 4 and metrics["plan"]["layer"] == "label-dp"
+    # under label-DP the plan's policy fixes the weights and the step; learned weights are refused
+    assert train("wine", parties=3, rounds=2, plan=plan)["eta"] == [0.75 * 3 / 2] * 2
     with pytest.raises(ConfigError, match="uniform"):
-        train("wine", parties=3, rounds=2, channel=LabelDPResiduals(LabelDPConfig(2.0, 1e-5)))
+        train("wine", parties=3, rounds=2, plan=plan, weighting="learned")
     with pytest.raises(ConfigError, match="classification"):
-        train("diabetes", parties=3, rounds=2, weighting="uniform", eta=0.5,
-              channel=LabelDPResiduals(LabelDPConfig(2.0, 1e-5)))
+        train("diabetes", parties=3, rounds=2, plan=plan)

@@ -66,7 +66,10 @@ def test_csv_end_to_end(tmp_path, rng):
 @pytest.mark.parametrize("argv,needle", [
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--dataset", "iris", "--parties", "9"], "only 4 features"),
-    (["--dataset", "iris", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--dataset", "iris", "--rounds", "0"], "--rounds must be an integer in 1..1000, got 0"),
+    (["--dataset", "iris", "--rounds", "1000000000"], "--rounds must be an integer in 1..1000"),
+    (["--dataset", "iris", "--eta", "-1"], "--eta must be a number in (0, 1e+06], got -1.0"),
+    (["--dataset", "iris", "--eta-max", "nan"], "--eta-max must be a number"),
     (["--dataset", "iris", "--learner", "svm"], "unknown learner 'svm'"),
     (["--csv", "missing.csv", "--target", "y"], "does not exist"),
     (["--csv", "data.csv"], "needs --target"),
@@ -78,7 +81,25 @@ def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, 
     code = main(["train", *argv, "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (out / "metrics.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing written, not even --out
+
+
+def test_a_run_that_fails_midway_leaves_nothing_that_looks_like_a_result(tmp_path):
+    from securegal.privacy.plain import PlainResiduals
+
+    class FailsInRound2(PlainResiduals):  # the label owner runs out of memory in round 2
+        def seal(self, residuals, round, party):
+            if round == 2:
+                raise MemoryError("simulated")
+            return super().seal(residuals, round, party)
+
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "metrics.json").write_text("{}")
+    with pytest.raises(MemoryError):
+        train("wine", parties=3, rounds=3, out=tmp_path / "keep", overwrite=True,
+              channel=FailsInRound2())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]  # no staging directory left behind
+    assert (tmp_path / "keep" / "metrics.json").read_text() == "{}"  # the earlier result is intact
 
 
 def test_cli_prints_a_summary(tmp_path, capsys):
@@ -89,7 +110,7 @@ def test_cli_prints_a_summary(tmp_path, capsys):
 
 def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
     from securegal.errors import PartyRefused
-    from securegal.parties.layers import PlainTrainer
+    from securegal.privacy.plain import PlainTrainer
 
     class Refuses(PlainTrainer):
         def setup(self, X_train, setup):

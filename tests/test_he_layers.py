@@ -8,8 +8,9 @@ from securegal.data.datasets import load_dataset
 from securegal.errors import ConfigError, InsecureParameters, ProtocolError
 from securegal.learners.linear import LinearLearner
 from securegal.messages import EncryptedPayload, Setup
-from securegal.parties.layers import PlainTrainer
+from securegal.privacy.plain import PlainTrainer
 from securegal.privacy.he.layers import CkksResiduals, CkksTrainer, check_learner, ckks_trainers
+from securegal.privacy.plan import PrivacyPlan
 from securegal.run import train
 from securegal.transcript import read_transcripts
 
@@ -89,7 +90,7 @@ def test_learners_that_cannot_run_encrypted_are_refused_up_front():
     with pytest.raises(ConfigError, match="local loss 'l1'"):
         ckks_trainers("bob", 1, LinearLearner(local_loss="l1"))
     with pytest.raises(ConfigError, match="local loss 'l1'"):
-        train("diabetes", parties=3, rounds=1, channel=CkksResiduals(), trainers=ckks_trainers)
+        train("diabetes", parties=3, rounds=1, plan=PrivacyPlan(residuals="ckks"), local_loss="l1")
 
 
 def _sliding_correlation(v: np.ndarray, y: np.ndarray) -> float:
@@ -128,7 +129,7 @@ def test_feature_party_transcript_holds_nothing_correlated_with_labels(tmp_path)
     data = load_dataset("breast_cancer")
     m_plain = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "plain")
     m_ckks = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "ckks",
-                   channel=CkksResiduals(), trainers=ckks_trainers)
+                   plan=PrivacyPlan(residuals="ckks"))
     assert m_ckks["gal"]["per_round"] == m_plain["gal"]["per_round"]
     assert m_ckks["he"]["poly_modulus_degree"] == 8192 and m_ckks["residuals"] == "ckks"
     for name, expect_leak in (("plain", True), ("ckks", False)):
@@ -161,7 +162,7 @@ class _RecordingChannel(CkksResiduals):
 
 def test_no_decryption_goes_back_to_the_party_that_computed_it(tmp_path):
     channel = _RecordingChannel()
-    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, channel=channel, trainers=ckks_trainers)
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, plan=PrivacyPlan(residuals="ckks"), channel=channel)
     view = read_transcripts(tmp_path)["party1"]
     received = [rec for rec in view.records if rec.direction == "received"]
     assert {rec.kind for rec in received} <= {"setup", "fit_request", "predict_request", "finish"}

@@ -11,7 +11,8 @@ from securegal.errors import BudgetExceeded, ConfigError, ProtocolError
 from securegal.privacy.dp.mechanisms import clip_rows
 from securegal.privacy.dp.trainer import DPConfig, DPTrainer
 from securegal.privacy.he.layers import CkksResiduals
-from securegal.privacy.hedp import CkksDPTrainer, CkksDPTrainers, ClippedCkksResiduals, prediction_bound
+from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, prediction_bound
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::securegal.privacy.dp.mechanisms.InsecureNoiseWarning")
@@ -99,7 +100,7 @@ def test_budget_is_enforced_and_never_overspent(channel):
 def test_too_small_a_budget_is_refused_before_data_moves(tmp_path):
     with pytest.raises(ConfigError, match="too small"):
         train("wine", parties=4, rounds=3, out=tmp_path / "run", weighting="uniform", eta=1.0,
-              trainers=CkksDPTrainers(DPConfig(0.001, 1e-5)), channel=ClippedCkksResiduals(1.0))
+              plan=PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=0.001)))
     assert not (tmp_path / "run").exists()
 
 
@@ -163,4 +164,5 @@ def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
 
     assert main(["train", "--dataset", "wine", "--dp-feedback", "off", "--out", str(tmp_path / "r"),
                  "--no-progress"]) != 0
-    assert "--dp-feedback applies" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "feedback" in err and "without a DP budget" in err

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 import pytest
 
 from securegal.errors import ConfigError, PartyRefused
-from securegal.localnet import federation_config, party_config
-from securegal.network import FederationConfig, PartyConfig, serve_party, train_federation
+from securegal.deploy.localnet import federation_config, party_config
+from securegal.deploy.networked import FederationConfig, train_federation
+from securegal.deploy.party_process import PartyConfig, serve_party
 from securegal.privacy.dp.layers import DPTrainers
 from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from securegal.run import train
@@ -25,34 +26,35 @@ def load_party(tmp_path, privacy=None, residuals="plain", learner="linear"):
 
 
 def test_party_privacy_config(tmp_path):
-    assert load_party(tmp_path).dp is None
-    assert load_party(tmp_path, {"epsilon": 3}).dp == DPConfig(3.0, 1e-5)
+    assert load_party(tmp_path).plan.feature_dp is None
+    assert load_party(tmp_path, {"epsilon": 3}).plan.feature_dp.config("plain") == DPConfig(3.0, 1e-5)
     cfg = load_party(tmp_path, {"epsilon": 2.0, "delta": 1e-6, "accountant": "prv", "feature_clip": 0.3,
-                                "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "off"}).dp
-    assert cfg == DPConfig(2.0, 1e-6, "prv", feature_clip=0.3, residual_clip=2.0, prediction_clip=0.05,
-                           shares=dict(NO_FEEDBACK_SHARES))
-    assert load_party(tmp_path, {"epsilon": 1.0}, residuals="ckks").dp.shares == NO_FEEDBACK_SHARES
+                                "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "off"}).plan
+    assert cfg.feature_dp.config(cfg.residuals) == DPConfig(2.0, 1e-6, "prv", feature_clip=0.3, residual_clip=2.0,
+                                                           prediction_clip=0.05, shares=dict(NO_FEEDBACK_SHARES))
+    ckks = load_party(tmp_path, {"epsilon": 1.0}, residuals="ckks").plan
+    assert ckks.feature_dp.config(ckks.residuals).shares == NO_FEEDBACK_SHARES
 
 
 @pytest.mark.parametrize("privacy, kw, match", [
-    ({"epsilon": 0.0}, {}, r"'epsilon' must be finite and in \(0, inf\), got 0.0"),
-    ({"epsilon": -1}, {}, "'epsilon' must be"),
-    ({"epsilon": "three"}, {}, "'epsilon' has the wrong type"),
-    ({"epsilon": 1.0, "delta": 1.5}, {}, r"'delta' must be finite and in \(0, 1\), got 1.5"),
-    ({"epsilon": 1.0, "accountant": "gdp"}, {}, "'accountant' must be one of .* got 'gdp'"),
-    ({"epsilon": 1.0, "feature_clip": 0}, {}, "'feature_clip' must be"),
-    ({"epsilon": 1.0, "prediction_clip": -0.5}, {}, "'prediction_clip' must be"),
-    ({"epsilon": 1.0, "feedback": "maybe"}, {}, "'feedback' must be 'on' or 'off', got 'maybe'"),
-    ({"epsilon": 1.0, "sigma": 2}, {}, r"unknown keys \['sigma'\]"),
-    ({"delta": 1e-6, "accountant": "rdp"}, {}, "delta, accountant set without 'epsilon'"),
-    ({"epsilon": 1.0}, {"learner": "gb"}, "DP is implemented for the learners linear, mlp, not 'gb'"),
-    ({"epsilon": 1.0}, {"learner": "mlp", "residuals": "ckks"}, "CKKS residuals is implemented for the linear"),
-    ({"epsilon": 1.0, "residual_clip": 1.0}, {"residuals": "ckks"}, "'residual_clip' is the label owner's"),
+    ({"epsilon": 0.0}, {}, r"epsilon must be a finite number > 0, got 0.0"),
+    ({"epsilon": -1}, {}, "epsilon must be"),
+    ({"epsilon": "three"}, {}, r"privacy.epsilon: .*got 'three'"),
+    ({"epsilon": 1.0, "delta": 1.5}, {}, r"delta must be a finite number > 0 and < 1, got 1.5"),
+    ({"epsilon": 1.0, "accountant": "gdp"}, {}, "accountant must be one of .* got 'gdp'"),
+    ({"epsilon": 1.0, "feature_clip": 0}, {}, "feature_clip must be"),
+    ({"epsilon": 1.0, "prediction_clip": -0.5}, {}, "prediction_clip must be"),
+    ({"epsilon": 1.0, "feedback": "maybe"}, {}, r"privacy.feedback: .*got 'maybe'"),
+    ({"epsilon": 1.0, "sigma": 2}, {}, r"privacy.sigma: unknown key"),
+    ({"delta": 1e-6, "accountant": "rdp"}, {}, "accountant, delta set without a DP budget"),
+    ({"epsilon": 1.0}, {"learner": "gb"}, "feature-DP .* is implemented for the learners linear, mlp .*, not 'gb'"),
+    ({"epsilon": 1.0}, {"learner": "mlp", "residuals": "ckks"}, "'mlp' cannot run on ckks residuals with feature-DP"),
+    ({"epsilon": 1.0, "residual_clip": 1.0}, {"residuals": "ckks"}, "residual_clip is the label owner's"),
 ])
 def test_party_privacy_config_errors(tmp_path, privacy, kw, match):
     with pytest.raises(ConfigError, match=match) as err:
         load_party(tmp_path, privacy, **kw)
-    assert "[privacy]" in str(err.value)
+    assert str(tmp_path / "p.toml") in str(err.value) and "\n" not in str(err.value)
 
 
 def test_federation_residual_clip_needs_ckks(tmp_path):
@@ -62,7 +64,7 @@ def test_federation_residual_clip_needs_ckks(tmp_path):
     with pytest.raises(ConfigError, match="residual_clip .* needs residuals = 'ckks'"):
         FederationConfig.load(tmp_path / "f.toml")
     (tmp_path / "f.toml").write_text(text.replace('residuals = "plain"', 'residuals = "ckks"'))
-    assert FederationConfig.load(tmp_path / "f.toml").residual_clip == 1.0
+    assert FederationConfig.load(tmp_path / "f.toml").plan.declared_clip == 1.0
 
 
 @contextmanager
@@ -138,7 +140,7 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
 def test_networked_dp_on_ckks_residuals(tmp_path):
     """ckks + DP: the party needs the label owner's declared residual clip (refused without it),
     then reports the same releases as the in-process CkksDPTrainer run (no feedback by default)."""
-    from securegal.privacy.hedp import CkksDPTrainers, ClippedCkksResiduals
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
 
     with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}},
                             residuals="ckks") as (peers, _):
@@ -147,8 +149,7 @@ def test_networked_dp_on_ckks_residuals(tmp_path):
         metrics = train_federation(federation(tmp_path, peers, rounds=2, out="clipped", residuals="ckks",
                                               extra={"residual_clip": 1.0}))
     ref = train("breast_cancer", parties=3, rounds=2, seed=0, weighting="uniform", eta=1.125,
-                channel=ClippedCkksResiduals(1.0),
-                trainers=CkksDPTrainers(DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES))))
+                plan=PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=3.0)))
     assert metrics["residuals"] == "ckks" and metrics["eta"] == [1.125, 1.125]
     for party in ("party1", "party2"):
         block, expected = metrics["privacy"][party], ref["privacy"][party]

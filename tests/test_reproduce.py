@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from securegal import reproduce as rp
+from securegal.experiments import reproduce as rp
 from securegal.cli import main
 from securegal.learners import make_learner
 from securegal.messages import Setup

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securegal.certs import Identity, init_federation
+from securegal.transport.certs import Identity, init_federation
 from securegal.errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from securegal.transport.frames import FrameLimits, split
 from securegal.transport.grpc_client import GrpcTransport, RetryPolicy

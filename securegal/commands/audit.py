@@ -61,7 +61,7 @@ def run(args) -> int:
     if args.sweep is not None:
         if args.runs:
             raise ConfigError("give RUN_DIRs or --sweep OUT, not both")
-        from securegal.attacks.sweep import train_sweep
+        from securegal.experiments.sweep import train_sweep
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
                                 parties=args.parties, rounds=args.rounds, seed=args.train_seed,

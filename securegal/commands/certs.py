@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..certs import init_federation
+from ..transport.certs import init_federation
 from ..errors import ConfigError
 
 

@@ -18,6 +18,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..network import serve_party_cli
+    from ..deploy.party_process import serve_party_cli
 
     return serve_party_cli(args.config, once=args.once, insecure=args.insecure)

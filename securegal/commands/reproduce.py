@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import reproduce as rp
+from ..experiments import reproduce as rp
 from ..errors import ConfigError
 
 
@@ -60,7 +60,7 @@ def run(args) -> int:
     print(rp.format_checks(checks))
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json is not None:
-        from ..run import write_json_atomic
+        from ..files import write_json_atomic
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json, {"seeds": seeds, "table": [r.as_dict() for r in rows],

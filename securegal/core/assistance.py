@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
-from ..learners.base import check_local_loss
+from .losses import check_local_loss
 
 
 def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

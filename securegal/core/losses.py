@@ -17,6 +17,17 @@ from scipy.special import expit, log_expit
 # eta -> (d/d eta, d^2/d eta^2) of a loss along a fixed direction; see the losses' ``along``.
 Derivatives = Callable[[float], tuple[float, float]]
 
+from ..errors import ConfigError
+
+# The losses a local learner can fit to the residuals.
+LOCAL_LOSSES = ("l2", "l1")
+
+
+def check_local_loss(local_loss: str) -> str:
+    if local_loss not in LOCAL_LOSSES:
+        raise ConfigError(f"unknown local loss {local_loss!r}; choose one of {', '.join(LOCAL_LOSSES)}")
+    return local_loss
+
 
 def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
     F = np.asarray(F, dtype=np.float64)

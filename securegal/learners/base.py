@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-LOCAL_LOSSES = ("l2", "l1")
+from ..core.losses import LOCAL_LOSSES, check_local_loss  # noqa: F401  (re-exported for the learners)
 
 
 @runtime_checkable
@@ -107,9 +107,3 @@ def check_residuals(r: np.ndarray, n: int) -> np.ndarray:
     if not np.isfinite(r).all():
         raise ValueError("residuals must be finite")
     return r
-
-
-def check_local_loss(local_loss: str) -> str:
-    if local_loss not in LOCAL_LOSSES:
-        raise ValueError(f"unknown local loss {local_loss!r}; choose one of {LOCAL_LOSSES}")
-    return local_loss

@@ -1,6 +1,9 @@
 """Bytes in, bytes out: a feature party behind any transport, with its transcript."""
 from __future__ import annotations
 
+from functools import reduce
+from typing import Callable, Sequence
+
 from .. import messages as m
 from ..errors import ProtocolError
 from ..transcript import TranscriptWriter
@@ -17,8 +20,11 @@ class PartyEndpoint:
     input gets an error reply and changes nothing.
     """
 
-    def __init__(self, party: FeatureParty, transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, party: FeatureParty, transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS,
+                 middleware: Sequence[Callable] = ()):
         self.party = party
+        # each middleware wraps the handler: (Envelope -> Body) -> (Envelope -> Body)
+        self._handle = reduce(lambda handle, wrap: wrap(handle), middleware, party.handle)
         self.transcript = transcript
         self.limits = limits
         self._seq = 0
@@ -35,7 +41,7 @@ class PartyEndpoint:
         if self.transcript is not None:
             self.transcript.record("received", bytes(data), request)
         try:
-            body = self.party.handle(request)
+            body = self._handle(request)
         except Exception as exc:  # a party must answer every request; the reply says what failed
             body = error_reply(exc)
         return self._send(request.session, request.round, request.sender, body)

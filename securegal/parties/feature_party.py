@@ -6,21 +6,18 @@ rejects anything out of order, from another session or sender, or of the wrong s
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import numpy as np
 
 from ..data.tables import FeatureTable
 from ..errors import BudgetExceeded, ConfigError, ProtocolError, SecuregalError
 from .. import messages as m
-from .layers import RoundTrainer
+from ..seam import RoundTrainer, TrainerFactory
 
 log = logging.getLogger(__name__)
 
 # A label owner's seq is (epoch << RESUME_BITS) + counter; the epoch counts restarts from a checkpoint.
 RESUME_BITS = 32
-
-TrainerFactory = Callable[[m.Setup], RoundTrainer]
 
 
 class FeatureParty:

@@ -16,7 +16,7 @@ from ..core.assistance import assisted_learning_rate, combine, fit_assistance_we
 from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import FeatureParty
-from .layers import PlainResiduals, ResidualChannel
+from ..seam import ResidualChannel
 from .messenger import Messenger
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class LabelOwner:
     """Runs GAL for T rounds with the feature parties reachable through ``messenger``."""
 
     def __init__(self, *, own: FeatureParty, train_ids: np.ndarray, y_train: np.ndarray, loss,
-                 peers: Sequence[str], messenger: Messenger | None, channel: ResidualChannel | None = None,
+                 peers: Sequence[str], messenger: Messenger | None, channel: ResidualChannel,
                  rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None):
         if rounds < 1:
@@ -64,7 +64,7 @@ class LabelOwner:
         if peers and messenger is None:
             raise ConfigError("feature parties need a messenger")
         self.own, self.loss, self.messenger = own, loss, messenger
-        self.channel = channel or PlainResiduals()
+        self.channel = channel
         self.train_ids = np.asarray(train_ids, dtype=np.int64)
         self.y = y_train
         self.peers = list(peers)

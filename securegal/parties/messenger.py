@@ -1,7 +1,7 @@
 """Label-owner side of the wire: envelopes out through a transport, replies checked on the way in."""
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Callable, Mapping, Sequence, Union
 
 from .. import messages as m
 from ..errors import PartyRefused, ProtocolError
@@ -10,6 +10,8 @@ from ..transport.base import Transport
 from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
 
 Outcome = Union[m.Body, Exception]
+# Reply middleware: sees (and may replace) each exchange's outcomes, e.g. to collect privacy reports.
+ReplyMiddleware = Callable[[dict], dict]
 
 
 class Messenger:
@@ -17,9 +19,11 @@ class Messenger:
     that stands in for it (unavailable, refused, malformed)."""
 
     def __init__(self, name: str, session: str, transport: Transport,
-                 transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS, first_seq: int = 0):
+                 transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS, first_seq: int = 0,
+                 middleware: Sequence[ReplyMiddleware] = ()):
         self.name, self.session, self.transport = name, session, transport
         self.transcript, self.limits = transcript, limits
+        self.middleware = tuple(middleware)
         self._seq = first_seq  # a resumed label owner starts above every seq its earlier run could have used
 
     @property
@@ -41,6 +45,8 @@ class Messenger:
         for party in requests:
             raw = raw_replies.get(party, ProtocolError(f"no reply slot for {party!r}"))
             out[party] = raw if isinstance(raw, Exception) else self._check(raw, party, round, expected[party])
+        for step in self.middleware:
+            out = step(out)
         return out
 
     def _check(self, raw: bytes, party: str, round: int, expected: type) -> Outcome:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import grpc
 
-from ..certs import Identity, check_org_name
+from .certs import Identity, check_org_name
 from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .base import Reply
 from .frames import DEFAULT_FRAME_LIMITS, FrameLimits, new_message_id, reassemble, split

@@ -17,7 +17,7 @@ from typing import Callable, Collection
 
 import grpc
 
-from ..certs import Identity
+from .certs import Identity
 from ..errors import ConfigError, ProtocolError
 from ..wire import transport_pb2 as pb
 from .frames import DEFAULT_FRAME_LIMITS, FrameLimits, reassemble, split

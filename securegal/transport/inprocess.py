@@ -1,24 +1,32 @@
 """The embedded default: every party in this process, every message still through the codec."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..errors import PartyUnavailable
-from ..parties.endpoint import PartyEndpoint
 from .base import Reply
+
+Handler = Callable[[bytes], bytes]
 
 
 class InProcessTransport:
-    def __init__(self, endpoints: Mapping[str, PartyEndpoint]):
-        self.endpoints = dict(endpoints)
+    """Hands each request's bytes to the named party's handler (bytes in, bytes out).
+
+    ``on_close`` runs when the label owner closes the transport (e.g. to close the parties'
+    transcripts); the transport itself holds nothing else.
+    """
+
+    def __init__(self, handlers: Mapping[str, Handler], on_close: Callable[[], None] | None = None):
+        self.handlers = dict(handlers)
+        self._on_close = on_close
 
     def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]:
         replies: dict[str, Reply] = {}
         for party, data in requests.items():
-            endpoint = self.endpoints.get(party)
-            replies[party] = endpoint.handle(data) if endpoint else PartyUnavailable(f"no party named {party!r}")
+            handler = self.handlers.get(party)
+            replies[party] = handler(data) if handler else PartyUnavailable(f"no party named {party!r}")
         return replies
 
     def close(self) -> None:
-        for endpoint in self.endpoints.values():
-            endpoint.close()
+        if self._on_close is not None:
+            self._on_close()

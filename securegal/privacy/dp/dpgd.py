@@ -26,7 +26,7 @@ from opacus import GradSampleModule
 from torch import nn
 
 from ...errors import ConfigError
-from ...parties.layers import plain_array
+from ...seam import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
 from .mechanisms import GaussianNoise, clip_rows, release_rows
 

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
-from ...parties.layers import plain_array
+from ...seam import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
 from .mechanisms import GaussianNoise, clip_rows
 from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise

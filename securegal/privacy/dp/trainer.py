@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...parties.layers import plain_array
+from ...seam import plain_array
 from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
     scales_for_shares
 from .mechanisms import GaussianNoise, release_rows

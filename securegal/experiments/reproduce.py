@@ -12,11 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ConfigError
-from .learners.base import Learner
-from .messages import Payload, Setup
-from .parties.layers import PlainTrainer
-from .run import train
+from ..errors import ConfigError
+from ..learners.base import Learner
+from ..messages import Payload, Setup
+from ..privacy.plain import PlainTrainer
+from ..run import train
 
 METHODS = ("joint", "alone", "gal_uniform", "gal")
 METHOD_LABELS = {"joint": "Joint", "alone": "Alone", "gal_uniform": "GAL-uniform", "gal": "GAL"}

@@ -2,7 +2,7 @@
 
 Used by ``make network-demo``, the multi-process tests and the network benchmarks:
 
-    python -m securegal.localnet --dataset breast_cancer --parties 4 --rounds 10 --out runs/network-demo
+    python -m securegal.deploy.localnet --dataset breast_cancer --parties 4 --rounds 10 --out runs/network-demo
 
 makes fresh certificates, writes one ``party.toml`` per feature party and a ``federation.toml``
 for the label owner (in ``<out>/config``), starts the feature parties (``securegal party
@@ -12,60 +12,44 @@ every process it started and exits with the label owner's exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from .certs import init_federation
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..transport.certs import init_federation
+from .config import dump
 
 LABEL_OWNER = "alice"
 READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
 
-def _q(value) -> str:
-    """A TOML scalar (JSON strings are valid TOML basic strings)."""
-    return json.dumps(str(value)) if isinstance(value, (str, Path)) else json.dumps(value)
-
-
-def _tls(certs: Path | None, name: str) -> str:
+def _tls(certs: Path | None, name: str) -> dict:
     if certs is None:
-        return "[tls]\ninsecure = true\n"
-    return f"[tls]\ncert = {_q(certs / f'{name}.pem')}\nkey = {_q(certs / f'{name}.key')}\nca = {_q(certs / 'ca.pem')}\n"
+        return {"insecure": True}
+    return {"cert": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key"), "ca": str(certs / "ca.pem")}
 
 
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
                  listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain",
                  privacy: dict | None = None) -> str:
     """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``)."""
-    lines = [f"name = {_q(name)}", f"label_owner = {_q(LABEL_OWNER)}", f"listen = {_q(listen)}"]
-    if transcripts is not None:
-        lines.append(f"transcripts = {_q(transcripts)}")
-    lines += ["", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()]
-    lines += ["", "[learner]", 'name = "linear"', f"seed = {learner_seed}",
-              "", "[privacy]", f"residuals = {_q(residuals)}"]
-    lines += [f"{k} = {_q(v)}" for k, v in (privacy or {}).items()] + [""]
-    if limits:
-        lines += ["[limits]"] + [f"{k} = {_q(v)}" for k, v in limits.items()] + [""]
-    return "\n".join(lines) + _tls(certs, name)
+    return dump({"name": name, "label_owner": LABEL_OWNER, "listen": listen, "transcripts": transcripts,
+                 "data": data, "learner": {"name": "linear", "seed": learner_seed},
+                 "privacy": {"residuals": residuals, **(privacy or {})}, "limits": limits,
+                 "tls": _tls(certs, name)})
 
 
 def federation_config(*, data: dict, peers: dict[str, str], rounds: int, seed: int, out: Path, certs: Path | None,
-                      min_parties: int = 1, transport: dict | None = None, residuals: str = "plain",
+                      min_parties: int | None = None, transport: dict | None = None, residuals: str = "plain",
                       extra: dict | None = None) -> str:
-    """A ``federation.toml``; ``extra`` adds top-level keys (e.g. ``eta``, ``residual_clip``)."""
-    lines = [f"name = {_q(LABEL_OWNER)}", f"seed = {seed}", f"rounds = {rounds}", f"min_parties = {min_parties}",
-             f"residuals = {_q(residuals)}", *(f"{k} = {_q(v)}" for k, v in (extra or {}).items()),
-             f"out = {_q(out)}", "", "[data]"] + [f"{k} = {_q(v)}" for k, v in data.items()] + [""]
-    if transport:
-        lines += ["[transport]"] + [f"{k} = {_q(v)}" for k, v in transport.items()] + [""]
-    lines.append(_tls(certs, LABEL_OWNER))
-    for name, address in peers.items():
-        lines += ["[[party]]", f"name = {_q(name)}", f"address = {_q(address)}", ""]
-    return "\n".join(lines)
+    """A ``federation.toml``; ``extra`` adds keys (e.g. ``eta``, ``residual_clip``, a ``label_dp`` table)."""
+    return dump({"name": LABEL_OWNER, "seed": seed, "rounds": rounds, "min_parties": min_parties,
+                 "residuals": residuals, **(extra or {}), "out": out, "data": data, "transport": transport,
+                 "tls": _tls(certs, LABEL_OWNER),
+                 "party": [{"name": n, "address": a} for n, a in peers.items()]})
 
 
 def securegal_command(*args: str) -> list[str]:

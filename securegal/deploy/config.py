@@ -1,0 +1,271 @@
+"""The schema of ``party.toml`` and ``federation.toml``: pydantic models, strict and closed.
+
+Unknown keys and wrong types are errors that name the file and the key. Relative paths are
+relative to the file. :func:`reference` renders the schema as the reference in
+``docs/config.md`` (a test keeps that file in step with this module). Files are written with
+``tomli-w`` (:func:`dump`).
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+
+from .federation import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
+
+MAX_CHUNK_BYTES = 1 << 26
+MAX_MESSAGE_BYTES = 1 << 34
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TlsSection(_Strict):
+    """Mutual TLS: this organization's certificate and key, and the federation's CA."""
+
+    cert: str | None = Field(None, description="this organization's certificate (PEM)")
+    key: str | None = Field(None, description="its private key (PEM, keep it 0600)")
+    ca: str | None = Field(None, description="the federation CA's certificate (PEM)")
+    insecure: bool = Field(False, description="no TLS and no peer authentication: loopback demos only, warns loudly")
+
+    @model_validator(mode="after")
+    def _one_or_other(self):
+        given = [k for k in ("cert", "key", "ca") if getattr(self, k) is not None]
+        if self.insecure and given:
+            raise ValueError(f"insecure = true contradicts {', '.join(given)}; choose one")
+        if not self.insecure and len(given) != 3:
+            missing = [k for k in ("cert", "key", "ca") if getattr(self, k) is None]
+            raise ValueError(f"needs cert, key and ca (missing {', '.join(missing)}), or insecure = true")
+        return self
+
+
+class LimitsSection(_Strict):
+    """Frame limits of the gRPC transport."""
+
+    chunk_bytes: int = Field(1 << 20, ge=1024, le=MAX_CHUNK_BYTES, description="the most data in one frame")
+    max_message_bytes: int = Field(1 << 30, ge=1024, le=MAX_MESSAGE_BYTES,
+                                   description="the largest whole message accepted")
+
+
+class TransportSection(LimitsSection):
+    """The label owner's calls to the parties."""
+
+    timeout: float = Field(300.0, gt=0, le=86400, description="seconds per call attempt")
+    attempts: int = Field(4, ge=1, le=100, description="tries per call")
+    backoff: float = Field(0.25, ge=0, le=3600, description="first wait between tries, doubled each time")
+    backoff_max: float = Field(4.0, ge=0, le=3600, description="longest wait between tries")
+
+
+class PartyData(_Strict):
+    """A party's table: ``csv`` + ``id_column``, or for demos block ``block`` of a built-in dataset."""
+
+    csv: str | None = Field(None, description="the party's CSV (an integer ID column, numeric features)")
+    id_column: str = Field("id", description="name of the ID column of csv")
+    dataset: str | None = Field(None, description="built-in dataset (demos)")
+    parties: int | None = Field(None, ge=2, le=MAX_PARTIES, description="M of the built-in vertical split")
+    block: int | None = Field(None, ge=1, description="this party's block 1..M-1 of that split")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.csv is None) == (self.dataset is None):
+            raise ValueError("give either csv (+ id_column) or dataset (+ parties, block)")
+        if self.dataset is not None:
+            if self.parties is None or self.block is None:
+                raise ValueError("dataset needs parties and block")
+            if self.block >= self.parties:
+                raise ValueError(f"block must be in 1..{self.parties - 1} (block 0 is the label owner's), got {self.block}")
+        elif self.parties is not None or self.block is not None:
+            raise ValueError("parties and block go with dataset, not csv")
+        return self
+
+
+class LearnerSection(_Strict):
+    """The party's local learner."""
+
+    name: str = Field("linear", description="linear, rff, mlp, cnn or gb")
+    seed: int = Field(0, ge=0, description="seed of the learner's randomness")
+    local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss (default: what the label owner asks)")
+    options: dict[str, Any] = Field(default_factory=dict, description="learner options (e.g. hidden sizes)")
+
+
+class PartyPrivacy(_Strict):
+    """What this party accepts and its own DP budget (the same knobs as ``securegal train --epsilon``)."""
+
+    residuals: Literal["plain", "ckks"] = Field("plain", description="the residual mode this party runs")
+    epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
+    delta: float | None = Field(None, description="delta of the budget (default 1e-5)")
+    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    feature_clip: float | None = Field(None, description="B (default 0.5)")
+    residual_clip: float | None = Field(None, description="C (default 1; under ckks the label owner's declared clip)")
+    prediction_clip: float | None = Field(None, description="C_f (default 0.01)")
+    feedback: Literal["on", "off"] | None = Field(None, description="per-row feedback (default on; off under ckks)")
+    noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
+
+
+class PartyFile(_Strict):
+    """``party.toml``: one feature party."""
+
+    name: str = Field(description="this organization's name (its certificate names it)")
+    label_owner: str = Field("alice", description="the only organization this party answers")
+    listen: str = Field(description="host:port to listen on (port 0: any free port)")
+    transcripts: str | None = Field(None, description="directory of this party's transcript")
+    data: PartyData
+    learner: LearnerSection = Field(default_factory=LearnerSection)
+    privacy: PartyPrivacy = Field(default_factory=PartyPrivacy)
+    tls: TlsSection | None = None
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+
+
+class FederationData(_Strict):
+    """The label owner's data: a built-in ``dataset``, or its own ``csv`` with the ``target`` column."""
+
+    dataset: str | None = Field(None, description="built-in dataset (the parties serve its other blocks)")
+    csv: str | None = Field(None, description="the label owner's CSV (rows = sample IDs 0..n-1)")
+    target: str | None = Field(None, description="label column of csv")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.csv is None) == (self.dataset is None):
+            raise ValueError("give either dataset or csv + target")
+        if (self.csv is None) != (self.target is None):
+            raise ValueError("csv and target go together")
+        return self
+
+
+class LabelDPSection(_Strict):
+    """The label owner's label-DP budget for the residuals it sends (plain residuals only)."""
+
+    epsilon: float = Field(description="label-DP epsilon")
+    delta: float | None = Field(None, description="delta (default 1e-5)")
+    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    residual_clip: float | None = Field(None, description="C (default 1)")
+    noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
+
+
+class PeerEntry(_Strict):
+    name: str = Field(description="the feature party's organization name")
+    address: str = Field(description="host:port where it serves")
+
+
+class FederationFile(_Strict):
+    """``federation.toml``: the label owner of a networked federation."""
+
+    name: str = Field("alice", description="the label owner's organization name")
+    seed: int = Field(0, ge=0, description="seed of the split and the learners")
+    rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="GAL rounds T")
+    learner: str = Field("linear", description="the label owner's own learner")
+    learner_options: dict[str, Any] = Field(default_factory=dict, description="its options")
+    local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss sent to the parties")
+    weights: Literal["learned", "uniform"] | None = Field(None, description="assistance weights (default by plan)")
+    eta: float | None = Field(None, gt=0, le=MAX_ETA, description="fixed step (default: line search; 0.75 M/T under DP)")
+    eta_max: float = Field(10.0, gt=0, le=MAX_ETA, description="upper bound of the line-searched step")
+    min_parties: int | None = Field(None, ge=1, description="fewest answering parties, label owner included "
+                                                            "(default: every configured party)")
+    residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")
+    residual_clip: float | None = Field(None, gt=0, description="ckks: clip residual rows before encrypting "
+                                                                "(needed by DP parties)")
+    out: str = Field("runs/federation", description="run directory")
+    data: FederationData
+    label_dp: LabelDPSection | None = None
+    tls: TlsSection | None = None
+    transport: TransportSection = Field(default_factory=TransportSection)
+    party: list[PeerEntry] = Field(min_length=1, max_length=MAX_PARTIES - 1,
+                                   description="one [[party]] table per feature party")
+
+
+def read(path: str | Path, model: type[BaseModel]) -> tuple[BaseModel, str]:
+    """``path`` parsed and validated as ``model``; ConfigError naming the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return model.model_validate(data), text
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_error(exc)}") from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first validation error in one line: key path, message and the bad value."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    shown = f" (got {first['input']!r})" if first["type"] not in ("missing",) and not isinstance(first["input"], dict) else ""
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {message}{shown}{more}"
+
+
+def dump(data: dict) -> str:
+    """A TOML document for ``data`` (None values left out)."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+    return tomli_w.dumps(clean(data))
+
+
+def _type_name(annotation) -> str:
+    """``str or None``, ``"plain" or "ckks"``: a key's type as the reference shows it."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " or ".join(f'"{a}"' for a in args)
+    if args and get_origin(annotation) not in (dict, list):
+        return " or ".join(_type_name(a) for a in args)
+    if annotation is type(None):
+        return "absent"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def reference() -> str:
+    """The configuration reference (``docs/config.md``), generated from the models."""
+    lines = ["# Configuration reference", "",
+             "Generated from `securegal/deploy/config.py` (`python -m securegal.deploy.config > docs/config.md`);",
+             "a test fails when it drifts. Unknown keys and wrong types are refused with an error naming the",
+             "file and the key. Relative paths are relative to the file.", ""]
+
+    def table(title: str, model: type[BaseModel]) -> None:
+        lines.extend([f"## {title}", "", (model.__doc__ or "").strip(), "", "| key | type | default | meaning |",
+                      "|---|---|---|---|"])
+        nested = []
+        for name, f in model.model_fields.items():
+            kind = _type_name(f.annotation)
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                nested.append((name, f.annotation))
+                continue
+            sub = [a for a in getattr(f.annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if sub:
+                nested.append((name, sub[0]))
+                continue
+            default = "required" if f.is_required() else ("(empty)" if f.default_factory else repr(f.default))
+            bounds = ", ".join(f"{op} {getattr(m, attr)}" for m in f.metadata
+                               for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"),
+                                                ("min_length", "at least"), ("max_length", "at most"))
+                               if getattr(m, attr, None) is not None)
+            desc = (f.description or "") + (f" [{bounds}]" if bounds else "")
+            lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
+        lines.append("")
+        for name, sub in nested:
+            table(f"{title} [{name}]", sub)
+
+    table("party.toml", PartyFile)
+    table("federation.toml", FederationFile)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference())

@@ -1,0 +1,76 @@
+"""Behaviour added to messages on their way, composed around the party and the messenger.
+
+- :func:`privacy_reports`: a DP party's SetupAck, FitReply and FinishAck carry its accountant's
+  report (``info["privacy"]``, one JSON string), so the label owner's metrics.json holds what
+  the party spent.
+- :class:`ReportCollector`: the label owner's side; keeps each party's latest report and turns a
+  malformed one into a ProtocolError for that reply.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from .. import messages as m
+from ..errors import ProtocolError
+
+# Key of the replies' info map under which a DP party sends its accountant report.
+PRIVACY_INFO = "privacy"
+PRIVACY_REPORT_KEYS = ("epsilon_budget", "epsilon_spent", "delta", "accountant", "noise_multiplier", "releases")
+
+Handler = Callable[[m.Envelope], m.Body]
+
+
+def privacy_reports(handle: Handler, report: Callable[[], dict]) -> Handler:
+    """Wrap a party's ``handle`` so that its replies carry ``report()`` (the trainer's privacy block)."""
+
+    def wrapped(env: m.Envelope) -> m.Body:
+        reply = handle(env)
+        if isinstance(reply, (m.SetupAck, m.FitReply, m.FinishAck)):
+            raw = json.dumps(report(), sort_keys=True, allow_nan=False)
+            reply = replace(reply, info={**reply.info, PRIVACY_INFO: raw})
+        return reply
+
+    return wrapped
+
+
+def read_privacy_report(raw: str, party: str) -> dict:
+    """A party's ``info["privacy"]`` as its metrics.json block; ProtocolError if malformed."""
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        raise ProtocolError(f"privacy report of {party!r} is not JSON") from None
+    if not isinstance(report, dict) or not set(PRIVACY_REPORT_KEYS) <= set(report):
+        missing = sorted(set(PRIVACY_REPORT_KEYS) - set(report if isinstance(report, dict) else {}))
+        raise ProtocolError(f"privacy report of {party!r} lacks {missing}")
+    numbers = [report[k] for k in ("epsilon_budget", "epsilon_spent", "delta")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers) \
+            or not isinstance(report["releases"], list):
+        raise ProtocolError(f"privacy report of {party!r} has non-numeric epsilon/delta or no release list")
+    return report
+
+
+class ReportCollector:
+    """Reply middleware for the label owner's messenger: keeps each party's latest privacy report
+    in ``privacy`` and the last exchange's outcomes in ``last``."""
+
+    def __init__(self):
+        self.privacy: dict[str, dict] = {}
+        self.last: dict = {}
+
+    def __call__(self, outcomes: dict) -> dict:
+        for party, reply in outcomes.items():
+            raw = None if isinstance(reply, Exception) else getattr(reply, "info", {}).get(PRIVACY_INFO)
+            if raw is not None:
+                try:
+                    self.privacy[party] = read_privacy_report(raw, party)
+                except ProtocolError as exc:
+                    outcomes[party] = exc
+        self.last = outcomes
+        return outcomes
+
+    def report(self) -> dict:
+        return dict(self.privacy)

@@ -1,0 +1,308 @@
+"""The label owner of a networked federation: ``securegal train --federation federation.toml``.
+
+It reaches the parties over gRPC with mutual TLS and runs the same round loop, plan and
+transcripts as the embedded deployment, so a networked run gives the same ``metrics.json``
+values as an in-process run with the same seed. It checkpoints after every round
+(``<out>/checkpoint/``) and ``securegal train --resume <out>`` continues the same session.
+
+Command-line flags override the file's keys; a flag this deployment cannot honour is refused
+(:data:`REFUSED_FLAGS`), never ignored.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import messages as m
+from ..data.datasets import Dataset
+from ..data.split import Block, RowSplit, party_tables, vertical_split
+from ..data.tables import FeatureTable
+from ..errors import ConfigError, PartyRefused, ProtocolError
+from ..parties.feature_party import RESUME_BITS, FeatureParty
+from ..parties.label_owner import LabelOwner, RoundResult
+from ..parties.messenger import Messenger
+from ..privacy.plan import LabelDP, PrivacyPlan
+from ..transcript import TranscriptWriter
+from ..transport.certs import check_org_name
+from ..transport.frames import FrameLimits
+from ..wire.codec import Limits
+from . import config as schema
+from .checkpoint import Checkpoint
+from .federation import GalJob, MethodRun, TargetScaler, party_learner, run_method
+from .middleware import ReportCollector
+from .party_process import TlsConfig
+
+log = logging.getLogger(__name__)
+
+# ``securegal train`` flags a networked label owner cannot honour, and why. Every other flag is
+# honoured (it overrides the federation file's key); tests/test_deploy_flags.py keeps this honest.
+REFUSED_FLAGS = {
+    "dataset": "the federation file's [data] names the label owner's data",
+    "csv": "the federation file's [data] names the label owner's data",
+    "target": "the federation file's [data] names the label owner's data",
+    "out": "the federation file's out names the run directory",
+    "parties": "the federation file's [[party]] tables name the parties",
+    "baselines": "Joint needs every party's columns in one place, which a networked run never has",
+    "save_ground_truth": "ground truth is every party's data in one place; audit each party on its own "
+                         "transcript instead (securegal audit --as)",
+    "epsilon": "each feature party sets its own DP budget in its party.toml [privacy]",
+    "dp_feature_clip": "each feature party sets its own clips in its party.toml [privacy]",
+    "dp_prediction_clip": "each feature party sets its own clips in its party.toml [privacy]",
+    "dp_feedback": "each feature party sets its own feedback in its party.toml [privacy]",
+}
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """The label owner's ``federation.toml``, validated, with command-line overrides applied."""
+
+    name: str
+    peers: dict[str, str]
+    data: dict
+    seed: int
+    rounds: int
+    learner: str
+    learner_options: dict
+    local_loss: str | None
+    weighting: str | None
+    eta: float | None
+    eta_max: float
+    min_parties: int
+    plan: PrivacyPlan
+    out: Path
+    tls: TlsConfig
+    retry: object
+    limits: FrameLimits
+    path: Path
+    text: str = field(repr=False)
+
+    @property
+    def parties(self) -> int:
+        return 1 + len(self.peers)
+
+    @classmethod
+    def load(cls, path: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
+        """Read ``path``; ``overrides`` (None values ignored) replace top-level keys: ``rounds``,
+        ``seed``, ``learner``, ``local_loss``, ``weights``, ``eta``, ``eta_max``, ``min_parties``,
+        ``residuals``, ``residual_clip`` and the label-DP keys ``label_epsilon``, ``delta``, ``accountant``."""
+        from ..transport.grpc_client import RetryPolicy
+
+        path = Path(path)
+        f, text = schema.read(path, schema.FederationFile)
+        base = path.resolve().parent
+        where = str(path)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            name = check_org_name(f.name)
+            peers = {}
+            for entry in f.party:
+                peer = check_org_name(entry.name)
+                if peer == name or peer in peers:
+                    raise ConfigError(f"[[party]] needs distinct feature parties other than {name!r}, got {peer!r} twice")
+                peers[peer] = _check_address(entry.address)
+            data = ({"dataset": f.data.dataset} if f.data.dataset is not None
+                    else {"csv": str(base / f.data.csv), "target": f.data.target})
+            label = f.label_dp
+            label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
+            delta = given.pop("delta", label.delta if label else None)
+            accountant = given.pop("accountant", label.accountant if label else None)
+            label_clip = given.pop("label_residual_clip", label.residual_clip if label else None)
+            residuals = given.pop("residuals", f.residuals)
+            residual_clip = given.pop("residual_clip", f.residual_clip)
+            if label_epsilon is None and (delta is not None or accountant is not None):
+                raise ConfigError("--delta/--accountant of the label owner go with a label-DP budget "
+                                  "(--label-epsilon or [label_dp]); feature parties set theirs in party.toml")
+            label_dp = None
+            if label_epsilon is not None:
+                options = {k: v for k, v in dict(delta=delta, accountant=accountant, residual_clip=label_clip,
+                                                 seed=label.noise_seed if label else None).items() if v is not None}
+                label_dp = LabelDP(epsilon=label_epsilon, **options)
+            plan = PrivacyPlan(residuals=residuals, label_dp=label_dp,
+                               residual_clip=residual_clip if residuals == "ckks" else None)
+            if residual_clip is not None and residuals != "ckks":
+                raise ConfigError(f"residual_clip (the bound DP parties rely on under ckks) needs residuals = 'ckks', "
+                                  f"got {residuals!r}")
+            rounds = given.pop("rounds", f.rounds)
+            if not 1 <= rounds <= schema.MAX_ROUNDS:
+                raise ConfigError(f"rounds must be in 1..{schema.MAX_ROUNDS}, got {rounds}")
+            min_parties = given.pop("min_parties", f.min_parties) or 1 + len(peers)
+            if not 1 <= min_parties <= 1 + len(peers):
+                raise ConfigError(f"min_parties must be in 1..{1 + len(peers)}, got {min_parties}")
+            eta = given.pop("eta", f.eta)
+            eta_max = given.pop("eta_max", f.eta_max)
+            for label_, value in (("eta", eta), ("eta_max", eta_max)):
+                if value is not None and not (np.isfinite(value) and value > 0):
+                    raise ConfigError(f"{label_} must be finite and > 0, got {value!r}")
+            seed = given.pop("seed", f.seed)
+            if seed < 0:
+                raise ConfigError(f"seed must be >= 0, got {seed}")
+            cfg = cls(name=name, peers=peers, data=data, seed=seed, rounds=rounds,
+                      learner=given.pop("learner", f.learner), learner_options=dict(f.learner_options),
+                      local_loss=given.pop("local_loss", f.local_loss), weighting=given.pop("weights", f.weights),
+                      eta=eta, eta_max=eta_max, min_parties=min_parties, plan=plan, out=(base / f.out).resolve(),
+                      tls=TlsConfig.build(f.tls, name, where, base, insecure),
+                      retry=RetryPolicy(attempts=f.transport.attempts, timeout=f.transport.timeout,
+                                        backoff=f.transport.backoff, backoff_max=f.transport.backoff_max),
+                      limits=FrameLimits(chunk_bytes=f.transport.chunk_bytes,
+                                         max_message_bytes=f.transport.max_message_bytes),
+                      path=path.resolve(), text=text)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if given:
+            raise ConfigError(f"unknown federation overrides {sorted(given)}")
+        return cfg
+
+    @classmethod
+    def for_resume(cls, out: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
+        """The config a checkpointed run in ``out`` was started with (it must be unchanged)."""
+        state = Checkpoint.read_state(out)
+        if not isinstance(state.get("config"), str):
+            raise ConfigError(f"{Path(out) / 'checkpoint' / 'state.json'} does not name its federation config")
+        cfg = cls.load(state["config"], insecure, **overrides)
+        if cfg.out != Path(out).resolve():
+            raise ConfigError(f"{cfg.path} writes to {cfg.out}, not {Path(out).resolve()}")
+        return cfg
+
+
+def _check_address(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"party address must be host:port with a port in 1..65535, got {address!r}")
+    return address
+
+
+def federation_from_args(args) -> FederationConfig:
+    """The federation of ``securegal train --federation/--resume`` with every flag honoured or
+    refused: the flags in :data:`REFUSED_FLAGS` are refused when given; the rest override the file."""
+    given = [flag for flag in REFUSED_FLAGS if getattr(args, flag, None) not in (None, False)]
+    if given:
+        flag = given[0]
+        raise ConfigError(f"--{flag.replace('_', '-')} cannot be used with --federation/--resume: {REFUSED_FLAGS[flag]}")
+    overrides = dict(rounds=args.rounds, seed=args.seed, learner=args.learner, local_loss=args.local_loss,
+                     weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
+                     residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
+                     accountant=args.accountant)
+    if args.dp_residual_clip is not None:  # under ckks the label owner's clip; with label-DP, label-DP's C
+        key = "residual_clip" if (args.residuals or "") == "ckks" or args.label_epsilon is None else "label_residual_clip"
+        overrides[key] = args.dp_residual_clip
+    if args.resume:
+        if any(v is not None for k, v in overrides.items() if k != "min_parties"):
+            raise ConfigError("--resume continues the run exactly as configured; only --min-parties, --insecure and "
+                              "--no-progress may be given with it")
+        return FederationConfig.for_resume(args.resume, args.insecure, min_parties=args.min_parties)
+    return FederationConfig.load(args.federation, args.insecure, **overrides)
+
+
+class NetworkedDeployment:
+    """Feature parties in their own processes, reached over gRPC with mutual TLS."""
+
+    name = "grpc"
+    supports = frozenset()
+
+    def __init__(self, cfg: FederationConfig, checkpoint: Checkpoint, state: dict | None,
+                 on_round: Callable[[RoundResult], None] | None = None):
+        self.cfg, self.checkpoint, self.state, self.on_round = cfg, checkpoint, state, on_round
+        self.reports = ReportCollector()
+
+    def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
+        """``dataset = NAME``: label owner = block 0 of the built-in M-way split (the parties serve
+        blocks 1..M-1). ``csv``: all of the label owner's columns; the parties' are remote."""
+        if "dataset" in self.cfg.data:
+            return vertical_split(dataset, parties)
+        return [Block(np.arange(dataset.X.shape[1]))] + [Block(np.arange(0))] * (parties - 1)
+
+    def build(self, job: GalJob, dataset: Dataset, split: RowSplit, blocks: list[Block], *,
+              run_dir: Path | None = None) -> LabelOwner:
+        from ..transport.grpc_client import GrpcTransport
+
+        cfg = self.cfg
+        own = FeatureParty(cfg.name, party_tables(dataset, blocks[:1])[0] if "dataset" in cfg.data else
+                           FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X),
+                           job.own_trainers(cfg.name, 0, party_learner(dataset, blocks[0], 0, job)))
+        transport = GrpcTransport(cfg.peers, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
+                                  retry=cfg.retry, limits=cfg.limits)
+        session = self.state["session"] if self.state else secrets.token_hex(8)
+        messenger = Messenger(cfg.name, session, transport, TranscriptWriter(cfg.out / "transcripts" / cfg.name, cfg.name),
+                              Limits(max_message_bytes=cfg.limits.max_message_bytes),
+                              first_seq=self.checkpoint.epoch << RESUME_BITS, middleware=[self.reports])
+        job = replace(job, min_parties=cfg.min_parties)
+        return job.label_owner(own, dataset, split, list(cfg.peers), messenger)
+
+    def _start(self, owner: LabelOwner) -> None:
+        if self.state is None:
+            try:
+                owner.setup()
+            except (PartyRefused, ProtocolError):  # e.g. a party's budget cannot cover the rounds
+                joined = [p for p, r in self.reports.last.items() if isinstance(r, m.SetupAck)]
+                if joined:  # close their sessions so they can serve the next one
+                    owner.messenger.exchange(0, {p: m.Finish() for p in joined})
+                raise
+            if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
+                policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
+                                                    weighting=self.cfg.weighting, eta=self.cfg.eta, dp_parties=True)
+                owner.weighting, owner.eta = policy.weighting, policy.eta
+                log.info("DP parties %s: weights %s, eta %s", sorted(self.reports.privacy), owner.weighting, owner.eta)
+        else:
+            owner.resume(self.state["rounds"], self.state["F"], self.state["peers"])
+            owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
+            log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
+        self.checkpoint.save(owner)
+
+    def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
+            on_round=None) -> MethodRun:
+        def each_round(result: RoundResult) -> None:
+            self.checkpoint.save(owner)
+            for hook in (on_round, self.on_round):
+                if hook is not None:
+                    hook(result)
+        return run_method(owner, dataset, split, scaler, each_round, start=self._start)
+
+
+def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
+    """Only the label owner's own results are replaced: parties on this machine may be writing
+    their transcripts under the same directory."""
+    mine = [cfg.out / "metrics.json", cfg.out / "curve.png", cfg.out / "checkpoint", cfg.out / "transcripts" / cfg.name]
+    present = [p for p in mine if p.exists()]
+    if present and not overwrite:
+        raise ConfigError(f"{cfg.out} already holds {', '.join(p.name for p in present)}; pass --overwrite "
+                          f"or --resume {cfg.out}")
+    for p in present:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+
+
+def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
+                     progress: bool = False, on_round: Callable[[RoundResult], None] | None = None) -> dict:
+    """Run the label owner against the parties in ``cfg`` and write ``cfg.out`` (metrics.json,
+    curve.png, transcripts/<label owner>/, checkpoint/). With ``resume``, continue the
+    checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint."""
+    from ..plots import plot_curves
+    from ..files import write_json_atomic
+    from ..run import train
+
+    if resume and cfg.plan.residuals == "ckks":
+        raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
+                          "parties' encrypted round models could not be opened; start the run again")
+    checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text)
+    state = checkpoint.load() if resume else None
+    if state is not None:
+        checkpoint.epoch = state["epoch"] + 1
+    deployment = NetworkedDeployment(cfg, checkpoint, state, on_round)
+    if not resume:
+        _prepare_out(cfg, overwrite)
+    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
+                    parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
+                    weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
+                    local_loss=cfg.local_loss, progress=progress, deployment=deployment)
+    privacy = {**metrics.get("privacy", {}), **deployment.reports.report()}
+    if privacy:
+        metrics["privacy"] = privacy
+    write_json_atomic(cfg.out / "metrics.json", metrics)
+    plot_curves(metrics, cfg.out / "curve.png")
+    return metrics

@@ -1,0 +1,179 @@
+"""A feature party as its own process: ``securegal party serve --config party.toml``.
+
+The party builds its trainer through its own :class:`~securegal.privacy.plan.PrivacyPlan` (from
+``[privacy]``): the same layers, defaults and checks as an embedded run. Every check that can run
+at start-up runs at start-up: the config schema, the learner and its options, the plan against
+the learner, TLS files, and the listen address.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data.datasets import load_csv, load_dataset
+from ..data.split import party_tables, vertical_split
+from ..data.tables import FeatureTable
+from ..errors import ConfigError
+from ..learners.registry import make_learner
+from ..parties.endpoint import PartyEndpoint
+from ..parties.feature_party import FeatureParty
+from ..privacy.plan import PrivacyPlan
+from ..transcript import TranscriptWriter
+from ..transport.certs import Identity, check_org_name
+from ..transport.frames import FrameLimits
+from ..wire.codec import Limits
+from . import config as schema
+from .middleware import privacy_reports
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    identity: Identity | None
+    insecure: bool
+
+    @classmethod
+    def build(cls, section: schema.TlsSection | None, name: str, where: str, base: Path,
+              insecure_flag: bool = False) -> "TlsConfig":
+        """``insecure_flag`` is the command line's ``--insecure``: it must not contradict the file."""
+        if insecure_flag or (section is not None and section.insecure):
+            if section is not None and not section.insecure:
+                raise ConfigError(f"{where}: --insecure contradicts the [tls] cert/key/ca given; choose one")
+            return cls(None, True)
+        if section is None:
+            raise ConfigError(f"{where}: missing [tls] (cert, key, ca), or pass --insecure for a loopback demo")
+        ident = Identity.load(base / section.cert, base / section.key, base / section.ca)
+        if ident.name != name:
+            raise ConfigError(f"{where}: the certificate names organization {ident.name!r}, this config is {name!r}")
+        return cls(ident, False)
+
+
+def check_listen(address: str, where: str) -> str:
+    """``host:port`` with a port in 0..65535 (0: any free port); ConfigError otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: listen must be host:port with a port in 0..65535, got {address!r}")
+    return address
+
+
+def _table(data: schema.PartyData, base: Path) -> FeatureTable:
+    if data.csv is not None:
+        path = base / data.csv
+        ds = load_csv(path, data.id_column, task="regression")
+        ids = ds.y
+        if not np.array_equal(ids, np.round(ids)):
+            raise ConfigError(f"{path}: id column {data.id_column!r} must hold integers")
+        return FeatureTable(ids.astype(np.int64), ds.X)
+    dataset = load_dataset(data.dataset)
+    blocks = vertical_split(dataset, data.parties)
+    return party_tables(dataset, [blocks[data.block]])[0]
+
+
+def _plan(p: schema.PartyPrivacy) -> PrivacyPlan:
+    if p.residuals == "ckks" and p.residual_clip is not None:
+        raise ConfigError("residual_clip is the label owner's under ckks (it clips before encrypting: federation.toml "
+                          "residual_clip); drop it from party.toml")
+    return PrivacyPlan.from_options(residuals=p.residuals, epsilon=p.epsilon, delta=p.delta, accountant=p.accountant,
+                                    feature_clip=p.feature_clip, residual_clip=p.residual_clip,
+                                    prediction_clip=p.prediction_clip, feedback=p.feedback, noise_seed=p.noise_seed)
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """One feature party's ``party.toml``, validated and loaded."""
+
+    name: str
+    label_owner: str
+    listen: str
+    table: FeatureTable
+    learner: str
+    learner_seed: int
+    local_loss: str | None
+    learner_options: dict
+    plan: PrivacyPlan
+    tls: TlsConfig
+    limits: FrameLimits
+    transcripts: Path | None
+
+    @classmethod
+    def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
+        path = Path(path)
+        f, _ = schema.read(path, schema.PartyFile)
+        base = path.resolve().parent
+        where = str(path)
+        try:
+            name, label_owner = check_org_name(f.name), check_org_name(f.label_owner)
+            plan = _plan(f.privacy)
+            plan.check_learner(f.learner.name)
+            table = _table(f.data, base)
+            make_learner(f.learner.name, local_loss=f.learner.local_loss or "l2", seed=f.learner.seed,
+                         patch_shape=table.patch_shape, **f.learner.options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(name, label_owner, check_listen(f.listen, where), table, f.learner.name, f.learner.seed,
+                   f.learner.local_loss, dict(f.learner.options), plan,
+                   TlsConfig.build(f.tls, name, where, base, insecure),
+                   FrameLimits(chunk_bytes=f.limits.chunk_bytes, max_message_bytes=f.limits.max_message_bytes),
+                   (base / f.transcripts) if f.transcripts else None)
+
+
+def build_party(cfg: PartyConfig) -> PartyEndpoint:
+    """The party's state machine behind the codec, with its transcript (if configured) and, for a
+    DP party, the privacy-report middleware."""
+    trainers = cfg.plan.trainers()
+
+    def factory(setup):
+        local_loss = cfg.local_loss or setup.options.get("local_loss", "l2")
+        learner = make_learner(cfg.learner, local_loss=local_loss, seed=cfg.learner_seed,
+                               patch_shape=cfg.table.patch_shape, **cfg.learner_options)
+        return trainers(cfg.name, 0, learner)(setup)
+
+    party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner)
+    middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
+        if cfg.plan.feature_dp is not None else []
+    writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None
+    return PartyEndpoint(party, writer, Limits(max_message_bytes=cfg.limits.max_message_bytes), middleware)
+
+
+def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event | None = None,
+                on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session
+    finished or the label owner's first request was refused (e.g. a Setup the budget cannot cover)."""
+    from ..transport.grpc_server import PartyServer
+
+    endpoint = build_party(cfg)
+    stop = stop or threading.Event()
+
+    def handle(data: bytes) -> bytes:
+        reply = endpoint.handle(data)
+        if once and (endpoint.party.finished or endpoint.party.session is None):
+            stop.set()
+        return reply
+
+    server = PartyServer(handle, cfg.listen, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
+                         clients=(cfg.label_owner,), limits=cfg.limits).start()
+    try:
+        if on_ready is not None:
+            on_ready(server.port)
+        stop.wait()
+    finally:
+        server.stop(grace=2.0)
+        endpoint.close()
+
+
+def serve_party_cli(config: str | Path, once: bool = False, insecure: bool = False) -> int:
+    cfg = PartyConfig.load(config, insecure=insecure)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve_party(cfg, once=once, stop=stop,
+                on_ready=lambda port: print(f"party {cfg.name} serving on port {port} "
+                                            f"({'INSECURE' if cfg.tls.insecure else 'mutual TLS'})", flush=True))
+    return 0

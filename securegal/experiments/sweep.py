@@ -1,0 +1,47 @@
+"""One-command leakage sweep: train one run per registered privacy layer of one task, then audit
+them all (``securegal audit --sweep``).
+
+The runs are read off the layer registry (:data:`securegal.privacy.registry.LAYERS`): every
+layer without a budget once, every feature-DP layer at each of ``epsilons`` and every label-DP
+layer at each of ``label_epsilons`` (classification only), each trained exactly as
+``securegal train`` would with the matching flags and with ``--save-ground-truth``, into
+``OUT/<layer>`` or ``OUT/<layer>-eps<E>``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..privacy.registry import LAYERS
+from ..run import train
+
+
+def sweep_plans(*, epsilons=(0.5, 1.0, 3.0, 8.0), label_epsilons=(), ckks: bool = True) -> list[tuple[str, object]]:
+    """(run name, plan) for every registered layer the sweep covers."""
+    for eps in (*epsilons, *label_epsilons):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+            raise ConfigError(f"sweep epsilons must be finite and > 0, got {eps!r}")
+    plans = []
+    for layer in LAYERS.values():
+        if layer.residuals == "ckks" and not ckks:
+            continue
+        if layer.budget is None:
+            plans.append((layer.name, layer.plan()))
+        else:
+            budgets = epsilons if layer.budget == "feature" else label_epsilons
+            plans += [(f"{layer.name}-eps{eps:g}", layer.plan(eps)) for eps in budgets]
+    return plans
+
+
+def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path | None = None,
+                target: str | None = None, parties: int = 4, rounds: int = 10, seed: int = 0,
+                epsilons: tuple[float, ...] = (0.5, 1.0, 3.0, 8.0), label_epsilons: tuple[float, ...] = (),
+                ckks: bool = True, overwrite: bool = False, progress: bool = False) -> list[Path]:
+    """Train the sweep's runs under ``out``; returns their directories (plain first)."""
+    out = Path(out)
+    runs = []
+    for name, plan in sweep_plans(epsilons=epsilons, label_epsilons=label_epsilons, ckks=ckks):
+        train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out / name,
+              overwrite=overwrite, ground_truth=True, progress=progress, plan=plan)
+        runs.append(out / name)
+    return runs

@@ -1,0 +1,309 @@
+"""One description of what protects a run: the :class:`PrivacyPlan`.
+
+A plan names the residual transport (plain | ckks), feature-DP (a :class:`FeatureDP` budget with
+its clips and feedback, or none) and label-DP (a :class:`LabelDP` budget, or none). It is the only
+place that decides:
+
+- which residual channel the label owner runs (:meth:`PrivacyPlan.channel`);
+- which trainer each feature party builds for which learner (:meth:`PrivacyPlan.trainers`);
+- the DP defaults (:class:`FeatureDP`, :class:`LabelDP`, :data:`DEFAULT_DELTA`);
+- the label owner's weights and step under DP (:meth:`PrivacyPlan.owner_policy`);
+- which combinations are impossible (:meth:`PrivacyPlan.check`, called before anything is written).
+
+The embedded run, the networked label owner and every networked party (from its own
+``party.toml``) build their layers through a plan; the registry in
+:mod:`securegal.privacy.registry` lists the named layers everything else enumerates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Callable
+
+from ..errors import ConfigError
+from ..seam import ResidualChannel, TrainerFactory
+from .dp.accountant import ACCOUNTANTS
+
+RESIDUALS = ("plain", "ckks")
+# delta of every DP budget unless the user gives one (it must also be < 1/n).
+DEFAULT_DELTA = 1e-5
+# Learners with a DP version (linear -> DP ridge, mlp -> full-batch DP-GD) and the linear
+# smoothers CKKS can run (their predictions are linear in the residuals, local loss l2).
+DP_LEARNERS = ("linear", "mlp")
+CKKS_LEARNERS = ("linear", "rff")
+CKKS_DP_LEARNERS = ("linear",)
+# Losses whose residual rows have a label-independent norm bound (label-DP sensitivity).
+LABEL_DP_LOSSES = ("cross_entropy", "binary_cross_entropy")
+# Under DP the label owner fixes its step so that each party's model gets total weight
+# eta * T / M of about 0.75 (docs/privacy.md section 4).
+DP_STEP_WEIGHT = 0.75
+
+# (party name, party index, learner) -> the factory that builds the party's trainer at setup.
+TrainerChoice = Callable[[str, int, object], TrainerFactory]
+
+
+def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < high) \
+            or not math.isfinite(value):
+        bound = "" if high == math.inf else f" and < {high:g}"
+        raise ConfigError(f"{owner} {name} must be a finite number > 0{bound}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureDP:
+    """A feature party's (epsilon, delta)-DP budget per row of its table, and its clips.
+
+    ``feedback``: release noised per-row train predictions (a 0.1 budget share). ``None`` means
+    on with plain residuals and off under CKKS, where their data-independent noise bound is too
+    loose to help (docs/privacy.md 5b). ``seed`` makes the noise predictable: tests and studies
+    only (it warns, and the report says ``secure_noise: false``).
+    """
+
+    epsilon: float
+    delta: float = DEFAULT_DELTA
+    accountant: str = "rdp"
+    feature_clip: float = 0.5
+    residual_clip: float = 1.0
+    prediction_clip: float = 0.01
+    feedback: bool | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("feature-DP", "epsilon", self.epsilon)
+        _positive("feature-DP", "delta", self.delta, 1.0)
+        for name in ("feature_clip", "residual_clip", "prediction_clip"):
+            _positive("feature-DP", name, getattr(self, name))
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"feature-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+
+    def config(self, residuals: str):
+        """The mechanism's :class:`~securegal.privacy.dp.trainer.DPConfig` for ``residuals``."""
+        from .dp.trainer import NO_FEEDBACK_SHARES, DPConfig
+
+        feedback = self.feedback if self.feedback is not None else residuals == "plain"
+        shares = {} if feedback else {"shares": dict(NO_FEEDBACK_SHARES)}
+        return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
+                        residual_clip=self.residual_clip, prediction_clip=self.prediction_clip, seed=self.seed,
+                        **shares)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelDP:
+    """The label owner's label-DP budget for the residuals it releases, and their clip ``C``."""
+
+    epsilon: float
+    delta: float = DEFAULT_DELTA
+    accountant: str = "rdp"
+    residual_clip: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("label-DP", "epsilon", self.epsilon)
+        _positive("label-DP", "delta", self.delta, 1.0)
+        _positive("label-DP", "residual_clip", self.residual_clip)
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"label-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+
+    def config(self):
+        from .dp.layers import LabelDPConfig
+
+        return LabelDPConfig(self.epsilon, self.delta, self.accountant, residual_clip=self.residual_clip,
+                             seed=self.seed)
+
+
+@dataclass(frozen=True)
+class OwnerPolicy:
+    """How the label owner combines the parties' predictions: weights and step."""
+
+    weighting: str  # "learned" | "uniform"
+    eta: float | None  # None: line search
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyPlan:
+    """What protects a run. Immutable; build it from CLI flags, a config file or Python.
+
+    ``residual_clip``: under CKKS with DP parties the label owner clips every residual row to this
+    norm before encrypting and declares it (the parties' bounds rest on it). ``None`` means: the
+    feature-DP clip when this plan has feature-DP and CKKS, else no clip.
+    """
+
+    residuals: str = "plain"
+    feature_dp: FeatureDP | None = None
+    label_dp: LabelDP | None = None
+    residual_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.residuals not in RESIDUALS:
+            raise ConfigError(f"residuals must be one of {', '.join(RESIDUALS)}, got {self.residuals!r}")
+        if self.feature_dp is not None and not isinstance(self.feature_dp, FeatureDP):
+            raise ConfigError(f"feature_dp must be a FeatureDP, got {type(self.feature_dp).__name__}")
+        if self.label_dp is not None and not isinstance(self.label_dp, LabelDP):
+            raise ConfigError(f"label_dp must be a LabelDP, got {type(self.label_dp).__name__}")
+        if self.residuals == "ckks" and self.label_dp is not None:
+            raise ConfigError("label-DP protects labels from parties that see plaintext residuals; with ckks residuals "
+                              "they only ever see ciphertexts, so use one or the other")
+        if self.residual_clip is not None:
+            _positive("plan", "residual_clip", self.residual_clip)
+            if self.residuals != "ckks":
+                raise ConfigError(f"residual_clip is the label owner's clip before encrypting; it needs ckks "
+                                  f"residuals, not {self.residuals!r}")
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_options(cls, *, residuals: str = "plain", epsilon: float | None = None,
+                     label_epsilon: float | None = None, delta: float | None = None, accountant: str | None = None,
+                     feature_clip: float | None = None, residual_clip: float | None = None,
+                     prediction_clip: float | None = None, feedback: str | bool | None = None,
+                     noise_seed: int | None = None) -> "PrivacyPlan":
+        """A plan from flag-like options (``securegal train``, the audit sweep, benchmarks).
+
+        Options left ``None`` take the defaults of :class:`FeatureDP`/:class:`LabelDP`; a DP option
+        given without a budget that uses it is refused, never ignored.
+        """
+        if isinstance(feedback, str):
+            if feedback not in ("on", "off"):
+                raise ConfigError(f"feedback must be 'on' or 'off', got {feedback!r}")
+            feedback = feedback == "on"
+        given = {k: v for k, v in dict(delta=delta, accountant=accountant, seed=noise_seed).items() if v is not None}
+        feature_only = {k: v for k, v in dict(feature_clip=feature_clip, prediction_clip=prediction_clip,
+                                              feedback=feedback).items() if v is not None}
+        if epsilon is None and label_epsilon is None and (given or feature_only or residual_clip is not None):
+            stray = sorted({**given, **feature_only, **({"residual_clip": 1} if residual_clip is not None else {})})
+            raise ConfigError(f"{', '.join(stray)} set without a DP budget (--epsilon or --label-epsilon)")
+        if epsilon is None and feature_only:
+            raise ConfigError(f"{', '.join(sorted(feature_only))} apply to feature-DP (--epsilon), which is not set")
+        feature = label = None
+        if epsilon is not None:
+            clip = {} if residual_clip is None else {"residual_clip": residual_clip}
+            feature = FeatureDP(epsilon=epsilon, **given, **feature_only, **clip)
+        if label_epsilon is not None:
+            clip = {} if residual_clip is None else {"residual_clip": residual_clip}
+            label = LabelDP(epsilon=label_epsilon, **given, **clip)
+        return cls(residuals=residuals, feature_dp=feature, label_dp=label)
+
+    # ------------------------------------------------------------------ what it is
+
+    @property
+    def layer(self) -> str:
+        """The registry name of this plan's layer (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
+        ``label-dp`` or ``dp+label-dp``)."""
+        parts = (["ckks"] if self.residuals == "ckks" else []) + (["dp"] if self.feature_dp else []) \
+            + (["label-dp"] if self.label_dp else [])
+        return "+".join(parts) or "plain"
+
+    @property
+    def private(self) -> bool:
+        return self.feature_dp is not None or self.label_dp is not None
+
+    @property
+    def declared_clip(self) -> float | None:
+        """The residual clip the label owner applies before encrypting (ckks), or None."""
+        if self.residuals != "ckks":
+            return None
+        if self.residual_clip is not None:
+            return self.residual_clip
+        return self.feature_dp.residual_clip if self.feature_dp is not None else None
+
+    def with_residuals(self, residuals: str) -> "PrivacyPlan":
+        return replace(self, residuals=residuals)
+
+    # ------------------------------------------------------------------ checks
+
+    def check_learner(self, learner: str) -> None:
+        """Refuse a learner this plan's layers cannot run (a party checks this at start-up)."""
+        if self.residuals == "ckks":
+            allowed = CKKS_DP_LEARNERS if self.feature_dp else CKKS_LEARNERS
+            if learner not in allowed:
+                with_dp = " with feature-DP" if self.feature_dp else ""
+                raise ConfigError(f"learner {learner!r} cannot run on ckks residuals{with_dp} (its predictions must be "
+                                  f"linear in the residuals); use {' or '.join(allowed)}")
+        if self.feature_dp is not None and learner not in DP_LEARNERS:
+            raise ConfigError(f"feature-DP (--epsilon) is implemented for the learners {', '.join(DP_LEARNERS)} "
+                              f"(DP ridge, DP-GD MLP), not {learner!r}")
+
+    def check(self, *, learner: str, loss: str, n_train: int, rounds: int, parties=(),
+              weighting: str | None = None, eta: float | None = None) -> None:
+        """Refuse every impossible combination with a one-line :class:`ConfigError`, before
+        anything is written or sent: the learner a layer cannot run, a budget that cannot cover
+        ``rounds`` rounds on ``n_train`` rows, label-DP on a regression, label-DP with learned
+        weights or a line-searched step."""
+        self.check_learner(learner)
+        if self.feature_dp is not None:
+            self.trainers().preflight(n_train, rounds, list(parties) or ["party"], learner=learner)
+        if self.label_dp is not None:
+            if loss not in LABEL_DP_LOSSES:
+                raise ConfigError(f"label-DP is implemented for classification (cross-entropy), not loss {loss!r}: "
+                                  "regression targets are standardized with label statistics, which are not accounted")
+            if weighting == "learned":
+                raise ConfigError("label-DP residuals need uniform weights: learned weights would use the labels "
+                                  "outside the privacy budget")
+            self.channel().preflight(n_train, rounds, loss)
+
+    # ------------------------------------------------------------------ what it builds
+
+    def channel(self) -> ResidualChannel:
+        """A fresh label-owner residual channel for one run."""
+        if self.residuals == "ckks":
+            if self.declared_clip is not None:
+                from .hedp import ClippedCkksResiduals
+
+                return ClippedCkksResiduals(self.declared_clip)
+            from .he.layers import CkksResiduals
+
+            return CkksResiduals()
+        if self.label_dp is not None:
+            from .dp.layers import LabelDPResiduals
+
+            return LabelDPResiduals(self.label_dp.config())
+        from .plain import PlainResiduals
+
+        return PlainResiduals()
+
+    def trainers(self):
+        """The feature parties' trainer choice: ``(name, index, learner) -> factory(setup)``.
+
+        It refuses a learner its layer cannot run when called, before any data moves; DP
+        choices also have ``preflight`` and ``report`` (what each party spent).
+        """
+        if self.feature_dp is not None:
+            config = self.feature_dp.config(self.residuals)
+            if self.residuals == "ckks":
+                from .hedp import CkksDPTrainers
+
+                return CkksDPTrainers(config)
+            from .dp.layers import DPTrainers
+
+            return DPTrainers(config)
+        if self.residuals == "ckks":
+            from .he.layers import ckks_trainers
+
+            return ckks_trainers
+        from .plain import plain_trainers
+
+        return plain_trainers
+
+    def owner_policy(self, *, parties: int, rounds: int, weighting: str | None = None, eta: float | None = None,
+                     dp_parties: bool = False) -> OwnerPolicy:
+        """The label owner's weights and step. Under any DP (this plan's, or parties that report
+        a DP budget) they default to uniform weights and the fixed step ``0.75 * M / T``: fitted
+        ones would use the labels (and noisy predictions) outside every budget. Label-DP refuses
+        learned weights (see :meth:`check`)."""
+        private = self.private or dp_parties
+        if weighting is None:
+            weighting = "uniform" if private else "learned"
+        if eta is None and private:
+            eta = DP_STEP_WEIGHT * parties / rounds
+        return OwnerPolicy(weighting, eta)
+
+    def describe(self) -> dict:
+        """The plan as plain data (metrics.json ``plan``)."""
+        out: dict = {"layer": self.layer, "residuals": self.residuals}
+        for key in ("feature_dp", "label_dp"):
+            spec = getattr(self, key)
+            if spec is not None:
+                out[key] = {f.name: getattr(spec, f.name) for f in fields(spec)}
+        if self.declared_clip is not None:
+            out["residual_clip"] = self.declared_clip
+        return out
