@@ -84,7 +84,9 @@ class FeatureParty:
         std[std == 0] = 1.0
         self._scaler = (mean, std)
         trainer = self.trainer_factory(setup)
-        trainer.setup((X_raw - mean) / std, setup)
+        X_raw -= mean  # a fresh copy of the rows: standardize it in place
+        X_raw /= std
+        trainer.setup(X_raw, setup)
         self.trainer = trainer
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
