@@ -11,6 +11,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
+from .blas import one_blas_thread
 from .losses import check_local_loss
 
 
@@ -26,6 +27,7 @@ def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[
     return r, P
 
 
+@one_blas_thread
 def combine(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K)."""
     return np.tensordot(np.asarray(weights, dtype=np.float64), np.asarray(predictions), axes=1)
@@ -60,6 +62,7 @@ def weights_objective(theta: np.ndarray, residuals: np.ndarray, predictions: np.
 L1_WEIGHT_ROWS = 65536
 
 
+@one_blas_thread
 def fit_assistance_weights(
     residuals: np.ndarray,
     predictions: np.ndarray,
@@ -196,6 +199,7 @@ def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> fl
     return float(np.clip(median, 0.0, eta_max))
 
 
+@one_blas_thread
 def assisted_learning_rate(loss, y: np.ndarray, F: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> float:
     """GAL's step eta_t = argmin_eta L(y, F + eta * direction) over [0, eta_max].
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from ..core.blas import one_blas_thread
 from .base import SmootherOperator, check_fit_inputs, check_local_loss, check_residuals
 
 
@@ -17,6 +18,7 @@ def _with_intercept(X: np.ndarray) -> np.ndarray:
 class LinearModel:
     coef: np.ndarray  # (d + 1, K), last row is the intercept
 
+    @one_blas_thread
     def predict(self, X: np.ndarray) -> np.ndarray:
         # Computed as (K, n) = coef^T X^T, returned as its (n, K) transpose: BLAS is several
         # times slower on the tall-and-thin product X @ coef with a handful of outputs.
@@ -51,6 +53,7 @@ class BoundRidge:
     keeps ``Phi`` and solves afresh.
     """
 
+    @one_blas_thread
     def __init__(self, learner: "LinearLearner", X: np.ndarray):
         X, _ = check_fit_inputs(X, np.zeros((np.asarray(X).shape[0], 1)))
         self.learner, self.X = learner, X
@@ -68,6 +71,7 @@ class BoundRidge:
     def fit(self, r: np.ndarray) -> LinearModel:
         return self.fit_predict(r)[0]
 
+    @one_blas_thread
     def fit_predict(self, r: np.ndarray) -> tuple[LinearModel, np.ndarray]:
         """The round model for residuals ``r`` (n, K) and its predictions on the bound rows."""
         r = check_residuals(r, self.X.shape[0])
