@@ -67,3 +67,18 @@ def test_distinct_positions_refuse_repeated_ids(ids):
     np.testing.assert_array_equal(table.distinct_positions(ids[::-1]), np.arange(len(ids))[::-1])
     with pytest.raises(ProtocolError, match="1 requested sample IDs are repeated"):
         table.distinct_positions(np.array([ids[1], ids[0], ids[1]]))
+
+
+def test_standardized_rows_match_numpy_and_keep_constant_columns(rng):
+    X = np.column_stack([rng.normal(3.0, 2.0, size=40), np.full(40, 7.0), rng.uniform(size=40)])
+    table = FeatureTable(np.arange(40) * 5, X)
+    wanted = rng.permutation(np.arange(40) * 5)[:25]
+    Z, mean, std = table.standardized_rows(wanted)
+    raw = X[wanted // 5]
+    np.testing.assert_allclose(mean, raw.mean(axis=0))
+    np.testing.assert_allclose(std, [raw[:, 0].std(), 1.0, raw[:, 2].std()])
+    np.testing.assert_allclose(Z, (raw - mean) / std, atol=1e-12)
+    assert not np.shares_memory(Z, table.X)
+    np.testing.assert_array_equal(table.X, X)  # the table is untouched
+    with pytest.raises(ProtocolError, match="repeated"):
+        table.standardized_rows(np.array([0, 5, 0]))

@@ -79,14 +79,10 @@ class FeatureParty:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
         if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
-        X_raw = self.table.X[self.table.distinct_positions(setup.train_ids)]
-        mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
-        std[std == 0] = 1.0
+        X_train, mean, std = self.table.standardized_rows(setup.train_ids)
         self._scaler = (mean, std)
         trainer = self.trainer_factory(setup)
-        X_raw -= mean  # a fresh copy of the rows: standardize it in place
-        X_raw /= std
-        trainer.setup(X_raw, setup)
+        trainer.setup(X_train, setup)
         self.trainer = trainer
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
