@@ -15,10 +15,17 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: str | Path) -> Path:
-    """``path`` and its missing parents, created 0700 (an existing directory is tightened too)."""
+    """``path`` and its missing parents, each created 0700; directories that exist are left as
+    they are (a user's own folders are theirs)."""
     path = Path(path)
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        p.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(p, DIR_MODE)
     return path
 
 

@@ -115,6 +115,11 @@ class Transcript:
         return [(r, p) for r, p in self.payloads(kind, direction) if isinstance(p, np.ndarray)]
 
     @property
+    def sessions(self) -> tuple[str, ...]:
+        """The session IDs this transcript holds, in the order they first appear."""
+        return tuple(dict.fromkeys(rec.session for rec in self.records))
+
+    @property
     def bytes_sent(self) -> int:
         return sum(len(r.raw) for r in self.select(direction="sent"))
 
@@ -153,4 +158,13 @@ def read_transcripts(run_dir: Path | str) -> dict[str, Transcript]:
     root = Path(run_dir) / "transcripts"
     if not root.is_dir():
         raise ConfigError(f"{run_dir} has no transcripts/ directory")
-    return {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    views = {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    sessions: dict[str, list[str]] = {}
+    for name, view in views.items():
+        for session in view.sessions:
+            sessions.setdefault(session, []).append(name)
+    if len(sessions) > 1:  # e.g. a party's transcript that kept an earlier run's session
+        listed = "; ".join(f"{s}: {', '.join(names)}" for s, names in sessions.items())
+        raise ConfigError(f"the transcripts under {root} mix {len(sessions)} sessions ({listed}); an audit reads "
+                          "one session: give each run its own transcript directory")
+    return views

@@ -109,12 +109,12 @@ def test_cli_prints_a_summary(tmp_path, capsys):
 
 
 def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
-    from securegal.errors import PartyRefused
+    from securegal.errors import ConfigError, PartyRefused
     from securegal.privacy.plain import PlainTrainer
 
     class Refuses(PlainTrainer):
         def setup(self, X_train, setup):
-            raise ValueError("this party is misconfigured")
+            raise ConfigError("this party is misconfigured")
 
     with pytest.raises(PartyRefused, match="misconfigured"):
         train("wine", parties=3, rounds=2, trainers=lambda n, i, learner: (lambda s: Refuses(learner)))

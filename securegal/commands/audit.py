@@ -16,28 +16,29 @@ def _fractions(text: str) -> list[float]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("audit", help="run the attack suite on run directories and report leakage",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("audit", description="Run the attack suite (label and feature inference) on run "
+                       "directories and report each attack's advantage; or train a sweep of plain, CKKS and "
+                       "DP runs first (--sweep). See attacks/README.md.")
     p.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
                    help="run directories written by `securegal train --save-ground-truth`")
-    p.add_argument("--known-labels", type=float, default=0.05,
+    p.add_argument("--known-labels", type=float, default=0.05, metavar="FRACTION",
                    help="fraction of training labels a feature party knows (side knowledge)")
-    p.add_argument("--known-rows", type=float, default=0.05,
+    p.add_argument("--known-rows", type=float, default=0.05, metavar="FRACTION",
                    help="fraction of a victim's training rows the label owner knows (side knowledge)")
     p.add_argument("--rows-curve", type=_fractions, default=None, metavar="F1,F2,...",
                    help="also report equality-solving R^2 at these known-row fractions")
-    p.add_argument("--seed", type=int, default=0, help="seed of the side-knowledge draw and the attacks")
-    p.add_argument("--plot", type=Path, default=None,
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the side-knowledge draw and the attacks")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
                    help="advantage-vs-epsilon plot when several runs are given (default: next to the first run)")
-    p.add_argument("--net-steps", type=int, default=1500, help="training steps of the inversion network")
+    p.add_argument("--net-steps", type=int, default=1500, metavar="N", help="training steps of the inversion network")
     sweep = p.add_argument_group("sweep: train plain, ckks and DP runs of one task into OUT, then audit them")
     sweep.add_argument("--sweep", type=Path, metavar="OUT", help="train the sweep into OUT instead of auditing RUN_DIRs")
-    sweep.add_argument("--dataset", help="offline dataset of the sweep")
-    sweep.add_argument("--csv", type=Path, help="CSV of the sweep")
-    sweep.add_argument("--target", help="label column of --csv")
-    sweep.add_argument("--parties", "-M", type=int, default=4, help="parties of the sweep's runs")
-    sweep.add_argument("--rounds", "-T", type=int, default=10, help="rounds of the sweep's runs")
-    sweep.add_argument("--train-seed", type=int, default=0, help="seed of the sweep's runs")
+    sweep.add_argument("--dataset", metavar="NAME", help="offline dataset of the sweep")
+    sweep.add_argument("--csv", type=Path, metavar="PATH", help="CSV of the sweep")
+    sweep.add_argument("--target", metavar="COLUMN", help="label column of --csv")
+    sweep.add_argument("--parties", "-M", type=int, default=4, metavar="M", help="parties of the sweep's runs")
+    sweep.add_argument("--rounds", "-T", type=int, default=10, metavar="T", help="rounds of the sweep's runs")
+    sweep.add_argument("--train-seed", type=int, default=0, metavar="N", help="seed of the sweep's runs")
     sweep.add_argument("--epsilons", type=_fractions, default=[0.5, 1.0, 3.0, 8.0], metavar="E1,E2,...",
                        help="feature parties' DP budgets of the sweep's DP runs")
     sweep.add_argument("--label-epsilons", type=_fractions, default=[], metavar="E1,E2,...",
@@ -61,6 +62,9 @@ def run(args) -> int:
     if args.sweep is not None:
         if args.runs:
             raise ConfigError("give RUN_DIRs or --sweep OUT, not both")
+        if args.parties < 2 or args.rounds < 1 or args.train_seed < 0:
+            raise ConfigError(f"the sweep needs --parties >= 2, --rounds >= 1 and --train-seed >= 0, got "
+                              f"{args.parties}, {args.rounds} and {args.train_seed}")
         from securegal.experiments.sweep import train_sweep
 
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,

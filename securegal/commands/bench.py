@@ -21,14 +21,16 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (crypto)")
+    p = sub.add_parser("bench", description="Benchmarks that run from the command line.")
     what = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     c = what.add_parser("crypto", help="per-round cost of plaintext, CKKS and Paillier residuals",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
-    c.add_argument("--sizes", type=_size, nargs="+", help="(n, p) pairs as NxP (default: 4096x8 4096x32 16384x32 65536x16)")
-    c.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
-    c.add_argument("--paillier-n", type=int, default=64,
+                        description="Time one GAL round of one party with plaintext, CKKS and Paillier "
+                                    "residuals, at several sizes.")
+    c.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
+    c.add_argument("--sizes", type=_size, nargs="+", metavar="NxP",
+                   help="rows x features to measure (default: 4096x8 4096x32 16384x32 65536x16)")
+    c.add_argument("--repeats", type=int, default=5, metavar="N", help="timed repetitions (median reported)")
+    c.add_argument("--paillier-n", type=int, default=64, metavar="N",
                    help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier)")
     c.set_defaults(func=run)
 

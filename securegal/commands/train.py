@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     dp = p.add_argument_group("differential privacy (docs/privacy.md); defaults in securegal.privacy.plan")
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, help="delta of the DP budgets (default 1e-5); must be < 1/n")
-    dp.add_argument("--accountant", choices=ACCOUNTANTS, help="privacy accountant (default rdp)")
+    dp.add_argument("--accountant", choices=ACCOUNTANTS, help="privacy accountant: pld (exact for these full-batch Gaussians; default), rdp or prv")
     dp.add_argument("--dp-feature-clip", type=float, help="B: feature rows (scaled by 1/sqrt(d)) clipped to this norm "
                     "(default 0.5)")
     dp.add_argument("--dp-residual-clip", type=float, help="C: residual rows clipped to this norm (default 1)")
@@ -85,6 +85,8 @@ def run(args) -> int:
         raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     from ..run import train
 
+    if args.target is not None and args.csv is None:
+        raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
+from ..errors import ConfigError
 from .blas import one_blas_thread
 from .losses import check_local_loss
 
@@ -128,8 +129,8 @@ def line_search_step(
     GAL's assisted learning rate: ``objective(eta) = L(y, F + eta * g)``. An unbounded LBFGS
     from eta = 1 diverges on the L1 loss; a bounded search does not.
     """
-    if not eta_max > 0:
-        raise ValueError(f"eta_max must be > 0, got {eta_max!r}")
+    if not (np.isfinite(eta_max) and eta_max > 0):
+        raise ConfigError(f"eta_max must be finite and > 0, got {eta_max!r}")
     result = minimize_scalar(objective, bounds=(0.0, float(eta_max)), method="bounded", options={"xatol": tol})
     eta = float(result.x)
     # Brent never evaluates the end points; keep eta = 0 when no step helps.
@@ -186,8 +187,8 @@ def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> fl
     median of gap / direction (the lower median on ties), clipped to the interval. Exact and
     deterministic where a generic 1-D search can stop anywhere on a flat piece.
     """
-    if not eta_max > 0:
-        raise ValueError(f"eta_max must be > 0, got {eta_max!r}")
+    if not (np.isfinite(eta_max) and eta_max > 0):
+        raise ConfigError(f"eta_max must be finite and > 0, got {eta_max!r}")
     gap, direction = np.ravel(gap), np.ravel(direction)
     moving = direction != 0
     if not moving.any():

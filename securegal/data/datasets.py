@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+
+# numpy, scikit-learn and mlxtend are imported by the loaders: the command line's help reads
+# :data:`DATASETS` and should not pay for them.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -28,12 +33,16 @@ class Dataset:
 
 
 def _classification(name, X, y, image_shape=None) -> Dataset:
+    import numpy as np
+
     _, y = np.unique(y, return_inverse=True)
     return Dataset(name, np.asarray(X, dtype=np.float64), y.astype(np.int64), "classification", "cross_entropy",
                    int(y.max()) + 1, image_shape)
 
 
 def _regression(name, X, y, loss="l1") -> Dataset:
+    import numpy as np
+
     return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), "regression", loss)
 
 
@@ -64,23 +73,42 @@ def _mnist() -> Dataset:
     return _classification("mnist", X / 255.0, y, (28, 28))
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to load an offline dataset, and a one-line summary for users."""
+
+    load: Callable[[], Dataset]
+    summary: str
+
+
 DATASETS = {
-    "diabetes": lambda: _regression("diabetes", *_sklearn("load_diabetes")),
-    "boston": _boston,
-    "iris": lambda: _classification("iris", *_sklearn("load_iris")),
-    "wine": lambda: _classification("wine", *_sklearn("load_wine")),
-    "breast_cancer": lambda: _classification("breast_cancer", *_sklearn("load_breast_cancer")),
-    "digits": lambda: _classification("digits", *_sklearn("load_digits"), (8, 8)),
-    "blob": _blob,
-    "mnist": _mnist,
+    "diabetes": DatasetInfo(lambda: _regression("diabetes", *_sklearn("load_diabetes")),
+                            "442 patients, 10 features, disease progression (regression)"),
+    "boston": DatasetInfo(_boston, "506 districts, 13 features, house prices (regression)"),
+    "iris": DatasetInfo(lambda: _classification("iris", *_sklearn("load_iris")),
+                        "150 flowers, 4 features, 3 species"),
+    "wine": DatasetInfo(lambda: _classification("wine", *_sklearn("load_wine")),
+                        "178 wines, 13 features, 3 cultivars"),
+    "breast_cancer": DatasetInfo(lambda: _classification("breast_cancer", *_sklearn("load_breast_cancer")),
+                                 "569 tumours, 30 features, benign or malignant"),
+    "digits": DatasetInfo(lambda: _classification("digits", *_sklearn("load_digits"), (8, 8)),
+                          "1,797 handwritten digits as 8x8 images, 10 classes"),
+    "blob": DatasetInfo(_blob, "100 synthetic points, 10 features, 10 Gaussian clusters"),
+    "mnist": DatasetInfo(_mnist, "5,000 handwritten digits as 28x28 images, 10 classes (mlxtend)"),
 }
 
 
+def describe() -> str:
+    """One line per offline dataset, ``name  summary``, for help texts."""
+    width = max(map(len, DATASETS))
+    return "\n".join(f"  {name:<{width}}  {info.summary}" for name, info in DATASETS.items())
+
+
 def load_dataset(name: str) -> Dataset:
-    """One of the offline datasets: diabetes, boston, iris, wine, breast_cancer, digits, blob, mnist."""
+    """One of the offline :data:`DATASETS` (diabetes, boston, iris, wine, breast_cancer, digits, blob, mnist)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))} or use --csv")
-    return DATASETS[name]()
+    return DATASETS[name].load()
 
 
 def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
@@ -88,6 +116,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
 
     ``task`` defaults to classification when the target holds at most 20 distinct integers.
     """
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"CSV file {str(path)!r} does not exist")
@@ -111,7 +141,7 @@ def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
                     v = float(cell)
                 except ValueError:
                     raise ConfigError(f"{path}:{lineno}: column {col!r} holds non-numeric value {cell!r}") from None
-                if not np.isfinite(v):
+                if not math.isfinite(v):
                     raise ConfigError(f"{path}:{lineno}: column {col!r} holds {cell!r}; missing or infinite values are not allowed")
                 values.append(v)
             rows.append(values)

@@ -53,6 +53,13 @@ class LimitsSection(_Strict):
                                    description="the largest whole message accepted")
 
 
+class PartyLimits(LimitsSection):
+    """What one party accepts (frames) and how long an idle session may hold it."""
+
+    session_timeout: float = Field(3600.0, gt=0, le=7 * 86400,
+                                   description="seconds after which an idle, unfinished session expires")
+
+
 class TransportSection(LimitsSection):
     """The label owner's calls to the parties."""
 
@@ -100,7 +107,7 @@ class PartyPrivacy(_Strict):
     residuals: Literal["plain", "ckks"] = Field("plain", description="the residual mode this party runs")
     epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
     delta: float | None = Field(None, description="delta of the budget (default 1e-5)")
-    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     feature_clip: float | None = Field(None, description="B (default 0.5)")
     residual_clip: float | None = Field(None, description="C (default 1; under ckks the label owner's declared clip)")
     prediction_clip: float | None = Field(None, description="C_f (default 0.01)")
@@ -119,7 +126,7 @@ class PartyFile(_Strict):
     learner: LearnerSection = Field(default_factory=LearnerSection)
     privacy: PartyPrivacy = Field(default_factory=PartyPrivacy)
     tls: TlsSection | None = None
-    limits: LimitsSection = Field(default_factory=LimitsSection)
+    limits: PartyLimits = Field(default_factory=PartyLimits)
 
 
 class FederationData(_Strict):
@@ -143,7 +150,7 @@ class LabelDPSection(_Strict):
 
     epsilon: float = Field(description="label-DP epsilon")
     delta: float | None = Field(None, description="delta (default 1e-5)")
-    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     residual_clip: float | None = Field(None, description="C (default 1)")
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
 

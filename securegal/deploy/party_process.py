@@ -101,6 +101,7 @@ class PartyConfig:
     tls: TlsConfig
     limits: FrameLimits
     transcripts: Path | None
+    session_timeout: float = 3600.0
 
     @classmethod
     def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
@@ -121,7 +122,7 @@ class PartyConfig:
                    f.learner.local_loss, dict(f.learner.options), plan,
                    TlsConfig.build(f.tls, name, where, base, insecure),
                    FrameLimits(chunk_bytes=f.limits.chunk_bytes, max_message_bytes=f.limits.max_message_bytes),
-                   (base / f.transcripts) if f.transcripts else None)
+                   (base / f.transcripts) if f.transcripts else None, f.limits.session_timeout)
 
 
 def build_party(cfg: PartyConfig) -> PartyEndpoint:
@@ -135,7 +136,8 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
                                patch_shape=cfg.table.patch_shape, **cfg.learner_options)
         return trainers(cfg.name, 0, learner)(setup)
 
-    party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner)
+    party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner,
+                         session_timeout=cfg.session_timeout)
     middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
         if cfg.plan.feature_dp is not None else []
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None

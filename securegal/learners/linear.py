@@ -7,6 +7,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..core.blas import one_blas_thread
+from ..errors import ConfigError
 from .base import SmootherOperator, check_fit_inputs, check_local_loss, check_residuals
 
 
@@ -101,7 +102,7 @@ class LinearLearner:
     def __init__(self, local_loss: str = "l2", lam: float = 1e-3, irls_iterations: int = 30):
         self.local_loss = check_local_loss(local_loss)
         if not lam > 0:
-            raise ValueError(f"ridge penalty lam must be > 0, got {lam!r}")
+            raise ConfigError(f"ridge penalty lam must be > 0, got {lam!r}")
         self.lam = float(lam)
         self.irls_iterations = int(irls_iterations)
 

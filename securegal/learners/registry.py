@@ -1,28 +1,49 @@
-"""Build a local learner by name: ``make_learner("mlp", local_loss="l1", seed=3)``."""
+"""Build a local learner by name: ``make_learner("mlp", local_loss="l1", seed=3)``.
+
+The registry names each learner and says in one line what it is without importing it: torch
+and scikit-learn load only when a learner is built, so the command line's help stays fast.
+"""
 from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-# name -> (module, class). Imported on first use: the torch learners (mlp, cnn) cost seconds
-# and a few hundred MiB to import, which a linear run never needs.
+
+@dataclass(frozen=True)
+class LearnerInfo:
+    """Where a learner class lives (``module:Class``) and a one-line summary for users."""
+
+    path: str
+    summary: str
+
+    def load(self) -> type:
+        module, cls = self.path.split(":")
+        return getattr(importlib.import_module(module, __package__), cls)
+
+
 LEARNERS = {
-    "linear": ("securegal.learners.linear", "LinearLearner"),
-    "mlp": ("securegal.learners.mlp", "MLPLearner"),
-    "cnn": ("securegal.learners.cnn", "CNNLearner"),
-    "gb": ("securegal.learners.gb", "GBLearner"),
-    "rff": ("securegal.learners.rff", "RFFLearner"),
+    "linear": LearnerInfo(".linear:LinearLearner", "ridge (l2) or least absolute deviations (l1); CKKS (l2), DP"),
+    "mlp": LearnerInfo(".mlp:MLPLearner", "small fully connected network (torch, Adam); DP (DP-GD)"),
+    "cnn": LearnerInfo(".cnn:CNNLearner", "small convolutional network for image patches (torch)"),
+    "gb": LearnerInfo(".gb:GBLearner", "gradient-boosted trees (scikit-learn), one ensemble per output"),
+    "rff": LearnerInfo(".rff:RFFLearner", "kernel ridge on random Fourier features (RBF); CKKS"),
 }
 
 
+def describe() -> str:
+    """One line per learner, ``name  summary``, for help texts."""
+    width = max(map(len, LEARNERS))
+    return "\n".join(f"  {name:<{width}}  {info.summary}" for name, info in LEARNERS.items())
+
+
 def learner_class(name: str) -> type:
-    """The learner class registered as ``name``."""
+    """The class of learner ``name``; refuses an unknown name with the list of known ones."""
     if name not in LEARNERS:
         raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
-    module, cls = LEARNERS[name]
-    return getattr(importlib.import_module(module), cls)
+    return LEARNERS[name].load()
 
 
 def make_learner(name: str, *, local_loss: str = "l2", seed: int = 0, patch_shape=None, **options):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._validate import check_positive_int, check_seed
 from .base import SmootherOperator, check_fit_inputs, check_local_loss
 from .linear import LinearLearner, LinearModel
@@ -52,7 +53,7 @@ class RFFLearner:
                  lam: float = 1e-3, seed: int = 0):
         self.n_components = check_positive_int("n_components", n_components)
         if gamma is not None and not gamma > 0:
-            raise ValueError(f"RBF bandwidth gamma must be > 0, got {gamma!r}")
+            raise ConfigError(f"RBF bandwidth gamma must be > 0, got {gamma!r}")
         self.gamma = gamma
         self.seed = check_seed(seed)
         self._ridge = LinearLearner(local_loss=check_local_loss(local_loss), lam=lam)

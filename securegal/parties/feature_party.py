@@ -6,6 +6,7 @@ rejects anything out of order, from another session or sender, or of the wrong s
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -23,8 +24,13 @@ RESUME_BITS = 32
 class FeatureParty:
     """Holds one organization's columns; never sees labels, only what the label owner sends."""
 
-    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None):
+    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
+                 session_timeout: float | None = None):
         self.name = name
+        # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
+        # a label owner that vanished without Finish cannot wedge the party.
+        self.session_timeout = session_timeout
+        self._last_activity = time.monotonic()
         self.table = table
         self.trainer_factory = trainer_factory
         self.label_owner = label_owner
@@ -45,7 +51,10 @@ class FeatureParty:
             raise ProtocolError(f"message from {env.sender!r}, expected the label owner {self.label_owner!r}")
         if isinstance(env.body, m.Setup):
             if self.session is not None and not self.finished:
-                raise ProtocolError(f"session {self.session!r} is still open; refusing a new setup")
+                idle = time.monotonic() - self._last_activity
+                if self.session_timeout is None or idle <= self.session_timeout:
+                    raise ProtocolError(f"session {self.session!r} is still open; refusing a new setup")
+                log.warning("session %s expired after %.0f s idle; starting a new one", self.session, idle)
             return
         if self.session is None:
             raise ProtocolError(f"{env.kind} before setup")
@@ -69,9 +78,11 @@ class FeatureParty:
         elif isinstance(body, m.Finish):
             self.finished = True
             reply = m.FinishAck(info={"rounds": str(self.last_round)})
+            log.info("session %s finished after %d rounds", self.session, self.last_round)
         else:
             raise ProtocolError(f"a feature party does not accept {env.kind} messages")
         self.last_seq = env.seq
+        self._last_activity = time.monotonic()
         return reply
 
     def _setup(self, env: m.Envelope, setup: m.Setup) -> m.SetupAck:
@@ -87,6 +98,8 @@ class FeatureParty:
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
+        log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
+                 self._n_train, setup.rounds, setup.residuals)
         return m.SetupAck(info={"party": self.name})
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
@@ -114,12 +127,14 @@ class FeatureParty:
 
 
 def error_reply(exc: BaseException) -> m.ErrorReply:
-    """The error a party sends back instead of a result; internal details stay in the log."""
+    """The error a party sends back instead of a result; internal details stay in the log, and
+    every refusal is logged with its reason (never with data or IDs)."""
+    if not isinstance(exc, SecuregalError | ValueError | TypeError):
+        log.exception("internal error while handling a request")
+        return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")
+    log.warning("refused a request: %s", exc)
     if isinstance(exc, BudgetExceeded):
         return m.ErrorReply("budget_exceeded", str(exc))
     if isinstance(exc, ProtocolError):
         return m.ErrorReply("protocol", str(exc))
-    if isinstance(exc, (ConfigError, SecuregalError, ValueError, TypeError)):
-        return m.ErrorReply("invalid", str(exc))
-    log.exception("internal error while handling a request")
-    return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")
+    return m.ErrorReply("invalid", str(exc))

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 from ..seam import ResidualChannel, TrainerFactory
-from .dp.accountant import ACCOUNTANTS
+from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
 RESIDUALS = ("plain", "ckks")
 # delta of every DP budget unless the user gives one (it must also be < 1/n).
@@ -61,7 +61,7 @@ class FeatureDP:
 
     epsilon: float
     delta: float = DEFAULT_DELTA
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float = 0.5
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
@@ -93,7 +93,7 @@ class LabelDP:
 
     epsilon: float
     delta: float = DEFAULT_DELTA
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None
 
