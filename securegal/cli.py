@@ -25,6 +25,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import itertools
 import logging
@@ -46,6 +47,7 @@ COMMANDS = {
     "audit": "run the attack suite on run directories and report leakage",
     "party": "run a feature party (one organization) behind gRPC with mutual TLS",
     "certs": "development certificates for a federation",
+    "ledger": "show what a party's privacy ledger spent, per session, and what is left",
 }
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
@@ -87,6 +89,13 @@ def _as_typed(value, nargs) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other invalid input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INVALID, f"securegal: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _package_doc() -> str:
     import securegal
 
@@ -108,7 +117,7 @@ def requested_commands(argv: Sequence[str]) -> tuple[str, ...]:
 
 def build_parser(commands: Iterable[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
     """The full parser of ``commands`` (default: all); the others are listed but not imported."""
-    parser = argparse.ArgumentParser(prog="securegal", description=_package_doc(),
+    parser = Parser(prog="securegal", description=_package_doc(),
                                      formatter_class=HelpFormatter,
                                      epilog="Run `securegal COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"securegal {__version__}")
@@ -150,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecuregalError as exc:
         return _fail(f"securegal: error: {exc}")
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the machine's state, not a bug
+            return _fail(f"securegal: error: {exc.strerror}: stopped cleanly; fix it and run again "
+                         "(--resume for a networked run)")
         if exc.filename is None:  # not about a file the user named: a socket, a pipe, the OS
             return _internal(exc, args.verbose)
         return _fail(f"securegal: error: {exc.strerror or type(exc).__name__}: {exc.filename}")

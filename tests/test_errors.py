@@ -102,8 +102,7 @@ def _dpgd_trainer():
 
 
 @pytest.mark.parametrize("make,wrong", [
-    pytest.param(_plain_trainer, "ckks", marks=pytest.mark.xfail(
-        reason="privacy/plain.py (the lead's) raises LayerMismatch in the redesign", strict=False)),
+    (_plain_trainer, "ckks"),
     (_ckks_trainer, "plain"), (_ckks_dp_trainer, "plain"), (_dp_trainer, "ckks"), (_dpgd_trainer, "ckks"),
 ])
 def test_wrong_residual_mode_raises_layer_mismatch(make, wrong, rng):

@@ -163,7 +163,7 @@ def test_finding_10_parties_log_sessions_refusals_and_budget_but_no_ids(tmp_path
 
     (tmp_path / "dp.toml").write_text(party_config("party1", data={"dataset": "wine", "parties": 3, "block": 1},
                                                    learner_seed=1, certs=None, transcripts=None,
-                                                   privacy={"epsilon": 1e-4}))
+                                                   privacy={"epsilon": 1e-7}))
     endpoint = build_party(PartyConfig.load(tmp_path / "dp.toml"))
     from securegal.wire.codec import encode
 
@@ -171,7 +171,7 @@ def test_finding_10_parties_log_sessions_refusals_and_budget_but_no_ids(tmp_path
     endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 0, m.Setup(list(range(100)), 3, 2,
                                                                              "classification"))))
     assert "refused a request" in caplog.text and "too small" in caplog.text
-    assert "[0, 1, 2" not in caplog.text and "99" not in caplog.text.replace("0.0001", "")
+    assert "[0, 1, 2" not in caplog.text and "99" not in caplog.text.replace("1e-07", "")
 
 
 def test_finding_11_the_transcript_seq_never_restarts(tmp_path):

@@ -1,4 +1,5 @@
-"""``securegal bench crypto``: plaintext vs CKKS vs Paillier for one GAL round of one party."""
+"""``securegal bench crypto|psi``: plaintext vs CKKS vs Paillier for one GAL round of one party;
+ECDH private set intersection at 10k, 100k and 1M IDs per side."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,42 @@ def add_parser(sub) -> None:
     c.add_argument("--paillier-n", type=int, default=64, metavar="N",
                    help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier)")
     c.set_defaults(func=run)
+    s = what.add_parser("psi", help="private set intersection at 10k, 100k and 1M IDs per side",
+                        description="Time ECDH private set intersection between a label owner and one "
+                                    "feature party, each size in a fresh process, with peak memory.")
+    s.add_argument("--sizes", type=_count, nargs="+", default=[10_000, 100_000, 1_000_000], metavar="N",
+                   help="IDs per side; 100k, 1M and 1_000_000 forms are accepted (default: 10k 100k 1M)")
+    s.add_argument("--processes", type=_count, default=2, metavar="N",
+                   help="worker processes shared by both roles (default: 2)")
+    s.add_argument("--overlap", type=float, default=0.8, metavar="F",
+                   help="fraction of IDs both sides hold (default: 0.8)")
+    s.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
+    s.set_defaults(func=run_psi)
+
+
+def _count(text: str) -> int:
+    t = text.strip().lower().replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        value = int(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive count like 100000, 100k or 1M; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text!r}")
+    return value
+
+
+def run_psi(args) -> int:
+    from ..bench import psi
+
+    if not 0.0 <= args.overlap <= 1.0:
+        raise ConfigError(f"--overlap must be within [0, 1], got {args.overlap}")
+    rows = psi.run(args.sizes, args.processes, args.overlap)
+    print(psi.table(rows))
+    if args.json:
+        psi.write_json(rows, args.json)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def run(args) -> int:

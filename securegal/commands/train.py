@@ -9,21 +9,25 @@ from ..errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    from ..data.datasets import DATASETS
-    from ..learners.registry import LEARNERS
+    from ..data import datasets
+    from ..learners import registry
     from ..privacy.dp.accountant import ACCOUNTANTS
     from ..privacy.plan import RESIDUALS
+    from ..privacy.registry import LAYERS
 
+    layers = "\n".join(f"  {name:<10} {layer.summary}" for name, layer in LAYERS.items())
     p = sub.add_parser(
-        "train", help="train GAL on a dataset or CSV and write a run directory",
-        description="Train GAL in this process (the embedded default) or, with --federation, as the label owner of "
-                    "a networked federation. Every flag is honoured in both modes or refused with a one-line error.")
+        "train", description="Train GAL in this process (the embedded default) or, with --federation, as the label "
+                             "owner of a networked federation. Every flag is honoured in both modes or refused with "
+                             "a one-line error.",
+        epilog=f"learners (--learner):\n{registry.describe()}\n\ndatasets (--dataset):\n{datasets.describe()}\n\n"
+               f"privacy layers (--residuals, --epsilon, --label-epsilon):\n{layers}")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help=f"offline dataset: {', '.join(DATASETS)} (default breast_cancer)")
+    src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
     p.add_argument("--target", help="label column of --csv")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
-    p.add_argument("--learner", help=f"local learner: {', '.join(LEARNERS)} (default linear)")
+    p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")
     p.add_argument("--seed", type=int, help="seed of the split and the learners (default 0)")
     p.add_argument("--baselines", action="store_true", help="also train Alone, Joint and GAL with uniform weights")

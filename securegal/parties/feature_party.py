@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from ..data.tables import FeatureTable
-from ..errors import BudgetExceeded, ConfigError, ProtocolError, SecuregalError
+from ..errors import ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
 
@@ -127,14 +127,12 @@ class FeatureParty:
 
 
 def error_reply(exc: BaseException) -> m.ErrorReply:
-    """The error a party sends back instead of a result; internal details stay in the log, and
-    every refusal is logged with its reason (never with data or IDs)."""
-    if not isinstance(exc, SecuregalError | ValueError | TypeError):
+    """The error a party sends back instead of a result (its code from
+    :func:`securegal.errors.reply_code`); internal details stay in the log, and every refusal is
+    logged with its reason (never with data or IDs)."""
+    code = reply_code(exc)
+    if code == "internal":
         log.exception("internal error while handling a request")
         return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")
-    log.warning("refused a request: %s", exc)
-    if isinstance(exc, BudgetExceeded):
-        return m.ErrorReply("budget_exceeded", str(exc))
-    if isinstance(exc, ProtocolError):
-        return m.ErrorReply("protocol", str(exc))
-    return m.ErrorReply("invalid", str(exc))
+    log.warning("refused a request (%s): %s", code, exc)
+    return m.ErrorReply(code, str(exc))

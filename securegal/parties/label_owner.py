@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
-from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
+from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import FeatureParty
 from ..seam import ResidualChannel
@@ -162,7 +162,7 @@ class LabelOwner:
         preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
         for party, reply in replies.items():
-            if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
+            if isinstance(reply, BudgetExceeded):  # a party's budget refused this round's releases
                 raise FederationStopped(str(reply))
             try:
                 if isinstance(reply, Exception):

@@ -5,7 +5,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import LayerMismatch
 from ..learners.base import FittedModel, Learner, bind
 from ..messages import Payload, Setup
 from ..seam import plain_array
@@ -40,7 +40,7 @@ class PlainTrainer:
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         if setup.residuals != "plain":
-            raise ProtocolError(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
+            raise LayerMismatch(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
         self._X, self._k = X_train, setup.n_outputs
         self._bound = bind(self.learner, X_train)  # per-block work (ridge: the Gram factor) once
         self.models.clear()
