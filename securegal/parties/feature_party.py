@@ -117,15 +117,13 @@ class FeatureParty:
     def _setup(self, env: m.Envelope, setup: m.Setup) -> m.SetupAck:
         if setup.n_outputs < 1 or setup.rounds < 1:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
-        if len(np.unique(setup.train_ids)) != len(setup.train_ids) or len(setup.train_ids) < 2:
+        if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
-        X_raw = self._rows(setup.train_ids)
-        mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
-        std[std == 0] = 1.0
+        X_train, mean, std = (self._session_table or self.table).standardized_rows(setup.train_ids)
         self._scaler = (mean, std)
         trainer = self.trainer_factory(setup)
-        trainer.setup((X_raw - mean) / std, setup)
+        trainer.setup(X_train, setup)
         self.trainer = trainer
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
