@@ -254,7 +254,7 @@ class LabelOwner:
             eta = float(self.eta)
         else:
             eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
-        self.F = self.F + eta * direction
+        self.F += eta * direction
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
@@ -270,23 +270,25 @@ class LabelOwner:
         F = np.tile(self.model.init, (T + 1, len(ids), 1))
         if T == 0:
             return F
-        per_party = {self.own.name: np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions)}
-        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
-        if used:
-            replies = self.messenger.exchange(0, {p: m.PredictRequest(self._ids_for(p, ids), T) for p in used})
-            for party, reply in replies.items():
-                if isinstance(reply, Exception):
-                    # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
-                    # lists it under missing_at_predict.
-                    log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
-                    self.model.missing_at_predict.add(party)
-                    continue
-                per_party[party] = self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
         steps = np.zeros((T, len(ids), self.k))
-        for i, res in enumerate(self.model.rounds):
-            for party, preds in per_party.items():
-                steps[i] += res.eta * res.weights.get(party, 0.0) * preds[i]
-        F[1:] += np.cumsum(steps, axis=0)
+        coef = {}  # party -> eta_t * w_t[party] per round
+
+        def add(party: str, preds: np.ndarray) -> None:  # fold in one party's terms, then let it go
+            c = coef.setdefault(party, np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds]))
+            steps[:] += c[:, None, None] * preds
+
+        add(self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions))
+        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
+        for party in used:  # one party at a time: only one (T, n, K) reply is alive at once
+            reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
+            if isinstance(reply, Exception):
+                # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
+                # lists it under missing_at_predict.
+                log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
+                self.model.missing_at_predict.add(party)
+                continue
+            add(party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k)))
+        F[1:] += np.cumsum(steps, axis=0, out=steps)
         return F
 
     def finish(self) -> None:
