@@ -36,13 +36,13 @@ METHODS = ("gal", "alone", "joint", "gal_uniform")
 
 
 def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
-                    missing: str = "impute") -> Dataset:
+                    missing: str = "impute", id_column: str | None = None) -> Dataset:
     if csv is not None:
         if dataset is not None:
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
-        return load_csv(csv, target, missing=missing)
+        return load_csv(csv, target, missing=missing, id_column=id_column)
     if dataset is None:
         raise ConfigError("give --dataset NAME or --csv PATH --target COL")
     return load_dataset(dataset)
@@ -98,7 +98,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
-          trainers: TrainerChoice | None = None, missing: str = "impute") -> dict:
+          trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -115,7 +115,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     deployment = deployment or EmbeddedDeployment()
     _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
-    data = resolve_dataset(dataset, csv, target, missing)
+    data = resolve_dataset(dataset, csv, target, missing, id_column)
     blocks = deployment.blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])

@@ -119,11 +119,12 @@ def load_dataset(name: str) -> Dataset:
     return DATASETS[name].load()
 
 
-def load_csv(path: str | Path, target: str, task: str | None = None, *, missing: str = "impute") -> Dataset:
+def load_csv(path: str | Path, target: str, task: str | None = None, *, missing: str = "impute",
+             id_column: str | None = None) -> Dataset:
     """A single-table CSV or Parquet file with a header row; ``target`` names the label column.
 
     Read with pyarrow by :func:`securegal.data.party_file.read_party_file` (the rows get
-    synthetic IDs): numeric columns as they are, text columns one-hot encoded, missing cells
+    synthetic IDs unless ``id_column`` names the table's own): numeric columns as they are, text columns one-hot encoded, missing cells
     imputed with an indicator column (or refused with ``missing="refuse"``). ``task`` defaults to
     classification when the target holds text or at most 20 distinct integers.
     """
@@ -132,7 +133,7 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
     from .party_file import read_party_file
 
     path = Path(path)
-    table = read_party_file(path, None, target=target, label_owner=True, missing=missing)
+    table = read_party_file(path, id_column, target=target, label_owner=True, missing=missing)
     if table.X.shape[0] < 10:
         raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed")
     if table.X.shape[1] == 0:
@@ -156,7 +157,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
         data = _regression(path.stem, X, y, loss="l2")
     else:
         raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
-    return replace(data, columns=table.columns, encoding=encoding_of(table.summary))
+    ids = table.ids if id_column is not None else None
+    return replace(data, columns=table.columns, encoding=encoding_of(table.summary), ids=ids)
 
 
 def encoding_of(summary) -> dict:

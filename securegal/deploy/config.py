@@ -72,8 +72,11 @@ class TransportSection(LimitsSection):
 class PartyData(_Strict):
     """A party's table: ``csv`` + ``id_column``, or for demos block ``block`` of a built-in dataset."""
 
-    csv: str | None = Field(None, description="the party's CSV (an integer ID column, numeric features)")
+    csv: str | None = Field(None, description="the party's table: CSV or Parquet, an ID column of strings or "
+                                               "integers; text columns are one-hot encoded")
     id_column: str = Field("id", description="name of the ID column of csv")
+    missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute (median + "
+                                                                        "indicator column) or refuse")
     dataset: str | None = Field(None, description="built-in dataset (demos)")
     parties: int | None = Field(None, ge=2, le=MAX_PARTIES, description="M of the built-in vertical split")
     block: int | None = Field(None, ge=1, description="this party's block 1..M-1 of that split")
@@ -133,8 +136,11 @@ class FederationData(_Strict):
     """The label owner's data: a built-in ``dataset``, or its own ``csv`` with the ``target`` column."""
 
     dataset: str | None = Field(None, description="built-in dataset (the parties serve its other blocks)")
-    csv: str | None = Field(None, description="the label owner's CSV (rows = sample IDs 0..n-1)")
+    csv: str | None = Field(None, description="the label owner's table (CSV or Parquet) with its labels")
     target: str | None = Field(None, description="label column of csv")
+    id_column: str | None = Field(None, description="ID column of csv, aligned with the parties' IDs by private "
+                                                    "set intersection (absent: rows are numbered 0..n-1)")
+    missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute or refuse")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -142,6 +148,8 @@ class FederationData(_Strict):
             raise ValueError("give either dataset or csv + target")
         if (self.csv is None) != (self.target is None):
             raise ValueError("csv and target go together")
+        if self.id_column is not None and self.csv is None:
+            raise ValueError("id_column goes with csv")
         return self
 
 

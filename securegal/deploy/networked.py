@@ -109,7 +109,8 @@ class FederationConfig:
                     raise ConfigError(f"[[party]] needs distinct feature parties other than {name!r}, got {peer!r} twice")
                 peers[peer] = _check_address(entry.address)
             data = ({"dataset": f.data.dataset} if f.data.dataset is not None
-                    else {"csv": str(base / f.data.csv), "target": f.data.target})
+                    else {"csv": str(base / f.data.csv), "target": f.data.target, "id_column": f.data.id_column,
+                          "missing": f.data.missing})
             label = f.label_dp
             label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
             delta = given.pop("delta", label.delta if label else None)
@@ -321,6 +322,7 @@ def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: boo
     from ..run import train
 
     return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
+                 id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
                  parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
                  weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
                  local_loss=cfg.local_loss, progress=progress, deployment=deployment)

@@ -29,12 +29,13 @@ class FeatureParty:
     """Holds one organization's columns; never sees labels, only what the label owner sends."""
 
     def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
-                 session_timeout: float | None = None, aligner: Aligner | None = None):
+                 session_timeout: float | None = None, aligner: Aligner | None = None, ids=None):
         self.name = name
         # With an ``aligner`` (a party across the wire) every session starts with private set
         # intersection: rows are then named by this session's random handles, never by IDs, and
         # a Setup or PredictRequest may name only the rows the label owner selected.
         self.aligner = aligner
+        self.ids = np.asarray(table.ids if ids is None else ids)  # the rows' own IDs, in table order
         self._psi = None
         self._session_table: FeatureTable | None = None
         self._selected: np.ndarray | None = None
@@ -168,7 +169,7 @@ class FeatureParty:
         if self._selected is None:
             raise ProtocolError("no rows were selected in this session")
         rows = self._psi.rows_of(self._selected)
-        return self._selected, np.asarray(self.table.ids)[rows]
+        return self._selected, self.ids[rows]
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
         mean, std = self._scaler
