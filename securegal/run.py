@@ -121,8 +121,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     scaler = TargetScaler.fit(data, data.y[split.train])
     policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta)
     # Everything impossible is refused here, before any file is written or any data moves.
+    names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
-               parties=party_names(parties)[1:], weighting=policy.weighting, eta=policy.eta)
+               parties=names[1:], weighting=policy.weighting, eta=policy.eta)
     common = dict(learner=learner, seed=seed, scaler=scaler, eta_max=eta_max,
                   learner_options=dict(learner_options or {}), local_loss=local_loss)
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,
@@ -133,14 +134,17 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         job.channel = channel
     if trainers is not None:
         job.trainers = trainers
-    jobs = {"gal": (deployment, blocks, job)}
+    jobs = {"gal": (deployment, blocks, job, data)}
     if baselines:
-        embedded = EmbeddedDeployment()
-        joint = contiguous_blocks(data.X.shape[1], 1) if data.image_shape is None else vertical_split(data, 1)
-        for method, method_blocks, weights in (("alone", blocks[:1], "learned"), ("joint", joint, "learned"),
-                                               ("gal_uniform", blocks, "uniform")):
-            jobs[method] = (embedded, method_blocks, GalJob(channel=PrivacyPlan().channel(), weighting=weights,
-                                                            rounds=rounds, eta=policy.eta, **common))
+        embedded = EmbeddedDeployment(owner=names[0])
+        joint_data = deployment.joined(data) if getattr(deployment, "tables", None) else data
+        joint = (contiguous_blocks(joint_data.X.shape[1], 1) if data.image_shape is None
+                 else vertical_split(joint_data, 1))
+        for method, where, method_blocks, weights, method_data in (
+                ("alone", embedded, blocks[:1], "learned", data), ("joint", embedded, joint, "learned", joint_data),
+                ("gal_uniform", deployment, blocks, "uniform", data)):
+            jobs[method] = (where, method_blocks, GalJob(channel=PrivacyPlan().channel(), weighting=weights,
+                                                         rounds=rounds, eta=policy.eta, **common), method_data)
     _check_learners(data, jobs)
     # The run writes into a private staging directory beside --out and publishes it only when it
     # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
@@ -168,15 +172,16 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     started = time.perf_counter()
     results: dict[str, MethodRun] = {}
     reports: dict = {}
-    for method, (where, method_blocks, method_job) in jobs.items():
+    for method, (where, method_blocks, method_job, method_data) in jobs.items():
         if method != "gal" and gal_owner.common is not None:  # baselines on the rows every party holds
             split = RowSplit(*(gal_owner.aligned(getattr(split, f)) for f in ("train", "validation", "test")))
-        owner = where.build(method_job, data, split, method_blocks, run_dir=run_dir if method == "gal" else None)
+        owner = where.build(method_job, method_data, split, method_blocks,
+                            run_dir=run_dir if method == "gal" else None)
         if method == "gal":
-            gal_owner = owner
+            gal_owner, gal_split = owner, split
         bar = _progress(method, rounds) if progress else None
         try:
-            results[method] = where.run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
+            results[method] = where.run(owner, method_data, split, scaler, (lambda r: bar.update(1)) if bar else None)
         finally:
             if bar is not None:
                 bar.close()
@@ -193,18 +198,19 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
         "dataset": data.name, "task": data.task, "metric": metric, "loss": data.loss, "parties": parties,
         "party_names": gal.parties, "rounds": rounds, "seed": seed, "learner": learner,
         "residuals": getattr(job.channel, "name", "plain"), "plan": plan.describe(), "deployment": deployment.name,
-        "n_train": int(len(split.train)), "n_validation": int(len(split.validation)), "n_test": int(len(split.test)),
+        "n_train": int(gal_owner.n), "n_validation": int(len(gal_owner.aligned(gal_split.validation))),
+        "n_test": int(len(gal_owner.aligned(gal_split.test))),
         "gal": gal.as_dict(), "weights": gal.weights, "eta": gal.eta,
         "seconds": round(time.perf_counter() - started, 3),
     }
     for method in METHODS[1:]:
         if method in results:
             metrics[method] = results[method].as_dict()
-    metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner)
+    metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner, getattr(deployment, "tables", None))
     metrics.update(reports)
     if run_dir is not None:
         if ground_truth:
-            write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, party_names(parties),
+            write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, deployment.names(parties),
                                job.channel.opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
@@ -213,15 +219,19 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     return metrics
 
 
-def _data_block(data: Dataset, blocks, names, owner) -> dict:
+def _data_block(data: Dataset, blocks, names, owner, tables=None) -> dict:
     """Which columns each party contributed (names where this process knows them: every party
     embedded, the label owner's own networked), how the table was encoded, and the alignment."""
     out: dict = {"columns": {}, "n_columns": {}}
-    for name, block in zip(names, blocks):
+    for i, (name, block) in enumerate(zip(names, blocks)):
         if len(block.columns):
             out["n_columns"][name] = int(len(block.columns))
-            if data.columns is not None:
+            if tables and i > 0:
+                out["columns"][name] = list(tables[name].columns)
+            elif data.columns is not None:
                 out["columns"][name] = [data.columns[j] for j in block.columns]
+    for name, count in owner.party_columns.items():
+        out["n_columns"].setdefault(name, count)
     out.update(data.encoding or {"categorical": {}, "imputed": {}})
     if owner.common is not None:
         out["aligned_rows"] = int(owner.common.sum())
@@ -232,10 +242,10 @@ def _data_block(data: Dataset, blocks, names, owner) -> dict:
 def _check_learners(data: Dataset, jobs: dict) -> None:
     """Let every job's trainer choice refuse its parties' learners (e.g. CKKS needs a linear
     smoother) before anything is written or sent."""
-    for where, blocks, job in jobs.values():
+    for where, blocks, job, method_data in jobs.values():
         names = party_names(len(blocks))
         for i in range(1, len(blocks)):
-            job.trainers(names[i], i, party_learner(data, blocks[i], i, job))
+            job.trainers(names[i], i, party_learner(method_data, blocks[i], i, job))
 
 
 GROUND_TRUTH = "ground_truth.npz"

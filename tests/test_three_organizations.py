@@ -78,6 +78,21 @@ def test_three_organizations_align_privately_and_train(tmp_path):
     for name in ("clinic", "insurer"):
         raw = (tmp_path / "run" / "transcripts" / name / "messages.bin").read_bytes()
         assert b"MRN-" not in raw
+    # the embedded default runs the same path (PSI, handles) from the same files and gives the same result
+    from securegal.cli import main
+
+    assert main(["train", "--label-owner", f"alice={paths['owner']}", "--party", f"clinic={paths['clinic']}",
+                 "--party", f"insurer={paths['insurer']}", "--id", "patient", "--target", "efficient",
+                 "--rounds", "5", "--baselines", "--out", str(tmp_path / "embedded"), "--no-progress"]) == 0
+    embedded = json.loads((tmp_path / "embedded" / "metrics.json").read_text())
+    for key in ("gal", "weights", "eta", "n_train", "n_test"):
+        assert embedded[key] == metrics[key], key
+    assert embedded["data"]["n_columns"] == metrics["data"]["n_columns"] == {"alice": 1, "clinic": 2, "insurer": 7}
+    assert metrics["data"]["columns"] == {"alice": ["year"]}  # networked: the parties' column names stay theirs
+    assert "origin=japan" in embedded["data"]["columns"]["insurer"]
+    joint, alone_e = embedded["joint"]["test"], embedded["alone"]["test"]
+    print(f"embedded: GAL {embedded['gal']['test']:.2f}, Joint {joint:.2f}, Alone {alone_e:.2f}")
+    assert abs(embedded["gal"]["test"] - joint) <= 1.5 and embedded["gal"]["test"] > alone_e
     # GAL beats the label owner alone (year only) on the same aligned rows
     alone = train(csv=paths["owner"], target="efficient", id_column="patient", parties=1, rounds=5)
     print(f"aligned {len(merged)} of {len(full)}; GAL {metrics['gal']['test']:.2f} vs alone {alone['gal']['test']:.2f}")

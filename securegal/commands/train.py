@@ -25,7 +25,11 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
-    p.add_argument("--target", help="label column of --csv")
+    p.add_argument("--target", help="label column of --csv or of --label-owner's table")
+    orgs = p.add_argument_group("one table per organization (aligned by private set intersection on --id)")
+    orgs.add_argument("--label-owner", metavar="NAME=FILE", help="the label owner's table (CSV or Parquet, with --target)")
+    orgs.add_argument("--party", metavar="NAME=FILE", action="append", help="a feature party's table (repeat)")
+    orgs.add_argument("--id", dest="id_column", metavar="COL", help="the ID column every table has")
     p.add_argument("--missing", choices=("impute", "refuse"),
                    help="missing cells: impute (the column median, with an indicator column; default) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
@@ -91,6 +95,8 @@ def run(args) -> int:
         raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     from ..run import train
 
+    if args.label_owner or args.party or args.id_column:
+        return run_organizations(args, train)
     if args.target is not None and args.csv is None:
         raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
     if args.dataset is None and args.csv is None:
@@ -104,6 +110,49 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
+                    **given)
+    print(summary(metrics, out))
+    return 3 if "stopped" in metrics["gal"] else 0
+
+
+def _named_file(text: str, flag: str) -> tuple[str, Path]:
+    from ..transport.certs import check_org_name
+
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise ConfigError(f"{flag} takes NAME=FILE, got {text!r}")
+    return check_org_name(name), Path(path)
+
+
+def run_organizations(args, train) -> int:
+    """``--label-owner NAME=FILE --party NAME=FILE ... --id COL --target COL``: each organization's
+    own table, read by its own (in-process) party and aligned by private set intersection."""
+    from ..data.party_file import read_party_file
+    from ..deploy.embedded import EmbeddedDeployment
+
+    if args.dataset or args.csv:
+        raise ConfigError("--label-owner/--party replace --dataset/--csv; give one or the other")
+    if not (args.label_owner and args.party and args.id_column and args.target):
+        raise ConfigError("one table per organization needs --label-owner NAME=FILE, at least one --party NAME=FILE, "
+                          "--id COL and --target COL")
+    if args.parties is not None:
+        raise ConfigError("--parties is the number of --label-owner and --party tables here; drop it")
+    if args.save_ground_truth:
+        raise ConfigError("--save-ground-truth needs one table with every column; audit each organization on its "
+                          "own transcript instead (securegal audit --as)")
+    owner, owner_file = _named_file(args.label_owner, "--label-owner")
+    tables = {}
+    for text in args.party:
+        name, path = _named_file(text, "--party")
+        if name in tables or name == owner:
+            raise ConfigError(f"organization names must be distinct, got {name!r} twice")
+        tables[name] = read_party_file(path, args.id_column, target=args.target, missing=args.missing or "impute")
+    out = args.out or Path("runs") / f"{owner}-{time.strftime('%Y%m%d-%H%M%S')}"
+    given = {key: getattr(args, key) for key in ("learner", "rounds", "seed", "eta_max") if getattr(args, key) is not None}
+    metrics = train(csv=owner_file, target=args.target, id_column=args.id_column, parties=1 + len(tables),
+                    deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
+                    overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
+                    local_loss=args.local_loss, progress=not args.no_progress, missing=args.missing or "impute",
                     **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0

@@ -3,11 +3,16 @@ still encoded with the wire codec and recorded in per-party transcripts."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from ..align import FeaturePartyPsi
 from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit, party_tables, vertical_split
+from ..data.tables import FeatureTable
 from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import FeatureParty
 from ..parties.label_owner import LabelOwner
@@ -18,37 +23,72 @@ from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_lear
 
 
 class EmbeddedDeployment:
-    """Every party in this process: the default, and what the tests and baselines use."""
+    """Every party in this process: the default, and what the tests and baselines use.
+
+    Without ``tables`` the parties are the column blocks of one dataset (demos and studies). With
+    ``tables`` ({name: :class:`~securegal.data.party_file.PartyTable`}) each feature party holds
+    its own table under its own IDs, and the label owner (named ``owner``) holds the dataset's
+    rows under the dataset's IDs: the alignment is a real private set intersection.
+    """
 
     name = "embedded"
     # What this deployment honours beyond the common job; other deployments refuse what they cannot.
     supports = frozenset({"baselines", "ground_truth", "parties", "dataset"})
 
+    def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER):
+        self.tables, self.owner = dict(tables or {}), owner
+
+    def names(self, parties: int) -> list[str]:
+        return [self.owner, *self.tables] if self.tables else [self.owner, *party_names(parties)[1:]]
+
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
+        if self.tables:  # each organization's own columns (the label owner's are the dataset's)
+            return [Block(np.arange(dataset.X.shape[1]))] + [Block(np.arange(t.X.shape[1]))
+                                                             for t in self.tables.values()]
         return vertical_split(dataset, parties)
+
+    def joined(self, dataset: Dataset) -> Dataset:
+        """The Joint baseline's data: every organization's columns side by side for the label
+        owner's rows, matched by ID (evaluation only: one process holds every table here). Rows
+        some party lacks are zeros; the baselines use only rows every party holds."""
+        owner_ids = pd.Index(dataset.row_ids())
+        blocks = [dataset.X]
+        for table in self.tables.values():
+            pos = pd.Index(table.ids).get_indexer(owner_ids)
+            block = np.zeros((len(owner_ids), table.X.shape[1]))
+            block[pos >= 0] = table.X[pos[pos >= 0]]
+            blocks.append(block)
+        return replace(dataset, X=np.hstack(blocks), columns=None)
 
     def build(self, job: GalJob, dataset: Dataset, split: RowSplit, blocks: list[Block], *,
               run_dir: Path | None = None) -> LabelOwner:
         """A ready-to-run :class:`LabelOwner` whose peers are in-process feature parties."""
-        names = party_names(len(blocks))
-        tables = party_tables(dataset, blocks)
+        names = self.names(len(blocks))
+        if self.tables and len(blocks) == 1 + len(self.tables):
+            tables = [FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X)] + [
+                FeatureTable(np.arange(len(t.ids), dtype=np.int64), t.X) for t in self.tables.values()]
+            row_ids = [dataset.row_ids()] + [t.ids for t in self.tables.values()]
+        else:
+            tables = party_tables(dataset, blocks)
+            row_ids = [dataset.row_ids()] * len(blocks)
 
         def writer(name: str) -> TranscriptWriter | None:
             return TranscriptWriter(run_dir / "transcripts" / name, name) if run_dir is not None else None
 
         endpoints = {}
-        ids = dataset.row_ids()
+        owner = names[0]
         for i in range(1, len(blocks)):
             learner = party_learner(dataset, blocks[i], i, job)
-            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=LABEL_OWNER,
-                                 aligner=lambda session, ids=ids: FeaturePartyPsi(ids, session))
+            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=owner,
+                                 aligner=lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session),
+                                 ids=row_ids[i])
             endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
-        own = FeatureParty(LABEL_OWNER, tables[0], job.own_trainers(LABEL_OWNER, 0, party_learner(dataset, blocks[0], 0, job)))
+        own = FeatureParty(owner, tables[0], job.own_trainers(owner, 0, party_learner(dataset, blocks[0], 0, job)))
         messenger = None
         if endpoints:
             transport = InProcessTransport({n: ep.handle for n, ep in endpoints.items()},
                                            on_close=lambda: [ep.close() for ep in endpoints.values()])
-            messenger = Messenger(LABEL_OWNER, secrets.token_hex(8), transport, writer(LABEL_OWNER))
+            messenger = Messenger(owner, secrets.token_hex(8), transport, writer(owner))
         return job.label_owner(own, dataset, split, names[1:], messenger)
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,

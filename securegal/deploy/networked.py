@@ -48,6 +48,9 @@ REFUSED_FLAGS = {
     "csv": "the federation file's [data] names the label owner's data",
     "target": "the federation file's [data] names the label owner's data",
     "missing": "the federation file's [data] and each party.toml [data] say how missing cells are handled",
+    "label_owner": "the federation file's [data] names the label owner's table; parties serve their own",
+    "party": "the federation file's [[party]] tables name the parties, which serve their own tables",
+    "id_column": "the federation file's [data] id_column and each party.toml [data] id_column name the IDs",
     "out": "the federation file's out names the run directory",
     "parties": "the federation file's [[party]] tables name the parties",
     "baselines": "Joint needs every party's columns in one place, which a networked run never has",
@@ -213,6 +216,9 @@ class NetworkedDeployment:
         self.cfg, self.checkpoint, self.state, self.on_round = cfg, checkpoint, state, on_round
         self.reports = ReportCollector()
         self.started = state is not None  # True once a checkpoint of this session exists
+
+    def names(self, parties: int) -> list[str]:
+        return [self.cfg.name, *self.cfg.peers]
 
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
         """``dataset = NAME``: label owner = block 0 of the built-in M-way split (the parties serve

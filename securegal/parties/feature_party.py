@@ -131,7 +131,8 @@ class FeatureParty:
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
         log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
                  self._n_train, setup.rounds, setup.residuals)
-        return m.SetupAck(info={"party": self.name})
+        # how many columns this party contributes is public (docs/alignment.md); their names are not
+        return m.SetupAck(info={"party": self.name, "columns": str(self.table.n_features)})
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         return (self._session_table or self.table).rows(ids)

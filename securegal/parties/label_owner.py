@@ -94,6 +94,7 @@ class LabelOwner:
         self.eval_ids = np.asarray(eval_ids if eval_ids is not None else [], dtype=np.int64)
         self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
+        self.party_columns: dict[str, int] = {}
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -120,7 +121,11 @@ class LabelOwner:
         self._own(0, m.Setup(**base))
         if not self.peers:
             return
-        self._joined(self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers}))
+        acks = self._joined(self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers}))
+        for p, ack in acks.items():  # the number of columns each party contributes (public)
+            raw = ack.info.get("columns", "")
+            if raw.isdigit():
+                self.party_columns[p] = int(raw)
 
     def _joined(self, replies: dict) -> dict:
         """The parties' answers to a session-opening request: a refusal stops the run (a party that
