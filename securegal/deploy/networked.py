@@ -189,7 +189,8 @@ def federation_from_args(args) -> FederationConfig:
     given = [flag for flag in REFUSED_FLAGS if getattr(args, flag, None) not in (None, False)]
     if given:
         flag = given[0]
-        raise ConfigError(f"--{flag.replace('_', '-')} cannot be used with --federation/--resume: {REFUSED_FLAGS[flag]}")
+        option = "--id" if flag == "id_column" else f"--{flag.replace('_', '-')}"
+        raise ConfigError(f"{option} cannot be used with --federation/--resume: {REFUSED_FLAGS[flag]}")
     overrides = dict(rounds=args.rounds, seed=args.seed, learner=args.learner, local_loss=args.local_loss,
                      weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
                      residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
