@@ -54,6 +54,9 @@ def add_parser(sub) -> None:
                     help="release noised per-row train predictions (budget share 0.1); default on with plain "
                          "residuals, off with --residuals ckks, where their noise bound is too loose to help "
                          "(docs/privacy.md 5b)")
+    dp.add_argument("--ledger", type=Path, metavar="DIR",
+                    help="keep each DP party's privacy ledger in DIR (one file per party), so that its budget "
+                         "is a lifetime budget across runs (default: in memory, one run); `securegal ledger show`")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -100,7 +103,7 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
-                    **given)
+                    ledger=args.ledger, **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -16,6 +16,26 @@ from ..transport.inprocess import InProcessTransport
 from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_learner, party_names, run_method
 
 
+def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table):
+    """A DP party's ledger and column map for this run (None for a party without feature-DP):
+    in memory, or ``<job.ledger_dir>/<name>.securegal-ledger.json`` (``securegal train --ledger``).
+    Columns: ``job.columns`` (for the whole dataset) or the built-in dataset's documented ones."""
+    if not hasattr(job.trainers, "open_table"):
+        return None
+    from ..errors import ConfigError
+    from ..privacy.dp.documented import documented_columns
+    from ..privacy.dp.ledger import table_fingerprint
+
+    columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1])
+    if columns is None:
+        raise ConfigError(f"feature-DP on {dataset.name!r} needs public per-column bounds or centres/scales "
+                          "(docs/privacy.md section 6): pass train(columns=ColumnSpec(...)), or run the parties "
+                          "networked with [privacy.columns] in party.toml")
+    path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
+    return job.trainers.open_table(name, table_fingerprint(table.ids, table.X), columns.select(block.columns),
+                                   ledger_path=path)
+
+
 class EmbeddedDeployment:
     """Every party in this process: the default, and what the tests and baselines use."""
 
@@ -36,10 +56,17 @@ class EmbeddedDeployment:
             return TranscriptWriter(run_dir / "transcripts" / name, name) if run_dir is not None else None
 
         endpoints = {}
-        for i in range(1, len(blocks)):
-            learner = party_learner(dataset, blocks[i], i, job)
-            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=LABEL_OWNER)
-            endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
+        try:
+            for i in range(1, len(blocks)):
+                learner = party_learner(dataset, blocks[i], i, job)
+                factory = job.trainers(names[i], i, learner)
+                party = FeatureParty(names[i], tables[i], factory, label_owner=LABEL_OWNER,
+                                     privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
+                endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
+        except BaseException:  # release the ledgers already opened
+            for ep in endpoints.values():
+                ep.close()
+            raise
         own = FeatureParty(LABEL_OWNER, tables[0], job.own_trainers(LABEL_OWNER, 0, party_learner(dataset, blocks[0], 0, job)))
         messenger = None
         if endpoints:
