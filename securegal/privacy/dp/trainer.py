@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import ConfigError, LayerMismatch
+from ...errors import BudgetExceeded, ConfigError, LayerMismatch
 from ...seam import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant, epsilon_of, scales_for_shares
@@ -32,6 +32,9 @@ from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity,
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
+# A session without its own cap takes what is left of the table's budget, but never less than this
+# share of it (less would be a run on noise alone).
+MIN_SESSION_SHARE = 0.05
 # The default gram:stat split without per-row feedback (no ``pred`` release; zeros are returned).
 NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
 
@@ -117,7 +120,17 @@ def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, 
 
 def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, session: str,
                  session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
-    """:func:`reserve_session` for any planned releases (the DP-GD and CKKS trainers' too)."""
+    """:func:`reserve_session` for any planned releases (the DP-GD and CKKS trainers' too).
+
+    Without ``session_epsilon`` a session takes all that is left, but at least
+    :data:`MIN_SESSION_SHARE` of the lifetime budget: a session squeezed into a remainder would
+    run on noise alone, so it is refused instead."""
+    smallest = MIN_SESSION_SHARE * ledger.budget.epsilon
+    if session_epsilon is None and ledger.remaining() < smallest:
+        raise BudgetExceeded(
+            f"table {ledger.table[:23]}: session refused: left {ledger.remaining():.4g} of epsilon "
+            f"{ledger.budget.epsilon:.4g}, asked at least {smallest:.4g} (the smallest session, "
+            f"{MIN_SESSION_SHARE:.0%} of the lifetime budget; delta={ledger.budget.delta:.3g}, {ledger.accountant})")
     z = calibrate_session(ledger, plan, session_epsilon=session_epsilon, n_rows=n_rows)
     reserved = [p.at(z) for p in plan]
     ledger.record(reserved, session)
