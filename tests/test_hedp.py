@@ -180,7 +180,9 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     trainer.setup(X, _setup(channel, n, k, 1))
     trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
     X_test = np.random.default_rng(3).normal(size=(1000, d))
-    a, b = (channel.open(trainer.predict(X_test, 1), 0, PARTY, (1, 1000, k)) for _ in range(2))
+    payload = trainer.predict(X_test, 1)
+    assert 0 < payload.nbytes <= trainer.reply_bytes(1000, 1)  # the bound checked before any work
+    a, b = (channel.open(p, 0, PARTY, (1, 1000, k)) for p in (payload, trainer.predict(X_test, 1)))
     diff = (a - b).ravel()
     assert diff.std() == pytest.approx(math.sqrt(2) * FLOOD_STD, rel=0.05)  # 2000 draws: sd ~1.6%
     assert FLOOD_STD >= 2.0 ** 15 * 6.5e-8 and "flooded" in trainer.report()["mechanism"]["circuit_privacy"]

@@ -33,7 +33,7 @@ from .dp.ridge import DPRidge
 from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, plan_noise, reserve_session
 from .he import wire
 from .he.keys import PublicContext
-from .he.layers import CkksResiduals
+from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
 from .he.params import CkksParams
 from .he.smoother import EncryptedSmoother
@@ -183,11 +183,8 @@ class CkksDPTrainer:
         self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity, "flood": FLOOD_STD}
 
     def reply_bytes(self, rows: int, rounds: int) -> int:
-        """Upper bound of a predict reply's size: rounds x ciphertexts per round x a full-level
-        ciphertext (2 polynomials of N coefficients per prime, 8 bytes each)."""
-        p = self.context.params
-        per_ct = 2 * p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8
-        return rounds * self._layout().with_rows(rows).blobs * per_ct
+        """Upper bound of a predict reply's size, from the request alone (checked before work)."""
+        return ciphertext_reply_bytes(self.context, self._layout(), rows, rounds)
 
     def _hide(self, vectors, layout: Layout, values: np.ndarray) -> list:
         """``vectors`` + ``values`` + flooding noise, each ciphertext then re-randomised: what
