@@ -26,7 +26,8 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table)
     from ..privacy.dp.documented import documented_columns
     from ..privacy.dp.ledger import table_fingerprint
 
-    columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1])
+    columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1],
+                                                job.trainers.config_for(name).epsilon)
     if columns is None:
         raise ConfigError(f"feature-DP on {dataset.name!r} needs public per-column bounds or centres/scales "
                           "(docs/privacy.md section 6): pass train(columns=ColumnSpec(...)), or run the parties "

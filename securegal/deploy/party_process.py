@@ -111,7 +111,7 @@ def _table_privacy(f: schema.PartyFile, plan: PrivacyPlan, table: FeatureTable, 
     elif f.data.dataset is not None:
         from ..privacy.dp.documented import documented_columns
 
-        full = documented_columns(f.data.dataset, load_dataset(f.data.dataset).X.shape[1])
+        full = documented_columns(f.data.dataset, load_dataset(f.data.dataset).X.shape[1], plan.feature_dp.epsilon)
         columns = full.select(vertical_split(load_dataset(f.data.dataset), f.data.parties)[f.data.block].columns) \
             if full is not None else None
     else:

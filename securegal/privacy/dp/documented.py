@@ -48,16 +48,28 @@ def _from_descr(loader: str, n_features: int) -> ColumnSpec:
     return ColumnSpec(col["Min"], col["Max"], source=source)
 
 
-def documented_columns(dataset: str, n_features: int) -> ColumnSpec | None:
-    """The published column knowledge of built-in ``dataset`` (all its columns), or None."""
+# Where only bounds are documented, the default map is a DP estimate of centre and scale from
+# them, paid with this share of the table's lifetime epsilon (on breast_cancer at epsilon 1 it
+# beats the bounds' mid-range map: 93.3% against 91.4% over 10 splits).
+DP_ESTIMATE_SHARE = 0.1
+
+
+def documented_columns(dataset: str, n_features: int, epsilon: float | None = None) -> ColumnSpec | None:
+    """The published column knowledge of built-in ``dataset`` (all its columns), or None. With a
+    lifetime ``epsilon``, bounds-only knowledge becomes a DP estimate from the bounds costing
+    :data:`DP_ESTIMATE_SHARE` of it."""
     if dataset in ("wine", "iris", "breast_cancer"):
-        return _from_descr(f"load_{dataset}", n_features)
-    if dataset == "diabetes":
+        spec = _from_descr(f"load_{dataset}", n_features)
+    elif dataset == "diabetes":
         s = 1.0 / math.sqrt(442)
         return ColumnSpec(centre=[0.0] * n_features, scale=[s] * n_features,
                           source="the diabetes dataset's documented scaling (centred, unit sum of squares)")
-    if dataset == "digits":
-        return ColumnSpec([0.0] * n_features, [16.0] * n_features, source="pixel range 0..16 (documented)")
-    if dataset == "mnist":
-        return ColumnSpec([0.0] * n_features, [1.0] * n_features, source="pixel range 0..1 (after /255)")
-    return None
+    elif dataset == "digits":
+        spec = ColumnSpec([0.0] * n_features, [16.0] * n_features, source="pixel range 0..16 (documented)")
+    elif dataset == "mnist":
+        spec = ColumnSpec([0.0] * n_features, [1.0] * n_features, source="pixel range 0..1 (after /255)")
+    else:
+        return None
+    if spec.centre is None and epsilon is not None:
+        spec = ColumnSpec(spec.lower, spec.upper, dp_epsilon=DP_ESTIMATE_SHARE * epsilon, source=spec.source)
+    return spec
