@@ -108,7 +108,7 @@ class FeatureParty:
         X_raw = self.table.rows(setup.train_ids)
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
-        # A refused setup leaves the previous session's state as it was.
+        # A new setup ends the previous (finished or expired) session, also when it is refused.
         self.session, self.trainer, self._scaler = None, None, None
         if self.privacy is None:  # no DP: z-score with the training rows' statistics
             mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
