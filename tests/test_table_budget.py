@@ -285,7 +285,7 @@ def test_an_outlier_neighbour_moves_the_gram_by_at_most_its_sensitivity():
         assert np.array_equal(std(X)[np.arange(120) != 7], std(neighbour)[np.arange(120) != 7])
 
 
-def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path):
+def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path, capsys):
     from securegal.run import train
     from securegal.privacy.plan import FeatureDP, PrivacyPlan
 
@@ -294,10 +294,19 @@ def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path)
         assert "wine dataset's documentation" in block["mechanism"]["standardization"]
         assert "not the training mean/std" in block["mechanism"]["standardization"]
         assert block["ledger"]["lifetime_epsilon_spent"] <= 2.0
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,c,y\n" + "\n".join(f"{i},{i % 7},{i % 3},{i % 2}" for i in range(60)))
     with pytest.raises(ConfigError, match="needs public per-column bounds"):
-        csv = tmp_path / "t.csv"
-        csv.write_text("a,b,c,y\n" + "\n".join(f"{i},{i % 7},{i % 3},{i % 2}" for i in range(60)))
         train(csv=csv, target="y", parties=3, rounds=2, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0)))
+    (tmp_path / "cols.toml").write_text("lower = [0, 0, 0]\nupper = [60, 6, 2]\n")
+    argv = ["train", "--csv", str(csv), "--target", "y", "-M", "3", "-T", "2", "--epsilon", "2", "--no-progress",
+            "--columns", str(tmp_path / "cols.toml")]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert all("declared in cols.toml" in b["mechanism"]["standardization"] for b in metrics["privacy"].values())
+    (tmp_path / "cols.toml").write_text("lower = [0, 0]\nupper = [60, 6]\n")
+    assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
+    assert "the column declaration has 2 columns, 't' has 3 feature columns" in capsys.readouterr().err
 
 
 def test_train_ledger_dir_makes_embedded_budgets_persistent(tmp_path, capsys):

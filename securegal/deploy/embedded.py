@@ -30,8 +30,11 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table)
                                                 job.trainers.config_for(name).epsilon)
     if columns is None:
         raise ConfigError(f"feature-DP on {dataset.name!r} needs public per-column bounds or centres/scales "
-                          "(docs/privacy.md section 6): pass train(columns=ColumnSpec(...)), or run the parties "
-                          "networked with [privacy.columns] in party.toml")
+                          "(docs/privacy.md section 6): --columns FILE (train(columns=ColumnSpec(...))), or "
+                          "[privacy.columns] in each party.toml when networked")
+    if columns.d != dataset.X.shape[1]:
+        raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
+                          f"{dataset.X.shape[1]} feature columns")
     path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
     return job.trainers.open_table(name, table_fingerprint(table.ids, table.X), columns.select(block.columns),
                                    ledger_path=path)
