@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from securegal.privacy.registry import LAYERS
+from securegal.privacy.dp.table import ColumnSpec
 from securegal.run import train
 
 EPSILONS = (0.5, 1.0, 3.0, 8.0)
@@ -50,6 +51,8 @@ def synthetic_csv(path: Path, n: int = 50_000, d: int = 16, seed: int = 0) -> Pa
 
 
 def one_split(source: dict, seed: int, dp_rounds: int, learner: str = "linear", designs=tuple(DESIGNS)) -> dict:
+    columns = source.get("columns")
+    source = {k: v for k, v in source.items() if k != "columns"}
     base = train(**source, parties=PARTIES, rounds=10, seed=seed, baselines=True, learner=learner)
     row = {"seed": seed, "metric": base["metric"], "alone": base["alone"]["test"],
            "gal": base["gal"]["test"], "joint": base["joint"]["test"], "gal_dp": {}, "epsilon_spent": {}}
@@ -59,7 +62,7 @@ def one_split(source: dict, seed: int, dp_rounds: int, learner: str = "linear", 
         for eps in EPSILONS:
             plan = LAYERS["dp"].plan(eps, delta=DELTA, **spec["config"])
             m = train(**source, parties=PARTIES, rounds=dp_rounds, seed=seed, weighting="uniform", eta=eta,
-                      plan=plan, learner=learner)
+                      plan=plan, learner=learner, columns=columns)
             key = f"{design}@{eps}"
             row["gal_dp"][key] = m["gal"]["test"]
             row["epsilon_spent"][key] = max(b["epsilon_spent"] for b in m["privacy"].values())
@@ -159,7 +162,9 @@ def main() -> None:
     results, summaries = {}, {}
     for name in args.datasets.split(","):
         if name == "synthetic50k":
-            source = {"csv": synthetic_csv(args.out / "synthetic50k.csv"), "target": "y"}
+            # the generator's columns are standard normal: public knowledge for the DP parties' map
+            source = {"csv": synthetic_csv(args.out / "synthetic50k.csv"), "target": "y",
+                      "columns": ColumnSpec(centre=[0.0] * 16, scale=[1.0] * 16, source="the generator (public)")}
             splits = args.large_splits
         else:
             source, splits = {"dataset": name}, args.splits

@@ -98,7 +98,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
-          trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None) -> dict:
+          trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None,
+          columns=None, ledger: str | Path | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -110,6 +111,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     feature parties run (default :class:`~securegal.deploy.embedded.EmbeddedDeployment`); the
     baselines always run embedded. ``channel`` and ``trainers`` replace the plan's layers, for
     studies only (noisy parties, a malicious label owner); they are reported as such.
+
+    Feature-DP parties standardize with public column knowledge, never their exact training
+    statistics: ``columns`` (a :class:`~securegal.privacy.dp.table.ColumnSpec` for the whole
+    dataset) or the built-in dataset's documented ranges. Each keeps its spend in its table's
+    ledger: in memory, or with ``ledger`` (a directory) one persistent file per party. Under
+    label-DP the row split is unstratified (it must not depend on the labels).
     """
     plan = plan if plan is not None else PrivacyPlan()
     deployment = deployment or EmbeddedDeployment()
@@ -117,7 +124,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     final_dir = check_out_dir(out, overwrite)
     data = resolve_dataset(dataset, csv, target, missing, id_column)
     blocks = deployment.blocks(data, parties)
-    split = split_rows(data, seed, test_fraction, validation_fraction)
+    # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
+    split = split_rows(data, seed, test_fraction, validation_fraction, stratify=plan.label_dp is None)
     scaler = TargetScaler.fit(data, data.y[split.train])
     policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta)
     # Everything impossible is refused here, before any file is written or any data moves.
@@ -134,6 +142,13 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         job.channel = channel
     if trainers is not None:
         job.trainers = trainers
+    job.columns = columns
+    if ledger is not None:
+        if not hasattr(job.trainers, "open_table"):
+            raise ConfigError("--ledger keeps the feature-DP parties' ledgers; it needs --epsilon")
+        if not Path(ledger).is_dir():
+            raise ConfigError(f"--ledger {str(ledger)!r} must be an existing directory (one ledger file per party)")
+        job.ledger_dir = Path(ledger)
     jobs = {"gal": (deployment, blocks, job, data)}
     if baselines:
         embedded = EmbeddedDeployment(owner=names[0])

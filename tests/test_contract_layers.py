@@ -67,6 +67,9 @@ def test_tampering_and_replay_are_refused_without_changing_state(layer, tmp_path
     assert isinstance(out, PartyRefused) and out.code == "protocol"
     replay = owner.messenger.exchange(3, {peer: m.FitRequest(owner.channel.seal(np.zeros((owner.n, owner.k)), 3, peer))})[peer]
     assert isinstance(replay, PartyRefused) and "already done" in replay.message
-    # the party still serves predictions for the rounds it really fitted
-    preds = owner.predict_rounds(np.arange(5))
+    # the party still serves predictions for the rounds it really fitted (on rows outside the
+    # training set: training rows are refused by the parties' default policy)
+    held_out = np.setdiff1d(np.arange(owner.train_ids.max() + 1), owner.train_ids)[:5]
+    assert len(held_out) == 5
+    preds = owner.predict_rounds(held_out)
     assert preds.shape == (4, 5, owner.k) and np.isfinite(preds).all()

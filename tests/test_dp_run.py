@@ -30,9 +30,10 @@ def test_dp_run_writes_privacy_block_and_noised_transcripts(tmp_path):
 
 
 def test_budget_refusal_stops_the_run_cleanly_with_rounds_saved(tmp_path, monkeypatch, capsys):
-    real = dp_trainer.plan_noise
-    # the parties' plan covers 2 rounds; the label owner asks for 4
-    monkeypatch.setattr(dp_trainer, "plan_noise", lambda config, n, rounds: real(config, n, 2))
+    real = dp_trainer.reserve_session
+    # the parties' plan (reserved in their ledgers) covers 2 rounds; the label owner asks for 4
+    monkeypatch.setattr(dp_trainer, "reserve_session",
+                        lambda ledger, config, n, rounds, *rest: real(ledger, config, n, 2, *rest))
     code = main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "4", "--epsilon", "2",
                  "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 3

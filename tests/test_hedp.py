@@ -166,3 +166,23 @@ def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
                  "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert "feedback" in err and "without a DP budget" in err
+
+
+def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
+    """Circuit privacy: every reply's slots carry fresh flooding noise of std FLOOD_STD (two
+    replies for the same rows differ by sqrt(2) FLOOD_STD), far above the CKKS error (~2**-24)."""
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
+    from securegal.privacy.hedp import FLOOD_STD
+
+    n, d, k = 300, 5, 2
+    X, rs = _data(n, d, k, rounds=1)
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES), seed=5))
+    trainer.setup(X, _setup(channel, n, k, 1))
+    trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
+    X_test = np.random.default_rng(3).normal(size=(1000, d))
+    payload = trainer.predict(X_test, 1)
+    assert 0 < payload.nbytes <= trainer.reply_bytes(1000, 1)  # the bound checked before any work
+    a, b = (channel.open(p, 0, PARTY, (1, 1000, k)) for p in (payload, trainer.predict(X_test, 1)))
+    diff = (a - b).ravel()
+    assert diff.std() == pytest.approx(math.sqrt(2) * FLOOD_STD, rel=0.05)  # 2000 draws: sd ~1.6%
+    assert FLOOD_STD >= 2.0 ** 15 * 6.5e-8 and "flooded" in trainer.report()["mechanism"]["circuit_privacy"]

@@ -28,9 +28,11 @@ def test_happy_path(party, rng):
     party.handle(env(SETUP, 0))
     reply = party.handle(env(m.FitRequest(rng.normal(size=(40, 2))), 1, round=1))
     assert reply.predictions.shape == (40, 2)
-    preds = party.handle(env(m.PredictRequest(np.arange(40, 50), 2), 2)).predictions
-    assert preds.shape == (2, 10, 2) and np.all(preds[1] == 0)  # round 2 not fitted yet
-    assert isinstance(party.handle(env(m.Finish(), 3)), m.FinishAck)
+    with pytest.raises(ProtocolError, match="predict request for 2 rounds; this session fitted 1"):
+        party.handle(env(m.PredictRequest(np.arange(40, 50), 2), 2))  # round 2 not fitted yet
+    preds = party.handle(env(m.PredictRequest(np.arange(40, 50), 1), 3)).predictions
+    assert preds.shape == (1, 10, 2)
+    assert isinstance(party.handle(env(m.Finish(), 4)), m.FinishAck)
 
 
 @pytest.mark.parametrize("msgs,match", [

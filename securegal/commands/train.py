@@ -60,6 +60,13 @@ def add_parser(sub) -> None:
                     help="release noised per-row train predictions (budget share 0.1); default on with plain "
                          "residuals, off with --residuals ckks, where their noise bound is too loose to help "
                          "(docs/privacy.md 5b)")
+    dp.add_argument("--ledger", type=Path, metavar="DIR",
+                    help="keep each DP party's privacy ledger in DIR (one file per party), so that its budget "
+                         "is a lifetime budget across runs (default: in memory, one run); `securegal ledger show`")
+    dp.add_argument("--columns", type=Path, metavar="FILE",
+                    help="TOML with public per-column knowledge of every feature column (keys lower, upper, "
+                         "centre, scale, dp_epsilon, as party.toml [privacy.columns]): what DP parties standardize "
+                         "with (default: a built-in dataset's documented ranges; required for --csv --epsilon)")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -88,6 +95,23 @@ def plan_from_args(args):
         residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback)
 
 
+def columns_from_file(path: Path | None, epsilon: float | None):
+    """The :class:`~securegal.privacy.dp.table.ColumnSpec` of ``--columns FILE`` (None without it)."""
+    if path is None:
+        return None
+    if epsilon is None:
+        raise ConfigError("--columns is what feature-DP parties standardize with; it needs --epsilon")
+    from ..deploy import config as schema
+    from ..privacy.dp.table import ColumnSpec
+
+    section, _ = schema.read(path, schema.ColumnsSection)
+    try:
+        return ColumnSpec(section.lower, section.upper, section.centre, section.scale, section.dp_epsilon,
+                          source=f"declared in {path.name}")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def run(args) -> int:
     if args.federation or args.resume:
         return run_networked(args)
@@ -110,7 +134,7 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
-                    **given)
+                    ledger=args.ledger, columns=columns_from_file(args.columns, args.epsilon), **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

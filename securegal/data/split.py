@@ -18,12 +18,14 @@ class RowSplit:
     test: np.ndarray
 
 
-def split_rows(dataset: Dataset, seed: int, test_fraction: float = 0.2, validation_fraction: float = 0.0) -> RowSplit:
-    """Sample IDs (row numbers) of each split, stratified for classification."""
+def split_rows(dataset: Dataset, seed: int, test_fraction: float = 0.2, validation_fraction: float = 0.0,
+               stratify: bool = True) -> RowSplit:
+    """Sample IDs (row numbers) of each split, stratified for classification unless
+    ``stratify`` is False (label-DP: then the split depends on the seed and n only)."""
     if not 0 < test_fraction < 1 or not 0 <= validation_fraction < 1 or test_fraction + validation_fraction >= 1:
         raise ConfigError(f"need 0 < test_fraction, 0 <= validation_fraction, sum < 1; got {test_fraction}, {validation_fraction}")
     ids = np.arange(len(dataset.y), dtype=np.int64)
-    strat = dataset.y if dataset.task == "classification" else None
+    strat = dataset.y if dataset.task == "classification" and stratify else None
     try:
         rest, test = train_test_split(ids, test_size=test_fraction, random_state=seed, stratify=strat)
         val = np.array([], dtype=np.int64)

@@ -104,8 +104,24 @@ class LearnerSection(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="learner options (e.g. hidden sizes)")
 
 
+class ColumnsSection(_Strict):
+    """Public knowledge of the table's columns (one value per column, in the table's order).
+    Under DP the party standardizes with these, never with its exact training statistics:
+    ``centre`` + ``scale``, or ``lower`` + ``upper`` (mid-range/half-width; values clipped to
+    them), or bounds + ``dp_epsilon`` (DP estimates of centre and scale, paid once from the
+    ledger). Built-in demo datasets default to their documented ranges."""
+
+    lower: list[float] | None = Field(None, description="per-column lower bounds (e.g. age 0)")
+    upper: list[float] | None = Field(None, description="per-column upper bounds (e.g. age 120)")
+    centre: list[float] | None = Field(None, description="per-column public centres")
+    scale: list[float] | None = Field(None, description="per-column public scales (> 0)")
+    dp_epsilon: float | None = Field(None, gt=0, description="estimate centre and scale with DP from the bounds, "
+                                                             "spending at most this from the ledger (once)")
+
+
 class PartyPrivacy(_Strict):
-    """What this party accepts and its own DP budget (the same knobs as ``securegal train --epsilon``)."""
+    """What this party accepts and its own DP budget (the same knobs as ``securegal train --epsilon``).
+    Under DP the budget is the table's lifetime budget, kept in the ledger."""
 
     residuals: Literal["plain", "ckks"] = Field("plain", description="the residual mode this party runs")
     epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
@@ -116,6 +132,26 @@ class PartyPrivacy(_Strict):
     prediction_clip: float | None = Field(None, description="C_f (default 0.01)")
     feedback: Literal["on", "off"] | None = Field(None, description="per-row feedback (default on; off under ckks)")
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
+    ledger: str | None = Field(None, description="the table's privacy ledger (default: <csv>.securegal-ledger.json "
+                                                 "beside a csv; <transcripts>/<name>.securegal-ledger.json for a "
+                                                 "built-in dataset, else required)")
+    session_epsilon: float | None = Field(None, gt=0, description="at most this much lifetime epsilon per session "
+                                                                  "(default: all that is left)")
+    columns: ColumnsSection | None = None
+
+
+class PolicySection(_Strict):
+    """What this organization is willing to do, checked before any work (refusals: code ``policy``)."""
+
+    min_rows: int = Field(20, ge=2, description="fewest training rows a session may have")
+    max_sessions: int | None = Field(None, ge=1, description="most sessions over the table's life (DP parties count "
+                                                             "them in the ledger; others per process)")
+    residuals: list[Literal["plain", "ckks"]] = Field(["plain", "ckks"], min_length=1,
+                                                      description="residual modes accepted")
+    learners: list[str] | None = Field(None, description="learners this party may run (default: any)")
+    predict: Literal["non-training", "none"] = Field("non-training", description="rows it predicts for: only rows "
+                                                                                   "outside the session's training "
+                                                                                   "set, or none")
 
 
 class PartyFile(_Strict):
@@ -128,6 +164,7 @@ class PartyFile(_Strict):
     data: PartyData
     learner: LearnerSection = Field(default_factory=LearnerSection)
     privacy: PartyPrivacy = Field(default_factory=PartyPrivacy)
+    policy: PolicySection = Field(default_factory=PolicySection)
     tls: TlsSection | None = None
     limits: PartyLimits = Field(default_factory=PartyLimits)
 

@@ -22,6 +22,30 @@ from ..transport.inprocess import InProcessTransport
 from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_learner, party_names, run_method
 
 
+def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table):
+    """A DP party's ledger and column map for this run (None for a party without feature-DP):
+    in memory, or ``<job.ledger_dir>/<name>.securegal-ledger.json`` (``securegal train --ledger``).
+    Columns: ``job.columns`` (for the whole dataset) or the built-in dataset's documented ones."""
+    if not hasattr(job.trainers, "open_table"):
+        return None
+    from ..errors import ConfigError
+    from ..privacy.dp.documented import documented_columns
+    from ..privacy.dp.ledger import table_fingerprint
+
+    columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1],
+                                                job.trainers.config_for(name).epsilon)
+    if columns is None:
+        raise ConfigError(f"feature-DP on {dataset.name!r} needs public per-column bounds or centres/scales "
+                          "(docs/privacy.md section 6): --columns FILE (train(columns=ColumnSpec(...))), or "
+                          "[privacy.columns] in each party.toml when networked")
+    if columns.d != dataset.X.shape[1]:
+        raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
+                          f"{dataset.X.shape[1]} feature columns")
+    path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
+    return job.trainers.open_table(name, table_fingerprint(table.ids, table.X), columns.select(block.columns),
+                                   ledger_path=path)
+
+
 class EmbeddedDeployment:
     """Every party in this process: the default, and what the tests and baselines use.
 
@@ -77,12 +101,19 @@ class EmbeddedDeployment:
 
         endpoints = {}
         owner = names[0]
-        for i in range(1, len(blocks)):
-            learner = party_learner(dataset, blocks[i], i, job)
-            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=owner,
-                                 aligner=lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session),
-                                 ids=row_ids[i])
-            endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
+        try:
+            for i in range(1, len(blocks)):
+                learner = party_learner(dataset, blocks[i], i, job)
+                factory = job.trainers(names[i], i, learner)
+                party = FeatureParty(names[i], tables[i], factory, label_owner=owner,
+                                     aligner=lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session),
+                                     ids=row_ids[i],
+                                     privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
+                endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
+        except BaseException:  # release the ledgers already opened
+            for ep in endpoints.values():
+                ep.close()
+            raise
         own = FeatureParty(owner, tables[0], job.own_trainers(owner, 0, party_learner(dataset, blocks[0], 0, job)))
         messenger = None
         if endpoints:

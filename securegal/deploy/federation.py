@@ -9,6 +9,7 @@ A deployment decides only where the feature parties run and how bytes reach them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -80,6 +81,10 @@ class GalJob:
     local_loss: str | None = None
     min_parties: int = 1
     own_trainers: TrainerChoice = plain_trainers
+    # DP parties' tables (embedded): public column knowledge (None: the dataset's documented one)
+    # and where their ledgers persist (None: in memory, one run).
+    columns: object = None
+    ledger_dir: Path | None = None
 
     @classmethod
     def from_plan(cls, plan, *, dataset: Dataset, n_train: int, parties: int, rounds: int,

@@ -37,10 +37,15 @@ def _tls(certs: Path | None, name: str) -> dict:
 def party_config(name: str, *, data: dict, learner_seed: int, certs: Path | None, transcripts: Path | None,
                  listen: str = "127.0.0.1:0", limits: dict | None = None, residuals: str = "plain",
                  privacy: dict | None = None) -> str:
-    """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``)."""
+    """A ``party.toml``; ``privacy`` adds ``[privacy]`` keys (e.g. the party's DP ``epsilon``). A DP
+    party on a built-in dataset keeps its ledger beside the file (``<name>.securegal-ledger.json``)
+    unless ``privacy`` names one or its transcripts directory holds it."""
+    privacy = dict(privacy or {})
+    if "epsilon" in privacy and "ledger" not in privacy and "dataset" in data and transcripts is None:
+        privacy["ledger"] = f"{name}.securegal-ledger.json"
     return dump({"name": name, "label_owner": LABEL_OWNER, "listen": listen, "transcripts": transcripts,
                  "data": data, "learner": {"name": "linear", "seed": learner_seed},
-                 "privacy": {"residuals": residuals, **(privacy or {})}, "limits": limits,
+                 "privacy": {"residuals": residuals, **privacy}, "limits": limits,
                  "tls": _tls(certs, name)})
 
 

@@ -60,6 +60,8 @@ REFUSED_FLAGS = {
     "dp_feature_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "dp_prediction_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "dp_feedback": "each feature party sets its own feedback in its party.toml [privacy]",
+    "ledger": "each feature party owns its table's ledger (party.toml [privacy] ledger)",
+    "columns": "each feature party declares its columns in its party.toml [privacy.columns]",
 }
 
 

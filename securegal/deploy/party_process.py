@@ -25,6 +25,8 @@ from ..errors import ConfigError
 from ..learners.registry import make_learner
 from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import FeatureParty
+from ..parties.policy import PartyPolicy
+from ..privacy.dp.table import ColumnSpec
 from ..privacy.plan import PrivacyPlan
 from ..transcript import TranscriptWriter
 from ..transport.certs import Identity, check_org_name
@@ -85,6 +87,52 @@ def _plan(p: schema.PartyPrivacy) -> PrivacyPlan:
                                     prediction_clip=p.prediction_clip, feedback=p.feedback, noise_seed=p.noise_seed)
 
 
+def _policy(section: schema.PolicySection, learner: str) -> PartyPolicy:
+    policy = PartyPolicy(min_rows=section.min_rows, max_sessions=section.max_sessions,
+                         residuals=tuple(section.residuals),
+                         learners=None if section.learners is None else tuple(section.learners),
+                         predict=section.predict)
+    policy.check_learner(learner)
+    return policy
+
+
+def _table_privacy(f: schema.PartyFile, plan: PrivacyPlan, table: FeatureTable, base: Path) \
+        -> tuple[Path | None, ColumnSpec | None]:
+    """The DP party's ledger path and column knowledge (both None without feature-DP)."""
+    p = f.privacy
+    if plan.feature_dp is None:
+        given = [k for k in ("ledger", "session_epsilon", "columns") if getattr(p, k) is not None]
+        if given:
+            raise ConfigError(f"privacy.{given[0]} set without a DP budget (privacy.epsilon)")
+        return None, None
+    if p.columns is not None:
+        c = p.columns
+        columns = ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon)
+    elif f.data.dataset is not None:
+        from ..privacy.dp.documented import documented_columns
+
+        full = documented_columns(f.data.dataset, load_dataset(f.data.dataset).X.shape[1], plan.feature_dp.epsilon)
+        columns = full.select(vertical_split(load_dataset(f.data.dataset), f.data.parties)[f.data.block].columns) \
+            if full is not None else None
+    else:
+        columns = None
+    if columns is None:
+        raise ConfigError("a DP party standardizes with public column knowledge, never its exact training "
+                          "statistics: declare [privacy.columns] lower/upper or centre/scale (docs/privacy.md 6)")
+    if columns.d != table.X.shape[1]:
+        raise ConfigError(f"[privacy.columns] declares {columns.d} columns, the table has {table.X.shape[1]}")
+    if p.ledger is not None:
+        ledger = base / p.ledger
+    elif f.data.csv is not None:
+        ledger = base / (f.data.csv + ".securegal-ledger.json")
+    elif f.transcripts is not None:
+        ledger = base / f.transcripts / f"{f.name}.securegal-ledger.json"
+    else:
+        raise ConfigError("a DP party on a built-in dataset needs privacy.ledger (or transcripts, beside which "
+                          "the ledger defaults): the table's lifetime budget is kept there")
+    return ledger, columns
+
+
 @dataclass(frozen=True)
 class PartyConfig:
     """One feature party's ``party.toml``, validated and loaded."""
@@ -103,6 +151,10 @@ class PartyConfig:
     transcripts: Path | None
     session_timeout: float = 3600.0
     ids: np.ndarray | None = None  # each row's own ID (strings or integers); default the table's keys
+    policy: PartyPolicy = PartyPolicy()
+    ledger: Path | None = None  # DP: the table's ledger file
+    columns: ColumnSpec | None = None  # DP: public column knowledge for standardization
+    session_epsilon: float | None = None
 
     @classmethod
     def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
@@ -117,18 +169,38 @@ class PartyConfig:
             table, ids = _table(f.data, base)
             make_learner(f.learner.name, local_loss=f.learner.local_loss or "l2", seed=f.learner.seed,
                          patch_shape=table.patch_shape, **f.learner.options)
+            policy = _policy(f.policy, f.learner.name)
+            ledger, columns = _table_privacy(f, plan, table, base)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return cls(name, label_owner, check_listen(f.listen, where), table, f.learner.name, f.learner.seed,
                    f.learner.local_loss, dict(f.learner.options), plan,
                    TlsConfig.build(f.tls, name, where, base, insecure),
                    FrameLimits(chunk_bytes=f.limits.chunk_bytes, max_message_bytes=f.limits.max_message_bytes),
-                   (base / f.transcripts) if f.transcripts else None, f.limits.session_timeout, ids)
+                   (base / f.transcripts) if f.transcripts else None, f.limits.session_timeout, ids,
+                   policy, ledger, columns, f.privacy.session_epsilon)
+
+
+def open_table_privacy(cfg: PartyConfig):
+    """A DP party's ledger (opened and locked for the process's life: a second process serving
+    the same table refuses to start) and column map; None without feature-DP."""
+    if cfg.plan.feature_dp is None:
+        return None
+    from ..privacy.dp.accountant import Budget
+    from ..privacy.dp.ledger import table_fingerprint
+    from ..privacy.dp.table import open_table
+
+    dp = cfg.plan.feature_dp
+    if not cfg.ledger.parent.is_dir():
+        cfg.ledger.parent.mkdir(parents=True, mode=0o700)
+    return open_table(table_fingerprint(cfg.table.ids, cfg.table.X), Budget(dp.epsilon, dp.delta), dp.accountant,
+                      cfg.columns, ledger_path=cfg.ledger, session_epsilon=cfg.session_epsilon, seed=dp.seed,
+                      n_rows=len(cfg.table.ids))
 
 
 def build_party(cfg: PartyConfig) -> PartyEndpoint:
     """The party's state machine behind the codec, with its transcript (if configured) and, for a
-    DP party, the privacy-report middleware."""
+    DP party, its table's ledger and the privacy-report middleware."""
     trainers = cfg.plan.trainers()
 
     def factory(setup):
@@ -140,7 +212,8 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
     ids = cfg.table.ids if cfg.ids is None else cfg.ids
     party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner,
                          session_timeout=cfg.session_timeout, ids=ids,
-                         aligner=lambda session: FeaturePartyPsi(ids, session))
+                         aligner=lambda session: FeaturePartyPsi(ids, session),
+                         policy=cfg.policy, privacy=open_table_privacy(cfg), max_reply_bytes=cfg.limits.max_message_bytes)
     middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
         if cfg.plan.feature_dp is not None else []
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None

@@ -58,5 +58,6 @@ class PartyEndpoint:
         return raw
 
     def close(self) -> None:
+        self.party.close()
         if self.transcript is not None:
             self.transcript.close()

@@ -12,9 +12,11 @@ from typing import Callable
 import numpy as np
 
 from ..data.tables import FeatureTable
-from ..errors import ProtocolError, reply_code
+from ..errors import ConfigError, ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
+from ..wire.codec import DEFAULT_LIMITS
+from .policy import PartyPolicy
 
 # Makes a party's PSI responder for one session (securegal.align.FeaturePartyPsi over its IDs).
 Aligner = Callable[[str], object]
@@ -26,10 +28,19 @@ RESUME_BITS = 32
 
 
 class FeatureParty:
-    """Holds one organization's columns; never sees labels, only what the label owner sends."""
+    """Holds one organization's columns; never sees labels, only what the label owner sends.
+
+    ``policy`` (:class:`~securegal.parties.policy.PartyPolicy`) is checked before any work.
+    ``privacy`` (a DP party's :class:`~securegal.privacy.dp.table.TablePrivacy`): the table's
+    ledger, in which every session reserves its whole plan before anything is released, and the
+    column map that replaces the exact training mean/std. ``max_reply_bytes``: a predict request
+    whose reply would be larger is refused before any work.
+    """
 
     def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
-                 session_timeout: float | None = None, aligner: Aligner | None = None, ids=None):
+                 session_timeout: float | None = None, aligner: Aligner | None = None, ids=None,
+                 policy: PartyPolicy | None = None, privacy=None,
+                 max_reply_bytes: int = DEFAULT_LIMITS.max_message_bytes):
         self.name = name
         # With an ``aligner`` (a party across the wire) every session starts with private set
         # intersection: rows are then named by this session's random handles, never by IDs, and
@@ -39,6 +50,11 @@ class FeatureParty:
         self._psi = None
         self._session_table: FeatureTable | None = None
         self._selected: np.ndarray | None = None
+        self.policy = policy if policy is not None else PartyPolicy()
+        self.privacy = privacy
+        self.max_reply_bytes = max_reply_bytes
+        self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
+        self._train_ids = np.zeros(0, dtype=np.int64)
         # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
         # a label owner that vanished without Finish cannot wedge the party.
         self.session_timeout = session_timeout
@@ -53,7 +69,7 @@ class FeatureParty:
         self.finished = False
         self._n_train = 0
         self._k = 0
-        self._scaler: tuple[np.ndarray, np.ndarray] | None = None
+        self._scaler = None  # the session's column map: X -> standardized X
         self._last_fit: m.FitReply | None = None
 
     def _check_envelope(self, env: m.Envelope) -> None:
@@ -121,14 +137,32 @@ class FeatureParty:
         if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
-        X_train, mean, std = (self._session_table or self.table).standardized_rows(setup.train_ids)
-        self._scaler = (mean, std)
+        X_raw = self._rows(setup.train_ids)
+        sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
+        self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
+        # A new setup ends the previous (finished or expired) session, also when it is refused.
+        self.session, self.trainer, self._scaler = None, None, None
+        if self.privacy is None:  # no DP: z-score with the training rows' statistics
+            mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
+            std[std == 0] = 1.0
+            scaler = lambda X: (X - mean) / std  # noqa: E731
+        else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
+            scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
-        trainer.setup(X_train, setup)
-        self.trainer = trainer
+        if self.privacy is not None:
+            if not hasattr(trainer, "bind_table"):
+                raise ConfigError(f"party {self.name!r} has a privacy ledger but its trainer "
+                                  f"{type(trainer).__name__} releases outside it")
+            trainer.bind_table(self.privacy, env.session)
+        trainer.setup(scaler(X_raw), setup)  # a DP trainer reserves its whole plan in the ledger here
+        if self.privacy is not None:
+            self.privacy.count_session()
+        self._sessions += 1
+        self.trainer, self._scaler = trainer, scaler
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
+        self._train_ids = np.asarray(setup.train_ids)
         log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
                  self._n_train, setup.rounds, setup.residuals)
         # how many columns this party contributes is public (docs/alignment.md); their names are not
@@ -173,8 +207,7 @@ class FeatureParty:
         return self._selected, self.ids[rows]
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
-        mean, std = self._scaler
-        return (self._rows(ids) - mean) / std
+        return self._scaler(self._rows(ids))
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
         if env.round == self.last_round and self._last_fit is not None and env.seq >> RESUME_BITS > self.last_seq >> RESUME_BITS:
@@ -191,10 +224,28 @@ class FeatureParty:
         return self._last_fit
 
     def _predict(self, req: m.PredictRequest) -> m.PredictReply:
+        """Predictions of the fitted round models for rows outside the training set: checked
+        (rounds fitted, selected rows, policy, reply size) before any work."""
         self._check_selected(req.sample_ids, "predict request")
-        if req.rounds < 1:
-            raise ProtocolError(f"predict request for {req.rounds} rounds")
+        if req.rounds < 1 or req.rounds > self.last_round:
+            raise ProtocolError(f"predict request for {req.rounds} rounds; this session fitted {self.last_round}")
+        self.policy.check_predict(req.sample_ids, self._train_ids)
+        size = self.reply_bytes(len(req.sample_ids), req.rounds)
+        if size > self.max_reply_bytes:
+            raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "
+                                f"{size} bytes, over this party's max_message_bytes {self.max_reply_bytes}")
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
+
+    def reply_bytes(self, rows: int, rounds: int) -> int:
+        """Size of a predict reply, from the request alone: the trainer's own estimate
+        (ciphertexts) or rounds x rows x K float64 values."""
+        estimate = getattr(self.trainer, "reply_bytes", None)
+        return int(estimate(rows, rounds)) if estimate is not None else rounds * rows * self._k * 8
+
+    def close(self) -> None:
+        """Release the table's ledger lock (a DP party)."""
+        if self.privacy is not None:
+            self.privacy.close()
 
 
 def error_reply(exc: BaseException) -> m.ErrorReply:

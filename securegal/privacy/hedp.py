@@ -30,15 +30,22 @@ from .dp.accountant import PrivacyAccountant, Release
 from .dp.layers import DPTrainers
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
-from .dp.trainer import DPConfig, plan_noise
+from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, plan_noise, reserve_session
 from .he import wire
 from .he.keys import PublicContext
-from .he.layers import CkksResiduals
+from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
 from .he.params import CkksParams
 from .he.smoother import EncryptedSmoother
 
 CLIP_OPTION = "residual_clip"
+# Circuit privacy (docs/he.md "Circuit privacy"): before a reply leaves the party, every output
+# slot gets fresh Gaussian noise of this standard deviation (value units; 2**32 in the integer
+# units of the 2**40 encoding scale). The error the smoother circuit leaves in a decryption was
+# measured at most 2**-23.9 (6.5e-8, key switching included): the flood is about 2**16 times larger, and
+# far below the DP noise and the predictions' scale, so accuracy holds. Then the ciphertext is
+# re-randomised with a fresh public-key encryption of zero.
+FLOOD_STD = 2.0 ** -8
 
 
 def prediction_bound(feature_clip: float, residual_clip: float, intercept: float, n_rows: int,
@@ -125,7 +132,8 @@ def declared_clip(setup: Setup) -> float:
 
 class CkksDPTrainer:
     """Feature-party ``RoundTrainer``: DP ridge on CKKS-encrypted residuals, noise added
-    homomorphically, every release recorded in the party's accountant."""
+    homomorphically, every release recorded in the party's accountant (and, bound to a table,
+    reserved in its ledger at setup); every output ciphertext flooded and re-randomised."""
 
     def __init__(self, name: str, config: DPConfig):
         if not isinstance(config, DPConfig):
@@ -141,9 +149,16 @@ class CkksDPTrainer:
         self._X: np.ndarray | None = None
         self._gram: np.ndarray | None = None
         self._n = self._k = 0
+        self.ledger = self.session = self.session_epsilon = None
+        self.standardization = UNBOUND_STANDARDIZATION
+
+    def bind_table(self, privacy, session: str) -> None:
+        """Spend from the party's table ledger under ``session`` (see DPTrainer.bind_table)."""
+        bind_table(self, privacy, session)
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
-        """Check the session, calibrate the noise for ``setup.rounds`` rounds; releases nothing."""
+        """Check the session, calibrate the noise for ``setup.rounds`` rounds (reserving the whole
+        plan in the table's ledger when bound to one); releases nothing."""
         if setup.residuals != "ckks":
             raise LayerMismatch(f"this party runs DP on CKKS residuals, the label owner asked for {setup.residuals!r}")
         X = np.asarray(X_train, dtype=np.float64)
@@ -151,14 +166,37 @@ class CkksDPTrainer:
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
         c = self.config
         self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
-        noise = plan_noise(c, X.shape[0], int(setup.rounds))
-        self.context = PublicContext.from_bytes(setup.he_context)
-        self.accountant = PrivacyAccountant(c.budget, c.accountant, X.shape[0])
+        context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
+        if self.ledger is None:
+            noise = plan_noise(c, X.shape[0], int(setup.rounds))
+            budget, accountant = c.budget, c.accountant
+        else:
+            noise, budget = reserve_session(self.ledger, c, X.shape[0], int(setup.rounds), self.session,
+                                            self.session_epsilon)
+            accountant = self.ledger.accountant
+        self.context = context
+        self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
         self._X, self._n, self._k = X, X.shape[0], int(setup.n_outputs)
         self._gram, self.smoother = None, None
         self.models.clear()
-        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity}
+        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity, "flood": FLOOD_STD}
+
+    def reply_bytes(self, rows: int, rounds: int) -> int:
+        """Upper bound of a predict reply's size, from the request alone (checked before work)."""
+        return ciphertext_reply_bytes(self.context, self._layout(), rows, rounds)
+
+    def _hide(self, vectors, layout: Layout, values: np.ndarray) -> list:
+        """``vectors`` + ``values`` + flooding noise, each ciphertext then re-randomised: what
+        the key holder decrypts depends on the data only through the released value."""
+        flood = self.noise.normal((layout.n, layout.k), FLOOD_STD)
+        out = []
+        for chunks in add_plain(self.context, vectors, layout, np.asarray(values) + flood):
+            for ct in chunks:
+                self.context.evaluator.add_inplace(ct, self.context.encrypt_zeros(self.context.level_of(ct),
+                                                                                  ct.scale))
+                out.append(ct)
+        return out
 
     def _layout(self) -> Layout:
         return Layout.for_training(self._n, self._k, self.context.slots)
@@ -187,9 +225,7 @@ class CkksDPTrainer:
         self.models[round] = (fitted.z, offset)
         last = len(self.context.levels) - 1
         if self.config.releases_predictions:
-            noisy = add_plain(self.context, fitted.f, layout,
-                              self.noise.normal((self._n, self._k), self.noise_std["pred"]))
-            cts = [ct for chunks in noisy for ct in chunks]
+            cts = self._hide(fitted.f, layout, self.noise.normal((self._n, self._k), self.noise_std["pred"]))
         else:  # no feedback channel: encryptions of zero, nothing released
             cts = [self.context.encrypt_zeros(last) for _ in range(layout.blobs)]
         return wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), wire.serialize(cts), layout)
@@ -208,8 +244,7 @@ class CkksDPTrainer:
         cts = []
         for t in range(1, rounds + 1):
             if t in enc:
-                noisy = add_plain(self.context, enc[t], test_layout, phi @ self.models[t][1])
-                cts += [ct for chunks in noisy for ct in chunks]
+                cts += self._hide(enc[t], test_layout, phi @ self.models[t][1])
             else:
                 cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
         return wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
@@ -226,7 +261,10 @@ class CkksDPTrainer:
                             "prediction_sensitivity": "data-independent bound (docs/privacy.md 5b)",
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
-                            "standardization": "party's training mean/std, not DP"}
+                            "circuit_privacy": f"outputs flooded (std {FLOOD_STD:g}) and re-randomised",
+                            "standardization": self.standardization}
+        if self.ledger is not None:
+            out.update(ledger_report(self.ledger, self.session))
         return out
 
 

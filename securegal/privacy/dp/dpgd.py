@@ -30,6 +30,7 @@ from ...seam import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows, release_rows
+from .trainer import UNBOUND_STANDARDIZATION, bind_table, ledger_report, reserve_plan
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,26 @@ class DPGDConfig:
         return Budget(self.epsilon, self.delta)
 
 
-def plan_dpgd_noise(config: DPGDConfig, n_rows: int, rounds: int) -> dict[str, float]:
-    """Noise multipliers {"sgd", "pred"} for ``rounds`` rounds; ConfigError if impossible."""
+def dpgd_plan(config: DPGDConfig, rounds: int) -> list[PlannedRelease]:
+    """The releases of ``rounds`` rounds with their relative noise scales and L2 sensitivities
+    (``sgd``: sum of gradients clipped to G, 2G; ``pred``: rows clipped to C_f, 2 C_f)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    budget = config.budget.check_rows(n_rows)
     share_pred = config.shares.get("pred", 0.0)
     total = config.shares["sgd"] + share_pred
     # full-batch Gaussian steps: kind k's RDP is steps_k / (2 z_k^2); split it by shares
     steps = {"sgd": rounds * config.steps, "pred": rounds}
     kinds = ["sgd"] + (["pred"] if share_pred > 0 else [])
     scales = {k: math.sqrt(steps[k] * total / config.shares[k]) for k in kinds}
-    plan = [PlannedRelease(k, steps=steps[k], scale=scales[k]) for k in kinds]
-    z = calibrate_noise(plan, budget, config.accountant)
-    return {k: z * scales[k] for k in kinds}
+    sensitivity = {"sgd": 2 * config.grad_clip, "pred": 2 * config.prediction_clip}
+    return [PlannedRelease(k, steps=steps[k], scale=scales[k], sensitivity=sensitivity[k]) for k in kinds]
+
+
+def plan_dpgd_noise(config: DPGDConfig, n_rows: int, rounds: int) -> dict[str, float]:
+    """Noise multipliers {"sgd", "pred"} for ``rounds`` rounds; ConfigError if impossible."""
+    plan = dpgd_plan(config, rounds)
+    z = calibrate_noise(plan, config.budget.check_rows(n_rows), config.accountant)
+    return {p.what: z * p.scale for p in plan}
 
 
 def _mlp(d: int, hidden: tuple[int, ...], k: int, gen: torch.Generator) -> nn.Sequential:
@@ -110,6 +117,12 @@ class DPGDTrainer:
         self._gen = torch.Generator().manual_seed(seed)
         self.accountant: PrivacyAccountant | None = None
         self.models: list[nn.Module] = []
+        self.ledger = self.session = self.session_epsilon = None
+        self.standardization = UNBOUND_STANDARDIZATION
+
+    def bind_table(self, privacy, session: str) -> None:
+        """Spend from the party's table ledger under ``session`` (see DPTrainer.bind_table)."""
+        bind_table(self, privacy, session)
 
     def setup(self, X_train: np.ndarray, setup) -> None:
         if getattr(setup, "residuals", "plain") != "plain":
@@ -118,8 +131,14 @@ class DPGDTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        noise = plan_dpgd_noise(self.config, X.shape[0], int(setup.rounds))
-        self.accountant = PrivacyAccountant(self.config.budget, self.config.accountant, X.shape[0])
+        if self.ledger is None:
+            noise = plan_dpgd_noise(self.config, X.shape[0], int(setup.rounds))
+            budget, accountant = self.config.budget, self.config.accountant
+        else:  # the whole plan is reserved in the table's ledger before anything is released
+            noise, budget = reserve_plan(self.ledger, dpgd_plan(self.config, int(setup.rounds)), X.shape[0],
+                                         self.session, self.session_epsilon)
+            accountant = self.ledger.accountant
+        self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
         self._X = torch.from_numpy(X.astype(np.float32))
         self._k = int(setup.n_outputs)
@@ -189,5 +208,7 @@ class DPGDTrainer:
                             "grad_clip": c.grad_clip, "residual_clip": c.residual_clip,
                             "prediction_clip": c.prediction_clip, "shares": dict(c.shares),
                             "secure_noise": self.noise.secure,
-                            "standardization": "party's training mean/std, not DP"}
+                            "standardization": self.standardization}
+        if self.ledger is not None:
+            out.update(ledger_report(self.ledger, self.session))
         return out

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import ConfigError, LayerMismatch
+from ...errors import BudgetExceeded, ConfigError, LayerMismatch
 from ...seam import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant, epsilon_of, scales_for_shares
@@ -32,6 +32,9 @@ from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity,
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
+# A session without its own cap takes what is left of the table's budget, but never less than this
+# share of it (less would be a run on noise alone).
+MIN_SESSION_SHARE = 0.05
 # The default gram:stat split without per-row feedback (no ``pred`` release; zeros are returned).
 NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
 
@@ -112,12 +115,54 @@ def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, 
     the reserved releases, so an in-session accountant refuses anything beyond the plan. Raises
     BudgetExceeded (nothing recorded) when the plan does not fit what is left.
     """
-    plan = release_plan(config, rounds)
+    return reserve_plan(ledger, release_plan(config, rounds), n_rows, session, session_epsilon)
+
+
+def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, session: str,
+                 session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
+    """:func:`reserve_session` for any planned releases (the DP-GD and CKKS trainers' too).
+
+    Without ``session_epsilon`` a session takes all that is left, but at least
+    :data:`MIN_SESSION_SHARE` of the lifetime budget: a session squeezed into a remainder would
+    run on noise alone, so it is refused instead."""
+    smallest = MIN_SESSION_SHARE * ledger.budget.epsilon
+    if session_epsilon is None and ledger.remaining() < smallest:
+        raise BudgetExceeded(
+            f"table {ledger.table[:23]}: session refused: left {ledger.remaining():.4g} of epsilon "
+            f"{ledger.budget.epsilon:.4g}, asked at least {smallest:.4g} (the smallest session, "
+            f"{MIN_SESSION_SHARE:.0%} of the lifetime budget; delta={ledger.budget.delta:.3g}, {ledger.accountant})")
     z = calibrate_session(ledger, plan, session_epsilon=session_epsilon, n_rows=n_rows)
     reserved = [p.at(z) for p in plan]
     ledger.record(reserved, session)
     alone = epsilon_of(reserved, ledger.budget.delta, ledger.accountant)
     return {r.what: r.noise_multiplier for r in reserved}, Budget(alone * (1 + 1e-6), ledger.budget.delta)
+
+
+# What a DP trainer's report says when no party bound it to a table (a trainer used on its own
+# gets its features as given; FeatureParty without a TablePrivacy z-scores them exactly).
+UNBOUND_STANDARDIZATION = "features as given by the caller (a party without a table ledger z-scores them " \
+    "with the exact training mean/std: not covered by the guarantee, docs/privacy.md section 6)"
+
+
+def bind_table(trainer, privacy, session: str) -> None:
+    """Point a DP trainer at its party's table: ledger, session name, per-session cap, column map."""
+    if not isinstance(privacy.ledger, Ledger):
+        raise TypeError(f"ledger must be a Ledger, got {type(privacy.ledger).__name__}")
+    trainer.ledger, trainer.session = privacy.ledger, session
+    trainer.session_epsilon = privacy.session_epsilon
+    trainer.standardization = privacy.columns.describe()
+
+
+def ledger_report(ledger: Ledger, session: str | None) -> dict:
+    """What a DP party's report takes from its table's ledger: ``epsilon_budget`` is the table's
+    lifetime budget (``epsilon_spent`` stays this session's releases so far) and ``ledger`` the
+    lifetime spend, everything reserved included."""
+    return {"epsilon_budget": ledger.budget.epsilon,
+            "ledger": {"table": ledger.table, "session": session,
+                       "lifetime_epsilon_budget": ledger.budget.epsilon,
+                       "lifetime_epsilon_spent": ledger.epsilon_spent,
+                       "lifetime_epsilon_remaining": ledger.remaining(),
+                       "accountant": ledger.accountant}}
 
 
 class DPTrainer:
@@ -138,6 +183,7 @@ class DPTrainer:
         if ledger is not None and session is None:
             raise ValueError("a DPTrainer with a ledger needs the session's name")
         self.ledger, self.session, self.session_epsilon = ledger, session, session_epsilon
+        self.standardization = UNBOUND_STANDARDIZATION
         self.config = config
         self.ridge = DPRidge(config.feature_clip, config.residual_clip, config.intercept, config.lam)
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
@@ -145,6 +191,11 @@ class DPTrainer:
         self.models: list[DPLinearModel] = []
         self._phi: np.ndarray | None = None
         self._gram: np.ndarray | None = None
+
+    def bind_table(self, privacy, session: str) -> None:
+        """Spend from the party's table ledger (``privacy``: a
+        :class:`~securegal.privacy.dp.table.TablePrivacy`) under ``session``."""
+        bind_table(self, privacy, session)
 
     def setup(self, X_train: np.ndarray, setup) -> None:
         """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
@@ -208,16 +259,11 @@ class DPTrainer:
             return {}
         out = self.accountant.to_dict()
         if self.ledger is not None:
-            out["ledger"] = {"table": self.ledger.table, "session": self.session,
-                             "lifetime_epsilon_budget": self.ledger.budget.epsilon,
-                             "lifetime_epsilon_spent": self.ledger.epsilon_spent,
-                             "lifetime_epsilon_remaining": self.ledger.remaining(),
-                             "accountant": self.ledger.accountant}
+            out.update(ledger_report(self.ledger, self.session))
         c = self.config
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
                             "intercept": c.intercept, "shares": dict(c.shares),
                             "secure_noise": self.noise.secure,
-                            # see docs/privacy.md section 6: not covered by the guarantee
-                            "standardization": "party's training mean/std, not DP"}
+                            "standardization": self.standardization}
         return out

@@ -187,10 +187,11 @@ class PublicContext(_ContextBase):
         self.nbytes = len(data)
         return self
 
-    def encrypt_zeros(self, level: int) -> "sealapi.Ciphertext":
-        """A fresh public-key encryption of the zero vector at data level ``level``."""
+    def encrypt_zeros(self, level: int, scale: float | None = None) -> "sealapi.Ciphertext":
+        """A fresh public-key encryption of the zero vector at data level ``level`` (and
+        ``scale``, default the parameters' scale: to re-randomise a ciphertext by adding it)."""
         ct = sealapi.Ciphertext()
-        self._encryptor.encrypt(self.encode(np.zeros(1), level), ct)
+        self._encryptor.encrypt(self.encode(np.zeros(1), level, scale), ct)
         return ct
 
 

@@ -95,6 +95,13 @@ class CkksResiduals:
                        "bytes_received": self.bytes_received, "seconds": round(self.seconds, 3)}}
 
 
+def ciphertext_reply_bytes(context: PublicContext, layout: Layout, rows: int, rounds: int) -> int:
+    """rounds x ciphertexts per round for ``rows`` rows x a full-level ciphertext (2 polynomials
+    of N coefficients per prime, 8 bytes each): an upper bound of a predict reply's size."""
+    p = context.params
+    return rounds * layout.with_rows(rows).blobs * 2 * p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8
+
+
 class CkksTrainer:
     """Feature-party side: fits the learner's smoother on ciphertexts; never sees a residual."""
 
@@ -132,6 +139,10 @@ class CkksTrainer:
         payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout)
         self.bytes_sent += payload.nbytes
         return payload
+
+    def reply_bytes(self, rows: int, rounds: int) -> int:
+        """Upper bound of a predict reply's size, from the request alone (checked before work)."""
+        return ciphertext_reply_bytes(self.context, self.smoother.layout, rows, rounds)
 
     def predict(self, X: np.ndarray, rounds: int) -> Payload:
         """Per-round encrypted predictions (rounds, n, K); fresh encryptions of zero for rounds not fitted."""

@@ -1,0 +1,71 @@
+"""A feature party's own policy: what this organization is willing to do for a label owner.
+
+Checked before any work, refusing with :class:`~securegal.errors.PolicyRefused` (``ErrorReply``
+code ``policy``). Defaults are safe: at least :data:`MIN_ROWS` training rows per session,
+predictions only for rows outside the session's training set, every residual mode and learner
+(the party's own ``[privacy]`` and ``[learner]`` still decide which ones it runs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, PolicyRefused
+
+MIN_ROWS = 20
+# "non-training": only rows outside the session's training set (their predictions come from the
+# DP round models: post-processing); "none": no predictions at all.
+PREDICT_MODES = ("non-training", "none")
+RESIDUAL_MODES = ("plain", "ckks")
+
+
+@dataclass(frozen=True)
+class PartyPolicy:
+    """``min_rows`` per session, ``max_sessions`` over the table's life (None: no cap; DP parties
+    count them in the ledger, others per process), accepted ``residuals`` modes and ``learners``
+    (None: any), and ``predict`` (one of :data:`PREDICT_MODES`)."""
+
+    min_rows: int = MIN_ROWS
+    max_sessions: int | None = None
+    residuals: tuple[str, ...] = RESIDUAL_MODES
+    learners: tuple[str, ...] | None = None
+    predict: str = "non-training"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 2:
+            raise ConfigError(f"policy min_rows must be an integer >= 2, got {self.min_rows!r}")
+        if self.max_sessions is not None and (isinstance(self.max_sessions, bool)
+                                              or not isinstance(self.max_sessions, int) or self.max_sessions < 1):
+            raise ConfigError(f"policy max_sessions must be an integer >= 1, got {self.max_sessions!r}")
+        unknown = set(self.residuals) - set(RESIDUAL_MODES)
+        if unknown or not self.residuals:
+            raise ConfigError(f"policy residuals must be a non-empty subset of {list(RESIDUAL_MODES)}, "
+                              f"got {list(self.residuals)}")
+        if self.predict not in PREDICT_MODES:
+            raise ConfigError(f"policy predict must be one of {', '.join(PREDICT_MODES)}, got {self.predict!r}")
+
+    def check_learner(self, learner: str) -> None:
+        """At start-up: the party's own learner must be one its policy accepts."""
+        if self.learners is not None and learner not in self.learners:
+            raise ConfigError(f"learner {learner!r} is not among the policy's learners {list(self.learners)}")
+
+    def check_setup(self, n_rows: int, residuals: str, sessions_so_far: int) -> None:
+        if n_rows < self.min_rows:
+            raise PolicyRefused(f"a session needs at least {self.min_rows} training rows (policy min_rows), "
+                                f"asked for {n_rows}")
+        if residuals not in self.residuals:
+            raise PolicyRefused(f"residuals {residuals!r} are not accepted by this party's policy "
+                                f"({', '.join(self.residuals)})")
+        if self.max_sessions is not None and sessions_so_far >= self.max_sessions:
+            raise PolicyRefused(f"this table has served {sessions_so_far} sessions, the policy's max_sessions is "
+                                f"{self.max_sessions}")
+
+    def check_predict(self, sample_ids: np.ndarray, train_ids: np.ndarray) -> None:
+        if self.predict == "none":
+            raise PolicyRefused("this party's policy answers no predict requests (predict = 'none')")
+        overlap = np.intersect1d(np.asarray(sample_ids), np.asarray(train_ids)).size
+        if overlap:
+            raise PolicyRefused(f"{overlap} of the {len(sample_ids)} requested rows are training rows of this "
+                                "session; their predictions would leave the party outside the privacy "
+                                "accounting (policy predict = 'non-training')")

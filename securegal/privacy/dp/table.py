@@ -1,0 +1,151 @@
+"""What a DP feature party keeps for the table it serves: its ledger and its column map.
+
+A :class:`TablePrivacy` is built once per party (at start-up for ``party serve``, per run for
+an embedded federation) and outlives sessions:
+
+- ``ledger``: the table's :class:`~securegal.privacy.dp.ledger.Ledger` (a locked file for a
+  networked party, in memory by default for embedded runs). Every session reserves its whole
+  plan in it before anything is released; a restart or a new session never resets it.
+- ``columns``: a :class:`ColumnSpec`, the per-column map standardization uses instead of the
+  exact training mean and std (docs/privacy.md section 6): declared centres/scales or bounds
+  (free), or DP estimates of centre and scale from declared bounds paid once from the ledger.
+- ``session_epsilon``: at most this much lifetime epsilon per session (None: all that is left).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import ConfigError
+from .ledger import Ledger
+from .mechanisms import GaussianNoise
+from .standardize import ColumnBounds, Standardizer, declared_standardizer, dp_standardizer
+
+
+def _floats(name: str, values) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise ConfigError(f"{name} must be a list of numbers (one per column), got {values!r}")
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a list of numbers (one per column), got {values!r}") from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{name} must be a non-empty list of finite numbers, got {list(values)!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Public per-column knowledge of a table (``lower``/``upper`` bounds and/or ``centre``/
+    ``scale``), and ``dp_epsilon``: estimate centre and scale privately from the bounds,
+    raising the table's lifetime epsilon by at most this much (once; later sessions reuse the
+    stored map). ``source`` says where the numbers come from, for the report."""
+
+    lower: tuple[float, ...] | None = None
+    upper: tuple[float, ...] | None = None
+    centre: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    dp_epsilon: float | None = None
+    source: str = "declared in party.toml"
+
+    def __post_init__(self) -> None:
+        for name in ("lower", "upper", "centre", "scale"):
+            object.__setattr__(self, name, _floats(name, getattr(self, name)))
+        lengths = {len(v) for v in (self.lower, self.upper, self.centre, self.scale) if v is not None}
+        if len(lengths) > 1:
+            raise ConfigError(f"column lists must have one value per column; got lengths {sorted(lengths)}")
+        if self.dp_epsilon is not None:
+            if isinstance(self.dp_epsilon, bool) or not isinstance(self.dp_epsilon, (int, float)) \
+                    or not (math.isfinite(self.dp_epsilon) and self.dp_epsilon > 0):
+                raise ConfigError(f"columns dp_epsilon must be a finite number > 0, got {self.dp_epsilon!r}")
+            if self.lower is None:
+                raise ConfigError("columns dp_epsilon estimates centre and scale from declared bounds: "
+                                  "give lower and upper")
+            if self.centre is not None:
+                raise ConfigError("columns: give centre/scale or dp_epsilon, not both")
+        self.declared()  # refuse an incomplete or inconsistent declaration now
+
+    @property
+    def d(self) -> int:
+        return len(next(v for v in (self.lower, self.centre) if v is not None))
+
+    def declared(self) -> Standardizer:
+        """The declared map (with dp_epsilon: the bounds' mid-range map, used only for checks)."""
+        return declared_standardizer(self.lower, self.upper, None if self.dp_epsilon else self.centre,
+                                     None if self.dp_epsilon else self.scale)
+
+    def select(self, columns) -> "ColumnSpec":
+        """The spec of the columns ``columns`` (indices into this spec's columns)."""
+        idx = [int(j) for j in columns]
+        if any(not 0 <= j < self.d for j in idx):
+            raise ConfigError(f"column indices {idx} out of range for {self.d} declared columns")
+
+        def pick(v):
+            return None if v is None else tuple(v[j] for j in idx)
+        return ColumnSpec(pick(self.lower), pick(self.upper), pick(self.centre), pick(self.scale),
+                          self.dp_epsilon, self.source)
+
+    def describe(self) -> str:
+        kind = "DP estimate of centre/scale from declared bounds" if self.dp_epsilon else \
+            "declared centre/scale" if self.centre is not None else "declared bounds (mid-range/half-width)"
+        return f"{kind}, {self.source}; not the training mean/std"
+
+
+class TablePrivacy:
+    """A DP party's ledger, column map and per-session cap (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger, columns: ColumnSpec, session_epsilon: float | None = None,
+                 noise: GaussianNoise | None = None):
+        if not isinstance(ledger, Ledger):
+            raise TypeError(f"ledger must be a Ledger, got {type(ledger).__name__}")
+        if not isinstance(columns, ColumnSpec):
+            raise TypeError(f"columns must be a ColumnSpec, got {type(columns).__name__}")
+        if session_epsilon is not None and (isinstance(session_epsilon, bool)
+                                            or not isinstance(session_epsilon, (int, float))
+                                            or not (math.isfinite(session_epsilon) and session_epsilon > 0)):
+            raise ConfigError(f"session_epsilon must be a finite number > 0, got {session_epsilon!r}")
+        self.ledger, self.columns, self.session_epsilon = ledger, columns, session_epsilon
+        self.noise = noise or GaussianNoise()
+
+    def standardizer(self, X_train: np.ndarray, session: str) -> Standardizer:
+        """The session's column map; a DP estimate is paid from the ledger the first time only."""
+        X = np.asarray(X_train, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.columns.d:
+            raise ConfigError(f"the table has {X.shape[1] if X.ndim == 2 else '?'} columns, "
+                              f"its column declaration {self.columns.d}")
+        if self.columns.dp_epsilon is None:
+            return self.columns.declared()
+        bounds = ColumnBounds(self.columns.lower, self.columns.upper)
+        return dp_standardizer(self.ledger, X, bounds, session, self.columns.dp_epsilon, self.noise)
+
+    def sessions(self) -> int:
+        """Sessions this table has served (kept with the ledger, so it survives restarts)."""
+        return int(self.ledger.output("sessions") or 0)
+
+    def count_session(self) -> None:
+        self.ledger.store_output("sessions", self.sessions() + 1)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def open_table(table_id: str, budget, accountant: str, columns: ColumnSpec, *, ledger_path=None,
+               session_epsilon: float | None = None, seed: int | None = None,
+               n_rows: int | None = None) -> TablePrivacy:
+    """A party's :class:`TablePrivacy`: the ledger file at ``ledger_path`` opened and locked (a
+    networked party, or ``securegal train --ledger``), else an in-memory ledger for one run."""
+    from .ledger import open_ledger
+
+    if ledger_path is not None:
+        ledger = open_ledger(ledger_path, table_id, budget, accountant, n_rows=n_rows)
+    else:
+        ledger = Ledger(table_id, budget, accountant)
+    try:
+        return TablePrivacy(ledger, columns, session_epsilon, GaussianNoise(seed + 1) if seed is not None else None)
+    except BaseException:
+        ledger.close()
+        raise

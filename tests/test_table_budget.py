@@ -1,0 +1,374 @@
+"""Issue 10: a party's privacy budget belongs to its table and covers everything it releases.
+
+Ledger per table across sessions and restarts (real processes), refusals before any work
+(training rows, unfitted rounds, oversized replies, the party's policy), bad budgets and
+ledgers, standardization with public column knowledge, and the label-DP split.
+"""
+import json
+import math
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from securegal import messages as m
+from securegal.cli import main
+from securegal.data.datasets import load_dataset
+from securegal.data.split import split_rows
+from securegal.deploy.localnet import federation_config, party_config
+from securegal.deploy.networked import FederationConfig, train_federation
+from securegal.deploy.party_process import PartyConfig, build_party
+from securegal.errors import BudgetExceeded, ConfigError, PolicyRefused
+from securegal.parties.policy import PartyPolicy
+from securegal.privacy.dp.documented import documented_columns
+from securegal.privacy.dp.ledger import LedgerError, open_ledger, read_ledger
+from securegal.privacy.dp.accountant import Budget
+from securegal.privacy.dp.mechanisms import gram_sensitivity
+from securegal.privacy.dp.ridge import DPRidge
+from securegal.wire.codec import decode, encode
+
+DATA = {"dataset": "breast_cancer", "parties": 2, "block": 1}
+FAST_RETRY = {"attempts": 2, "timeout": 60.0, "backoff": 0.05, "backoff_max": 0.2}
+
+
+def _party_file(tmp_path, privacy=None, policy=None, limits=None, name="p.toml"):
+    text = party_config("party1", data=DATA, learner_seed=1, certs=None, transcripts=None,
+                        privacy=privacy, limits=limits)
+    if policy:
+        text += "\n[policy]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in policy.items()) + "\n"
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _send(endpoint, seq, body, round=0, session="s1"):
+    reply = decode(endpoint.handle(encode(m.Envelope(session, round, "alice", "party1", seq, body))))
+    return reply.body
+
+
+ROWS = 569  # breast_cancer: the label owner holds every row, as the party does
+HANDLES: dict[str, np.ndarray] = {}  # session -> the party's handle for each row (after alignment)
+
+
+def H(session, rows):
+    """How the party names rows ``rows`` in ``session``: its per-session handles."""
+    return HANDLES[session][np.asarray(rows)]
+
+
+def _session(endpoint, session, train_ids, rounds=1, seq=0, finish=False):
+    """Alignment (every row selected) + Setup + ``rounds`` fits (+ Finish); returns the next seq,
+    or the first ErrorReply. ``train_ids`` are row numbers; the wire carries handles."""
+    from securegal.align import LabelOwnerPsi
+
+    psi = LabelOwnerPsi(list(range(ROWS)), session)
+    reply = _send(endpoint, seq, psi.request(), session=session)
+    if isinstance(reply, m.ErrorReply):
+        return reply
+    HANDLES[session] = psi.finish(reply).handles
+    reply = _send(endpoint, seq + 1, m.PsiSelection(np.sort(HANDLES[session])), session=session)
+    if isinstance(reply, m.ErrorReply):
+        return reply
+    seq += 2
+    ack = _send(endpoint, seq, m.Setup(H(session, train_ids), 2, rounds, "classification"), session=session)
+    if isinstance(ack, m.ErrorReply):
+        return ack
+    for t in range(1, rounds + 1):
+        reply = _send(endpoint, seq + t, m.FitRequest(np.zeros((len(train_ids), 2))), round=t, session=session)
+        assert isinstance(reply, m.FitReply)
+    if finish:
+        assert isinstance(_send(endpoint, seq + rounds + 1, m.Finish(), session=session), m.FinishAck)
+        return seq + rounds + 2
+    return seq + rounds + 1
+
+
+# --- the review's attack: nothing leaves a party unaccounted ------------------------------------
+
+def test_predict_requests_for_training_rows_or_huge_rounds_are_refused_before_any_work(tmp_path):
+    endpoint = build_party(PartyConfig.load(_party_file(tmp_path, {"epsilon": 1.0})))
+    train_ids, other = np.arange(300), np.arange(300, 400)
+    seq = _session(endpoint, "s1", train_ids, rounds=2)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for ids, rounds, code, needle in [
+            (train_ids[:25], 2, "policy", "25 of the 25 requested rows are training rows"),
+            (np.r_[other[:5], train_ids[:1]], 1, "policy", "1 of the 6 requested rows are training rows"),
+            (other, 2 ** 31 - 1, "protocol", "this session fitted 2"),
+            (other, 3, "protocol", "this session fitted 2"),
+            (other, 0, "protocol", "0 rounds")]:
+        reply = _send(endpoint, seq, m.PredictRequest(H("s1", ids), rounds))
+        seq += 1
+        assert isinstance(reply, m.ErrorReply) and reply.code == code and needle in reply.message, reply
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 50_000  # KiB: no reply was built
+    reply = _send(endpoint, seq, m.PredictRequest(H("s1", other), 2))
+    assert isinstance(reply, m.PredictReply) and np.shape(reply.predictions) == (2, 100, 2)
+    endpoint.close()
+
+
+def test_reply_size_is_checked_against_the_limit_before_any_work(tmp_path):
+    # the limit still admits the alignment's request (569 points of 32 bytes)
+    endpoint = build_party(PartyConfig.load(_party_file(tmp_path, limits={"max_message_bytes": 20000})))
+    seq = _session(endpoint, "s1", np.arange(25), rounds=5)
+    reply = _send(endpoint, seq, m.PredictRequest(H("s1", np.arange(300, 569)), 5))  # 269 x 5 x 2 x 8 > 20000
+    assert isinstance(reply, m.ErrorReply) and reply.code == "protocol"
+    assert "would be 21520 bytes, over this party's max_message_bytes 20000" in reply.message
+    assert isinstance(_send(endpoint, seq + 1, m.PredictRequest(H("s1", np.arange(300, 400)), 5)), m.PredictReply)
+
+
+def test_party_policy(tmp_path):
+    path = _party_file(tmp_path, {"epsilon": 2.0, "session_epsilon": 0.2},
+                       policy={"min_rows": 100, "max_sessions": 2, "predict": "none", "residuals": ["plain"]})
+    endpoint = build_party(PartyConfig.load(path))
+    small = _session(endpoint, "s0", np.arange(50))
+    assert small.code == "policy" and "at least 100 training rows" in small.message
+    seq = _session(endpoint, "s1", np.arange(200))
+    reply = _send(endpoint, seq, m.PredictRequest(H("s1", np.arange(300, 310)), 1), session="s1")
+    assert reply.code == "policy" and "predict = 'none'" in reply.message
+    _send(endpoint, seq + 1, m.Finish(), session="s1")
+    endpoint.close()
+    # max_sessions is counted in the ledger: a restart does not reset it
+    endpoint = build_party(PartyConfig.load(path))
+    seq = _session(endpoint, "s2", np.arange(200))
+    _send(endpoint, seq, m.Finish(), session="s2")
+    third = _session(endpoint, "s3", np.arange(200))
+    assert third.code == "policy" and "served 2 sessions, the policy's max_sessions is 2" in third.message
+    endpoint.close()
+    with pytest.raises(ConfigError, match="learner 'linear' is not among the policy's learners"):
+        PartyConfig.load(_party_file(tmp_path, policy={"learners": ["mlp"]}))
+    with pytest.raises(ConfigError, match="policy.predict"):
+        PartyConfig.load(_party_file(tmp_path, policy={"predict": "any"}))
+
+
+def test_default_policy_answers_the_label_owners_evaluation():
+    policy = PartyPolicy()
+    policy.check_predict(np.arange(10, 20), np.arange(10))  # test/validation rows: fine
+    with pytest.raises(PolicyRefused):
+        policy.check_predict(np.arange(5, 15), np.arange(10))
+    with pytest.raises(PolicyRefused, match="at least 20"):
+        policy.check_setup(19, "plain", 0)
+
+
+# --- the ledger: one per table, refusals with what is left and what was asked -----------------
+
+def test_sessions_share_the_tables_lifetime_budget_in_process(tmp_path):
+    path = _party_file(tmp_path, {"epsilon": 1.0, "session_epsilon": 0.4})
+    cfg = PartyConfig.load(path)
+    endpoint = build_party(cfg)
+    outcomes = [_session(endpoint, f"s{i}", np.arange(300), finish=True) for i in range(3)]
+    refused = [o for o in outcomes if isinstance(o, m.ErrorReply)]
+    assert len(refused) == 1 and refused[0].code == "budget_exceeded"
+    assert "left" in refused[0].message and "asked 0.4" in refused[0].message
+    endpoint.close()
+    ledger = read_ledger(cfg.ledger)
+    assert ledger.epsilon_spent <= 1.0 and [s.session for s in ledger.spent_by_session()] == ["s0", "s1"]
+
+
+def test_a_second_process_cannot_serve_the_same_table(tmp_path):
+    cfg = PartyConfig.load(_party_file(tmp_path, {"epsilon": 1.0}))
+    first = build_party(cfg)
+    with pytest.raises(LedgerError, match="in use by another process"):
+        build_party(cfg)
+    first.close()
+    build_party(cfg).close()  # the lock went with the first
+
+
+@pytest.mark.parametrize("privacy, needle", [
+    ({"epsilon": -1.0}, "epsilon must be a finite number > 0, got -1.0"),
+    ({"epsilon": math.nan}, "epsilon must be a finite number > 0, got nan"),
+    ({"epsilon": math.inf}, "epsilon must be a finite number > 0, got inf"),
+    ({"epsilon": 1.0, "delta": 0.0}, "delta must be a finite number > 0"),
+    ({"epsilon": 1.0, "delta": 0.002}, "delta must be < 1/n"),
+    ({"epsilon": 1.0, "session_epsilon": -0.5}, "session_epsilon"),
+    ({"session_epsilon": 0.5}, "privacy.session_epsilon set without a DP budget"),
+])
+def test_bad_budgets_are_one_line_errors_and_release_nothing(tmp_path, privacy, needle):
+    path = _party_file(tmp_path, privacy)
+    with pytest.raises(ConfigError, match=needle) as err:
+        build_party(PartyConfig.load(path))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "party1.securegal-ledger.json").exists()
+
+
+def _bad_ledgers(path: Path, good: bytes):
+    yield "truncated", good[:len(good) // 2], "is truncated or not JSON"
+    yield "empty", b"", "is empty"
+    doc = json.loads(good)
+    doc["entries"] = []
+    yield "edited", json.dumps(doc).encode(), "is corrupted"
+
+
+def test_corrupted_truncated_or_foreign_ledgers_are_refused_and_kept(tmp_path, capsys):
+    path = _party_file(tmp_path, {"epsilon": 1.0})
+    cfg = PartyConfig.load(path)
+    endpoint = build_party(cfg)
+    _session(endpoint, "s1", np.arange(300))
+    endpoint.close()
+    good = cfg.ledger.read_bytes()
+    for what, data, needle in _bad_ledgers(cfg.ledger, good):
+        cfg.ledger.write_bytes(data)
+        with pytest.raises(LedgerError, match=needle) as err:
+            build_party(cfg)
+        assert "\n" not in str(err.value) and cfg.ledger.read_bytes() == data, what  # never reset
+        assert main(["party", "serve", "--config", str(path), "--once"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1
+    cfg.ledger.write_bytes(good)
+    foreign = tmp_path / "foreign.json"
+    open_ledger(foreign, "sha256:" + "0" * 64, Budget(1.0, 1e-5)).close()
+    (tmp_path / "q.toml").write_text(path.read_text().replace("party1.securegal-ledger.json", "foreign.json"))
+    with pytest.raises(LedgerError, match="belongs to table sha256:0000"):
+        build_party(PartyConfig.load(tmp_path / "q.toml"))
+    changed = tmp_path / "r.toml"
+    changed.write_text(path.read_text().replace("epsilon = 1.0", "epsilon = 5.0"))
+    with pytest.raises(LedgerError, match="a table's lifetime budget cannot be changed"):
+        build_party(PartyConfig.load(changed))
+    assert read_ledger(cfg.ledger).epsilon_spent > 0
+
+
+# --- real processes: three sessions, a restart, three more --------------------------------------
+
+def _serve(path: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "securegal.cli", "party", "serve", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "serving on port" not in line:
+        proc.kill()
+        raise AssertionError(f"party did not start: {line!r} {proc.stderr.read()}")
+    return proc, int(line.split("serving on port ")[1].split()[0])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.mark.slow
+def test_lifetime_budget_across_sessions_and_a_restart_with_real_processes(tmp_path):
+    path = _party_file(tmp_path, {"epsilon": 1.0, "session_epsilon": 0.3})
+    ledger_path = tmp_path / "party1.securegal-ledger.json"
+    outcomes = []
+    for life in range(2):
+        proc, port = _serve(path)
+        try:
+            if life == 0:  # a second `party serve` on the same table refuses to start, one line
+                second = subprocess.run([sys.executable, "-m", "securegal.cli", "party", "serve", "--config",
+                                         str(path)], capture_output=True, text=True, timeout=120)
+                assert second.returncode == 2 and "in use by another process" in second.stderr
+                assert len(second.stderr.strip().splitlines()) == 1
+            for i in range(3):
+                out = f"run{life}{i}"
+                (tmp_path / f"{out}.toml").write_text(federation_config(
+                    data={"dataset": "breast_cancer"}, peers={"party1": f"127.0.0.1:{port}"}, rounds=2, seed=i,
+                    out=tmp_path / out, certs=None, transport=FAST_RETRY))
+                try:
+                    metrics = train_federation(FederationConfig.load(tmp_path / f"{out}.toml", insecure=True))
+                    outcomes.append(("ok", metrics["privacy"]["party1"]))
+                except BudgetExceeded as exc:
+                    outcomes.append(("refused", str(exc)))
+        finally:
+            _stop(proc)
+    ok = [o for kind, o in outcomes if kind == "ok"]
+    refused = [o for kind, o in outcomes if kind == "refused"]
+    assert len(ok) >= 3 and refused, outcomes  # 0.3 per session: at most 3 fit in 1 (a 4th only if PLD allows)
+    assert all("budget_exceeded" in r and "left" in r and "asked 0.3" in r for r in refused)
+    assert outcomes[:3] == [o for o in outcomes[:3] if o[0] == "ok"]
+    ledger = read_ledger(ledger_path)
+    assert ledger.epsilon_spent <= 1.0
+    # per session gram, stat, pred; once, in the first: the DP standardization (std_mean, std_scale)
+    # from breast_cancer's documented bounds, stored with the ledger and reused by later sessions
+    assert len(ledger.spent_by_session()) == len(ok) and len(ledger.entries) == 3 * len(ok) + 2
+    assert [e.release.what for e in ledger.entries].count("std_mean") == 1
+    for block in ok:
+        assert block["epsilon_budget"] == 1.0 and block["ledger"]["lifetime_epsilon_spent"] <= 1.0
+    shown = subprocess.run([sys.executable, "-m", "securegal.cli", "ledger", "show", str(ledger_path),
+                            "--releases"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0
+    for s in ledger.spent_by_session():
+        assert shown.stdout.count(s.session[:24]) == 1 + s.releases  # the session line and its releases
+
+
+# --- standardization inside the guarantee --------------------------------------------------------
+
+def test_an_outlier_neighbour_moves_the_gram_by_at_most_its_sensitivity():
+    wine = load_dataset("wine")
+    columns = documented_columns("wine", 13)
+    std = columns.declared()
+    ridge = DPRidge(0.5, 1.0, 0.1, 1e-3)
+    fmap = ridge.feature_map(13)
+    bound = gram_sensitivity(0.5, 0.1)
+    X = wine.X[:120]
+    for sigmas in (10, 100, 1e6):
+        neighbour = X.copy()
+        neighbour[7] = X.mean(axis=0) + sigmas * X.std(axis=0)
+        G, H = (fmap(std(A)).T @ fmap(std(A)) for A in (X, neighbour))
+        moved = np.linalg.norm(np.triu(G - H)[:-1, :])  # the released upper triangle (corner is public)
+        assert moved <= bound + 1e-12, (sigmas, moved, bound)
+        assert np.array_equal(std(X)[np.arange(120) != 7], std(neighbour)[np.arange(120) != 7])
+
+
+def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path, capsys):
+    from securegal.run import train
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+
+    metrics = train("wine", parties=3, rounds=2, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0)))
+    for block in metrics["privacy"].values():
+        assert "wine dataset's documentation" in block["mechanism"]["standardization"]
+        assert "not the training mean/std" in block["mechanism"]["standardization"]
+        assert block["ledger"]["lifetime_epsilon_spent"] <= 2.0
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,c,y\n" + "\n".join(f"{i},{i % 7},{i % 3},{i % 2}" for i in range(60)))
+    with pytest.raises(ConfigError, match="needs public per-column bounds"):
+        train(csv=csv, target="y", parties=3, rounds=2, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0)))
+    (tmp_path / "cols.toml").write_text("lower = [0, 0, 0]\nupper = [60, 6, 2]\n")
+    argv = ["train", "--csv", str(csv), "--target", "y", "-M", "3", "-T", "2", "--epsilon", "2", "--no-progress",
+            "--columns", str(tmp_path / "cols.toml")]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert all("declared in cols.toml" in b["mechanism"]["standardization"] for b in metrics["privacy"].values())
+    (tmp_path / "cols.toml").write_text("lower = [0, 0]\nupper = [60, 6]\n")
+    assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
+    assert "the column declaration has 2 columns, 't' has 3 feature columns" in capsys.readouterr().err
+
+
+def test_train_ledger_dir_makes_embedded_budgets_persistent(tmp_path, capsys):
+    args = ["train", "--dataset", "wine", "-M", "3", "-T", "2", "--epsilon", "1", "--ledger", str(tmp_path),
+            "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    files = sorted(p.name for p in tmp_path.glob("*.securegal-ledger.json"))
+    assert files == ["party1.securegal-ledger.json", "party2.securegal-ledger.json"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2  # the first run took the whole lifetime budget
+    err = capsys.readouterr().err
+    assert "budget_exceeded" in err and "smallest session" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    assert main(["train", "--dataset", "wine", "--ledger", str(tmp_path), "--out", str(tmp_path / "c"),
+                 "--no-progress"]) == 2
+    assert "needs --epsilon" in capsys.readouterr().err
+
+
+# --- label-DP: the split does not depend on the labels ------------------------------------------
+
+def test_label_dp_split_does_not_depend_on_the_labels(monkeypatch):
+    from dataclasses import replace
+
+    wine = load_dataset("wine")
+    rng = np.random.default_rng(5)
+    for trial in range(10):
+        y = wine.y.copy()
+        i = int(rng.integers(len(y)))
+        y[i] = (y[i] + 1) % 3
+        a = split_rows(wine, trial, 0.2, 0.1, stratify=False)
+        b = split_rows(replace(wine, y=y), trial, 0.2, 0.1, stratify=False)
+        assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("train", "validation", "test"))
+    import securegal.run as run
+
+    seen = []
+    real = run.split_rows
+    monkeypatch.setattr(run, "split_rows", lambda *a, **kw: seen.append(kw["stratify"]) or real(*a, **kw))
+    from securegal.privacy.plan import PrivacyPlan
+
+    run.train("wine", parties=2, rounds=1, plan=PrivacyPlan.from_options(label_epsilon=5.0), weighting="uniform",
+              eta=0.5)
+    run.train("wine", parties=2, rounds=1)
+    assert seen == [False, True]
