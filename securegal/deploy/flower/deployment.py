@@ -67,7 +67,11 @@ def train_on_flower(cfg: FederationConfig, grid, *, keys_dir: str | Path | None 
     present = wait_for_nodes(grid, len(cfg.peers), join_timeout)
     if present < len(cfg.peers):
         log.warning("%d of %d parties' nodes connected within %g s", present, len(cfg.peers), join_timeout)
+    deadline = time.monotonic() + join_timeout
     nodes = discover(grid, cfg.peers, keys, timeout=cfg.retry.timeout)
+    while set(nodes) != set(cfg.peers) and time.monotonic() < deadline:  # nodes still starting up
+        time.sleep(1.0)
+        nodes = discover(grid, cfg.peers, keys, timeout=max(1.0, min(cfg.retry.timeout, deadline - time.monotonic())))
     missing = sorted(set(cfg.peers) - set(nodes))
     if missing:
         log.warning("no authenticated node for %s: they are absent from the run", missing)
