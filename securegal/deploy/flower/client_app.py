@@ -10,14 +10,16 @@ Which party this node is comes from the SuperNode's node config, never from mess
 In the simulation engine (one process, no per-node config files) the run config
 ``party-configs`` lists the parties' files, comma-separated, picked by ``partition-id``.
 
-Party state (the session, round models, trainer, DP ledger) must outlive one message. It lives
-in :data:`_ENDPOINTS`, a module-level cache keyed by (run id, node id), so it needs a Flower
-runtime that calls every message of a node in one long-lived Python process: the simulation
-engine with ONE Ray actor (``client_resources.num_cpus`` equal to the backend's ``num_cpus``,
-see :data:`SIMULATION_BACKEND`). flwr 1.42's deployment runtime does not: with both
-``--isolation subprocess`` and ``--isolation process`` every message starts a fresh
-``flwr-clientapp`` process (docs/deployments.md, "Flower"), so a party whose state was lost
-answers "no open session" and the label owner drops it.
+Party state (the session, round models, trainer, DP ledger) must outlive one message:
+
+- simulation engine: it lives in :data:`_ENDPOINTS`, a module-level cache keyed by (run id,
+  node id), which needs every message of a node in one long-lived Python process: ONE Ray actor
+  (``client_resources.num_cpus`` equal to the backend's ``num_cpus``, :data:`SIMULATION_BACKEND`);
+- deployment runtime: flwr 1.42 starts a fresh ``flwr-clientapp`` process for EVERY message, with
+  both ``--isolation subprocess`` and ``--isolation process``, so no Python object survives. The
+  state then lives in the organization's party runtime (:mod:`.party_runtime`, beside the
+  SuperNode) and node config ``party-runtime = "host:port"`` makes this ClientApp a relay to it,
+  authenticated with the organization's own certificate (party.toml ``[tls]``).
 """
 from __future__ import annotations
 
@@ -88,12 +90,40 @@ def _release(context: Context) -> None:
         endpoint.close()
 
 
+def _relay(path: Path, address: str, data: bytes) -> bytes:
+    """``data`` to the party runtime at ``address`` (mutual TLS with the party's own certificate)."""
+    from ...transport.grpc_client import GrpcTransport
+    from ...transport.frames import FrameLimits
+    from .. import config as schema
+    from ..party_process import TlsConfig
+
+    f, _ = schema.read(path, schema.PartyFile)
+    tls = TlsConfig.build(f.tls, f.name, str(path), path.resolve().parent)
+    transport = GrpcTransport({f.name: address}, identity=tls.identity, insecure=tls.insecure,
+                              limits=FrameLimits(chunk_bytes=f.limits.chunk_bytes,
+                                                 max_message_bytes=f.limits.max_message_bytes))
+    try:
+        return transport.call(f.name, data)
+    finally:
+        transport.close()
+
+
+def _party_name(path: Path) -> str:
+    from .. import config as schema
+
+    return schema.read(path, schema.PartyFile)[0].name
+
+
 def make_client_app(party_configs: Sequence[str | Path] | None = None) -> ClientApp:
     """A ClientApp serving the party its node config names (``party_configs``: simulation only)."""
     app = ClientApp()
 
     @app.query(ACTION)
     def securegal(message: Message, context: Context) -> Message:
+        runtime = context.node_config.get("party-runtime")
+        if runtime:  # deployment runtime: the state lives in the party runtime process
+            reply = _relay(party_config_path(context, party_configs), str(runtime), unpack(message.content))
+            return Message(pack(reply), reply_to=message)
         endpoint = _endpoint(context, party_configs)
         reply = endpoint.handle(unpack(message.content))
         if endpoint.party.finished:  # the session is over: free the round models
@@ -102,13 +132,14 @@ def make_client_app(party_configs: Sequence[str | Path] | None = None) -> Client
 
     @app.query(IDENTITY_ACTION)
     def identity(message: Message, context: Context) -> Message:
-        endpoint = _endpoint(context, party_configs)
+        name = (_party_name(party_config_path(context, party_configs)) if context.node_config.get("party-runtime")
+                else _endpoint(context, party_configs).name)
         nonce = read_config(message.content, "nonce")["nonce"]
         path = context.node_config.get("auth-key")
         key = load_private_key(str(path)) if path else None
         if not isinstance(nonce, bytes):
             raise ProtocolError("identity nonce must be bytes")
-        return Message(config(**answer(nonce, context.node_id, endpoint.name, key)), reply_to=message)
+        return Message(config(**answer(nonce, context.node_id, name, key)), reply_to=message)
 
     return app
 
