@@ -176,3 +176,42 @@ def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
     assert gal["absent_per_round"] == [[], ["party2"], ["party2"]] and gal["missing_at_predict"] == ["party2"]
     weights = metrics["weights"]  # per round, [alice, party1, party2]
     assert weights[0][2] > 0 and [w[2] for w in weights[1:]] == [0.0, 0.0]
+
+
+def _alive(proc) -> bool:
+    """Whether any process of ``proc``'s process group is still running."""
+    import os
+
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
+    """flower-superlink (TLS, SuperNode authentication) and one flower-supernode per organization
+    on 127.0.0.1: the same results as embedded; a SuperNode with an unregistered key is refused;
+    nothing is left running."""
+    from securegal.deploy.flower.localnet import FlowerLocalFederation, write_node_key
+
+    fed = FlowerLocalFederation(tmp_path / "fed", parties=3, rounds=2, seed=0)
+    with fed:
+        impostor = fed.start_supernode("party1", key=write_node_key(tmp_path / "impostor"))  # never registered
+        metrics = fed.run()
+    embedded = train("breast_cancer", parties=3, rounds=2, seed=0)
+    assert metrics["deployment"] == "flower"
+    a, b = _comparable(metrics), _comparable(embedded)
+    for d in (a, b):
+        d.pop("plan"), d.pop("privacy", None)
+    assert a == b
+    # the impostor never joined: the SuperLink refused its key, the run saw the two real parties only
+    assert metrics["gal"].get("absent_per_round") is None
+    log = (tmp_path / "fed" / "supernode-impostor.log").read_text()
+    assert "Receiving: query.securegal" not in log
+    assert "Failed to activate SuperNode" in log and impostor.returncode != 0, log[-2000:]
+    # every process the test started is gone, with its children (Flower's per-message processes)
+    assert fed.processes and not any(_alive(p) for p in fed.processes.values())
+    assert impostor.poll() is not None

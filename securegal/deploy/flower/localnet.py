@@ -132,6 +132,7 @@ class FlowerLocalFederation:
                     # Flower starts flower-superexec / flwr-clientapp by name: this interpreter's scripts first
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.processes: dict[str, subprocess.Popen] = {}
+        self.runtime_ports: dict[str, int] = {}
 
     # -- setup -------------------------------------------------------------------------------
     def _files(self) -> None:
@@ -188,7 +189,8 @@ class FlowerLocalFederation:
             if not line.startswith(f"party runtime {name} serving on port "):
                 self.stop()
                 raise RuntimeError(f"party runtime {name} did not start (see {self.workdir / f'runtime-{name}.log'})")
-            self.start_supernode(name, int(line.rsplit(" ", 1)[1]))
+            self.runtime_ports[name] = int(line.rsplit(" ", 1)[1])
+            self.start_supernode(name)
         return self
 
     def _await_superlink(self) -> None:
@@ -210,11 +212,12 @@ class FlowerLocalFederation:
         if done.returncode != 0:
             raise RuntimeError(f"flwr supernode register {public_key} failed: {done.stdout}{done.stderr}")
 
-    def start_supernode(self, name: str, runtime_port: int, key: Path | None = None) -> subprocess.Popen:
-        """One ``flower-supernode`` for organization ``name`` (``key``: its authentication key)."""
+    def start_supernode(self, name: str, key: Path | None = None) -> subprocess.Popen:
+        """One ``flower-supernode`` serving party ``name`` (``key``: its authentication key,
+        default the one registered for ``name``)."""
         key = key or self.keys / name
         node_config = (f'party-config="{self.config_dir / (name + ".toml")}" '
-                       f'party-runtime="127.0.0.1:{runtime_port}" auth-key="{key}"')
+                       f'party-runtime="127.0.0.1:{self.runtime_ports[name]}" auth-key="{key}"')
         return self._spawn(f"supernode-{name}" if key == self.keys / name else f"supernode-{key.name}", [
             str(Path(sys.executable).parent / "flower-supernode"), "--superlink", f"{SUPERLINK_HOST}:{self.port}",
             "--root-certificates", str(self.certs / "ca.pem"), "--auth-supernode-private-key", str(key),
