@@ -18,7 +18,7 @@ from .test_deploy_parity import _comparable, _layer_settings  # noqa: E402
 PARTIES = ("party1", "party2")
 
 
-def write_federation(tmp_path, *, residuals="plain", privacy=None, extra=None, rounds=2):
+def write_federation(tmp_path, *, residuals="plain", privacy=None, extra=None, rounds=2, timeout=120.0):
     """party1.toml, party2.toml (blocks 1, 2 of breast_cancer) and federation.toml; returns their paths."""
     configs = []
     for i, name in enumerate(PARTIES, 1):
@@ -31,7 +31,7 @@ def write_federation(tmp_path, *, residuals="plain", privacy=None, extra=None, r
     # [[party]] address is the gRPC deployment's key: unused on Flower
     fed.write_text(federation_config(data={"dataset": "breast_cancer"}, peers={p: "127.0.0.1:1" for p in PARTIES},
                                      rounds=rounds, seed=0, out=tmp_path / "run", certs=None, residuals=residuals,
-                                     transport={"timeout": 120.0}, extra=extra))
+                                     transport={"timeout": timeout}, extra=extra))
     return fed, configs
 
 
@@ -113,19 +113,27 @@ class LoopbackGrid:
     def get_node_ids(self):
         return list(self.contexts)
 
-    def send_and_receive(self, messages, *, timeout=None):
+    def push_messages(self, messages):
         from securegal.deploy.flower.records import MESSAGE_TYPE
 
-        replies = []
+        self.replies = getattr(self, "replies", {})
+        ids = []
         for message in messages:
             node = message.metadata.dst_node_id
+            message.metadata.__dict__["_message_id"] = message.object_id
+            ids.append(message.object_id)
             if message.metadata.message_type == MESSAGE_TYPE:
                 self.handled[node] += 1
                 if self.handled[node] > self.gone.get(node, float("inf")):
                     continue  # gone: no reply
-            message.metadata.__dict__["_message_id"] = message.object_id
-            replies.append(self.app(message, self.contexts[node]))
-        return replies
+            self.replies[message.object_id] = self.app(message, self.contexts[node])
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(messages))
 
 
 def _ssh_key(path):
@@ -167,7 +175,7 @@ def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
     from securegal.deploy.flower.client_app import make_client_app
     from securegal.deploy.flower.deployment import load_federation, train_on_flower
 
-    fed, configs = write_federation(tmp_path, rounds=3)
+    fed, configs = write_federation(tmp_path, rounds=3, timeout=1.0)  # how long a gone party is waited for
     fed.write_text(fed.read_text().replace("rounds = 3", "rounds = 3\nmin_parties = 2"))
     nodes = {21: {"party-config": str(configs[0])}, 22: {"party-config": str(configs[1])}}
     grid = LoopbackGrid(make_client_app(), nodes, gone={22: 2})  # party2: Setup and round 1, then gone
