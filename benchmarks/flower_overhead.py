@@ -9,9 +9,7 @@ One label owner -> one party echo round trip (the party returns the bytes it got
   :class:`~securegal.transport.grpc_server.PartyServer` with mutual TLS on 127.0.0.1;
 - ``flower``: :class:`~securegal.deploy.flower.transport.FlowerTransport` from a ServerApp
   through ``flower-superlink`` (TLS, SuperNode authentication) to one ``flower-supernode``
-  whose ClientApp echoes (the same records as the securegal app), all on 127.0.0.1, with
-  ``grid.send_and_receive`` (``flower``) or pulls every 0.2 s (``flower-poll``, what
-  :class:`~securegal.deploy.flower.deployment.FlowerDeployment` uses);
+  whose ClientApp echoes (the same records as the securegal app), all on 127.0.0.1;
 - ``flower-sim``: the same through the simulation engine (in-memory Grid, one Ray actor).
 
 Prints one JSON object {transport: {size: seconds}}.
@@ -54,8 +52,7 @@ def main(grid, context):
     cfg = context.run_config
     while not list(grid.get_node_ids()):
         time.sleep(0.5)
-    poll = float(cfg["poll"]) or None  # 0: grid.send_and_receive
-    transport = FlowerTransport(grid, {"echo": list(grid.get_node_ids())[0]}, timeout=600, poll=poll)
+    transport = FlowerTransport(grid, {"echo": list(grid.get_node_ids())[0]}, timeout=600)
     results = {}
     for size in [int(s) for s in str(cfg["sizes"]).split(",")]:
         payload = os.urandom(size)
@@ -101,7 +98,7 @@ def bench_grpc(workdir: Path, repeats: int) -> dict[str, float]:
     return out
 
 
-def _echo_app(directory: Path, repeats: int, out: Path, poll: float = 0.0) -> None:
+def _echo_app(directory: Path, repeats: int, out: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "echo_app.py").write_text(ECHO_APP)
     from securegal.deploy.flower.localnet import APP_PYPROJECT
@@ -109,17 +106,17 @@ def _echo_app(directory: Path, repeats: int, out: Path, poll: float = 0.0) -> No
     text = APP_PYPROJECT.split("[tool.flwr.app.components]")[0]
     text += ('[tool.flwr.app.components]\nserverapp = "echo_app:server"\nclientapp = "echo_app:client"\n\n'
              f'[tool.flwr.app.config]\nsizes = "{",".join(str(s) for s in SIZES.values())}"\n'
-             f'repeats = {repeats}\npoll = {float(poll)}\nout = "{out}"\n')
+             f'repeats = {repeats}\nout = "{out}"\n')
     (directory / "pyproject.toml").write_text(text)
 
 
-def bench_flower(workdir: Path, repeats: int, poll: float = 0.0) -> dict[str, float]:
+def bench_flower(workdir: Path, repeats: int) -> dict[str, float]:
     from securegal.deploy.flower.localnet import FlowerLocalFederation
 
-    out = workdir / f"flower-echo-{poll}.json"
-    fed = FlowerLocalFederation(workdir / f"flower-{poll}", parties=2)
+    out = workdir / "flower-echo.json"
+    fed = FlowerLocalFederation(workdir / "flower", parties=2)
     with fed:
-        _echo_app(fed.app_dir, repeats, out, poll)
+        _echo_app(fed.app_dir, repeats, out)
         done = fed.flwr("run", str(fed.app_dir), "local", "--stream", timeout=1800)
         if done.returncode != 0 or not out.exists():
             raise RuntimeError(f"flwr run failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -141,7 +138,7 @@ def bench_simulation(workdir: Path, repeats: int) -> dict[str, float]:
     # run_simulation has no run config: give the ServerApp its settings through the module
     def main(grid, context):
         context.run_config.update({"sizes": ",".join(str(s) for s in SIZES.values()), "repeats": repeats,
-                                   "poll": 0.0, "out": str(out)})
+                                   "out": str(out)})
         return echo_app.main(grid, context)
 
     from flwr.serverapp import ServerApp
@@ -155,13 +152,12 @@ def bench_simulation(workdir: Path, repeats: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", choices=("grpc", "flower", "flower-poll", "flower-sim"), action="append")
+    p.add_argument("--only", choices=("grpc", "flower", "flower-sim"), action="append")
     args = p.parse_args(argv)
-    chosen = args.only or ["grpc", "flower", "flower-poll", "flower-sim"]
+    chosen = args.only or ["grpc", "flower", "flower-sim"]
     results = {}
     with tempfile.TemporaryDirectory(prefix="securegal-flower-bench-") as tmp:
-        for name, fn in (("grpc", bench_grpc), ("flower", bench_flower),
-                         ("flower-poll", lambda d, r: bench_flower(d, r, poll=0.2)), ("flower-sim", bench_simulation)):
+        for name, fn in (("grpc", bench_grpc), ("flower", bench_flower), ("flower-sim", bench_simulation)):
             if name in chosen:
                 results[name] = fn(Path(tmp), args.repeats)
                 print(name, json.dumps(results[name]), file=sys.stderr, flush=True)

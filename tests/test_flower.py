@@ -48,7 +48,8 @@ def simulate(fed, configs):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("name", ["plain", "ckks", "dp"])  # label-dp and ckks+dp pass too (slower CI)
+# plain runs on the real deployment below; label-dp and ckks+dp pass too (left out to keep CI short)
+@pytest.mark.parametrize("name", ["ckks", "dp"])
 def test_simulation_and_embedded_runs_agree_for_every_layer(name, tmp_path):
     pytest.importorskip("ray")
     plan, party_privacy, extra = _layer_settings(name)

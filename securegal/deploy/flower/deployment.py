@@ -19,23 +19,18 @@ from .transport import FlowerTransport
 
 log = logging.getLogger(__name__)
 
-# Pull interval for replies (seconds). flwr 1.42's deployment Grid.send_and_receive waits 3 s
-# between pulls; pulling every 0.2 s saves up to 3 s per exchange (docs/deployments.md).
-POLL_SECONDS = 0.2
-
 
 class FlowerDeployment(NetworkedDeployment):
     """Feature parties behind Flower SuperNodes, reached through the SuperLink."""
 
     name = "flower"
 
-    def __init__(self, cfg: FederationConfig, checkpoint, state, on_round=None, *, grid, nodes: Mapping[str, int],
-                 poll: float | None = POLL_SECONDS):
+    def __init__(self, cfg: FederationConfig, checkpoint, state, on_round=None, *, grid, nodes: Mapping[str, int]):
         super().__init__(cfg, checkpoint, state, on_round)
-        self.grid, self.nodes, self.poll = grid, dict(nodes), poll
+        self.grid, self.nodes = grid, dict(nodes)
 
     def transport(self) -> FlowerTransport:
-        return FlowerTransport(self.grid, self.nodes, timeout=self.cfg.retry.timeout, poll=self.poll)
+        return FlowerTransport(self.grid, self.nodes, timeout=self.cfg.retry.timeout)
 
 
 def load_federation(path: str | Path, **overrides) -> FederationConfig:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Mapping
 
 from ...errors import PartyUnavailable, ProtocolError
@@ -15,35 +14,17 @@ log = logging.getLogger(__name__)
 class FlowerTransport:
     """One Flower ``Message`` per party node per exchange, sent with ``grid.send_and_receive``.
 
-    ``poll`` (seconds) replaces ``send_and_receive``'s waiting by pulls at that interval.
     ``nodes`` maps each party to the node id that proved its identity
     (:func:`securegal.deploy.flower.identity.discover`). A party with no reply within ``timeout``
     seconds, or whose ClientApp failed, gets :class:`PartyUnavailable` in its slot, so the label
     owner drops it from the round as in the other deployments.
     """
 
-    def __init__(self, grid, nodes: Mapping[str, int], timeout: float = 300.0, poll: float | None = None):
+    def __init__(self, grid, nodes: Mapping[str, int], timeout: float = 300.0):
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if poll is not None and not poll > 0:
-            raise ValueError(f"poll must be > 0 seconds, got {poll!r}")
-        self.grid, self.nodes, self.timeout, self.poll = grid, dict(nodes), timeout, poll
+        self.grid, self.nodes, self.timeout = grid, dict(nodes), timeout
         self._parties = {node: party for party, node in self.nodes.items()}
-
-    def _exchange(self, messages: list) -> list:
-        """``grid.send_and_receive``; with ``poll``, the same with pulls every ``poll`` seconds
-        (flwr 1.42's deployment Grid waits 3 s between pulls)."""
-        if self.poll is None:
-            return list(self.grid.send_and_receive(messages, timeout=self.timeout))
-        pending = set(self.grid.push_messages(messages))
-        deadline, replies = time.monotonic() + self.timeout, []
-        while pending and time.monotonic() < deadline:
-            got = list(self.grid.pull_messages(pending))
-            replies.extend(got)
-            pending -= {m.metadata.reply_to_message_id for m in got}
-            if pending:
-                time.sleep(self.poll)
-        return replies
 
     def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]:
         from flwr.app import Message
@@ -55,7 +36,7 @@ class FlowerTransport:
                 out[party] = PartyUnavailable(f"party {party!r} has no authenticated Flower node")
                 continue
             messages.append(Message(content=pack(data), dst_node_id=self.nodes[party], message_type=MESSAGE_TYPE))
-        for reply in self._exchange(messages) if messages else ():
+        for reply in self.grid.send_and_receive(messages, timeout=self.timeout) if messages else ():
             party = self._parties.get(reply.metadata.src_node_id)
             if party is None or party not in requests or party in out:
                 log.warning("ignoring a reply from node %s", reply.metadata.src_node_id)
