@@ -133,7 +133,6 @@ def bench_simulation(workdir: Path, repeats: int) -> dict[str, float]:
     _echo_app(app_dir, repeats, out)
     sys.path.insert(0, str(app_dir))
     import echo_app
-    from flwr.app import Context  # noqa: F401
 
     # run_simulation has no run config: give the ServerApp its settings through the module
     def main(grid, context):

@@ -10,7 +10,6 @@ pytest.importorskip("flwr")
 
 from securegal.deploy.localnet import federation_config, party_config  # noqa: E402
 from securegal.errors import ProtocolError  # noqa: E402
-from securegal.privacy.registry import LAYERS  # noqa: E402
 from securegal.run import train  # noqa: E402
 
 from .test_deploy_parity import _comparable, _layer_settings  # noqa: E402

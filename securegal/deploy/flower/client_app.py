@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import tomllib
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,7 @@ require_flwr()
 from flwr.app import Context, Message  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 
-from ...errors import ConfigError, ProtocolError  # noqa: E402
+from ...errors import ConfigError  # noqa: E402
 from ...parties.endpoint import PartyEndpoint  # noqa: E402
 from ..party_process import PartyConfig, build_party  # noqa: E402
 from .identity import answer, load_private_key  # noqa: E402
@@ -67,7 +68,7 @@ def party_config_path(context: Context, party_configs: Sequence[str | Path] | No
 
 
 def _load(path: Path) -> PartyConfig:
-    import tomllib
+    """``party.toml``; its ``[tls]`` may be left out (Flower does TLS), in which case none is loaded."""
     try:
         has_tls = "tls" in tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -137,8 +138,6 @@ def make_client_app(party_configs: Sequence[str | Path] | None = None) -> Client
         nonce = read_config(message.content, "nonce")["nonce"]
         path = context.node_config.get("auth-key")
         key = load_private_key(str(path)) if path else None
-        if not isinstance(nonce, bytes):
-            raise ProtocolError("identity nonce must be bytes")
         return Message(config(**answer(nonce, context.node_id, name, key)), reply_to=message)
 
     return app

@@ -75,7 +75,7 @@ def party_keys(directory: str | Path, parties: Iterable[str]) -> dict[str, ec.El
 
 def answer(nonce: bytes, node_id: int, party: str, key: ec.EllipticCurvePrivateKey | None) -> dict:
     """A ClientApp's handshake reply: its party name, signed when it holds the node's key."""
-    if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:  # a ConfigRecord value may be any scalar
         raise ProtocolError(f"identity nonce must be {NONCE_BYTES} bytes")
     signature = b"" if key is None else key.sign(_signed_bytes(nonce, node_id, party), ec.ECDSA(hashes.SHA256()))
     return {"party": party, "signature": signature}

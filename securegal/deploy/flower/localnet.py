@@ -35,7 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ...errors import ConfigError
 from ...transport.certs import init_federation
 from ..config import dump
-from ..localnet import LABEL_OWNER, _readline, federation_config, party_config
+from ..localnet import _readline, federation_config, party_config
 
 SUPERLINK_HOST = "localhost"  # the SuperLink certificate's name
 READY_TIMEOUT = 120.0
