@@ -47,8 +47,8 @@ def simulate(fed, configs):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
-# plain runs on the real deployment below; label-dp and ckks+dp pass too (left out to keep CI short)
-@pytest.mark.parametrize("name", ["ckks", "dp"])
+# every registered layer but plain, which runs on the real deployment below
+@pytest.mark.parametrize("name", ["ckks", "ckks+dp", "dp", "label-dp"])
 def test_simulation_and_embedded_runs_agree_for_every_layer(name, tmp_path):
     pytest.importorskip("ray")
     plan, party_privacy, extra = _layer_settings(name)
