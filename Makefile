@@ -34,7 +34,7 @@ clean:
 # certificates; writes runs/network-demo/metrics.json and stops every process it started.
 RESIDUALS ?= plain
 network-demo: $(STAMP)
-	rm -rf runs/network-demo
+	rm -rf runs/network-demo runs/network-demo.federation
 	$(PY) -m securegal.deploy.localnet --dataset breast_cancer --parties 4 --rounds 10 --seed 0 \
 	    --residuals $(RESIDUALS) --out runs/network-demo
 

@@ -6,16 +6,14 @@ so once the crafted rounds supply d + 1 independent columns the replies span the
 feature space exactly, whatever the labels; the attacker stops when a round adds no rank
 (it does not need to know d). The replies are then solved with the equality-solving attack.
 
-:class:`CraftedResiduals` is the malicious label owner for a test federation: a residual channel
-that sends crafted residuals instead of the true ones (``securegal.run.train(...,
-channel=CraftedResiduals())``); the run's ``metrics.json`` then says ``"residuals": "crafted"``
-and ``securegal audit`` scores this attack on it.
+The malicious label owner that sends them in a real federation is
+:class:`securegal.experiments.active.CraftedResiduals` (``securegal audit --active
+crafted_residuals``); such a run's ``metrics.json`` says ``"residuals": "crafted"`` and the
+audit scores this attack on it.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from securegal.seam import plain_array
 
 from . import hat_matrix
 from .features import KnownRows, score_features
@@ -30,29 +28,6 @@ def crafted_residuals(n: int, n_outputs: int, round_: int, seed: int = 0) -> np.
     if n < 1 or n_outputs < 1 or round_ < 0:
         raise ValueError(f"need n >= 1, n_outputs >= 1, round >= 0; got {n}, {n_outputs}, {round_}")
     return np.random.default_rng([int(seed), int(round_)]).standard_normal((n, n_outputs))
-
-
-class CraftedResiduals:
-    """A malicious label owner's residual channel (a :class:`securegal.seam.ResidualChannel`):
-    every party receives crafted residuals in the clear."""
-
-    name = "crafted"
-
-    def __init__(self, seed: int = 0):
-        self.seed = int(seed)
-
-    def setup_fields(self, party: str) -> dict:
-        return {"residuals": "plain"}
-
-    def open(self, payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
-        return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
-
-    def seal(self, residuals: np.ndarray, round: int, party: str) -> np.ndarray:
-        n, k = np.shape(residuals)
-        return crafted_residuals(n, k, round, self.seed)
-
-    def report(self) -> dict:
-        return {"malicious_label_owner": {"residuals": "crafted", "seed": self.seed}}
 
 
 def span_saturated(prediction_rounds: list[np.ndarray]) -> bool:

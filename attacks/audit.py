@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from statistics import NormalDist
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from . import active_residuals, hat_matrix, inversion_net, label_clustering, lab
 from .features import KnownRows
 from .labels import KnownLabels, class_set
 from .result import AttackResult
+from .stats import ALPHA, bayes_bound
+from .verdict import verdicts
 from .views import as_array, is_encrypted
 
 GROUND_TRUTH = "ground_truth.npz"
@@ -45,15 +49,18 @@ class GroundTruth:
     labels: np.ndarray
     features: dict[str, np.ndarray]
     opened: dict[str, np.ndarray]  # party -> (rounds, n, K) predictions the label owner opened
+    handles: dict[str, np.ndarray] = field(default_factory=dict)  # party -> its row handle of each row
 
     def rows(self, sample_ids: np.ndarray) -> np.ndarray:
-        """Positions of ``sample_ids`` in the truth arrays (every ID must be present)."""
-        order = np.argsort(self.sample_ids)
-        pos = np.searchsorted(self.sample_ids, sample_ids, sorter=order)
-        pos = order[np.clip(pos, 0, len(order) - 1)]
-        if np.any(self.sample_ids[pos] != sample_ids):
-            raise ConfigError("the transcript's training sample IDs are not in ground_truth.npz")
-        return pos
+        """Positions of ``sample_ids`` in the truth arrays: the label owner's row numbers, or one
+        party's row handles of this session (every ID must be present)."""
+        for keys in (self.sample_ids, *self.handles.values()):
+            order = np.argsort(keys)
+            pos = np.searchsorted(keys, sample_ids, sorter=order)
+            pos = order[np.clip(pos, 0, len(order) - 1)]
+            if len(keys) and np.all(keys[pos] == sample_ids):
+                return pos
+        raise ConfigError("the transcript's training sample IDs are not in ground_truth.npz")
 
 
 @dataclass(frozen=True)
@@ -70,14 +77,24 @@ class RunView:
 
 @dataclass(frozen=True)
 class AuditRow:
-    """An :class:`AttackResult` plus what the attacker's payloads were (``view``)."""
+    """An :class:`AttackResult` plus what the attacker's payloads were (``view``), the epsilon
+    protecting the victim, whether the view understates the attacker's (``understates``), and
+    for label-DP victims the Bayes bound on label accuracy (``bayes_bound``)."""
 
     result: AttackResult
     view: str
     epsilon: float = math.inf
+    understates: bool = False
+    bayes_bound: float | None = None
 
     def to_dict(self) -> dict:
-        return {**self.result.to_dict(), "view": self.view, "epsilon": self.epsilon}
+        d = {**self.result.to_dict(), "normalized_advantage": self.result.normalized_advantage,
+             "view": self.view, "epsilon": self.epsilon, "understates": self.understates}
+        if self.bayes_bound is not None:
+            r = self.result
+            upper = r.score - NormalDist().inv_cdf(1 - ALPHA) * (r.score_se or 0.0)
+            d.update(bayes_bound=self.bayes_bound, within_bayes_bound=bool(upper <= self.bayes_bound))
+        return d
 
 
 def check_fraction(name: str, value: float) -> float:
@@ -117,7 +134,9 @@ def load_run(run_dir: Path | str) -> RunView:
             truth = GroundTruth(np.asarray(npz["sample_ids"], dtype=np.int64), np.asarray(npz["labels"]),
                                 {n: np.asarray(npz[f"features.{n}"], dtype=np.float64) for n in names},
                                 {n: np.asarray(npz[f"opened.{n}"], dtype=np.float64) for n in names
-                                 if f"opened.{n}" in npz.files})
+                                 if f"opened.{n}" in npz.files},
+                                {n: np.asarray(npz[f"handles.{n}"], dtype=np.int64) for n in names
+                                 if f"handles.{n}" in npz.files})
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{path} is unreadable or incomplete ({exc})") from None
     n = truth.sample_ids.shape[0]
@@ -155,6 +174,35 @@ def _standardize_truth(X: np.ndarray) -> np.ndarray:
     return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
+#: Label attacks whose accuracy the label-DP Bayes bound applies to (they see only the release
+#: and other rows' labels; model completion also uses the attacker's own columns).
+BAYES_CHECKED = ("label_inversion", "label_clustering")
+
+
+def score_label_attacks(rounds: list[np.ndarray], task: str, n_outputs: int, truth: np.ndarray,
+                        own: np.ndarray | None, attacker: str, victim: str, known_fraction: float, seed: int,
+                        view: str, privacy: dict | None = None) -> list[AuditRow]:
+    """Every label attack of ``attacker`` on the residual ``rounds`` it received, scored against
+    ``truth`` (the victim's labels, aligned to the rounds' rows). Model completion needs the
+    attacker's own columns ``own`` and is left out without them. ``privacy``: the victim's
+    privacy block (its epsilon and delta), if DP protects its labels."""
+    n = truth.shape[0]
+    known_idx = _choose(n, known_fraction, _rng(seed, "labels", attacker))
+    known = KnownLabels(known_idx, truth[known_idx])
+    classes = class_set(n_outputs) if task == "classification" else None
+    results = (label_inversion.run(rounds, task, known, truth, attacker, victim, classes)
+               + label_clustering.run(rounds, task, known, truth, attacker, victim, classes, seed))
+    if own is not None:
+        results += model_completion.run(own, rounds, task, known, truth, attacker, victim, classes)
+    eps, delta = block_epsilon(privacy)
+    bound = None
+    if task == "classification" and math.isfinite(eps):
+        prior = float(np.max(np.bincount(np.asarray(truth, dtype=np.int64)))) / n
+        bound = bayes_bound(eps, prior, delta)
+    return [AuditRow(r, view, eps, bayes_bound=bound if (r.metric == "accuracy" and r.attack in BAYES_CHECKED)
+                     else None) for r in results]
+
+
 def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0) -> list[AuditRow]:
     """Feature party ``party`` attacks the label owner's labels from its received residuals."""
     tr = run.transcript(party)
@@ -164,21 +212,12 @@ def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0
     payloads = [p for _, p in tr.payloads("fit_request", "received")]
     if not payloads:
         raise NothingReleased(f"transcript of {party!r} holds no residuals (fit_request) to attack")
-    rounds = [as_array(p, (n, k)) for p in payloads]
     pos = run.truth.rows(ids)
-    truth = run.truth.labels[pos]
-    task = run.metrics["task"]
-    known_idx = _choose(n, known_fraction, _rng(seed, "labels", party))
-    known = KnownLabels(known_idx, truth[known_idx])
-    classes = class_set(k) if task == "classification" else None
     own = _standardize_truth(run.truth.features[party][pos])
     victim = run.label_owner
-    results = (label_inversion.run(rounds, task, known, truth, party, victim, classes)
-               + label_clustering.run(rounds, task, known, truth, party, victim, classes, seed)
-               + model_completion.run(own, rounds, task, known, truth, party, victim, classes))
-    view = _view_name(payloads)
-    eps = party_epsilon(run.metrics, victim)
-    return [AuditRow(r, view, eps) for r in results]
+    return score_label_attacks([as_array(p, (n, k)) for p in payloads], run.metrics["task"], k,
+                               run.truth.labels[pos], own, party, victim, known_fraction, seed,
+                               _view_name(payloads), privacy_block(run.metrics, victim))
 
 
 def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.ndarray, list[np.ndarray], str]:
@@ -203,22 +242,31 @@ def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.n
     return ids, [as_array(p, (n, k)) for p in payloads], view
 
 
+def score_feature_attacks(rounds: list[np.ndarray], X: np.ndarray, attacker: str, victim: str,
+                          known_fraction: float, seed: int, steps: int, view: str, crafted: bool = False,
+                          privacy: dict | None = None, understates: bool = False) -> list[AuditRow]:
+    """Every feature attack of ``attacker`` on the prediction ``rounds`` it received from
+    ``victim``, scored against ``X`` (the victim's standardized columns, aligned to the rows)."""
+    known_idx = _choose(X.shape[0], known_fraction, _rng(seed, "rows", victim))
+    known = KnownRows(known_idx, X[known_idx])
+    if crafted:
+        results = active_residuals.run(rounds, known, X, attacker, victim)
+    else:
+        results = (hat_matrix.run(rounds, known, X, attacker, victim)
+                   + inversion_net.run(rounds, known, X, attacker, victim, seed, steps))
+    eps, _ = block_epsilon(privacy)
+    return [AuditRow(r, view, eps, understates=understates) for r in results]
+
+
 def feature_attacks(run: RunView, victim: str, known_fraction: float, seed: int = 0,
                     steps: int = 1500) -> list[AuditRow]:
     """The label owner attacks ``victim``'s features from the predictions it returned."""
     tr = run.transcript(run.label_owner)
     ids, rounds, view = _victim_predictions(run, tr, victim)
     X = _standardize_truth(run.truth.features[victim][run.truth.rows(ids)])
-    known_idx = _choose(len(ids), known_fraction, _rng(seed, "rows", victim))
-    known = KnownRows(known_idx, X[known_idx])
-    attacker = run.label_owner
-    if run.metrics.get("residuals") == CRAFTED:
-        results = active_residuals.run(rounds, known, X, attacker, victim)
-    else:
-        results = (hat_matrix.run(rounds, known, X, attacker, victim)
-                   + inversion_net.run(rounds, known, X, attacker, victim, seed, steps))
-    eps = party_epsilon(run.metrics, victim)
-    return [AuditRow(r, view, eps) for r in results]
+    return score_feature_attacks(rounds, X, run.label_owner, victim, known_fraction, seed, steps, view,
+                                 crafted=run.metrics.get("residuals") == CRAFTED,
+                                 privacy=privacy_block(run.metrics, victim), understates="understates" in view)
 
 
 def known_rows_curve(run: RunView, victim: str, fractions: list[float], seed: int = 0) -> list[dict]:
@@ -235,13 +283,23 @@ def known_rows_curve(run: RunView, victim: str, fractions: list[float], seed: in
     return out
 
 
+def privacy_block(metrics: dict, party: str) -> dict | None:
+    """``party``'s entry in a run's ``metrics["privacy"]`` (its DP ledger), None without DP."""
+    block = (metrics.get("privacy") or {}).get(party)
+    return block if isinstance(block, dict) else None
+
+
+def block_epsilon(block: dict | None) -> tuple[float, float]:
+    """(epsilon budget, delta) of a privacy block; (infinity, 0) without one."""
+    try:
+        return float(block["epsilon_budget"]), float(block.get("delta", 0.0))
+    except (TypeError, KeyError, ValueError):
+        return math.inf, 0.0
+
+
 def party_epsilon(metrics: dict, party: str) -> float:
     """The DP budget protecting ``party``'s data in a run (``metrics["privacy"]``), infinity if none."""
-    block = (metrics.get("privacy") or {}).get(party)
-    try:
-        return float(block["epsilon_budget"])
-    except (TypeError, KeyError, ValueError):
-        return math.inf
+    return block_epsilon(privacy_block(metrics, party))[0]
 
 
 def _curve_or_nothing(run: RunView, victim: str, fractions: list[float], seed: int) -> list[dict]:
@@ -256,35 +314,112 @@ def run_epsilon(run: RunView) -> float:
     return min(party_epsilon(run.metrics, p) for p in run.feature_parties)
 
 
-def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float = 0.05, seed: int = 0,
-              rows_curve: list[float] | None = None, steps: int = 1500) -> dict:
-    """Run every attack that applies on one run directory and write ``audit.json``; returns its content."""
-    known_labels = check_fraction("--known-labels", known_labels)
-    known_rows = check_fraction("--known-rows", known_rows)
-    run = load_run(run_dir)
+def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
+    """The privacy layers of a run as ``metrics.json`` records them: the residual mode, the
+    registered layer (``plan.layer``), each DP-protected party's epsilon, the mode's name for
+    plots and the smallest epsilon in force."""
+    residuals = metrics.get("residuals") or "plain"
+    privacy = metrics.get("privacy") or {}
+    names = metrics.get("party_names") or []
+    owner = label_owner or (names[0] if names else None)
+    eps = {p: block_epsilon(b)[0] for p, b in privacy.items() if isinstance(b, dict)}
+    label_dp = eps.get(owner) if owner is not None else None
+    feature_dp = {p: e for p, e in eps.items() if p != owner}
+    if label_dp is not None:
+        mode = "label-DP"
+    elif feature_dp:
+        mode = "feature-DP" + (" + CKKS" if residuals == "ckks" else "")
+    else:
+        mode = {"ckks": "CKKS", "crafted": "crafted residuals"}.get(residuals, residuals)
+    plan = metrics.get("plan") if isinstance(metrics.get("plan"), dict) else {}
+    return {"residuals": residuals, "mode": mode, "layer": plan.get("layer"), "label_dp_epsilon": label_dp,
+            "feature_dp_epsilon": feature_dp, "epsilon": min(eps.values()) if eps else math.inf}
+
+
+def train_command(metrics: dict, run_dir: Path) -> str:
+    """The ``securegal train`` command that reproduces an embedded run, rebuilt from ``metrics.json``."""
+    layers = layers_in_force(metrics)
+    known = {"diabetes", "boston", "iris", "wine", "breast_cancer", "digits", "blob", "mnist"}
+    dataset = metrics.get("dataset")
+    source = f"--dataset {dataset}" if dataset in known else f"--csv {dataset}.csv --target LABEL_COLUMN"
+    parts = [f"securegal train {source} --parties {metrics.get('parties')} --rounds {metrics.get('rounds')}",
+             f"--seed {metrics.get('seed')} --learner {metrics.get('learner', 'linear')}"]
+    if layers["residuals"] == "ckks":
+        parts.append("--residuals ckks")
+    eps = set(layers["feature_dp_epsilon"].values())
+    if eps:
+        parts.append(f"--epsilon {min(eps):g}")
+    if layers["label_dp_epsilon"] is not None:
+        parts.append(f"--label-epsilon {layers['label_dp_epsilon']:g}")
+    return " ".join(parts + ["--save-ground-truth", f"--out {run_dir}"])
+
+
+def run_jobs(jobs: list[tuple[str, Callable[[], list[AuditRow]]]], progress: bool | None = None):
+    """Run ``(name, job)`` pairs with a progress bar on a terminal; returns rows, timings, skipped."""
+    from tqdm import tqdm
+
     rows: list[AuditRow] = []
     timings, skipped = {}, []
-    jobs = [(f"labels:{p}", lambda p=p: label_attacks(run, p, known_labels, seed)) for p in run.feature_parties]
-    jobs += [(f"features:{v}", lambda v=v: feature_attacks(run, v, known_rows, seed, steps))
-             for v in run.feature_parties]
-    for name, job in jobs:
+    bar = tqdm(jobs, desc="audit", unit="attack set", leave=False, dynamic_ncols=True,
+               disable=None if progress is None else not progress)
+    for name, job in bar:
+        bar.set_postfix_str(name)
         t0 = time.perf_counter()
         try:
             rows += job()
         except NothingReleased as exc:
             skipped.append(str(exc))
         timings[name] = round(time.perf_counter() - t0, 3)
+    bar.close()
+    return rows, timings, skipped
+
+
+def finish_audit(audit: dict, rows: list[AuditRow]) -> dict:
+    """Add the rows and their verdicts to ``audit``."""
+    audit["attacks"] = [r.to_dict() for r in rows]
+    audit["verdicts"] = verdicts(audit["attacks"])
+    return audit
+
+
+def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float = 0.05, seed: int = 0,
+              rows_curve: list[float] | None = None, steps: int = 1500, progress: bool | None = None,
+              report: bool = True) -> dict:
+    """Run every attack that applies on one run directory (embedded, with ``ground_truth.npz``)
+    and write ``audit.json`` (and with ``report`` ``audit.md`` and ``audit.html``); returns the audit."""
+    known_labels = check_fraction("--known-labels", known_labels)
+    known_rows = check_fraction("--known-rows", known_rows)
+    run = load_run(run_dir)
+    jobs = [(f"labels:{p}", lambda p=p: label_attacks(run, p, known_labels, seed)) for p in run.feature_parties]
+    jobs += [(f"features:{v}", lambda v=v: feature_attacks(run, v, known_rows, seed, steps))
+             for v in run.feature_parties]
+    rows, timings, skipped = run_jobs(jobs, progress)
     audit = {
-        "run": str(run.run_dir), "dataset": run.metrics.get("dataset"), "residuals": run.metrics.get("residuals"),
-        "epsilon": run_epsilon(run), "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
-        "n_train": int(run.truth.sample_ids.size), "seconds": timings,
-        "attacks": [r.to_dict() for r in rows], "nothing_to_attack": skipped,
+        "kind": "embedded", "run": str(run.run_dir), "dataset": run.metrics.get("dataset"),
+        "task": run.metrics.get("task"), "residuals": run.metrics.get("residuals"),
+        "epsilon": run_epsilon(run), "layers": layers_in_force(run.metrics, run.label_owner),
+        "privacy": run.metrics.get("privacy") or {}, "known_labels": known_labels, "known_rows": known_rows,
+        "seed": seed, "n_train": int(run.truth.sample_ids.size), "seconds": timings, "nothing_to_attack": skipped,
+        "train_command": train_command(run.metrics, run.run_dir) if run.metrics.get("residuals") != CRAFTED else None,
+        "command": f"securegal audit {run.run_dir} --known-labels {known_labels:g} --known-rows {known_rows:g} "
+                   f"--seed {seed}" + (f" --net-steps {steps}" if steps != 1500 else ""),
     }
+    finish_audit(audit, rows)
     if rows_curve:
         audit["known_rows_curve"] = [pt for v in run.feature_parties
                                      for pt in _curve_or_nothing(run, v, rows_curve, seed)]
-    _write_json(run.run_dir / AUDIT, audit)
+    write_audit(run.run_dir, audit, report)
     return audit
+
+
+def write_audit(out_dir: Path, audit: dict, report: bool = True) -> None:
+    """``audit.json`` (and the human reports ``audit.md``, ``audit.html``) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / AUDIT, audit)
+    if report:
+        from .report import write_reports
+
+        write_reports(json.loads(json.dumps(_finite(audit), allow_nan=False)), out_dir)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -305,56 +440,26 @@ def _finite(value):
 
 
 def format_table(audit: dict) -> str:
-    """The audit as a fixed-width table (one line per attack, victim and metric)."""
-    head = (f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>9}{'baseline':>10}"
-            f"{'advantage':>11}{'p':>7}  view")
-    lines = [f"audit of {audit['run']} ({audit['dataset']}, residuals={audit['residuals']}, "
-             f"epsilon={audit['epsilon']}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})",
-             head, "-" * len(head)]
+    """The audit as text: one verdict line per attack and victim, then every metric's numbers."""
+    layers = audit.get("layers", {})
+    head = (f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>8}{'baseline':>9}"
+            f"{'advantage':>10}{'MDA':>7}{'p':>8}  view")
+    lines = [f"audit of {audit['run']} ({audit.get('dataset')}, layers: {layers.get('mode', audit.get('residuals'))}, "
+             f"epsilon={layers.get('epsilon', audit['epsilon'])}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})"]
+    for v in audit.get("verdicts", []):
+        lines.append(f"  {v['attack']:<18}{v['attacker']} -> {v['victim']}: {v['text']}")
+    lines += ["", head, "-" * len(head)]
     for a in audit["attacks"]:
-        p = "" if a.get("p_value") is None else f"{a['p_value']:.3f}"
-        lines.append(f"{a['attack']:<18}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>9.3f}"
-                     f"{a['baseline']:>10.3f}{a['advantage']:>11.3f}{p:>7}  {a['view']}")
+        p = "" if a.get("p_value") is None else f"{a['p_value']:.4f}"
+        mda = "" if a.get("mda") is None else f"{a['mda']:.3f}"
+        extra = ""
+        if "bayes_bound" in a:
+            extra = f"  [Bayes bound {a['bayes_bound']:.3f}: {'within' if a['within_bayes_bound'] else 'EXCEEDED'}]"
+        lines.append(f"{a['attack']:<18}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>8.3f}"
+                     f"{a['baseline']:>9.3f}{a['advantage']:>10.3f}{mda:>7}{p:>8}  {a['view']}{extra}")
     for reason in audit.get("nothing_to_attack", []):
         lines.append(f"  nothing to attack: {reason}")
     for pt in audit.get("known_rows_curve", []):
         lines.append(f"  hat_matrix R^2 on {pt['victim']} (d={pt['d']}) with {pt['known_rows']} known rows "
                      f"({pt['fraction']:.0%}): {pt['r2']:.3f}")
     return "\n".join(lines)
-
-
-def plot_advantage(audits: list[dict], path: Path) -> Path:
-    """Mean advantage (over victims and runs) of each attack against the epsilon protecting its victim,
-    one line per attack and residual mode (plain and DP runs share a line; CKKS runs get their own)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [{**row, "mode": a.get("residuals") or "plain"} for a in audits for row in a["attacks"]
-            if row["metric"] in ("r2", "accuracy")]
-    finite = sorted({float(r["epsilon"]) for r in rows if math.isfinite(float(r["epsilon"]))})
-    inf_x = max(finite) * 3 if finite else 1.0
-    series: dict[str, dict[float, list[float]]] = {}
-    for row in rows:
-        eps = float(row["epsilon"])
-        x = eps if math.isfinite(eps) else inf_x
-        mode = "" if row["mode"] == "plain" else f", {row['mode']} residuals"
-        series.setdefault(f"{row['attack']} ({row['metric']}{mode})", {}).setdefault(x, []).append(row["advantage"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, points in sorted(series.items()):
-        xs = sorted(points)
-        ax.plot(xs, [float(np.mean(points[x])) for x in xs], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("epsilon protecting the victim's data (rightmost point: none)")
-    ax.set_ylabel("attack advantage over baseline")
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ticks = finite + ([inf_x] if any(not math.isfinite(float(r["epsilon"])) for r in rows) else [])
-    ax.set_xticks(ticks, [f"{t:g}" if t in finite else "inf" for t in ticks])
-    ax.minorticks_off()
-    ax.legend(fontsize=8)
-    ax.set_title("Leakage vs privacy budget")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import mse_per_column, permutation_p, r2_per_column
-from .result import AttackResult, make_result
+from . import stats
+from .metrics import mse_per_column, r2_per_column
+from .result import AttackResult, measured
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def mean_baseline(n: int, known: KnownRows) -> np.ndarray:
 
 def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray,
                    truth: np.ndarray, known: KnownRows) -> list[AttackResult]:
-    """Mean per-feature R^2 and MSE on the rows the attacker did not know, against the mean baseline."""
+    """Mean per-feature R^2 and MSE on the rows the attacker did not know, against the mean
+    baseline, each with the paired test and minimum detectable advantage of :mod:`.stats`."""
     truth = np.asarray(truth, dtype=np.float64)
     truth = truth[:, None] if truth.ndim == 1 else truth
     estimate = np.asarray(estimate, dtype=np.float64)
@@ -54,12 +56,13 @@ def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray
     if not mask.any():
         raise ValueError("every row is known: nothing left to score the attack on")
     base = mean_baseline(truth.shape[0], known)
-    t, e = truth[mask], estimate[mask]
-    r2 = lambda y: float(r2_per_column(y, e).mean())  # noqa: E731
-    mse = lambda y: float(mse_per_column(y, e).mean())  # noqa: E731
+    t, e, b = truth[mask], estimate[mask], base[mask]
+    who = (attack, attacker, victim)
+    floor = stats.r2_floor(t.shape[0])
+    base_mse = mse_per_column(t, b).mean()
     return [
-        make_result(attack, attacker, victim, "r2", r2(t), r2_per_column(t, base[mask]).mean(),
-                    permutation_p(r2, t, r2(t))),
-        make_result(attack, attacker, victim, "mse", mse(t), mse_per_column(t, base[mask]).mean(),
-                    permutation_p(mse, t, mse(t), higher_is_better=False)),
+        measured(*who, "r2", r2_per_column(t, e).mean(), r2_per_column(t, b).mean(),
+                 stats.r2_contrib(t, e), stats.r2_contrib(t, b), floor_mda=floor),
+        measured(*who, "mse", mse_per_column(t, e).mean(), base_mse,
+                 stats.mse_contrib(t, e), stats.mse_contrib(t, b), floor_mda=floor * base_mse),
     ]

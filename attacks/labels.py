@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import accuracy, mad, macro_auc, permutation_p, r2_per_column
-from .result import AttackResult, make_result
+from . import stats
+from .metrics import accuracy, mad, macro_auc, r2_per_column
+from .result import AttackResult, measured
 
 TASKS = ("classification", "regression")
 
@@ -80,7 +81,8 @@ def score_labels(attack: str, attacker: str, victim: str, task: str, guess: Labe
                  baseline: LabelGuess, truth: np.ndarray, known: KnownLabels) -> list[AttackResult]:
     """Score a guess and its baseline on the rows whose labels the attacker did not know.
 
-    Classification: accuracy and AUC; regression: R^2 and MAD.
+    Classification: accuracy and AUC; regression: R^2 and MAD. Each comes with the paired
+    sign-flip test and minimum detectable advantage of :mod:`.stats`.
     """
     truth = np.asarray(truth).reshape(-1)
     mask = np.ones(truth.size, dtype=bool)
@@ -88,22 +90,21 @@ def score_labels(attack: str, attacker: str, victim: str, task: str, guess: Labe
     if not mask.any():
         raise ValueError("every label is known: nothing left to score the attack on")
     t = truth[mask]
+    who = (attack, attacker, victim)
     if check_task(task) == "classification":
-        g, scores = guess.values[mask], guess.class_scores[mask]
-        acc = lambda y: accuracy(y, g)  # noqa: E731
-        auc = lambda y: macro_auc(y, scores, guess.classes)  # noqa: E731
+        g, b, classes = guess.values[mask], baseline.values[mask], guess.classes
+        gs, bs = guess.class_scores[mask], baseline.class_scores[mask]
         return [
-            make_result(attack, attacker, victim, "accuracy", acc(t), accuracy(t, baseline.values[mask]),
-                        permutation_p(acc, t, acc(t))),
-            make_result(attack, attacker, victim, "auc", auc(t),
-                        macro_auc(t, baseline.class_scores[mask], baseline.classes), permutation_p(auc, t, auc(t))),
+            measured(*who, "accuracy", accuracy(t, g), accuracy(t, b),
+                     stats.accuracy_contrib(t, g), stats.accuracy_contrib(t, b)),
+            measured(*who, "auc", macro_auc(t, gs, classes), macro_auc(t, bs, baseline.classes),
+                     stats.macro_auc_contrib(t, gs, classes), stats.macro_auc_contrib(t, bs, baseline.classes),
+                     floor_se=stats.mann_whitney_se(t, classes), score_se=stats.auc_se(t, gs, classes),
+                     baseline_se=stats.auc_se(t, bs, baseline.classes)),
         ]
-    g = guess.values[mask]
-    r2 = lambda y: r2_per_column(y, g)[0]  # noqa: E731
-    err = lambda y: mad(y, g)  # noqa: E731
+    g, b = guess.values[mask], baseline.values[mask]
     return [
-        make_result(attack, attacker, victim, "r2", r2(t), r2_per_column(t, baseline.values[mask])[0],
-                    permutation_p(r2, t, r2(t))),
-        make_result(attack, attacker, victim, "mad", err(t), mad(t, baseline.values[mask]),
-                    permutation_p(err, t, err(t), higher_is_better=False)),
+        measured(*who, "r2", r2_per_column(t, g)[0], r2_per_column(t, b)[0],
+                 stats.r2_contrib(t, g), stats.r2_contrib(t, b), floor_mda=stats.r2_floor(t.size)),
+        measured(*who, "mad", mad(t, g), mad(t, b), stats.mad_contrib(t, g), stats.mad_contrib(t, b)),
     ]

@@ -60,22 +60,3 @@ def mad(truth: np.ndarray, estimate: np.ndarray) -> float:
 def _as_2d(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     return a[:, None] if a.ndim == 1 else a
-
-
-PERMUTATIONS = 200
-
-
-def permutation_p(score_fn, truth: np.ndarray, score: float, higher_is_better: bool = True,
-                  permutations: int = PERMUTATIONS, seed: int = 0) -> float:
-    """Permutation-test p-value of ``score = score_fn(truth)`` against truth rows shuffled at random.
-
-    ``(1 + #{shuffles scoring at least as well}) / (1 + permutations)``; a guess that ignores the
-    truth gets a p-value spread uniformly on (0, 1].
-    """
-    rng = np.random.default_rng(seed)
-    truth = np.asarray(truth)
-    hits = 0
-    for _ in range(permutations):
-        s = score_fn(truth[rng.permutation(truth.shape[0])])
-        hits += s >= score if higher_is_better else s <= score
-    return float((1 + hits) / (1 + permutations))

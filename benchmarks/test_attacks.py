@@ -78,3 +78,12 @@ def test_active_residuals(benchmark, view):
         return active_residuals.run(replies, view["rows"], view["X"], "p0", "p1")
 
     _once(benchmark, attack)
+
+
+def test_paired_test(benchmark):
+    """One metric's sign-flip test with 2,999 permutations at n = 5,000 (runs ~36 times per audit)."""
+    from securegal.attacks import stats
+
+    c = np.random.default_rng(1).standard_normal(N) / N
+    result = benchmark(stats.paired_test, c, float(c.sum()))
+    assert 0 < result.p_value <= 1 and result.mda > 0

@@ -9,6 +9,8 @@ from typing import Mapping, Union
 import numpy as np
 
 PROTOCOL_VERSION = 1
+PSI_POINT_BYTES = 32  # a compressed edwards25519 point (securegal.align.group)
+PSI_ID_KINDS = ("str", "int")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,45 @@ class ErrorReply:
     message: str
 
 
-Body = Union[Setup, SetupAck, FitRequest, FitReply, PredictRequest, PredictReply, Finish, FinishAck, ErrorReply]
+@dataclass(frozen=True)
+class PsiRequest:
+    """Label owner -> feature party: its IDs hashed to the group and raised to its secret ``a``
+    (``count`` packed points), with the PSI session and the kind of its IDs ("str" | "int")."""
+
+    session: str
+    id_kind: str
+    points: bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.points) // PSI_POINT_BYTES
+
+
+@dataclass(frozen=True)
+class PsiReply:
+    """Feature party -> label owner: ``blinded`` = the request's points raised to the party's
+    secret ``b``, in request order; ``points`` = the party's own IDs hashed and raised to ``b``,
+    one per row, in ascending order of the rows' random per-session ``handles`` (int64)."""
+
+    blinded: bytes
+    points: bytes
+    handles: np.ndarray
+
+
+@dataclass(frozen=True)
+class PsiSelection:
+    """Label owner -> feature party: the handles of the party's rows that the label owner uses."""
+
+    handles: np.ndarray
+
+
+@dataclass(frozen=True)
+class PsiSelectionAck:
+    rows: int
+
+
+Body = Union[Setup, SetupAck, FitRequest, FitReply, PredictRequest, PredictReply, Finish, FinishAck, ErrorReply,
+             PsiRequest, PsiReply, PsiSelection, PsiSelectionAck]
 
 KINDS: dict[type, str] = {
     Setup: "setup",
@@ -94,10 +134,15 @@ KINDS: dict[type, str] = {
     Finish: "finish",
     FinishAck: "finish_ack",
     ErrorReply: "error",
+    PsiRequest: "psi_request",
+    PsiReply: "psi_reply",
+    PsiSelection: "psi_selection",
+    PsiSelectionAck: "psi_selection_ack",
 }
 
 # Which reply answers which request.
-REPLY_TO: dict[type, type] = {Setup: SetupAck, FitRequest: FitReply, PredictRequest: PredictReply, Finish: FinishAck}
+REPLY_TO: dict[type, type] = {Setup: SetupAck, FitRequest: FitReply, PredictRequest: PredictReply, Finish: FinishAck,
+                              PsiRequest: PsiReply, PsiSelection: PsiSelectionAck}
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), `
 """
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -20,10 +20,13 @@ import numpy as np
 from .data.datasets import Dataset, load_csv, load_dataset
 from .data.split import RowSplit, contiguous_blocks, split_rows, vertical_split
 from .deploy.embedded import EmbeddedDeployment
-from .deploy.federation import Deployment, GalJob, MethodRun, TargetScaler, party_learner, party_names
+from .deploy.federation import (MAX_ETA, MAX_PARTIES, MAX_ROUNDS, Deployment, GalJob, MethodRun, TargetScaler,
+                                party_learner, party_names)
 from .errors import ConfigError
+from .files import private_dir, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
+from .parties.label_owner import WEIGHTINGS
 from .privacy.plan import PrivacyPlan, TrainerChoice
 from .seam import ResidualChannel
 
@@ -32,56 +35,60 @@ log = logging.getLogger(__name__)
 METHODS = ("gal", "alone", "joint", "gal_uniform")
 
 
-def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None) -> Dataset:
+def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
+                    missing: str = "impute", id_column: str | None = None) -> Dataset:
     if csv is not None:
         if dataset is not None:
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
-        return load_csv(csv, target)
+        return load_csv(csv, target, missing=missing, id_column=id_column)
     if dataset is None:
         raise ConfigError("give --dataset NAME or --csv PATH --target COL")
     return load_dataset(dataset)
 
 
-def _check(parties: int, learner: str, rounds: int, seed: int) -> None:
-    if not isinstance(parties, int) or parties < 1:
-        raise ConfigError(f"--parties must be a positive integer, got {parties!r}")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"--rounds must be a positive integer, got {rounds!r}")
+def _check(parties, learner, rounds, seed, weighting, eta, eta_max) -> None:
+    """Every setting of a run, before anything is written (bounds: MAX_PARTIES, MAX_ROUNDS)."""
+    def whole(name, value, low, high):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"--{name} must be an integer in {low}..{high}, got {value!r}")
+    whole("parties", parties, 1, MAX_PARTIES)
+    whole("rounds", rounds, 1, MAX_ROUNDS)
+    whole("seed", seed, 0, 2**32 - 1)
     if learner not in LEARNERS:
         raise ConfigError(f"unknown learner {learner!r}; choose one of {', '.join(LEARNERS)}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    if weighting not in (None, *WEIGHTINGS):
+        raise ConfigError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    for name, value in (("eta", eta), ("eta-max", eta_max)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not 0 < value <= MAX_ETA):
+            raise ConfigError(f"--{name} must be a number in (0, {MAX_ETA:g}], got {value!r}")
 
 
-def prepare_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
+def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
+    """The run directory ``out`` if it may receive results; nothing is written here."""
     if out is None:
         return None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
-        for name in ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
     return out
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` so that a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished run from its staging directory to ``out`` (replacing earlier results there)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for name in RESULTS:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for entry in staging.iterdir():
+        os.replace(entry, out / entry.name)
+    staging.rmdir()
 
 
 def train(dataset: str | None = None, *, csv: str | Path | None = None, target: str | None = None,
@@ -91,7 +98,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
-          trainers: TrainerChoice | None = None) -> dict:
+          trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -106,8 +113,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     """
     plan = plan if plan is not None else PrivacyPlan()
     deployment = deployment or EmbeddedDeployment()
-    data = resolve_dataset(dataset, csv, target)
-    _check(parties, learner, rounds, seed)
+    _check(parties, learner, rounds, seed, weighting, eta, eta_max)
+    final_dir = check_out_dir(out, overwrite)
+    data = resolve_dataset(dataset, csv, target, missing, id_column)
     blocks = deployment.blocks(data, parties)
     split = split_rows(data, seed, test_fraction, validation_fraction)
     scaler = TargetScaler.fit(data, data.y[split.train])
@@ -134,14 +142,38 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             jobs[method] = (embedded, method_blocks, GalJob(channel=PrivacyPlan().channel(), weighting=weights,
                                                             rounds=rounds, eta=policy.eta, **common))
     _check_learners(data, jobs)
-    run_dir = prepare_out_dir(out, overwrite)
+    # The run writes into a private staging directory beside --out and publishes it only when it
+    # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
+    run_dir = None
+    if final_dir is not None:
+        private_dir(final_dir.parent)
+        run_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+    try:
+        metrics = _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress,
+                            parties=parties, rounds=rounds, seed=seed, learner=learner, blocks=blocks)
+    except BaseException:
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if run_dir is not None:
+        _publish(run_dir, final_dir)
+    return metrics
+
+
+def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress, *, parties, rounds,
+              seed, learner, blocks) -> dict:
+    job = jobs["gal"][2]
     if ground_truth and run_dir is not None:
         job.channel = OpenedRecorder(job.channel)
     started = time.perf_counter()
     results: dict[str, MethodRun] = {}
     reports: dict = {}
-    for method, (where, method_blocks, job) in jobs.items():
-        owner = where.build(job, data, split, method_blocks, run_dir=run_dir if method == "gal" else None)
+    for method, (where, method_blocks, method_job) in jobs.items():
+        if method != "gal" and gal_owner.common is not None:  # baselines on the rows every party holds
+            split = RowSplit(*(gal_owner.aligned(getattr(split, f)) for f in ("train", "validation", "test")))
+        owner = where.build(method_job, data, split, method_blocks, run_dir=run_dir if method == "gal" else None)
+        if method == "gal":
+            gal_owner = owner
         bar = _progress(method, rounds) if progress else None
         try:
             results[method] = where.run(owner, data, split, scaler, (lambda r: bar.update(1)) if bar else None)
@@ -151,7 +183,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         if method == "gal":
             channel_report = dict(owner.channel.report())
             privacy = {**channel_report.pop("privacy", {}),
-                       **(job.trainers.report() if hasattr(job.trainers, "report") else {})}
+                       **(method_job.trainers.report() if hasattr(method_job.trainers, "report") else {})}
             reports.update(channel_report)
             if privacy:
                 reports["privacy"] = privacy
@@ -168,16 +200,33 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     for method in METHODS[1:]:
         if method in results:
             metrics[method] = results[method].as_dict()
+    metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner)
     metrics.update(reports)
     if run_dir is not None:
         if ground_truth:
-            write_ground_truth(run_dir / GROUND_TRUTH, data, split, blocks, party_names(parties),
-                               jobs["gal"][2].channel.opened)
+            write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, party_names(parties),
+                               job.channel.opened)
         write_json_atomic(run_dir / "metrics.json", metrics)
         from .plots import plot_curves
 
         plot_curves(metrics, run_dir / "curve.png")
     return metrics
+
+
+def _data_block(data: Dataset, blocks, names, owner) -> dict:
+    """Which columns each party contributed (names where this process knows them: every party
+    embedded, the label owner's own networked), how the table was encoded, and the alignment."""
+    out: dict = {"columns": {}, "n_columns": {}}
+    for name, block in zip(names, blocks):
+        if len(block.columns):
+            out["n_columns"][name] = int(len(block.columns))
+            if data.columns is not None:
+                out["columns"][name] = [data.columns[j] for j in block.columns]
+    out.update(data.encoding or {"categorical": {}, "imputed": {}})
+    if owner.common is not None:
+        out["aligned_rows"] = int(owner.common.sum())
+        out["label_owner_rows"] = int(len(owner.common))
+    return out
 
 
 def _check_learners(data: Dataset, jobs: dict) -> None:
@@ -190,6 +239,8 @@ def _check_learners(data: Dataset, jobs: dict) -> None:
 
 
 GROUND_TRUTH = "ground_truth.npz"
+# What a run directory holds; --overwrite replaces exactly these.
+RESULTS = ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH)
 
 
 class OpenedRecorder:
@@ -213,30 +264,30 @@ class OpenedRecorder:
         return values
 
 
-def write_ground_truth(path: Path, data: Dataset, split: RowSplit, blocks: list, names: list[str],
+def write_ground_truth(path: Path, data: Dataset, owner, blocks: list, names: list[str],
                        opened: dict[str, dict[int, np.ndarray]]) -> None:
     """Evaluation-only ground truth for the leakage audit; never an input to any party.
 
     Arrays (``np.savez``, no pickle): ``sample_ids`` (the training IDs), ``labels`` (their labels
     in original units), ``features.<party>`` (each party's raw columns for those rows) and
+    ``handles.<party>`` (that party's row handle of each training row in this session),
     ``opened.<party>`` / ``opened_rounds.<party>`` (the predictions the label owner opened from
     each party, per round: its own view, decrypted when the transcript holds ciphertexts). The
     audit hands an attack only its declared side knowledge and its own view drawn from here (a
     fraction of the labels, a few of the victim's rows, the attacker's own columns) and scores
     it on the rest.
     """
-    ids = split.train
+    ids = owner.train_ids
     arrays = {"sample_ids": ids, "labels": data.y[ids]}
+    for name, handles in owner.handles.items():  # how each party named those rows in this session
+        arrays[f"handles.{name}"] = handles[ids]
     for name, block in zip(names, blocks):
         arrays[f"features.{name}"] = data.X[np.ix_(ids, block.columns)]
     for name, rounds in opened.items():
         order = sorted(rounds)
         arrays[f"opened.{name}"] = np.stack([rounds[t] for t in order])
         arrays[f"opened_rounds.{name}"] = np.asarray(order, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _progress(method: str, rounds: int):

@@ -19,10 +19,12 @@ from typing import Iterator
 import numpy as np
 
 from .errors import ConfigError
+from .files import private_dir, private_open, write_bytes_atomic
 from .messages import Envelope, Payload
 from .wire.codec import decode
 
 INDEX = "index.jsonl"
+ALIGNMENT_PREFIX = "alignment-with-"
 DATA = "messages.bin"
 DIRECTIONS = ("sent", "received")
 _PARTY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -40,12 +42,13 @@ class TranscriptWriter:
 
     def __init__(self, directory: Path | str, party: str):
         self.party = check_party_name(party)
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._data = open(self.directory / DATA, "ab")
-        self._index = open(self.directory / INDEX, "a", encoding="utf-8")
+        self.directory = private_dir(directory)
+        # Appending after a resume: seq goes on from the records already there (it never restarts).
+        index = self.directory / INDEX
+        self._count = sum(1 for _ in index.open(encoding="utf-8")) if index.exists() else 0
+        self._data = private_open(self.directory / DATA, "ab")
+        self._index = private_open(index, "a", encoding="utf-8")
         self._offset = self._data.tell()
-        self._count = 0
 
     def record(self, direction: str, raw: bytes, envelope: Envelope) -> None:
         if direction not in DIRECTIONS:
@@ -61,6 +64,16 @@ class TranscriptWriter:
         self._index.flush()
         self._offset += len(raw)
         self._count += 1
+
+    def record_alignment(self, session: str, peer: str, handles, ids) -> None:
+        """Keep, beside the transcript, how rows were named in ``session`` with ``peer``: the row
+        handles and this party's own IDs of those rows (its own knowledge, 0600; it lets the party
+        audit itself later, :func:`read_alignment`). Never sent anywhere."""
+        handles = np.asarray(handles, dtype=np.int64)
+        ids = np.asarray(ids)
+        ids = ids.astype(str) if ids.dtype.kind in "OUS" else ids.astype(np.int64)
+        path = self.directory / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+        write_bytes_atomic(path, lambda fh: np.savez(fh, session=np.array(session), handles=handles, ids=ids))
 
     def close(self) -> None:
         self._data.close()
@@ -113,6 +126,11 @@ class Transcript:
         return [(r, p) for r, p in self.payloads(kind, direction) if isinstance(p, np.ndarray)]
 
     @property
+    def sessions(self) -> tuple[str, ...]:
+        """The session IDs this transcript holds, in the order they first appear."""
+        return tuple(dict.fromkeys(rec.session for rec in self.records))
+
+    @property
     def bytes_sent(self) -> int:
         return sum(len(r.raw) for r in self.select(direction="sent"))
 
@@ -146,9 +164,33 @@ def read_transcript(directory: Path | str) -> Transcript:
     return Transcript(check_party_name(directory.name), tuple(records))
 
 
+def read_alignment(directory: Path | str, peer: str, session: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(handles, ids)``: how a party's rows were named with ``peer`` in ``session`` (written by
+    :meth:`TranscriptWriter.record_alignment`), or None when the transcript has no such record."""
+    path = Path(directory) / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if str(npz["session"]) != session:
+                raise ConfigError(f"{path} belongs to session {str(npz['session'])!r}, not {session!r}")
+            return np.asarray(npz["handles"], dtype=np.int64), np.asarray(npz["ids"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc})") from None
+
+
 def read_transcripts(run_dir: Path | str) -> dict[str, Transcript]:
     """Every party's transcript under ``run_dir/transcripts``."""
     root = Path(run_dir) / "transcripts"
     if not root.is_dir():
         raise ConfigError(f"{run_dir} has no transcripts/ directory")
-    return {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    views = {p.name: read_transcript(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    sessions: dict[str, list[str]] = {}
+    for name, view in views.items():
+        for session in view.sessions:
+            sessions.setdefault(session, []).append(name)
+    if len(sessions) > 1:  # e.g. a party's transcript that kept an earlier run's session
+        listed = "; ".join(f"{s}: {', '.join(names)}" for s, names in sessions.items())
+        raise ConfigError(f"the transcripts under {root} mix {len(sessions)} sessions ({listed}); an audit reads "
+                          "one session: give each run its own transcript directory")
+    return views

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from securegal.core.assistance import (
-    combine, fit_assistance_weights, line_search_step, uniform_weights, weights_objective)
+    combine, fit_assistance_weights, line_search_step, newton_step, uniform_weights, weights_objective)
+from securegal.core.losses import BinaryCrossEntropy, CrossEntropy, L2Loss
 
 
 @pytest.mark.parametrize("local_loss", ["l2", "l1"])
@@ -96,3 +97,68 @@ def test_assisted_learning_rate_dispatches_by_loss(rng):
     g = y[:, None] * 0.5
     assert abs(assisted_learning_rate(L1Loss(), y, F, g) - 2.0) < 1e-12
     assert abs(assisted_learning_rate(L2Loss(), y, F, g) - 2.0) < 1e-4
+
+
+def _counted(derivatives):
+    calls = []
+
+    def wrapped(eta):
+        calls.append(eta)
+        return derivatives(eta)
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("eta_max", [0.5, 10.0, 100.0])
+@pytest.mark.parametrize("loss,classes", [(CrossEntropy(3), 3), (BinaryCrossEntropy(), 2), (L2Loss(2), None)])
+def test_newton_step_agrees_with_the_bounded_search(loss, classes, eta_max, rng):
+    """Same minimizer as the Brent search it replaces, on GAL-like steps (a noisy residual fit)."""
+    for _ in range(5):
+        k = loss.n_outputs
+        y = rng.integers(0, classes, 400) if classes else rng.normal(size=(400, k))
+        F = rng.normal(size=(400, k)) * rng.uniform(0.0, 2.0)
+        d = 0.3 * loss.residual(y, F) + 0.3 * rng.normal(size=F.shape)
+        eta = newton_step(loss.along(y, F, d), eta_max)
+        brent = line_search_step(lambda e: loss.value(y, F + e * d), eta_max)
+        assert 0.0 <= eta <= eta_max
+        assert loss.value(y, F + eta * d) <= loss.value(y, F + brent * d) + 1e-12
+        assert abs(eta - brent) < 1e-4 * (1 + brent)
+
+
+def test_newton_step_is_exact_on_a_parabola_and_handles_the_bounds():
+    parabola, calls = _counted(lambda e: (2 * (e - 2.5), 2.0))
+    assert newton_step(parabola, eta_max=10) == 2.5 and len(calls) == 2
+    assert newton_step(lambda e: (2 * (e - 50), 2.0), eta_max=10) == 10.0
+    assert newton_step(lambda e: (2 * (e + 1), 2.0), eta_max=10) == 0.0
+    # a flat function (no curvature) that keeps decreasing: the upper bound
+    assert newton_step(lambda e: (-1.0, 0.0), eta_max=3) == 3.0
+    with pytest.raises(ValueError, match="eta_max"):
+        newton_step(parabola, eta_max=0)
+
+
+def test_newton_step_needs_few_evaluations_on_cross_entropy(rng):
+    loss = CrossEntropy(4)
+    scores = rng.normal(size=(2000, 4))
+    y = np.array([rng.choice(4, p=p) for p in np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)])
+    F = np.zeros((2000, 4))
+    direction = 0.3 * scores  # a calibrated fit: the best step is near 1 / 0.3
+    derivatives, calls = _counted(loss.along(y, F, direction))
+    eta = newton_step(derivatives, eta_max=10)
+    assert 0 < eta < 10 and len(calls) <= 8
+    assert abs(derivatives(eta)[0]) < 1e-9
+
+
+def test_l1_weights_on_a_row_subsample_match_the_full_fit(rng):
+    """Above ``l1_rows`` rows the l1 weights use evenly spaced rows; the full-data loss barely moves."""
+    n = 40_000
+    signal = rng.normal(size=n)
+    r = np.sign(signal + 0.8 * rng.normal(size=n))[:, None]
+    P = np.stack([(0.3 - 0.05 * m) * signal[:, None] + (0.1 + 0.1 * m) * rng.normal(size=(n, 1)) for m in range(4)])
+    full = fit_assistance_weights(r, P, "l1", l1_rows=n)
+    sub = fit_assistance_weights(r, P, "l1", l1_rows=4096)
+    assert not np.array_equal(full, sub)  # the subsample was used
+    loss = [np.abs(r - combine(w, P)).mean() for w in (full, sub)]
+    assert loss[1] <= loss[0] * (1 + 1e-3) and np.abs(full - sub).max() < 0.02
+    np.testing.assert_array_equal(fit_assistance_weights(r[:100], P[:, :100], "l1", l1_rows=4096),
+                                  fit_assistance_weights(r[:100], P[:, :100], "l1"))
+    with pytest.raises(ValueError, match="l1_rows"):
+        fit_assistance_weights(r, P, "l1", l1_rows=0)

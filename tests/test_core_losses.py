@@ -73,3 +73,36 @@ def test_bad_inputs_name_the_problem():
         make_loss("hinge", 2)
     with pytest.raises(ValueError, match="at least 2 classes"):
         CrossEntropy(1)
+
+
+@pytest.mark.parametrize("loss,make_y,k", CASES)
+def test_derivatives_along_a_direction_match_finite_differences(loss, make_y, k, rng):
+    y = make_y(rng)
+    F, d = rng.normal(size=(12, k)), rng.normal(size=(12, k))
+    derivatives = loss.along(y, F, d)
+    h = 1e-5
+    for eta in (0.0, 0.7, 3.0):
+        first, second = derivatives(eta)
+        numeric_first = (loss.value(y, F + (eta + h) * d) - loss.value(y, F + (eta - h) * d)) / (2 * h)
+        numeric_second = (derivatives(eta + h)[0] - derivatives(eta - h)[0]) / (2 * h)
+        assert abs(first - numeric_first) < 1e-7
+        assert abs(second - numeric_second) < 1e-6 and second >= 0
+
+
+def test_l1_gives_no_derivatives():
+    assert not hasattr(L1Loss(), "along")
+
+
+def test_cross_entropy_matches_scipy_and_stays_finite_on_extreme_scores(rng):
+    from scipy.special import log_softmax, softmax
+
+    loss = CrossEntropy(4)
+    y = rng.integers(0, 4, 50)
+    for scale in (1.0, 1e3):
+        F = rng.normal(size=(50, 4)) * scale
+        assert loss.value(y, F) == pytest.approx(-log_softmax(F, axis=1)[np.arange(50), y].mean(), rel=1e-12)
+        expected = -softmax(F, axis=1)
+        expected[np.arange(50), y] += 1.0
+        residual = loss.residual(y, F)
+        np.testing.assert_allclose(residual, expected, atol=1e-15)
+        assert residual.flags.c_contiguous and np.isfinite(residual).all()

@@ -50,15 +50,18 @@ def test_csv_loading_and_errors(tmp_path):
     d = load_csv(good, "label")
     assert d.task == "classification" and d.X.shape == (20, 2)
     assert load_csv(good, "b").task == "regression"
-    with pytest.raises(ConfigError, match="no column named 'y'"):
+    with pytest.raises(ConfigError, match="has no target column 'y'"):
         load_csv(good, "y")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,label\n" + "\n".join(["1,0"] * 12 + ["x,1"]) + "\n")
-    with pytest.raises(ConfigError, match="non-numeric value 'x'"):
+    with pytest.raises(ConfigError, match="column 'a' mixes numbers .* and text \\('x'\\)"):
         load_csv(bad, "label")
     nan = tmp_path / "nan.csv"
-    nan.write_text("a,label\n" + "\n".join(["1,0"] * 12 + ["nan,1"]) + "\n")
-    with pytest.raises(ConfigError, match="missing or infinite"):
-        load_csv(nan, "label")
-    with pytest.raises(ConfigError, match="does not exist"):
+    nan.write_text("a,label\n" + "\n".join([f"{i},{i % 2}" for i in range(12)] + ["nan,1"]) + "\n")
+    imputed = load_csv(nan, "label")  # the median, and an indicator column
+    assert imputed.columns == ("a", "a=<missing>") and imputed.X[-1].tolist() == [5.5, 1.0]
+    assert imputed.encoding["imputed"] == {"a": 1}
+    with pytest.raises(ConfigError, match="column 'a' is missing in 1 rows"):
+        load_csv(nan, "label", missing="refuse")
+    with pytest.raises(ConfigError, match="no such file"):
         load_csv(tmp_path / "none.csv", "label")

@@ -35,8 +35,8 @@ def test_mixed_releases_match_closed_form_and_order_does_not_matter():
     rel = [Release(0, "gram", 7.0), Release(1, "stat", 3.0), Release(1, "pred", 20.0),
            Release(2, "stat", 3.0), Release(2, "pred", 20.0)]
     expected = closed_form_gaussian_eps([(7.0, 1), (3.0, 2), (20.0, 2)], 1e-6)
-    assert epsilon_of(rel, 1e-6) == pytest.approx(expected, rel=1e-10)
-    assert epsilon_of(rel[::-1], 1e-6) == pytest.approx(expected, rel=1e-10)
+    assert epsilon_of(rel, 1e-6, "rdp") == pytest.approx(expected, rel=1e-10)
+    assert epsilon_of(rel[::-1], 1e-6, "rdp") == pytest.approx(expected, rel=1e-10)
 
 
 def test_prv_is_close_to_rdp_and_tighter():
@@ -74,10 +74,10 @@ def test_spending_a_calibrated_plan_never_exceeds_the_budget():
 
 
 def test_calibration_matches_anchor_table_and_is_tight():
-    z = calibrate_noise([PlannedRelease("pred", steps=10)], Budget(3.0, 1e-5))
+    z = calibrate_noise([PlannedRelease("pred", steps=10)], Budget(3.0, 1e-5), "rdp")
     assert z == pytest.approx(4.73, abs=0.01)
-    eps_at = epsilon_of([Release(0, "pred", z, 1.0, 10)], 1e-5)
-    eps_below = epsilon_of([Release(0, "pred", z * (1 - 1e-3), 1.0, 10)], 1e-5)
+    eps_at = epsilon_of([Release(0, "pred", z, 1.0, 10)], 1e-5, "rdp")
+    eps_below = epsilon_of([Release(0, "pred", z * (1 - 1e-3), 1.0, 10)], 1e-5, "rdp")
     assert eps_at <= 3.0 < eps_below
 
 
@@ -134,7 +134,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="steps"):
         Release(1, "pred", 1.0, 1.0, 0)
     with pytest.raises(ValueError, match="too small"):
-        calibrate_noise([PlannedRelease("pred", steps=10)], Budget(0.01, 1e-5))
+        calibrate_noise([PlannedRelease("pred", steps=10)], Budget(1e-6, 1e-5))
     with pytest.raises(ValueError, match="at least one"):
         calibrate_noise([], Budget(1.0, 1e-5))
 

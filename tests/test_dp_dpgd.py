@@ -75,7 +75,7 @@ def test_bad_dpgd_inputs():
     with pytest.raises(ValueError, match="1/n"):
         plan_dpgd_noise(DPGDConfig(1.0, 1e-2), 200, 2)
     with pytest.raises(ValueError, match="too small"):
-        plan_dpgd_noise(DPGDConfig(0.01, 1e-6), 200, 5)
+        plan_dpgd_noise(DPGDConfig(1e-6, 1e-6), 200, 5)
 
 
 def test_dp_trainers_route_mlp_to_dpgd_and_refuse_others(data):

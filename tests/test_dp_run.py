@@ -48,8 +48,8 @@ def test_budget_refusal_stops_the_run_cleanly_with_rounds_saved(tmp_path, monkey
     (["--epsilon", "0"], "epsilon"),
     (["--epsilon", "1", "--delta", "0.5"], "delta"),
     (["--epsilon", "1", "--delta", "0.01"], "1/n"),
-    (["--epsilon", "0.005"], "too small"),
-    (["--label-epsilon", "0.005"], "too small"),
+    (["--epsilon", "1e-6"], "too small"),
+    (["--label-epsilon", "1e-6"], "too small"),
 ])
 def test_bad_budgets_fail_before_any_data_moves(argv, needle, tmp_path, capsys):
     out = tmp_path / "run"

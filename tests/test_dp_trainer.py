@@ -82,10 +82,10 @@ def test_bad_budget_for_the_data_is_refused_before_any_release():
     with pytest.raises(ValueError, match="1/n"):
         plan_noise(DPConfig(1.0, 1e-2), 500, 10)
     with pytest.raises(ValueError, match="too small"):
-        plan_noise(DPConfig(0.01, 1e-6), 500, 10)
+        plan_noise(DPConfig(1e-6, 1e-6), 500, 10)
     with pytest.raises(ValueError, match="rounds"):
         plan_noise(DPConfig(1.0, 1e-6), 500, 0)
-    tr = make_trainer(DPConfig(0.01, 1e-6, seed=0))
+    tr = make_trainer(DPConfig(1e-6, 1e-6, seed=0))
     with pytest.raises(ValueError, match="too small"):
         tr.setup(np.zeros((500, 2)), setup_msg(10))
     assert tr.accountant is None

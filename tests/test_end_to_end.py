@@ -22,20 +22,21 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
 
 def test_transcripts_hold_each_partys_view(tmp_path):
-    train("wine", parties=3, rounds=3, seed=0, out=tmp_path)
+    train("wine", parties=3, rounds=3, seed=0, out=tmp_path, ground_truth=True)
     views = read_transcripts(tmp_path)
     assert set(views) == {"alice", "party1", "party2"}
     bob = views["party1"]
     kinds = [(r.direction, r.kind) for r in bob.records]
-    assert kinds[:2] == [("received", "setup"), ("sent", "setup_ack")]
+    assert kinds[:6] == [("received", "psi_request"), ("sent", "psi_reply"), ("received", "psi_selection"),
+                         ("sent", "psi_selection_ack"), ("received", "setup"), ("sent", "setup_ack")]
     assert kinds.count(("received", "fit_request")) == 3
-    # plain GAL: the first residual reveals every training label (what CKKS must prevent)
+    # rows travel as this session's random handles, never as the label owner's row numbers
     setup = next(bob.select("setup")).envelope.body
+    truth = np.load(tmp_path / "ground_truth.npz")
+    assert not np.isin(setup.train_ids, truth["sample_ids"]).any() and setup.train_ids.min() > 2 ** 32
+    # plain GAL: the first residual reveals every training label (what CKKS must prevent)
     _, r1 = bob.arrays("fit_request", "received")[0]
-    from securegal.data.datasets import load_dataset
-
-    y = load_dataset("wine").y[setup.train_ids]
-    assert np.array_equal(r1.argmax(axis=1), y)
+    assert np.array_equal(r1.argmax(axis=1), truth["labels"])
     # the label owner's view has both directions for every peer
     alice = views["alice"]
     assert {r.receiver for r in alice.select(direction="sent")} == {"party1", "party2"}
@@ -66,9 +67,12 @@ def test_csv_end_to_end(tmp_path, rng):
 @pytest.mark.parametrize("argv,needle", [
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--dataset", "iris", "--parties", "9"], "only 4 features"),
-    (["--dataset", "iris", "--rounds", "0"], "--rounds must be a positive integer"),
+    (["--dataset", "iris", "--rounds", "0"], "--rounds must be an integer in 1..1000, got 0"),
+    (["--dataset", "iris", "--rounds", "1000000000"], "--rounds must be an integer in 1..1000"),
+    (["--dataset", "iris", "--eta", "-1"], "--eta must be a number in (0, 1e+06], got -1.0"),
+    (["--dataset", "iris", "--eta-max", "nan"], "--eta-max must be a number"),
     (["--dataset", "iris", "--learner", "svm"], "unknown learner 'svm'"),
-    (["--csv", "missing.csv", "--target", "y"], "does not exist"),
+    (["--csv", "missing.csv", "--target", "y"], "missing.csv: no such file"),
     (["--csv", "data.csv"], "needs --target"),
 ])
 def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, monkeypatch):
@@ -78,7 +82,25 @@ def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, 
     code = main(["train", *argv, "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert not (out / "metrics.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]  # nothing written, not even --out
+
+
+def test_a_run_that_fails_midway_leaves_nothing_that_looks_like_a_result(tmp_path):
+    from securegal.privacy.plain import PlainResiduals
+
+    class FailsInRound2(PlainResiduals):  # the label owner runs out of memory in round 2
+        def seal(self, residuals, round, party):
+            if round == 2:
+                raise MemoryError("simulated")
+            return super().seal(residuals, round, party)
+
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "metrics.json").write_text("{}")
+    with pytest.raises(MemoryError):
+        train("wine", parties=3, rounds=3, out=tmp_path / "keep", overwrite=True,
+              channel=FailsInRound2())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]  # no staging directory left behind
+    assert (tmp_path / "keep" / "metrics.json").read_text() == "{}"  # the earlier result is intact
 
 
 def test_cli_prints_a_summary(tmp_path, capsys):
@@ -88,12 +110,12 @@ def test_cli_prints_a_summary(tmp_path, capsys):
 
 
 def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
-    from securegal.errors import PartyRefused
+    from securegal.errors import ConfigError, PartyRefused
     from securegal.privacy.plain import PlainTrainer
 
     class Refuses(PlainTrainer):
         def setup(self, X_train, setup):
-            raise ValueError("this party is misconfigured")
+            raise ConfigError("this party is misconfigured")
 
     with pytest.raises(PartyRefused, match="misconfigured"):
         train("wine", parties=3, rounds=2, trainers=lambda n, i, learner: (lambda s: Refuses(learner)))

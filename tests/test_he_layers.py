@@ -126,16 +126,14 @@ def _max_correlation_in_bytes(raw: bytes, y: np.ndarray, max_stride: int = 4) ->
 
 
 def test_feature_party_transcript_holds_nothing_correlated_with_labels(tmp_path):
-    data = load_dataset("breast_cancer")
-    m_plain = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "plain")
+    m_plain = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "plain", ground_truth=True)
     m_ckks = train("breast_cancer", parties=3, rounds=2, seed=0, out=tmp_path / "ckks",
-                   plan=PrivacyPlan(residuals="ckks"))
+                   plan=PrivacyPlan(residuals="ckks"), ground_truth=True)
     assert m_ckks["gal"]["per_round"] == m_plain["gal"]["per_round"]
     assert m_ckks["he"]["poly_modulus_degree"] == 8192 and m_ckks["residuals"] == "ckks"
     for name, expect_leak in (("plain", True), ("ckks", False)):
         view = read_transcripts(tmp_path / name)["party1"]
-        setup = next(view.select("setup")).envelope.body
-        y = data.y[setup.train_ids].astype(np.float64)
+        y = np.load(tmp_path / name / "ground_truth.npz")["labels"].astype(np.float64)  # in Setup's row order
         fit_requests = list(view.select("fit_request", "received"))
         assert len(fit_requests) == 2
         worst = max(_max_correlation_in_bytes(rec.raw, y) for rec in view.records
@@ -165,7 +163,8 @@ def test_no_decryption_goes_back_to_the_party_that_computed_it(tmp_path):
     train("wine", parties=3, rounds=3, seed=0, out=tmp_path, plan=PrivacyPlan(residuals="ckks"), channel=channel)
     view = read_transcripts(tmp_path)["party1"]
     received = [rec for rec in view.records if rec.direction == "received"]
-    assert {rec.kind for rec in received} <= {"setup", "fit_request", "predict_request", "finish"}
+    assert {rec.kind for rec in received} <= {"psi_request", "psi_selection", "setup", "fit_request",
+                                              "predict_request", "finish"}
     assert all(isinstance(rec.payload, EncryptedPayload) for rec in received if rec.kind == "fit_request")
     blob = b"".join(rec.raw for rec in received)
     values = np.concatenate([v.ravel() for v in channel.decrypted["party1"]])

@@ -100,7 +100,7 @@ def test_budget_is_enforced_and_never_overspent(channel):
 def test_too_small_a_budget_is_refused_before_data_moves(tmp_path):
     with pytest.raises(ConfigError, match="too small"):
         train("wine", parties=4, rounds=3, out=tmp_path / "run", weighting="uniform", eta=1.0,
-              plan=PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=0.001)))
+              plan=PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1e-6)))
     assert not (tmp_path / "run").exists()
 
 

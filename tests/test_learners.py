@@ -226,3 +226,46 @@ def test_bad_options(name, bad):
 def test_bad_seed(seed):
     with pytest.raises(TypeError, match="seed must be an int"):
         make_learner("mlp", seed=seed)
+
+
+@pytest.mark.parametrize("local_loss", ["l2", "l1"])
+@pytest.mark.parametrize("name", ["linear", "rff"])
+def test_bound_learner_fits_like_fit_and_returns_its_train_predictions(name, local_loss, data):
+    from securegal.learners.base import bind
+
+    X, r = data
+    learner = build(name, local_loss=local_loss)
+    bound = bind(learner, X)
+    assert hasattr(learner, "bind")
+    for scale in (1.0, -0.5):  # round after round on the same block
+        model, predictions = bound.fit_predict(scale * r)
+        np.testing.assert_allclose(predictions, model.predict(X), atol=1e-10)
+        np.testing.assert_allclose(model.predict(X), learner.fit(X, scale * r).predict(X), atol=1e-9)
+
+
+def test_bound_ridge_solves_the_ridge_normal_equations(data):
+    """The factored Gram matrix gives the textbook ridge solution (unpenalized intercept)."""
+    X, r = data
+    lam = 0.05
+    model, _ = make_learner("linear", lam=lam).bind(X).fit_predict(r)
+    Phi = np.hstack([X, np.ones((len(X), 1))])
+    penalty = lam * len(X) * np.diag([1.0] * X.shape[1] + [0.0])
+    np.testing.assert_allclose(model.coef, np.linalg.solve(Phi.T @ Phi + penalty, Phi.T @ r), atol=1e-10)
+
+
+def test_bind_falls_back_to_fit_then_predict(data):
+    from securegal.learners.base import bind
+
+    X, r = data
+    learner = build("gb")
+    model, predictions = bind(learner, X).fit_predict(r)
+    np.testing.assert_allclose(predictions, model.predict(X))
+
+
+def test_bound_learner_rejects_bad_residuals(data):
+    X, r = data
+    bound = make_learner("linear").bind(X)
+    with pytest.raises(ValueError, match="n=120"):
+        bound.fit_predict(r[:10])
+    with pytest.raises(ValueError, match="finite"):
+        bound.fit_predict(np.full_like(r, np.nan))

@@ -53,13 +53,18 @@ def test_networked_ckks_matches_in_process(tmp_path):
     ref = train("breast_cancer", parties=4, rounds=4, seed=0, plan=PrivacyPlan(residuals="ckks"))
     with LocalFederation(tmp_path, parties=4, rounds=4, seed=0, transport=FAST_RETRY, residuals="ckks") as fed:
         metrics = train_federation(FederationConfig.load(fed.federation_toml))
+        kept = (fed.out / "metrics.json").read_text()
+        with pytest.raises(ConfigError, match="finished .* kept as it is"):  # a finished run is never redone
+            train_federation(FederationConfig.for_resume(fed.out), resume=True)
+        assert (fed.out / "metrics.json").read_text() == kept
+        (fed.out / "metrics.json").unlink()  # as if the label owner had died before the end
+        with pytest.raises(ConfigError, match="cannot resume a ckks run"):
+            train_federation(FederationConfig.for_resume(fed.out), resume=True)
     assert metrics["residuals"] == "ckks" and metrics["he"]["bytes_sent"] > 1e6
     assert metrics["gal"]["per_round"] == ref["gal"]["per_round"]
     assert metrics["gal"]["validation_per_round"] == ref["gal"]["validation_per_round"]
     np.testing.assert_allclose(metrics["weights"], ref["weights"], atol=1e-5)
     np.testing.assert_allclose(metrics["eta"], ref["eta"], atol=1e-5)
-    with pytest.raises(ConfigError, match="cannot resume a ckks run"):
-        train_federation(FederationConfig.for_resume(fed.out), resume=True)
 
 
 @pytest.mark.slow

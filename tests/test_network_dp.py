@@ -125,9 +125,9 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
 def test_budget_too_small_is_refused_at_setup(tmp_path):
     """party1's budget cannot cover the rounds: it refuses Setup (nothing released), the label
     owner stops with that reason and closes party2's session, which then serves a new one."""
-    budgets = {"party1": {"epsilon": 1e-4}, "party2": {"epsilon": 3.0}}
+    budgets = {"party1": {"epsilon": 1e-6}, "party2": {"epsilon": 3.0}}
     with parties_in_threads(tmp_path, budgets, once={"party1"}) as (peers, threads):
-        with pytest.raises(PartyRefused, match=r"party 'party1' refused \(invalid\): budget epsilon=0.0001.*too small"):
+        with pytest.raises(PartyRefused, match=r"party 'party1' refused \(invalid\): budget epsilon=1e-06.*too small"):
             train_federation(federation(tmp_path, peers, rounds=2))
         assert not (tmp_path / "run" / "metrics.json").exists()
         threads["party1"].join(30)

@@ -19,6 +19,12 @@ BODIES = [
     m.PredictRequest(IDS, 5),
     m.PredictReply(ARR.reshape(2, 2, 3)),
     m.Finish(), m.FinishAck({}), m.ErrorReply("protocol", "bad"),
+    m.PsiRequest("sess-1", "str", bytes(range(64))),
+    m.PsiRequest("sess-1", "int", b"\x07" * 32),
+    m.PsiReply(bytes(range(32)), b"\x01" * 64, np.array([9, 4], dtype=np.int64)),
+    m.PsiReply(b"", b"", np.zeros(0, dtype=np.int64)),
+    m.PsiSelection(np.array([4, 9], dtype=np.int64)),
+    m.PsiSelectionAck(2),
 ]
 
 
@@ -98,3 +104,31 @@ def test_mutated_valid_messages_give_clean_errors_only(i, data):
         decode(bytes(raw))
     except ProtocolError:
         pass
+
+
+# Wire bytes pinned: the existing messages' format must not change, the PSI messages' must not drift.
+GOLDEN = [
+    (m.Envelope("s", 1, "alice", "party1", 3, m.Setup(np.array([3, 1, 7]), 2, 10, "classification", "plain", b"", {})),
+     "080112017318012205616c6963652a06706172747931300352410a240a05696e7436341201031a18030000000000000001000000"
+     "0000000007000000000000001002180a220e636c617373696669636174696f6e2a05706c61696e"),
+    (m.Envelope("s", 1, "alice", "party1", 4, m.FitRequest(np.array([[0.5, -1.0]]))),
+     "080112017318012205616c6963652a06706172747931300462230a210a1f0a07666c6f61743634120201021a10000000000000e0"
+     "3f000000000000f0bf"),
+    (m.Envelope("s", 0, "alice", "party1", 1, m.PsiRequest("sess", "str", bytes(range(32)))),
+     "08011201732205616c6963652a0670617274793130019a012d0a047365737312037374721a20000102030405060708090a0b0c0d"
+     "0e0f101112131415161718191a1b1c1d1e1f"),
+    (m.Envelope("s", 0, "party1", "alice", 1, m.PsiReply(bytes(32), bytes([1]) * 32, np.array([5]))),
+     "080112017322067061727479312a05616c6963653001a2015a0a20" + "00" * 32 + "1220" + "01" * 32
+     + "1a140a05696e7436341201011a080500000000000000"),
+    (m.Envelope("s", 0, "alice", "party1", 2, m.PsiSelection(np.array([5, 9]))),
+     "08011201732205616c6963652a067061727479313002aa011e0a1c0a05696e7436341201021a100500000000000000090000000000"
+     "0000"),
+    (m.Envelope("s", 0, "party1", "alice", 2, m.PsiSelectionAck(2)),
+     "080112017322067061727479312a05616c6963653002b201020802"),
+]
+
+
+@pytest.mark.parametrize("env,golden", GOLDEN, ids=lambda v: getattr(v, "kind", ""))
+def test_wire_bytes_match_the_golden_encoding(env, golden):
+    assert encode(env).hex() == golden
+    assert same(decode(bytes.fromhex(golden)), env)

@@ -14,6 +14,9 @@ Paillier is measured at a small ``n`` and extrapolated linearly in n (its costs 
 rows say so in ``extrapolated_from_n``. Times are seconds (medians), sizes bytes. The party's
 compute is reported as wall-clock time and as CPU time of this process (``party_cpu_seconds``):
 SEAL runs on one thread, so on a shared machine the CPU time is the one-core cost.
+
+Each row is compared with ``paillier_full`` at the same (n, p) (see :data:`LEGEND`): the whole
+job (owner encryption + party compute + owner decryption) and the party's compute alone.
 """
 from __future__ import annotations
 
@@ -33,6 +36,22 @@ from ..privacy.he.smoother import EncryptedSmoother
 from ..privacy.he.wire import serialize
 
 SIZES = ((4096, 8), (4096, 32), (16384, 32), (65536, 16))
+# Bounds on a job: the plaintext operator holds about 3 n p doubles and the CKKS party about
+# 2 n p / slots encoded diagonals of 200 KB each, so n p <= 2^22 stays under about 1 GB.
+MAX_N, MAX_P, MAX_CELLS = 1 << 20, 256, 1 << 22
+
+LEGEND = """columns:
+  n, p        rows and model size (p - 1 random features plus an intercept) of one party's job
+  scheme      plain: residuals in the clear; ckks: CKKS-encrypted residuals, enc(f) back;
+              paillier_fate: FATE-style masked enc(Phi^T r) (a weaker protocol);
+              paillier_full: the same job as ckks, enc(f), on 2048-bit Paillier
+  party s     the feature party's compute, wall-clock seconds (median)
+  party cpu   the same in CPU seconds of this process (the one-core cost on a shared machine)
+  enc s       the label owner encrypting the residuals; dec s: decrypting the reply
+  to party    bytes the label owner sends; to owner: bytes the party sends back
+  job vs P    paillier_full's whole job (enc s + party s + dec s) over this row's (x: times faster)
+  party vs P  paillier_full's party cpu over this row's
+  note        Paillier rows are measured at a small n and scaled linearly in n"""
 PAILLIER_BITS = 2048
 PAILLIER_CIPHERTEXT_BYTES = 2 * PAILLIER_BITS // 8  # an element of Z_{n^2}
 
@@ -50,6 +69,17 @@ class Row:
     bytes_to_owner: int
     extrapolated_from_n: int | None = None
     rotations: int | None = None
+
+
+def check_size(n: int, p: int) -> tuple[int, int]:
+    """``(n, p)`` if the job fits the bounds, else a one-line :class:`ConfigError`."""
+    if not (isinstance(n, int) and isinstance(p, int)) or n < 2 or p < 2:
+        raise ConfigError(f"bench sizes need integers n >= 2 and p >= 2, got {n!r}x{p!r}")
+    if n > MAX_N or p > MAX_P or n * p > MAX_CELLS:
+        raise ConfigError(f"bench size {n}x{p} is too large: need n <= {MAX_N}, p <= {MAX_P} and "
+                          f"n*p <= {MAX_CELLS} (it would need about {24 * n * p / 2**30:.1f} GiB for the "
+                          "plaintext operator alone, more for its CKKS encoding)")
+    return n, p
 
 
 def make_job(n: int, p: int, seed: int = 0):
@@ -86,7 +116,10 @@ def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = 
     public = public or secret.public_context()
     op, r = make_job(n, p)
     smoother = EncryptedSmoother(public, op)
-    enc_seconds, blobs = _median_time(lambda: secret.encrypt(r), repeats)
+    # The residual column in the layout the smoother expects (the label owner's; repeated with a
+    # period when it fits one ciphertext), exactly as training sends it.
+    vectors = smoother.layout.input_vectors(r[:, None])
+    enc_seconds, blobs = _median_time(lambda: tuple(b for v in vectors for b in secret.encrypt(v)), repeats)
     cts = [public.load_ciphertext(b) for b in blobs]
     party_seconds, party_cpu, fitted = _median_times(lambda: smoother.fit([cts]), repeats)
     out = serialize(fitted.f[0])
@@ -154,9 +187,13 @@ def bench_paillier(n: int, p: int, measure_n: int = 64, keys=None) -> list[Row]:
     ]
 
 
-def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: int = 64) -> list[Row]:
+def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: int = 64,
+        secret: SecretContext | None = None) -> list[Row]:
     """Every scheme at every (n, p); one shared CKKS key and one Paillier key pair."""
-    secret = SecretContext(CkksParams())
+    sizes = [check_size(n, p) for n, p in sizes]
+    if not isinstance(repeats, int) or repeats < 1 or not isinstance(paillier_n, int) or paillier_n < 0:
+        raise ConfigError(f"need repeats >= 1 and paillier_n >= 0, got {repeats!r} and {paillier_n!r}")
+    secret = secret or SecretContext(CkksParams())
     public = secret.public_context()
     keys = _paillier_keys() if paillier_n > 0 else None
     rows: list[Row] = []
@@ -168,26 +205,63 @@ def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: 
     return rows
 
 
+def job_seconds(row: Row) -> float:
+    """The whole job's wall time: owner encryption + party compute + owner decryption."""
+    return row.owner_encrypt_seconds + row.party_seconds + row.owner_decrypt_seconds
+
+
+def _ratio(paillier: float, own: float) -> float | None:
+    return paillier / own if own > 0 else None
+
+
+def ratios(rows: list[Row]) -> dict[tuple[int, int, str], tuple[float | None, float | None]]:
+    """Per row (n, p, scheme): (whole-job ratio, party-only ratio) of ``paillier_full`` at the
+    same (n, p) to the row; above 1 the row is that many times faster than Paillier. Rows without
+    a Paillier measurement at their size are left out."""
+    full = {(r.n, r.p): r for r in rows if r.scheme == "paillier_full"}
+    out = {}
+    for r in rows:
+        ref = full.get((r.n, r.p))
+        if ref is not None:
+            out[(r.n, r.p, r.scheme)] = (_ratio(job_seconds(ref), job_seconds(r)),
+                                         _ratio(ref.party_cpu_seconds, r.party_cpu_seconds))
+    return out
+
+
 def speedups(rows: list[Row]) -> dict[str, float]:
     """Paillier full-job party CPU time over CKKS party CPU time, per (n, p)."""
-    by = {(r.n, r.p, r.scheme): r for r in rows}
-    return {f"{n}x{p}": by[(n, p, "paillier_full")].party_cpu_seconds / by[(n, p, "ckks")].party_cpu_seconds
-            for (n, p, s) in by if s == "ckks" and (n, p, "paillier_full") in by}
+    return {f"{n}x{p}": party for (n, p, s), (_, party) in ratios(rows).items() if s == "ckks" and party is not None}
+
+
+def job_speedups(rows: list[Row]) -> dict[str, float]:
+    """Paillier's whole job (encrypt + party + decrypt) over CKKS's, per (n, p)."""
+    return {f"{n}x{p}": job for (n, p, s), (job, _) in ratios(rows).items() if s == "ckks" and job is not None}
+
+
+def _times(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'n':>6} {'p':>3} {'scheme':<14} {'party s':>10} {'party cpu':>10} {'enc s':>9} {'dec s':>9} "
-            f"{'to party':>11} {'to owner':>11}  note")
+    """The rows as a text table, a line per CKKS-vs-Paillier speedup, then :data:`LEGEND`."""
+    by_row = ratios(rows)
+    head = (f"{'n':>7} {'p':>3} {'scheme':<14} {'party s':>10} {'party cpu':>10} {'enc s':>9} {'dec s':>9} "
+            f"{'to party':>11} {'to owner':>11} {'job vs P':>10} {'party vs P':>10}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
         note = f"extrapolated from n={r.extrapolated_from_n}" if r.extrapolated_from_n else (
             f"{r.rotations} rotations" if r.rotations is not None else "")
-        lines.append(f"{r.n:>6} {r.p:>3} {r.scheme:<14} {r.party_seconds:>10.4f} {r.party_cpu_seconds:>10.4f} "
-                     f"{r.owner_encrypt_seconds:>9.4f} "
-                     f"{r.owner_decrypt_seconds:>9.4f} {_size(r.bytes_to_party):>11} {_size(r.bytes_to_owner):>11}  {note}")
+        job, party = by_row.get((r.n, r.p, r.scheme), (None, None))
+        lines.append(f"{r.n:>7} {r.p:>3} {r.scheme:<14} {r.party_seconds:>10.4f} {r.party_cpu_seconds:>10.4f} "
+                     f"{r.owner_encrypt_seconds:>9.4f} {r.owner_decrypt_seconds:>9.4f} {_size(r.bytes_to_party):>11} "
+                     f"{_size(r.bytes_to_owner):>11} {_times(job):>10} {_times(party):>10}  {note}")
+    jobs = job_speedups(rows)
     for key, ratio in speedups(rows).items():
-        lines.append(f"CKKS vs Paillier (full enc(f) job, party CPU time) at {key}: {ratio:,.0f}x faster")
-    return "\n".join(lines)
+        lines.append(f"CKKS vs Paillier (same enc(f) job) at {key}: party CPU {ratio:,.0f}x faster, "
+                     f"whole job (encrypt + party + decrypt) {jobs[key]:,.0f}x faster")
+    return "\n".join(lines + ["", LEGEND])
 
 
 def _size(b: int) -> str:
@@ -198,6 +272,11 @@ def _size(b: int) -> str:
 
 
 def write_json(rows: list[Row], path: Path) -> None:
-    data = {"rows": [asdict(r) for r in rows], "ckks_speedup_over_paillier_full": speedups(rows),
+    by_row = ratios(rows)
+    data = {"rows": [{**asdict(r), "job_seconds": job_seconds(r),
+                      "job_ratio_paillier_full": by_row.get((r.n, r.p, r.scheme), (None, None))[0],
+                      "party_ratio_paillier_full": by_row.get((r.n, r.p, r.scheme), (None, None))[1]} for r in rows],
+            "ckks_speedup_over_paillier_full": speedups(rows),
+            "ckks_job_speedup_over_paillier_full": job_speedups(rows),
             "units": {"time": "seconds", "size": "bytes"}}
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

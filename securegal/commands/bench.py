@@ -1,4 +1,5 @@
-"""``securegal bench crypto``: plaintext vs CKKS vs Paillier for one GAL round of one party."""
+"""``securegal bench crypto|psi``: plaintext vs CKKS vs Paillier for one GAL round of one party;
+ECDH private set intersection at 10k, 100k and 1M IDs per side."""
 from __future__ import annotations
 
 import argparse
@@ -12,22 +13,63 @@ def _size(text: str) -> tuple[int, int]:
         n, p = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"sizes are NxP, e.g. 4096x8; got {text!r}") from None
-    if n < 2 or p < 2:
-        raise argparse.ArgumentTypeError(f"need n >= 2 and p >= 2, got {text!r}")
-    return n, p
+    from ..bench.crypto import check_size
+
+    try:
+        return check_size(n, p)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks (crypto)")
+    p = sub.add_parser("bench", description="Benchmarks that run from the command line.")
     what = p.add_subparsers(dest="bench", required=True, metavar="WHAT")
     c = what.add_parser("crypto", help="per-round cost of plaintext, CKKS and Paillier residuals",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
-    c.add_argument("--sizes", type=_size, nargs="+", help="(n, p) pairs as NxP (default: 4096x8 4096x32 16384x32 65536x16)")
-    c.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
-    c.add_argument("--paillier-n", type=int, default=64,
+                        description="Time one GAL round of one party with plaintext, CKKS and Paillier "
+                                    "residuals, at several sizes.")
+    c.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
+    c.add_argument("--sizes", type=_size, nargs="+", metavar="NxP",
+                   help="rows x features to measure (default: 4096x8 4096x32 16384x32 65536x16)")
+    c.add_argument("--repeats", type=int, default=5, metavar="N", help="timed repetitions (median reported)")
+    c.add_argument("--paillier-n", type=int, default=64, metavar="N",
                    help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier)")
     c.set_defaults(func=run)
+    s = what.add_parser("psi", help="private set intersection at 10k, 100k and 1M IDs per side",
+                        description="Time ECDH private set intersection between a label owner and one "
+                                    "feature party, each size in a fresh process, with peak memory.")
+    s.add_argument("--sizes", type=_count, nargs="+", default=[10_000, 100_000, 1_000_000], metavar="N",
+                   help="IDs per side; 100k, 1M and 1_000_000 forms are accepted (default: 10k 100k 1M)")
+    s.add_argument("--processes", type=_count, default=2, metavar="N",
+                   help="worker processes shared by both roles (default: 2)")
+    s.add_argument("--overlap", type=float, default=0.8, metavar="F",
+                   help="fraction of IDs both sides hold (default: 0.8)")
+    s.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON to this file")
+    s.set_defaults(func=run_psi)
+
+
+def _count(text: str) -> int:
+    t = text.strip().lower().replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        value = int(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive count like 100000, 100k or 1M; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text!r}")
+    return value
+
+
+def run_psi(args) -> int:
+    from ..bench import psi
+
+    if not 0.0 <= args.overlap <= 1.0:
+        raise ConfigError(f"--overlap must be within [0, 1], got {args.overlap}")
+    rows = psi.run(args.sizes, args.processes, args.overlap)
+    print(psi.table(rows))
+    if args.json:
+        psi.write_json(rows, args.json)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def run(args) -> int:
@@ -36,7 +78,7 @@ def run(args) -> int:
     if args.repeats < 1 or args.paillier_n < 0:
         raise ConfigError(f"--repeats must be >= 1 and --paillier-n >= 0, got {args.repeats}, {args.paillier_n}")
     rows = crypto.run(args.sizes or crypto.SIZES, args.repeats, args.paillier_n)
-    print(crypto.table(rows))
+    print(crypto.table(rows))  # ends with the legend of its columns
     if args.json:
         crypto.write_json(rows, args.json)
         print(f"wrote {args.json}")

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..transport.certs import init_federation
 from ..errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    certs = sub.add_parser("certs", help="development certificates for a federation")
+    certs = sub.add_parser("certs", description="Development certificates for a federation "
+                           "(for production, use your organizations' own PKI).")
     actions = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     init = actions.add_parser("init", help="make a development CA and one certificate per organization")
     init.add_argument("directory", type=Path, help="output directory (existing files are never overwritten)")
-    init.add_argument("--parties", required=True, help="comma-separated organization names, e.g. alice,party1,party2")
-    init.add_argument("--days", type=int, default=365, help="validity in days")
+    init.add_argument("--parties", required=True, metavar="NAMES", help="comma-separated organization names, e.g. alice,party1,party2")
+    init.add_argument("--days", type=int, default=365, metavar="N", help="validity in days")
     init.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..transport.certs import init_federation
+
     if args.days < 1:
         raise ConfigError(f"--days must be >= 1, got {args.days}")
     parties = [p.strip() for p in args.parties.split(",") if p.strip()]

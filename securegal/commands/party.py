@@ -5,10 +5,11 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    party = sub.add_parser("party", help="run a feature party (one organization) behind gRPC with mutual TLS")
+    party = sub.add_parser("party", description="Run one organization's feature party behind gRPC with "
+                           "mutual TLS.")
     actions = party.add_subparsers(dest="party_command", required=True, metavar="ACTION")
     serve = actions.add_parser("serve", help="serve the party described by a party.toml until stopped (SIGTERM)")
-    serve.add_argument("--config", type=Path, required=True,
+    serve.add_argument("--config", type=Path, required=True, metavar="PATH",
                        help="party.toml: name, listen address, data, learner, privacy, tls (cert, key, CA)")
     serve.add_argument("--once", action="store_true",
                        help="exit after the label owner finishes its session (or after a refused setup)")

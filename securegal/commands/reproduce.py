@@ -1,32 +1,34 @@
 """``securegal reproduce``: the paper's tables (final-round scores) and the noisy-party experiment."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from ..experiments import reproduce as rp
 from ..errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="reproduce the GAL paper's tables (Joint, Alone, GAL-uniform, GAL)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--datasets", help="comma-separated subset of: "
-                   + ", ".join(e.dataset for e in rp.LINEAR_TABLE + rp.IMAGE_TABLE))
-    p.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 (split and learners)")
+    from ..experiments import reproduce as rp
+
+    p = sub.add_parser("reproduce", description="Reproduce the GAL paper's tables (Joint, Alone, GAL-uniform, "
+                       "GAL; final-round test scores) and the noisy-party experiment.")
+    p.add_argument("--datasets", metavar="NAME,...", help="comma-separated subset of: "
+                   + ", ".join(e.dataset for e in rp.LINEAR_TABLE + rp.IMAGE_TABLE) + " (default: all)")
+    p.add_argument("--seeds", type=int, default=4, metavar="N", help="seeds 0..N-1 (split and learners)")
     p.add_argument("--no-images", action="store_true", help="skip MNIST-5k with the CNN (the slow part)")
     p.add_argument("--no-noisy", action="store_true", help="skip the noisy-party experiment")
-    p.add_argument("--sigma", type=float, default=1.0, help="noise std of the noisy parties")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--sigma", type=float, default=1.0, metavar="STD", help="noise std of the noisy parties")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs in parallel processes")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch threads per process (more threads than free cores slows the CNN badly)")
-    p.add_argument("--json", type=Path, help="also write all scores to this JSON file")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write all scores to this JSON file")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..experiments import reproduce as rp
+
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.jobs < 1 or args.threads < 1:
@@ -37,8 +39,10 @@ def run(args) -> int:
     tables = rp.LINEAR_TABLE + (() if args.no_images else rp.IMAGE_TABLE)
     experiments = rp.select(tables, names)
     noisy = () if args.no_noisy else rp.select(rp.NOISY_TABLE, names)
-    if args.json is not None and args.json.exists() and args.json.is_dir():
-        raise ConfigError(f"--json {str(args.json)!r} is a directory")
+    if args.json is not None:
+        if args.json.is_dir():
+            raise ConfigError(f"--json {str(args.json)!r} is a directory")
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # fail before the runs, not after
     seeds = list(range(args.seeds))
 
     def progress(msg: str) -> None:
@@ -60,9 +64,8 @@ def run(args) -> int:
     print(rp.format_checks(checks))
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json is not None:
-        from ..run import write_json_atomic
+        from ..files import write_json_atomic
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json, {"seeds": seeds, "table": [r.as_dict() for r in rows],
                                       "noisy": {"sigma": args.sigma, "rows": [r.as_dict() for r in noisy_rows]},
                                       "acceptance": [c.__dict__ for c in checks]})

@@ -9,21 +9,27 @@ from ..errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    from ..data.datasets import DATASETS
-    from ..learners.registry import LEARNERS
+    from ..data import datasets
+    from ..learners import registry
     from ..privacy.dp.accountant import ACCOUNTANTS
     from ..privacy.plan import RESIDUALS
+    from ..privacy.registry import LAYERS
 
+    layers = "\n".join(f"  {name:<10} {layer.summary}" for name, layer in LAYERS.items())
     p = sub.add_parser(
-        "train", help="train GAL on a dataset or CSV and write a run directory",
-        description="Train GAL in this process (the embedded default) or, with --federation, as the label owner of "
-                    "a networked federation. Every flag is honoured in both modes or refused with a one-line error.")
+        "train", description="Train GAL in this process (the embedded default) or, with --federation, as the label "
+                             "owner of a networked federation. Every flag is honoured in both modes or refused with "
+                             "a one-line error.",
+        epilog=f"learners (--learner):\n{registry.describe()}\n\ndatasets (--dataset):\n{datasets.describe()}\n\n"
+               f"privacy layers (--residuals, --epsilon, --label-epsilon):\n{layers}")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help=f"offline dataset: {', '.join(DATASETS)} (default breast_cancer)")
+    src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
     p.add_argument("--target", help="label column of --csv")
+    p.add_argument("--missing", choices=("impute", "refuse"),
+                   help="missing cells: impute (the column median, with an indicator column; default) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
-    p.add_argument("--learner", help=f"local learner: {', '.join(LEARNERS)} (default linear)")
+    p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")
     p.add_argument("--seed", type=int, help="seed of the split and the learners (default 0)")
     p.add_argument("--baselines", action="store_true", help="also train Alone, Joint and GAL with uniform weights")
@@ -40,7 +46,7 @@ def add_parser(sub) -> None:
     dp = p.add_argument_group("differential privacy (docs/privacy.md); defaults in securegal.privacy.plan")
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, help="delta of the DP budgets (default 1e-5); must be < 1/n")
-    dp.add_argument("--accountant", choices=ACCOUNTANTS, help="privacy accountant (default rdp)")
+    dp.add_argument("--accountant", choices=ACCOUNTANTS, help="privacy accountant: pld (exact for these full-batch Gaussians; default), rdp or prv")
     dp.add_argument("--dp-feature-clip", type=float, help="B: feature rows (scaled by 1/sqrt(d)) clipped to this norm "
                     "(default 0.5)")
     dp.add_argument("--dp-residual-clip", type=float, help="C: residual rows clipped to this norm (default 1)")
@@ -85,12 +91,16 @@ def run(args) -> int:
         raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     from ..run import train
 
+    if args.target is not None and args.csv is None:
+        raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     given = {key: getattr(args, flag) for key, flag in (
         ("parties", "parties"), ("learner", "learner"), ("rounds", "rounds"), ("seed", "seed"),
         ("eta_max", "eta_max")) if getattr(args, flag) is not None}  # the rest take train()'s defaults
+    if args.missing is not None:
+        given["missing"] = args.missing
     metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,

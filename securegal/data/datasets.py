@@ -1,13 +1,17 @@
 """Offline datasets (scikit-learn, mlxtend) and user CSV files, as one :class:`Dataset` type."""
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+
+# numpy, scikit-learn and mlxtend are imported by the loaders: the command line's help reads
+# :data:`DATASETS` and should not pay for them.
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,15 @@ class Dataset:
     loss: str                       # overarching loss: cross_entropy | l1 | l2
     n_classes: int = 0
     image_shape: tuple[int, int] | None = None
+    ids: object = None  # each row's ID (strings or integers) when the rows came with one; else row numbers
+    columns: tuple | None = None  # column names of X, when the data came from a table
+    encoding: dict | None = None  # what the owner did to its table: categorical columns, imputed cells
+
+    def row_ids(self):
+        """Each row's ID: the table's own, or synthetic row numbers 0..n-1."""
+        import numpy as np
+
+        return np.arange(len(self.y), dtype=np.int64) if self.ids is None else self.ids
 
     @property
     def n_outputs(self) -> int:
@@ -28,12 +41,16 @@ class Dataset:
 
 
 def _classification(name, X, y, image_shape=None) -> Dataset:
+    import numpy as np
+
     _, y = np.unique(y, return_inverse=True)
     return Dataset(name, np.asarray(X, dtype=np.float64), y.astype(np.int64), "classification", "cross_entropy",
                    int(y.max()) + 1, image_shape)
 
 
 def _regression(name, X, y, loss="l1") -> Dataset:
+    import numpy as np
+
     return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), "regression", loss)
 
 
@@ -64,70 +81,87 @@ def _mnist() -> Dataset:
     return _classification("mnist", X / 255.0, y, (28, 28))
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to load an offline dataset, and a one-line summary for users."""
+
+    load: Callable[[], Dataset]
+    summary: str
+
+
 DATASETS = {
-    "diabetes": lambda: _regression("diabetes", *_sklearn("load_diabetes")),
-    "boston": _boston,
-    "iris": lambda: _classification("iris", *_sklearn("load_iris")),
-    "wine": lambda: _classification("wine", *_sklearn("load_wine")),
-    "breast_cancer": lambda: _classification("breast_cancer", *_sklearn("load_breast_cancer")),
-    "digits": lambda: _classification("digits", *_sklearn("load_digits"), (8, 8)),
-    "blob": _blob,
-    "mnist": _mnist,
+    "diabetes": DatasetInfo(lambda: _regression("diabetes", *_sklearn("load_diabetes")),
+                            "442 patients, 10 features, disease progression (regression)"),
+    "boston": DatasetInfo(_boston, "506 districts, 13 features, house prices (regression)"),
+    "iris": DatasetInfo(lambda: _classification("iris", *_sklearn("load_iris")),
+                        "150 flowers, 4 features, 3 species"),
+    "wine": DatasetInfo(lambda: _classification("wine", *_sklearn("load_wine")),
+                        "178 wines, 13 features, 3 cultivars"),
+    "breast_cancer": DatasetInfo(lambda: _classification("breast_cancer", *_sklearn("load_breast_cancer")),
+                                 "569 tumours, 30 features, benign or malignant"),
+    "digits": DatasetInfo(lambda: _classification("digits", *_sklearn("load_digits"), (8, 8)),
+                          "1,797 handwritten digits as 8x8 images, 10 classes"),
+    "blob": DatasetInfo(_blob, "100 synthetic points, 10 features, 10 Gaussian clusters"),
+    "mnist": DatasetInfo(_mnist, "5,000 handwritten digits as 28x28 images, 10 classes (mlxtend)"),
 }
 
 
+def describe() -> str:
+    """One line per offline dataset, ``name  summary``, for help texts."""
+    width = max(map(len, DATASETS))
+    return "\n".join(f"  {name:<{width}}  {info.summary}" for name, info in DATASETS.items())
+
+
 def load_dataset(name: str) -> Dataset:
-    """One of the offline datasets: diabetes, boston, iris, wine, breast_cancer, digits, blob, mnist."""
+    """One of the offline :data:`DATASETS` (diabetes, boston, iris, wine, breast_cancer, digits, blob, mnist)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))} or use --csv")
-    return DATASETS[name]()
+    return DATASETS[name].load()
 
 
-def load_csv(path: str | Path, target: str, task: str | None = None) -> Dataset:
-    """A CSV with a header row; every cell numeric and present; ``target`` names the label column.
+def load_csv(path: str | Path, target: str, task: str | None = None, *, missing: str = "impute",
+             id_column: str | None = None) -> Dataset:
+    """A single-table CSV or Parquet file with a header row; ``target`` names the label column.
 
-    ``task`` defaults to classification when the target holds at most 20 distinct integers.
+    Read with pyarrow by :func:`securegal.data.party_file.read_party_file` (the rows get
+    synthetic IDs unless ``id_column`` names the table's own): numeric columns as they are, text columns one-hot encoded, missing cells
+    imputed with an indicator column (or refused with ``missing="refuse"``). ``task`` defaults to
+    classification when the target holds text or at most 20 distinct integers.
     """
+    import numpy as np
+
+    from .party_file import read_party_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"CSV file {str(path)!r} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise ConfigError(f"{path}: empty file, expected a header row")
-        header = [h.strip() for h in header]
-        if target not in header:
-            raise ConfigError(f"{path}: no column named {target!r}; columns are {', '.join(header)}")
-        rows = []
-        for lineno, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
-            values = []
-            for col, cell in zip(header, row):
-                try:
-                    v = float(cell)
-                except ValueError:
-                    raise ConfigError(f"{path}:{lineno}: column {col!r} holds non-numeric value {cell!r}") from None
-                if not np.isfinite(v):
-                    raise ConfigError(f"{path}:{lineno}: column {col!r} holds {cell!r}; missing or infinite values are not allowed")
-                values.append(v)
-            rows.append(values)
-    if len(rows) < 10:
-        raise ConfigError(f"{path}: {len(rows)} data rows; at least 10 are needed")
-    data = np.array(rows)
-    j = header.index(target)
-    y, X = data[:, j], np.delete(data, j, axis=1)
-    if X.shape[1] == 0:
+    table = read_party_file(path, id_column, target=target, label_owner=True, missing=missing)
+    if table.X.shape[0] < 10:
+        raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed")
+    if table.X.shape[1] == 0:
         raise ConfigError(f"{path}: no feature columns besides the target {target!r}")
-    if task is None:
-        task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
+    y = np.asarray(table.target)
+    if y.dtype.kind in "OUS":  # text labels: classes in sorted order
+        classes, y = np.unique(y.astype(str), return_inverse=True)
+        task = task or "classification"
+    else:
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise ConfigError(f"{path}: target {target!r} holds non-finite values")
+        if task is None:
+            task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
+    X = table.X
     if task == "classification":
         if len(np.unique(y)) < 2:
             raise ConfigError(f"{path}: target {target!r} has a single class")
-        return _classification(path.stem, X, y)
-    if task == "regression":
-        return _regression(path.stem, X, y, loss="l2")
-    raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+        data = _classification(path.stem, X, y)
+    elif task == "regression":
+        data = _regression(path.stem, X, y, loss="l2")
+    else:
+        raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
+    ids = table.ids if id_column is not None else None
+    return replace(data, columns=table.columns, encoding=encoding_of(table.summary), ids=ids)
+
+
+def encoding_of(summary) -> dict:
+    """A table's encoding summary as plain data (metrics.json ``data``)."""
+    return {"categorical": {k: list(v) for k, v in summary.categorical.items()},
+            "imputed": {k: int(cells) for k, (cells, _) in summary.imputed.items()}}

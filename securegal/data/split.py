@@ -81,7 +81,19 @@ def vertical_split(dataset: Dataset, parties: int) -> list[Block]:
     return contiguous_blocks(dataset.X.shape[1], parties)
 
 
+def _columns(X: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``X[:, columns]``: a view (no copy) when the columns are a contiguous range."""
+    columns = np.asarray(columns)
+    if columns.size and (np.diff(columns) == 1).all():
+        return X[:, int(columns[0]):int(columns[-1]) + 1]
+    return X[:, columns]
+
+
 def party_tables(dataset: Dataset, blocks: list[Block]) -> list[FeatureTable]:
-    """Each party's feature table (all rows, its own columns), keyed by row number."""
+    """Each party's feature table (all rows, its own columns), keyed by row number.
+
+    Contiguous column blocks are views of the dataset's table, not copies: a party copies only
+    the rows it trains on, once, when it standardizes them at setup.
+    """
     ids = np.arange(len(dataset.y), dtype=np.int64)
-    return [FeatureTable(ids, dataset.X[:, b.columns], b.patch_shape) for b in blocks]
+    return [FeatureTable(ids, _columns(dataset.X, b.columns), b.patch_shape) for b in blocks]

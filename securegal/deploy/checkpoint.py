@@ -9,10 +9,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..parties.label_owner import LabelOwner, RoundResult
-from ..run import write_json_atomic
+from ..files import private_dir, write_bytes_atomic, write_json_atomic
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
 CHECKPOINT_VERSION = 1
+ALIGNMENT = "alignment.npz"  # the session's row alignment: common rows and each party's handles
 
 
 class Checkpoint:
@@ -29,9 +30,12 @@ class Checkpoint:
         self.epoch = 0
 
     def save(self, owner: LabelOwner) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
+        alignment = owner.alignment_state()
+        if alignment and not (self.dir / ALIGNMENT).exists():  # fixed for the session: written once
+            write_bytes_atomic(self.dir / ALIGNMENT, lambda fh: np.savez(fh, **alignment))
         t = len(owner.model.rounds)
-        np.save(self.dir / f"F_{t:04d}.npy", owner.F, allow_pickle=False)
+        write_bytes_atomic(self.dir / f"F_{t:04d}.npy", lambda fh: np.save(fh, owner.F, allow_pickle=False))
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
             "config_sha256": self.digest,
@@ -63,6 +67,10 @@ class Checkpoint:
                                for r in state["rounds"]]
             state["F"] = [np.load(self.dir / f"F_{t:04d}.npy", allow_pickle=False)
                           for t in range(len(state["rounds"]) + 1)]
+            state["alignment"] = {}
+            if (self.dir / ALIGNMENT).exists():
+                with np.load(self.dir / ALIGNMENT, allow_pickle=False) as arrays:
+                    state["alignment"] = {k: arrays[k] for k in arrays.files}
             missing = [key for key in ("session", "epoch", "peers", "weighting", "eta") if key not in state]
             if missing:
                 raise KeyError(", ".join(missing))

@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigError
 
-# Bounds of the size-like keys (documented in the reference).
-MAX_ROUNDS = 1000
-MAX_PARTIES = 64
+from .federation import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
+
 MAX_CHUNK_BYTES = 1 << 26
 MAX_MESSAGE_BYTES = 1 << 34
 
@@ -54,6 +53,13 @@ class LimitsSection(_Strict):
                                    description="the largest whole message accepted")
 
 
+class PartyLimits(LimitsSection):
+    """What one party accepts (frames) and how long an idle session may hold it."""
+
+    session_timeout: float = Field(3600.0, gt=0, le=7 * 86400,
+                                   description="seconds after which an idle, unfinished session expires")
+
+
 class TransportSection(LimitsSection):
     """The label owner's calls to the parties."""
 
@@ -66,8 +72,11 @@ class TransportSection(LimitsSection):
 class PartyData(_Strict):
     """A party's table: ``csv`` + ``id_column``, or for demos block ``block`` of a built-in dataset."""
 
-    csv: str | None = Field(None, description="the party's CSV (an integer ID column, numeric features)")
+    csv: str | None = Field(None, description="the party's table: CSV or Parquet, an ID column of strings or "
+                                               "integers; text columns are one-hot encoded")
     id_column: str = Field("id", description="name of the ID column of csv")
+    missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute (median + "
+                                                                        "indicator column) or refuse")
     dataset: str | None = Field(None, description="built-in dataset (demos)")
     parties: int | None = Field(None, ge=2, le=MAX_PARTIES, description="M of the built-in vertical split")
     block: int | None = Field(None, ge=1, description="this party's block 1..M-1 of that split")
@@ -101,7 +110,7 @@ class PartyPrivacy(_Strict):
     residuals: Literal["plain", "ckks"] = Field("plain", description="the residual mode this party runs")
     epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
     delta: float | None = Field(None, description="delta of the budget (default 1e-5)")
-    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     feature_clip: float | None = Field(None, description="B (default 0.5)")
     residual_clip: float | None = Field(None, description="C (default 1; under ckks the label owner's declared clip)")
     prediction_clip: float | None = Field(None, description="C_f (default 0.01)")
@@ -120,15 +129,18 @@ class PartyFile(_Strict):
     learner: LearnerSection = Field(default_factory=LearnerSection)
     privacy: PartyPrivacy = Field(default_factory=PartyPrivacy)
     tls: TlsSection | None = None
-    limits: LimitsSection = Field(default_factory=LimitsSection)
+    limits: PartyLimits = Field(default_factory=PartyLimits)
 
 
 class FederationData(_Strict):
     """The label owner's data: a built-in ``dataset``, or its own ``csv`` with the ``target`` column."""
 
     dataset: str | None = Field(None, description="built-in dataset (the parties serve its other blocks)")
-    csv: str | None = Field(None, description="the label owner's CSV (rows = sample IDs 0..n-1)")
+    csv: str | None = Field(None, description="the label owner's table (CSV or Parquet) with its labels")
     target: str | None = Field(None, description="label column of csv")
+    id_column: str | None = Field(None, description="ID column of csv, aligned with the parties' IDs by private "
+                                                    "set intersection (absent: rows are numbered 0..n-1)")
+    missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute or refuse")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -136,6 +148,8 @@ class FederationData(_Strict):
             raise ValueError("give either dataset or csv + target")
         if (self.csv is None) != (self.target is None):
             raise ValueError("csv and target go together")
+        if self.id_column is not None and self.csv is None:
+            raise ValueError("id_column goes with csv")
         return self
 
 
@@ -144,7 +158,7 @@ class LabelDPSection(_Strict):
 
     epsilon: float = Field(description="label-DP epsilon")
     delta: float | None = Field(None, description="delta (default 1e-5)")
-    accountant: str | None = Field(None, description="rdp or prv (default rdp)")
+    accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     residual_clip: float | None = Field(None, description="C (default 1)")
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
 
@@ -164,8 +178,8 @@ class FederationFile(_Strict):
     learner_options: dict[str, Any] = Field(default_factory=dict, description="its options")
     local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss sent to the parties")
     weights: Literal["learned", "uniform"] | None = Field(None, description="assistance weights (default by plan)")
-    eta: float | None = Field(None, gt=0, description="fixed step (default: line search; 0.75 M/T under DP)")
-    eta_max: float = Field(10.0, gt=0, le=1e6, description="upper bound of the line-searched step")
+    eta: float | None = Field(None, gt=0, le=MAX_ETA, description="fixed step (default: line search; 0.75 M/T under DP)")
+    eta_max: float = Field(10.0, gt=0, le=MAX_ETA, description="upper bound of the line-searched step")
     min_parties: int | None = Field(None, ge=1, description="fewest answering parties, label owner included "
                                                             "(default: every configured party)")
     residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from ..align import FeaturePartyPsi
 from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..parties.endpoint import PartyEndpoint
@@ -36,9 +37,11 @@ class EmbeddedDeployment:
             return TranscriptWriter(run_dir / "transcripts" / name, name) if run_dir is not None else None
 
         endpoints = {}
+        ids = dataset.row_ids()
         for i in range(1, len(blocks)):
             learner = party_learner(dataset, blocks[i], i, job)
-            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=LABEL_OWNER)
+            party = FeatureParty(names[i], tables[i], job.trainers(names[i], i, learner), label_owner=LABEL_OWNER,
+                                 aligner=lambda session, ids=ids: FeaturePartyPsi(ids, session))
             endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
         own = FeatureParty(LABEL_OWNER, tables[0], job.own_trainers(LABEL_OWNER, 0, party_learner(dataset, blocks[0], 0, job)))
         messenger = None

@@ -27,6 +27,10 @@ from ..privacy.plan import TrainerChoice
 from ..seam import ResidualChannel
 
 LABEL_OWNER = "alice"
+# Bounds of the size-like settings, the same in every deployment and config file.
+MAX_ROUNDS = 1000
+MAX_PARTIES = 64
+MAX_ETA = 1e6
 
 
 def party_names(parties: int) -> list[str]:
@@ -94,12 +98,18 @@ class GalJob:
 
     def label_owner(self, own: FeatureParty, dataset: Dataset, split: RowSplit, peers: list[str],
                     messenger: Messenger | None) -> LabelOwner:
+        """The round loop for ``peers``: it aligns its rows with theirs by private set intersection
+        (:mod:`securegal.align`) before setup, in every deployment."""
+        from ..align import LabelOwnerPsi
+
         loss = make_loss(dataset.loss, dataset.n_outputs)
         return LabelOwner(own=own, train_ids=split.train, y_train=self.scaler.forward(dataset.y[split.train]),
                           loss=loss, peers=peers, messenger=messenger, channel=self.channel, rounds=self.rounds,
                           weighting=self.weighting, eta=self.eta, eta_max=self.eta_max,
                           min_parties=self.min_parties, task=dataset.task,
-                          setup_options={"local_loss": self.local_loss_for(dataset)})
+                          setup_options={"local_loss": self.local_loss_for(dataset)},
+                          aligner=LabelOwnerPsi, align_ids=dataset.row_ids(),
+                          eval_ids=np.concatenate([split.validation, split.test]))
 
 
 def party_learner(dataset: Dataset, block: Block, index: int, job: GalJob) -> Learner:
@@ -134,6 +144,7 @@ class MethodRun:
 
 
 def _evaluate(owner: LabelOwner, dataset: Dataset, ids: np.ndarray, scaler: TargetScaler) -> list[float]:
+    ids = owner.aligned(ids)  # rows some party lacks are not scored (they could not be predicted)
     if len(ids) == 0:
         return []
     _, score = metric_for(dataset.task)
@@ -158,8 +169,9 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
     names = list(model.parties)
     if not test:  # stopped before the first round: the score of F0 alone
         _, score = metric_for(dataset.task)
-        F0 = np.tile(model.init, (len(split.test), 1))
-        test = [score(dataset.y[split.test], scaler.inverse(F0))]
+        rows = owner.aligned(split.test)
+        F0 = np.tile(model.init, (len(rows), 1))
+        test = [score(dataset.y[rows], scaler.inverse(F0))]
     return MethodRun(test[-1], test, val, [[r.weights.get(p, 0.0) for p in names] for r in model.rounds],
                      [r.eta for r in model.rounds], names, model.stopped, [list(r.absent) for r in model.rounds],
                      sorted(model.missing_at_predict))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PartyUnavailable, SecuregalError
+from ..files import private_dir
 from ..transport.certs import init_federation
 from .config import dump
 
@@ -79,7 +81,9 @@ class LocalFederation:
         self.rounds, self.seed, self.min_parties = rounds, seed, min_parties
         self.label_owner_data = label_owner_data or {"dataset": dataset}
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
-        self.certs = None if insecure else self.workdir / "certs"
+        # Demo keys live in their own, clearly named folder beside the workdir, never under the
+        # results, and are removed when the federation stops.
+        self.certs = None if insecure else self.workdir.parent / f"{self.workdir.name}.DEMO-CERTS-delete-me"
         self.transport, self.limits, self.transcripts, self.once = transport, limits, transcripts, once
         self.ready_timeout, self.residuals = ready_timeout, residuals
         self.privacy, self.federation_extra = privacy, federation_extra  # every party's [privacy] DP keys
@@ -88,8 +92,16 @@ class LocalFederation:
         self.federation_toml = self.config_dir / "federation.toml"
 
     def start(self) -> "LocalFederation":
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "LocalFederation":
+        private_dir(self.config_dir)
         if self.certs is not None:
+            shutil.rmtree(self.certs, ignore_errors=True)
             init_federation(self.certs, [LABEL_OWNER, *self.names])
         for i, name in enumerate(self.names, 1):
             path = self.config_dir / f"{name}.toml"
@@ -122,8 +134,7 @@ class LocalFederation:
         proc = self.processes[name]
         line = _readline(proc, self.ready_timeout)
         if not line.startswith(f"party {name} serving on port "):
-            self.stop()
-            raise RuntimeError(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
+            raise PartyUnavailable(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
         port = int(line.split("serving on port ")[1].split()[0])
         self.addresses[name] = f"127.0.0.1:{port}"
         return self.addresses[name]
@@ -164,6 +175,8 @@ class LocalFederation:
                 codes[name] = proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        if self.certs is not None:
+            shutil.rmtree(self.certs, ignore_errors=True)
         return codes
 
     def __enter__(self) -> "LocalFederation":
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", "-T", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/network-demo"))
-    p.add_argument("--workdir", type=Path, help="certificates, configs and logs (default <out>/federation)")
+    p.add_argument("--workdir", type=Path, help="configs and logs (default <out>.federation, beside the results; "
+                   "demo certificates go to <workdir>.DEMO-CERTS-delete-me and are removed at the end)")
     p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
                    help="plain, or CKKS-encrypted under the label owner's key")
     p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
@@ -198,15 +212,20 @@ def main(argv: list[str] | None = None) -> int:
     privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
     # DP parties on CKKS rely on the label owner's declared residual clip (docs/privacy.md 5b)
     extra = {"residual_clip": 1.0} if privacy and args.residuals == "ckks" else None
-    workdir = args.workdir or args.out / "federation"
-    if workdir.exists() and any(workdir.iterdir()):
-        raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates")
-    with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed, dataset=args.dataset,
-                         out=args.out, residuals=args.residuals, privacy=privacy, federation_extra=extra) as fed:
-        owner = fed.label_owner("--overwrite")
-        code = owner.wait()
-        print((workdir / "alice.log").read_text(), end="")
-        party_codes = fed.stop(grace=60.0)
+    workdir = args.workdir or args.out.with_name(args.out.name + ".federation")
+    try:
+        if workdir.exists() and any(workdir.iterdir()):
+            raise ConfigError(f"{workdir} is not empty; remove it for a fresh federation")
+        with LocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed,
+                             dataset=args.dataset, out=args.out, residuals=args.residuals, privacy=privacy,
+                             federation_extra=extra) as fed:
+            owner = fed.label_owner("--overwrite")
+            code = owner.wait()
+            print((workdir / "alice.log").read_text(), end="")
+            party_codes = fed.stop(grace=60.0)
+    except SecuregalError as exc:
+        print(f"securegal localnet: error: {exc}", file=sys.stderr)
+        return 2
     print(f"feature parties exited with {party_codes}; label owner with {code}")
     return code or max(party_codes.values(), default=0)
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from typing import Callable
 
@@ -16,6 +17,8 @@ import numpy as np
 
 from .. import messages as m
 from ..errors import ProtocolError
+
+log = logging.getLogger(__name__)
 
 # Key of the replies' info map under which a DP party sends its accountant report.
 PRIVACY_INFO = "privacy"
@@ -30,7 +33,12 @@ def privacy_reports(handle: Handler, report: Callable[[], dict]) -> Handler:
     def wrapped(env: m.Envelope) -> m.Body:
         reply = handle(env)
         if isinstance(reply, (m.SetupAck, m.FitReply, m.FinishAck)):
-            raw = json.dumps(report(), sort_keys=True, allow_nan=False)
+            block = report()
+            if block:
+                log.info("privacy budget: epsilon %.4g spent of %.4g (delta %.3g), %.4g left",
+                         block["epsilon_spent"], block["epsilon_budget"], block["delta"],
+                         block["epsilon_budget"] - block["epsilon_spent"])
+            raw = json.dumps(block, sort_keys=True, allow_nan=False)
             reply = replace(reply, info={**reply.info, PRIVACY_INFO: raw})
         return reply
 

@@ -23,7 +23,8 @@ from .. import messages as m
 from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
-from ..errors import ConfigError, PartyRefused, ProtocolError
+from ..errors import ConfigError, SecuregalError
+from ..files import private_dir
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
@@ -46,6 +47,7 @@ REFUSED_FLAGS = {
     "dataset": "the federation file's [data] names the label owner's data",
     "csv": "the federation file's [data] names the label owner's data",
     "target": "the federation file's [data] names the label owner's data",
+    "missing": "the federation file's [data] and each party.toml [data] say how missing cells are handled",
     "out": "the federation file's out names the run directory",
     "parties": "the federation file's [[party]] tables name the parties",
     "baselines": "Joint needs every party's columns in one place, which a networked run never has",
@@ -107,7 +109,8 @@ class FederationConfig:
                     raise ConfigError(f"[[party]] needs distinct feature parties other than {name!r}, got {peer!r} twice")
                 peers[peer] = _check_address(entry.address)
             data = ({"dataset": f.data.dataset} if f.data.dataset is not None
-                    else {"csv": str(base / f.data.csv), "target": f.data.target})
+                    else {"csv": str(base / f.data.csv), "target": f.data.target, "id_column": f.data.id_column,
+                          "missing": f.data.missing})
             label = f.label_dp
             label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
             delta = given.pop("delta", label.delta if label else None)
@@ -209,6 +212,7 @@ class NetworkedDeployment:
                  on_round: Callable[[RoundResult], None] | None = None):
         self.cfg, self.checkpoint, self.state, self.on_round = cfg, checkpoint, state, on_round
         self.reports = ReportCollector()
+        self.started = state is not None  # True once a checkpoint of this session exists
 
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
         """``dataset = NAME``: label owner = block 0 of the built-in M-way split (the parties serve
@@ -244,9 +248,9 @@ class NetworkedDeployment:
         if self.state is None:
             try:
                 owner.setup()
-            except (PartyRefused, ProtocolError):  # e.g. a party's budget cannot cover the rounds
-                joined = [p for p, r in self.reports.last.items() if isinstance(r, m.SetupAck)]
-                if joined:  # close their sessions so they can serve the next one
+            except SecuregalError:  # a refusal, too few parties: close the sessions that did open
+                joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
+                if joined:  # so that they can serve the next one
                     owner.messenger.exchange(0, {p: m.Finish() for p in joined})
                 raise
             if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
@@ -255,10 +259,11 @@ class NetworkedDeployment:
                 owner.weighting, owner.eta = policy.weighting, policy.eta
                 log.info("DP parties %s: weights %s, eta %s", sorted(self.reports.privacy), owner.weighting, owner.eta)
         else:
-            owner.resume(self.state["rounds"], self.state["F"], self.state["peers"])
+            owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
         self.checkpoint.save(owner)
+        self.started = True
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
             on_round=None) -> MethodRun:
@@ -280,7 +285,7 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
                           f"or --resume {cfg.out}")
     for p in present:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    private_dir(cfg.out)
 
 
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
@@ -292,8 +297,11 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     ``deployment(cfg, checkpoint, state, on_round)`` builds the deployment (default gRPC; the
     Flower one is :class:`securegal.deploy.flower.deployment.FlowerDeployment`)."""
     from ..plots import plot_curves
-    from ..run import train, write_json_atomic
+    from ..files import write_json_atomic
 
+    if resume and (cfg.out / "metrics.json").exists():
+        raise ConfigError(f"the run in {cfg.out} finished (metrics.json is there); it is kept as it is. Start a new "
+                          "run with --overwrite, or in another directory")
     if resume and cfg.plan.residuals == "ckks":
         raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
                           "parties' encrypted round models could not be opened; start the run again")
@@ -304,13 +312,26 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     deployment = deployment(cfg, checkpoint, state, on_round)
     if not resume:
         _prepare_out(cfg, overwrite)
-    metrics = train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
-                    parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
-                    weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
-                    local_loss=cfg.local_loss, progress=progress, deployment=deployment)
+    try:
+        metrics = _train(cfg, deployment, progress)
+    except BaseException:
+        if not deployment.started:  # nothing to resume: leave nothing that looks like a result
+            for path in (cfg.out / "transcripts" / cfg.name, checkpoint.dir):
+                shutil.rmtree(path, ignore_errors=True)
+        raise
     privacy = {**metrics.get("privacy", {}), **deployment.reports.report()}
     if privacy:
         metrics["privacy"] = privacy
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")
     return metrics
+
+
+def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: bool) -> dict:
+    from ..run import train
+
+    return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
+                 id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
+                 parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
+                 weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
+                 local_loss=cfg.local_loss, progress=progress, deployment=deployment)

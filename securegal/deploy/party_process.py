@@ -16,7 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.datasets import load_csv, load_dataset
+from ..align import FeaturePartyPsi
+from ..data.datasets import load_dataset
+from ..data.party_file import read_party_file
 from ..data.split import party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..errors import ConfigError
@@ -63,17 +65,15 @@ def check_listen(address: str, where: str) -> str:
     return address
 
 
-def _table(data: schema.PartyData, base: Path) -> FeatureTable:
+def _table(data: schema.PartyData, base: Path) -> tuple[FeatureTable, np.ndarray]:
+    """The party's table keyed by row number, and each row's own ID (what the PSI aligns)."""
     if data.csv is not None:
-        path = base / data.csv
-        ds = load_csv(path, data.id_column, task="regression")
-        ids = ds.y
-        if not np.array_equal(ids, np.round(ids)):
-            raise ConfigError(f"{path}: id column {data.id_column!r} must hold integers")
-        return FeatureTable(ids.astype(np.int64), ds.X)
+        table = read_party_file(base / data.csv, data.id_column, missing=data.missing)
+        return FeatureTable(np.arange(len(table.ids), dtype=np.int64), table.X), np.asarray(table.ids)
     dataset = load_dataset(data.dataset)
     blocks = vertical_split(dataset, data.parties)
-    return party_tables(dataset, [blocks[data.block]])[0]
+    table = party_tables(dataset, [blocks[data.block]])[0]
+    return table, table.ids
 
 
 def _plan(p: schema.PartyPrivacy) -> PrivacyPlan:
@@ -101,6 +101,8 @@ class PartyConfig:
     tls: TlsConfig
     limits: FrameLimits
     transcripts: Path | None
+    session_timeout: float = 3600.0
+    ids: np.ndarray | None = None  # each row's own ID (strings or integers); default the table's keys
 
     @classmethod
     def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
@@ -112,7 +114,7 @@ class PartyConfig:
             name, label_owner = check_org_name(f.name), check_org_name(f.label_owner)
             plan = _plan(f.privacy)
             plan.check_learner(f.learner.name)
-            table = _table(f.data, base)
+            table, ids = _table(f.data, base)
             make_learner(f.learner.name, local_loss=f.learner.local_loss or "l2", seed=f.learner.seed,
                          patch_shape=table.patch_shape, **f.learner.options)
         except ConfigError as exc:
@@ -121,7 +123,7 @@ class PartyConfig:
                    f.learner.local_loss, dict(f.learner.options), plan,
                    TlsConfig.build(f.tls, name, where, base, insecure),
                    FrameLimits(chunk_bytes=f.limits.chunk_bytes, max_message_bytes=f.limits.max_message_bytes),
-                   (base / f.transcripts) if f.transcripts else None)
+                   (base / f.transcripts) if f.transcripts else None, f.limits.session_timeout, ids)
 
 
 def build_party(cfg: PartyConfig) -> PartyEndpoint:
@@ -135,7 +137,10 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
                                patch_shape=cfg.table.patch_shape, **cfg.learner_options)
         return trainers(cfg.name, 0, learner)(setup)
 
-    party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner)
+    ids = cfg.table.ids if cfg.ids is None else cfg.ids
+    party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner,
+                         session_timeout=cfg.session_timeout, ids=ids,
+                         aligner=lambda session: FeaturePartyPsi(ids, session))
     middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
         if cfg.plan.feature_dp is not None else []
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None

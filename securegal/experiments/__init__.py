@@ -1,0 +1,1 @@
+"""Experiments that train federations to measure them (active attacks); built on ``securegal.train``."""

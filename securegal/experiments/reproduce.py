@@ -7,16 +7,19 @@ every prediction they release and compares learned with uniform assistance weigh
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from ..learners.base import Learner
-from ..messages import Payload, Setup
-from ..privacy.plain import PlainTrainer
-from ..run import train
+
+# ``securegal reproduce --help`` reads this module's tables, so numpy, ``train`` and
+# ``PlainTrainer`` (torch) are imported where they are used.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..learners.base import Learner
+    from ..messages import Payload, Setup
 
 METHODS = ("joint", "alone", "gal_uniform", "gal")
 METHOD_LABELS = {"joint": "Joint", "alone": "Alone", "gal_uniform": "GAL-uniform", "gal": "GAL"}
@@ -66,7 +69,7 @@ class Row:
     seconds: float
 
     def mean(self, method: str) -> float:
-        return float(np.mean(self.scores[method]))
+        return statistics.fmean(self.scores[method])
 
     def as_dict(self) -> dict:
         e = self.experiment
@@ -75,7 +78,7 @@ class Row:
                 "metric": self.metric, "seconds": round(self.seconds, 1),
                 "scores": self.scores,
                 "mean": {m: self.mean(m) for m in self.scores},
-                "std": {m: float(np.std(v)) for m, v in self.scores.items()},
+                "std": {m: statistics.pstdev(v) for m, v in self.scores.items()},
                 "paper": PAPER.get(e.dataset, {})}
 
 
@@ -117,6 +120,8 @@ def _map(fn, jobs: list[tuple], workers: int, threads: int, progress, describe) 
 
 def table_run(e: Experiment, seed: int) -> dict:
     """One seed of one experiment: ``metrics.json`` content with all four methods."""
+    from ..run import train
+
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed, baselines=True,
                  validation_fraction=0.0, learner_options=dict(e.learner_options))
 
@@ -142,8 +147,12 @@ class NoisyTrainer:
     """A feature party whose model outputs carry N(0, sigma^2) noise, at training and at inference."""
 
     def __init__(self, learner: Learner, sigma: float, seed: int):
+        from ..privacy.plain import PlainTrainer
+
         self.inner = PlainTrainer(learner)
         self.sigma = sigma
+        import numpy as np
+
         self.rng = np.random.default_rng(seed)
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
@@ -163,6 +172,8 @@ class NoisyTrainer:
 
 def noisy_trainers(parties: int, sigma: float, seed: int):
     """A :data:`~securegal.federation.TrainerChoice` making parties M/2..M-1 noisy (the label owner is clean)."""
+    from ..privacy.plain import PlainTrainer
+
     noisy = set(range(parties - parties // 2, parties))
 
     def choose(name: str, index: int, learner: Learner):
@@ -200,6 +211,8 @@ class NoisyRow:
 
 def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
     """One seed of GAL with noisy parties and ``weighting`` learned or uniform."""
+    from ..run import train
+
     choose, _ = noisy_trainers(e.parties, sigma, seed)
     return train(e.dataset, parties=e.parties, learner=e.learner, rounds=e.rounds, seed=seed,
                  validation_fraction=0.0, trainers=choose, weighting=weighting,
@@ -209,6 +222,8 @@ def noisy_run(e: Experiment, seed: int, sigma: float, weighting: str) -> dict:
 def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], None] | None = None,
               workers: int = 1, threads: int = 1) -> list[NoisyRow]:
     """GAL with learned and with uniform weights when half the feature parties are noisy."""
+    import numpy as np
+
     jobs = [(e, seed, sigma, weighting) for e in experiments for seed in seeds for weighting in ("learned", "uniform")]
 
     def describe(job, m):
@@ -226,7 +241,7 @@ def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], 
 
 
 def _ms(values) -> str:
-    return f"{np.mean(values):.2f} ({np.std(values):.2f})"
+    return f"{statistics.fmean(values):.2f} ({statistics.pstdev(values):.2f})"
 
 
 def _paper(dataset: str, method: str) -> str:
@@ -296,7 +311,7 @@ def acceptance(rows: list[Row], noisy_rows: list[NoisyRow]) -> list[Check]:
         noisy_w, clean_w = nr.weight_summary()
         checks.append(Check(f"noisy {nr.experiment.dataset}: mean learned weight of a noisy party", noisy_w,
                             f"<= 0.05 (uniform {1 / nr.experiment.parties:.3f}, paper ~0.02)", noisy_w <= 0.05))
-        learned, uniform = float(np.mean(nr.learned)), float(np.mean(nr.uniform))
+        learned, uniform = statistics.fmean(nr.learned), statistics.fmean(nr.uniform)
         better = learned < uniform if nr.metric == "mad" else learned > uniform
         checks.append(Check(f"noisy {nr.experiment.dataset}: learned - uniform", learned - uniform,
                             "< 0" if nr.metric == "mad" else "> 0", better))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ._validate import check_positive_int, check_seed
 
 
@@ -54,11 +55,11 @@ class TrainSettings:
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
         if not self.lr > 0:
-            raise ValueError(f"learning rate lr must be > 0, got {self.lr!r}")
+            raise ConfigError(f"learning rate lr must be > 0, got {self.lr!r}")
         if self.batch_size is not None:
             check_positive_int("batch_size", self.batch_size)
         if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numbers
 
+from ..errors import ConfigError
+
 
 def check_seed(seed) -> int:
     """Return ``seed`` as an int; raise TypeError for anything that is not an integer."""
@@ -13,5 +15,5 @@ def check_seed(seed) -> int:
 
 def check_positive_int(name: str, value) -> int:
     if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
     return int(value)

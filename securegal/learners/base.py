@@ -30,6 +30,33 @@ class Learner(Protocol):
     def fit(self, X: np.ndarray, r: np.ndarray) -> FittedModel: ...
 
 
+@runtime_checkable
+class BoundLearner(Protocol):
+    """A learner bound to one party's fixed feature block (``Learner.bind(X)``): fits round
+    after round and hands back the train predictions with the model, so the caller never
+    predicts on the training rows again."""
+
+    def fit_predict(self, r: np.ndarray) -> tuple[FittedModel, np.ndarray]: ...
+
+
+class _Refit:
+    """:class:`BoundLearner` for a learner without ``bind``: fit, then predict the bound rows."""
+
+    def __init__(self, learner: Learner, X: np.ndarray):
+        self.learner, self.X = learner, X
+
+    def fit_predict(self, r: np.ndarray) -> tuple[FittedModel, np.ndarray]:
+        model = self.learner.fit(self.X, r)
+        return model, np.asarray(model.predict(self.X), dtype=np.float64)
+
+
+def bind(learner: Learner, X: np.ndarray) -> BoundLearner:
+    """``learner`` on the fixed training features ``X``: ``learner.bind(X)`` where the learner
+    can reuse work across rounds (ridge factors its Gram matrix once), else fit-then-predict."""
+    own = getattr(learner, "bind", None)
+    return own(X) if own is not None else _Refit(learner, X)
+
+
 @dataclass(frozen=True)
 class SmootherOperator:
     """A learner whose train predictions are linear in the residuals: ``f = Phi @ (A @ r)``.
@@ -68,3 +95,15 @@ def check_fit_inputs(X: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if not (np.isfinite(X).all() and np.isfinite(r).all()):
         raise ValueError("features and residuals must be finite")
     return X, r
+
+
+def check_residuals(r: np.ndarray, n: int) -> np.ndarray:
+    """Validate and return residuals ``r`` as a finite float64 (n, K) array."""
+    r = np.asarray(r, dtype=np.float64)
+    if r.ndim == 1:
+        r = r[:, None]
+    if r.ndim != 2 or r.shape[0] != n:
+        raise ValueError(f"residuals must have shape (n, K) with n={n}, got {r.shape}")
+    if not np.isfinite(r).all():
+        raise ValueError("residuals must be finite")
+    return r

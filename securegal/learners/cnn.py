@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from . import _torchfit
 from ._validate import check_positive_int, check_seed
 from .base import check_fit_inputs, check_local_loss
@@ -17,7 +18,7 @@ def _check_patch_shape(patch_shape) -> tuple[int, int]:
     try:
         h, w = patch_shape
     except (TypeError, ValueError):
-        raise ValueError(f"patch_shape must be a pair (height, width), got {patch_shape!r}") from None
+        raise ConfigError(f"patch_shape must be a pair (height, width), got {patch_shape!r}") from None
     return check_positive_int("patch height", h), check_positive_int("patch width", w)
 
 
@@ -36,7 +37,7 @@ class CNNLearner:
         self.patch_shape = _check_patch_shape(patch_shape)
         self.channels = tuple(check_positive_int("channel count", c) for c in channels)
         if not self.channels:
-            raise ValueError("channels must name at least one convolution block")
+            raise ConfigError("channels must name at least one convolution block")
         self.hidden = check_positive_int("hidden", hidden)
         self.settings = _torchfit.TrainSettings(check_local_loss(local_loss), epochs, lr, batch_size,
                                                 weight_decay)

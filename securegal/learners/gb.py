@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from ..errors import ConfigError
 from ._validate import check_positive_int, check_seed
 from .base import check_fit_inputs, check_local_loss
 
@@ -39,7 +40,7 @@ class GBLearner:
         self.n_estimators = check_positive_int("n_estimators", n_estimators)
         self.max_depth = None if max_depth is None else check_positive_int("max_depth", max_depth)
         if not 0 < learning_rate <= 1:
-            raise ValueError(f"learning_rate must be in (0, 1], got {learning_rate!r}")
+            raise ConfigError(f"learning_rate must be in (0, 1], got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
         self.min_samples_leaf = check_positive_int("min_samples_leaf", min_samples_leaf)
         self.seed = check_seed(seed)

@@ -4,8 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
-from .base import SmootherOperator, check_fit_inputs, check_local_loss
+from ..core.blas import one_blas_thread
+from ..errors import ConfigError
+from .base import SmootherOperator, check_fit_inputs, check_local_loss, check_residuals
 
 
 def _with_intercept(X: np.ndarray) -> np.ndarray:
@@ -16,21 +19,75 @@ def _with_intercept(X: np.ndarray) -> np.ndarray:
 class LinearModel:
     coef: np.ndarray  # (d + 1, K), last row is the intercept
 
+    @one_blas_thread
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return X @ self.coef[:-1] + self.coef[-1]
+        # Computed as (K, n) = coef^T X^T, returned as its (n, K) transpose: BLAS is several
+        # times slower on the tall-and-thin product X @ coef with a handful of outputs.
+        out = self.coef[:-1].T @ np.asarray(X, dtype=np.float64).T
+        out += self.coef[-1][:, None]
+        return out.T
+
+
+def _penalty(p: int, lam: float) -> np.ndarray:
+    penalty = lam * np.eye(p)
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    return penalty
 
 
 def _ridge_solve(Phi: np.ndarray, r: np.ndarray, lam: float, weights: np.ndarray | None = None) -> np.ndarray:
     p = Phi.shape[1]
-    penalty = lam * np.eye(p)
-    penalty[-1, -1] = 0.0  # the intercept is not shrunk
     if weights is None:
         gram, rhs = Phi.T @ Phi, Phi.T @ r
     else:
         gram = Phi.T @ (Phi * weights[:, None])
         rhs = Phi.T @ (r * weights[:, None])
-    return np.linalg.solve(gram + penalty, rhs)
+    return np.linalg.solve(gram + _penalty(p, lam), rhs)
+
+
+class BoundRidge:
+    """A :class:`LinearLearner` bound to one feature block, for fitting round after round.
+
+    The l2 fit's Gram matrix ``Phi^T Phi + lam I`` (``Phi`` = features plus an intercept column)
+    depends on the features only, so it is formed and Cholesky-factored once here; a round then
+    costs ``Phi^T r`` and the train predictions ``Phi z``, two passes over the block, and the
+    intercept column is never materialized. IRLS (l1) reweights the rows every iteration, so it
+    keeps ``Phi`` and solves afresh.
+    """
+
+    @one_blas_thread
+    def __init__(self, learner: "LinearLearner", X: np.ndarray):
+        X, _ = check_fit_inputs(X, np.zeros((np.asarray(X).shape[0], 1)))
+        self.learner, self.X = learner, X
+        self.lam = learner.lam * X.shape[0]
+        if learner.local_loss == "l2":
+            sums = X.sum(axis=0)
+            gram = np.empty((X.shape[1] + 1, X.shape[1] + 1))
+            gram[:-1, :-1] = X.T @ X
+            gram[:-1, -1] = gram[-1, :-1] = sums
+            gram[-1, -1] = X.shape[0]
+            self._factor = cho_factor(gram + _penalty(gram.shape[0], self.lam))
+        else:
+            self._phi = _with_intercept(X)
+
+    def fit(self, r: np.ndarray) -> LinearModel:
+        return self.fit_predict(r)[0]
+
+    @one_blas_thread
+    def fit_predict(self, r: np.ndarray) -> tuple[LinearModel, np.ndarray]:
+        """The round model for residuals ``r`` (n, K) and its predictions on the bound rows."""
+        r = check_residuals(r, self.X.shape[0])
+        if self.learner.local_loss == "l2":
+            rhs = np.vstack([(r.T @ self.X).T, r.sum(axis=0)])
+            model = LinearModel(cho_solve(self._factor, rhs))
+            return model, model.predict(self.X)
+        Phi = self._phi
+        coef = _ridge_solve(Phi, r, self.lam)
+        for _ in range(self.learner.irls_iterations):
+            abs_res = np.abs(r - Phi @ coef).mean(axis=1)
+            weights = 1.0 / np.maximum(abs_res, 1e-6 * (1.0 + abs_res.mean()))
+            coef = _ridge_solve(Phi, r, self.lam * weights.mean(), weights)
+        model = LinearModel(coef)
+        return model, Phi @ coef
 
 
 class LinearLearner:
@@ -45,21 +102,16 @@ class LinearLearner:
     def __init__(self, local_loss: str = "l2", lam: float = 1e-3, irls_iterations: int = 30):
         self.local_loss = check_local_loss(local_loss)
         if not lam > 0:
-            raise ValueError(f"ridge penalty lam must be > 0, got {lam!r}")
+            raise ConfigError(f"ridge penalty lam must be > 0, got {lam!r}")
         self.lam = float(lam)
         self.irls_iterations = int(irls_iterations)
 
+    def bind(self, X: np.ndarray) -> BoundRidge:
+        """This learner on the fixed features ``X``: the per-block work is done once."""
+        return BoundRidge(self, X)
+
     def fit(self, X: np.ndarray, r: np.ndarray) -> LinearModel:
-        X, r = check_fit_inputs(X, r)
-        Phi = _with_intercept(X)
-        lam = self.lam * X.shape[0]
-        coef = _ridge_solve(Phi, r, lam)
-        if self.local_loss == "l1":
-            for _ in range(self.irls_iterations):
-                abs_res = np.abs(r - Phi @ coef).mean(axis=1)
-                weights = 1.0 / np.maximum(abs_res, 1e-6 * (1.0 + abs_res.mean()))
-                coef = _ridge_solve(Phi, r, lam * weights.mean(), weights)
-        return LinearModel(coef)
+        return self.bind(X).fit(r)
 
     def operator(self, X: np.ndarray) -> SmootherOperator:
         """``A = (Phi^T Phi + lam I)^-1 Phi^T``, so the l2 fit's train predictions are ``Phi A r``."""
@@ -68,7 +120,5 @@ class LinearLearner:
         X, _ = check_fit_inputs(X, np.zeros((np.asarray(X).shape[0], 1)))
         Phi = _with_intercept(X)
         lam = self.lam * X.shape[0]
-        penalty = lam * np.eye(Phi.shape[1])
-        penalty[-1, -1] = 0.0
-        A = np.linalg.solve(Phi.T @ Phi + penalty, Phi.T)
+        A = np.linalg.solve(Phi.T @ Phi + _penalty(Phi.shape[1], lam), Phi.T)
         return SmootherOperator(A=A, phi_train=Phi, feature_map=_with_intercept)

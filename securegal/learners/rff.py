@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._validate import check_positive_int, check_seed
 from .base import SmootherOperator, check_fit_inputs, check_local_loss
 from .linear import LinearLearner, LinearModel
@@ -52,7 +53,7 @@ class RFFLearner:
                  lam: float = 1e-3, seed: int = 0):
         self.n_components = check_positive_int("n_components", n_components)
         if gamma is not None and not gamma > 0:
-            raise ValueError(f"RBF bandwidth gamma must be > 0, got {gamma!r}")
+            raise ConfigError(f"RBF bandwidth gamma must be > 0, got {gamma!r}")
         self.gamma = gamma
         self.seed = check_seed(seed)
         self._ridge = LinearLearner(local_loss=check_local_loss(local_loss), lam=lam)
@@ -71,8 +72,11 @@ class RFFLearner:
 
     def fit(self, X, r) -> RFFModel:
         X, r = check_fit_inputs(X, r)
-        fmap = self.feature_map(X.shape[1])
-        return RFFModel(fmap, self._ridge.fit(fmap(X), r))
+        return self.bind(X).fit(r)
+
+    def bind(self, X) -> "BoundRFF":
+        """This learner on fixed features ``X``: the random features and their Gram factor are made once."""
+        return BoundRFF(self, X)
 
     def operator(self, X) -> SmootherOperator:
         """Ridge operator on the random features: train predictions are ``phi_train @ A @ r``."""
@@ -90,3 +94,19 @@ class _Composed:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         return self.second(self.first(X))
+
+
+class BoundRFF:
+    """:class:`RFFLearner` bound to one feature block (see :class:`~.linear.BoundRidge`)."""
+
+    def __init__(self, learner: RFFLearner, X):
+        X, _ = check_fit_inputs(X, np.zeros((np.asarray(X).shape[0], 1)))
+        self.feature_map = learner.feature_map(X.shape[1])
+        self._ridge = learner._ridge.bind(self.feature_map(X))
+
+    def fit(self, r) -> RFFModel:
+        return self.fit_predict(r)[0]
+
+    def fit_predict(self, r) -> tuple[RFFModel, np.ndarray]:
+        ridge, predictions = self._ridge.fit_predict(r)
+        return RFFModel(self.feature_map, ridge), predictions

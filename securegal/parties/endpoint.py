@@ -44,6 +44,9 @@ class PartyEndpoint:
             body = self._handle(request)
         except Exception as exc:  # a party must answer every request; the reply says what failed
             body = error_reply(exc)
+        if isinstance(body, m.PsiSelectionAck) and self.transcript is not None:
+            handles, ids = self.party.alignment()
+            self.transcript.record_alignment(request.session, request.sender, handles, ids)
         return self._send(request.session, request.round, request.sender, body)
 
     def _send(self, session: str, round: int, receiver: str, body: m.Body) -> bytes:

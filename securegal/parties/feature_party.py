@@ -6,13 +6,18 @@ rejects anything out of order, from another session or sender, or of the wrong s
 from __future__ import annotations
 
 import logging
+import time
+from typing import Callable
 
 import numpy as np
 
 from ..data.tables import FeatureTable
-from ..errors import BudgetExceeded, ConfigError, ProtocolError, SecuregalError
+from ..errors import ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
+
+# Makes a party's PSI responder for one session (securegal.align.FeaturePartyPsi over its IDs).
+Aligner = Callable[[str], object]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +28,21 @@ RESUME_BITS = 32
 class FeatureParty:
     """Holds one organization's columns; never sees labels, only what the label owner sends."""
 
-    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None):
+    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
+                 session_timeout: float | None = None, aligner: Aligner | None = None, ids=None):
         self.name = name
+        # With an ``aligner`` (a party across the wire) every session starts with private set
+        # intersection: rows are then named by this session's random handles, never by IDs, and
+        # a Setup or PredictRequest may name only the rows the label owner selected.
+        self.aligner = aligner
+        self.ids = np.asarray(table.ids if ids is None else ids)  # the rows' own IDs, in table order
+        self._psi = None
+        self._session_table: FeatureTable | None = None
+        self._selected: np.ndarray | None = None
+        # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
+        # a label owner that vanished without Finish cannot wedge the party.
+        self.session_timeout = session_timeout
+        self._last_activity = time.monotonic()
         self.table = table
         self.trainer_factory = trainer_factory
         self.label_owner = label_owner
@@ -43,9 +61,17 @@ class FeatureParty:
             raise ProtocolError(f"message for {env.receiver!r} reached party {self.name!r}")
         if self.label_owner is not None and env.sender != self.label_owner:
             raise ProtocolError(f"message from {env.sender!r}, expected the label owner {self.label_owner!r}")
-        if isinstance(env.body, m.Setup):
+        if isinstance(env.body, m.Setup) and self.aligner is not None:
+            if self._selected is None or env.session != self.session or self.trainer is not None:
+                raise ProtocolError("this party aligns rows first: send psi_request and psi_selection in this "
+                                    "session before setup")
+            return
+        if isinstance(env.body, m.PsiRequest if self.aligner is not None else m.Setup):
             if self.session is not None and not self.finished:
-                raise ProtocolError(f"session {self.session!r} is still open; refusing a new setup")
+                idle = time.monotonic() - self._last_activity
+                if self.session_timeout is None or idle <= self.session_timeout:
+                    raise ProtocolError(f"session {self.session!r} is still open; refusing a new {env.kind}")
+                log.warning("session %s expired after %.0f s idle; starting a new one", self.session, idle)
             return
         if self.session is None:
             raise ProtocolError(f"{env.kind} before setup")
@@ -60,7 +86,22 @@ class FeatureParty:
         """Answer one validated request; protocol violations raise :class:`ProtocolError`."""
         self._check_envelope(env)
         body = env.body
-        if isinstance(body, m.Setup):
+        try:
+            reply = self._answer(env, body)
+        except Exception:
+            if isinstance(body, (m.PsiRequest, m.PsiSelection, m.Setup)) and self.session == env.session:
+                self.finished = True  # a refused start ends the session: the party is free for the next
+            raise
+        self.last_seq = env.seq
+        self._last_activity = time.monotonic()
+        return reply
+
+    def _answer(self, env: m.Envelope, body: m.Body) -> m.Body:
+        if isinstance(body, m.PsiRequest) and self.aligner is not None:
+            reply = self._psi_request(env, body)
+        elif isinstance(body, m.PsiSelection) and self._psi is not None:
+            reply = self._psi_selection(body)
+        elif isinstance(body, m.Setup):
             reply = self._setup(env, body)
         elif isinstance(body, m.FitRequest):
             reply = self._fit(env, body)
@@ -69,31 +110,70 @@ class FeatureParty:
         elif isinstance(body, m.Finish):
             self.finished = True
             reply = m.FinishAck(info={"rounds": str(self.last_round)})
+            log.info("session %s finished after %d rounds", self.session, self.last_round)
         else:
             raise ProtocolError(f"a feature party does not accept {env.kind} messages")
-        self.last_seq = env.seq
         return reply
 
     def _setup(self, env: m.Envelope, setup: m.Setup) -> m.SetupAck:
         if setup.n_outputs < 1 or setup.rounds < 1:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
-        if len(np.unique(setup.train_ids)) != len(setup.train_ids) or len(setup.train_ids) < 2:
+        if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
-        X_raw = self.table.rows(setup.train_ids)
-        mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
-        std[std == 0] = 1.0
+        self._check_selected(setup.train_ids, "setup")
+        X_train, mean, std = (self._session_table or self.table).standardized_rows(setup.train_ids)
         self._scaler = (mean, std)
         trainer = self.trainer_factory(setup)
-        trainer.setup((X_raw - mean) / std, setup)
+        trainer.setup(X_train, setup)
         self.trainer = trainer
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
+        log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
+                 self._n_train, setup.rounds, setup.residuals)
         return m.SetupAck(info={"party": self.name})
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        return (self._session_table or self.table).rows(ids)
+
+    def _check_selected(self, ids: np.ndarray, what: str) -> None:
+        if self._selected is not None and not np.isin(ids, self._selected).all():
+            raise ProtocolError(f"{what} names rows the label owner did not select in this session")
+
+    def _psi_request(self, env: m.Envelope, req: m.PsiRequest) -> m.PsiReply:
+        """Open a session with private set intersection: answer with this party's blinded IDs
+        under fresh per-session handles (what crosses the wire afterwards)."""
+        if req.session != env.session:
+            raise ProtocolError(f"PSI request for session {req.session!r} inside session {env.session!r}")
+        psi = self.aligner(env.session)
+        reply = psi.respond(req)
+        self._psi, self._selected, self.trainer = psi, None, None
+        self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
+        self.session, self.finished = env.session, False
+        self.last_round, self.last_seq, self._last_fit = 0, -1, None
+        log.info("session %s: private set intersection with %s (%d of its rows against %d of ours)",
+                 env.session, env.sender, req.count, self._session_table.X.shape[0])
+        return reply
+
+    def _psi_selection(self, selection: m.PsiSelection) -> m.PsiSelectionAck:
+        """The rows the label owner will use in this session (training, validation and test)."""
+        if self._selected is not None:
+            raise ProtocolError("this session's rows were already selected")
+        self._psi.select(selection)  # refuses unknown handles or fewer rows than this party's minimum
+        self._selected = np.sort(np.asarray(selection.handles, dtype=np.int64))
+        log.info("session %s: %d of our rows are used", self.session, len(self._selected))
+        return m.PsiSelectionAck(len(self._selected))
+
+    def alignment(self) -> tuple[np.ndarray, np.ndarray]:
+        """This session's selected row handles and this party's own IDs of those rows."""
+        if self._selected is None:
+            raise ProtocolError("no rows were selected in this session")
+        rows = self._psi.rows_of(self._selected)
+        return self._selected, self.ids[rows]
 
     def _features(self, ids: np.ndarray) -> np.ndarray:
         mean, std = self._scaler
-        return (self.table.rows(ids) - mean) / std
+        return (self._rows(ids) - mean) / std
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
         if env.round == self.last_round and self._last_fit is not None and env.seq >> RESUME_BITS > self.last_seq >> RESUME_BITS:
@@ -110,18 +190,19 @@ class FeatureParty:
         return self._last_fit
 
     def _predict(self, req: m.PredictRequest) -> m.PredictReply:
+        self._check_selected(req.sample_ids, "predict request")
         if req.rounds < 1:
             raise ProtocolError(f"predict request for {req.rounds} rounds")
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
 
 
 def error_reply(exc: BaseException) -> m.ErrorReply:
-    """The error a party sends back instead of a result; internal details stay in the log."""
-    if isinstance(exc, BudgetExceeded):
-        return m.ErrorReply("budget_exceeded", str(exc))
-    if isinstance(exc, ProtocolError):
-        return m.ErrorReply("protocol", str(exc))
-    if isinstance(exc, (ConfigError, SecuregalError, ValueError, TypeError)):
-        return m.ErrorReply("invalid", str(exc))
-    log.exception("internal error while handling a request")
-    return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")
+    """The error a party sends back instead of a result (its code from
+    :func:`securegal.errors.reply_code`); internal details stay in the log, and every refusal is
+    logged with its reason (never with data or IDs)."""
+    code = reply_code(exc)
+    if code == "internal":
+        log.exception("internal error while handling a request")
+        return m.ErrorReply("internal", f"internal error ({type(exc).__name__}); see the party's log")
+    log.warning("refused a request (%s): %s", code, exc)
+    return m.ErrorReply(code, str(exc))

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
-from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
+from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import FeatureParty
 from ..seam import ResidualChannel
@@ -54,7 +54,9 @@ class LabelOwner:
     def __init__(self, *, own: FeatureParty, train_ids: np.ndarray, y_train: np.ndarray, loss,
                  peers: Sequence[str], messenger: Messenger | None, channel: ResidualChannel,
                  rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
-                 min_parties: int = 1, task: str = "classification", setup_options: dict | None = None):
+                 min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
+                 aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
+                 eval_ids: np.ndarray | None = None):
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         if weighting not in WEIGHTINGS:
@@ -84,6 +86,14 @@ class LabelOwner:
         self.model = GalModel(np.asarray(init, dtype=np.float64), (own.name, *self.peers))
         self.F = np.tile(self.model.init, (self.n, 1))
         self._own_seq = 0
+        # Private set intersection with every party before setup: ``aligner(ids, session)`` is the
+        # label owner's PSI side (securegal.align.LabelOwnerPsi: it holds the PSI secret, not the
+        # loop); ``align_ids[i]`` is the raw ID of the label owner's row i; ``eval_ids`` are the
+        # validation and test rows, selected with the training rows.
+        self.aligner, self.align_ids = aligner, align_ids
+        self.eval_ids = np.asarray(eval_ids if eval_ids is not None else [], dtype=np.int64)
+        self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
+        self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -99,17 +109,24 @@ class LabelOwner:
         fields = dict(self.channel.setup_fields(party))
         if "options" in fields:
             fields["options"] = {**base["options"], **fields["options"]}
-        return {**base, **fields}
+        return {**base, **fields, "train_ids": self._ids_for(party, base["train_ids"])}
 
     def setup(self) -> None:
-        """Send every party the training IDs and session parameters."""
+        """Align rows with every party (private set intersection), then send each party its
+        training rows (as its own row handles) and the session parameters."""
+        if self.aligner is not None and self.peers:
+            self._align()
         base = self._setup_fields()
         self._own(0, m.Setup(**base))
         if not self.peers:
             return
-        replies = self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers})
+        self._joined(self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers}))
+
+    def _joined(self, replies: dict) -> dict:
+        """The parties' answers to a session-opening request: a refusal stops the run (a party that
+        answers but will not join is misconfigured), an unreachable party is left out."""
         refused = [r for r in replies.values() if isinstance(r, (PartyRefused, ProtocolError))]
-        if refused:  # a party that answers but will not join is misconfigured: say so, do not train without it
+        if refused:
             raise refused[0]
         failed = {p: r for p, r in replies.items() if isinstance(r, Exception)}
         for p, exc in failed.items():
@@ -118,14 +135,67 @@ class LabelOwner:
         if 1 + len(self.peers) < self.min_parties:
             raise PartyUnavailable(f"only {1 + len(self.peers)} parties joined, --min-parties is {self.min_parties}: "
                                    + "; ".join(f"{p}: {e}" for p, e in failed.items()))
+        return {p: r for p, r in replies.items() if p in self.peers}
 
-    def resume(self, rounds: Sequence[RoundResult], F_history: Sequence[np.ndarray], peers: Sequence[str]) -> None:
+    def _align(self) -> None:
+        """PSI with every party; keep the rows every party holds; tell each party which of its
+        rows are used. Rows missing at some party are left out of training and evaluation."""
+        sides = {p: self.aligner(self.align_ids, self.session) for p in self.peers}
+        replies = self._joined(self.messenger.exchange(0, {p: sides[p].request() for p in self.peers}))
+        alignments = {p: sides[p].finish(reply) for p, reply in replies.items()}
+        common = np.logical_and.reduce([a.matched for a in alignments.values()])
+        keep = common[self.train_ids]
+        if keep.sum() < 2:
+            raise ConfigError(f"the parties hold only {int(keep.sum())} of the label owner's {len(self.train_ids)} "
+                              "training rows: the intersection is too small to train on")
+        self.common, self.handles = common, {p: a.handles for p, a in alignments.items()}
+        self.train_ids, self.y = self.train_ids[keep], self.y[keep]
+        self.n = len(self.train_ids)
+        init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
+        self.model.init = np.asarray(init, dtype=np.float64)
+        self.F = np.tile(self.model.init, (self.n, 1))
+        used = np.union1d(self.train_ids, self.aligned(self.eval_ids))
+        self._joined(self.messenger.exchange(0, {p: alignments[p].selection(used) for p in self.peers}))
+        for p in self.peers:  # our own record of how each party names our rows (for our self-audit)
+            self.messenger.record_alignment(p, self.handles[p][used], np.asarray(self.align_ids)[used])
+        log.info("aligned: %d training rows held by every party (of %d)", self.n, len(keep))
+
+    def aligned(self, ids: np.ndarray) -> np.ndarray:
+        """The rows of ``ids`` that every party holds (all of them before or without alignment)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids if self.common is None else ids[self.common[ids]]
+
+    def _ids_for(self, party: str, ids: np.ndarray) -> np.ndarray:
+        """How ``party`` names our rows ``ids``: its row handles once aligned."""
+        return self.handles[party][ids] if party in self.handles else ids
+
+    def alignment_state(self) -> dict[str, np.ndarray]:
+        """What :meth:`resume` needs of the alignment (empty when not aligned): the common rows
+        and each party's handles for our rows. Checkpointed by the networked deployment."""
+        if self.common is None:
+            return {}
+        return {"common": self.common, **{f"handles.{p}": h for p, h in self.handles.items()}}
+
+    def resume(self, rounds: Sequence[RoundResult], F_history: Sequence[np.ndarray], peers: Sequence[str],
+               alignment: dict[str, np.ndarray] | None = None) -> None:
         """Continue a checkpointed session instead of :meth:`setup`.
 
         ``F_history[s]`` is F after round s (s = 0..len(rounds)). The feature parties kept their
-        session; the label owner's own block is refitted on the recorded residuals, which gives
-        the same round models because the local fit is deterministic.
+        session (and its row handles, restored from ``alignment``); the label owner's own block is
+        refitted on the recorded residuals, which gives the same round models because the local
+        fit is deterministic.
         """
+        if alignment:
+            common = np.asarray(alignment["common"], dtype=bool)
+            if self.align_ids is None or common.shape != (len(self.align_ids),):
+                raise ConfigError("the checkpoint's alignment does not match the label owner's rows")
+            self.common = common
+            self.handles = {k.split(".", 1)[1]: np.asarray(v, dtype=np.int64) for k, v in alignment.items()
+                            if k.startswith("handles.")}
+            keep = common[self.train_ids]
+            self.train_ids, self.y, self.n = self.train_ids[keep], self.y[keep], int(keep.sum())
+            init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
+            self.model.init = np.asarray(init, dtype=np.float64)
         if len(F_history) != len(rounds) + 1:
             raise ConfigError(f"need F after each of rounds 0..{len(rounds)}, got {len(F_history)} arrays")
         for s, F in enumerate(F_history):
@@ -162,7 +232,7 @@ class LabelOwner:
         preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
         for party, reply in replies.items():
-            if isinstance(reply, PartyRefused) and reply.code == "budget_exceeded":
+            if isinstance(reply, BudgetExceeded):  # a party's budget refused this round's releases
                 raise FederationStopped(str(reply))
             try:
                 if isinstance(reply, Exception):
@@ -184,7 +254,7 @@ class LabelOwner:
             eta = float(self.eta)
         else:
             eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
-        self.F = self.F + eta * direction
+        self.F += eta * direction
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
@@ -200,23 +270,25 @@ class LabelOwner:
         F = np.tile(self.model.init, (T + 1, len(ids), 1))
         if T == 0:
             return F
-        per_party = {self.own.name: np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions)}
-        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
-        if used:
-            replies = self.messenger.exchange(0, {p: m.PredictRequest(ids, T) for p in used})
-            for party, reply in replies.items():
-                if isinstance(reply, Exception):
-                    # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
-                    # lists it under missing_at_predict.
-                    log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
-                    self.model.missing_at_predict.add(party)
-                    continue
-                per_party[party] = self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
         steps = np.zeros((T, len(ids), self.k))
-        for i, res in enumerate(self.model.rounds):
-            for party, preds in per_party.items():
-                steps[i] += res.eta * res.weights.get(party, 0.0) * preds[i]
-        F[1:] += np.cumsum(steps, axis=0)
+        coef = {}  # party -> eta_t * w_t[party] per round
+
+        def add(party: str, preds: np.ndarray) -> None:  # fold in one party's terms, then let it go
+            c = coef.setdefault(party, np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds]))
+            steps[:] += c[:, None, None] * preds
+
+        add(self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions))
+        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
+        for party in used:  # one party at a time: only one (T, n, K) reply is alive at once
+            reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
+            if isinstance(reply, Exception):
+                # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
+                # lists it under missing_at_predict.
+                log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
+                self.model.missing_at_predict.add(party)
+                continue
+            add(party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k)))
+        F[1:] += np.cumsum(steps, axis=0, out=steps)
         return F
 
     def finish(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Mapping, Sequence, Union
 
 from .. import messages as m
-from ..errors import PartyRefused, ProtocolError
+from ..errors import ProtocolError, error_from_reply
 from ..transcript import TranscriptWriter
 from ..transport.base import Transport
 from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
@@ -60,10 +60,15 @@ class Messenger:
         if self.transcript is not None:
             self.transcript.record("received", raw, env)
         if isinstance(env.body, m.ErrorReply):
-            return PartyRefused(party, env.body.code, env.body.message)
+            return error_from_reply(party, env.body.code, env.body.message)
         if not isinstance(env.body, expected):
             return ProtocolError(f"{party!r} answered {env.kind}, expected {m.KINDS[expected]}")
         return env.body
+
+    def record_alignment(self, party: str, handles, ids) -> None:
+        """Keep beside our transcript how ``party`` names our rows ``ids`` in this session."""
+        if self.transcript is not None:
+            self.transcript.record_alignment(self.session, party, handles, ids)
 
     def close(self) -> None:
         self.transport.close()

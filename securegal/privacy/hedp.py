@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 import tenseal.sealapi as sealapi
 
-from ..errors import ConfigError, ProtocolError
+from ..errors import ConfigError, LayerMismatch, ProtocolError
 from ..learners.base import Learner
 from ..messages import Payload, Setup
 from .dp.accountant import PrivacyAccountant, Release
@@ -88,7 +88,7 @@ class ClippedCkksResiduals(CkksResiduals):
     def __init__(self, residual_clip: float = 1.0, params: CkksParams | None = None):
         if isinstance(residual_clip, bool) or not isinstance(residual_clip, (int, float)) \
                 or not (math.isfinite(residual_clip) and residual_clip > 0):
-            raise ValueError(f"residual_clip must be finite and > 0, got {residual_clip!r}")
+            raise ConfigError(f"residual_clip must be finite and > 0, got {residual_clip!r}")
         super().__init__(params)
         self.residual_clip = float(residual_clip)
 
@@ -112,7 +112,7 @@ def declared_clip(setup: Setup) -> float:
     """The label owner's declared residual clip ``C`` from the Setup options."""
     raw = dict(setup.options or {}).get(CLIP_OPTION)
     if raw is None:
-        raise ProtocolError("CKKS residuals with DP need the label owner's residual clip in the setup "
+        raise LayerMismatch("CKKS residuals with DP need the label owner's residual clip in the setup "
                             f"options ({CLIP_OPTION!r}); this label owner declared none")
     try:
         value = float(raw)
@@ -145,7 +145,7 @@ class CkksDPTrainer:
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         """Check the session, calibrate the noise for ``setup.rounds`` rounds; releases nothing."""
         if setup.residuals != "ckks":
-            raise ProtocolError(f"this party runs DP on CKKS residuals, the label owner asked for {setup.residuals!r}")
+            raise LayerMismatch(f"this party runs DP on CKKS residuals, the label owner asked for {setup.residuals!r}")
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")

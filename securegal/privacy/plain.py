@@ -5,8 +5,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ProtocolError
-from ..learners.base import FittedModel, Learner
+from ..errors import LayerMismatch
+from ..learners.base import FittedModel, Learner, bind
 from ..messages import Payload, Setup
 from ..seam import plain_array
 
@@ -40,15 +40,16 @@ class PlainTrainer:
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         if setup.residuals != "plain":
-            raise ProtocolError(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
+            raise LayerMismatch(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
         self._X, self._k = X_train, setup.n_outputs
+        self._bound = bind(self.learner, X_train)  # per-block work (ridge: the Gram factor) once
         self.models.clear()
 
     def fit_round(self, round: int, residuals: Payload) -> Payload:
         r = plain_array(residuals, (self._X.shape[0], self._k), f"residuals of round {round}")
-        model = self.learner.fit(self._X, r)
+        model, predictions = self._bound.fit_predict(r)  # train predictions come with the fit
         self.models[round] = model
-        return np.asarray(model.predict(self._X), dtype=np.float64)
+        return np.asarray(predictions, dtype=np.float64)
 
     def predict(self, X: np.ndarray, rounds: int) -> Payload:
         out = np.zeros((rounds, X.shape[0], self._k))

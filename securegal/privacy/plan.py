@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from ..seam import ResidualChannel, TrainerFactory
-from .dp.accountant import ACCOUNTANTS
+from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
+
+if TYPE_CHECKING:  # the seam imports numpy; the command line reads this module for its help
+    from ..seam import ResidualChannel, TrainerFactory
 
 RESIDUALS = ("plain", "ckks")
 # delta of every DP budget unless the user gives one (it must also be < 1/n).
@@ -39,7 +41,7 @@ LABEL_DP_LOSSES = ("cross_entropy", "binary_cross_entropy")
 DP_STEP_WEIGHT = 0.75
 
 # (party name, party index, learner) -> the factory that builds the party's trainer at setup.
-TrainerChoice = Callable[[str, int, object], TrainerFactory]
+TrainerChoice = Callable[[str, int, object], "TrainerFactory"]
 
 
 def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
@@ -61,7 +63,7 @@ class FeatureDP:
 
     epsilon: float
     delta: float = DEFAULT_DELTA
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float = 0.5
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
@@ -93,7 +95,7 @@ class LabelDP:
 
     epsilon: float
     delta: float = DEFAULT_DELTA
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None
 
@@ -243,7 +245,7 @@ class PrivacyPlan:
 
     # ------------------------------------------------------------------ what it builds
 
-    def channel(self) -> ResidualChannel:
+    def channel(self) -> "ResidualChannel":
         """A fresh label-owner residual channel for one run."""
         if self.residuals == "ckks":
             if self.declared_clip is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -40,6 +41,10 @@ def check_org_name(name: str) -> str:
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "securegal federation"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+# Longest validity of a development certificate (ten years).
+MAX_DAYS = 3650
 
 
 def make_ca(days: int = 365) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -108,6 +113,8 @@ def init_federation(directory: str | os.PathLike, parties: Sequence[str], days: 
     Returns ``{org: certificate path}`` (the key sits next to it as ``<org>.key``; the CA as
     ``ca.pem``). Existing files are never overwritten.
     """
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"days must be an integer in 1..{MAX_DAYS}, got {days!r}")
     names = [check_org_name(p) for p in parties]
     if not names or len(set(names)) != len(names):
         raise ConfigError(f"need one or more distinct organization names, got {list(parties)}")
@@ -128,6 +135,13 @@ def init_federation(directory: str | os.PathLike, parties: Sequence[str], days: 
         _write_new(out / f"{name}.pem", cert_pem(cert), 0o644)
         paths[name] = out / f"{name}.pem"
     return paths
+
+
+def _certificate(pem: bytes, path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise ConfigError(f"{path} is not a PEM certificate") from None
 
 
 def organization_of(pem: bytes) -> str:
@@ -153,16 +167,24 @@ class Identity:
 
     @classmethod
     def load(cls, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "Identity":
-        """Read the three files; the name is the certificate's common name."""
-        cert_b, key_b, ca_b = (Path(p).read_bytes() for p in (cert, key, ca))
+        """Read the three files and check them: the key belongs to the certificate, and the CA
+        signed the certificate. The name is the certificate's common name."""
+        try:
+            cert_b, key_b, ca_b = (Path(p).read_bytes() for p in (cert, key, ca))
+        except OSError as exc:
+            raise ConfigError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
         try:
             private = serialization.load_pem_private_key(key_b, password=None)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"cannot read private key {key}: {exc}") from None
-        public = x509.load_pem_x509_certificate(cert_b).public_key()
-        if private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
-                != public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        certificate, authority = (_certificate(b, p) for b, p in ((cert_b, cert), (ca_b, ca)))
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if private.public_key().public_bytes(*spki) != certificate.public_key().public_bytes(*spki):
             raise ConfigError(f"key {key} does not belong to certificate {cert}")
+        try:
+            certificate.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ConfigError(f"certificate {cert} was not signed by the CA in {ca}") from None
         return cls(check_org_name(organization_of(cert_b)), cert_b, key_b, ca_b)
 
     @classmethod

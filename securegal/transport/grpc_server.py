@@ -85,17 +85,22 @@ class PartyServer:
         self._replies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._cache_size = reply_cache
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                                   options=channel_options(limits))
+                                   # a second server on the same port must fail, not share it
+                                   options=[*channel_options(limits), ("grpc.so_reuseport", 0)])
         rpc = grpc.stream_stream_rpc_method_handler(self._call)  # raw bytes in and out: frames decoded here
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {METHOD_NAME: rpc}),))
         if insecure:
-            self.port = self._server.add_insecure_port(address)
+            bind = lambda: self._server.add_insecure_port(address)  # noqa: E731
         else:
             creds = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)],
                                                 root_certificates=identity.ca_pem, require_client_auth=True)
-            self.port = self._server.add_secure_port(address, creds)
+            bind = lambda: self._server.add_secure_port(address, creds)  # noqa: E731
+        try:
+            self.port = bind()
+        except RuntimeError:  # grpc: "Failed to bind" (address in use, unknown host)
+            self.port = 0
         if not self.port:
-            raise ConfigError(f"cannot listen on {address!r}")
+            raise ConfigError(f"cannot listen on {address!r} (address in use, or not an address of this machine)")
 
     def start(self) -> "PartyServer":
         self._server.start()

@@ -2,7 +2,10 @@
 
 Arrays travel as raw little-endian bytes of an allow-listed dtype with an explicit shape; no
 pickle is ever involved. Decoding checks the protocol version, the size limit, dtype, that the
-shape matches the byte count, and that floats are finite.
+shape matches the byte count, and that floats are finite. PSI messages are checked for their
+structure (whole 32-byte points, counts within ``Limits.max_psi_points``, unique non-negative
+row handles, one handle per point); that each point is a valid group element is checked where
+it is used, in parallel, by :mod:`securegal.align` (libsodium refuses any other point).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from . import securegal_pb2 as pb
 
 ALLOWED_DTYPES = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 MAX_RANK = 4
+MAX_PSI_SESSION_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Limits:
     max_message_bytes: int = 1 << 30
     max_elements: int = 1 << 27
     max_blobs: int = 1 << 16
+    max_psi_points: int = 1 << 24
 
 
 DEFAULT_LIMITS = Limits()
@@ -109,6 +114,15 @@ def _body_to_proto(body: m.Body) -> tuple[str, object]:
         return "finish_ack", pb.FinishAck(info=dict(body.info))
     if isinstance(body, m.ErrorReply):
         return "error", pb.ErrorReply(code=body.code, message=body.message)
+    if isinstance(body, m.PsiRequest):
+        return "psi_request", pb.PsiRequest(session=body.session, id_kind=body.id_kind, points=bytes(body.points))
+    if isinstance(body, m.PsiReply):
+        return "psi_reply", pb.PsiReply(blinded=bytes(body.blinded), points=bytes(body.points),
+                                        handles=tensor_to_proto(np.asarray(body.handles, dtype=np.int64)))
+    if isinstance(body, m.PsiSelection):
+        return "psi_selection", pb.PsiSelection(handles=tensor_to_proto(np.asarray(body.handles, dtype=np.int64)))
+    if isinstance(body, m.PsiSelectionAck):
+        return "psi_selection_ack", pb.PsiSelectionAck(rows=body.rows)
     raise TypeError(f"not a protocol message body: {type(body).__name__}")
 
 
@@ -117,6 +131,50 @@ def _int_ids(t: pb.Tensor, limits: Limits, what: str) -> np.ndarray:
     if ids.dtype != np.int64 or ids.ndim != 1:
         raise ProtocolError(f"{what} must be a 1-D int64 tensor, got {ids.dtype} {ids.shape}")
     return ids
+
+
+def _psi_points(data: bytes, limits: Limits, what: str) -> bytes:
+    if len(data) % m.PSI_POINT_BYTES:
+        raise ProtocolError(f"{what} holds {len(data)} bytes, not a whole number of {m.PSI_POINT_BYTES}-byte points")
+    count = len(data) // m.PSI_POINT_BYTES
+    if count > limits.max_psi_points:
+        raise ProtocolError(f"{what} holds {count} points, limit {limits.max_psi_points}")
+    return bytes(data)
+
+
+def _psi_handles(t: pb.Tensor, limits: Limits) -> np.ndarray:
+    handles = _int_ids(t, limits, "PSI row handles")
+    if len(handles) > limits.max_psi_points:
+        raise ProtocolError(f"{len(handles)} PSI row handles, limit {limits.max_psi_points}")
+    if (handles < 0).any():
+        raise ProtocolError("PSI row handles must be non-negative")
+    if len(np.unique(handles)) != len(handles):
+        raise ProtocolError("PSI row handles must be unique")
+    return handles
+
+
+def _psi_body(which: str, b, limits: Limits) -> m.Body:
+    if which == "psi_request":
+        if not b.session or len(b.session) > MAX_PSI_SESSION_CHARS:
+            raise ProtocolError(f"PSI session id must have 1..{MAX_PSI_SESSION_CHARS} characters, got {len(b.session)}")
+        if b.id_kind not in m.PSI_ID_KINDS:
+            raise ProtocolError(f"unknown PSI id kind {b.id_kind!r}; expected one of {m.PSI_ID_KINDS}")
+        points = _psi_points(b.points, limits, "PSI request")
+        if not points:
+            raise ProtocolError("PSI request holds no points")
+        return m.PsiRequest(b.session, b.id_kind, points)
+    if which == "psi_reply":
+        blinded = _psi_points(b.blinded, limits, "PSI reply (blinded)")
+        points = _psi_points(b.points, limits, "PSI reply (points)")
+        handles = _psi_handles(b.handles, limits)
+        if len(handles) != len(points) // m.PSI_POINT_BYTES:
+            raise ProtocolError(f"PSI reply has {len(points) // m.PSI_POINT_BYTES} points but {len(handles)} handles")
+        return m.PsiReply(blinded, points, handles)
+    if which == "psi_selection":
+        return m.PsiSelection(_psi_handles(b.handles, limits))
+    if b.rows > limits.max_psi_points:
+        raise ProtocolError(f"PSI selection ack claims {b.rows} rows, limit {limits.max_psi_points}")
+    return m.PsiSelectionAck(int(b.rows))
 
 
 def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
@@ -145,6 +203,8 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
         return m.Finish()
     if which == "finish_ack":
         return m.FinishAck(dict(b.info))
+    if which.startswith("psi_"):
+        return _psi_body(which, b, limits)
     return m.ErrorReply(b.code, b.message)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from securegal.attacks import audit
-from securegal.attacks.active_residuals import CraftedResiduals
+from securegal.experiments.active import CraftedResiduals
 from securegal.cli import main
 from securegal.run import train
 
@@ -28,7 +28,7 @@ def _rows(result, attack, metric):
 
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
 def test_plain_gal_acceptance(runs, dataset):
-    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=50)
+    result = audit.audit_run(runs / dataset, known_labels=0.05, known_rows=0.05, steps=50, report=False)
     inversion = _rows(result, "label_inversion", "accuracy")
     assert len(inversion) == 3 and all(a["score"] >= 0.99 for a in inversion)
     hat = _rows(result, "hat_matrix", "r2")
@@ -40,13 +40,13 @@ def test_plain_gal_acceptance(runs, dataset):
 
 
 def test_regression_run_labels_and_features_leak(runs):
-    result = audit.audit_run(runs / "diabetes", known_labels=0.1, known_rows=0.1, steps=100)
+    result = audit.audit_run(runs / "diabetes", known_labels=0.1, known_rows=0.1, steps=100, report=False)
     assert all(a["advantage"] > 0.05 for a in _rows(result, "label_inversion", "r2"))
     assert {a["metric"] for a in result["attacks"]} == {"r2", "mad", "mse"}
 
 
 def test_crafted_residuals_run_is_audited_as_active_attack(runs):
-    result = audit.audit_run(runs / "wine_crafted", known_labels=0.05, known_rows=0.05)
+    result = audit.audit_run(runs / "wine_crafted", known_labels=0.05, known_rows=0.05, report=False)
     active = _rows(result, "active_residuals", "r2")
     assert len(active) == 3 and all(a["score"] > 0.999 for a in active)
     # Crafted residuals carry no labels: the feature parties learn nothing from them.
@@ -54,7 +54,7 @@ def test_crafted_residuals_run_is_audited_as_active_attack(runs):
 
 
 def test_rows_curve_grows(runs):
-    result = audit.audit_run(runs / "breast_cancer", rows_curve=[0.01, 0.1], steps=50)
+    result = audit.audit_run(runs / "breast_cancer", rows_curve=[0.01, 0.1], steps=50, report=False)
     by_victim = {}
     for pt in result["known_rows_curve"]:
         by_victim.setdefault(pt["victim"], []).append(pt["r2"])
@@ -112,8 +112,8 @@ def test_truncated_ground_truth_is_a_clean_error(runs, tmp_path, capsys):
 
 
 def test_side_knowledge_draw_is_seeded(runs):
-    a = audit.audit_run(runs / "wine", seed=3, steps=20)
-    b = audit.audit_run(runs / "wine", seed=3, steps=20)
+    a = audit.audit_run(runs / "wine", seed=3, steps=20, report=False)
+    b = audit.audit_run(runs / "wine", seed=3, steps=20, report=False)
     assert a["attacks"] == b["attacks"]
     assert np.isfinite([x["score"] for x in a["attacks"]]).all()
 
@@ -126,6 +126,11 @@ def test_sweep_trains_and_audits_dp_runs(tmp_path, capsys):
     assert (out / "plain" / audit.AUDIT).is_file() and (out / "dp-eps1" / audit.AUDIT).is_file()
     label_dp = json.loads((out / "label-dp-eps1" / audit.AUDIT).read_text())
     assert all(a["epsilon"] == 1.0 for a in label_dp["attacks"] if a["victim"] == "alice")
+    checked = [a for a in label_dp["attacks"] if "bayes_bound" in a]
+    assert {a["attack"] for a in checked} == {"label_inversion", "label_clustering"}
+    assert all(a["metric"] == "accuracy" and a["within_bayes_bound"] for a in checked)
+    assert label_dp["layers"]["mode"] == "label-DP" and label_dp["verdicts"]
+    assert "Bayes bound" in (out / "label-dp-eps1" / "audit.md").read_text()
     assert (out / audit.PLOT).stat().st_size > 0
     dp = json.loads((out / "dp-eps1" / audit.AUDIT).read_text())
     assert dp["epsilon"] == 1.0
@@ -146,7 +151,7 @@ def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
     index = [json.loads(line) for line in (transcript / "index.jsonl").read_text().splitlines()]
     kept = [e for e in index if e["kind"] != "fit_request"]
     (transcript / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
-    result = audit.audit_run(run_dir, steps=20)
+    result = audit.audit_run(run_dir, steps=20, report=False)
     assert any("party2" in reason for reason in result["nothing_to_attack"])
     assert not [a for a in result["attacks"] if a["attacker"] == "party2"]
     assert [a for a in result["attacks"] if a["attacker"] == "party1"]

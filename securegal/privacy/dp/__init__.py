@@ -1,6 +1,7 @@
 """Differential privacy for securegal: releases, accountants, mechanisms and DP learners."""
 from .accountant import (
     ACCOUNTANTS,
+    DEFAULT_ACCOUNTANT,
     Budget,
     PlannedRelease,
     PrivacyAccountant,
@@ -11,6 +12,7 @@ from .accountant import (
 
 __all__ = [
     "ACCOUNTANTS",
+    "DEFAULT_ACCOUNTANT",
     "Budget",
     "PlannedRelease",
     "PrivacyAccountant",

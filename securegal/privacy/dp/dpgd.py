@@ -25,9 +25,10 @@ import torch
 from opacus import GradSampleModule
 from torch import nn
 
-from ...errors import ConfigError
+from ...errors import ConfigError, LayerMismatch
 from ...seam import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows, release_rows
 
 
@@ -37,7 +38,7 @@ class DPGDConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     hidden: tuple[int, ...] = (32,)
     steps: int = 30               # full-batch DP-GD steps per round
     lr: float = 0.05              # Adam learning rate
@@ -49,16 +50,17 @@ class DPGDConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         for name in ("lr", "grad_clip", "residual_clip", "prediction_clip"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+                raise ConfigError(f"{name} must be finite and > 0, got {v!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+            raise ConfigError(f"steps must be an int >= 1, got {self.steps!r}")
         if set(self.shares) - {"sgd", "pred"} or not self.shares.get("sgd", 0) > 0:
-            raise ValueError(f"shares must give 'sgd' > 0 (and optionally 'pred'), got {self.shares}")
+            raise ConfigError(f"shares must give 'sgd' > 0 (and optionally 'pred'), got {self.shares}")
         if any(not (math.isfinite(v) and v >= 0) for v in self.shares.values()):
-            raise ValueError(f"shares must be finite and >= 0, got {self.shares}")
+            raise ConfigError(f"shares must be finite and >= 0, got {self.shares}")
 
     @property
     def budget(self) -> Budget:
@@ -66,7 +68,7 @@ class DPGDConfig:
 
 
 def plan_dpgd_noise(config: DPGDConfig, n_rows: int, rounds: int) -> dict[str, float]:
-    """Noise multipliers {"sgd", "pred"} for ``rounds`` rounds; ValueError if impossible."""
+    """Noise multipliers {"sgd", "pred"} for ``rounds`` rounds; ConfigError if impossible."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     budget = config.budget.check_rows(n_rows)
@@ -111,7 +113,8 @@ class DPGDTrainer:
 
     def setup(self, X_train: np.ndarray, setup) -> None:
         if getattr(setup, "residuals", "plain") != "plain":
-            raise ConfigError("DP-GD needs plaintext residuals (CKKS cannot run an MLP)")
+            raise LayerMismatch(f"DP-GD needs plaintext residuals (CKKS cannot run an MLP), the label owner asked "
+                                f"for {setup.residuals!r}")
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")

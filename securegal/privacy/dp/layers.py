@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -20,10 +20,13 @@ from ...errors import ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
 from ...seam import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
-from .dpgd import DPGDConfig, DPGDTrainer, plan_dpgd_noise
 from .trainer import DPConfig, DPTrainer, plan_noise
+
+if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
+    from .dpgd import DPGDConfig
 
 # Learners with a DP version: linear -> DP ridge; mlp -> full-batch DP-GD (securegal/privacy/dp/dpgd.py).
 DP_LEARNERS = ("linear", "mlp")
@@ -53,6 +56,8 @@ class DPTrainers:
         return config
 
     def _dpgd_config(self, name: str, hidden: tuple[int, ...] = (32,)) -> DPGDConfig:
+        from .dpgd import DPGDConfig
+
         c = self.config_for(name)
         return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
                           prediction_clip=c.prediction_clip, seed=c.seed)
@@ -66,10 +71,12 @@ class DPTrainers:
         for name in party_names:
             try:
                 if learner == "mlp":
+                    from .dpgd import plan_dpgd_noise
+
                     plan_dpgd_noise(self._dpgd_config(name), n_train, rounds)
                 else:
                     plan_noise(self.config_for(name), n_train, rounds)
-            except ValueError as exc:
+            except ConfigError as exc:
                 raise ConfigError(f"party {name!r}: {exc}") from exc
 
     def __call__(self, name: str, index: int, learner: Learner):
@@ -80,6 +87,8 @@ class DPTrainers:
 
         def factory(setup: Setup):
             if kind == "mlp":
+                from .dpgd import DPGDTrainer
+
                 trainer = DPGDTrainer(self._dpgd_config(name, getattr(learner, "hidden", (32,))))
             else:
                 trainer = DPTrainer(self.config_for(name))
@@ -98,14 +107,15 @@ class LabelDPConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None  # tests and studies only
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         if not (math.isfinite(self.residual_clip) and self.residual_clip > 0):
-            raise ValueError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
+            raise ConfigError(f"residual_clip must be finite and > 0, got {self.residual_clip!r}")
 
 
 # Replace-one-label sensitivity of an unclipped residual row when F does not depend on the label:
@@ -144,7 +154,7 @@ class LabelDPResiduals:
         self.sensitivity = min(2.0 * self.config.residual_clip, _LOSS_SENSITIVITY[loss_name])
         try:
             z = calibrate_noise([PlannedRelease("residuals", steps=rounds)], budget, self.config.accountant)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise ConfigError(f"label owner: {exc}") from exc
         self.accountant = PrivacyAccountant(budget, self.config.accountant, n_train)
         self.accountant.noise_multipliers["residuals"] = z

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...errors import ConfigError
 from ...learners.base import SmootherOperator
 from .mechanisms import (
     GaussianNoise,
@@ -27,7 +28,7 @@ from .mechanisms import (
 def _positive(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+        raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
     return value
 
 

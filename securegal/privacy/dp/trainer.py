@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...errors import ConfigError, LayerMismatch
 from ...seam import plain_array
-from .accountant import Budget, PlannedRelease, PrivacyAccountant, Release, calibrate_noise, \
-    scales_for_shares
-from .mechanisms import GaussianNoise, release_rows
+from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
+    calibrate_noise, check_accountant, epsilon_of, scales_for_shares
+from .ledger import Ledger, calibrate_session
+from .mechanisms import GaussianNoise, gram_sensitivity, prediction_sensitivity, release_rows, \
+    statistic_sensitivity
 from .ridge import DPLinearModel, DPRidge
 
 RELEASE_KINDS = ("gram", "stat", "pred")
@@ -39,7 +42,7 @@ class DPConfig:
 
     epsilon: float
     delta: float
-    accountant: str = "rdp"
+    accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float = 0.5
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
@@ -50,18 +53,19 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
+        check_accountant(self.accountant)
         unknown = set(self.shares) - set(RELEASE_KINDS)
         if unknown or not {"gram", "stat"} <= set(self.shares):
-            raise ValueError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
-                             f"{sorted(self.shares)}")
+            raise ConfigError(f"shares must give 'gram' and 'stat' (and optionally 'pred'), got "
+                              f"{sorted(self.shares)}")
         for k, v in self.shares.items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
+                raise ConfigError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
         if not (self.shares["gram"] > 0 and self.shares["stat"] > 0):
-            raise ValueError("the 'gram' and 'stat' shares must be > 0")
+            raise ConfigError("the 'gram' and 'stat' shares must be > 0")
         DPRidge(self.feature_clip, self.residual_clip, self.intercept, self.lam)
         if not (math.isfinite(self.prediction_clip) and self.prediction_clip > 0):
-            raise ValueError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
+            raise ConfigError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
 
     @property
     def budget(self) -> Budget:
@@ -72,28 +76,68 @@ class DPConfig:
         return self.shares.get("pred", 0.0) > 0
 
 
+def release_plan(config: DPConfig, rounds: int) -> list[PlannedRelease]:
+    """The releases of ``rounds`` rounds (``gram`` x 1, ``stat`` x T, ``pred`` x T if shared),
+    with the relative noise scales that split the budget by ``config.shares`` and each kind's
+    L2 sensitivity; ``calibrate_noise`` (or a ledger's ``calibrate_session``) picks the scale."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    kinds = [k for k in RELEASE_KINDS if config.shares.get(k, 0.0) > 0]
+    steps = {"gram": 1, "stat": rounds, "pred": rounds}
+    sensitivity = {"gram": gram_sensitivity(config.feature_clip, config.intercept),
+                   "stat": statistic_sensitivity(config.feature_clip, config.residual_clip),
+                   "pred": prediction_sensitivity(config.prediction_clip)}
+    scales = scales_for_shares({k: config.shares[k] for k in kinds}, {k: steps[k] for k in kinds})
+    return [PlannedRelease(k, steps=steps[k], scale=scales[k], sensitivity=sensitivity[k])
+            for k in kinds]
+
+
 def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
     """Noise multiplier per release kind for ``rounds`` rounds on ``n_rows`` rows.
 
-    Raises ValueError (before any data moves) for delta >= 1/n or a budget too small for the plan.
+    Raises ConfigError (before any data moves) for delta >= 1/n or a budget too small for the plan.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    plan = release_plan(config, rounds)
     budget = config.budget.check_rows(n_rows)
-    kinds = [k for k in RELEASE_KINDS if config.shares.get(k, 0.0) > 0]
-    steps = {"gram": 1, "stat": rounds, "pred": rounds}
-    scales = scales_for_shares({k: config.shares[k] for k in kinds}, {k: steps[k] for k in kinds})
-    plan = [PlannedRelease(k, steps=steps[k], scale=scales[k]) for k in kinds]
     z = calibrate_noise(plan, budget, config.accountant)
-    return {k: z * scales[k] for k in kinds}
+    return {p.what: z * p.scale for p in plan}
+
+
+def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, session: str,
+                    session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
+    """Calibrate a session's plan against the table's whole history and record all of it in the
+    ledger before anything is released (a session that stops early still counts in full).
+
+    Returns the noise multiplier per kind and the session's own budget: the epsilon of exactly
+    the reserved releases, so an in-session accountant refuses anything beyond the plan. Raises
+    BudgetExceeded (nothing recorded) when the plan does not fit what is left.
+    """
+    plan = release_plan(config, rounds)
+    z = calibrate_session(ledger, plan, session_epsilon=session_epsilon, n_rows=n_rows)
+    reserved = [p.at(z) for p in plan]
+    ledger.record(reserved, session)
+    alone = epsilon_of(reserved, ledger.budget.delta, ledger.accountant)
+    return {r.what: r.noise_multiplier for r in reserved}, Budget(alone * (1 + 1e-6), ledger.budget.delta)
 
 
 class DPTrainer:
-    """Feature-party ``RoundTrainer`` whose every release is (epsilon, delta)-DP per table row."""
+    """Feature-party ``RoundTrainer`` whose every release is (epsilon, delta)-DP per table row.
 
-    def __init__(self, config: DPConfig):
+    With a ``ledger`` (the table's, :mod:`securegal.privacy.dp.ledger`) the budget is the
+    table's lifetime budget: ``setup`` reserves the session's plan in the ledger under
+    ``session`` (at most ``session_epsilon`` more, if given) instead of calibrating against
+    ``config.epsilon`` alone.
+    """
+
+    def __init__(self, config: DPConfig, ledger: Ledger | None = None, session: str | None = None,
+                 session_epsilon: float | None = None):
         if not isinstance(config, DPConfig):
             raise TypeError(f"config must be a DPConfig, got {type(config).__name__}")
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise TypeError(f"ledger must be a Ledger, got {type(ledger).__name__}")
+        if ledger is not None and session is None:
+            raise ValueError("a DPTrainer with a ledger needs the session's name")
+        self.ledger, self.session, self.session_epsilon = ledger, session, session_epsilon
         self.config = config
         self.ridge = DPRidge(config.feature_clip, config.residual_clip, config.intercept, config.lam)
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
@@ -105,15 +149,21 @@ class DPTrainer:
     def setup(self, X_train: np.ndarray, setup) -> None:
         """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
         if getattr(setup, "residuals", "plain") != "plain":
-            raise ValueError(
+            raise LayerMismatch(
                 f"DPTrainer needs plaintext residuals, the label owner asked for "
                 f"{setup.residuals!r}; with CKKS use CkksDPTrainer (securegal.privacy.hedp, "
                 "docs/privacy.md section 5b)")
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        noise = plan_noise(self.config, X.shape[0], int(setup.rounds))
-        self.accountant = PrivacyAccountant(self.config.budget, self.config.accountant, X.shape[0])
+        if self.ledger is None:
+            noise = plan_noise(self.config, X.shape[0], int(setup.rounds))
+            budget, accountant = self.config.budget, self.config.accountant
+        else:
+            noise, budget = reserve_session(self.ledger, self.config, X.shape[0], int(setup.rounds),
+                                            self.session, self.session_epsilon)
+            accountant = self.ledger.accountant
+        self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
         self._k = int(setup.n_outputs)
         self._fmap = self.ridge.feature_map(X.shape[1])
@@ -157,6 +207,12 @@ class DPTrainer:
         if self.accountant is None:
             return {}
         out = self.accountant.to_dict()
+        if self.ledger is not None:
+            out["ledger"] = {"table": self.ledger.table, "session": self.session,
+                             "lifetime_epsilon_budget": self.ledger.budget.epsilon,
+                             "lifetime_epsilon_spent": self.ledger.epsilon_spent,
+                             "lifetime_epsilon_remaining": self.ledger.remaining(),
+                             "accountant": self.ledger.accountant}
         c = self.config
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,

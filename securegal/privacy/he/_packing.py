@@ -173,7 +173,7 @@ def _horner(ops: Ops, parts: Sequence, g: int):
 
 
 def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
-    """Replicated ``z`` (rescaled once) from residual chunks ``cts`` and encoded ``W``
+    """Replicated ``z`` (one level down) from residual chunks ``cts`` and encoded ``W``
     (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
     g = plan.g1
     giants = [None] * (plan.P // g)
@@ -183,10 +183,11 @@ def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext"
             for b in range(g):
                 if W[c][a][b] is not None:
                     giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
-    z = _horner(ops, giants, g)
+    # Rescale each giant step first: its rotations then run one level down, where key switching
+    # costs about half as much as on the fresh residuals.
+    z = _horner(ops, [None if part is None else ops.rescale(part) for part in giants], g)
     if z is None:
         return None
-    z = ops.rescale(z)
     for step in plan.fold_steps:
         z = ops.add_into(ops.rotate(z, step), z)
     return z

@@ -80,7 +80,12 @@ def _params_from(data: bytes) -> CkksParams:
     if len(data) < 6 or len(data) != 6 + data[5]:
         raise ProtocolError("context parameters are malformed")
     n, scale_bits, count = struct.unpack_from("<IBB", data)
-    return CkksParams(n, tuple(data[6:6 + count]), scale_bits)  # refuses insecure parameters
+    try:
+        return CkksParams(n, tuple(data[6:6 + count]), scale_bits)  # refuses insecure parameters
+    except InsecureParameters:
+        raise
+    except ValueError as exc:  # out-of-range fields: the sender's message is wrong, not our settings
+        raise ProtocolError(f"context parameters are invalid: {exc}") from None
 
 
 def _looks_like_tenseal_context_with_secret(data: bytes) -> bool:

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ...errors import ConfigError, ProtocolError
+from ...errors import ConfigError, LayerMismatch, ProtocolError
 from ...learners.base import Learner, LinearSmoother
 from ...messages import EncryptedPayload, Payload, Setup
 from . import wire
@@ -110,7 +110,7 @@ class CkksTrainer:
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         if setup.residuals != "ckks":
-            raise ProtocolError(f"this party runs CKKS residuals, the label owner asked for {setup.residuals!r}")
+            raise LayerMismatch(f"this party runs CKKS residuals, the label owner asked for {setup.residuals!r}")
         self.bytes_received += len(setup.he_context)
         self.context = PublicContext.from_bytes(setup.he_context)
         started = time.perf_counter()

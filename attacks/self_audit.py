@@ -1,0 +1,227 @@
+"""Self-audit: one organization measures its own exposure from its own transcript and its own data.
+
+No shared ground truth: in a real deployment nobody holds everyone's data. What a party has is
+its transcript (``RUN_DIR/transcripts/NAME``, kept by every party process) and its own table:
+
+- a **feature party** asks how well the label owner could rebuild its columns from what the
+  party sent: the hat-matrix and inversion-network attacks run on its own ``fit_reply``
+  payloads and are scored against its own table (the training rows named by ``train_ids`` in
+  the Setup it received);
+- the **label owner** asks how well each feature party could read the labels from what it
+  received: label inversion and clustering run on the ``fit_request`` payloads it sent to that
+  party (ciphertext bytes under CKKS, exactly what the party got) and are scored against its own
+  labels. Model completion needs the feature party's columns, which the label owner does not
+  hold, so it is left out (noted in the report).
+
+Side knowledge is declared as for the embedded audit (a fraction of known labels or known
+rows, drawn with the same seeded rule). A feature party whose replies are CKKS ciphertexts
+cannot see what the label owner decrypts; its audit attacks a stand-in: random combinations
+of its own standardized columns, which is what a linear learner's replies span (a worst case
+for the default linear learner; it overstates when DP noise was added before encryption).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from securegal.errors import ConfigError
+from securegal.transcript import read_alignment, Transcript, read_transcript
+
+from .audit import (NothingReleased, _setup, _standardize_truth, _view_name, check_fraction, finish_audit,
+                    layers_in_force, privacy_block, run_jobs, score_feature_attacks, score_label_attacks,
+                    write_audit)
+from .views import as_array, is_encrypted
+
+LABEL_OWNER, FEATURE_PARTY = "label owner", "feature party"
+
+
+@dataclass(frozen=True)
+class OwnData:
+    """A party's own rows: ``ids`` (int64 sample IDs) with its ``features`` (n, d) and, for the
+    label owner, its ``labels`` (n,). ``source`` names where they came from (for messages)."""
+
+    ids: np.ndarray
+    features: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    source: str = "the data file"
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ConfigError(f"{self.source}: needs a non-empty column of sample IDs")
+        if not np.array_equal(ids, np.round(ids)):
+            raise ConfigError(f"{self.source}: sample IDs must be integers")
+        ids = ids.astype(np.int64)
+        if np.unique(ids).size != ids.size:
+            raise ConfigError(f"{self.source}: sample IDs must be unique")
+        for name in ("features", "labels"):
+            value = getattr(self, name)
+            if value is not None and np.asarray(value).shape[0] != ids.size:
+                raise ConfigError(f"{self.source}: {name} have {np.asarray(value).shape[0]} rows, IDs {ids.size}")
+        object.__setattr__(self, "ids", ids)
+
+    def rows(self, train_ids: np.ndarray, party: str) -> np.ndarray:
+        """Positions of the transcript's ``train_ids`` in this data; every ID must be present."""
+        train_ids = np.asarray(train_ids, dtype=np.int64)
+        order = np.argsort(self.ids)
+        pos = order[np.clip(np.searchsorted(self.ids, train_ids, sorter=order), 0, self.ids.size - 1)]
+        missing = self.ids[pos] != train_ids
+        if missing.any():
+            raise ConfigError(f"{self.source} does not match the transcript of {party!r}: "
+                              f"{int(missing.sum())} of its {train_ids.size} training IDs are not in the data "
+                              f"(first: {int(train_ids[missing][0])})")
+        return pos
+
+
+def transcript_parties(run_dir: Path | str) -> list[str]:
+    """Names of the parties whose transcripts ``run_dir/transcripts`` holds."""
+    root = Path(run_dir) / "transcripts"
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
+    if not root.is_dir():
+        raise ConfigError(f"{run_dir} has no transcripts/ directory: nothing to audit")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not names:
+        raise ConfigError(f"{root} holds no party transcripts")
+    return names
+
+
+def role(tr: Transcript) -> str:
+    """Whether the transcript's owner sent Setup (label owner) or received it (feature party)."""
+    if any(True for _ in tr.select("setup", "sent")):
+        return LABEL_OWNER
+    if any(True for _ in tr.select("setup", "received")):
+        return FEATURE_PARTY
+    raise ConfigError(f"transcript of {tr.party!r} holds no setup message: not a GAL session")
+
+
+def _metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{path} is malformed ({exc})") from None
+
+
+def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray) -> np.ndarray:
+    """The party's own IDs of rows the transcript names by this session's handles (from the
+    alignment record the party kept beside its transcript); ``ids`` unchanged without one."""
+    record = read_alignment(run_dir / "transcripts" / party, peer, setup_record.envelope.session)
+    if record is None:
+        return ids
+    handles, own = record
+    order = np.argsort(handles)
+    pos = order[np.clip(np.searchsorted(handles, ids, sorter=order), 0, handles.size - 1)]
+    if np.any(handles[pos] != ids):
+        raise ConfigError(f"{party}'s alignment record does not name every training row of the transcript")
+    return own[pos]
+
+
+def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, run_dir: Path):
+    if data.labels is None:
+        raise ConfigError(f"{data.source}: the label owner's audit needs its labels (give --target COL)")
+    peers = sorted({rec.receiver for rec in tr.select("setup", "sent")})
+    task = metrics.get("task")
+
+    def job(peer: str):
+        setup = _setup(tr, "sent", peer)
+        record = next(r for r in tr.select("setup", "sent") if r.receiver == peer)
+        ids = _own_ids(run_dir, tr.party, peer, record, np.asarray(setup.train_ids, dtype=np.int64))
+        n, k = ids.size, int(setup.n_outputs)
+        payloads = [rec.payload for rec in tr.select("fit_request", "sent") if rec.receiver == peer]
+        if not payloads:
+            raise NothingReleased(f"{tr.party!r} sent no residuals (fit_request) to {peer!r}")
+        truth = data.labels[data.rows(ids, tr.party)]
+        t = task or setup.task
+        if t == "classification":
+            truth = np.asarray(truth, dtype=np.float64)
+            if not np.array_equal(truth, np.round(truth)) or truth.min() < 0 or truth.max() >= max(k, 2):
+                raise ConfigError(f"{data.source}: labels must be class indices 0..{max(k, 2) - 1} "
+                                  f"for this run's {max(k, 2)} classes")
+            truth = truth.astype(np.int64)
+        return score_label_attacks([as_array(p, (n, k)) for p in payloads], t, k, truth, None, peer, tr.party,
+                                   known_labels, seed, _view_name(payloads), privacy_block(metrics, tr.party))
+
+    return [(f"labels:{peer}", lambda peer=peer: job(peer)) for peer in peers]
+
+
+def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float, seed: int, steps: int,
+                 run_dir: Path):
+    if data.features is None or np.asarray(data.features).shape[1] == 0:
+        raise ConfigError(f"{data.source}: a feature party's audit needs its feature columns")
+    setup = _setup(tr, "received")
+    record = next(tr.select("setup", "received"))
+    ids = _own_ids(run_dir, tr.party, record.sender, record, np.asarray(setup.train_ids, dtype=np.int64))
+    n, k = ids.size, int(setup.n_outputs)
+    payloads = [rec.payload for rec in tr.select("fit_reply", "sent")]
+    if not payloads:
+        raise NothingReleased(f"{tr.party!r} sent no predictions (fit_reply)")
+    X = _standardize_truth(np.asarray(data.features, dtype=np.float64)[data.rows(ids, tr.party)])
+    owner = next(rec.sender for rec in tr.select("setup", "received"))
+    view = _view_name(payloads)
+    if any(is_encrypted(p) for p in payloads):
+        # The label owner decrypts these; the party cannot. Attack the span a linear learner's
+        # replies cover: k random combinations of [X, 1] per round.
+        rng = np.random.default_rng([seed, 0x5eed])
+        design = np.column_stack([X, np.ones(n)])
+        rounds = [design @ rng.standard_normal((design.shape[1], k)) for _ in payloads]
+        view = (f"stand-in for the label owner's decryption of {view}: what a linear learner's replies "
+                "span (worst case for the linear learner)")
+    else:
+        rounds = [as_array(p, (n, k)) for p in payloads]
+    return [(f"features:{tr.party}", lambda: score_feature_attacks(
+        rounds, X, owner, tr.party, known_rows, seed, steps, view, privacy=privacy_block(metrics, tr.party)))]
+
+
+def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: float = 0.05,
+               known_rows: float = 0.05, seed: int = 0, steps: int = 1500, out: Path | str | None = None,
+               progress: bool | None = None, report: bool = True, data_command: str = "") -> dict:
+    """Audit ``party``'s exposure from its transcript under ``run_dir`` and its own ``data``;
+    writes ``audit.json`` (+ ``audit.md``, ``audit.html``) into ``out`` (default
+    ``run_dir/self-audit/<party>``) and returns the audit."""
+    known_labels = check_fraction("--known-labels", known_labels)
+    known_rows = check_fraction("--known-rows", known_rows)
+    names = transcript_parties(run_dir)
+    run_dir = Path(run_dir).resolve()
+    if party not in names:
+        raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
+    tr = read_transcript(run_dir / "transcripts" / party)
+    who = role(tr)
+    metrics = _metrics(run_dir)
+    if who == LABEL_OWNER:
+        jobs = _label_jobs(tr, data, metrics, known_labels, seed, run_dir)
+    else:
+        jobs = _feature_job(tr, data, metrics, known_rows, seed, steps, run_dir)
+    rows, timings, skipped = run_jobs(jobs, progress)
+    setup = next(iter(tr.select("setup")), None)
+    residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")
+    layer_source = {**metrics, "residuals": residuals}
+    if not metrics:
+        layer_source["privacy"] = {}
+    notes = []
+    if who == LABEL_OWNER:
+        notes.append("model completion is not run: it needs each feature party's own columns, which the label "
+                     "owner does not hold (the feature party can run it on the embedded path)")
+    if not metrics:
+        notes.append(f"{run_dir}/metrics.json is not here: the layers in force are read from the transcript's "
+                     "Setup only, and DP budgets are not known to this audit")
+    audit = {
+        "kind": "self", "party": party, "role": who, "run": str(run_dir), "dataset": metrics.get("dataset"),
+        "task": metrics.get("task") or (setup.envelope.body.task if setup is not None else None),
+        "residuals": residuals, "layers": layers_in_force(layer_source, party if who == LABEL_OWNER else None),
+        "privacy": {p: b for p, b in (metrics.get("privacy") or {}).items() if p == party},
+        "data": data.source, "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
+        "n_train": int(np.asarray(_setup(tr, "sent" if who == LABEL_OWNER else "received").train_ids).size),
+        "seconds": timings, "nothing_to_attack": skipped, "notes": notes,
+        "command": f"securegal audit {run_dir} --as {party} {data_command}".rstrip()
+                   + f" --known-labels {known_labels:g} --known-rows {known_rows:g} --seed {seed}",
+    }
+    audit["epsilon"] = audit["layers"]["epsilon"]
+    finish_audit(audit, rows)
+    write_audit(Path(out) if out is not None else run_dir / "self-audit" / party, audit, report)
+    return audit

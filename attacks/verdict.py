@@ -1,0 +1,128 @@
+"""Plain-language verdicts, and what each attack does, for the audit report.
+
+Decision rule, per attack and victim, on the attack's primary metric (AUC for class labels,
+R^2 for regression labels and for features; the other metric is reported beside it):
+
+1. **inconclusive** when the attack could not see what the attacker really sees (it ran on
+   ciphertext bytes that the attacker holds the key to) or fewer than ``MIN_ROWS`` rows were
+   left to score it on;
+2. **LEAKS** when the paired sign-flip test rejects "the transcript adds nothing" at level
+   ``alpha`` (p <= 0.01). The MDA is the advantage an attacker with chance-like per-row noise
+   needs; an attack that beats its baseline on nearly every row is detected below it;
+3. **no leak detected** when it does not, and the minimum detectable advantage (MDA) at this n
+   is at most ``MATERIAL`` (0.10 on the metric's 0..1 scale): a leak of that size would have
+   been seen;
+4. **inconclusive** otherwise: this many rows cannot rule out a material leak.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+LEAKS, NO_LEAK, INCONCLUSIVE = "LEAKS", "no leak detected", "inconclusive"
+MATERIAL = 0.10
+MIN_ROWS = 20
+
+LABELS, FEATURES = "label inference", "feature reconstruction"
+
+#: attack -> (family, what it does and what its metric means)
+ATTACKS = {
+    "label_inversion": (LABELS, (
+        "A feature party reads the labels straight off the first residuals it received: for "
+        "cross-entropy the largest residual of a row points at its class, for L1/L2 the residual "
+        "is a monotone function of the label (fitted on the known labels). Accuracy is the share "
+        "of unknown labels guessed right; AUC (0.5 = guessing, 1 = perfect ranking) says how well "
+        "its scores rank the true class first; R^2 and MAD measure regression targets.")),
+    "label_clustering": (LABELS, (
+        "A feature party clusters the residual trajectories of all rounds (rows with the same "
+        "label move alike) and names the clusters with its few known labels. It needs no "
+        "knowledge of the loss. Metrics as for label inversion.")),
+    "model_completion": (LABELS, (
+        "A feature party trains a model on its own columns plus everything it received, using "
+        "its known labels (Fu et al., USENIX Security 2022). The baseline is the same model "
+        "without the transcript, so the advantage is what the transcript added beyond what the "
+        "party's own columns already predict.")),
+    "hat_matrix": (FEATURES, (
+        "The label owner solves for a party's columns from the predictions the party returned: "
+        "a linear learner's predictions lie in the span of its columns, so a handful of known rows "
+        "fix the map back (equality solving, Luo et al., ICDE 2021). R^2 (mean over the party's "
+        "columns; 1 = exact copy, 0 = no better than the column means) and MSE (in standardized "
+        "units) score the reconstruction of the rows it did not know.")),
+    "inversion_net": (FEATURES, (
+        "The label owner trains a small neural network from the returned predictions to the "
+        "party's columns on its known rows. It does not assume a linear learner. Metrics as for "
+        "the hat-matrix attack.")),
+    "active_residuals": (FEATURES, (
+        "A malicious label owner sends random crafted residuals instead of true ones until the "
+        "replies stop adding directions (about d + 1 rounds), then solves the replies for the "
+        "party's columns. Metrics as for the hat-matrix attack.")),
+}
+
+PRIMARY = {"classification": "auc", "regression": "r2"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    attack: str
+    attacker: str
+    victim: str
+    family: str
+    verdict: str
+    text: str
+    metric: str
+    score: float
+    baseline: float
+    advantage: float
+    mda: float
+    p_value: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def primary_metric(attack: str, metrics: set[str]) -> str:
+    """The metric a verdict is decided on."""
+    if ATTACKS[attack][0] == FEATURES:
+        return "r2"
+    return "auc" if "auc" in metrics else "r2"
+
+
+def normalized(row: dict, value: float) -> float:
+    """``value`` (an advantage or MDA of ``row``'s metric) on a 0..1 scale: MSE and MAD as the
+    fraction of the baseline's error."""
+    if row["metric"] in ("mse", "mad"):
+        return value / row["baseline"] if row["baseline"] > 0 else 0.0
+    return value
+
+
+def decide(row: dict) -> tuple[str, str, str]:
+    """(verdict, one-line text, reason) for one primary-metric row (see the module notes)."""
+    metric, mda = row["metric"], row["mda"]
+    if row.get("understates"):
+        return INCONCLUSIVE, f"{INCONCLUSIVE} (attacked ciphertext bytes the attacker could decrypt)", \
+            "the attack could not use the attacker's real (decrypted) view"
+    if row["n_scored"] < MIN_ROWS:
+        return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
+    if row["p_value"] <= row["alpha"]:
+        return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
+            f"p = {row['p_value']:.4f} <= {row['alpha']}"
+    if normalized(row, mda) <= MATERIAL:
+        return NO_LEAK, (f"{NO_LEAK} (at this n the audit would detect an advantage of {mda:.3f} {metric} "
+                         "or more)"), f"p = {row['p_value']:.3f}; MDA {mda:.3f} <= {MATERIAL}"
+    return INCONCLUSIVE, (f"{INCONCLUSIVE} (at this n only an advantage of {mda:.3f} {metric} or more "
+                          "would be detected)"), f"p = {row['p_value']:.3f}; MDA {mda:.3f} > {MATERIAL}"
+
+
+def verdicts(rows: list[dict]) -> list[dict]:
+    """One verdict per (attack, attacker, victim) of the audit's rows."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["attack"], row["attacker"], row["victim"]), []).append(row)
+    out = []
+    for (attack, attacker, victim), group in groups.items():
+        metric = primary_metric(attack, {r["metric"] for r in group})
+        row = next(r for r in group if r["metric"] == metric)
+        verdict, text, reason = decide(row)
+        out.append(Verdict(attack, attacker, victim, ATTACKS[attack][0], verdict, text, metric, row["score"],
+                           row["baseline"], row["advantage"], row["mda"], row["p_value"], reason).to_dict())
+    return out

@@ -1,0 +1,70 @@
+"""Sample IDs as bytes: one unambiguous, type-tagged encoding for strings and integers.
+
+``"42"`` and ``42`` are different IDs (``b"s:42"`` and ``b"i:42"``); integers are written in
+canonical decimal, so ``np.int64(7)`` and ``7`` are the same ID. Booleans, floats and anything
+else are refused, and one table holds IDs of one kind only.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+
+ID_KINDS = ("str", "int")
+
+
+def id_kind(ids: Sequence) -> str:
+    """``"str"`` or ``"int"`` for a non-empty sequence of IDs of one kind; ConfigError otherwise."""
+    values = _values(ids)
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        if values.dtype.kind in "iu":
+            return "int"
+        if values.dtype.kind == "U":
+            return "str"
+        raise ConfigError(f"IDs must be strings or integers, got dtype {values.dtype}")
+    kinds = {_kind_of(v) for v in values}
+    if len(kinds) > 1:
+        raise ConfigError(f"IDs mix {' and '.join(sorted(kinds))} values; use one kind per table")
+    return kinds.pop()
+
+
+def _values(ids: Sequence):
+    """A 1-D numpy array, or the sequence itself (never coerced: ``np.asarray`` turns mixed
+    lists into strings and booleans into integers)."""
+    if hasattr(ids, "to_numpy"):
+        ids = ids.to_numpy()
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1 or len(ids) == 0:
+            raise ConfigError(f"IDs must be a non-empty 1-D sequence, got shape {ids.shape}")
+        return ids
+    if isinstance(ids, (str, bytes)) or len(ids) == 0:
+        raise ConfigError("IDs must be a non-empty sequence of strings or integers")
+    return ids
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return "int"
+    raise ConfigError(f"IDs must be strings or integers, got {type(value).__name__}")
+
+
+def canonical_ids(ids: Sequence) -> tuple[str, list[bytes]]:
+    """The kind of ``ids`` and each ID's canonical bytes, in order. Duplicates are refused."""
+    kind = id_kind(ids)
+    values = _values(ids)
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if kind == "int":
+        encoded = [b"i:%d" % int(v) for v in values]
+    else:
+        try:
+            encoded = [b"s:" + v.encode("utf-8") for v in values]
+        except UnicodeEncodeError:
+            raise ConfigError("an ID string cannot be encoded as UTF-8 (lone surrogate)") from None
+    if len(set(encoded)) != len(encoded):
+        raise ConfigError(f"{len(encoded) - len(set(encoded))} duplicate IDs; every row needs its own ID")
+    return kind, encoded

@@ -1,0 +1,76 @@
+"""Process pool for the PSI kernels: chunks of IDs or points go to worker processes.
+
+libsodium's scalar multiplication holds the GIL through PyNaCl's bindings, so threads do not
+scale; processes do. Workers are started with ``spawn`` (safe next to gRPC threads and torch)
+and import only :mod:`securegal.align.group`. ``Workers(1)`` runs everything in the calling
+process (what tests use).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Sequence
+
+from ..errors import ConfigError
+
+CHUNK = 4096  # items per task: large enough to amortize IPC, small enough to balance two cores
+
+
+def default_processes() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+class Workers:
+    """A pool of ``processes`` worker processes (context manager); ``progress(n)`` is called with
+    the number of items each finished chunk held."""
+
+    def __init__(self, processes: int | None = None, chunk: int = CHUNK):
+        processes = default_processes() if processes is None else processes
+        if not 1 <= processes <= 256 or chunk < 1:
+            raise ConfigError(f"need 1 <= processes <= 256 and chunk >= 1, got {processes}, {chunk}")
+        self.processes, self.chunk = processes, chunk
+        self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+                      if processes > 1 else None)
+
+    def map_chunks(self, fn: Callable, items: Sequence, *args, item_bytes: int = 1,
+                   progress: Callable[[int], None] | None = None) -> list:
+        """``fn(*args, chunk, start)`` over consecutive chunks of ``items``, results in chunk order.
+
+        ``items`` is a list (``item_bytes=1``: one entry per item) or packed bytes of
+        ``item_bytes`` per item; ``start`` is the index of the chunk's first item.
+        """
+        step = self.chunk * item_bytes
+        bounds = [(i, min(i + step, len(items))) for i in range(0, len(items), step)]
+        calls = [(*args, items[a:b], a // item_bytes) for a, b in bounds]
+        if self._pool is None:
+            results = []
+            for call in calls:
+                results.append(fn(*call))
+                if progress:
+                    progress(len(call[-2]) // item_bytes)
+            return results
+        futures = {self._pool.submit(fn, *call): k for k, call in enumerate(calls)}
+        results = [None] * len(calls)
+        try:
+            for future in as_completed(futures):
+                k = futures[future]
+                results[k] = future.result()
+                if progress:
+                    progress(len(calls[k][-2]) // item_bytes)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

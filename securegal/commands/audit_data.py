@@ -1,0 +1,109 @@
+"""A party's own data for ``securegal audit --as NAME --data PATH``: a CSV or the party's config.
+
+- ``PATH.csv``: a header row, numeric cells. ``--id-column`` names the sample-ID column (default
+  ``id`` when present; without one, rows are numbered 0..n-1 as the networked label owner does);
+  ``--target`` names the label column (the label owner's audit). Every other column is a feature.
+- ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
+  or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
+  (``dataset``, or ``csv`` + ``target``; rows numbered 0..n-1, its block 0 of a built-in split).
+"""
+from __future__ import annotations
+
+import csv
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.is_file():
+        raise ConfigError(f"--data {str(path)!r} does not exist")
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if not header:
+                raise ConfigError(f"{path}: empty file, expected a header row")
+            for lineno, row in enumerate(reader, 2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
+                try:
+                    rows.append([float(c) for c in row])
+                except ValueError:
+                    raise ConfigError(f"{path}:{lineno}: non-numeric cell in {row[:5]!r}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from None
+    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
+    if not np.isfinite(data).all():
+        raise ConfigError(f"{path}: missing or infinite values are not allowed")
+    return header, data
+
+
+def from_csv(path: Path, id_column: str | None, target: str | None):
+    """``OwnData`` from a CSV (see the module notes)."""
+    from securegal.attacks.self_audit import OwnData
+
+    header, data = _read_csv(path)
+    cols = list(range(len(header)))
+    if id_column is not None and id_column not in header:
+        raise ConfigError(f"{path}: no id column {id_column!r}; columns are {', '.join(header)}")
+    id_name = id_column or ("id" if "id" in header else None)
+    if target is not None and target not in header:
+        raise ConfigError(f"{path}: no column named {target!r}; columns are {', '.join(header)}")
+    ids = data[:, header.index(id_name)] if id_name else np.arange(data.shape[0])
+    labels = data[:, header.index(target)] if target else None
+    keep = [j for j in cols if header[j] not in (id_name, target)]
+    return OwnData(ids, data[:, keep], labels, source=str(path))
+
+
+def from_toml(path: Path, id_column: str | None, target: str | None):
+    """``OwnData`` from a ``party.toml`` or ``federation.toml`` (see the module notes)."""
+    from securegal.attacks.self_audit import OwnData
+    from securegal.data.datasets import load_csv, load_dataset
+    from securegal.data.split import vertical_split
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--data {path}: not a readable TOML config ({exc})") from None
+    section = doc.get("data")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: no [data] table (expected a party.toml or federation.toml)")
+    is_owner = "party" in doc  # federation.toml lists its [[party]] peers
+    if "csv" in section:
+        csv_path = (path.parent / section["csv"]).resolve()
+        if is_owner:
+            ds = load_csv(csv_path, target or section.get("target"))
+            return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")
+        return from_csv(csv_path, id_column or section.get("id_column", "id"), target)
+    if "dataset" not in section:
+        raise ConfigError(f"{path}: [data] needs 'csv' or 'dataset'")
+    ds = load_dataset(section["dataset"])
+    ids = np.arange(len(ds.y))
+    if is_owner:
+        blocks = vertical_split(ds, 1 + len(doc["party"]))
+        return OwnData(ids, ds.X[:, blocks[0].columns], ds.y, source=f"{section['dataset']} block 0 (from {path})")
+    try:
+        parties, block = int(section["parties"]), int(section["block"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: [data] with 'dataset' needs integer 'parties' and 'block'") from None
+    if not 1 <= block < parties:
+        raise ConfigError(f"{path}: block must be in 1..{parties - 1}, got {block}")
+    columns = vertical_split(ds, parties)[block].columns
+    return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})")
+
+
+def load_own_data(path: Path, id_column: str | None = None, target: str | None = None):
+    """The party's own rows from ``--data PATH`` (CSV or TOML config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--data {str(path)!r} does not exist")
+    if path.suffix.lower() == ".toml":
+        return from_toml(path, id_column, target)
+    return from_csv(path, id_column, target)

@@ -1,0 +1,265 @@
+"""One organization's own table (CSV or Parquet) turned into IDs and a float feature matrix.
+
+Read with pyarrow (its multi-threaded CSV reader, or Parquet) and checked with pyarrow's
+vectorised compute functions; nothing here parses text by hand. The owning
+party does all encoding with its own data only:
+
+- the ID column holds strings or integers (a CSV column is integers when every cell is one);
+- numeric columns are used as they are;
+- text columns are one-hot encoded with the party's own categories (``col=value``, sorted);
+- missing cells are imputed, by default with the column median or with a declared public
+  centre (``centres``, what DP runs must use: a median is computed from the rows), and get an
+  indicator column ``col=<missing>``; ``missing="refuse"`` refuses them instead.
+
+Refused, each with a one-line :class:`ConfigError`: a file that is not what its suffix says,
+duplicate column names, a missing ID column, IDs that are missing, duplicated or of mixed
+kinds, a target column at a feature party, numbers written in Python-only forms (``1_000``),
+a column that mixes numbers and text, a text column with too many categories, and any cell
+longer than ``max_field_chars``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConfigError
+
+MISSING_POLICIES = ("impute", "refuse")
+MAX_FIELD_CHARS = 1024
+MAX_CATEGORIES = 64
+MISSING_SUFFIX = "=<missing>"
+_NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+_PYTHON_NUMBER = r"^\s*[+-]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9_]+)?\s*$"
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    """What the party did to its table (its own knowledge, for its run summary)."""
+
+    rows: int
+    numeric: tuple[str, ...]
+    categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    imputed: Mapping[str, tuple[int, float]] = field(default_factory=dict)  # column -> (cells, value)
+
+
+@dataclass(frozen=True)
+class PartyTable:
+    """``ids`` (n,) of ``id_kind`` ("str" | "int"), features ``X`` (n, d) float64 named by
+    ``columns``, the label owner's raw ``target`` column (None at a feature party)."""
+
+    ids: np.ndarray
+    id_kind: str
+    X: np.ndarray
+    columns: tuple[str, ...]
+    summary: TableSummary
+    target: np.ndarray | None = None
+
+
+def read_party_file(path: str | Path, id_column: str | None, *, target: str | None = None, label_owner: bool = False,
+                    missing: str = "impute", centres: Mapping[str, float] | None = None,
+                    max_categories: int = MAX_CATEGORIES, max_field_chars: int = MAX_FIELD_CHARS) -> PartyTable:
+    """Read and encode one party's table. ``target`` names the label column: the label owner's
+    table must hold it (``label_owner=True``), a feature party's table must not."""
+    path = Path(path)
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    if label_owner and not target:
+        raise ConfigError("the label owner's table needs a target column name")
+    table = _read(path, id_column)
+    name = path.name
+    _check_unique(table.column_names, name)
+    if id_column is not None and id_column not in table.column_names:
+        shown = ", ".join(table.column_names[:20])
+        raise ConfigError(f"{name}: no ID column {id_column!r} (columns: {shown})")
+    if target is not None and target == id_column:
+        raise ConfigError(f"{name}: the ID column {id_column!r} cannot be the target")
+    if target is not None and not label_owner and target in table.column_names:
+        raise ConfigError(f"{name}: a feature party's table holds the target column {target!r}; remove it")
+    if label_owner and target not in table.column_names:
+        raise ConfigError(f"{name}: the label owner's table has no target column {target!r}")
+    if table.num_rows == 0:
+        raise ConfigError(f"{name}: the table has no rows")
+    _check_field_lengths(table, name, max_field_chars)
+    if id_column is None:  # a single-table demo: the rows get synthetic IDs 0..n-1
+        ids, kind = np.arange(table.num_rows, dtype=np.int64), "int"
+    else:
+        ids, kind = _ids(table.column(id_column), name, id_column)
+    y = None
+    if label_owner:
+        col = table.column(target)
+        if col.null_count:
+            raise ConfigError(f"{name}: target column {target!r} is missing in {col.null_count} rows")
+        y = col.to_numpy()
+    features = table.drop_columns([c for c in (id_column, target) if c is not None and c in table.column_names])
+    X, columns, summary = _encode(features, name, missing, dict(centres or {}), max_categories)
+    return PartyTable(ids, kind, X, columns, summary, y)
+
+
+def _read(path: Path, id_column: str) -> pa.Table:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"{path.name}: unknown table format {suffix!r}; use .csv or .parquet")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        if suffix == ".csv":
+            from pyarrow import csv
+
+            # IDs stay text until every one is known to be an integer (see _ids); empty text is missing
+            types = {} if id_column is None else {id_column: pa.string()}
+            convert = csv.ConvertOptions(strings_can_be_null=True, column_types=types)
+            return csv.read_csv(path, convert_options=convert)
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        # a pandas index stored as a column is not data of the organization's
+        index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+        return table.drop_columns([c for c in index if c in table.column_names])
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise ConfigError(f"{path.name}: not a readable {kind} file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _check_unique(names, where: str) -> None:
+    dup = sorted(str(n) for n, count in Counter(names).items() if count > 1)
+    if dup:
+        raise ConfigError(f"{where}: duplicate column names: {', '.join(dup)}")
+
+
+def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The column as strings if it is text (string or dictionary of strings), else None."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+        col = col.cast(t)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col
+    return None
+
+
+def _check_field_lengths(table: pa.Table, where: str, bound: int) -> None:
+    for name, col in zip(table.column_names, table.columns):
+        text = _as_text(col)
+        if text is not None and len(text) and text.null_count < len(text):
+            longest = pc.max(pc.utf8_length(text)).as_py()
+            if longest > bound:
+                raise ConfigError(f"{where}: column {name!r} has a field of {longest} characters (limit {bound})")
+
+
+def _integer_like(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a string is an optionally signed run of ASCII digits (vectorised, no regex)."""
+    signed = pc.or_(pc.starts_with(text, "-"), pc.starts_with(text, "+"))
+    digits = pc.if_else(signed, pc.utf8_slice_codeunits(text, 1), text)
+    return pc.and_(pc.ascii_is_decimal(digits), pc.greater(pc.utf8_length(digits), 0))
+
+
+def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
+    if col.null_count:
+        raise ConfigError(f"{where}: ID column {name!r} is empty in {col.null_count} rows")
+    text = _as_text(col)
+    if pa.types.is_integer(col.type):
+        ids, kind = col.cast(pa.int64()).to_numpy(), "int"
+    elif text is None:
+        raise ConfigError(f"{where}: ID column {name!r} holds {col.type} values; IDs are strings or integers")
+    else:
+        looks_int = _integer_like(text)
+        count = pc.sum(looks_int).as_py() or 0
+        if count == len(text):
+            try:
+                ids = text.cast(pa.int64()).to_numpy()
+            except pa.ArrowInvalid:  # beyond 64 bits
+                ids = np.array([int(v) for v in text.to_pylist()], dtype=object)
+            kind = "int"
+        elif count:
+            first = text.filter(looks_int)[0].as_py()
+            other = text.filter(pc.invert(looks_int))[0].as_py()
+            raise ConfigError(f"{where}: ID column {name!r} mixes integer IDs ({first!r}) and text IDs ({other!r})")
+        else:
+            ids, kind = text.to_numpy(zero_copy_only=False), "str"
+    distinct = len(np.unique(ids)) if ids.dtype != object else len(set(ids.tolist()))  # a set: hashing beats sorting
+    if distinct != len(ids):
+        raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct} duplicate IDs")
+    return ids, kind
+
+
+def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_categories: int):
+    unknown = set(centres) - set(table.column_names)
+    if unknown:
+        raise ConfigError(f"{where}: centres given for unknown columns {sorted(unknown)}")
+    bad = {k: v for k, v in centres.items() if not np.isfinite(float(v))}
+    if bad:
+        raise ConfigError(f"{where}: centres must be finite numbers, got {bad}")
+    blocks, names, numeric, categorical, imputed = [], [], [], {}, {}
+    for name, col in zip(table.column_names, table.columns):
+        lacking = col.null_count
+        if lacking and missing == "refuse":
+            raise ConfigError(f"{where}: column {name!r} is missing in {lacking} rows (missing = refuse)")
+        text = _as_text(col)
+        if pa.types.is_null(col.type) or lacking == len(col):
+            raise ConfigError(f"{where}: column {name!r} has no values")
+        if text is not None:
+            if name in centres:
+                raise ConfigError(f"{where}: a centre was given for the categorical column {name!r}")
+            onehot, cats = _one_hot(text, where, name, max_categories)
+            blocks.append(onehot)
+            names += [f"{name}={c}" for c in cats]
+            categorical[name] = cats
+            if lacking:
+                imputed[name] = (lacking, 0.0)
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
+            values = col.cast(pa.float64()).to_numpy()  # nulls become NaN
+            if np.isinf(values).any():
+                raise ConfigError(f"{where}: column {name!r} holds infinite values")
+            if lacking:
+                gaps = np.isnan(values)
+                if name in centres:
+                    fill = float(centres[name])
+                else:
+                    fill = float(np.median(values[~gaps]))
+                values = np.where(gaps, fill, values)
+                imputed[name] = (lacking, fill)
+            blocks.append(values[:, None])
+            names.append(name)
+            numeric.append(name)
+        else:
+            raise ConfigError(f"{where}: column {name!r} has type {col.type}; use numbers or text")
+        if lacking:
+            blocks.append(col.is_null().to_numpy(zero_copy_only=False).astype(np.float64)[:, None])
+            names.append(f"{name}{MISSING_SUFFIX}")
+    X = np.hstack(blocks) if blocks else np.zeros((table.num_rows, 0))
+    summary = TableSummary(table.num_rows, tuple(numeric), categorical, imputed)
+    return np.ascontiguousarray(X, dtype=np.float64), tuple(names), summary
+
+
+def _one_hot(text: pa.ChunkedArray, where: str, name: str, max_categories: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    values = pc.unique(text).drop_null()  # the checks below look at distinct values only
+    python_form = pc.match_substring_regex(values, _PYTHON_NUMBER)
+    if pc.any(python_form).as_py():
+        value = values.filter(python_form)[0].as_py()
+        raise ConfigError(f"{where}: column {name!r} writes a number in a Python-only form ({value!r}); "
+                          f"write plain digits")
+    is_number = pc.match_substring_regex(values, _NUMBER)
+    if 0 < (pc.sum(is_number).as_py() or 0) < len(values):
+        first_num = values.filter(is_number)[0].as_py()
+        first_text = values.filter(pc.invert(is_number))[0].as_py()
+        raise ConfigError(f"{where}: column {name!r} mixes numbers ({first_num!r}) and text ({first_text!r})")
+    if len(values) > max_categories:
+        raise ConfigError(f"{where}: column {name!r} has {len(values)} categories (limit {max_categories}); "
+                          f"is it an identifier?")
+    cats = tuple(sorted(values.to_pylist()))
+    codes = pc.index_in(text, value_set=pa.array(cats, type=pa.string())).to_numpy(zero_copy_only=False)
+    present = ~np.isnan(codes.astype(np.float64))
+    onehot = np.zeros((len(text), len(cats)))
+    onehot[np.flatnonzero(present), codes[present].astype(np.int64)] = 1.0
+    return onehot, cats

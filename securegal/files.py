@@ -1,0 +1,66 @@
+"""Files a run writes: private (0600 files, 0700 directories) and replaced atomically.
+
+Transcripts hold labels in plain mode, checkpoints hold the label owner's scores, metrics hold
+what each party spent: everything a run writes is readable by its owner only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: str | Path) -> Path:
+    """``path`` and its missing parents, each created 0700; directories that exist are left as
+    they are (a user's own folders are theirs)."""
+    path = Path(path)
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        p.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(p, DIR_MODE)
+    return path
+
+
+def private_open(path: str | Path, mode: str = "wb", **kwargs):
+    """``open(path, mode)`` for a file that is created 0600 (``w``/``a`` modes)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, FILE_MODE)
+    os.chmod(path, FILE_MODE)
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` (0600) so that a reader sees the old file or the whole new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, write) -> None:
+    """Call ``write(fh)`` on a 0600 temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,498 @@
+"""A table's privacy ledger: every release ever made on the table, against its lifetime budget.
+
+A feature party's (epsilon, delta) budget belongs to the *table* it serves, not to a session:
+sessions, restarts and new session ids never reset it. The ledger holds the table's
+fingerprint, its lifetime budget and accountant, and one entry per release (session, round,
+kind, mechanism, L2 sensitivity, noise multiplier, sample rate, steps, time). Epsilon spent is
+always computed by the accountant over the *whole* history, so it composes across sessions.
+
+- :class:`Ledger` keeps the history in memory (embedded runs); :func:`open_ledger` returns a
+  :class:`FileLedger`, which persists it. Both have the same API.
+- Check before spend: :meth:`Ledger.check` says what releases would spend and raises
+  :class:`~securegal.errors.BudgetExceeded` (naming what is left and what was asked) without
+  changing anything; :meth:`Ledger.record` checks, then writes, then returns. A caller draws
+  noise only after ``record`` returned.
+- The file is written like a database writes: a temporary file in the same directory, fsync,
+  ``os.replace``, fsync of the directory. ``<path>.lock`` is held with ``flock`` for the life of
+  the :class:`FileLedger`, so a second process cannot serve the same table.
+- The format is versioned and checksummed. A file of another version, a truncated or corrupted
+  file, or one made for another table or budget is refused with a one-line
+  :class:`LedgerError` and left as it is: a ledger is never reset, because starting afresh
+  would be a silent overspend.
+- :func:`calibrate_session` finds the noise scale of a session plan so that history + plan fits
+  the lifetime budget (or a per-session slice of it), or refuses.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ...errors import BudgetExceeded, ConfigError
+from .accountant import (
+    DEFAULT_ACCOUNTANT,
+    MAX_NOISE_MULTIPLIER,
+    Budget,
+    PlannedRelease,
+    Release,
+    calibrate_noise,
+    check_accountant,
+    epsilon_of,
+)
+
+LEDGER_FORMAT = "securegal-privacy-ledger"
+LEDGER_VERSION = 1
+MECHANISM = "gaussian"  # every Release is a (possibly subsampled, repeated) Gaussian mechanism
+_MAX_NAME = 200
+
+
+class LedgerError(ConfigError):
+    """A ledger cannot be used as asked (locked, corrupted, another table or budget, ...)."""
+
+
+def _check_name(what: str, value: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME or not value.isprintable():
+        raise ValueError(f"{what} must be a printable string of 1 to {_MAX_NAME} characters, "
+                         f"got {value!r:.80}")
+    return value
+
+
+def table_fingerprint(ids: Sequence, values: np.ndarray) -> str:
+    """``sha256:<hex>`` of a table's row ids (as text, in order) and values (float64): the same
+    rows in the same order give the same fingerprint; any change in ids or values another."""
+    X = np.ascontiguousarray(np.asarray(values, dtype="<f8"))
+    ids = [str(i) for i in ids]
+    if X.ndim != 2 or X.shape[0] != len(ids):
+        raise ValueError(f"values must be 2-D with one row per id: {len(ids)} ids, shape {X.shape}")
+    h = hashlib.sha256(b"securegal-table-v1\0")
+    h.update(json.dumps([list(X.shape), ids], separators=(",", ":")).encode())
+    h.update(X.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One release in the ledger: which session made it, when, and the release itself."""
+
+    session: str
+    release: Release
+    time: str
+
+    def to_dict(self) -> dict:
+        r = self.release
+        return {"session": self.session, "time": self.time, "round": r.round, "what": r.what,
+                "mechanism": MECHANISM, "sensitivity": r.sensitivity,
+                "noise_multiplier": r.noise_multiplier, "sample_rate": r.sample_rate,
+                "steps": r.steps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LedgerEntry":
+        if not isinstance(d, dict) or d.get("mechanism") != MECHANISM:
+            raise ValueError(f"entry is not a {MECHANISM!r} release: {d!r:.120}")
+        keys = {"session", "time", "round", "what", "mechanism", "sensitivity",
+                "noise_multiplier", "sample_rate", "steps"}
+        if set(d) != keys:
+            raise ValueError(f"entry keys {sorted(d)} are not {sorted(keys)}")
+        if d["sensitivity"] is None:
+            raise ValueError("entry has no sensitivity")
+        release = Release(d["round"], d["what"], d["noise_multiplier"], d["sample_rate"],
+                          d["steps"], d["sensitivity"])
+        return cls(_check_name("session", d["session"]), release, _check_name("time", d["time"]))
+
+
+@dataclass(frozen=True)
+class SessionSpend:
+    """What one session spent: its releases alone, and the table's lifetime epsilon after it."""
+
+    session: str
+    releases: int
+    first: str
+    last: str
+    epsilon_alone: float
+    epsilon_after: float
+
+    def to_dict(self) -> dict:
+        return {"session": self.session, "releases": self.releases, "first": self.first,
+                "last": self.last, "epsilon_alone": self.epsilon_alone,
+                "epsilon_after": self.epsilon_after}
+
+
+def _describe(releases: Iterable[Release]) -> str:
+    return ", ".join(f"{r.what}@round{r.round}" + (f" x{r.steps}" if r.steps > 1 else "")
+                     for r in releases)
+
+
+class Ledger:
+    """A table's ledger held in memory (embedded runs); :class:`FileLedger` persists it.
+
+    ``table`` names the table (a :func:`table_fingerprint` or a declared id), ``budget`` is its
+    lifetime (epsilon, delta), ``accountant`` a registered accountant name.
+    """
+
+    def __init__(self, table: str, budget: Budget, accountant: str = DEFAULT_ACCOUNTANT,
+                 entries: Iterable[LedgerEntry] = (), outputs: dict | None = None):
+        self.table = _check_name("table fingerprint", table)
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+        self.budget = budget
+        self.accountant = check_accountant(accountant)
+        self._entries: tuple[LedgerEntry, ...] = tuple(entries)
+        for e in self._entries:
+            if not isinstance(e, LedgerEntry):
+                raise TypeError(f"expected LedgerEntry, got {type(e).__name__}")
+        self._outputs: dict = dict(outputs or {})
+        self._mutex = threading.RLock()  # server threads: check, write and update as one step
+        self._epsilon = epsilon_of(self.releases, budget.delta, accountant)
+
+    # --- reading -------------------------------------------------------------------------
+    @property
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        return self._entries
+
+    @property
+    def releases(self) -> tuple[Release, ...]:
+        return tuple(e.release for e in self._entries)
+
+    @property
+    def epsilon_spent(self) -> float:
+        """Lifetime epsilon at the budget's delta of every release ever recorded."""
+        return self._epsilon
+
+    def remaining(self) -> float:
+        """Lifetime epsilon still available (0 when spent; never negative)."""
+        return max(0.0, self.budget.epsilon - self._epsilon)
+
+    def spent_by_session(self) -> list[SessionSpend]:
+        """Per session, in order of first release: its releases' epsilon on their own, and the
+        lifetime epsilon after it (composition is not additive, so the latter is what counts)."""
+        order: list[str] = []
+        by: dict[str, list[LedgerEntry]] = {}
+        for e in self._entries:
+            if e.session not in by:
+                order.append(e.session)
+                by[e.session] = []
+            by[e.session].append(e)
+        out, so_far = [], []
+        for s in order:
+            mine = [e.release for e in by[s]]
+            so_far += mine
+            out.append(SessionSpend(
+                s, len(mine), by[s][0].time, by[s][-1].time,
+                epsilon_of(mine, self.budget.delta, self.accountant),
+                epsilon_of(so_far, self.budget.delta, self.accountant)))
+        return out
+
+    def output(self, name: str):
+        """A stored output (e.g. DP standardization statistics), or None."""
+        return self._outputs.get(name)
+
+    def to_dict(self) -> dict:
+        """Summary for reports and ``securegal ledger show --json``."""
+        return {"table": self.table,
+                "budget": {"epsilon": self.budget.epsilon, "delta": self.budget.delta},
+                "accountant": self.accountant, "epsilon_spent": self._epsilon,
+                "epsilon_remaining": self.remaining(),
+                "sessions": [s.to_dict() for s in self.spent_by_session()],
+                "releases": [e.to_dict() for e in self._entries]}
+
+    # --- spending ------------------------------------------------------------------------
+    def check(self, releases: Sequence[Release]) -> float:
+        """Lifetime epsilon if ``releases`` were recorded; BudgetExceeded (naming what is left
+        and what was asked) if that exceeds the budget. Changes nothing."""
+        releases = tuple(releases)
+        if not releases:
+            raise ValueError("check() needs at least one Release")
+        for r in releases:
+            if not isinstance(r, Release):
+                raise TypeError(f"expected Release, got {type(r).__name__}")
+        after = epsilon_of(self.releases + releases, self.budget.delta, self.accountant)
+        if not after <= self.budget.epsilon:
+            raise BudgetExceeded(
+                f"table {self.table[:23]}: releases {_describe(releases)} refused: left "
+                f"{self.remaining():.4g} of epsilon {self.budget.epsilon:.4g}, asked "
+                f"+{after - self._epsilon:.4g} (lifetime epsilon would be {after:.4g}; "
+                f"delta={self.budget.delta:.3g}, {self.accountant})")
+        return after
+
+    def record(self, releases: Sequence[Release], session: str) -> float:
+        """Check ``releases``, then write them (atomically, for a file ledger) under ``session``;
+        return the new lifetime epsilon. On refusal or a failed write nothing is recorded."""
+        _check_name("session", session)
+        releases = tuple(releases)
+        for r in releases:
+            if isinstance(r, Release) and r.sensitivity is None:
+                raise ValueError(f"ledger entries need the mechanism's sensitivity: release "
+                                 f"{r.what}@round{r.round} has none")
+        with self._mutex:
+            after = self.check(releases)
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            entries = self._entries + tuple(LedgerEntry(session, r, now) for r in releases)
+            self._commit(entries, self._outputs, self.accountant)
+            self._entries, self._epsilon = entries, after
+        return after
+
+    def store_output(self, name: str, value) -> None:
+        """Keep a JSON-serialisable *output of recorded releases* (post-processing, e.g. DP
+        standardization statistics) with the ledger, so later sessions reuse it for free."""
+        _check_name("output name", name)
+        value = json.loads(json.dumps(value, allow_nan=False))
+        with self._mutex:
+            outputs = {**self._outputs, name: value}
+            self._commit(self._entries, outputs, self.accountant)
+            self._outputs = outputs
+
+    def _commit(self, entries: tuple[LedgerEntry, ...], outputs: dict, accountant: str) -> None:
+        """Persist a new state before it replaces the current one (nothing to do in memory)."""
+
+    def close(self) -> None:
+        """Release resources (the file lock of a :class:`FileLedger`)."""
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --- the file format ------------------------------------------------------------------------
+
+def _body(table: str, budget: Budget, accountant: str, entries, outputs: dict) -> dict:
+    return {"format": LEDGER_FORMAT, "version": LEDGER_VERSION, "table": table,
+            "budget": {"epsilon": budget.epsilon, "delta": budget.delta},
+            "accountant": accountant, "entries": [e.to_dict() for e in entries],
+            "outputs": outputs}
+
+
+def _checksum(body: dict) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _encode(body: dict) -> bytes:
+    return (json.dumps({**body, "checksum": _checksum(body)}, indent=1, allow_nan=False)
+            + "\n").encode()
+
+
+def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntry, ...], dict]:
+    """Parse and verify a ledger file; one-line LedgerError for anything but a valid v1 file."""
+    where = f"ledger {path}"
+    if not data.strip():
+        raise LedgerError(f"{where} is empty (truncated?): refusing it; restore it from a backup, "
+                          "it is never reset")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LedgerError(f"{where} is truncated or not JSON ({exc}): refusing it; restore it "
+                          "from a backup, it is never reset") from None
+    if not isinstance(doc, dict) or doc.get("format") != LEDGER_FORMAT:
+        raise LedgerError(f"{where} is not a securegal privacy ledger (format "
+                          f"{doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("version") != LEDGER_VERSION:
+        raise LedgerError(f"{where} has format version {doc.get('version')!r}; this securegal "
+                          f"reads version {LEDGER_VERSION} only: refusing it")
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    try:
+        ok = doc.get("checksum") == _checksum(body)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise LedgerError(f"{where} is corrupted (checksum mismatch): refusing it; restore it "
+                          "from a backup, it is never reset")
+    try:
+        budget = Budget(doc["budget"]["epsilon"], doc["budget"]["delta"])
+        accountant = check_accountant(doc["accountant"])
+        entries = tuple(LedgerEntry.from_dict(e) for e in doc["entries"])
+        outputs = doc["outputs"]
+        if not isinstance(outputs, dict):
+            raise TypeError("outputs must be an object")
+        table = _check_name("table", doc["table"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LedgerError(f"{where} is malformed ({exc}): refusing it") from None
+    return table, budget, accountant, entries, outputs
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Temporary file in ``path``'s directory, fsync, ``os.replace``, fsync of the directory."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+class _Snapshot(Ledger):
+    """A ledger file as read at one moment; it cannot record."""
+
+    def _commit(self, entries, outputs, accountant) -> None:
+        raise LedgerError("a ledger read with read_ledger() is a read-only snapshot; "
+                          "use open_ledger() to record")
+
+
+def read_ledger(path: str | os.PathLike) -> Ledger:
+    """A read-only snapshot of a ledger file (no lock: writes are atomic renames), e.g. for
+    ``securegal ledger show``. Refuses what :func:`open_ledger` refuses."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LedgerError(f"ledger {path} does not exist") from None
+    table, budget, accountant, entries, outputs = _decode(path, data)
+    return _Snapshot(table, budget, accountant, entries, outputs)
+
+
+class FileLedger(Ledger):
+    """A :class:`Ledger` persisted at ``path`` and locked for this object's life; use
+    :func:`open_ledger`."""
+
+    def __init__(self, path: Path, lock_fd: int, table: str, budget: Budget, accountant: str,
+                 entries: tuple[LedgerEntry, ...], outputs: dict):
+        super().__init__(table, budget, accountant, entries, outputs)
+        self.path = path
+        self._lock_fd: int | None = lock_fd
+        self._unlock = weakref.finalize(self, os.close, lock_fd)
+
+    def _commit(self, entries, outputs, accountant) -> None:
+        if self._lock_fd is None:
+            raise LedgerError(f"ledger {self.path} is closed")
+        _atomic_write(self.path, _encode(_body(self.table, self.budget, accountant, entries,
+                                                outputs)))
+
+    def close(self) -> None:
+        """Release the lock; the ledger refuses further writes."""
+        self._lock_fd = None
+        self._unlock()
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LedgerError(f"ledger {path} is in use by another process (lock {lock_path}): one "
+                          "table is served by one process at a time") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
+                accountant: str | None = None, n_rows: int | None = None) -> FileLedger:
+    """Open (or create) the ledger of ``table`` at ``path`` and lock it.
+
+    ``budget`` is the table's lifetime budget and must equal the one the file holds.
+    ``accountant`` (default: the file's, or :data:`DEFAULT_ACCOUNTANT` for a new file) may
+    differ from the file's: every registered accountant bounds the same history, which is
+    recounted from its first release. ``n_rows`` adds the check delta < 1/n. Every refusal is a
+    one-line :class:`LedgerError` (or ValueError for a bad budget) and leaves the file as it is.
+    """
+    path = Path(path)
+    _check_name("table fingerprint", table)
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
+    if accountant is not None:
+        check_accountant(accountant)
+    if n_rows is not None:
+        budget.check_rows(n_rows)
+    if not path.parent.is_dir():
+        raise LedgerError(f"ledger directory {path.parent} does not exist")
+    fd = _lock(path)
+    ledger = None
+    try:
+        if path.exists():
+            old_table, old_budget, old_accountant, entries, outputs = _decode(path, path.read_bytes())
+            if old_table != table:
+                raise LedgerError(f"ledger {path} belongs to table {old_table[:40]}, not "
+                                  f"{table[:40]}: refusing it (one ledger per table)")
+            if old_budget != budget:
+                raise LedgerError(
+                    f"ledger {path} holds lifetime budget epsilon={old_budget.epsilon:g}, "
+                    f"delta={old_budget.delta:g}; asked epsilon={budget.epsilon:g}, "
+                    f"delta={budget.delta:g}: a table's lifetime budget cannot be changed")
+            ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
+                                outputs)
+            if ledger.accountant != old_accountant:
+                ledger._commit(entries, outputs, ledger.accountant)
+        else:
+            ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
+            ledger._commit((), {}, ledger.accountant)
+    except BaseException:
+        if ledger is None:
+            os.close(fd)
+        else:
+            ledger.close()
+        raise
+    return ledger
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+def calibrate_session(ledger: Ledger, plan: Sequence[PlannedRelease],
+                      session_epsilon: float | None = None, n_rows: int | None = None,
+                      max_noise_multiplier: float = MAX_NOISE_MULTIPLIER) -> float:
+    """Smallest noise scale ``z`` such that the ledger's history plus every planned release (at
+    noise multiplier ``z * scale``) fits the table's budget; ValueError for delta >= 1/n.
+
+    With ``session_epsilon`` the session raises the lifetime epsilon by at most that much, and
+    it is refused when less than that is left; without it the session may take all that is
+    left. BudgetExceeded (naming what is left and what was asked) also when even
+    ``max_noise_multiplier`` does not fit. Changes nothing."""
+    if not isinstance(ledger, Ledger):
+        raise TypeError(f"ledger must be a Ledger, got {type(ledger).__name__}")
+    plan = tuple(plan)
+    if not plan:
+        raise ValueError("calibrate_session needs at least one planned release")
+    if n_rows is not None:
+        ledger.budget.check_rows(n_rows)
+    target = ledger.budget.epsilon
+    if session_epsilon is not None:
+        if (isinstance(session_epsilon, bool) or not isinstance(session_epsilon, (int, float))
+                or not (math.isfinite(session_epsilon) and session_epsilon > 0)):
+            raise ValueError(f"session_epsilon must be finite and > 0, got {session_epsilon!r}")
+        if ledger.remaining() < session_epsilon:
+            raise BudgetExceeded(
+                f"table {ledger.table[:23]}: session refused: left {ledger.remaining():.4g} of "
+                f"epsilon {ledger.budget.epsilon:.4g}, asked {session_epsilon:.4g} "
+                f"(delta={ledger.budget.delta:.3g}, {ledger.accountant})")
+        target = min(target, ledger.epsilon_spent + session_epsilon)
+    history, delta = ledger.releases, ledger.budget.delta
+    least = epsilon_of(history + tuple(p.at(max_noise_multiplier) for p in plan), delta,
+                       ledger.accountant)
+    if not least <= target:
+        asked = f"session plan {', '.join(f'{p.what} x{p.steps}' for p in plan)}"
+        raise BudgetExceeded(
+            f"table {ledger.table[:23]}: {asked} refused: left {ledger.remaining():.4g} of "
+            f"epsilon {ledger.budget.epsilon:.4g}, asked at least +{least - ledger.epsilon_spent:.4g} "
+            f"(noise multiplier {max_noise_multiplier:g}; delta={delta:.3g}, {ledger.accountant})")
+    return calibrate_noise(plan, Budget(target, delta), ledger.accountant, spent=history,
+                           max_noise_multiplier=max_noise_multiplier)

@@ -1,0 +1,422 @@
+"""The per-table privacy ledger: lifetime accounting across sessions and restarts, atomic and
+locked writes, refusal of bad files and bad budgets (one line, nothing released, nothing lost)."""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from securegal.commands import ledger as ledger_cmd
+from securegal.errors import BudgetExceeded
+from securegal.privacy.dp.accountant import Budget, PlannedRelease, Release, epsilon_of
+from securegal.privacy.dp.ledger import (
+    LEDGER_VERSION,
+    Ledger,
+    LedgerError,
+    _checksum,
+    calibrate_session,
+    open_ledger,
+    read_ledger,
+    table_fingerprint,
+)
+from securegal.privacy.dp.trainer import DPConfig, release_plan
+
+TABLE = "id:hospital-a/patients"
+BUDGET = Budget(1.0, 1e-5)
+
+
+def rel(round, what="stat", z=5.0, steps=1, sens=1.0):
+    return Release(round, what, z, 1.0, steps, sens)
+
+
+class CountingNoise:
+    """Stands in for GaussianNoise to prove that nothing was drawn (= nothing released)."""
+
+    def __init__(self):
+        self.draws = 0
+
+    def normal(self, shape, std):
+        self.draws += 1
+        return np.zeros(shape)
+
+
+def serve_session(path, table, budget, session, n_rows=100, noise=None, session_epsilon=0.3,
+                  accountant="pld"):
+    """What a party does per Setup: open the table's ledger, calibrate the session's plan
+    against its history, record (check-before-spend), and only then draw noise."""
+    plan = release_plan(DPConfig(budget.epsilon, budget.delta), rounds=3)
+    with open_ledger(path, table, budget, accountant, n_rows=n_rows) as led:
+        z = calibrate_session(led, plan, session_epsilon=session_epsilon)
+        releases = [p.at(z, round=1) for p in plan]
+        led.record(releases, session)
+        if noise is not None:
+            noise.normal((3,), z)
+        return led.epsilon_spent
+
+
+def one_line(exc):
+    text = str(exc.value)
+    assert text and "\n" not in text
+    return text
+
+
+# --- in memory -------------------------------------------------------------------------------
+
+def test_lifetime_epsilon_composes_every_session():
+    led = Ledger(TABLE, Budget(3.0, 1e-5), "pld")
+    a = [rel(0, "gram", 20.0), rel(1), rel(2)]
+    b = [rel(1, z=8.0), rel(2, z=8.0)]
+    led.record(a, "s1")
+    led.record(b, "s2")
+    whole = epsilon_of(a + b, 1e-5, "pld")
+    assert led.epsilon_spent == pytest.approx(whole, rel=1e-12)
+    assert led.remaining() == pytest.approx(3.0 - whole)
+    s1, s2 = led.spent_by_session()
+    assert (s1.session, s1.releases, s2.session, s2.releases) == ("s1", 3, "s2", 2)
+    assert s1.epsilon_alone == pytest.approx(epsilon_of(a, 1e-5, "pld"))
+    assert s2.epsilon_alone == pytest.approx(epsilon_of(b, 1e-5, "pld"))
+    assert s2.epsilon_after == pytest.approx(whole)
+    # composition is sub-additive here: the lifetime total is below the sum of the sessions
+    assert whole < s1.epsilon_alone + s2.epsilon_alone
+
+
+def test_check_names_what_is_left_and_asked_and_changes_nothing():
+    led = Ledger(TABLE, BUDGET, "rdp")
+    led.record([rel(1, z=10.0)], "s1")
+    before = (led.entries, led.epsilon_spent)
+    after = led.check([rel(2, z=10.0)])
+    assert after > led.epsilon_spent and (led.entries, led.epsilon_spent) == before
+    with pytest.raises(BudgetExceeded) as info:
+        led.record([rel(2, z=1.0)], "s2")
+    text = one_line(info)
+    assert f"left {led.remaining():.4g}" in text and "asked +" in text and "stat@round2" in text
+    assert (led.entries, led.epsilon_spent) == before
+
+
+def test_record_needs_sensitivity_and_a_session_name():
+    led = Ledger(TABLE, BUDGET)
+    with pytest.raises(ValueError, match="sensitivity"):
+        led.record([Release(1, "stat", 5.0)], "s1")
+    for bad in ("", "a\nb", 3):
+        with pytest.raises(ValueError, match="session"):
+            led.record([rel(1)], bad)
+    assert led.entries == ()
+
+
+def test_calibrate_session_fits_history_plus_plan():
+    led = Ledger(TABLE, Budget(2.0, 1e-5), "pld")
+    led.record([rel(0, "gram", 6.0), rel(1, z=6.0, steps=3)], "old")
+    plan = [PlannedRelease("stat", steps=3, sensitivity=1.0)]
+    z = calibrate_session(led, plan)
+    total = epsilon_of(led.releases + (plan[0].at(z),), 1e-5, "pld")
+    assert 2.0 * (1 - 1e-3) <= total <= 2.0
+    z_slice = calibrate_session(led, plan, session_epsilon=0.2)
+    assert z_slice > z
+    assert epsilon_of(led.releases + (plan[0].at(z_slice),), 1e-5, "pld") <= led.epsilon_spent + 0.2
+    with pytest.raises(ValueError, match="1/n"):
+        calibrate_session(led, plan, n_rows=10 ** 6)
+    with pytest.raises(ValueError, match="session_epsilon"):
+        calibrate_session(led, plan, session_epsilon=math.nan)
+
+
+def test_calibrate_session_refuses_when_nothing_is_left():
+    led = Ledger(TABLE, BUDGET, "pld")
+    z = calibrate_session(led, [PlannedRelease("stat", sensitivity=1.0)])
+    led.record([Release(1, "stat", z, sensitivity=1.0)], "all")
+    before = led.entries
+    plan = [PlannedRelease("stat", steps=3, sensitivity=1.0)]
+    with pytest.raises(BudgetExceeded) as info:
+        calibrate_session(led, plan, session_epsilon=0.1)
+    assert f"left {led.remaining():.4g}" in one_line(info) and "asked 0.1" in one_line(info)
+    # without a session slice, what is left still has to carry the plan at a sane noise level
+    with pytest.raises(BudgetExceeded) as info:
+        calibrate_session(led, plan, max_noise_multiplier=100.0)
+    assert "left" in one_line(info) and "asked at least +" in one_line(info)
+    assert led.entries == before
+
+
+# --- on disk ---------------------------------------------------------------------------------
+
+def test_sessions_and_restarts_never_reset_the_budget(tmp_path):
+    """Lifetime epsilon 1, 0.25 per session: three sessions, a restart (a new process), three
+    more; the fourth takes the rest, the fifth and sixth are refused before any noise."""
+    path = tmp_path / "table.ledger"
+    noise = CountingNoise()
+    spent = [serve_session(path, TABLE, BUDGET, s, noise=noise, session_epsilon=0.25)
+             for s in ("s1", "s2", "s3")]
+    assert noise.draws == 3
+    code = f"""
+import json, sys
+sys.path.insert(0, {os.getcwd()!r})
+from tests.test_dp_ledger import *
+out = []
+for s in ("s4", "s5", "s6"):
+    noise = CountingNoise()
+    try:
+        out.append([serve_session({str(path)!r}, TABLE, BUDGET, s, noise=noise, session_epsilon=0.25), noise.draws])
+    except BudgetExceeded as exc:
+        out.append([str(exc), noise.draws])
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    (s4, draws4), (s5, draws5), (s6, draws6) = json.loads(run.stdout)
+    spent.append(s4)
+    assert (draws4, draws5, draws6) == (1, 0, 0)
+    for refusal in (s5, s6):
+        assert "session refused: left" in refusal and "asked 0.25" in refusal
+    assert spent == sorted(spent) and spent[-1] <= 1.0
+    assert spent == pytest.approx([0.25, 0.5, 0.75, 1.0], rel=1e-3)
+    led = read_ledger(path)
+    assert [s.session for s in led.spent_by_session()] == ["s1", "s2", "s3", "s4"]
+    assert len(led.entries) == 4 * 3 and led.epsilon_spent <= 1.0
+    assert all(e.release.sensitivity > 0 for e in led.entries)
+
+
+def test_file_ledger_roundtrip_outputs_and_accountant_switch(tmp_path):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET, "rdp") as led:
+        led.record([rel(1, z=10.0, steps=3)], "s1")
+        led.store_output("standardization", {"centre": [1.5], "scale": [2.0]})
+        rdp = led.epsilon_spent
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    with open_ledger(path, TABLE, BUDGET) as led:  # the file's accountant by default
+        assert led.accountant == "rdp" and led.epsilon_spent == rdp
+        assert led.output("standardization") == {"centre": [1.5], "scale": [2.0]}
+    with open_ledger(path, TABLE, BUDGET, "pld") as led:  # a tighter count of the same history
+        assert led.epsilon_spent < rdp
+        assert led.entries == read_ledger(path).entries
+    assert read_ledger(path).accountant == "pld"
+
+
+def test_a_failed_write_records_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.record([rel(1, z=10.0)], "s1")
+        before_bytes, before = path.read_bytes(), led.entries
+
+        def broken_replace(src, dst):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(os, "replace", broken_replace)
+        with pytest.raises(OSError, match="disk full"):
+            led.record([rel(2, z=10.0)], "s1")
+        assert led.entries == before and path.read_bytes() == before_bytes
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_second_server_of_a_table_is_refused(tmp_path):
+    path = tmp_path / "t.ledger"
+    led = open_ledger(path, TABLE, BUDGET)
+    with pytest.raises(LedgerError, match="in use by another process") as info:
+        open_ledger(path, TABLE, BUDGET)
+    one_line(info)
+    code = ("from securegal.privacy.dp.ledger import *; from securegal.privacy.dp.accountant import Budget\n"
+            "try:\n open_ledger(%r, %r, Budget(1.0, 1e-5))\nexcept LedgerError as e:\n print(e); raise SystemExit(7)"
+            % (str(path), TABLE))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 7 and "in use by another process" in out.stdout
+    led.close()
+    with pytest.raises(LedgerError, match="closed"):
+        led.record([rel(1)], "s1")
+    open_ledger(path, TABLE, BUDGET).close()  # free again
+
+
+def _rewrite(path, **changes):
+    doc = json.loads(path.read_bytes())
+    doc.update(changes)
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    path.write_text(json.dumps({**body, "checksum": _checksum(body)}))
+
+
+@pytest.fixture
+def ledger_file(tmp_path):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET, "pld") as led:
+        led.record([rel(1, z=6.0), rel(1, "pred", 30.0, sens=0.02)], "s1")
+    return path
+
+
+def _damage_truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _damage_flip(path):  # still valid JSON: the checksum catches it
+    path.write_bytes(path.read_bytes().replace(b'"noise_multiplier": 6.0', b'"noise_multiplier": 60.0'))
+
+
+def _damage_empty(path):
+    path.write_bytes(b"")
+
+
+def _damage_version(path):
+    _rewrite(path, version=LEDGER_VERSION + 1)
+
+
+def _damage_format(path):
+    path.write_text(json.dumps({"hello": "world"}))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (_damage_truncate, "truncated"), (_damage_flip, "corrupted"), (_damage_empty, "empty"),
+    (_damage_version, "version"), (_damage_format, "not a securegal privacy ledger"),
+])
+def test_bad_ledger_files_are_refused_and_kept(ledger_file, damage, message):
+    damage(ledger_file)
+    damaged = ledger_file.read_bytes()
+    noise = CountingNoise()
+    with pytest.raises(LedgerError, match=message) as info:
+        serve_session(ledger_file, TABLE, BUDGET, "s2", noise=noise)
+    one_line(info)
+    with pytest.raises(LedgerError, match=message):
+        read_ledger(ledger_file)
+    assert ledger_file.read_bytes() == damaged and noise.draws == 0
+    # the lock was released: the refusal is about the file, not a stale lock
+    with pytest.raises(LedgerError, match=message):
+        open_ledger(ledger_file, TABLE, BUDGET)
+
+
+def test_ledger_of_another_table_or_budget_is_refused(ledger_file):
+    original = ledger_file.read_bytes()
+    noise = CountingNoise()
+    with pytest.raises(LedgerError, match="belongs to table") as info:
+        serve_session(ledger_file, "id:another-table", BUDGET, "s2", noise=noise)
+    one_line(info)
+    with pytest.raises(LedgerError, match="lifetime budget cannot be changed") as info:
+        serve_session(ledger_file, TABLE, Budget(2.0, 1e-5), "s2", noise=noise)
+    one_line(info)
+    assert ledger_file.read_bytes() == original and noise.draws == 0
+
+
+@pytest.mark.parametrize("epsilon,delta,n_rows,message", [
+    (-1.0, 1e-5, 100, "epsilon"), (math.nan, 1e-5, 100, "epsilon"), (math.inf, 1e-5, 100, "epsilon"),
+    (0.0, 1e-5, 100, "epsilon"), (1.0, 0.0, 100, "delta"), (1.0, 0.01, 100, "1/n"),
+    (1.0, 0.02, 100, "1/n"),
+])
+def test_bad_budgets_are_one_line_errors_with_nothing_released_or_lost(
+        ledger_file, tmp_path, epsilon, delta, n_rows, message):
+    original = ledger_file.read_bytes()
+    noise = CountingNoise()
+    with pytest.raises(ValueError, match=message) as info:
+        serve_session(ledger_file, TABLE, Budget(epsilon, delta), "s2", n_rows=n_rows, noise=noise)
+    one_line(info)
+    fresh = tmp_path / "fresh.ledger"
+    with pytest.raises(ValueError, match=message):
+        serve_session(fresh, TABLE, Budget(epsilon, delta), "s1", n_rows=n_rows, noise=noise)
+    assert ledger_file.read_bytes() == original and not fresh.exists() and noise.draws == 0
+
+
+def test_missing_directory_and_missing_file():
+    with pytest.raises(LedgerError, match="does not exist"):
+        open_ledger("/nonexistent-dir/t.ledger", TABLE, BUDGET)
+    with pytest.raises(LedgerError, match="does not exist"):
+        read_ledger("/nonexistent-dir/t.ledger")
+
+
+def test_table_fingerprint():
+    ids, X = ["a", "b", "c"], np.arange(6.0).reshape(3, 2)
+    fp = table_fingerprint(ids, X)
+    assert fp.startswith("sha256:") and fp == table_fingerprint(list(ids), X.copy())
+    X2 = X.copy()
+    X2[1, 1] += 1e-9
+    others = {table_fingerprint(ids, X2), table_fingerprint(["a", "b", "d"], X),
+              table_fingerprint(ids[::-1], X[::-1]), table_fingerprint(ids, X[:, :1])}
+    assert fp not in others and len(others) == 4
+    with pytest.raises(ValueError, match="one row per id"):
+        table_fingerprint(["a"], X)
+
+
+# --- securegal ledger show -------------------------------------------------------------------
+
+def _cli(argv, capsys):
+    parser = argparse.ArgumentParser()
+    ledger_cmd.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+def test_ledger_show(ledger_file, capsys):
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        led.record([rel(2, z=9.0)], "s2")
+        spent = led.epsilon_spent
+    text = _cli(["ledger", "show", str(ledger_file), "--releases"], capsys)
+    assert TABLE in text and f"{spent:.4f}" in text and f"{1.0 - spent:.4f}" in text
+    assert "s1" in text and "s2" in text and "pred" in text
+    doc = json.loads(_cli(["ledger", "show", str(ledger_file), "--json"], capsys))
+    assert doc["epsilon_spent"] == spent and [s["session"] for s in doc["sessions"]] == ["s1", "s2"]
+    assert doc["epsilon_remaining"] == pytest.approx(1.0 - spent)
+    assert len(doc["releases"]) == 3 and doc["releases"][1]["sensitivity"] == 0.02
+
+
+# --- the DP trainer on a table's ledger --------------------------------------------------------
+
+def test_dp_trainer_with_a_ledger_spends_the_table_budget(tmp_path):
+    import warnings
+    from types import SimpleNamespace
+
+    from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
+    from securegal.privacy.dp.trainer import DPTrainer
+
+    rng = np.random.default_rng(0)
+    X, r = rng.normal(size=(200, 4)), rng.normal(size=(200, 2))
+    setup = SimpleNamespace(rounds=3, n_outputs=2, residuals="plain")
+    config = DPConfig(1.0, 1e-5, seed=1)
+
+    def trainer(led, session):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureNoiseWarning)
+            return DPTrainer(config, ledger=led, session=session, session_epsilon=0.4)
+
+    with open_ledger(tmp_path / "t.ledger", TABLE, BUDGET, "pld") as led:
+        for session in ("s1", "s2"):
+            tr = trainer(led, session)
+            tr.setup(X, setup)  # reserves the whole plan before anything is released
+            assert led.epsilon_spent == pytest.approx(0.4 if session == "s1" else 0.8, rel=1e-3)
+            for t in (1, 2, 3):
+                tr.fit_round(t, r)
+            with pytest.raises(BudgetExceeded):  # nothing beyond the reserved plan
+                tr.fit_round(4, r)
+            assert tr.report()["ledger"]["lifetime_epsilon_spent"] == led.epsilon_spent
+        late = trainer(led, "s3")
+        with pytest.raises(BudgetExceeded, match="left 0.2"):
+            late.setup(X, setup)
+        assert late.accountant is None and late.models == []
+        assert [(e.session, e.release.what, e.release.steps) for e in led.entries] == [
+            (s, k, n) for s in ("s1", "s2") for k, n in (("gram", 1), ("stat", 3), ("pred", 3))]
+        assert led.epsilon_spent <= 1.0
+    with pytest.raises(ValueError, match="session"):
+        DPTrainer(config, ledger=Ledger(TABLE, BUDGET))
+
+
+def test_concurrent_records_lose_nothing_and_never_overspend(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET, "pld") as led:
+        def spend(i):
+            try:
+                return led.record([rel(i, z=12.0)], f"s{i}")
+            except BudgetExceeded:
+                return None
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(spend, range(40)))
+        accepted = [r for r in results if r is not None]
+        assert 0 < len(accepted) < 40  # the budget ran out part-way
+        assert len(led.entries) == len(accepted) == len(read_ledger(path).entries)
+        assert led.epsilon_spent == pytest.approx(epsilon_of(led.releases, 1e-5, "pld"))
+        assert led.epsilon_spent <= 1.0
+
+
+def test_read_ledger_is_read_only(ledger_file):
+    snap = read_ledger(ledger_file)
+    with pytest.raises(LedgerError, match="read-only"):
+        snap.record([rel(3, z=50.0)], "s9")
+    assert len(read_ledger(ledger_file).entries) == len(snap.entries) == 2

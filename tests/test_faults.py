@@ -1,0 +1,183 @@
+"""Faults: a party dies at each protocol step, the label owner dies at each step and resumes,
+the transcript's disk fills up, the network partitions mid-round. In every case the result is
+either the uninterrupted one or a clean stop that loses nothing.
+
+Parties run real gRPC servers on loopback in this process; "dying" closes the server's port
+while a request is in flight (what a crash or a partition looks like to the label owner).
+"""
+import json
+import os
+import subprocess
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from securegal.cli import main
+from securegal.deploy.localnet import federation_config, party_config
+from securegal.deploy.networked import FederationConfig, train_federation
+from securegal.deploy.party_process import PartyConfig, build_party
+from securegal.errors import SecuregalError
+from securegal.run import train
+from securegal.transport.grpc_server import PartyServer
+from securegal.wire.codec import decode
+
+FAST = {"attempts": 2, "timeout": 20.0, "backoff": 0.05, "backoff_max": 0.1}
+ROUNDS = 3
+PARTIES = ("party1", "party2")
+
+
+@contextmanager
+def party_servers(tmp_path, fault=None):
+    """party1, party2 of wine (M=3) behind gRPC; ``fault = (party, kind, round)`` closes that
+    party's port when that request arrives (round None: the first of that kind)."""
+    servers = {}
+    try:
+        for i, name in enumerate(PARTIES, 1):
+            path = tmp_path / f"{name}.toml"
+            path.write_text(party_config(name, data={"dataset": "wine", "parties": 3, "block": i}, learner_seed=i,
+                                         certs=None, transcripts=tmp_path / "run" / "transcripts" / name))
+            endpoint = build_party(PartyConfig.load(path))
+
+            def handle(data, name=name, endpoint=endpoint):
+                env = decode(data)
+                if fault and fault[0] == name and env.kind == fault[1] and fault[2] in (None, env.round):
+                    threading.Thread(target=servers[name].stop, args=(0,), daemon=True).start()
+                    raise RuntimeError("party process died")  # the call fails; the port closes behind it
+                return endpoint.handle(data)
+
+            servers[name] = PartyServer(handle, "127.0.0.1:0", insecure=True).start()
+        yield {n: f"127.0.0.1:{s.port}" for n, s in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop(0)
+
+
+def federation(tmp_path, peers, min_parties=None, out="run"):
+    path = tmp_path / f"{out}.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers=peers, rounds=ROUNDS, seed=0, out=tmp_path / out,
+                                      certs=None, transport=FAST, min_parties=min_parties))
+    return FederationConfig.load(path, insecure=True)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return train("wine", parties=3, rounds=ROUNDS, seed=0)
+
+
+def _same(a, b):
+    keep = lambda d: {k: v for k, v in d.items() if k not in ("seconds", "deployment")}  # noqa: E731
+    assert json.loads(json.dumps(keep(a))) == json.loads(json.dumps(keep(b)))
+
+
+@pytest.mark.parametrize("kind,round_", [("setup", None), ("fit_request", 1), ("fit_request", ROUNDS),
+                                         ("predict_request", None), ("finish", None)])
+def test_a_party_dies_at_each_protocol_step(kind, round_, tmp_path, reference):
+    with party_servers(tmp_path, fault=("party2", kind, round_)) as peers:
+        metrics = train_federation(federation(tmp_path, peers, min_parties=2))
+    weights = {r: dict(zip(metrics["party_names"], w)) for r, w in enumerate(metrics["weights"], 1)}
+    if kind == "finish":  # everything was learned and predicted before it died
+        _same(metrics, reference)
+    elif kind == "predict_request":
+        assert metrics["gal"]["missing_at_predict"] == ["party2"]
+        assert metrics["weights"] == reference["weights"]
+    else:
+        first = 1 if kind == "setup" else round_
+        assert all(weights[r]["party2"] == 0.0 for r in range(first, ROUNDS + 1))
+        assert len(metrics["gal"]["per_round"]) == ROUNDS and "stopped" not in metrics["gal"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gal"] == metrics["gal"]
+
+
+def test_too_few_parties_left_is_a_clean_stop(tmp_path):
+    with party_servers(tmp_path, fault=("party2", "fit_request", 2)) as peers:
+        metrics = train_federation(federation(tmp_path, peers))  # default: every party must answer
+    assert "only 2 parties answered" in metrics["gal"]["stopped"] and len(metrics["gal"]["per_round"]) == 1
+
+
+class Crash(BaseException):
+    """The label owner's process dies (nothing runs after it)."""
+
+
+@pytest.mark.parametrize("step", ["after_setup", "mid_round_2", "after_round_2"])
+def test_the_label_owner_dies_at_each_step_and_resumes(step, tmp_path, reference, monkeypatch):
+    from securegal.deploy import networked
+
+    with party_servers(tmp_path) as peers:
+        cfg = federation(tmp_path, peers)
+        if step == "after_setup":
+            real = networked.NetworkedDeployment._start
+
+            def start_then_die(self, owner):
+                real(self, owner)
+                raise Crash()
+            monkeypatch.setattr(networked.NetworkedDeployment, "_start", start_then_die)
+            with pytest.raises(Crash):
+                train_federation(cfg)
+        elif step == "mid_round_2":  # the parties fitted round 2; the label owner dies before using it
+            from securegal.privacy.plain import PlainResiduals
+
+            real_open = PlainResiduals.open
+
+            def open_then_die(self, payload, round, party, shape):
+                if round == 2:
+                    raise Crash()
+                return real_open(self, payload, round, party, shape)
+            monkeypatch.setattr(PlainResiduals, "open", open_then_die)
+            with pytest.raises(Crash):
+                train_federation(cfg)
+        else:
+            def die(result):
+                if result.round == 2:
+                    raise Crash()
+            with pytest.raises(Crash):
+                train_federation(cfg, on_round=die)
+        monkeypatch.undo()
+        assert not (tmp_path / "run" / "metrics.json").exists()
+        resumed = train_federation(FederationConfig.for_resume(tmp_path / "run", insecure=True), resume=True)
+    _same(resumed, reference)
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "run" / "transcripts" / "alice" / "index.jsonl").open()]
+    assert seqs == list(range(len(seqs)))  # the transcript goes on, it never restarts
+
+
+def _mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {exc}")
+
+
+def test_the_disk_fills_up_then_the_run_resumes(tmp_path, reference, capsys):
+    out = tmp_path / "disk"
+    _mount_tmpfs(out, "80k")  # alignment and setup fit; round 2 or 3 does not
+    try:
+        with party_servers(tmp_path) as peers:
+            path = tmp_path / "federation.toml"
+            path.write_text(federation_config(data={"dataset": "wine"}, peers=peers, rounds=ROUNDS, seed=0,
+                                              out=out / "run", certs=None, transport=FAST))
+            code = main(["train", "--federation", str(path), "--insecure", "--no-progress"])
+            err = capsys.readouterr().err
+            assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
+            assert not (out / "run" / "metrics.json").exists()
+            assert (out / "run" / "checkpoint" / "state.json").exists()  # it failed mid-run, after setup
+            subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)  # space is freed
+            code = main(["train", "--resume", str(out / "run"), "--insecure", "--no-progress"])
+            assert code == 0, capsys.readouterr().err
+        _same(json.loads((out / "run" / "metrics.json").read_text()), reference)
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_failures_never_leave_keys_or_results_in_the_run_directory(tmp_path):
+    from securegal.deploy.localnet import LocalFederation
+
+    fed = LocalFederation(tmp_path / "fed", parties=3, dataset="wine", party_data=lambda i: {"dataset": "nope",
+                                                                                            "parties": 3, "block": i})
+    with pytest.raises(SecuregalError, match="did not start"):
+        fed.start()
+    leftovers = [p for p in tmp_path.rglob("*") if p.suffix in (".key", ".pem")]
+    assert leftovers == []
+    assert all(p.poll() is not None for p in fed.processes.values())  # every process it started is gone
+    assert not (tmp_path / "fed" / "run").exists()
+    assert os.stat(tmp_path / "fed" / "config").st_mode & 0o777 == 0o700

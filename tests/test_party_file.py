@@ -1,0 +1,128 @@
+"""Each organization's own table (securegal.data.party_file): encoding, imputation, refusals."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from securegal.data.party_file import MISSING_SUFFIX, read_party_file
+from securegal.errors import ConfigError
+
+
+def write(tmp_path, text: str, name: str = "t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+CSV = """patient_id,age,sex,bmi,y
+MRN-3,40,F,22.5,1
+MRN-1,,M,31.0,0
+MRN-2,61,F,,1
+MRN-9,55,,27.0,0
+"""
+
+
+def test_label_owner_table_is_encoded_and_imputed(tmp_path):
+    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True)
+    assert t.id_kind == "str" and t.ids.tolist() == ["MRN-3", "MRN-1", "MRN-2", "MRN-9"]
+    assert t.target.tolist() == [1, 0, 1, 0]
+    assert t.columns == ("age", f"age{MISSING_SUFFIX}", "sex=F", "sex=M", f"sex{MISSING_SUFFIX}", "bmi",
+                         f"bmi{MISSING_SUFFIX}")
+    assert t.X[:, 0].tolist() == [40, 55, 61, 55]  # median of 40, 61, 55
+    assert t.X[:, 1].tolist() == [0, 1, 0, 0]
+    assert t.X[:, 2:5].tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]]
+    assert t.X[:, 5].tolist() == [22.5, 31.0, 27.0, 27.0]
+    assert t.summary.imputed == {"age": (1, 55.0), "sex": (1, 0.0), "bmi": (1, 27.0)}
+    assert t.summary.categorical == {"sex": ("F", "M")} and t.summary.numeric == ("age", "bmi")
+    assert t.X.dtype == np.float64 and t.X.flags.c_contiguous
+
+
+def test_declared_public_centres_replace_the_median(tmp_path):
+    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres={"age": 50.0})
+    assert t.X[1, 0] == 50.0 and t.summary.imputed["age"] == (1, 50.0)
+
+
+def test_feature_party_with_integer_ids_and_parquet(tmp_path):
+    frame = pd.DataFrame({"cid": [30, 10, 20], "income": [1.5, 2.5, np.nan], "region": ["n", "s", "n"]})
+    path = tmp_path / "p.parquet"
+    frame.to_parquet(path)
+    t = read_party_file(path, "cid", target="y")
+    assert t.id_kind == "int" and t.ids.tolist() == [30, 10, 20] and t.target is None
+    assert t.columns == ("income", f"income{MISSING_SUFFIX}", "region=n", "region=s")
+    assert t.X[2, :2].tolist() == [2.0, 1.0]
+
+
+def test_a_stored_pandas_index_is_not_a_feature_and_text_targets_stay_text(tmp_path):
+    frame = pd.DataFrame({"id": ["a", "b"], "x": [1.0, 2.0], "y": ["yes", "no"]}, index=[7, 9])
+    path = tmp_path / "i.parquet"
+    frame.to_parquet(path)
+    t = read_party_file(path, "id", target="y", label_owner=True)
+    assert t.columns == ("x",) and t.target.tolist() == ["yes", "no"]
+
+
+def test_csv_integer_ids_are_integers(tmp_path):
+    t = read_party_file(write(tmp_path, "id,x\n007,1\n-3,2\n12,3\n"), "id")
+    assert t.id_kind == "int" and t.ids.tolist() == [7, -3, 12]
+
+
+def test_missing_refuse_names_the_column_and_count(tmp_path):
+    with pytest.raises(ConfigError, match=r"column 'age' is missing in 1 rows \(missing = refuse\)"):
+        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, missing="refuse")
+
+
+@pytest.mark.parametrize("text,kwargs,match", [
+    ("id,a,y,c,y\n1,2,3,4,5\n", {"target": "y", "label_owner": True}, "duplicate column names: y"),
+    ("id,a,a\n1,2,3\n", {}, "duplicate column names: a"),
+    ("id,a,y\n1,2,3\n", {"target": "y"}, "feature party's table holds the target column 'y'"),
+    ("id,a\n1,2\n", {"target": "y", "label_owner": True}, "no target column 'y'"),
+    ("pid,a\n1,2\n", {}, "no ID column 'id'"),
+    ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs"),
+    ("id,a\n5,2\n05,3\n", {}, "1 duplicate IDs"),
+    ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\('17'\\) and text IDs \\('A-1'\\)"),
+    ("id,a\nA-1,2\n,3\n", {}, "ID column 'id' is empty in 1 rows"),
+    ("id,a\n1,1_000\n2,2\n", {}, "Python-only form \\('1_000'\\)"),
+    ("id,a\n1,3\n2,x\n", {}, "mixes numbers \\('3'\\) and text \\('x'\\)"),
+    ("id,a\n1,inf\n2,2\n", {}, "infinite"),
+    ("id,a\n1,\n2,\n", {}, "column 'a' has no values"),
+    ("id,a\n", {}, "no rows"),
+    ("id,a,y\n1,2,\n2,3,1\n", {"target": "y", "label_owner": True}, "target column 'y' is missing in 1 rows"),
+    ("id,a\n1,2,3\n", {}, "not a readable CSV"),
+])
+def test_bad_tables_are_refused_with_one_line(tmp_path, text, kwargs, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        read_party_file(write(tmp_path, text), "id", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_oversized_fields_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="field of 2000 characters"):
+        read_party_file(write(tmp_path, "id,note\n1," + "x" * 2000 + "\n"), "id")
+    with pytest.raises(ConfigError, match="field of 31 characters \\(limit 30\\)"):
+        read_party_file(write(tmp_path, "id,a\n" + "k" * 31 + ",1\n"), "id", max_field_chars=30)
+
+
+def test_too_many_categories_are_refused(tmp_path):
+    rows = "".join(f"{i},name{i}\n" for i in range(70))
+    with pytest.raises(ConfigError, match="70 categories \\(limit 64\\)"):
+        read_party_file(write(tmp_path, "id,name\n" + rows), "id")
+
+
+def test_a_parquet_file_that_is_not_parquet_is_refused(tmp_path):
+    path = write(tmp_path, CSV, "fake.parquet")
+    with pytest.raises(ConfigError, match="fake.parquet: not a readable Parquet file") as info:
+        read_party_file(path, "patient_id")
+    assert "\n" not in str(info.value)
+
+
+def test_parquet_float_ids_and_unknown_formats_are_refused(tmp_path):
+    path = tmp_path / "f.parquet"
+    pd.DataFrame({"id": [1.0, 2.0], "a": [1, 2]}).to_parquet(path)
+    with pytest.raises(ConfigError, match="holds double values"):
+        read_party_file(path, "id")
+    with pytest.raises(ConfigError, match="unknown table format '.xlsx'"):
+        read_party_file(write(tmp_path, "x", "t.xlsx"), "id")
+    with pytest.raises(ConfigError, match="no such file"):
+        read_party_file(tmp_path / "absent.csv", "id")
+    with pytest.raises(ConfigError, match="missing must be one of"):
+        read_party_file(write(tmp_path, CSV), "patient_id", missing="drop")
+    with pytest.raises(ConfigError, match="centres given for unknown columns"):
+        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres={"zz": 1.0})

@@ -1,0 +1,196 @@
+"""One regression test per finding of the independent bad-input and fault review (issue
+"Bad input and faults"), named after the finding. The broad suites are tests/test_bad_input.py
+and tests/test_faults.py."""
+import json
+import logging
+import os
+import shutil
+import stat
+
+import numpy as np
+import pytest
+
+from securegal import messages as m
+from securegal.cli import main
+from securegal.data.tables import FeatureTable
+from securegal.deploy.localnet import federation_config, party_config
+from securegal.deploy.networked import FederationConfig, train_federation
+from securegal.errors import ConfigError, PartyUnavailable, ProtocolError
+from securegal.parties.feature_party import FeatureParty
+from securegal.run import train
+
+from .test_faults import FAST, ROUNDS, party_servers
+
+
+def _fed(tmp_path, peers, **kw):
+    path = tmp_path / "federation.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers=peers, rounds=ROUNDS, seed=0,
+                                      out=tmp_path / "run", certs=None, transport=FAST, **kw))
+    return path
+
+
+def test_finding_01_resume_on_a_finished_run_keeps_its_result(tmp_path, capsys):
+    with party_servers(tmp_path) as peers:
+        path = _fed(tmp_path, peers)
+        assert main(["train", "--federation", str(path), "--insecure", "--no-progress"]) == 0
+        kept = (tmp_path / "run" / "metrics.json").read_bytes()
+        capsys.readouterr()
+        assert main(["train", "--resume", str(tmp_path / "run"), "--insecure", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "finished" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == kept
+
+
+def test_finding_02_a_refused_start_does_not_wedge_the_parties(tmp_path):
+    with party_servers(tmp_path) as peers:
+        with pytest.raises(PartyUnavailable, match="only 3 parties joined"):  # 4 asked of 3 reachable
+            train_federation(FederationConfig.load(_fed(tmp_path, {**peers, "party9": "127.0.0.1:9"},
+                                                        min_parties=4), insecure=True))
+        metrics = train_federation(FederationConfig.load(_fed(tmp_path, peers), insecure=True))  # served again
+    assert len(metrics["gal"]["per_round"]) == ROUNDS
+
+
+def test_finding_02_an_idle_session_expires(rng):
+    table = FeatureTable(list(range(20)), rng.normal(size=(20, 2)))
+    from securegal.learners.linear import LinearLearner
+    from securegal.privacy.plain import PlainTrainer
+
+    party = FeatureParty("bob", table, lambda s: PlainTrainer(LinearLearner()), label_owner="alice",
+                         session_timeout=0.0)
+    setup = m.Setup(list(range(10)), 1, 2, "regression")
+    party.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
+    party.handle(m.Envelope("s2", 0, "alice", "bob", 0, setup))  # s1 idle past the timeout: expired
+    assert party.session == "s2"
+    strict = FeatureParty("bob", table, lambda s: PlainTrainer(LinearLearner()), label_owner="alice",
+                          session_timeout=3600.0)
+    strict.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
+    with pytest.raises(ProtocolError, match="still open"):
+        strict.handle(m.Envelope("s2", 0, "alice", "bob", 0, setup))
+
+
+def test_finding_03_no_reachable_party_is_an_error_not_a_success(tmp_path, capsys):
+    path = _fed(tmp_path, {"party1": "127.0.0.1:9", "party2": "127.0.0.1:10"})
+    assert main(["train", "--federation", str(path), "--insecure", "--no-progress"]) == 2
+    assert "only 1 parties joined" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(ConfigError, match="host:port"):
+        FederationConfig.load(_fed(tmp_path, {"party1": "not an address"}), insecure=True)
+
+
+def test_finding_04_results_never_contain_keys(tmp_path):
+    from securegal.deploy.localnet import main as localnet
+
+    assert localnet(["--dataset", "wine", "--parties", "3", "--rounds", "2", "--out", str(tmp_path / "demo")]) == 0
+    assert (tmp_path / "demo" / "metrics.json").is_file()
+    assert [p for p in tmp_path.rglob("*") if p.suffix in (".key", ".pem")] == []
+
+
+@pytest.mark.parametrize("argv", [["certs", "init", "CERTS", "--parties", "a,b", "--days", "100000000"],
+                                  ["party", "serve", "--config", "PARTY", "--insecure"]])
+def test_finding_05_no_tracebacks(argv, tmp_path, capsys):
+    (tmp_path / "p.toml").write_text(party_config("party1", data={"dataset": "wine", "parties": 3, "block": 1},
+                                                  learner_seed=1, certs=None, transcripts=None,
+                                                  listen="127.0.0.1:99999"))
+    argv = [a.replace("CERTS", str(tmp_path / "certs")).replace("PARTY", str(tmp_path / "p.toml")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "certs").exists()
+
+
+def test_finding_05_a_garbage_ca_is_a_one_line_error(tmp_path):
+    from securegal.transport.certs import Identity, init_federation
+
+    init_federation(tmp_path / "c", ["party1"])
+    (tmp_path / "c" / "ca.pem").write_text("garbage")
+    with pytest.raises(ConfigError, match="is not a PEM certificate"):
+        Identity.from_dir(tmp_path / "c", "party1")
+
+
+def test_finding_06_validation_comes_before_writing(tmp_path, capsys):
+    for flag, value in (("--eta", "-1"), ("--eta-max", "0"), ("--weights", "uniform"), ("--rounds", "1000000000")):
+        argv = ["train", "--dataset", "wine", "--out", str(tmp_path / "out"), "--no-progress", flag, value]
+        if flag == "--weights":
+            argv += ["--label-epsilon", "1", "--weights", "learned"]
+        assert main(argv) == 2, flag
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finding_07_a_broken_party_does_not_start(tmp_path):
+    from securegal.deploy.party_process import PartyConfig
+    from securegal.transport.certs import init_federation
+
+    data = {"dataset": "wine", "parties": 3, "block": 1}
+    good = party_config("party1", data=data, learner_seed=1, certs=None, transcripts=None)
+    init_federation(tmp_path / "a", ["party1"])
+    init_federation(tmp_path / "b", ["alice"])
+    other_ca = good.replace("insecure = true", f'cert = "{tmp_path}/a/party1.pem"\nkey = "{tmp_path}/a/party1.key"\n'
+                                               f'ca = "{tmp_path}/b/ca.pem"')
+    for text, match in ((good.replace('name = "linear"', 'name = "zzz"'), "unknown learner 'zzz'"),
+                        (good.replace("seed = 1", "seed = 1\noptions = { depth = 3 }"), "has no option depth"),
+                        (good.replace("127.0.0.1:0", "127.0.0.1:99999"), "port in 0..65535"),
+                        (other_ca, "not signed by the CA")):
+        (tmp_path / "p.toml").write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            PartyConfig.load(tmp_path / "p.toml")
+
+
+def test_finding_08_everything_a_run_writes_is_private(tmp_path):
+    train("wine", parties=3, rounds=2, out=tmp_path / "run", ground_truth=True)
+    for path in (tmp_path / "run").rglob("*"):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    assert stat.S_IMODE(os.stat(tmp_path / "run").st_mode) == 0o700
+
+
+def test_finding_09_the_audit_refuses_to_mix_sessions(tmp_path):
+    from securegal.transcript import read_transcripts
+
+    train("wine", parties=3, rounds=2, out=tmp_path / "a")
+    train("wine", parties=3, rounds=2, out=tmp_path / "b")
+    shutil.rmtree(tmp_path / "a" / "transcripts" / "party1")
+    os.replace(tmp_path / "b" / "transcripts" / "party1", tmp_path / "a" / "transcripts" / "party1")
+    with pytest.raises(ConfigError, match="mix 2 sessions"):
+        read_transcripts(tmp_path / "a")
+
+
+def test_finding_10_parties_log_sessions_refusals_and_budget_but_no_ids(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    with party_servers(tmp_path) as peers:
+        train_federation(FederationConfig.load(_fed(tmp_path, peers), insecure=True))
+    text = caplog.text
+    assert "session" in text and "started by alice" in text and "finished after 3 rounds" in text
+    from securegal.deploy.party_process import build_party, PartyConfig
+
+    (tmp_path / "dp.toml").write_text(party_config("party1", data={"dataset": "wine", "parties": 3, "block": 1},
+                                                   learner_seed=1, certs=None, transcripts=None,
+                                                   privacy={"epsilon": 1e-7}))
+    endpoint = build_party(PartyConfig.load(tmp_path / "dp.toml"))
+    from securegal.wire.codec import encode
+
+    from securegal.align import LabelOwnerPsi
+    from securegal.wire.codec import decode
+
+    caplog.clear()
+    owner = LabelOwnerPsi(list(range(178)), "s9")  # the label owner aligns first: rows travel as handles
+    reply = decode(endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 0, owner.request())))).body
+    handles = owner.finish(reply).handles[:100]
+    endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 1, m.PsiSelection(np.sort(handles)))))
+    endpoint.handle(encode(m.Envelope("s9", 0, "alice", "party1", 2, m.Setup(handles, 3, 2, "classification"))))
+    assert "refused a request" in caplog.text and "too small" in caplog.text
+    assert "[0, 1, 2" not in caplog.text and "99" not in caplog.text.replace("1e-07", "")
+
+
+def test_finding_11_the_transcript_seq_never_restarts(tmp_path):
+    from securegal.transcript import TranscriptWriter
+
+    env = m.Envelope("s", 0, "alice", "bob", 0, m.Finish())
+    from securegal.wire.codec import encode
+
+    for _ in range(2):  # a resumed label owner opens its transcript again
+        writer = TranscriptWriter(tmp_path / "t", "alice")
+        writer.record("sent", encode(env), env)
+        writer.record("sent", encode(env), env)
+        writer.close()
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "t" / "index.jsonl").open()]
+    assert seqs == [0, 1, 2, 3]
