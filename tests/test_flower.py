@@ -178,7 +178,7 @@ def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
     fed, configs = write_federation(tmp_path, rounds=3, timeout=1.0)  # how long a gone party is waited for
     fed.write_text(fed.read_text().replace("rounds = 3", "rounds = 3\nmin_parties = 2"))
     nodes = {21: {"party-config": str(configs[0])}, 22: {"party-config": str(configs[1])}}
-    grid = LoopbackGrid(make_client_app(), nodes, gone={22: 2})  # party2: Setup and round 1, then gone
+    grid = LoopbackGrid(make_client_app(), nodes, gone={22: 4})  # party2: PSI (2), Setup, round 1, then gone
     metrics = train_on_flower(load_federation(fed), grid, join_timeout=1)
     gal = metrics["gal"]
     assert gal["absent_per_round"] == [[], ["party2"], ["party2"]] and gal["missing_at_predict"] == ["party2"]
