@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean network-demo
+.PHONY: demo test bench install clean network-demo flower-demo
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,flower]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,3 +37,11 @@ network-demo: $(STAMP)
 	rm -rf runs/network-demo runs/network-demo.federation
 	$(PY) -m securegal.deploy.localnet --dataset breast_cancer --parties 4 --rounds 10 --seed 0 \
 	    --residuals $(RESIDUALS) --out runs/network-demo
+
+# The same federation on Flower's deployment runtime (issue 14): flower-superlink with TLS and
+# SuperNode authentication, per feature party a party runtime and a flower-supernode, `flwr run`;
+# writes runs/flower-demo/metrics.json and stops every process it started.
+flower-demo: $(STAMP)
+	rm -rf runs/flower-demo
+	$(PY) -m securegal.deploy.flower.localnet --dataset breast_cancer --parties 4 --rounds 10 --seed 0 \
+	    --residuals $(RESIDUALS) --out runs/flower-demo

@@ -60,3 +60,13 @@ def test_the_rule_catches_a_forbidden_arrow(tmp_path):
         assert "securegal.parties" in _imports(probe)
     finally:
         probe.unlink()
+
+
+def test_flwr_is_imported_only_by_the_flower_deployment():
+    """The core install does not pull flwr (it is the [flower] extra): only securegal/deploy/flower uses it."""
+    flower = ROOT / "securegal" / "deploy" / "flower"
+    bad = [f"{path.relative_to(ROOT)} imports {name}"
+           for folder in ("securegal", "attacks") for path in sorted((ROOT / folder).rglob("*.py"))
+           if flower not in path.parents
+           for name in _imports(path) if name == "flwr" or name.startswith("flwr.")]
+    assert not bad, "\n".join(bad)

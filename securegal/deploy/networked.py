@@ -232,20 +232,26 @@ class NetworkedDeployment:
 
     def build(self, job: GalJob, dataset: Dataset, split: RowSplit, blocks: list[Block], *,
               run_dir: Path | None = None) -> LabelOwner:
-        from ..transport.grpc_client import GrpcTransport
-
         cfg = self.cfg
         own = FeatureParty(cfg.name, party_tables(dataset, blocks[:1])[0] if "dataset" in cfg.data else
                            FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X),
                            job.own_trainers(cfg.name, 0, party_learner(dataset, blocks[0], 0, job)))
-        transport = GrpcTransport(cfg.peers, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
-                                  retry=cfg.retry, limits=cfg.limits)
+        transport = self.transport()
         session = self.state["session"] if self.state else secrets.token_hex(8)
         messenger = Messenger(cfg.name, session, transport, TranscriptWriter(cfg.out / "transcripts" / cfg.name, cfg.name),
                               Limits(max_message_bytes=cfg.limits.max_message_bytes),
                               first_seq=self.checkpoint.epoch << RESUME_BITS, middleware=[self.reports])
         job = replace(job, min_parties=cfg.min_parties)
         return job.label_owner(own, dataset, split, list(cfg.peers), messenger)
+
+    def transport(self):
+        """How the label owner's bytes reach the parties: gRPC with mutual TLS (the Flower
+        deployment replaces only this)."""
+        from ..transport.grpc_client import GrpcTransport
+
+        cfg = self.cfg
+        return GrpcTransport(cfg.peers, identity=cfg.tls.identity, insecure=cfg.tls.insecure, retry=cfg.retry,
+                             limits=cfg.limits)
 
     def _start(self, owner: LabelOwner) -> None:
         if self.state is None:
@@ -292,10 +298,13 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
 
 
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
-                     progress: bool = False, on_round: Callable[[RoundResult], None] | None = None) -> dict:
+                     progress: bool = False, on_round: Callable[[RoundResult], None] | None = None,
+                     deployment: Callable[..., NetworkedDeployment] = NetworkedDeployment) -> dict:
     """Run the label owner against the parties in ``cfg`` and write ``cfg.out`` (metrics.json,
     curve.png, transcripts/<label owner>/, checkpoint/). With ``resume``, continue the
-    checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint."""
+    checkpointed session in ``cfg.out``. ``on_round`` is called after each round's checkpoint.
+    ``deployment(cfg, checkpoint, state, on_round)`` builds the deployment (default gRPC; the
+    Flower one is :class:`securegal.deploy.flower.deployment.FlowerDeployment`)."""
     from ..plots import plot_curves
     from ..files import write_json_atomic
 
@@ -309,7 +318,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     state = checkpoint.load() if resume else None
     if state is not None:
         checkpoint.epoch = state["epoch"] + 1
-    deployment = NetworkedDeployment(cfg, checkpoint, state, on_round)
+    deployment = deployment(cfg, checkpoint, state, on_round)
     if not resume:
         _prepare_out(cfg, overwrite)
     try:

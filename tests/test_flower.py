@@ -1,0 +1,225 @@
+"""securegal on Flower (issue 14): the simulation engine gives the same results as the embedded
+run for every registered layer, and the Flower-level pieces (records, identity) refuse what
+they must."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from securegal.deploy.localnet import federation_config, party_config  # noqa: E402
+from securegal.errors import ProtocolError  # noqa: E402
+from securegal.run import train  # noqa: E402
+
+from .test_deploy_parity import _comparable, _layer_settings  # noqa: E402
+
+PARTIES = ("party1", "party2")
+
+
+def write_federation(tmp_path, *, residuals="plain", privacy=None, extra=None, rounds=2, timeout=120.0):
+    """party1.toml, party2.toml (blocks 1, 2 of breast_cancer) and federation.toml; returns their paths."""
+    configs = []
+    for i, name in enumerate(PARTIES, 1):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(party_config(name, data={"dataset": "breast_cancer", "parties": 3, "block": i}, learner_seed=i,
+                                     certs=None, transcripts=tmp_path / "run" / "transcripts" / name,
+                                     residuals=residuals, privacy=privacy))
+        configs.append(path)
+    fed = tmp_path / "federation.toml"
+    # [[party]] address is the gRPC deployment's key: unused on Flower
+    fed.write_text(federation_config(data={"dataset": "breast_cancer"}, peers={p: "127.0.0.1:1" for p in PARTIES},
+                                     rounds=rounds, seed=0, out=tmp_path / "run", certs=None, residuals=residuals,
+                                     transport={"timeout": timeout}, extra=extra))
+    return fed, configs
+
+
+def simulate(fed, configs):
+    from flwr.simulation import run_simulation
+
+    from securegal.deploy.flower.client_app import SIMULATION_BACKEND, make_client_app
+    from securegal.deploy.flower.server_app import make_server_app
+
+    run_simulation(server_app=make_server_app(fed), client_app=make_client_app([str(c) for c in configs]),
+                   num_supernodes=len(configs), backend_config=SIMULATION_BACKEND)
+    return json.loads((fed.parent / "run" / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+# every registered layer but plain, which runs on the real deployment below
+@pytest.mark.parametrize("name", ["ckks", "ckks+dp", "dp", "label-dp"])
+def test_simulation_and_embedded_runs_agree_for_every_layer(name, tmp_path):
+    pytest.importorskip("ray")
+    plan, party_privacy, extra = _layer_settings(name)
+    embedded = train("breast_cancer", parties=3, rounds=2, seed=0, plan=plan)
+    fed, configs = write_federation(tmp_path, residuals=plan.residuals, privacy=party_privacy or None, extra=extra)
+    flower = simulate(fed, configs)
+    assert flower["deployment"] == "flower" and embedded["deployment"] == "embedded"
+    if plan.feature_dp is not None:  # the parties report the same releases and epsilon as embedded
+        for party in PARTIES:
+            for key in ("releases", "epsilon_spent", "noise_multiplier"):
+                assert flower["privacy"][party][key] == embedded["privacy"][party][key], (party, key)
+    if plan.label_dp is not None:
+        assert flower["privacy"]["alice"] == embedded["privacy"]["alice"]
+    a, b = _comparable(flower), _comparable(embedded)
+    for d in (a, b):
+        d.pop("plan"), d.pop("privacy", None)
+    if plan.residuals == "ckks":  # encryption noise: the same scores, weights and steps within 1e-6
+        for key in ("weights", "eta"):
+            np.testing.assert_allclose(a.pop(key), b.pop(key), atol=1e-6)
+    assert a == b
+    # the parties' transcripts were written by the ClientApps, message by message
+    for party in PARTIES:
+        assert any((tmp_path / "run" / "transcripts" / party).iterdir())
+
+
+def test_records_carry_codec_bytes_and_refuse_anything_else():
+    from flwr.app import ConfigRecord, RecordDict
+
+    from securegal.deploy.flower.records import pack, unpack
+
+    data = bytes(range(256)) * 50
+    assert unpack(pack(data)) == data
+    assert unpack(pack(b"")) == b""
+    with pytest.raises(ProtocolError, match="ArrayRecord"):
+        unpack(RecordDict({"securegal": ConfigRecord({"bytes": data})}))
+    forged = pack(data)
+    forged["securegal"]["bytes"].stype = "numpy.ndarray"
+    with pytest.raises(ProtocolError, match="stype"):
+        unpack(forged)
+
+
+@pytest.fixture
+def server_task(monkeypatch):
+    """What Flower's ServerApp runtime sets before the app makes Messages (node 1: the SuperLink)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attr, value in (("_run_id", 1), ("_node_id", 1), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)
+
+
+class LoopbackGrid:
+    """A Grid double for tests without the Flower runtime: delivers each Message to the real
+    ClientApp in this process, one Context per node. ``gone[node] = k``: the node answers only
+    its first k securegal messages, then goes away (no reply)."""
+
+    def __init__(self, client_app, node_configs: dict, gone: dict | None = None):
+        from flwr.app import Context, RecordDict
+        self.app, self.gone, self.handled = client_app, dict(gone or {}), {n: 0 for n in node_configs}
+        self.contexts = {n: Context(run_id=1, node_id=n, node_config=cfg, state=RecordDict(), run_config={})
+                         for n, cfg in node_configs.items()}
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):
+        from securegal.deploy.flower.records import MESSAGE_TYPE
+
+        self.replies = getattr(self, "replies", {})
+        ids = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            message.metadata.__dict__["_message_id"] = message.object_id
+            ids.append(message.object_id)
+            if message.metadata.message_type == MESSAGE_TYPE:
+                self.handled[node] += 1
+                if self.handled[node] > self.gone.get(node, float("inf")):
+                    continue  # gone: no reply
+            self.replies[message.object_id] = self.app(message, self.contexts[node])
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(messages))
+
+
+def _ssh_key(path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    path.with_suffix(".key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.OpenSSH,
+                                                           serialization.NoEncryption()))
+    path.with_suffix(".pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                                       serialization.PublicFormat.OpenSSH))
+    return path.with_suffix(".key")
+
+
+def test_identity_is_bound_to_the_supernode_key_and_impostors_are_refused(tmp_path, server_task):
+    from securegal.deploy.flower.client_app import make_client_app
+    from securegal.deploy.flower.identity import discover, party_keys
+
+    _, configs = write_federation(tmp_path)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    k1, k2, k3 = _ssh_key(keys / "party1"), _ssh_key(keys / "party2"), _ssh_key(tmp_path / "impostor")
+    nodes = {11: {"party-config": str(configs[0]), "auth-key": str(k1)},
+             12: {"party-config": str(configs[1]), "auth-key": str(k2)},
+             13: {"party-config": str(configs[0]), "auth-key": str(k3)},  # claims party1 with an unknown key
+             14: {"party-config": str(configs[1])}}  # claims party2 without signing
+    grid = LoopbackGrid(make_client_app(), nodes)
+    registered = party_keys(keys, ["party1", "party2"])
+    assert discover(grid, ["party1", "party2"], registered, timeout=10) == {"party1": 11, "party2": 12}
+    # without the real party1, the impostor does not get its name
+    del grid.contexts[11]
+    assert discover(grid, ["party1", "party2"], registered, timeout=10) == {"party2": 12}
+    # without keys the node configs are trusted, but a party named by two nodes (12, 14) is refused on both
+    assert discover(grid, ["party1", "party2"], None, timeout=10) == {"party1": 13}
+
+
+def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
+    from securegal.deploy.flower.client_app import make_client_app
+    from securegal.deploy.flower.deployment import load_federation, train_on_flower
+
+    fed, configs = write_federation(tmp_path, rounds=3, timeout=1.0)  # how long a gone party is waited for
+    fed.write_text(fed.read_text().replace("rounds = 3", "rounds = 3\nmin_parties = 2"))
+    nodes = {21: {"party-config": str(configs[0])}, 22: {"party-config": str(configs[1])}}
+    grid = LoopbackGrid(make_client_app(), nodes, gone={22: 4})  # party2: PSI (2), Setup, round 1, then gone
+    metrics = train_on_flower(load_federation(fed), grid, join_timeout=1)
+    gal = metrics["gal"]
+    assert gal["absent_per_round"] == [[], ["party2"], ["party2"]] and gal["missing_at_predict"] == ["party2"]
+    weights = metrics["weights"]  # per round, [alice, party1, party2]
+    assert weights[0][2] > 0 and [w[2] for w in weights[1:]] == [0.0, 0.0]
+
+
+def _alive(proc) -> bool:
+    """Whether any process of ``proc``'s process group is still running."""
+    import os
+
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
+    """flower-superlink (TLS, SuperNode authentication) and one flower-supernode per organization
+    on 127.0.0.1: the same results as embedded; a SuperNode with an unregistered key is refused;
+    nothing is left running."""
+    from securegal.deploy.flower.localnet import FlowerLocalFederation, write_node_key
+
+    fed = FlowerLocalFederation(tmp_path / "fed", parties=3, rounds=2, seed=0)
+    with fed:
+        impostor = fed.start_supernode("party1", key=write_node_key(tmp_path / "impostor"))  # never registered
+        metrics = fed.run()
+    embedded = train("breast_cancer", parties=3, rounds=2, seed=0)
+    assert metrics["deployment"] == "flower"
+    a, b = _comparable(metrics), _comparable(embedded)
+    for d in (a, b):
+        d.pop("plan"), d.pop("privacy", None)
+    assert a == b
+    # the impostor never joined: the SuperLink refused its key, the run saw the two real parties only
+    assert metrics["gal"].get("absent_per_round") is None
+    log = (tmp_path / "fed" / "supernode-impostor.log").read_text()
+    assert "Receiving: query.securegal" not in log
+    assert "Failed to activate SuperNode" in log and impostor.returncode != 0, log[-2000:]
+    # every process the test started is gone, with its children (Flower's per-message processes)
+    assert fed.processes and not any(_alive(p) for p in fed.processes.values())
+    assert impostor.poll() is not None
