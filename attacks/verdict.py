@@ -7,7 +7,8 @@ R^2 for regression labels and for features; the other metric is reported beside 
    ciphertext bytes that the attacker holds the key to) or fewer than ``MIN_ROWS`` rows were
    left to score it on;
 2. **LEAKS** when the paired sign-flip test rejects "the transcript adds nothing" at level
-   ``alpha`` (p <= 0.01). The MDA is the advantage an attacker with chance-like per-row noise
+   ``alpha`` (0.01) divided by the number of verdicts in the audit (Bonferroni: the chance of
+   any false LEAKS in one audit stays at most 0.01). The MDA is the advantage an attacker with chance-like per-row noise
    needs; an attack that beats its baseline on nearly every row is detected below it;
 3. **no leak detected** when it does not, and the minimum detectable advantage (MDA) at this n
    is at most ``MATERIAL`` (0.10 on the metric's 0..1 scale): a leak of that size would have
@@ -95,17 +96,19 @@ def normalized(row: dict, value: float) -> float:
     return value
 
 
-def decide(row: dict) -> tuple[str, str, str]:
-    """(verdict, one-line text, reason) for one primary-metric row (see the module notes)."""
+def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
+    """(verdict, one-line text, reason) for one primary-metric row among ``tests`` verdicts of
+    one audit (see the module notes)."""
     metric, mda = row["metric"], row["mda"]
     if row.get("understates"):
         return INCONCLUSIVE, f"{INCONCLUSIVE} (attacked ciphertext bytes the attacker could decrypt)", \
             "the attack could not use the attacker's real (decrypted) view"
     if row["n_scored"] < MIN_ROWS:
         return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
-    if row["p_value"] <= row["alpha"]:
+    level = row["alpha"] / max(int(tests), 1)
+    if row["p_value"] <= level:
         return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
-            f"p = {row['p_value']:.4f} <= {row['alpha']}"
+            f"p = {row['p_value']:.4f} <= {level:.4g} ({row['alpha']} over {tests} verdicts)"
     if normalized(row, mda) <= MATERIAL:
         return NO_LEAK, (f"{NO_LEAK} (at this n the audit would detect an advantage of {mda:.3f} {metric} "
                          "or more)"), f"p = {row['p_value']:.3f}; MDA {mda:.3f} <= {MATERIAL}"
@@ -122,7 +125,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
     for (attack, attacker, victim), group in groups.items():
         metric = primary_metric(attack, {r["metric"] for r in group})
         row = next(r for r in group if r["metric"] == metric)
-        verdict, text, reason = decide(row)
+        verdict, text, reason = decide(row, len(groups))
         out.append(Verdict(attack, attacker, victim, ATTACKS[attack][0], verdict, text, metric, row["score"],
                            row["baseline"], row["advantage"], row["mda"], row["p_value"], reason).to_dict())
     return out
