@@ -18,7 +18,7 @@ class UTCFormatter(logging.Formatter):
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Log to stderr as ``2026-01-02T03:04:05Z INFO securegal.network: message``: INFO and up with
+    """Log to stderr as ``2026-01-02T03:04:05Z INFO securegal.deploy.networked: message``: INFO and up with
     ``verbose``, else WARNING and up. Like :func:`logging.basicConfig`, it leaves a process whose
     root logger already has handlers (an embedding application, pytest) alone."""
     handler = logging.StreamHandler()

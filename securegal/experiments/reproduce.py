@@ -171,7 +171,7 @@ class NoisyTrainer:
 
 
 def noisy_trainers(parties: int, sigma: float, seed: int):
-    """A :data:`~securegal.federation.TrainerChoice` making parties M/2..M-1 noisy (the label owner is clean)."""
+    """A :data:`~securegal.privacy.plan.TrainerChoice` making parties M/2..M-1 noisy (the label owner is clean)."""
     from ..privacy.plain import PlainTrainer
 
     noisy = set(range(parties - parties // 2, parties))

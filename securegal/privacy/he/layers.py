@@ -169,6 +169,6 @@ class CkksTrainer:
 
 
 def ckks_trainers(name: str, index: int, learner: Learner):
-    """A :data:`securegal.federation.TrainerChoice` for CKKS: checks the learner now, builds at setup."""
+    """A :data:`securegal.privacy.plan.TrainerChoice` for CKKS: checks the learner now, builds at setup."""
     check_learner(learner)
     return lambda setup: CkksTrainer(name, learner)
