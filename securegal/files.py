@@ -39,17 +39,8 @@ def private_open(path: str | Path, mode: str = "wb", **kwargs):
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` (0600) so that a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(data, indent=2) + "\n"
+    write_bytes_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_bytes_atomic(path: Path, write) -> None:

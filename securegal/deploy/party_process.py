@@ -221,9 +221,10 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
 
 
 def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event | None = None,
-                on_ready: Callable[[int], None] | None = None) -> None:
+                on_ready: Callable[[int], None] | None = None, client: str | None = None) -> None:
     """Serve until ``stop`` is set (SIGTERM/SIGINT from the CLI) or, with ``once``, the session
-    finished or the label owner's first request was refused (e.g. a Setup the budget cannot cover)."""
+    finished or the label owner's first request was refused (e.g. a Setup the budget cannot cover).
+    ``client``: the only organization whose certificate may call (default: the label owner)."""
     from ..transport.grpc_server import PartyServer
 
     endpoint = build_party(cfg)
@@ -236,7 +237,7 @@ def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event |
         return reply
 
     server = PartyServer(handle, cfg.listen, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
-                         clients=(cfg.label_owner,), limits=cfg.limits).start()
+                         clients=(client or cfg.label_owner,), limits=cfg.limits).start()
     try:
         if on_ready is not None:
             on_ready(server.port)

@@ -19,22 +19,13 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ...transport.grpc_server import PartyServer
-from ..party_process import PartyConfig, build_party
+from ..party_process import PartyConfig, serve_party
 
 
 def serve_runtime(cfg: PartyConfig, stop: threading.Event, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve the party's endpoint to its own ClientApp until ``stop`` is set."""
-    endpoint = build_party(cfg)
-    server = PartyServer(endpoint.handle, cfg.listen, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
-                         clients=(cfg.name,), limits=cfg.limits).start()
-    try:
-        if on_ready is not None:
-            on_ready(server.port)
-        stop.wait()
-    finally:
-        server.stop(grace=2.0)
-        endpoint.close()
+    """Serve the party's endpoint to its own ClientApp (which holds this organization's own
+    certificate) until ``stop`` is set."""
+    serve_party(cfg, stop=stop, on_ready=on_ready, client=cfg.name)
 
 
 def main(argv: list[str] | None = None) -> int:
