@@ -253,6 +253,13 @@ class FlowerLocalFederation:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            deadline = time.monotonic() + timeout  # SIGKILL is asynchronous: wait until the group is gone
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
             if proc.stdout is not None:
                 proc.stdout.close()
         return codes
