@@ -56,6 +56,13 @@ ATTACKS = {
         "A malicious label owner sends random crafted residuals instead of true ones until the "
         "replies stop adding directions (about d + 1 rounds), then solves the replies for the "
         "party's columns. Metrics as for the hat-matrix attack.")),
+    "active_predictions": (LABELS, (
+        "A malicious feature party adds large crafted pushes to the predictions it returns (a "
+        "random quarter of the rows, +-4 each round). The label owner combines them with its fitted "
+        "weights and line-searched step, so the residuals that come back next round depend on the "
+        "labels through that combination. The party reads the labels from what it received after "
+        "each push (residual levels and changes, with a classifier trained on its known labels). "
+        "Under CKKS it only ever receives ciphertexts. Metrics as for label inversion.")),
 }
 
 PRIMARY = {"classification": "auc", "regression": "r2"}
