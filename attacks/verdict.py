@@ -11,13 +11,17 @@ R^2 for regression labels and for features; the other metric is reported beside 
    any false LEAKS in one audit stays at most 0.01). The MDA is the advantage an attacker with chance-like per-row noise
    needs; an attack that beats its baseline on nearly every row is detected below it;
 3. **no leak detected** when it does not, and the minimum detectable advantage (MDA) at this n
-   is at most ``MATERIAL`` (0.10 on the metric's 0..1 scale): a leak of that size would have
-   been seen;
+   and at the verdict's own (Bonferroni) level is at most ``MATERIAL`` (0.10 on the metric's
+   0..1 scale): a leak of that size would have been seen. The verdict's MDA is therefore larger
+   than the per-attack MDA of the detail table (which is at alpha = 0.01): with 6 verdicts
+   ``z_(1 - 0.01/6) / z_0.99 = 1.26`` times larger;
 4. **inconclusive** otherwise: this many rows cannot rule out a material leak.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from .stats import detectable
 
 LEAKS, NO_LEAK, INCONCLUSIVE = "LEAKS", "no leak detected", "inconclusive"
 MATERIAL = 0.10
@@ -83,6 +87,7 @@ class Verdict:
     mda: float
     p_value: float
     reason: str
+    level: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +108,13 @@ def normalized(row: dict, value: float) -> float:
     return value
 
 
+def verdict_mda(row: dict, tests: int = 1) -> float:
+    """The MDA of ``row`` at the level its verdict is decided at (alpha over ``tests`` verdicts)."""
+    if row.get("se") is None:
+        return row["mda"]
+    return detectable(row["se"], row.get("floor_mda", 0.0), row["alpha"] / max(int(tests), 1), row["alpha"])
+
+
 def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
     """(verdict, one-line text, reason) for one primary-metric row among ``tests`` verdicts of
     one audit (see the module notes)."""
@@ -113,6 +125,7 @@ def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
     if row["n_scored"] < MIN_ROWS:
         return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
     level = row["alpha"] / max(int(tests), 1)
+    mda = verdict_mda(row, tests)
     if row["p_value"] <= level:
         return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
             f"p = {row['p_value']:.4f} <= {level:.4g} ({row['alpha']} over {tests} verdicts)"
@@ -134,5 +147,6 @@ def verdicts(rows: list[dict]) -> list[dict]:
         row = next(r for r in group if r["metric"] == metric)
         verdict, text, reason = decide(row, len(groups))
         out.append(Verdict(attack, attacker, victim, ATTACKS[attack][0], verdict, text, metric, row["score"],
-                           row["baseline"], row["advantage"], row["mda"], row["p_value"], reason).to_dict())
+                           row["baseline"], row["advantage"], verdict_mda(row, len(groups)), row["p_value"],
+                           reason, row["alpha"] / len(groups)).to_dict())
     return out
