@@ -47,6 +47,7 @@ class OwnData:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     source: str = "the data file"
+    ledger: Path | None = None  # a DP feature party's privacy ledger file
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -122,6 +123,30 @@ def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray
     return own[pos]
 
 
+def ledger_block(path: Path, session: str | None) -> dict:
+    """A DP party's privacy block from its own ledger file: the table's lifetime budget, what
+    every session spent, and what this run's ``session`` spent (the party's record, which needs
+    no label owner's ``metrics.json``)."""
+    from securegal.privacy.dp.ledger import read_ledger
+
+    if not Path(path).is_file():
+        raise ConfigError(f"privacy ledger {str(path)!r} does not exist: a DP party keeps one per table "
+                          "(give --ledger PATH, or audit with the party.toml the process ran with)")
+    ledger = read_ledger(path)
+    sessions = ledger.spent_by_session()
+    this = next((sp for sp in sessions if sp.session == session), None)
+    releases = [e for e in ledger.entries if e.session == session]
+    noise = {}
+    for e in releases:
+        noise.setdefault(e.release.what, e.release.noise_multiplier)
+    return {"epsilon_budget": ledger.budget.epsilon, "delta": ledger.budget.delta,
+            "epsilon_spent": ledger.epsilon_spent, "epsilon_remaining": ledger.remaining(),
+            "epsilon_this_session": this.epsilon_alone if this is not None else 0.0,
+            "accountant": ledger.accountant, "noise_multiplier": noise,
+            "releases": [e.to_dict() for e in releases], "sessions": len(sessions),
+            "source": f"ledger {path}"}
+
+
 def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, run_dir: Path):
     if data.labels is None:
         raise ConfigError(f"{data.source}: the label owner's audit needs its labels (give --target COL)")
@@ -193,6 +218,13 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     tr = read_transcript(run_dir / "transcripts" / party)
     who = role(tr)
     metrics = _metrics(run_dir)
+    found_metrics = bool(metrics)
+    if data.ledger is not None and who == FEATURE_PARTY:  # the party's own record of what it spent
+        setup_record = next(tr.select("setup", "received"))
+        block = ledger_block(data.ledger, setup_record.session)
+        metrics = {**metrics, "privacy": {**(metrics.get("privacy") or {}), party: block}}
+        if not metrics.get("party_names"):
+            metrics["party_names"] = [setup_record.sender, party]
     if who == LABEL_OWNER:
         jobs = _label_jobs(tr, data, metrics, known_labels, seed, run_dir)
     else:
@@ -201,15 +233,24 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     setup = next(iter(tr.select("setup")), None)
     residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")
     layer_source = {**metrics, "residuals": residuals}
-    if not metrics:
+    if not found_metrics and data.ledger is None:
         layer_source["privacy"] = {}
     notes = []
     if who == LABEL_OWNER:
         notes.append("model completion is not run: it needs each feature party's own columns, which the label "
                      "owner does not hold (the feature party can run it on the embedded path)")
-    if not metrics:
+    own_block = (metrics.get("privacy") or {}).get(party)
+    if isinstance(own_block, dict) and "epsilon_this_session" in own_block:
+        notes.append(f"{party}'s privacy ledger ({own_block['source']}): lifetime budget epsilon "
+                     f"{own_block['epsilon_budget']:g} (delta {own_block['delta']:g}, {own_block['accountant']}), "
+                     f"{own_block['epsilon_this_session']:.4g} spent by this run's session, "
+                     f"{own_block['epsilon_spent']:.4g} over all {own_block['sessions']} sessions, "
+                     f"{own_block['epsilon_remaining']:.4g} left")
+    if not found_metrics:
         notes.append(f"{run_dir}/metrics.json is not here: the layers in force are read from the transcript's "
-                     "Setup only, and DP budgets are not known to this audit")
+                     "Setup only" + (f", and this party's DP budget from its ledger {data.ledger}"
+                                      if data.ledger is not None and who == FEATURE_PARTY
+                                      else ", and DP budgets are not known to this audit"))
     audit = {
         "kind": "self", "party": party, "role": who, "run": str(run_dir), "dataset": metrics.get("dataset"),
         "task": metrics.get("task") or (setup.envelope.body.task if setup is not None else None),

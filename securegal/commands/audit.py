@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
     own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' "
                                                         "if present, else row numbers)")
+    own.add_argument("--ledger", type=Path, metavar="PATH",
+                     help="a DP feature party's privacy ledger (default: the one its party.toml names)")
     own.add_argument("--target", metavar="COLUMN", help="label column (label owner's --data CSV; also the --sweep CSV's)")
     own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME; "
                                                              "with --active: the run directory to train into)")
@@ -89,9 +91,10 @@ def _self_audit(args, audit) -> int:
         raise ConfigError("--as NAME is a self-audit: --sweep/--active/--dataset/--csv/--epsilon/--residuals/"
                           "--label-epsilon do not apply")
     transcript_parties(args.runs[0])  # fail fast on a directory without transcripts
-    data = load_own_data(args.data, args.id_column, args.target)
+    data = load_own_data(args.data, args.id_column, args.target, args.ledger)
     data_cmd = f"--data {shlex.quote(str(args.data))}" + "".join(
-        f" {flag} {shlex.quote(v)}" for flag, v in (("--id-column", args.id_column), ("--target", args.target)) if v)
+        f" {flag} {shlex.quote(str(v))}" for flag, v in (("--id-column", args.id_column), ("--target", args.target),
+                                                         ("--ledger", args.ledger)) if v)
     result = self_audit(args.runs[0], args.party, data, known_labels=args.known_labels,
                               known_rows=args.known_rows, seed=args.seed, steps=args.net_steps, out=args.out,
                               report=not args.no_report, data_command=data_cmd)
@@ -151,8 +154,8 @@ def run(args) -> int:
         raise ConfigError(f"--net-steps must be >= 1, got {args.net_steps}")
     if args.party is not None:
         return _self_audit(args, audit)
-    if args.data is not None or args.id_column is not None:
-        raise ConfigError("--data/--id-column belong to a self-audit (--as NAME)")
+    if args.data is not None or args.id_column is not None or args.ledger is not None:
+        raise ConfigError("--data/--id-column/--ledger belong to a self-audit (--as NAME)")
     if args.active is not None:
         return _active(args, audit)
     if args.epsilon is not None:

@@ -6,6 +6,9 @@
 - ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
   or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
   (``dataset``, or ``csv`` + ``target``; rows numbered 0..n-1, its block 0 of a built-in split).
+  A feature party's ``party.toml`` with a DP budget (``[privacy] epsilon``) also names its table's
+  privacy ledger, found where the party process keeps it (``privacy.ledger``, else beside its
+  CSV, else beside its transcripts): the audit reports what it spent.
 """
 from __future__ import annotations
 
@@ -76,12 +79,14 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: no [data] table (expected a party.toml or federation.toml)")
     is_owner = "party" in doc  # federation.toml lists its [[party]] peers
+    ledger = None if is_owner else _ledger_path(doc, path)
     if "csv" in section:
         csv_path = (path.parent / section["csv"]).resolve()
         if is_owner:
             ds = load_csv(csv_path, target or section.get("target"))
             return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")
-        return from_csv(csv_path, id_column or section.get("id_column", "id"), target)
+        own = from_csv(csv_path, id_column or section.get("id_column", "id"), target)
+        return OwnData(own.ids, own.features, own.labels, source=own.source, ledger=ledger)
     if "dataset" not in section:
         raise ConfigError(f"{path}: [data] needs 'csv' or 'dataset'")
     ds = load_dataset(section["dataset"])
@@ -96,14 +101,39 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     if not 1 <= block < parties:
         raise ConfigError(f"{path}: block must be in 1..{parties - 1}, got {block}")
     columns = vertical_split(ds, parties)[block].columns
-    return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})")
+    return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})",
+                   ledger=ledger)
 
 
-def load_own_data(path: Path, id_column: str | None = None, target: str | None = None):
-    """The party's own rows from ``--data PATH`` (CSV or TOML config)."""
+def _ledger_path(doc: dict, path: Path) -> Path | None:
+    """Where a DP party's process keeps its table's ledger (as ``securegal party serve`` finds it);
+    None without a DP budget."""
+    privacy = doc.get("privacy") if isinstance(doc.get("privacy"), dict) else {}
+    if privacy.get("epsilon") is None:
+        return None
+    base, data = path.parent, doc.get("data") or {}
+    if privacy.get("ledger"):
+        return (base / str(privacy["ledger"])).resolve()
+    if data.get("csv"):
+        return (base / (str(data["csv"]) + ".securegal-ledger.json")).resolve()
+    if doc.get("transcripts"):
+        return (base / str(doc["transcripts"]) / f"{doc.get('name')}.securegal-ledger.json").resolve()
+    raise ConfigError(f"{path}: a DP party on a built-in dataset names its ledger in privacy.ledger (or "
+                      "transcripts, beside which it defaults); the audit cannot find what it spent")
+
+
+def load_own_data(path: Path, id_column: str | None = None, target: str | None = None,
+                  ledger: Path | None = None):
+    """The party's own rows from ``--data PATH`` (CSV or TOML config); ``ledger`` (``--ledger``)
+    names its privacy ledger file, overriding the config's."""
+    from securegal.attacks.self_audit import OwnData
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
-    if path.suffix.lower() == ".toml":
-        return from_toml(path, id_column, target)
-    return from_csv(path, id_column, target)
+    own = from_toml(path, id_column, target) if path.suffix.lower() == ".toml" else from_csv(path, id_column, target)
+    if ledger is None:
+        return own
+    if not Path(ledger).is_file():
+        raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
+    return OwnData(own.ids, own.features, own.labels, source=own.source, ledger=Path(ledger))

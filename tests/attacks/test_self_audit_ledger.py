@@ -1,0 +1,60 @@
+"""A DP feature party's self-audit reports its own privacy ledger (what its table spent)."""
+import json
+
+import numpy as np
+import pytest
+
+from securegal.attacks import audit
+from securegal.cli import main
+from securegal.privacy.dp.ledger import read_ledger
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
+from securegal.run import train
+
+
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ledger_audit")
+    (root / "ledgers").mkdir()
+    train("breast_cancer", parties=3, rounds=3, seed=0, out=root / "run", ground_truth=True,
+          plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)), ledger=root / "ledgers")
+    with np.load(root / "run" / audit.GROUND_TRUTH) as npz:
+        ids, X = npz["sample_ids"], npz["features.party1"]
+    rows = np.column_stack([ids, X])
+    (root / "party1.csv").write_text("id," + ",".join(f"x{j}" for j in range(X.shape[1])) + "\n"
+                                     + "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows))
+    return root
+
+
+def test_feature_party_self_audit_shows_its_ledger(dp_run, capsys):
+    ledger = dp_run / "ledgers" / "party1.securegal-ledger.json"
+    out = dp_run / "audit"
+    assert main(["audit", str(dp_run / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(ledger), "--net-steps", "20", "--out", str(out)]) == 0
+    result = json.loads((out / audit.AUDIT).read_text())
+    block = result["privacy"]["party1"]
+    truth = read_ledger(ledger)
+    assert block["epsilon_budget"] == 1.0 and block["epsilon_spent"] == pytest.approx(truth.epsilon_spent)
+    assert 0 < block["epsilon_this_session"] <= 1.0 and block["releases"] and block["sessions"] == 1
+    assert result["layers"]["feature_dp_epsilon"]["party1"] == 1.0
+    assert all(a["epsilon"] == 1.0 for a in result["attacks"])
+    md, page = (out / "audit.md").read_text(), (out / "audit.html").read_text()
+    assert "DP ledger" in md and "party1.securegal-ledger.json" in md and "DP ledger" in page
+    assert "--ledger" in result["command"]
+
+
+def test_ledger_path_from_the_party_toml(dp_run, tmp_path):
+    from securegal.commands.audit_data import load_own_data
+
+    toml = tmp_path / "party1.toml"
+    toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\nid_column = "id"\n'
+                    f'[privacy]\nepsilon = 1.0\nledger = "{dp_run / "ledgers" / "party1.securegal-ledger.json"}"\n')
+    assert load_own_data(toml).ledger == dp_run / "ledgers" / "party1.securegal-ledger.json"
+    toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\n[privacy]\nepsilon = 1.0\n')
+    assert load_own_data(toml).ledger.name == "party1.csv.securegal-ledger.json"  # beside the CSV, as the party keeps it
+
+
+def test_missing_ledger_is_one_line_error(dp_run, capsys):
+    assert main(["audit", str(dp_run / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(dp_run / "nope.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ledger" in err and "does not exist" in err and len(err.splitlines()) == 1
