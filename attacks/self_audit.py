@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -47,7 +48,9 @@ class OwnData:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     source: str = "the data file"
-    ledger: Path | None = None  # a DP feature party's privacy ledger file
+    # A DP feature party's own ledger: its privacy block, or a function of the run's session
+    # giving it (securegal.commands.audit_data.ledger_block reads the ledger file).
+    privacy: dict | Callable[[str], dict] | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -123,30 +126,6 @@ def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray
     return own[pos]
 
 
-def ledger_block(path: Path, session: str | None) -> dict:
-    """A DP party's privacy block from its own ledger file: the table's lifetime budget, what
-    every session spent, and what this run's ``session`` spent (the party's record, which needs
-    no label owner's ``metrics.json``)."""
-    from securegal.privacy.dp.ledger import read_ledger
-
-    if not Path(path).is_file():
-        raise ConfigError(f"privacy ledger {str(path)!r} does not exist: a DP party keeps one per table "
-                          "(give --ledger PATH, or audit with the party.toml the process ran with)")
-    ledger = read_ledger(path)
-    sessions = ledger.spent_by_session()
-    this = next((sp for sp in sessions if sp.session == session), None)
-    releases = [e for e in ledger.entries if e.session == session]
-    noise = {}
-    for e in releases:
-        noise.setdefault(e.release.what, e.release.noise_multiplier)
-    return {"epsilon_budget": ledger.budget.epsilon, "delta": ledger.budget.delta,
-            "epsilon_spent": ledger.epsilon_spent, "epsilon_remaining": ledger.remaining(),
-            "epsilon_this_session": this.epsilon_alone if this is not None else 0.0,
-            "accountant": ledger.accountant, "noise_multiplier": noise,
-            "releases": [e.to_dict() for e in releases], "sessions": len(sessions),
-            "source": f"ledger {path}"}
-
-
 def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, run_dir: Path):
     if data.labels is None:
         raise ConfigError(f"{data.source}: the label owner's audit needs its labels (give --target COL)")
@@ -219,9 +198,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     who = role(tr)
     metrics = _metrics(run_dir)
     found_metrics = bool(metrics)
-    if data.ledger is not None and who == FEATURE_PARTY:  # the party's own record of what it spent
+    if data.privacy is not None and who == FEATURE_PARTY:  # the party's own record of what it spent
         setup_record = next(tr.select("setup", "received"))
-        block = ledger_block(data.ledger, setup_record.session)
+        block = data.privacy(setup_record.session) if callable(data.privacy) else dict(data.privacy)
         metrics = {**metrics, "privacy": {**(metrics.get("privacy") or {}), party: block}}
         if not metrics.get("party_names"):
             metrics["party_names"] = [setup_record.sender, party]
@@ -233,7 +212,7 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     setup = next(iter(tr.select("setup")), None)
     residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")
     layer_source = {**metrics, "residuals": residuals}
-    if not found_metrics and data.ledger is None:
+    if not found_metrics and data.privacy is None:
         layer_source["privacy"] = {}
     notes = []
     if who == LABEL_OWNER:
@@ -248,8 +227,8 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
                      f"{own_block['epsilon_remaining']:.4g} left")
     if not found_metrics:
         notes.append(f"{run_dir}/metrics.json is not here: the layers in force are read from the transcript's "
-                     "Setup only" + (f", and this party's DP budget from its ledger {data.ledger}"
-                                      if data.ledger is not None and who == FEATURE_PARTY
+                     "Setup only" + (", and this party's DP budget from its own ledger"
+                                      if data.privacy is not None and who == FEATURE_PARTY
                                       else ", and DP budgets are not known to this audit"))
     audit = {
         "kind": "self", "party": party, "role": who, "run": str(run_dir), "dataset": metrics.get("dataset"),

@@ -86,7 +86,7 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
             ds = load_csv(csv_path, target or section.get("target"))
             return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")
         own = from_csv(csv_path, id_column or section.get("id_column", "id"), target)
-        return OwnData(own.ids, own.features, own.labels, source=own.source, ledger=ledger)
+        return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(ledger))
     if "dataset" not in section:
         raise ConfigError(f"{path}: [data] needs 'csv' or 'dataset'")
     ds = load_dataset(section["dataset"])
@@ -102,7 +102,7 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
         raise ConfigError(f"{path}: block must be in 1..{parties - 1}, got {block}")
     columns = vertical_split(ds, parties)[block].columns
     return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})",
-                   ledger=ledger)
+                   privacy=_ledger_reader(ledger))
 
 
 def _ledger_path(doc: dict, path: Path) -> Path | None:
@@ -136,4 +136,32 @@ def load_own_data(path: Path, id_column: str | None = None, target: str | None =
         return own
     if not Path(ledger).is_file():
         raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
-    return OwnData(own.ids, own.features, own.labels, source=own.source, ledger=Path(ledger))
+    return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
+
+
+def _ledger_reader(path: Path | None):
+    return None if path is None else (lambda session: ledger_block(path, session))
+
+
+def ledger_block(path: Path, session: str | None) -> dict:
+    """A DP party's privacy block from its own ledger file: the table's lifetime budget, what
+    every session spent, and what the audited run's ``session`` spent (the party's own record,
+    which needs no label owner's ``metrics.json``)."""
+    from ..privacy.dp.ledger import read_ledger
+
+    if not Path(path).is_file():
+        raise ConfigError(f"privacy ledger {str(path)!r} does not exist: a DP party keeps one per table "
+                          "(give --ledger PATH, or audit with the party.toml the process ran with)")
+    ledger = read_ledger(path)
+    sessions = ledger.spent_by_session()
+    this = next((sp for sp in sessions if sp.session == session), None)
+    releases = [e for e in ledger.entries if e.session == session]
+    noise = {}
+    for e in releases:
+        noise.setdefault(e.release.what, e.release.noise_multiplier)
+    return {"epsilon_budget": ledger.budget.epsilon, "delta": ledger.budget.delta,
+            "epsilon_spent": ledger.epsilon_spent, "epsilon_remaining": ledger.remaining(),
+            "epsilon_this_session": this.epsilon_alone if this is not None else 0.0,
+            "accountant": ledger.accountant, "noise_multiplier": noise,
+            "releases": [e.to_dict() for e in releases], "sessions": len(sessions),
+            "source": f"ledger {path}"}

@@ -6,6 +6,7 @@ import pytest
 
 from securegal.attacks import audit
 from securegal.cli import main
+from securegal.errors import ConfigError
 from securegal.privacy.dp.ledger import read_ledger
 from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import train
@@ -48,9 +49,12 @@ def test_ledger_path_from_the_party_toml(dp_run, tmp_path):
     toml = tmp_path / "party1.toml"
     toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\nid_column = "id"\n'
                     f'[privacy]\nepsilon = 1.0\nledger = "{dp_run / "ledgers" / "party1.securegal-ledger.json"}"\n')
-    assert load_own_data(toml).ledger == dp_run / "ledgers" / "party1.securegal-ledger.json"
+    block = load_own_data(toml).privacy("no-such-session")
+    assert block["source"].endswith("party1.securegal-ledger.json") and block["epsilon_this_session"] == 0.0
+    assert block["epsilon_spent"] > 0.9  # the earlier run's session spent it
     toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\n[privacy]\nepsilon = 1.0\n')
-    assert load_own_data(toml).ledger.name == "party1.csv.securegal-ledger.json"  # beside the CSV, as the party keeps it
+    with pytest.raises(ConfigError, match="party1.csv.securegal-ledger.json"):  # beside the CSV, as the party keeps it
+        load_own_data(toml).privacy("s")
 
 
 def test_missing_ledger_is_one_line_error(dp_run, capsys):
