@@ -5,11 +5,11 @@ label owner's blinded points ``[a] H(x)`` (one per ID of the label owner: their 
 ``|X|``), its own reply, and then which of its own rows the label owner selected (its
 alignment record: the selected handles and its own IDs of those rows). Two attacks:
 
-- ``psi_membership_held``: for each ID the party holds, "selected => in the label owner's
+- ``membership_held``: for each ID the party holds, "selected => in the label owner's
   set". This is a disclosure **by design**: the label owner must tell the party which of its
   rows to use. A row not selected is either outside the label owner's set or missing at
   another party, so the guess is exact when every other party holds the row.
-- ``psi_membership_unheld``: for IDs the party does *not* hold (candidates it can name, e.g.
+- ``membership_unheld``: for IDs the party does *not* hold (candidates it can name, e.g.
   a list of people it suspects), it hashes each candidate to the group with the session's
   domain separation, ``H(c)``, and compares it with every blinded point it received: an exact
   match would say "c is in the label owner's set", and the smallest bit distance to any point
@@ -28,7 +28,7 @@ from . import stats
 from .metrics import accuracy
 from .result import AttackResult, measured
 
-HELD, UNHELD = "psi_membership_held", "psi_membership_unheld"
+HELD, UNHELD = "membership_held", "membership_unheld"
 POINT = 32
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
@@ -48,7 +48,7 @@ def _score(attack: str, attacker: str, victim: str, truth: np.ndarray, score: np
     return [
         measured(attack, attacker, victim, "accuracy", accuracy(truth, guess), accuracy(truth, base_guess),
                  stats.accuracy_contrib(truth, guess), stats.accuracy_contrib(truth, base_guess)),
-        measured(attack, attacker, victim, "auc", float(np.sum(stats.binary_auc_contrib(truth, score))), 0.5,
+        measured(attack, attacker, victim, "auc", min(float(np.sum(stats.binary_auc_contrib(truth, score))), 1.0), 0.5,
                  stats.binary_auc_contrib(truth, score), stats.binary_auc_contrib(truth, np.zeros(truth.size)),
                  floor_se=stats.mann_whitney_se(t, classes), score_se=stats.auc_se(t, scores, classes),
                  baseline_se=stats.auc_se(t, flat, classes)),

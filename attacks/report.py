@@ -20,7 +20,7 @@ from statistics import NormalDist
 from .stats import ALPHA, PERMUTATIONS
 
 MD, HTML = "audit.md", "audit.html"
-FAMILY_PNG = {V.LABELS: "audit_labels.png", V.FEATURES: "audit_features.png"}
+FAMILY_PNG = {V.LABELS: "audit_labels.png", V.FEATURES: "audit_features.png", V.MEMBERSHIP: "audit_membership.png"}
 COLORS = {V.LEAKS: "#c0392b", V.NO_LEAK: "#1e8449", V.INCONCLUSIVE: "#b9770e"}
 Z95 = NormalDist().inv_cdf(0.975)
 Z_ALPHA = NormalDist().inv_cdf(1 - ALPHA)
@@ -154,7 +154,7 @@ def family_plot(audit: dict, family: str) -> bytes | None:
         for which, dy, fmt, color, label in (("baseline", -0.15, "s", "grey", "baseline (no transcript)"),
                                              ("score", 0.15, "o", COLORS[v["verdict"]], None)):
             low, high = ci95(a, which)
-            ax.errorbar(a[which], y + dy, xerr=[[a[which] - low], [high - a[which]]], fmt=fmt, color=color,
+            ax.errorbar(a[which], y + dy, xerr=[[max(a[which] - low, 0.0)], [max(high - a[which], 0.0)]], fmt=fmt, color=color,
                         capsize=3, label=label if i == 0 else None)
     for name, color in COLORS.items():
         if any(v["verdict"] == name for v in items):
@@ -364,7 +364,7 @@ def render_html(audit: dict, pngs: dict[str, bytes]) -> str:
 def write_reports(audit: dict, out_dir: Path) -> dict[str, Path]:
     """Write ``audit.md`` (with its family PNGs beside it) and ``audit.html`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    pngs = {f: png for f in (V.LABELS, V.FEATURES) if (png := family_plot(audit, f)) is not None}
+    pngs = {f: png for f in FAMILY_PNG if (png := family_plot(audit, f)) is not None}
     names = {}
     for family, png in pngs.items():
         (out_dir / FAMILY_PNG[family]).write_bytes(png)

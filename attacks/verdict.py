@@ -27,7 +27,7 @@ LEAKS, NO_LEAK, INCONCLUSIVE = "LEAKS", "no leak detected", "inconclusive"
 MATERIAL = 0.10
 MIN_ROWS = 20
 
-LABELS, FEATURES = "label inference", "feature reconstruction"
+LABELS, FEATURES, MEMBERSHIP = "label inference", "feature reconstruction", "membership inference"
 
 #: attack -> (family, what it does and what its metric means)
 ATTACKS = {
@@ -67,7 +67,20 @@ ATTACKS = {
         "labels through that combination. The party reads the labels from what it received after "
         "each push (residual levels and changes, with a classifier trained on its known labels). "
         "Under CKKS it only ever receives ciphertexts. Metrics as for label inversion.")),
+    "membership_held": (MEMBERSHIP, (
+        "A feature party guesses, for each ID it holds, that it is in the label owner's set when the "
+        "label owner selected that row after the private set intersection. This disclosure is by "
+        "design: the label owner must tell the party which of its rows to use (and the size of its "
+        "set). Accuracy is the share of the party's IDs classified right; AUC 0.5 = guessing.")),
+    "membership_unheld": (MEMBERSHIP, (
+        "A feature party tries to learn whether IDs it does not hold are in the label owner's set: "
+        "it hashes each candidate to the group with the session's domain separation and compares it "
+        "with every blinded point the label owner sent (exact match, then bit distance). Without the "
+        "label owner's secret exponent no comparison is possible, so this must stay at chance.")),
 }
+
+#: Attacks whose leak is the protocol's stated disclosure (the verdict says so).
+DESIGNED = {"membership_held": "designed disclosure: the label owner tells the party which of its rows it uses"}
 
 PRIMARY = {"classification": "auc", "regression": "r2"}
 
@@ -97,6 +110,8 @@ def primary_metric(attack: str, metrics: set[str]) -> str:
     """The metric a verdict is decided on."""
     if ATTACKS[attack][0] == FEATURES:
         return "r2"
+    if ATTACKS[attack][0] == MEMBERSHIP:
+        return "auc"
     return "auc" if "auc" in metrics else "r2"
 
 
@@ -146,6 +161,8 @@ def verdicts(rows: list[dict]) -> list[dict]:
         metric = primary_metric(attack, {r["metric"] for r in group})
         row = next(r for r in group if r["metric"] == metric)
         verdict, text, reason = decide(row, len(groups))
+        if verdict == LEAKS and attack in DESIGNED:
+            text += f"; {DESIGNED[attack]}"
         out.append(Verdict(attack, attacker, victim, ATTACKS[attack][0], verdict, text, metric, row["score"],
                            row["baseline"], row["advantage"], verdict_mda(row, len(groups)), row["p_value"],
                            reason, row["alpha"] / len(groups)).to_dict())

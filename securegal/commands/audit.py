@@ -54,7 +54,8 @@ def add_parser(sub) -> None:
                                                              "with --active: the run directory to train into)")
     act = p.add_argument_group("active attacks: train a federation with a malicious party, then score it")
     act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals; "
-                     "crafted_predictions: a feature party crafts the predictions it returns")
+                     "crafted_predictions: a feature party crafts the predictions it returns; psi_membership: what a feature "
+                     "party learns about the label owner's set from the private set intersection")
     act.add_argument("--epsilon", type=float, default=None, metavar="E",
                      help="feature parties' DP budget in the crafted_residuals run")
     act.add_argument("--residuals", choices=("plain", "ckks"), default=None,
@@ -115,6 +116,8 @@ def _active(args, audit) -> int:
         raise ConfigError("--active needs --out DIR (where the malicious run is written)")
     common = dict(dataset=args.dataset, csv=args.csv, target=args.target, parties=args.parties, rounds=args.rounds,
                   seed=args.train_seed, overwrite=args.overwrite, progress=True)
+    if args.active == "psi_membership":
+        return _psi_membership(args, audit)
     if args.active == "crafted_predictions":
         if args.epsilon is not None:
             raise ConfigError("--epsilon (feature-DP) belongs to crafted_residuals; crafted_predictions attacks the "
@@ -136,6 +139,21 @@ def _active(args, audit) -> int:
                                f"--rounds {args.rounds} --train-seed {args.train_seed}{layer}"
                                f" --out {args.out} --overwrite")
     audit.write_audit(run_dir, result, not args.no_report)
+    print(audit.format_table(result))
+    print(f"  wrote {run_dir / audit.AUDIT}")
+    return 0
+
+
+def _psi_membership(args, audit) -> int:
+    from securegal.experiments.membership import audit_psi_membership, train_psi_membership
+
+    stray = [flag for flag, v in (("--csv", args.csv), ("--epsilon", args.epsilon), ("--residuals", args.residuals),
+                                  ("--label-epsilon", args.label_epsilon)) if v is not None]
+    if stray:
+        raise ConfigError(f"{stray[0]} does not apply to psi_membership (a built-in --dataset, aligned by PSI)")
+    run_dir = train_psi_membership(args.out, dataset=args.dataset or "breast_cancer", parties=args.parties,
+                                   rounds=args.rounds, seed=args.train_seed, overwrite=args.overwrite, progress=True)
+    result = audit_psi_membership(run_dir, report=not args.no_report)
     print(audit.format_table(result))
     print(f"  wrote {run_dir / audit.AUDIT}")
     return 0

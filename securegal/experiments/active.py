@@ -25,7 +25,7 @@ from ..files import write_json_atomic
 from ..messages import EncryptedPayload
 
 #: Active attacks ``securegal audit --active NAME`` can run.
-ACTIVE = ("crafted_residuals", "crafted_predictions")
+ACTIVE = ("crafted_residuals", "crafted_predictions", "psi_membership")
 
 
 class CraftedResiduals:

@@ -78,5 +78,57 @@ def train_psi_membership(out: Path | str, *, dataset: str | None = "breast_cance
     extra = max(in_x - (unheld.size - in_x), 0)
     outsiders = np.setdiff1d(rng.choice(9_000_000, size=2 * extra + 16, replace=False) + 1_000_000, ids)[:extra]
     np.savez(Path(out) / TRUTH, owner_ids=ids[owner_rows], party_ids=held,
-             candidates=np.concatenate([unheld, outsiders.astype(np.int64)]), party=np.array(CURIOUS))
+             candidates=np.concatenate([unheld, outsiders.astype(np.int64)]), party=np.array(CURIOUS),
+             dataset=np.array(dataset))
     return Path(out)
+
+
+def audit_psi_membership(run_dir: Path | str, report: bool = True) -> dict:
+    """Score what the curious party learned about the label owner's set from its own transcript
+    (PSI request, its alignment record) against ``membership.npz``; writes ``audit.json`` (and
+    ``audit.md`` / ``audit.html``) into ``run_dir`` and returns the audit."""
+    from ..align import group
+    from ..align.ids import canonical_ids
+    from ..attacks import audit, psi_membership
+    from ..transcript import read_alignment, read_transcript
+
+    run_dir = Path(run_dir)
+    path = run_dir / TRUTH
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no {TRUTH}: not a psi_membership run (securegal audit --active "
+                          "psi_membership --out DIR trains one)")
+    with np.load(path, allow_pickle=False) as npz:
+        owner_ids, party_ids, candidates = npz["owner_ids"], npz["party_ids"], npz["candidates"]
+        party, dataset = str(npz["party"]), str(npz["dataset"])
+    tr = read_transcript(run_dir / "transcripts" / party)
+    request = next(tr.select("psi_request", "received"), None)
+    if request is None:
+        raise audit.NothingReleased(f"transcript of {party!r} holds no PSI request")
+    session, owner = request.session, request.sender
+    alignment = read_alignment(run_dir / "transcripts" / party, owner, session)
+    if alignment is None:
+        raise ConfigError(f"{party}'s transcript keeps no alignment record for session {session!r}")
+    _, selected_ids = alignment
+    body = request.envelope.body
+    _, canonical = canonical_ids(candidates)
+    candidate_points = group.hash_to_group(group.hash_prefix(body.session), canonical)
+    results = (psi_membership.held(party_ids, selected_ids, np.isin(party_ids, owner_ids), party, owner)
+               + psi_membership.unheld(candidate_points, body.points, np.isin(candidates, owner_ids), party, owner))
+    rows = [audit.AuditRow(r, "PSI messages and the party's alignment record") for r in results]
+    result = {
+        "kind": "active", "run": str(run_dir), "dataset": f"{dataset} (partly overlapping tables)", "task": "membership", "residuals": "plain",
+        "epsilon": float("inf"), "layers": {"residuals": "plain", "mode": "ECDH-PSI alignment", "epsilon": float("inf"),
+                                            "feature_dp_epsilon": {}, "label_dp_epsilon": None},
+        "privacy": {}, "known_labels": 0.0, "known_rows": 0.0, "seed": 0,
+        "n_train": int(party_ids.size), "label_owner_set": int(len(body.points) // psi_membership.POINT),
+        "party_rows": int(party_ids.size), "selected_rows": int(np.asarray(selected_ids).size),
+        "candidates": int(candidates.size), "nothing_to_attack": [],
+        "notes": [f"{party} learns the size of {owner}'s set ({len(body.points) // psi_membership.POINT} IDs) and "
+                  f"which of its own {party_ids.size} rows are used ({np.asarray(selected_ids).size}): the PSI's "
+                  "designed disclosure. Rows another party lacks are not selected either, so 'not selected' "
+                  "means 'not in the label owner's set' only when every other party holds the row (as here)."],
+        "command": f"securegal audit --active psi_membership --out {run_dir}",
+    }
+    audit.finish_audit(result, rows)
+    audit.write_audit(run_dir, result, report)
+    return result
