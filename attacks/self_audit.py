@@ -198,6 +198,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     who = role(tr)
     metrics = _metrics(run_dir)
     found_metrics = bool(metrics)
+    if data.privacy is not None and who == LABEL_OWNER:
+        raise ConfigError(f"--ledger is a DP feature party's table ledger; {party!r} is the label owner (its "
+                          "label-DP spend is in the run's metrics.json)")
     if data.privacy is not None and who == FEATURE_PARTY:  # the party's own record of what it spent
         setup_record = next(tr.select("setup", "received"))
         block = data.privacy(setup_record.session) if callable(data.privacy) else dict(data.privacy)

@@ -62,3 +62,25 @@ def test_missing_ledger_is_one_line_error(dp_run, capsys):
                  "--ledger", str(dp_run / "nope.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "--ledger" in err and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_more_bad_input_is_one_line(dp_run, tmp_path, capsys):
+    (tmp_path / "bare" / "transcripts").mkdir(parents=True)
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"version": 1, "table": "x"')
+    owner_csv = tmp_path / "alice.csv"
+    owner_csv.write_text("id,label\n0,1\n")
+    base = ["audit", str(dp_run / "run"), "--as"]
+    cases = [
+        (["audit", str(tmp_path / "bare"), "--as", "party1", "--data", str(dp_run / "party1.csv")], "no party transcripts"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--ledger", str(corrupt)], "corrupt.json"),
+        (base + ["alice", "--data", str(owner_csv), "--target", "label", "--ledger",
+                 str(dp_run / "ledgers" / "party1.securegal-ledger.json")], "label owner"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--known-rows", "nan"], "--known-rows"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--known-labels", "-0.1"], "--known-labels"),
+        (["audit", str(dp_run / "run"), "--ledger", str(corrupt)], "--ledger"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
