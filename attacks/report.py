@@ -32,8 +32,9 @@ METHOD = (
     f"{1 / (PERMUTATIONS + 1):.4f}) of \"the transcript adds nothing\": each row's contribution to the "
     f"advantage is equally likely to have either sign (McNemar's exact test for accuracy; DeLong "
     f"placement values for AUC). The minimum detectable advantage (MDA) is the null's "
-    f"{1 - ALPHA:.0%} quantile, never below {Z_ALPHA:.2f} standard errors of an uninformative "
-    f"attacker. Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
+    f"{1 - ALPHA:.0%} quantile (z times its exact standard deviation), never below {Z_ALPHA:.2f} standard "
+    f"errors of an uninformative attacker; the verdicts state it at their own Bonferroni level "
+    f"({ALPHA} over the number of verdicts), so it is larger there than in the detail table. Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
     f"MSE and MAD advantages are also shown as the fraction of the baseline's error removed, so "
     f"every advantage reads on a 0..1 scale.")
 
@@ -296,7 +297,9 @@ def render_markdown(audit: dict, images: dict[str, str]) -> str:
 
 def _rule() -> str:
     return (f"per attack and victim, on its primary metric (AUC for class labels, R^2 for regression labels "
-            f"and features): **LEAKS** if p <= {ALPHA}; otherwise **no leak detected** if the MDA is at most {V.MATERIAL} (a leak that size "
+            f"and features; AUC for membership): **LEAKS** if p <= {ALPHA} divided by the number of verdicts "
+            f"(Bonferroni: at most a {ALPHA} chance of any false LEAKS in the audit); otherwise **no leak "
+            f"detected** if the MDA at that level is at most {V.MATERIAL} (a leak that size "
             f"would have been seen), else **inconclusive**. Also inconclusive: fewer than {V.MIN_ROWS} rows to "
             f"score, or an attack that could only read ciphertext bytes its attacker could decrypt.")
 
