@@ -191,7 +191,8 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
     names = transcript_parties(run_dir)
-    run_dir = Path(run_dir).resolve()
+    shown = Path(run_dir)  # as given: the report and its commands name it so
+    run_dir = shown.resolve()
     if party not in names:
         raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
     tr = read_transcript(run_dir / "transcripts" / party)
@@ -234,14 +235,14 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
                                       if data.privacy is not None and who == FEATURE_PARTY
                                       else ", and DP budgets are not known to this audit"))
     audit = {
-        "kind": "self", "party": party, "role": who, "run": str(run_dir), "dataset": metrics.get("dataset"),
+        "kind": "self", "party": party, "role": who, "run": str(shown), "dataset": metrics.get("dataset"),
         "task": metrics.get("task") or (setup.envelope.body.task if setup is not None else None),
         "residuals": residuals, "layers": layers_in_force(layer_source, party if who == LABEL_OWNER else None),
         "privacy": {p: b for p, b in (metrics.get("privacy") or {}).items() if p == party},
         "data": data.source, "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
         "n_train": int(np.asarray(_setup(tr, "sent" if who == LABEL_OWNER else "received").train_ids).size),
         "seconds": timings, "nothing_to_attack": skipped, "notes": notes,
-        "command": f"securegal audit {run_dir} --as {party} {data_command}".rstrip()
+        "command": f"securegal audit {shown} --as {party} {data_command}".rstrip()
                    + f" --known-labels {known_labels:g} --known-rows {known_rows:g} --seed {seed}",
     }
     audit["epsilon"] = audit["layers"]["epsilon"]

@@ -113,11 +113,11 @@ def _ledger_path(doc: dict, path: Path) -> Path | None:
         return None
     base, data = path.parent, doc.get("data") or {}
     if privacy.get("ledger"):
-        return (base / str(privacy["ledger"])).resolve()
+        return base / str(privacy["ledger"])
     if data.get("csv"):
-        return (base / (str(data["csv"]) + ".securegal-ledger.json")).resolve()
+        return base / (str(data["csv"]) + ".securegal-ledger.json")
     if doc.get("transcripts"):
-        return (base / str(doc["transcripts"]) / f"{doc.get('name')}.securegal-ledger.json").resolve()
+        return base / str(doc["transcripts"]) / f"{doc.get('name')}.securegal-ledger.json"
     raise ConfigError(f"{path}: a DP party on a built-in dataset names its ledger in privacy.ledger (or "
                       "transcripts, beside which it defaults); the audit cannot find what it spent")
 
