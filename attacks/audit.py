@@ -22,7 +22,8 @@ import numpy as np
 from securegal.errors import ConfigError
 from securegal.transcript import Transcript, read_transcript
 
-from . import active_predictions, active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion, model_completion
+from . import (active_predictions, active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion,
+               model_completion)
 from .features import KnownRows
 from .labels import KnownLabels, class_set
 from .result import AttackResult

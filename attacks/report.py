@@ -34,7 +34,8 @@ METHOD = (
     f"placement values for AUC). The minimum detectable advantage (MDA) is the null's "
     f"{1 - ALPHA:.0%} quantile (z times its exact standard deviation), never below {Z_ALPHA:.2f} standard "
     f"errors of an uninformative attacker; the verdicts state it at their own Bonferroni level "
-    f"({ALPHA} over the number of verdicts), so it is larger there than in the detail table. Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
+    f"({ALPHA} over the number of verdicts), so it is larger there than in the detail table. "
+    f"Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
     f"MSE and MAD advantages are also shown as the fraction of the baseline's error removed, so "
     f"every advantage reads on a 0..1 scale.")
 
@@ -155,7 +156,8 @@ def family_plot(audit: dict, family: str) -> bytes | None:
         for which, dy, fmt, color, label in (("baseline", -0.15, "s", "grey", "baseline (no transcript)"),
                                              ("score", 0.15, "o", COLORS[v["verdict"]], None)):
             low, high = ci95(a, which)
-            ax.errorbar(a[which], y + dy, xerr=[[max(a[which] - low, 0.0)], [max(high - a[which], 0.0)]], fmt=fmt, color=color,
+            xerr = [[max(a[which] - low, 0.0)], [max(high - a[which], 0.0)]]
+            ax.errorbar(a[which], y + dy, xerr=xerr, fmt=fmt, color=color,
                         capsize=3, label=label if i == 0 else None)
     for name, color in COLORS.items():
         if any(v["verdict"] == name for v in items):

@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
                                                              "with --active: the run directory to train into)")
     act = p.add_argument_group("active attacks: train a federation with a malicious party, then score it")
     act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals; "
-                     "crafted_predictions: a feature party crafts the predictions it returns; psi_membership: what a feature "
-                     "party learns about the label owner's set from the private set intersection")
+                     "crafted_predictions: a feature party crafts the predictions it returns; psi_membership: what a "
+                     "feature party learns about the label owner's set from the private set intersection")
     act.add_argument("--epsilon", type=float, default=None, metavar="E",
                      help="feature parties' DP budget in the crafted_residuals run")
     act.add_argument("--residuals", choices=("plain", "ckks"), default=None,

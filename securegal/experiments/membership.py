@@ -116,7 +116,8 @@ def audit_psi_membership(run_dir: Path | str, report: bool = True) -> dict:
                + psi_membership.unheld(candidate_points, body.points, np.isin(candidates, owner_ids), party, owner))
     rows = [audit.AuditRow(r, "PSI messages and the party's alignment record") for r in results]
     result = {
-        "kind": "active", "run": str(run_dir), "dataset": f"{dataset} (partly overlapping tables)", "task": "membership", "residuals": "plain",
+        "kind": "active", "run": str(run_dir), "dataset": f"{dataset} (partly overlapping tables)",
+        "task": "membership", "residuals": "plain",
         "epsilon": float("inf"), "layers": {"residuals": "plain", "mode": "ECDH-PSI alignment", "epsilon": float("inf"),
                                             "feature_dp_epsilon": {}, "label_dp_epsilon": None},
         "privacy": {}, "known_labels": 0.0, "known_rows": 0.0, "seed": 0,

@@ -72,7 +72,8 @@ def test_more_bad_input_is_one_line(dp_run, tmp_path, capsys):
     owner_csv.write_text("id,label\n0,1\n")
     base = ["audit", str(dp_run / "run"), "--as"]
     cases = [
-        (["audit", str(tmp_path / "bare"), "--as", "party1", "--data", str(dp_run / "party1.csv")], "no party transcripts"),
+        (["audit", str(tmp_path / "bare"), "--as", "party1", "--data", str(dp_run / "party1.csv")],
+         "no party transcripts"),
         (base + ["party1", "--data", str(dp_run / "party1.csv"), "--ledger", str(corrupt)], "corrupt.json"),
         (base + ["alice", "--data", str(owner_csv), "--target", "label", "--ledger",
                  str(dp_run / "ledgers" / "party1.securegal-ledger.json")], "label owner"),
