@@ -269,10 +269,18 @@ def _notes(audit: dict) -> list[str]:
     return notes
 
 
+def _scope(audit: dict) -> str:
+    """The rows and the side knowledge the audit is about, in one line."""
+    if audit.get("task") == "membership":
+        return (f"{audit.get('party_rows')} rows held by the auditing party, {audit.get('candidates')} candidate IDs "
+                f"it does not hold · side knowledge: none (the sizes of both ID sets are public)")
+    return (f"{audit.get('n_train')} training rows · side knowledge: {audit['known_labels']:.0%} of labels, "
+            f"{audit['known_rows']:.0%} of a victim's rows")
+
+
 def render_markdown(audit: dict, images: dict[str, str]) -> str:
     """``audit.md``; ``images`` maps family to the PNG file name beside it."""
-    out = [f"# {_title(audit)}", "", f"Run: `{audit['run']}` · {audit.get('n_train')} training rows · "
-           f"side knowledge: {audit['known_labels']:.0%} of labels, {audit['known_rows']:.0%} of a victim's rows", ""]
+    out = [f"# {_title(audit)}", "", f"Run: `{audit['run']}` · {_scope(audit)}", ""]
     out += ["## Verdicts", ""] + _md_table(VERDICT_HEAD, _verdict_rows(audit)) + [""]
     out += [f"Decision rule: {_rule()}", ""]
     out += ["## Privacy layers in force", ""] + [f"- {x}" for x in _layers_lines(audit)] + [""]
@@ -338,8 +346,7 @@ def render_html(audit: dict, pngs: dict[str, bytes]) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(_title(audit))}</title>"
              f"<style>{CSS}</style></head><body>", f"<h1>{e(_title(audit))}</h1>",
-             f"<p>Run <code>{e(audit['run'])}</code> · {e(str(audit.get('n_train')))} training rows · side knowledge: "
-             f"{audit['known_labels']:.0%} of labels, {audit['known_rows']:.0%} of a victim's rows</p>",
+             f"<p>Run <code>{e(audit['run'])}</code> · {e(_scope(audit))}</p>",
              "<h2>Verdicts</h2>", _html_table(VERDICT_HEAD, _verdict_rows(audit), verdict_col=2),
              f"<p><b>Decision rule</b>: {e(_rule()).replace('**', '')}</p>",
              "<h2>Privacy layers in force</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _layers_lines(audit))

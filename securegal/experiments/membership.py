@@ -97,9 +97,12 @@ def audit_psi_membership(run_dir: Path | str, report: bool = True) -> dict:
     if not path.is_file():
         raise ConfigError(f"{run_dir} has no {TRUTH}: not a psi_membership run (securegal audit --active "
                           "psi_membership --out DIR trains one)")
-    with np.load(path, allow_pickle=False) as npz:
-        owner_ids, party_ids, candidates = npz["owner_ids"], npz["party_ids"], npz["candidates"]
-        party, dataset = str(npz["party"]), str(npz["dataset"])
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            owner_ids, party_ids, candidates = npz["owner_ids"], npz["party_ids"], npz["candidates"]
+            party, dataset = str(npz["party"]), str(npz["dataset"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path} is unreadable or incomplete ({exc})") from None
     tr = read_transcript(run_dir / "transcripts" / party)
     request = next(tr.select("psi_request", "received"), None)
     if request is None:
