@@ -22,7 +22,8 @@ import numpy as np
 from securegal.errors import ConfigError
 from securegal.transcript import Transcript, read_transcript
 
-from . import active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion, model_completion
+from . import (active_predictions, active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion,
+               model_completion)
 from .features import KnownRows
 from .labels import KnownLabels, class_set
 from .result import AttackResult
@@ -35,6 +36,8 @@ AUDIT = "audit.json"
 PLOT = "audit_advantage.png"
 #: The residual-channel name of a malicious label owner sending crafted residuals.
 CRAFTED = "crafted"
+#: ``metrics["active"]["attack"]`` of a run with a feature party crafting its predictions.
+CRAFTED_PREDICTIONS = "crafted_predictions"
 
 
 class NothingReleased(ConfigError):
@@ -176,7 +179,7 @@ def _standardize_truth(X: np.ndarray) -> np.ndarray:
 
 #: Label attacks whose accuracy the label-DP Bayes bound applies to (they see only the release
 #: and other rows' labels; model completion also uses the attacker's own columns).
-BAYES_CHECKED = ("label_inversion", "label_clustering")
+BAYES_CHECKED = ("label_inversion", "label_clustering", "active_predictions")
 
 
 def score_label_attacks(rounds: list[np.ndarray], task: str, n_outputs: int, truth: np.ndarray,
@@ -194,13 +197,44 @@ def score_label_attacks(rounds: list[np.ndarray], task: str, n_outputs: int, tru
                + label_clustering.run(rounds, task, known, truth, attacker, victim, classes, seed))
     if own is not None:
         results += model_completion.run(own, rounds, task, known, truth, attacker, victim, classes)
+    return _bayes_rows(results, task, truth, privacy, view)
+
+
+def _bayes_rows(results, task: str, truth: np.ndarray, privacy: dict | None, view: str) -> list[AuditRow]:
     eps, delta = block_epsilon(privacy)
     bound = None
     if task == "classification" and math.isfinite(eps):
-        prior = float(np.max(np.bincount(np.asarray(truth, dtype=np.int64)))) / n
+        prior = float(np.max(np.bincount(np.asarray(truth, dtype=np.int64)))) / truth.shape[0]
         bound = bayes_bound(eps, prior, delta)
     return [AuditRow(r, view, eps, bayes_bound=bound if (r.metric == "accuracy" and r.attack in BAYES_CHECKED)
                      else None) for r in results]
+
+
+def active_prediction_attack(run: RunView, known_fraction: float, seed: int = 0) -> list[AuditRow]:
+    """The malicious feature party of a ``crafted_predictions`` run reads the labels from the
+    residuals that came back after its pushes (its transcript; its pushes from its own seed)."""
+    spec = run.metrics["active"]
+    party = str(spec["party"])
+    tr = run.transcript(party)
+    setup = _setup(tr, "received")
+    ids = np.asarray(setup.train_ids, dtype=np.int64)
+    n, k = len(ids), int(setup.n_outputs)
+    records = list(tr.select("fit_request", "received"))
+    if not records:
+        raise NothingReleased(f"transcript of {party!r} holds no residuals (fit_request) to attack")
+    payloads = [rec.payload for rec in records]
+    pushes = [active_predictions.crafted_pushes(n, k, rec.round, int(spec["seed"]),
+                                                float(spec.get("fraction", active_predictions.FRACTION)),
+                                                float(spec.get("amplitude", active_predictions.AMPLITUDE)))
+              for rec in records]
+    truth = run.truth.labels[run.truth.rows(ids)]
+    task = run.metrics["task"]
+    known_idx = _choose(n, known_fraction, _rng(seed, "labels", party))
+    known = KnownLabels(known_idx, truth[known_idx])
+    classes = class_set(k) if task == "classification" else None
+    results = active_predictions.run([as_array(p, (n, k)) for p in payloads], pushes, task, known, truth, party,
+                                     run.label_owner, classes)
+    return _bayes_rows(results, task, truth, privacy_block(run.metrics, run.label_owner), _view_name(payloads))
 
 
 def label_attacks(run: RunView, party: str, known_fraction: float, seed: int = 0) -> list[AuditRow]:
@@ -392,6 +426,9 @@ def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float
     jobs = [(f"labels:{p}", lambda p=p: label_attacks(run, p, known_labels, seed)) for p in run.feature_parties]
     jobs += [(f"features:{v}", lambda v=v: feature_attacks(run, v, known_rows, seed, steps))
              for v in run.feature_parties]
+    active = run.metrics.get("active")
+    if isinstance(active, dict) and active.get("attack") == CRAFTED_PREDICTIONS:
+        jobs.append((f"active:{active.get('party')}", lambda: active_prediction_attack(run, known_labels, seed)))
     rows, timings, skipped = run_jobs(jobs, progress)
     audit = {
         "kind": "embedded", "run": str(run.run_dir), "dataset": run.metrics.get("dataset"),
@@ -399,10 +436,22 @@ def audit_run(run_dir: Path | str, known_labels: float = 0.05, known_rows: float
         "epsilon": run_epsilon(run), "layers": layers_in_force(run.metrics, run.label_owner),
         "privacy": run.metrics.get("privacy") or {}, "known_labels": known_labels, "known_rows": known_rows,
         "seed": seed, "n_train": int(run.truth.sample_ids.size), "seconds": timings, "nothing_to_attack": skipped,
-        "train_command": train_command(run.metrics, run.run_dir) if run.metrics.get("residuals") != CRAFTED else None,
+        "train_command": (train_command(run.metrics, run.run_dir)
+                          if run.metrics.get("residuals") != CRAFTED and not run.metrics.get("active") else None),
         "command": f"securegal audit {run.run_dir} --known-labels {known_labels:g} --known-rows {known_rows:g} "
                    f"--seed {seed}" + (f" --net-steps {steps}" if steps != 1500 else ""),
     }
+    if isinstance(active, dict):  # what the label owner made of the malicious party's replies
+        names = [str(p) for p in run.metrics.get("party_names", [])]
+        column = names.index(str(active.get("party"))) if str(active.get("party")) in names else None
+        weights = [w[column] for w in run.metrics.get("weights") or [] if column is not None and len(w) > column]
+        audit["active"] = {**active, "weights": weights, "eta": run.metrics.get("eta")}
+        if active.get("attack") == CRAFTED_PREDICTIONS:
+            shown = ", ".join(f"{w:.3g}" for w in weights)
+            audit["notes"] = [f"{active.get('party')} crafted its predictions (+-{active.get('amplitude')} on a "
+                              f"{active.get('fraction')} share of rows each round); the label owner gave its replies "
+                              f"the weights [{shown}] with steps eta "
+                              f"[{', '.join(f'{e:.3g}' for e in run.metrics.get('eta') or [])}]"]
     finish_audit(audit, rows)
     if rows_curve:
         audit["known_rows_curve"] = [pt for v in run.feature_parties
@@ -442,12 +491,12 @@ def _finite(value):
 def format_table(audit: dict) -> str:
     """The audit as text: one verdict line per attack and victim, then every metric's numbers."""
     layers = audit.get("layers", {})
-    head = (f"{'attack':<18}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>8}{'baseline':>9}"
+    head = (f"{'attack':<20}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>8}{'baseline':>9}"
             f"{'advantage':>10}{'MDA':>7}{'p':>8}  view")
     lines = [f"audit of {audit['run']} ({audit.get('dataset')}, layers: {layers.get('mode', audit.get('residuals'))}, "
              f"epsilon={layers.get('epsilon', audit['epsilon'])}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})"]
     for v in audit.get("verdicts", []):
-        lines.append(f"  {v['attack']:<18}{v['attacker']} -> {v['victim']}: {v['text']}")
+        lines.append(f"  {v['attack']:<20}{v['attacker']} -> {v['victim']}: {v['text']}")
     lines += ["", head, "-" * len(head)]
     for a in audit["attacks"]:
         p = "" if a.get("p_value") is None else f"{a['p_value']:.4f}"
@@ -455,7 +504,7 @@ def format_table(audit: dict) -> str:
         extra = ""
         if "bayes_bound" in a:
             extra = f"  [Bayes bound {a['bayes_bound']:.3f}: {'within' if a['within_bayes_bound'] else 'EXCEEDED'}]"
-        lines.append(f"{a['attack']:<18}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>8.3f}"
+        lines.append(f"{a['attack']:<20}{a['attacker']:<10}{a['victim']:<10}{a['metric']:<9}{a['score']:>8.3f}"
                      f"{a['baseline']:>9.3f}{a['advantage']:>10.3f}{mda:>7}{p:>8}  {a['view']}{extra}")
     for reason in audit.get("nothing_to_attack", []):
         lines.append(f"  nothing to attack: {reason}")

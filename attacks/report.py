@@ -20,7 +20,7 @@ from statistics import NormalDist
 from .stats import ALPHA, PERMUTATIONS
 
 MD, HTML = "audit.md", "audit.html"
-FAMILY_PNG = {V.LABELS: "audit_labels.png", V.FEATURES: "audit_features.png"}
+FAMILY_PNG = {V.LABELS: "audit_labels.png", V.FEATURES: "audit_features.png", V.MEMBERSHIP: "audit_membership.png"}
 COLORS = {V.LEAKS: "#c0392b", V.NO_LEAK: "#1e8449", V.INCONCLUSIVE: "#b9770e"}
 Z95 = NormalDist().inv_cdf(0.975)
 Z_ALPHA = NormalDist().inv_cdf(1 - ALPHA)
@@ -32,8 +32,10 @@ METHOD = (
     f"{1 / (PERMUTATIONS + 1):.4f}) of \"the transcript adds nothing\": each row's contribution to the "
     f"advantage is equally likely to have either sign (McNemar's exact test for accuracy; DeLong "
     f"placement values for AUC). The minimum detectable advantage (MDA) is the null's "
-    f"{1 - ALPHA:.0%} quantile, never below {Z_ALPHA:.2f} standard errors of an uninformative "
-    f"attacker. Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
+    f"{1 - ALPHA:.0%} quantile (z times its exact standard deviation), never below {Z_ALPHA:.2f} standard "
+    f"errors of an uninformative attacker; the verdicts state it at their own Bonferroni level "
+    f"({ALPHA} over the number of verdicts), so it is larger there than in the detail table. "
+    f"Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
     f"MSE and MAD advantages are also shown as the fraction of the baseline's error removed, so "
     f"every advantage reads on a 0..1 scale.")
 
@@ -154,7 +156,8 @@ def family_plot(audit: dict, family: str) -> bytes | None:
         for which, dy, fmt, color, label in (("baseline", -0.15, "s", "grey", "baseline (no transcript)"),
                                              ("score", 0.15, "o", COLORS[v["verdict"]], None)):
             low, high = ci95(a, which)
-            ax.errorbar(a[which], y + dy, xerr=[[a[which] - low], [high - a[which]]], fmt=fmt, color=color,
+            xerr = [[max(a[which] - low, 0.0)], [max(high - a[which], 0.0)]]
+            ax.errorbar(a[which], y + dy, xerr=xerr, fmt=fmt, color=color,
                         capsize=3, label=label if i == 0 else None)
     for name, color in COLORS.items():
         if any(v["verdict"] == name for v in items):
@@ -266,10 +269,18 @@ def _notes(audit: dict) -> list[str]:
     return notes
 
 
+def _scope(audit: dict) -> str:
+    """The rows and the side knowledge the audit is about, in one line."""
+    if audit.get("task") == "membership":
+        return (f"{audit.get('party_rows')} rows held by the auditing party, {audit.get('candidates')} candidate IDs "
+                f"it does not hold · side knowledge: none (the sizes of both ID sets are public)")
+    return (f"{audit.get('n_train')} training rows · side knowledge: {audit['known_labels']:.0%} of labels, "
+            f"{audit['known_rows']:.0%} of a victim's rows")
+
+
 def render_markdown(audit: dict, images: dict[str, str]) -> str:
     """``audit.md``; ``images`` maps family to the PNG file name beside it."""
-    out = [f"# {_title(audit)}", "", f"Run: `{audit['run']}` · {audit.get('n_train')} training rows · "
-           f"side knowledge: {audit['known_labels']:.0%} of labels, {audit['known_rows']:.0%} of a victim's rows", ""]
+    out = [f"# {_title(audit)}", "", f"Run: `{audit['run']}` · {_scope(audit)}", ""]
     out += ["## Verdicts", ""] + _md_table(VERDICT_HEAD, _verdict_rows(audit)) + [""]
     out += [f"Decision rule: {_rule()}", ""]
     out += ["## Privacy layers in force", ""] + [f"- {x}" for x in _layers_lines(audit)] + [""]
@@ -296,7 +307,9 @@ def render_markdown(audit: dict, images: dict[str, str]) -> str:
 
 def _rule() -> str:
     return (f"per attack and victim, on its primary metric (AUC for class labels, R^2 for regression labels "
-            f"and features): **LEAKS** if p <= {ALPHA}; otherwise **no leak detected** if the MDA is at most {V.MATERIAL} (a leak that size "
+            f"and features; AUC for membership): **LEAKS** if p <= {ALPHA} divided by the number of verdicts "
+            f"(Bonferroni: at most a {ALPHA} chance of any false LEAKS in the audit); otherwise **no leak "
+            f"detected** if the MDA at that level is at most {V.MATERIAL} (a leak that size "
             f"would have been seen), else **inconclusive**. Also inconclusive: fewer than {V.MIN_ROWS} rows to "
             f"score, or an attack that could only read ciphertext bytes its attacker could decrypt.")
 
@@ -333,8 +346,7 @@ def render_html(audit: dict, pngs: dict[str, bytes]) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(_title(audit))}</title>"
              f"<style>{CSS}</style></head><body>", f"<h1>{e(_title(audit))}</h1>",
-             f"<p>Run <code>{e(audit['run'])}</code> · {e(str(audit.get('n_train')))} training rows · side knowledge: "
-             f"{audit['known_labels']:.0%} of labels, {audit['known_rows']:.0%} of a victim's rows</p>",
+             f"<p>Run <code>{e(audit['run'])}</code> · {e(_scope(audit))}</p>",
              "<h2>Verdicts</h2>", _html_table(VERDICT_HEAD, _verdict_rows(audit), verdict_col=2),
              f"<p><b>Decision rule</b>: {e(_rule()).replace('**', '')}</p>",
              "<h2>Privacy layers in force</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in _layers_lines(audit))
@@ -364,7 +376,7 @@ def render_html(audit: dict, pngs: dict[str, bytes]) -> str:
 def write_reports(audit: dict, out_dir: Path) -> dict[str, Path]:
     """Write ``audit.md`` (with its family PNGs beside it) and ``audit.html`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    pngs = {f: png for f in (V.LABELS, V.FEATURES) if (png := family_plot(audit, f)) is not None}
+    pngs = {f: png for f in FAMILY_PNG if (png := family_plot(audit, f)) is not None}
     names = {}
     for family, png in pngs.items():
         (out_dir / FAMILY_PNG[family]).write_bytes(png)

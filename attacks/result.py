@@ -26,7 +26,8 @@ class AttackResult:
     ``p_value`` is the one-sided p-value of "the transcript adds nothing" (paired sign-flip test
     over the ``n_scored`` rows), ``mda`` the minimum detectable advantage at level ``alpha`` on
     those rows, ``se`` the advantage's standard error, ``score_se`` / ``baseline_se`` those of
-    the two scores (DeLong's for AUC).
+    the two scores (DeLong's for AUC), ``floor_mda`` the MDA's lower bound at ``alpha`` (so
+    :func:`.stats.detectable` can give the MDA at another level).
     """
 
     attack: str
@@ -43,6 +44,7 @@ class AttackResult:
     baseline_se: float | None = None
     n_scored: int | None = None
     alpha: float | None = None
+    floor_mda: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,4 +94,4 @@ def measured(attack: str, attacker: str, victim: str, metric: str, score: float,
                              floor_mda=floor_mda)
     return AttackResult(base.attack, attacker, victim, metric, base.score, base.baseline, base.advantage,
                         test.p_value, test.mda, test.se, score_se, baseline_se, int(u.size),
-                        stats.ALPHA)
+                        stats.ALPHA, float(floor_mda))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class OwnData:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     source: str = "the data file"
+    # A DP feature party's own ledger: its privacy block, or a function of the run's session
+    # giving it (securegal.commands.audit_data.ledger_block reads the ledger file).
+    privacy: dict | Callable[[str], dict] | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -187,12 +191,23 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
     names = transcript_parties(run_dir)
-    run_dir = Path(run_dir).resolve()
+    shown = Path(run_dir)  # as given: the report and its commands name it so
+    run_dir = shown.resolve()
     if party not in names:
         raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
     tr = read_transcript(run_dir / "transcripts" / party)
     who = role(tr)
     metrics = _metrics(run_dir)
+    found_metrics = bool(metrics)
+    if data.privacy is not None and who == LABEL_OWNER:
+        raise ConfigError(f"--ledger is a DP feature party's table ledger; {party!r} is the label owner (its "
+                          "label-DP spend is in the run's metrics.json)")
+    if data.privacy is not None and who == FEATURE_PARTY:  # the party's own record of what it spent
+        setup_record = next(tr.select("setup", "received"))
+        block = data.privacy(setup_record.session) if callable(data.privacy) else dict(data.privacy)
+        metrics = {**metrics, "privacy": {**(metrics.get("privacy") or {}), party: block}}
+        if not metrics.get("party_names"):
+            metrics["party_names"] = [setup_record.sender, party]
     if who == LABEL_OWNER:
         jobs = _label_jobs(tr, data, metrics, known_labels, seed, run_dir)
     else:
@@ -201,24 +216,33 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     setup = next(iter(tr.select("setup")), None)
     residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")
     layer_source = {**metrics, "residuals": residuals}
-    if not metrics:
+    if not found_metrics and data.privacy is None:
         layer_source["privacy"] = {}
     notes = []
     if who == LABEL_OWNER:
         notes.append("model completion is not run: it needs each feature party's own columns, which the label "
                      "owner does not hold (the feature party can run it on the embedded path)")
-    if not metrics:
+    own_block = (metrics.get("privacy") or {}).get(party)
+    if isinstance(own_block, dict) and "epsilon_this_session" in own_block:
+        notes.append(f"{party}'s privacy ledger ({own_block['source']}): lifetime budget epsilon "
+                     f"{own_block['epsilon_budget']:g} (delta {own_block['delta']:g}, {own_block['accountant']}), "
+                     f"{own_block['epsilon_this_session']:.4g} spent by this run's session, "
+                     f"{own_block['epsilon_spent']:.4g} over all {own_block['sessions']} sessions, "
+                     f"{own_block['epsilon_remaining']:.4g} left")
+    if not found_metrics:
         notes.append(f"{run_dir}/metrics.json is not here: the layers in force are read from the transcript's "
-                     "Setup only, and DP budgets are not known to this audit")
+                     "Setup only" + (", and this party's DP budget from its own ledger"
+                                      if data.privacy is not None and who == FEATURE_PARTY
+                                      else ", and DP budgets are not known to this audit"))
     audit = {
-        "kind": "self", "party": party, "role": who, "run": str(run_dir), "dataset": metrics.get("dataset"),
+        "kind": "self", "party": party, "role": who, "run": str(shown), "dataset": metrics.get("dataset"),
         "task": metrics.get("task") or (setup.envelope.body.task if setup is not None else None),
         "residuals": residuals, "layers": layers_in_force(layer_source, party if who == LABEL_OWNER else None),
         "privacy": {p: b for p, b in (metrics.get("privacy") or {}).items() if p == party},
         "data": data.source, "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
         "n_train": int(np.asarray(_setup(tr, "sent" if who == LABEL_OWNER else "received").train_ids).size),
         "seconds": timings, "nothing_to_attack": skipped, "notes": notes,
-        "command": f"securegal audit {run_dir} --as {party} {data_command}".rstrip()
+        "command": f"securegal audit {shown} --as {party} {data_command}".rstrip()
                    + f" --known-labels {known_labels:g} --known-rows {known_rows:g} --seed {seed}",
     }
     audit["epsilon"] = audit["layers"]["epsilon"]

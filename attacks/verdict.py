@@ -11,19 +11,23 @@ R^2 for regression labels and for features; the other metric is reported beside 
    any false LEAKS in one audit stays at most 0.01). The MDA is the advantage an attacker with chance-like per-row noise
    needs; an attack that beats its baseline on nearly every row is detected below it;
 3. **no leak detected** when it does not, and the minimum detectable advantage (MDA) at this n
-   is at most ``MATERIAL`` (0.10 on the metric's 0..1 scale): a leak of that size would have
-   been seen;
+   and at the verdict's own (Bonferroni) level is at most ``MATERIAL`` (0.10 on the metric's
+   0..1 scale): a leak of that size would have been seen. The verdict's MDA is therefore larger
+   than the per-attack MDA of the detail table (which is at alpha = 0.01): with 6 verdicts
+   ``z_(1 - 0.01/6) / z_0.99 = 1.26`` times larger;
 4. **inconclusive** otherwise: this many rows cannot rule out a material leak.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .stats import detectable
+
 LEAKS, NO_LEAK, INCONCLUSIVE = "LEAKS", "no leak detected", "inconclusive"
 MATERIAL = 0.10
 MIN_ROWS = 20
 
-LABELS, FEATURES = "label inference", "feature reconstruction"
+LABELS, FEATURES, MEMBERSHIP = "label inference", "feature reconstruction", "membership inference"
 
 #: attack -> (family, what it does and what its metric means)
 ATTACKS = {
@@ -56,7 +60,27 @@ ATTACKS = {
         "A malicious label owner sends random crafted residuals instead of true ones until the "
         "replies stop adding directions (about d + 1 rounds), then solves the replies for the "
         "party's columns. Metrics as for the hat-matrix attack.")),
+    "active_predictions": (LABELS, (
+        "A malicious feature party adds large crafted pushes to the predictions it returns (a "
+        "random quarter of the rows, +-4 each round). The label owner combines them with its fitted "
+        "weights and line-searched step, so the residuals that come back next round depend on the "
+        "labels through that combination. The party reads the labels from what it received after "
+        "each push (residual levels and changes, with a classifier trained on its known labels). "
+        "Under CKKS it only ever receives ciphertexts. Metrics as for label inversion.")),
+    "membership_held": (MEMBERSHIP, (
+        "A feature party guesses, for each ID it holds, that it is in the label owner's set when the "
+        "label owner selected that row after the private set intersection. This disclosure is by "
+        "design: the label owner must tell the party which of its rows to use (and the size of its "
+        "set). Accuracy is the share of the party's IDs classified right; AUC 0.5 = guessing.")),
+    "membership_unheld": (MEMBERSHIP, (
+        "A feature party tries to learn whether IDs it does not hold are in the label owner's set: "
+        "it hashes each candidate to the group with the session's domain separation and compares it "
+        "with every blinded point the label owner sent (exact match, then bit distance). Without the "
+        "label owner's secret exponent no comparison is possible, so this must stay at chance.")),
 }
+
+#: Attacks whose leak is the protocol's stated disclosure (the verdict says so).
+DESIGNED = {"membership_held": "designed disclosure: the label owner tells the party which of its rows it uses"}
 
 PRIMARY = {"classification": "auc", "regression": "r2"}
 
@@ -76,6 +100,7 @@ class Verdict:
     mda: float
     p_value: float
     reason: str
+    level: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +110,8 @@ def primary_metric(attack: str, metrics: set[str]) -> str:
     """The metric a verdict is decided on."""
     if ATTACKS[attack][0] == FEATURES:
         return "r2"
+    if ATTACKS[attack][0] == MEMBERSHIP:
+        return "auc"
     return "auc" if "auc" in metrics else "r2"
 
 
@@ -94,6 +121,13 @@ def normalized(row: dict, value: float) -> float:
     if row["metric"] in ("mse", "mad"):
         return value / row["baseline"] if row["baseline"] > 0 else 0.0
     return value
+
+
+def verdict_mda(row: dict, tests: int = 1) -> float:
+    """The MDA of ``row`` at the level its verdict is decided at (alpha over ``tests`` verdicts)."""
+    if row.get("se") is None:
+        return row["mda"]
+    return detectable(row["se"], row.get("floor_mda", 0.0), row["alpha"] / max(int(tests), 1), row["alpha"])
 
 
 def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
@@ -106,6 +140,7 @@ def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
     if row["n_scored"] < MIN_ROWS:
         return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
     level = row["alpha"] / max(int(tests), 1)
+    mda = verdict_mda(row, tests)
     if row["p_value"] <= level:
         return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
             f"p = {row['p_value']:.4f} <= {level:.4g} ({row['alpha']} over {tests} verdicts)"
@@ -126,6 +161,9 @@ def verdicts(rows: list[dict]) -> list[dict]:
         metric = primary_metric(attack, {r["metric"] for r in group})
         row = next(r for r in group if r["metric"] == metric)
         verdict, text, reason = decide(row, len(groups))
+        if verdict == LEAKS and attack in DESIGNED:
+            text += f"; {DESIGNED[attack]}"
         out.append(Verdict(attack, attacker, victim, ATTACKS[attack][0], verdict, text, metric, row["score"],
-                           row["baseline"], row["advantage"], row["mda"], row["p_value"], reason).to_dict())
+                           row["baseline"], row["advantage"], verdict_mda(row, len(groups)), row["p_value"],
+                           reason, row["alpha"] / len(groups)).to_dict())
     return out

@@ -47,12 +47,21 @@ def add_parser(sub) -> None:
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
     own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' "
                                                         "if present, else row numbers)")
+    own.add_argument("--ledger", type=Path, metavar="PATH",
+                     help="a DP feature party's privacy ledger (default: the one its party.toml names)")
     own.add_argument("--target", metavar="COLUMN", help="label column (label owner's --data CSV; also the --sweep CSV's)")
     own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME; "
                                                              "with --active: the run directory to train into)")
     act = p.add_argument_group("active attacks: train a federation with a malicious party, then score it")
-    act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals")
-    act.add_argument("--epsilon", type=float, default=None, metavar="E", help="feature parties' DP budget in the --active run")
+    act.add_argument("--active", metavar="NAME", help="crafted_residuals: the label owner sends crafted residuals; "
+                     "crafted_predictions: a feature party crafts the predictions it returns; psi_membership: what a "
+                     "feature party learns about the label owner's set from the private set intersection")
+    act.add_argument("--epsilon", type=float, default=None, metavar="E",
+                     help="feature parties' DP budget in the crafted_residuals run")
+    act.add_argument("--residuals", choices=("plain", "ckks"), default=None,
+                     help="residual mode of the crafted_predictions run (default plain)")
+    act.add_argument("--label-epsilon", type=float, default=None, metavar="E",
+                     help="label owner's label-DP budget in the crafted_predictions run")
     sweep = p.add_argument_group("sweep: train plain, ckks and DP runs of one task into OUT, then audit them")
     sweep.add_argument("--sweep", type=Path, metavar="OUT", help="train the sweep into OUT instead of auditing RUN_DIRs")
     sweep.add_argument("--dataset", metavar="NAME", help="offline dataset of the sweep or the --active run")
@@ -78,12 +87,15 @@ def _self_audit(args, audit) -> int:
         raise ConfigError("--as NAME audits one RUN_DIR (the directory holding transcripts/NAME)")
     if args.data is None:
         raise ConfigError("--as NAME needs --data PATH: the party's own data (CSV or its config)")
-    if any(v is not None for v in (args.sweep, args.active, args.dataset, args.csv)):
-        raise ConfigError("--as NAME is a self-audit: --sweep/--active/--dataset/--csv do not apply")
+    if any(v is not None for v in (args.sweep, args.active, args.dataset, args.csv, args.epsilon, args.residuals,
+                                   args.label_epsilon)):
+        raise ConfigError("--as NAME is a self-audit: --sweep/--active/--dataset/--csv/--epsilon/--residuals/"
+                          "--label-epsilon do not apply")
     transcript_parties(args.runs[0])  # fail fast on a directory without transcripts
-    data = load_own_data(args.data, args.id_column, args.target)
+    data = load_own_data(args.data, args.id_column, args.target, args.ledger)
     data_cmd = f"--data {shlex.quote(str(args.data))}" + "".join(
-        f" {flag} {shlex.quote(v)}" for flag, v in (("--id-column", args.id_column), ("--target", args.target)) if v)
+        f" {flag} {shlex.quote(str(v))}" for flag, v in (("--id-column", args.id_column), ("--target", args.target),
+                                                         ("--ledger", args.ledger)) if v)
     result = self_audit(args.runs[0], args.party, data, known_labels=args.known_labels,
                               known_rows=args.known_rows, seed=args.seed, steps=args.net_steps, out=args.out,
                               report=not args.no_report, data_command=data_cmd)
@@ -94,7 +106,7 @@ def _self_audit(args, audit) -> int:
 
 
 def _active(args, audit) -> int:
-    from securegal.experiments.active import ACTIVE, train_crafted
+    from securegal.experiments.active import ACTIVE, train_crafted, train_crafted_predictions
 
     if args.active not in ACTIVE:
         raise ConfigError(f"unknown active attack {args.active!r}; choose one of {', '.join(ACTIVE)}")
@@ -102,17 +114,46 @@ def _active(args, audit) -> int:
         raise ConfigError("--active trains its own run into --out DIR: give no RUN_DIR or --sweep")
     if args.out is None:
         raise ConfigError("--active needs --out DIR (where the malicious run is written)")
-    run_dir = train_crafted(args.out, dataset=args.dataset, csv=args.csv, target=args.target, parties=args.parties,
-                            rounds=args.rounds, seed=args.train_seed, epsilon=args.epsilon,
-                            overwrite=args.overwrite, progress=True)
+    common = dict(dataset=args.dataset, csv=args.csv, target=args.target, parties=args.parties, rounds=args.rounds,
+                  seed=args.train_seed, overwrite=args.overwrite, progress=True)
+    if args.active == "psi_membership":
+        return _psi_membership(args, audit)
+    if args.active == "crafted_predictions":
+        if args.epsilon is not None:
+            raise ConfigError("--epsilon (feature-DP) belongs to crafted_residuals; crafted_predictions attacks the "
+                              "labels: give --residuals ckks or --label-epsilon E")
+        run_dir = train_crafted_predictions(args.out, residuals=args.residuals or "plain",
+                                            label_epsilon=args.label_epsilon, **common)
+        layer = (f" --residuals {args.residuals}" if args.residuals else "") + (
+            f" --label-epsilon {args.label_epsilon:g}" if args.label_epsilon is not None else "")
+    else:
+        if args.residuals is not None or args.label_epsilon is not None:
+            raise ConfigError("--residuals/--label-epsilon belong to crafted_predictions; crafted_residuals takes "
+                              "--epsilon E (feature-DP)")
+        run_dir = train_crafted(args.out, epsilon=args.epsilon, **common)
+        layer = f" --epsilon {args.epsilon:g}" if args.epsilon is not None else ""
     result = audit.audit_run(run_dir, args.known_labels, args.known_rows, args.seed, args.rows_curve,
                              args.net_steps, report=False)
     source = f"--dataset {args.dataset}" if args.dataset else f"--csv {args.csv} --target {args.target}"
     result["train_command"] = (f"securegal audit --active {args.active} {source} --parties {args.parties} "
-                               f"--rounds {args.rounds} --train-seed {args.train_seed}"
-                               + (f" --epsilon {args.epsilon:g}" if args.epsilon is not None else "")
-                               + f" --out {args.out} --overwrite")
+                               f"--rounds {args.rounds} --train-seed {args.train_seed}{layer}"
+                               f" --out {args.out} --overwrite")
     audit.write_audit(run_dir, result, not args.no_report)
+    print(audit.format_table(result))
+    print(f"  wrote {run_dir / audit.AUDIT}")
+    return 0
+
+
+def _psi_membership(args, audit) -> int:
+    from securegal.experiments.membership import audit_psi_membership, train_psi_membership
+
+    stray = [flag for flag, v in (("--csv", args.csv), ("--epsilon", args.epsilon), ("--residuals", args.residuals),
+                                  ("--label-epsilon", args.label_epsilon)) if v is not None]
+    if stray:
+        raise ConfigError(f"{stray[0]} does not apply to psi_membership (a built-in --dataset, aligned by PSI)")
+    run_dir = train_psi_membership(args.out, dataset=args.dataset or "breast_cancer", parties=args.parties,
+                                   rounds=args.rounds, seed=args.train_seed, overwrite=args.overwrite, progress=True)
+    result = audit_psi_membership(run_dir, report=not args.no_report)
     print(audit.format_table(result))
     print(f"  wrote {run_dir / audit.AUDIT}")
     return 0
@@ -131,12 +172,15 @@ def run(args) -> int:
         raise ConfigError(f"--net-steps must be >= 1, got {args.net_steps}")
     if args.party is not None:
         return _self_audit(args, audit)
-    if args.data is not None or args.id_column is not None:
-        raise ConfigError("--data/--id-column belong to a self-audit (--as NAME)")
+    if args.data is not None or args.id_column is not None or args.ledger is not None:
+        raise ConfigError("--data/--id-column/--ledger belong to a self-audit (--as NAME)")
     if args.active is not None:
         return _active(args, audit)
     if args.epsilon is not None:
         raise ConfigError("--epsilon belongs to --active (the sweep takes --epsilons)")
+    if args.residuals is not None or args.label_epsilon is not None:
+        raise ConfigError("--residuals/--label-epsilon belong to --active crafted_predictions "
+                          "(the sweep takes --label-epsilons)")
     if args.sweep is not None:
         if args.runs:
             raise ConfigError("give RUN_DIRs or --sweep OUT, not both")

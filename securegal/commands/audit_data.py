@@ -6,6 +6,9 @@
 - ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
   or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
   (``dataset``, or ``csv`` + ``target``; rows numbered 0..n-1, its block 0 of a built-in split).
+  A feature party's ``party.toml`` with a DP budget (``[privacy] epsilon``) also names its table's
+  privacy ledger, found where the party process keeps it (``privacy.ledger``, else beside its
+  CSV, else beside its transcripts): the audit reports what it spent.
 """
 from __future__ import annotations
 
@@ -76,12 +79,14 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: no [data] table (expected a party.toml or federation.toml)")
     is_owner = "party" in doc  # federation.toml lists its [[party]] peers
+    ledger = None if is_owner else _ledger_path(doc, path)
     if "csv" in section:
         csv_path = (path.parent / section["csv"]).resolve()
         if is_owner:
             ds = load_csv(csv_path, target or section.get("target"))
             return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")
-        return from_csv(csv_path, id_column or section.get("id_column", "id"), target)
+        own = from_csv(csv_path, id_column or section.get("id_column", "id"), target)
+        return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(ledger))
     if "dataset" not in section:
         raise ConfigError(f"{path}: [data] needs 'csv' or 'dataset'")
     ds = load_dataset(section["dataset"])
@@ -96,14 +101,67 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     if not 1 <= block < parties:
         raise ConfigError(f"{path}: block must be in 1..{parties - 1}, got {block}")
     columns = vertical_split(ds, parties)[block].columns
-    return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})")
+    return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})",
+                   privacy=_ledger_reader(ledger))
 
 
-def load_own_data(path: Path, id_column: str | None = None, target: str | None = None):
-    """The party's own rows from ``--data PATH`` (CSV or TOML config)."""
+def _ledger_path(doc: dict, path: Path) -> Path | None:
+    """Where a DP party's process keeps its table's ledger (as ``securegal party serve`` finds it);
+    None without a DP budget."""
+    privacy = doc.get("privacy") if isinstance(doc.get("privacy"), dict) else {}
+    if privacy.get("epsilon") is None:
+        return None
+    base, data = path.parent, doc.get("data") or {}
+    if privacy.get("ledger"):
+        return base / str(privacy["ledger"])
+    if data.get("csv"):
+        return base / (str(data["csv"]) + ".securegal-ledger.json")
+    if doc.get("transcripts"):
+        return base / str(doc["transcripts"]) / f"{doc.get('name')}.securegal-ledger.json"
+    raise ConfigError(f"{path}: a DP party on a built-in dataset names its ledger in privacy.ledger (or "
+                      "transcripts, beside which it defaults); the audit cannot find what it spent")
+
+
+def load_own_data(path: Path, id_column: str | None = None, target: str | None = None,
+                  ledger: Path | None = None):
+    """The party's own rows from ``--data PATH`` (CSV or TOML config); ``ledger`` (``--ledger``)
+    names its privacy ledger file, overriding the config's."""
+    from securegal.attacks.self_audit import OwnData
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
-    if path.suffix.lower() == ".toml":
-        return from_toml(path, id_column, target)
-    return from_csv(path, id_column, target)
+    own = from_toml(path, id_column, target) if path.suffix.lower() == ".toml" else from_csv(path, id_column, target)
+    if ledger is None:
+        return own
+    if not Path(ledger).is_file():
+        raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
+    return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
+
+
+def _ledger_reader(path: Path | None):
+    return None if path is None else (lambda session: ledger_block(path, session))
+
+
+def ledger_block(path: Path, session: str | None) -> dict:
+    """A DP party's privacy block from its own ledger file: the table's lifetime budget, what
+    every session spent, and what the audited run's ``session`` spent (the party's own record,
+    which needs no label owner's ``metrics.json``)."""
+    from ..privacy.dp.ledger import read_ledger
+
+    if not Path(path).is_file():
+        raise ConfigError(f"privacy ledger {str(path)!r} does not exist: a DP party keeps one per table "
+                          "(give --ledger PATH, or audit with the party.toml the process ran with)")
+    ledger = read_ledger(path)
+    sessions = ledger.spent_by_session()
+    this = next((sp for sp in sessions if sp.session == session), None)
+    releases = [e for e in ledger.entries if e.session == session]
+    noise = {}
+    for e in releases:
+        noise.setdefault(e.release.what, e.release.noise_multiplier)
+    return {"epsilon_budget": ledger.budget.epsilon, "delta": ledger.budget.delta,
+            "epsilon_spent": ledger.epsilon_spent, "epsilon_remaining": ledger.remaining(),
+            "epsilon_this_session": this.epsilon_alone if this is not None else 0.0,
+            "accountant": ledger.accountant, "noise_multiplier": noise,
+            "releases": [e.to_dict() for e in releases], "sessions": len(sessions),
+            "source": f"ledger {path}"}

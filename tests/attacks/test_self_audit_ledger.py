@@ -1,0 +1,87 @@
+"""A DP feature party's self-audit reports its own privacy ledger (what its table spent)."""
+import json
+
+import numpy as np
+import pytest
+
+from securegal.attacks import audit
+from securegal.cli import main
+from securegal.errors import ConfigError
+from securegal.privacy.dp.ledger import read_ledger
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
+from securegal.run import train
+
+
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ledger_audit")
+    (root / "ledgers").mkdir()
+    train("breast_cancer", parties=3, rounds=3, seed=0, out=root / "run", ground_truth=True,
+          plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)), ledger=root / "ledgers")
+    with np.load(root / "run" / audit.GROUND_TRUTH) as npz:
+        ids, X = npz["sample_ids"], npz["features.party1"]
+    rows = np.column_stack([ids, X])
+    (root / "party1.csv").write_text("id," + ",".join(f"x{j}" for j in range(X.shape[1])) + "\n"
+                                     + "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows))
+    return root
+
+
+def test_feature_party_self_audit_shows_its_ledger(dp_run, capsys):
+    ledger = dp_run / "ledgers" / "party1.securegal-ledger.json"
+    out = dp_run / "audit"
+    assert main(["audit", str(dp_run / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(ledger), "--net-steps", "20", "--out", str(out)]) == 0
+    result = json.loads((out / audit.AUDIT).read_text())
+    block = result["privacy"]["party1"]
+    truth = read_ledger(ledger)
+    assert block["epsilon_budget"] == 1.0 and block["epsilon_spent"] == pytest.approx(truth.epsilon_spent)
+    assert 0 < block["epsilon_this_session"] <= 1.0 and block["releases"] and block["sessions"] == 1
+    assert result["layers"]["feature_dp_epsilon"]["party1"] == 1.0
+    assert all(a["epsilon"] == 1.0 for a in result["attacks"])
+    md, page = (out / "audit.md").read_text(), (out / "audit.html").read_text()
+    assert "DP ledger" in md and "party1.securegal-ledger.json" in md and "DP ledger" in page
+    assert "--ledger" in result["command"]
+
+
+def test_ledger_path_from_the_party_toml(dp_run, tmp_path):
+    from securegal.commands.audit_data import load_own_data
+
+    toml = tmp_path / "party1.toml"
+    toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\nid_column = "id"\n'
+                    f'[privacy]\nepsilon = 1.0\nledger = "{dp_run / "ledgers" / "party1.securegal-ledger.json"}"\n')
+    block = load_own_data(toml).privacy("no-such-session")
+    assert block["source"].endswith("party1.securegal-ledger.json") and block["epsilon_this_session"] == 0.0
+    assert block["epsilon_spent"] > 0.9  # the earlier run's session spent it
+    toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\n[privacy]\nepsilon = 1.0\n')
+    with pytest.raises(ConfigError, match="party1.csv.securegal-ledger.json"):  # beside the CSV, as the party keeps it
+        load_own_data(toml).privacy("s")
+
+
+def test_missing_ledger_is_one_line_error(dp_run, capsys):
+    assert main(["audit", str(dp_run / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(dp_run / "nope.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ledger" in err and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_more_bad_input_is_one_line(dp_run, tmp_path, capsys):
+    (tmp_path / "bare" / "transcripts").mkdir(parents=True)
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"version": 1, "table": "x"')
+    owner_csv = tmp_path / "alice.csv"
+    owner_csv.write_text("id,label\n0,1\n")
+    base = ["audit", str(dp_run / "run"), "--as"]
+    cases = [
+        (["audit", str(tmp_path / "bare"), "--as", "party1", "--data", str(dp_run / "party1.csv")],
+         "no party transcripts"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--ledger", str(corrupt)], "corrupt.json"),
+        (base + ["alice", "--data", str(owner_csv), "--target", "label", "--ledger",
+                 str(dp_run / "ledgers" / "party1.securegal-ledger.json")], "label owner"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--known-rows", "nan"], "--known-rows"),
+        (base + ["party1", "--data", str(dp_run / "party1.csv"), "--known-labels", "-0.1"], "--known-labels"),
+        (["audit", str(dp_run / "run"), "--ledger", str(corrupt)], "--ledger"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
