@@ -12,7 +12,7 @@ process's resident memory before and after.
 
 Rows no session ever trained on are not covered: the default policy (``predict =
 "non-training"``) answers predictions for them with the exact round models, which discloses
-them (docs/privacy.md section 4); the test prints that number too.
+them (docs/privacy.md section 6); the test prints that number too.
 """
 from __future__ import annotations
 

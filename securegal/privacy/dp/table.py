@@ -14,7 +14,7 @@ an embedded federation) and outlives sessions:
   DP guarantee covers, for the table's life) and which were *disclosed* by predict replies
   (exact model outputs: outside the guarantee). A row trained on in any session is never
   predicted afterwards, in any session, so a label owner cannot train on some rows and read the
-  others' outputs in one session, then swap (docs/privacy.md section 4).
+  others' outputs in one session, then swap (docs/privacy.md section 6).
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ class TablePrivacy:
         if trained:
             raise PolicyRefused(f"{trained} of the {len(rows)} requested rows were training rows of a session of this "
                                 "table; the DP guarantee covers them for the table's life, so their model outputs "
-                                "are never released (docs/privacy.md section 4)")
+                                "are never released (docs/privacy.md section 6)")
         self._mark("disclosed", rows, n_rows)
 
     def row_roles(self, n_rows: int) -> dict[str, int]:
