@@ -186,3 +186,27 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     diff = (a - b).ravel()
     assert diff.std() == pytest.approx(math.sqrt(2) * FLOOD_STD, rel=0.05)  # 2000 draws: sd ~1.6%
     assert FLOOD_STD >= 2.0 ** 15 * 6.5e-8 and "flooded" in trainer.report()["mechanism"]["circuit_privacy"]
+
+
+def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanism_uses(channel):
+    """The ``pred`` release's sensitivity in the table's ledger is the bound the noise is scaled
+    by: ``Delta_f`` with the public ridge floor (known at setup), not the plaintext ``2 C_f``."""
+    from securegal.privacy.dp.ledger import Ledger
+    from securegal.privacy.dp.mechanisms import gram_sensitivity
+
+    n, d, k = 200, 5, 2
+    X, rs = _data(n=n, d=d, k=k, rounds=2)
+    config = DPConfig(3.0, 1e-5, seed=4)
+    trainer = CkksDPTrainer(PARTY, config)
+    trainer.ledger, trainer.session = Ledger("t", config.budget), "s1"
+    trainer.setup(X, _setup(channel, n, k, 2))
+    z = trainer.accountant.noise_multipliers
+    floor = config.lam * n + z["gram"] * gram_sensitivity(config.feature_clip, config.intercept) * math.sqrt(d + 1)
+    expected = prediction_bound(config.feature_clip, 1.0, config.intercept, n, floor)
+    recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
+    assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip
+    assert trainer.noise_std["pred"] == pytest.approx(z["pred"] * recorded["pred"])
+    trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
+    # the bound holds whatever the data: the floor is at most the noisy Gram's smallest eigenvalue
+    assert floor <= np.linalg.eigvalsh(trainer._gram)[0] * (1 + 1e-9)
+    assert trainer.report()["mechanism"]["prediction_sensitivity"] == pytest.approx(expected)

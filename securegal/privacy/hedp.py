@@ -10,7 +10,9 @@ The feature party cannot clip or read ciphertexts, so (docs/privacy.md section 5
 - ``stat``: ``enc(z~) = A enc(r) + G~^-1 e``, ``e ~ N(0, (z_stat 2BC)^2)``, added as a plaintext
   to the encrypted output (``G~^-1`` applied to the noisy ``Phi^T r + e``, post-processed);
 - ``pred``: ``enc(Phi A r) + N(0, (z_pred Delta_f)^2)`` with the data-independent bound
-  ``Delta_f = 2BC (sqrt(B^2 + c^2) (n + sqrt n) + 2B) / lambda_min(G~)`` (:func:`prediction_bound`).
+  ``Delta_f = 2BC (sqrt(B^2 + c^2) (n + sqrt n) + 2B) / lambda_floor`` (:func:`prediction_bound`),
+  ``lambda_floor = lam n + sigma_G sqrt(p) <= lambda_min(G~)`` public and known at setup, so the
+  ledger records ``Delta_f`` as the release's sensitivity.
 
 Budget plan, calibration, check-before-spend and the ``privacy`` report are the plain DP
 trainer's (same :func:`~securegal.privacy.dp.trainer.plan_noise`, same release kinds).
@@ -146,6 +148,7 @@ class CkksDPTrainer:
         self.ridge: DPRidge | None = None
         self.models: dict[int, tuple] = {}  # round -> (enc(A r) model vectors, plaintext offset G~^-1 e)
         self.noise_std: dict[str, float] = {}
+        self.pred_sensitivity: float | None = None
         self._X: np.ndarray | None = None
         self._gram: np.ndarray | None = None
         self._n = self._k = 0
@@ -167,12 +170,19 @@ class CkksDPTrainer:
         c = self.config
         self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
+        n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
+
+        def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:
+            # data-independent: the Gram ridge floor lam n + sigma_G sqrt(p) <= lambda_min(G~)
+            floor = self.ridge.ridge_floor(n, p, z["gram"])
+            return {"pred": prediction_bound(c.feature_clip, self.ridge.residual_clip, c.intercept, n, floor)}
+
         if self.ledger is None:
-            noise = plan_noise(c, X.shape[0], int(setup.rounds))
+            noise = plan_noise(c, n, int(setup.rounds))
             budget, accountant = c.budget, c.accountant
         else:
-            noise, budget = reserve_session(self.ledger, c, X.shape[0], int(setup.rounds), self.session,
-                                            self.session_epsilon)
+            noise, budget = reserve_session(self.ledger, c, n, int(setup.rounds), self.session,
+                                            self.session_epsilon, pred_sensitivity)
             accountant = self.ledger.accountant
         self.context = context
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
@@ -181,6 +191,9 @@ class CkksDPTrainer:
         self._gram, self.smoother = None, None
         self.models.clear()
         self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity, "flood": FLOOD_STD}
+        if c.releases_predictions:  # the sensitivity the ledger records for every pred release
+            self.pred_sensitivity = pred_sensitivity(noise)["pred"]
+            self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
 
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Upper bound of a predict reply's size, from the request alone (checked before work)."""
@@ -216,10 +229,6 @@ class CkksDPTrainer:
         if self._gram is None:
             operator, self._gram = self.ridge.smoother_operator(self._X, z["gram"], self.noise)
             self.smoother = EncryptedSmoother(self.context, operator, self._k)
-            if self.config.releases_predictions:
-                bound = prediction_bound(self.ridge.feature_clip, self.ridge.residual_clip, self.ridge.intercept,
-                                         self._n, float(np.linalg.eigvalsh(self._gram)[0]))
-                self.noise_std["pred"] = z["pred"] * bound
         fitted = self.smoother.fit(vectors)
         offset = self.ridge.encrypted_statistic_offset(self._gram, self._k, z["stat"], self.noise)
         self.models[round] = (fitted.z, offset)
@@ -258,7 +267,8 @@ class CkksDPTrainer:
         c, ridge = self.config, self.ridge
         out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": c.feature_clip,
                             "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
-                            "prediction_sensitivity": "data-independent bound (docs/privacy.md 5b)",
+                            "prediction_sensitivity": self.pred_sensitivity,
+                            "prediction_sensitivity_by": "data-independent bound (docs/privacy.md 5b)",
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
                             "circuit_privacy": f"outputs flooded (std {FLOOD_STD:g}) and re-randomised",
