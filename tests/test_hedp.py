@@ -11,7 +11,7 @@ from securegal.errors import BudgetExceeded, ConfigError, ProtocolError
 from securegal.privacy.dp.mechanisms import clip_rows
 from securegal.privacy.dp.trainer import DPConfig, DPTrainer
 from securegal.privacy.he.layers import CkksResiduals
-from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, prediction_bound
+from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, circuit_sensitivity, prediction_bound
 from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import train
 
@@ -202,7 +202,8 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     trainer.setup(X, _setup(channel, n, k, 2))
     z = trainer.accountant.noise_multipliers
     floor = config.lam * n + z["gram"] * gram_sensitivity(config.feature_clip, config.intercept) * math.sqrt(d + 1)
-    expected = prediction_bound(config.feature_clip, 1.0, config.intercept, n, floor)
+    expected = prediction_bound(config.feature_clip, 1.0, config.intercept, n, floor) \
+        + circuit_sensitivity(4096, 1)  # the circuit's error, folded in: 600 values fit one ciphertext
     recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
     assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip
     assert trainer.noise_std["pred"] == pytest.approx(z["pred"] * recorded["pred"])
@@ -210,3 +211,68 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     # the bound holds whatever the data: the floor is at most the noisy Gram's smallest eigenvalue
     assert floor <= np.linalg.eigvalsh(trainer._gram)[0] * (1 + 1e-9)
     assert trainer.report()["mechanism"]["prediction_sensitivity"] == pytest.approx(expected)
+
+
+def _all_slots(channel, payload, kind, round, shape):
+    """Every slot of every ciphertext of a reply, decrypted as complex numbers (what the key
+    holder can read, not only the slots the layout uses)."""
+    import tenseal.sealapi as sealapi
+    from securegal.privacy.he import wire
+
+    secret = channel.secret
+    vectors = wire.unpack(payload, secret, kind, PARTY, round, shape, len(secret.levels) - 1, channel._layout)
+    out = []
+    for v in vectors:
+        for ct in v:
+            pt = sealapi.Plaintext()
+            secret._decryptor.decrypt(ct, pt)
+            out.append(np.asarray(secret.encoder.decode_complex(pt)))
+    return np.concatenate(out)
+
+
+def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within_its_bound(channel):
+    """Circuit privacy over the whole decryption: the slots no value uses and the imaginary
+    parts carry the flood too (before, they held the bare circuit error, ~1e-8); train
+    predictions carry the DP noise there; the circuit's own error is far below CIRCUIT_ERROR."""
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
+    from securegal.privacy.hedp import CIRCUIT_ERROR, FLOOD_STD
+
+    n, d, k = 300, 6, 2
+    X, rs = _data(n, d, k, rounds=1)
+    X_test = np.random.default_rng(4).normal(size=(500, d))
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES), seed=6))
+    trainer.setup(X, _setup(channel, n, k, 1))
+    trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
+    a, b = (_all_slots(channel, trainer.predict(X_test, 1), "test_predictions", 0, (1, 500, k)) for _ in range(2))
+    used = 500 * k
+    for part in (np.real, np.imag):
+        unused = part(a[used:])  # 3096 slots: std estimate within ~2.5%
+        assert unused.std() == pytest.approx(FLOOD_STD, rel=0.08) and abs(unused.mean()) < 4 * FLOOD_STD / 50
+        assert part(a - b).std() == pytest.approx(np.sqrt(2) * FLOOD_STD, rel=0.06)  # fresh in every reply
+    assert np.imag(a[:used]).std() == pytest.approx(FLOOD_STD, rel=0.08)
+
+    # the error the circuit leaves, without any noise: the smoother's raw test predictions
+    model = trainer.models[1][0]
+    raw = trainer.smoother.predict([model], X_test)[0]
+    slots = np.concatenate([channel.secret.encoder.decode_complex(_decrypt(channel, ct)) for v in raw for ct in v])
+    clean = trainer.ridge.feature_map(d)(X_test) @ np.linalg.solve(
+        trainer._gram, trainer.ridge.feature_map(d)(X).T @ clip_rows(rs[0], 1.0))
+    exact = np.zeros(slots.size, dtype=np.complex128)
+    exact[:used] = clean.T.ravel()  # packed layout: output columns one after another
+    error = np.abs(np.r_[np.real(slots - exact), np.imag(slots - exact)]).max()
+    assert error <= CIRCUIT_ERROR / 8, (error, CIRCUIT_ERROR)
+
+    feedback = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, seed=7))
+    feedback.setup(X, _setup(channel, n, k, 1))
+    reply = _all_slots(channel, feedback.fit_round(1, channel.seal(rs[0], 1, PARTY)), "predictions", 1, (n, k))
+    sigma = feedback.noise_std["pred"]
+    for values in (np.real(reply[n * k:]), np.imag(reply)):
+        assert values.std() == pytest.approx(sigma, rel=0.08)
+
+
+def _decrypt(channel, ct):
+    import tenseal.sealapi as sealapi
+
+    pt = sealapi.Plaintext()
+    channel.secret._decryptor.decrypt(ct, pt)
+    return pt
