@@ -39,6 +39,10 @@ def channel():
 
 
 def test_accountant_matches_the_plain_dp_trainer(channel):
+    """The same training releases as the plaintext trainer, a little more noise on each (FLOOD_SHARE
+    of the budget goes to the test-prediction replies' flood), and the planned replies only."""
+    from securegal.privacy.hedp import FLOOD_SHARE, PREDICT_REPLIES
+
     X, rs = _data(n=200, d=5, k=2, rounds=3)
     config = DPConfig(3.0, 1e-5, seed=1)
     enc, plain = CkksDPTrainer(PARTY, config), DPTrainer(config)
@@ -48,9 +52,17 @@ def test_accountant_matches_the_plain_dp_trainer(channel):
         enc.fit_round(t, channel.seal(r, t, PARTY))
         plain.fit_round(t, r)
     a, b = enc.report(), plain.report()
-    assert a["releases"] == b["releases"] and a["noise_multiplier"] == b["noise_multiplier"]
-    assert a["epsilon_spent"] == b["epsilon_spent"] <= a["epsilon_budget"] == 3.0
+    assert [(r["round"], r["what"]) for r in a["releases"]] == [(r["round"], r["what"]) for r in b["releases"]]
     assert [r["what"] for r in a["releases"]] == ["gram", "stat", "pred", "stat", "pred", "stat", "pred"]
+    za, zb = a["noise_multiplier"], b["noise_multiplier"]
+    for kind in ("gram", "stat", "pred"):  # the training releases get 1 - FLOOD_SHARE of the RDP
+        assert za[kind] / zb[kind] == pytest.approx(1 / math.sqrt(1 - FLOOD_SHARE), rel=0.02)
+    X_test = np.random.default_rng(1).normal(size=(50, 5))
+    for _ in range(PREDICT_REPLIES):
+        enc.predict(X_test, 3)
+    assert enc.report()["epsilon_spent"] <= 3.0
+    with pytest.raises(BudgetExceeded, match="flood"):
+        enc.predict(X_test, 3)
 
 
 def test_homomorphic_noise_matches_the_calibrated_std(channel):
@@ -169,8 +181,8 @@ def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
 
 
 def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
-    """Circuit privacy: every reply's slots carry fresh flooding noise of std FLOOD_STD (two
-    replies for the same rows differ by sqrt(2) FLOOD_STD), far above the CKKS error (~2**-24)."""
+    """Circuit privacy: every reply's slots carry fresh flooding noise, the accounted ``flood``
+    release's (two replies for the same rows differ by sqrt(2) times its std)."""
     from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
     from securegal.privacy.hedp import FLOOD_STD
 
@@ -182,10 +194,13 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     X_test = np.random.default_rng(3).normal(size=(1000, d))
     payload = trainer.predict(X_test, 1)
     assert 0 < payload.nbytes <= trainer.reply_bytes(1000, 1)  # the bound checked before any work
+    flood = trainer.noise_std["flood"]
     a, b = (channel.open(p, 0, PARTY, (1, 1000, k)) for p in (payload, trainer.predict(X_test, 1)))
     diff = (a - b).ravel()
-    assert diff.std() == pytest.approx(math.sqrt(2) * FLOOD_STD, rel=0.05)  # 2000 draws: sd ~1.6%
-    assert FLOOD_STD >= 2.0 ** 15 * 6.5e-8 and "flooded" in trainer.report()["mechanism"]["circuit_privacy"]
+    assert diff.std() == pytest.approx(math.sqrt(2) * flood, rel=0.05)  # 2000 draws: sd ~1.6%
+    z = trainer.accountant.noise_multipliers["flood"]
+    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1))  # 2000 values: one ciphertext
+    assert "flood" in trainer.report()["mechanism"]["circuit_privacy"]
 
 
 def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanism_uses(channel):
@@ -244,12 +259,13 @@ def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within
     trainer.setup(X, _setup(channel, n, k, 1))
     trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
     a, b = (_all_slots(channel, trainer.predict(X_test, 1), "test_predictions", 0, (1, 500, k)) for _ in range(2))
-    used = 500 * k
+    flood, used = trainer.noise_std["flood"], 500 * k
+    assert flood >= FLOOD_STD
     for part in (np.real, np.imag):
         unused = part(a[used:])  # 3096 slots: std estimate within ~2.5%
-        assert unused.std() == pytest.approx(FLOOD_STD, rel=0.08) and abs(unused.mean()) < 4 * FLOOD_STD / 50
-        assert part(a - b).std() == pytest.approx(np.sqrt(2) * FLOOD_STD, rel=0.06)  # fresh in every reply
-    assert np.imag(a[:used]).std() == pytest.approx(FLOOD_STD, rel=0.08)
+        assert unused.std() == pytest.approx(flood, rel=0.08) and abs(unused.mean()) < 4 * flood / 50
+        assert part(a - b).std() == pytest.approx(np.sqrt(2) * flood, rel=0.06)  # fresh in every reply
+    assert np.imag(a[:used]).std() == pytest.approx(flood, rel=0.08)
 
     # the error the circuit leaves, without any noise: the smoother's raw test predictions
     model = trainer.models[1][0]

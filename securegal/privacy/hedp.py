@@ -15,7 +15,8 @@ The feature party cannot clip or read ciphertexts, so (docs/privacy.md section 5
   ledger records ``Delta_f`` as the release's sensitivity.
 
 Budget plan, calibration, check-before-spend and the ``privacy`` report are the plain DP
-trainer's (same :func:`~securegal.privacy.dp.trainer.plan_noise`, same release kinds).
+trainer's, plus one ``flood`` release per test-prediction reply (:func:`ckks_release_plan`):
+the noise that hides the circuit's error in what the key holder decrypts.
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ import tenseal.sealapi as sealapi
 from ..errors import ConfigError, LayerMismatch, ProtocolError
 from ..learners.base import Learner
 from ..messages import Payload, Setup
-from .dp.accountant import PrivacyAccountant, Release
+from .dp.accountant import PlannedRelease, PrivacyAccountant, Release, calibrate_noise, scales_for_shares
 from .dp.layers import DPTrainers
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
-from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, plan_noise, reserve_session
+from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, release_plan, reserve_plan
 from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
@@ -45,13 +46,17 @@ CLIP_OPTION = "residual_clip"
 # error the circuit left, which depends on the party's data. Before a reply leaves the party,
 # *every* slot of every output ciphertext, real and imaginary part (the whole decryption, not
 # only the slots that hold data), gets fresh Gaussian noise, and the ciphertext is then
-# re-randomised with a fresh public-key encryption of zero:
-# - train predictions (feedback): the DP noise itself, std z_pred * Delta, in every slot; the
-#   circuit error is folded into the release's sensitivity (CIRCUIT_ERROR per real dimension), so
-#   the decryption is an exact Gaussian mechanism on (value + error): no statistical-distance term;
-# - test predictions: FLOOD_STD (value units; 2**32 in the integer units of the 2**40 scale):
-#   statistical distance <= CIRCUIT_ERROR * sqrt(2 * slots * ciphertexts) / FLOOD_STD per reply.
+# re-randomised with a fresh public-key encryption of zero. The noise is a DP release that
+# covers the circuit's error (bounded by CIRCUIT_ERROR per slot and part), so the decryption is
+# an exact Gaussian mechanism on (value + error), with no statistical-distance term:
+# - train predictions (feedback): the ``pred`` release's own noise, with the circuit's error
+#   added to its sensitivity;
+# - test predictions: a ``flood`` release per reply (PREDICT_REPLIES planned per session, the
+#   label owner's test and validation evaluation; FLOOD_SHARE of the session's budget), noise
+#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply), never below FLOOD_STD.
 FLOOD_STD = 2.0 ** -8
+FLOOD_SHARE = 0.02
+PREDICT_REPLIES = 2
 # Stated bound on the circuit's error per slot and part, in value units: the largest error
 # measured was 2**-23.9 (ridge fits and test predictions, n <= 1500, d <= 13, K <= 3), so this
 # keeps a margin of about 2**4 (tests/test_hedp.py measures it again). Empirical, not a proof.
@@ -78,6 +83,21 @@ def prediction_bound(feature_clip: float, residual_clip: float, intercept: float
         raise ValueError(f"n_rows must be an int >= 1, got {n_rows!r}")
     row = math.sqrt(B * B + c * c)
     return 2.0 * B * C * (row * (n_rows + math.sqrt(n_rows)) + 2.0 * B) / lam
+
+
+def ckks_release_plan(config: DPConfig, rounds: int, slots: int) -> list[PlannedRelease]:
+    """The plaintext trainer's plan (``gram``, ``stat`` and, with feedback, ``pred``) plus
+    :data:`PREDICT_REPLIES` ``flood`` releases for the test-prediction replies, which take
+    :data:`FLOOD_SHARE` of the budget; ``flood``'s sensitivity is per output ciphertext (a reply of
+    c ciphertexts has sensitivity and noise ``sqrt(c)`` times larger: the same multiplier)."""
+    plan = release_plan(config, rounds)
+    kinds = {p.what: p for p in plan}
+    total = sum(config.shares[k] for k in kinds)
+    shares = {k: (1.0 - FLOOD_SHARE) * config.shares[k] / total for k in kinds}
+    scales = scales_for_shares({**shares, "flood": FLOOD_SHARE},
+                               {**{k: p.steps for k, p in kinds.items()}, "flood": PREDICT_REPLIES})
+    return [PlannedRelease(p.what, steps=p.steps, scale=scales[p.what], sensitivity=p.sensitivity) for p in plan] + [
+        PlannedRelease("flood", steps=PREDICT_REPLIES, scale=scales["flood"], sensitivity=circuit_sensitivity(slots, 1))]
 
 
 def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]:
@@ -202,12 +222,13 @@ class CkksDPTrainer:
             return {"pred": prediction_bound(c.feature_clip, self.ridge.residual_clip, c.intercept, n, floor)
                     + circuit}
 
+        plan = ckks_release_plan(c, int(setup.rounds), context.slots)
         if self.ledger is None:
-            noise = plan_noise(c, n, int(setup.rounds))
+            z = calibrate_noise(plan, c.budget.check_rows(n), c.accountant)
+            noise = {p.what: z * p.scale for p in plan}
             budget, accountant = c.budget, c.accountant
         else:
-            noise, budget = reserve_session(self.ledger, c, n, int(setup.rounds), self.session,
-                                            self.session_epsilon, pred_sensitivity)
+            noise, budget = reserve_plan(self.ledger, plan, n, self.session, self.session_epsilon, pred_sensitivity)
             accountant = self.ledger.accountant
         self.context = context
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
@@ -215,7 +236,8 @@ class CkksDPTrainer:
         self._X, self._n, self._k = X, X.shape[0], int(setup.n_outputs)
         self._gram, self.smoother = None, None
         self.models.clear()
-        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity, "flood": FLOOD_STD}
+        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity,
+                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1)}
         if c.releases_predictions:  # the sensitivity the ledger records for every pred release
             self.pred_sensitivity = pred_sensitivity(noise)["pred"]
             self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
@@ -274,10 +296,17 @@ class CkksDPTrainer:
         fitted = [t for t in range(1, rounds + 1) if t in self.models]
         enc = dict(zip(fitted, self.smoother.predict([self.models[t][0] for t in fitted], X))) if fitted else {}
         phi = self.ridge.feature_map(X.shape[1])(X) if fitted else None
+        std = 0.0
+        if fitted:  # one flood release covers the whole reply: BudgetExceeded past the planned replies
+            z = self.accountant.noise_multipliers["flood"]
+            self.accountant.spend(Release(0, "flood", z))
+            ciphertexts = len(fitted) * test_layout.blobs
+            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts))
+            self.noise_std["flood"] = std
         cts = []
         for t in range(1, rounds + 1):
             if t in enc:
-                cts += self._hide(enc[t], test_layout, phi @ self.models[t][1], FLOOD_STD)
+                cts += self._hide(enc[t], test_layout, phi @ self.models[t][1], std)
             else:
                 cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
         return wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
@@ -295,10 +324,10 @@ class CkksDPTrainer:
                             "prediction_sensitivity_by": "data-independent bound (docs/privacy.md 5b)",
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
-                            "circuit_privacy": f"every slot of every output noised (train predictions: the "
-                                               f"DP noise, circuit error {CIRCUIT_ERROR:g} per slot in the "
-                                               f"sensitivity; test predictions: flooded, std {FLOOD_STD:g}) "
-                                               "and re-randomised",
+                            "circuit_privacy": f"every slot of every output noised and re-randomised, the "
+                                               f"circuit's error (<= {CIRCUIT_ERROR:g} per slot) inside the "
+                                               "DP releases: pred (train predictions), flood (test "
+                                               "predictions, docs/he.md)",
                             "standardization": self.standardization}
         if self.ledger is not None:
             out.update(ledger_report(self.ledger, self.session))
