@@ -213,3 +213,8 @@ def test_rows_trained_in_any_session_are_never_predicted_even_after_a_restart(tm
             assert isinstance(reply, m.PredictReply)
     assert endpoint.party.privacy.row_roles(ROWS) == {"trained": 469, "disclosed": 150}
     endpoint.close()
+    from securegal.commands.ledger import format_ledger
+    from securegal.privacy.dp.ledger import read_ledger
+
+    assert "469 of 569 trained on (under the guarantee, never predicted), 150 disclosed" \
+        in format_ledger(read_ledger(cfg.ledger))
