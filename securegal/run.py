@@ -114,7 +114,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
 
     Feature-DP parties standardize with public column knowledge, never their exact training
     statistics: ``columns`` (a :class:`~securegal.privacy.dp.table.ColumnSpec` for the whole
-    dataset) or the built-in dataset's documented ranges. Each keeps its spend in its table's
+    dataset, or with one table per organization {party name: ColumnSpec of its table}) or the
+    built-in dataset's documented ranges. Each keeps its spend in its table's
     ledger: in memory, or with ``ledger`` (a directory) one persistent file per party. Under
     label-DP the row split is unstratified (it must not depend on the labels).
     """

@@ -11,7 +11,7 @@ from securegal.errors import BudgetExceeded, ConfigError, ProtocolError
 from securegal.privacy.dp.mechanisms import clip_rows
 from securegal.privacy.dp.trainer import DPConfig, DPTrainer
 from securegal.privacy.he.layers import CkksResiduals
-from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, prediction_bound
+from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, circuit_sensitivity, prediction_bound
 from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import train
 
@@ -39,6 +39,10 @@ def channel():
 
 
 def test_accountant_matches_the_plain_dp_trainer(channel):
+    """The same training releases as the plaintext trainer, a little more noise on each (FLOOD_SHARE
+    of the budget goes to the test-prediction replies' flood), and the planned replies only."""
+    from securegal.privacy.hedp import FLOOD_SHARE, PREDICT_REPLIES
+
     X, rs = _data(n=200, d=5, k=2, rounds=3)
     config = DPConfig(3.0, 1e-5, seed=1)
     enc, plain = CkksDPTrainer(PARTY, config), DPTrainer(config)
@@ -48,9 +52,17 @@ def test_accountant_matches_the_plain_dp_trainer(channel):
         enc.fit_round(t, channel.seal(r, t, PARTY))
         plain.fit_round(t, r)
     a, b = enc.report(), plain.report()
-    assert a["releases"] == b["releases"] and a["noise_multiplier"] == b["noise_multiplier"]
-    assert a["epsilon_spent"] == b["epsilon_spent"] <= a["epsilon_budget"] == 3.0
+    assert [(r["round"], r["what"]) for r in a["releases"]] == [(r["round"], r["what"]) for r in b["releases"]]
     assert [r["what"] for r in a["releases"]] == ["gram", "stat", "pred", "stat", "pred", "stat", "pred"]
+    za, zb = a["noise_multiplier"], b["noise_multiplier"]
+    for kind in ("gram", "stat", "pred"):  # the training releases get 1 - FLOOD_SHARE of the RDP
+        assert za[kind] / zb[kind] == pytest.approx(1 / math.sqrt(1 - FLOOD_SHARE), rel=0.02)
+    X_test = np.random.default_rng(1).normal(size=(50, 5))
+    for _ in range(PREDICT_REPLIES):
+        enc.predict(X_test, 3)
+    assert enc.report()["epsilon_spent"] <= 3.0
+    with pytest.raises(BudgetExceeded, match="flood"):
+        enc.predict(X_test, 3)
 
 
 def test_homomorphic_noise_matches_the_calibrated_std(channel):
@@ -169,8 +181,8 @@ def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
 
 
 def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
-    """Circuit privacy: every reply's slots carry fresh flooding noise of std FLOOD_STD (two
-    replies for the same rows differ by sqrt(2) FLOOD_STD), far above the CKKS error (~2**-24)."""
+    """Circuit privacy: every reply's slots carry fresh flooding noise, the accounted ``flood``
+    release's (two replies for the same rows differ by sqrt(2) times its std)."""
     from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
     from securegal.privacy.hedp import FLOOD_STD
 
@@ -182,7 +194,101 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     X_test = np.random.default_rng(3).normal(size=(1000, d))
     payload = trainer.predict(X_test, 1)
     assert 0 < payload.nbytes <= trainer.reply_bytes(1000, 1)  # the bound checked before any work
+    flood = trainer.noise_std["flood"]
     a, b = (channel.open(p, 0, PARTY, (1, 1000, k)) for p in (payload, trainer.predict(X_test, 1)))
     diff = (a - b).ravel()
-    assert diff.std() == pytest.approx(math.sqrt(2) * FLOOD_STD, rel=0.05)  # 2000 draws: sd ~1.6%
-    assert FLOOD_STD >= 2.0 ** 15 * 6.5e-8 and "flooded" in trainer.report()["mechanism"]["circuit_privacy"]
+    assert diff.std() == pytest.approx(math.sqrt(2) * flood, rel=0.05)  # 2000 draws: sd ~1.6%
+    z = trainer.accountant.noise_multipliers["flood"]
+    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1))  # 2000 values: one ciphertext
+    assert "flood" in trainer.report()["mechanism"]["circuit_privacy"]
+
+
+def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanism_uses(channel):
+    """The ``pred`` release's sensitivity in the table's ledger is the bound the noise is scaled
+    by: ``Delta_f`` with the public ridge floor (known at setup), not the plaintext ``2 C_f``."""
+    from securegal.privacy.dp.ledger import Ledger
+    from securegal.privacy.dp.mechanisms import gram_sensitivity
+
+    n, d, k = 200, 5, 2
+    X, rs = _data(n=n, d=d, k=k, rounds=2)
+    config = DPConfig(3.0, 1e-5, seed=4)
+    trainer = CkksDPTrainer(PARTY, config)
+    trainer.ledger, trainer.session = Ledger("t", config.budget), "s1"
+    trainer.setup(X, _setup(channel, n, k, 2))
+    z = trainer.accountant.noise_multipliers
+    floor = config.lam * n + z["gram"] * gram_sensitivity(config.feature_clip, config.intercept) * math.sqrt(d + 1)
+    expected = prediction_bound(config.feature_clip, 1.0, config.intercept, n, floor) \
+        + circuit_sensitivity(4096, 1)  # the circuit's error, folded in: 600 values fit one ciphertext
+    recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
+    assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip
+    assert trainer.noise_std["pred"] == pytest.approx(z["pred"] * recorded["pred"])
+    trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
+    # the bound holds whatever the data: the floor is at most the noisy Gram's smallest eigenvalue
+    assert floor <= np.linalg.eigvalsh(trainer._gram)[0] * (1 + 1e-9)
+    assert trainer.report()["mechanism"]["prediction_sensitivity"] == pytest.approx(expected)
+
+
+def _all_slots(channel, payload, kind, round, shape):
+    """Every slot of every ciphertext of a reply, decrypted as complex numbers (what the key
+    holder can read, not only the slots the layout uses)."""
+    import tenseal.sealapi as sealapi
+    from securegal.privacy.he import wire
+
+    secret = channel.secret
+    vectors = wire.unpack(payload, secret, kind, PARTY, round, shape, len(secret.levels) - 1, channel._layout)
+    out = []
+    for v in vectors:
+        for ct in v:
+            pt = sealapi.Plaintext()
+            secret._decryptor.decrypt(ct, pt)
+            out.append(np.asarray(secret.encoder.decode_complex(pt)))
+    return np.concatenate(out)
+
+
+def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within_its_bound(channel):
+    """Circuit privacy over the whole decryption: the slots no value uses and the imaginary
+    parts carry the flood too (before, they held the bare circuit error, ~1e-8); train
+    predictions carry the DP noise there; the circuit's own error is far below CIRCUIT_ERROR."""
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES
+    from securegal.privacy.hedp import CIRCUIT_ERROR, FLOOD_STD
+
+    n, d, k = 300, 6, 2
+    X, rs = _data(n, d, k, rounds=1)
+    X_test = np.random.default_rng(4).normal(size=(500, d))
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES), seed=6))
+    trainer.setup(X, _setup(channel, n, k, 1))
+    trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
+    a, b = (_all_slots(channel, trainer.predict(X_test, 1), "test_predictions", 0, (1, 500, k)) for _ in range(2))
+    flood, used = trainer.noise_std["flood"], 500 * k
+    assert flood >= FLOOD_STD
+    for part in (np.real, np.imag):
+        unused = part(a[used:])  # 3096 slots: std estimate within ~2.5%
+        assert unused.std() == pytest.approx(flood, rel=0.08) and abs(unused.mean()) < 4 * flood / 50
+        assert part(a - b).std() == pytest.approx(np.sqrt(2) * flood, rel=0.06)  # fresh in every reply
+    assert np.imag(a[:used]).std() == pytest.approx(flood, rel=0.08)
+
+    # the error the circuit leaves, without any noise: the smoother's raw test predictions
+    model = trainer.models[1][0]
+    raw = trainer.smoother.predict([model], X_test)[0]
+    slots = np.concatenate([channel.secret.encoder.decode_complex(_decrypt(channel, ct)) for v in raw for ct in v])
+    clean = trainer.ridge.feature_map(d)(X_test) @ np.linalg.solve(
+        trainer._gram, trainer.ridge.feature_map(d)(X).T @ clip_rows(rs[0], 1.0))
+    exact = np.zeros(slots.size, dtype=np.complex128)
+    exact[:used] = clean.T.ravel()  # packed layout: output columns one after another
+    error = np.abs(np.r_[np.real(slots - exact), np.imag(slots - exact)]).max()
+    assert error <= CIRCUIT_ERROR / 4, (error, CIRCUIT_ERROR)
+
+    feedback = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, seed=7))
+    feedback.setup(X, _setup(channel, n, k, 1))
+    reply = _all_slots(channel, feedback.fit_round(1, channel.seal(rs[0], 1, PARTY)), "predictions", 1, (n, k))
+    sigma = feedback.noise_std["pred"]
+    for values in (np.real(reply[n * k:]), np.imag(reply)):
+        assert values.std() == pytest.approx(sigma, rel=0.08)
+
+
+def _decrypt(channel, ct):
+    import tenseal.sealapi as sealapi
+
+    pt = sealapi.Plaintext()
+    channel.secret._decryptor.decrypt(ct, pt)
+    return pt

@@ -372,3 +372,39 @@ def test_label_dp_split_does_not_depend_on_the_labels(monkeypatch):
               eta=0.5)
     run.train("wine", parties=2, rounds=1)
     assert seen == [False, True]
+
+
+def test_own_tables_declare_each_partys_columns_for_embedded_dp(tmp_path, capsys):
+    """``train --label-owner A=a.csv --party B=b.csv --id COL --epsilon E --columns FILE``: one
+    [NAME] table per party, for its own columns; --ledger keeps each party's ledger."""
+    rng = np.random.default_rng(0)
+    n = 120
+    x = rng.normal(size=(n, 3))
+    y = (x.sum(axis=1) > 0).astype(int)
+    (tmp_path / "a.csv").write_text("pid,a1,y\n" + "".join(f"p{i},{x[i, 0]:.4f},{y[i]}\n" for i in range(n)))
+    (tmp_path / "b.csv").write_text("pid,b1,b2\n" + "".join(f"p{i},{50 + 10 * x[i, 1]:.4f},{x[i, 2]:.4f}\n"
+                                                          for i in range(n)))
+    base = ["train", "--label-owner", f"alice={tmp_path / 'a.csv'}", "--party", f"bank={tmp_path / 'b.csv'}",
+            "--id", "pid", "--target", "y", "-T", "2", "--epsilon", "1", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "r0")]) == 2
+    assert "one [NAME] table per party" in capsys.readouterr().err
+    cols = tmp_path / "cols.toml"
+    for text, needle in (("[bank]\nlower = [0]\nupper = [100]\n", "[bank] declares 1 columns, bank's table has 2"),
+                         ("[bonk]\nlower = [0, -5]\nupper = [100, 5]\n", "unknown ['bonk']"),
+                         ("[bank]\nlower = [0, -5]\n", "[bank]: ")):
+        cols.write_text(text)
+        assert main([*base, "--columns", str(cols), "--out", str(tmp_path / "r1")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    cols.write_text("[bank]\nlower = [0, -5]\nupper = [100, 5]\n")
+    (tmp_path / "ledgers").mkdir()
+    assert main([*base, "--columns", str(cols), "--ledger", str(tmp_path / "ledgers"),
+                 "--out", str(tmp_path / "r2")]) == 0
+    block = json.loads((tmp_path / "r2" / "metrics.json").read_text())["privacy"]["bank"]
+    assert block["mechanism"]["standardization"].startswith("declared bounds (mid-range/half-width), declared in "
+                                                            "cols.toml")
+    ledger = read_ledger(tmp_path / "ledgers" / "bank.securegal-ledger.json")
+    assert 0 < ledger.epsilon_spent <= 1.0
+    assert main([*base, "--columns", str(cols), "--ledger", str(tmp_path / "ledgers"),
+                 "--out", str(tmp_path / "r3")]) == 2  # the lifetime budget went to the first run
+    assert "budget_exceeded" in capsys.readouterr().err

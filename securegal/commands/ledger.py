@@ -22,6 +22,11 @@ def format_ledger(ledger, releases: bool = False) -> str:
              f"budget      epsilon {b.epsilon:g}, delta {b.delta:g} (lifetime, {ledger.accountant})",
              f"spent       {ledger.epsilon_spent:.4f}",
              f"left        {ledger.remaining():.4f}"]
+    roles = {role: (ledger.output(f"rows_{role}") or {}) for role in ("trained", "disclosed")}
+    if any(roles.values()):
+        n = next(r["rows"] for r in roles.values() if r)
+        lines.append(f"rows        {roles['trained'].get('count', 0)} of {n} trained on (under the guarantee, never "
+                     f"predicted), {roles['disclosed'].get('count', 0)} disclosed by predict replies")
     sessions = ledger.spent_by_session()
     if sessions:
         lines += ["", f"{'session':<24} {'releases':>8} {'eps alone':>10} {'eps after':>10}  "

@@ -66,7 +66,8 @@ def add_parser(sub) -> None:
     dp.add_argument("--columns", type=Path, metavar="FILE",
                     help="TOML with public per-column knowledge of every feature column (keys lower, upper, "
                          "centre, scale, dp_epsilon, as party.toml [privacy.columns]): what DP parties standardize "
-                         "with (default: a built-in dataset's documented ranges; required for --csv --epsilon)")
+                         "with (default: a built-in dataset's documented ranges; required for --csv --epsilon). "
+                         "With --label-owner/--party: one [NAME] table per --party, for that party's own columns")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -110,6 +111,36 @@ def columns_from_file(path: Path | None, epsilon: float | None):
                           source=f"declared in {path.name}")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def columns_by_organization(path: Path | None, epsilon: float | None, parties: dict) -> dict | None:
+    """``--columns FILE`` with one table per organization: {party name: ColumnSpec} for each
+    ``--party`` table (``parties``: name -> its PartyTable); None without the flag."""
+    if path is None:
+        return None
+    if epsilon is None:
+        raise ConfigError("--columns is what feature-DP parties standardize with; it needs --epsilon")
+    from ..deploy import config as schema
+    from ..privacy.dp.table import ColumnSpec
+
+    sections, _ = schema.read(path, schema.OrganizationColumns)
+    sections = sections.root
+    unknown = sorted(set(sections) - set(parties))
+    missing = sorted(set(parties) - set(sections))
+    if unknown or missing:
+        raise ConfigError(f"{path}: needs one [NAME] table per --party ({', '.join(sorted(parties))}); "
+                          + (f"unknown {unknown}" if unknown else f"missing {missing}"))
+    out = {}
+    for name, c in sections.items():
+        try:
+            spec = ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon, source=f"declared in {path.name}")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [{name}]: {exc}") from None
+        if spec.d != parties[name].X.shape[1]:
+            raise ConfigError(f"{path}: [{name}] declares {spec.d} columns, {name}'s table has "
+                              f"{parties[name].X.shape[1]} feature columns")
+        out[name] = spec
+    return out
 
 
 def run(args) -> int:
@@ -177,7 +208,7 @@ def run_organizations(args, train) -> int:
                     deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, missing=args.missing or "impute",
-                    **given)
+                    ledger=args.ledger, columns=columns_by_organization(args.columns, args.epsilon, tables), **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ..errors import ConfigError
 
@@ -117,6 +117,11 @@ class ColumnsSection(_Strict):
     scale: list[float] | None = Field(None, description="per-column public scales (> 0)")
     dp_epsilon: float | None = Field(None, gt=0, description="estimate centre and scale with DP from the bounds, "
                                                              "spending at most this from the ledger (once)")
+
+
+class OrganizationColumns(RootModel[dict[str, ColumnsSection]]):
+    """``securegal train --label-owner ... --party NAME=FILE --columns FILE`` with feature-DP: one
+    ``[NAME]`` table per DP party, each a :class:`ColumnsSection` for that party's own table."""
 
 
 class PartyPrivacy(_Strict):

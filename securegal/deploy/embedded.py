@@ -25,25 +25,31 @@ from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_lear
 def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table):
     """A DP party's ledger and column map for this run (None for a party without feature-DP):
     in memory, or ``<job.ledger_dir>/<name>.securegal-ledger.json`` (``securegal train --ledger``).
-    Columns: ``job.columns`` (for the whole dataset) or the built-in dataset's documented ones."""
+    Columns: ``job.columns`` (a ColumnSpec for the whole dataset, or {party name: ColumnSpec of
+    its own table} with one table per organization) or the built-in dataset's documented ones."""
     if not hasattr(job.trainers, "open_table"):
         return None
     from ..errors import ConfigError
     from ..privacy.dp.documented import documented_columns
     from ..privacy.dp.ledger import table_fingerprint
 
+    path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
+    fingerprint = table_fingerprint(table.ids, table.X)
+    if isinstance(job.columns, dict):  # one table per organization: each party's own declaration
+        if name not in job.columns:
+            raise ConfigError(f"feature-DP party {name!r} has no column declaration (--columns: one [NAME] per party)")
+        return job.trainers.open_table(name, fingerprint, job.columns[name], ledger_path=path)
     columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1],
                                                 job.trainers.config_for(name).epsilon)
     if columns is None:
         raise ConfigError(f"feature-DP on {dataset.name!r} needs public per-column bounds or centres/scales "
-                          "(docs/privacy.md section 6): --columns FILE (train(columns=ColumnSpec(...))), or "
-                          "[privacy.columns] in each party.toml when networked")
+                          "(docs/privacy.md section 6): --columns FILE (train(columns=ColumnSpec(...)); with "
+                          "--label-owner/--party one [NAME] table per party), or [privacy.columns] in each "
+                          "party.toml when networked")
     if columns.d != dataset.X.shape[1]:
         raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
                           f"{dataset.X.shape[1]} feature columns")
-    path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
-    return job.trainers.open_table(name, table_fingerprint(table.ids, table.X), columns.select(block.columns),
-                                   ledger_path=path)
+    return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path)
 
 
 class EmbeddedDeployment:

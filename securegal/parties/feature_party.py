@@ -156,6 +156,7 @@ class FeatureParty:
             trainer.bind_table(self.privacy, env.session)
         trainer.setup(scaler(X_raw), setup)  # a DP trainer reserves its whole plan in the ledger here
         if self.privacy is not None:
+            self.privacy.record_training(self._table_rows(setup.train_ids), len(self.ids))
             self.privacy.count_session()
         self._sessions += 1
         self.trainer, self._scaler = trainer, scaler
@@ -170,6 +171,10 @@ class FeatureParty:
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         return (self._session_table or self.table).rows(ids)
+
+    def _table_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in this party's own table of the rows ``ids`` names (handles after PSI)."""
+        return self._psi.rows_of(ids) if self._psi is not None else self.table.positions(ids)
 
     def _check_selected(self, ids: np.ndarray, what: str) -> None:
         if self._selected is not None and not np.isin(ids, self._selected).all():
@@ -225,7 +230,8 @@ class FeatureParty:
 
     def _predict(self, req: m.PredictRequest) -> m.PredictReply:
         """Predictions of the fitted round models for rows outside the training set: checked
-        (rounds fitted, selected rows, policy, reply size) before any work."""
+        (rounds fitted, selected rows, policy, reply size, and for a DP party every earlier
+        session's training rows) before any work."""
         self._check_selected(req.sample_ids, "predict request")
         if req.rounds < 1 or req.rounds > self.last_round:
             raise ProtocolError(f"predict request for {req.rounds} rounds; this session fitted {self.last_round}")
@@ -234,6 +240,8 @@ class FeatureParty:
         if size > self.max_reply_bytes:
             raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "
                                 f"{size} bytes, over this party's max_message_bytes {self.max_reply_bytes}")
+        if self.privacy is not None:  # never a row any session trained on; the others are recorded as disclosed
+            self.privacy.record_disclosure(self._table_rows(req.sample_ids), len(self.ids))
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
 
     def reply_bytes(self, rows: int, rounds: int) -> int:

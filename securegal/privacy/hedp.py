@@ -10,10 +10,13 @@ The feature party cannot clip or read ciphertexts, so (docs/privacy.md section 5
 - ``stat``: ``enc(z~) = A enc(r) + G~^-1 e``, ``e ~ N(0, (z_stat 2BC)^2)``, added as a plaintext
   to the encrypted output (``G~^-1`` applied to the noisy ``Phi^T r + e``, post-processed);
 - ``pred``: ``enc(Phi A r) + N(0, (z_pred Delta_f)^2)`` with the data-independent bound
-  ``Delta_f = 2BC (sqrt(B^2 + c^2) (n + sqrt n) + 2B) / lambda_min(G~)`` (:func:`prediction_bound`).
+  ``Delta_f = 2BC (sqrt(B^2 + c^2) (n + sqrt n) + 2B) / lambda_floor`` (:func:`prediction_bound`),
+  ``lambda_floor = lam n + sigma_G sqrt(p) <= lambda_min(G~)`` public and known at setup, so the
+  ledger records ``Delta_f`` as the release's sensitivity.
 
 Budget plan, calibration, check-before-spend and the ``privacy`` report are the plain DP
-trainer's (same :func:`~securegal.privacy.dp.trainer.plan_noise`, same release kinds).
+trainer's, plus one ``flood`` release per test-prediction reply (:func:`ckks_release_plan`):
+the noise that hides the circuit's error in what the key holder decrypts.
 """
 from __future__ import annotations
 
@@ -26,11 +29,11 @@ import tenseal.sealapi as sealapi
 from ..errors import ConfigError, LayerMismatch, ProtocolError
 from ..learners.base import Learner
 from ..messages import Payload, Setup
-from .dp.accountant import PrivacyAccountant, Release
+from .dp.accountant import PlannedRelease, PrivacyAccountant, Release, calibrate_noise, scales_for_shares
 from .dp.layers import DPTrainers
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
-from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, plan_noise, reserve_session
+from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, release_plan, reserve_plan
 from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
@@ -39,13 +42,31 @@ from .he.params import CkksParams
 from .he.smoother import EncryptedSmoother
 
 CLIP_OPTION = "residual_clip"
-# Circuit privacy (docs/he.md "Circuit privacy"): before a reply leaves the party, every output
-# slot gets fresh Gaussian noise of this standard deviation (value units; 2**32 in the integer
-# units of the 2**40 encoding scale). The error the smoother circuit leaves in a decryption was
-# measured at most 2**-23.9 (6.5e-8, key switching included): the flood is about 2**16 times larger, and
-# far below the DP noise and the predictions' scale, so accuracy holds. Then the ciphertext is
-# re-randomised with a fresh public-key encryption of zero.
+# Circuit privacy (docs/he.md "Circuit privacy"). A decryption is the intended value plus the
+# error the circuit left, which depends on the party's data. Before a reply leaves the party,
+# *every* slot of every output ciphertext, real and imaginary part (the whole decryption, not
+# only the slots that hold data), gets fresh Gaussian noise, and the ciphertext is then
+# re-randomised with a fresh public-key encryption of zero. The noise is a DP release that
+# covers the circuit's error (bounded by CIRCUIT_ERROR per slot and part), so the decryption is
+# an exact Gaussian mechanism on (value + error), with no statistical-distance term:
+# - train predictions (feedback): the ``pred`` release's own noise, with the circuit's error
+#   added to its sensitivity;
+# - test predictions: a ``flood`` release per reply (PREDICT_REPLIES planned per session, the
+#   label owner's test and validation evaluation; FLOOD_SHARE of the session's budget), noise
+#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply), never below FLOOD_STD.
 FLOOD_STD = 2.0 ** -8
+FLOOD_SHARE = 0.05
+PREDICT_REPLIES = 2
+# Stated bound on the circuit's error per slot and part, in value units: the largest error
+# measured was 2**-23.9 (ridge fits and test predictions, n <= 1500, d <= 13, K <= 3), so this
+# keeps a margin of about 2**2 (tests/test_hedp.py measures it again). Empirical, not a proof.
+CIRCUIT_ERROR = 2.0 ** -22
+
+
+def circuit_sensitivity(slots: int, ciphertexts: int) -> float:
+    """L2 bound on how much the circuit's error can differ between two tables, over every real
+    dimension of a reply (``2 * slots`` per ciphertext): ``2 * CIRCUIT_ERROR * sqrt(2 slots c)``."""
+    return 2.0 * CIRCUIT_ERROR * math.sqrt(2.0 * slots * ciphertexts)
 
 
 def prediction_bound(feature_clip: float, residual_clip: float, intercept: float, n_rows: int,
@@ -64,6 +85,21 @@ def prediction_bound(feature_clip: float, residual_clip: float, intercept: float
     return 2.0 * B * C * (row * (n_rows + math.sqrt(n_rows)) + 2.0 * B) / lam
 
 
+def ckks_release_plan(config: DPConfig, rounds: int, slots: int) -> list[PlannedRelease]:
+    """The plaintext trainer's plan (``gram``, ``stat`` and, with feedback, ``pred``) plus
+    :data:`PREDICT_REPLIES` ``flood`` releases for the test-prediction replies, which take
+    :data:`FLOOD_SHARE` of the budget; ``flood``'s sensitivity is per output ciphertext (a reply of
+    c ciphertexts has sensitivity and noise ``sqrt(c)`` times larger: the same multiplier)."""
+    plan = release_plan(config, rounds)
+    kinds = {p.what: p for p in plan}
+    total = sum(config.shares[k] for k in kinds)
+    shares = {k: (1.0 - FLOOD_SHARE) * config.shares[k] / total for k in kinds}
+    scales = scales_for_shares({**shares, "flood": FLOOD_SHARE},
+                               {**{k: p.steps for k, p in kinds.items()}, "flood": PREDICT_REPLIES})
+    return [PlannedRelease(p.what, steps=p.steps, scale=scales[p.what], sensitivity=p.sensitivity) for p in plan] + [
+        PlannedRelease("flood", steps=PREDICT_REPLIES, scale=scales["flood"], sensitivity=circuit_sensitivity(slots, 1))]
+
+
 def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]:
     """``values`` (n, K) as the slot vectors of encrypted outputs in ``layout``: per vector, its
     chunks (the inverse of :meth:`Layout.output_array`; slots past the data are zero)."""
@@ -74,13 +110,20 @@ def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]
     return [[v[i:i + layout.slots] for i in range(0, layout.chunks * layout.slots, layout.slots)] for v in flat]
 
 
-def add_plain(context: PublicContext, vectors, layout: Layout, values: np.ndarray) -> list[list]:
-    """Ciphertexts ``vectors`` (per vector, chunks) plus the plaintext ``values`` (n, K)."""
+def add_plain(context: PublicContext, vectors, layout: Layout, values: np.ndarray,
+              noise: GaussianNoise | None = None, std: float = 0.0) -> list[list]:
+    """Ciphertexts ``vectors`` (per vector, chunks) plus the plaintext ``values`` (n, K); with
+    ``noise``, plus fresh complex Gaussian noise of std ``std`` per part in *every* slot."""
     out = []
     for cts, plains in zip(vectors, output_vectors(layout, values), strict=True):
         row = []
         for ct, v in zip(cts, plains, strict=True):
-            pt = context.encode(v, context.level_of(ct), ct.scale)
+            slots = np.zeros(context.slots, dtype=np.complex128)
+            slots[:v.size] = v
+            if noise is not None and std > 0:
+                slots += noise.normal((context.slots,), std) + 1j * noise.normal((context.slots,), std)
+            pt = sealapi.Plaintext()
+            context.encoder.encode(slots.tolist(), context.levels[context.level_of(ct)], ct.scale, pt)
             res = sealapi.Ciphertext()
             context.evaluator.add_plain(ct, pt, res)
             row.append(res)
@@ -146,6 +189,7 @@ class CkksDPTrainer:
         self.ridge: DPRidge | None = None
         self.models: dict[int, tuple] = {}  # round -> (enc(A r) model vectors, plaintext offset G~^-1 e)
         self.noise_std: dict[str, float] = {}
+        self.pred_sensitivity: float | None = None
         self._X: np.ndarray | None = None
         self._gram: np.ndarray | None = None
         self._n = self._k = 0
@@ -167,12 +211,24 @@ class CkksDPTrainer:
         c = self.config
         self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
+        n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
+
+        def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:
+            # data-independent: the Gram ridge floor lam n + sigma_G sqrt(p) <= lambda_min(G~)
+            floor = self.ridge.ridge_floor(n, p, z["gram"])
+            # plus the circuit's error, folded into the release (every slot of the reply is noised)
+            circuit = circuit_sensitivity(context.slots, Layout.for_training(n, int(setup.n_outputs),
+                                                                             context.slots).blobs)
+            return {"pred": prediction_bound(c.feature_clip, self.ridge.residual_clip, c.intercept, n, floor)
+                    + circuit}
+
+        plan = ckks_release_plan(c, int(setup.rounds), context.slots)
         if self.ledger is None:
-            noise = plan_noise(c, X.shape[0], int(setup.rounds))
+            z = calibrate_noise(plan, c.budget.check_rows(n), c.accountant)
+            noise = {p.what: z * p.scale for p in plan}
             budget, accountant = c.budget, c.accountant
         else:
-            noise, budget = reserve_session(self.ledger, c, X.shape[0], int(setup.rounds), self.session,
-                                            self.session_epsilon)
+            noise, budget = reserve_plan(self.ledger, plan, n, self.session, self.session_epsilon, pred_sensitivity)
             accountant = self.ledger.accountant
         self.context = context
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
@@ -180,18 +236,21 @@ class CkksDPTrainer:
         self._X, self._n, self._k = X, X.shape[0], int(setup.n_outputs)
         self._gram, self.smoother = None, None
         self.models.clear()
-        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity, "flood": FLOOD_STD}
+        self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity,
+                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1)}
+        if c.releases_predictions:  # the sensitivity the ledger records for every pred release
+            self.pred_sensitivity = pred_sensitivity(noise)["pred"]
+            self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
 
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Upper bound of a predict reply's size, from the request alone (checked before work)."""
         return ciphertext_reply_bytes(self.context, self._layout(), rows, rounds)
 
-    def _hide(self, vectors, layout: Layout, values: np.ndarray) -> list:
-        """``vectors`` + ``values`` + flooding noise, each ciphertext then re-randomised: what
-        the key holder decrypts depends on the data only through the released value."""
-        flood = self.noise.normal((layout.n, layout.k), FLOOD_STD)
+    def _hide(self, vectors, layout: Layout, values: np.ndarray, std: float) -> list:
+        """``vectors`` + ``values`` + fresh Gaussian noise of std ``std`` in every slot (real and
+        imaginary part), each ciphertext then re-randomised (docs/he.md "Circuit privacy")."""
         out = []
-        for chunks in add_plain(self.context, vectors, layout, np.asarray(values) + flood):
+        for chunks in add_plain(self.context, vectors, layout, np.asarray(values), self.noise, std):
             for ct in chunks:
                 self.context.evaluator.add_inplace(ct, self.context.encrypt_zeros(self.context.level_of(ct),
                                                                                   ct.scale))
@@ -216,16 +275,12 @@ class CkksDPTrainer:
         if self._gram is None:
             operator, self._gram = self.ridge.smoother_operator(self._X, z["gram"], self.noise)
             self.smoother = EncryptedSmoother(self.context, operator, self._k)
-            if self.config.releases_predictions:
-                bound = prediction_bound(self.ridge.feature_clip, self.ridge.residual_clip, self.ridge.intercept,
-                                         self._n, float(np.linalg.eigvalsh(self._gram)[0]))
-                self.noise_std["pred"] = z["pred"] * bound
         fitted = self.smoother.fit(vectors)
         offset = self.ridge.encrypted_statistic_offset(self._gram, self._k, z["stat"], self.noise)
         self.models[round] = (fitted.z, offset)
         last = len(self.context.levels) - 1
         if self.config.releases_predictions:
-            cts = self._hide(fitted.f, layout, self.noise.normal((self._n, self._k), self.noise_std["pred"]))
+            cts = self._hide(fitted.f, layout, np.zeros((self._n, self._k)), self.noise_std["pred"])
         else:  # no feedback channel: encryptions of zero, nothing released
             cts = [self.context.encrypt_zeros(last) for _ in range(layout.blobs)]
         return wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), wire.serialize(cts), layout)
@@ -241,10 +296,17 @@ class CkksDPTrainer:
         fitted = [t for t in range(1, rounds + 1) if t in self.models]
         enc = dict(zip(fitted, self.smoother.predict([self.models[t][0] for t in fitted], X))) if fitted else {}
         phi = self.ridge.feature_map(X.shape[1])(X) if fitted else None
+        std = 0.0
+        if fitted:  # one flood release covers the whole reply: BudgetExceeded past the planned replies
+            z = self.accountant.noise_multipliers["flood"]
+            self.accountant.spend(Release(0, "flood", z))
+            ciphertexts = len(fitted) * test_layout.blobs
+            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts))
+            self.noise_std["flood"] = std
         cts = []
         for t in range(1, rounds + 1):
             if t in enc:
-                cts += self._hide(enc[t], test_layout, phi @ self.models[t][1])
+                cts += self._hide(enc[t], test_layout, phi @ self.models[t][1], std)
             else:
                 cts += [self.context.encrypt_zeros(last) for _ in range(test_layout.blobs)]
         return wire.pack(self.context, "test_predictions", self.name, 0, (rounds, X.shape[0], self._k),
@@ -258,10 +320,14 @@ class CkksDPTrainer:
         c, ridge = self.config, self.ridge
         out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": c.feature_clip,
                             "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
-                            "prediction_sensitivity": "data-independent bound (docs/privacy.md 5b)",
+                            "prediction_sensitivity": self.pred_sensitivity,
+                            "prediction_sensitivity_by": "data-independent bound (docs/privacy.md 5b)",
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
-                            "circuit_privacy": f"outputs flooded (std {FLOOD_STD:g}) and re-randomised",
+                            "circuit_privacy": f"every slot of every output noised and re-randomised, the "
+                                               f"circuit's error (<= {CIRCUIT_ERROR:g} per slot) inside the "
+                                               "DP releases: pred (train predictions), flood (test "
+                                               "predictions, docs/he.md)",
                             "standardization": self.standardization}
         if self.ledger is not None:
             out.update(ledger_report(self.ledger, self.session))

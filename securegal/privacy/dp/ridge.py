@@ -90,6 +90,12 @@ class DPRidge:
     def feature_map(self, d: int) -> ClippedFeatureMap:
         return ClippedFeatureMap(int(d), self.feature_clip, self.intercept)
 
+    def ridge_floor(self, n: int, p: int, gram_noise_multiplier: float) -> float:
+        """The ridge added to the PSD-projected noisy Gram: ``lam n + noise_ridge sigma_G sqrt(p)``.
+        Public (n, p and the noise level are), and a lower bound on the smallest eigenvalue of
+        :meth:`private_gram`'s result whatever the data."""
+        return self.lam * n + self.noise_ridge * gram_noise_multiplier * self.gram_sensitivity * math.sqrt(p)
+
     def private_gram(self, Phi: np.ndarray, noise_multiplier: float,
                      noise: GaussianNoise) -> np.ndarray:
         """Noisy ``Phi^T Phi`` (corner n c^2 exact), projected to PSD and ridge-regularised."""
@@ -97,7 +103,7 @@ class DPRidge:
         sigma = noise_multiplier * self.gram_sensitivity
         G = noisy_symmetric(Phi.T @ Phi, sigma, noise, skip=(p - 1,))
         w, V = np.linalg.eigh(G)
-        lam = self.lam * n + self.noise_ridge * sigma * math.sqrt(p)
+        lam = self.ridge_floor(n, p, noise_multiplier)
         return (V * np.maximum(w, 0.0)) @ V.T + lam * np.eye(p)
 
     def private_statistic(self, Phi: np.ndarray, r: np.ndarray, noise_multiplier: float,

@@ -10,15 +10,21 @@ an embedded federation) and outlives sessions:
   exact training mean and std (docs/privacy.md section 6): declared centres/scales or bounds
   (free), or DP estimates of centre and scale from declared bounds paid once from the ledger.
 - ``session_epsilon``: at most this much lifetime epsilon per session (None: all that is left).
+- row roles, kept with the ledger: which table rows any session has *trained* on (the rows the
+  DP guarantee covers, for the table's life) and which were *disclosed* by predict replies
+  (exact model outputs: outside the guarantee). A row trained on in any session is never
+  predicted afterwards, in any session, so a label owner cannot train on some rows and read the
+  others' outputs in one session, then swap (docs/privacy.md section 6).
 """
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import ConfigError, PolicyRefused
 from .ledger import Ledger
 from .mechanisms import GaussianNoise
 from .standardize import ColumnBounds, Standardizer, declared_standardizer, dp_standardizer
@@ -121,6 +127,43 @@ class TablePrivacy:
             return self.columns.declared()
         bounds = ColumnBounds(self.columns.lower, self.columns.upper)
         return dp_standardizer(self.ledger, X, bounds, session, self.columns.dp_epsilon, self.noise)
+
+    def _rows(self, role: str, n_rows: int) -> np.ndarray:
+        """The table's rows in ``role`` ("trained" or "disclosed"), as a boolean mask of n_rows."""
+        stored = self.ledger.output(f"rows_{role}")
+        if stored is None:
+            return np.zeros(n_rows, dtype=bool)
+        if stored.get("rows") != n_rows:
+            raise ConfigError(f"the ledger's row roles are for {stored.get('rows')} rows, the table has {n_rows}")
+        bits = np.frombuffer(base64.b64decode(stored["bitmap"]), dtype=np.uint8)
+        return np.unpackbits(bits, count=n_rows).astype(bool)
+
+    def _mark(self, role: str, rows: np.ndarray, n_rows: int) -> None:
+        mask = self._rows(role, n_rows)
+        if mask[rows].all():
+            return
+        mask[rows] = True
+        self.ledger.store_output(f"rows_{role}", {"rows": int(n_rows), "count": int(mask.sum()),
+                                                  "bitmap": base64.b64encode(np.packbits(mask).tobytes()).decode()})
+
+    def record_training(self, rows: np.ndarray, n_rows: int) -> None:
+        """Table rows ``rows`` are a session's training rows: under the guarantee for good."""
+        self._mark("trained", np.asarray(rows, dtype=np.int64), n_rows)
+
+    def record_disclosure(self, rows: np.ndarray, n_rows: int) -> None:
+        """Before a predict reply on table rows ``rows``: refuse (PolicyRefused) if any session of
+        this table ever trained on one of them, else record them as disclosed."""
+        rows = np.asarray(rows, dtype=np.int64)
+        trained = int(self._rows("trained", n_rows)[rows].sum())
+        if trained:
+            raise PolicyRefused(f"{trained} of the {len(rows)} requested rows were training rows of a session of this "
+                                "table; the DP guarantee covers them for the table's life, so their model outputs "
+                                "are never released (docs/privacy.md section 6)")
+        self._mark("disclosed", rows, n_rows)
+
+    def row_roles(self, n_rows: int) -> dict[str, int]:
+        """How many table rows were trained on (under the guarantee) and disclosed by predictions."""
+        return {role: int(self._rows(role, n_rows).sum()) for role in ("trained", "disclosed")}
 
     def sessions(self) -> int:
         """Sessions this table has served (kept with the ledger, so it survives restarts)."""

@@ -18,7 +18,7 @@ no cost).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -107,24 +107,28 @@ def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
 
 
 def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, session: str,
-                    session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
+                    session_epsilon: float | None = None, sensitivity_of=None) -> tuple[dict[str, float], Budget]:
     """Calibrate a session's plan against the table's whole history and record all of it in the
     ledger before anything is released (a session that stops early still counts in full).
 
     Returns the noise multiplier per kind and the session's own budget: the epsilon of exactly
     the reserved releases, so an in-session accountant refuses anything beyond the plan. Raises
     BudgetExceeded (nothing recorded) when the plan does not fit what is left.
+    ``sensitivity_of``: see :func:`reserve_plan`.
     """
-    return reserve_plan(ledger, release_plan(config, rounds), n_rows, session, session_epsilon)
+    return reserve_plan(ledger, release_plan(config, rounds), n_rows, session, session_epsilon, sensitivity_of)
 
 
 def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, session: str,
-                 session_epsilon: float | None = None) -> tuple[dict[str, float], Budget]:
+                 session_epsilon: float | None = None, sensitivity_of=None) -> tuple[dict[str, float], Budget]:
     """:func:`reserve_session` for any planned releases (the DP-GD and CKKS trainers' too).
 
     Without ``session_epsilon`` a session takes all that is left, but at least
     :data:`MIN_SESSION_SHARE` of the lifetime budget: a session squeezed into a remainder would
-    run on noise alone, so it is refused instead."""
+    run on noise alone, so it is refused instead. ``sensitivity_of`` (noise multiplier per kind ->
+    {kind: L2 sensitivity}) replaces planned sensitivities that depend on the calibrated noise
+    (the CKKS ``pred`` bound depends on the ``gram`` noise), so the ledger records what the
+    mechanism uses."""
     smallest = MIN_SESSION_SHARE * ledger.budget.epsilon
     if session_epsilon is None and ledger.remaining() < smallest:
         raise BudgetExceeded(
@@ -132,6 +136,9 @@ def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, sessio
             f"{ledger.budget.epsilon:.4g}, asked at least {smallest:.4g} (the smallest session, "
             f"{MIN_SESSION_SHARE:.0%} of the lifetime budget; delta={ledger.budget.delta:.3g}, {ledger.accountant})")
     z = calibrate_session(ledger, plan, session_epsilon=session_epsilon, n_rows=n_rows)
+    if sensitivity_of is not None:
+        exact = sensitivity_of({p.what: z * p.scale for p in plan})
+        plan = [replace(p, sensitivity=exact.get(p.what, p.sensitivity)) for p in plan]
     reserved = [p.at(z) for p in plan]
     ledger.record(reserved, session)
     alone = epsilon_of(reserved, ledger.budget.delta, ledger.accountant)
