@@ -44,7 +44,7 @@ class CkksResiduals:
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...]] | None = None
+        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...], tuple[bytes, ...]] | None = None
         self._layout: Layout | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -59,8 +59,9 @@ class CkksResiduals:
         return {"residuals": "ckks", "he_context": self._public}
 
     def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
-        """Encrypt once per round and residual (seeded, symmetric); every party gets the same
-        ciphertexts, bound to its name and the round."""
+        """Encrypt and serialise once per round and residual (seeded, symmetric); every party gets
+        the same ciphertexts, each under a digest bound to its name and the round (the blobs'
+        hashes are computed once)."""
         r = np.asarray(residuals, dtype=np.float64)
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
@@ -69,8 +70,10 @@ class CkksResiduals:
         key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
         if self._round_blobs is None or self._round_blobs[0] != key:
             vectors = self._layout.input_vectors(r)
-            self._round_blobs = (key, tuple(b for v in vectors for b in self.secret.encrypt(v)))
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
+            blobs = tuple(b for v in vectors for b in self.secret.encrypt(v))
+            self._round_blobs = (key, blobs, wire.blob_hashes(blobs))
+        _, blobs, hashes = self._round_blobs
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, self._layout, hashes)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload

@@ -29,13 +29,19 @@ KINDS = ("residuals", "predictions", "test_predictions")
 _HEADER_SLACK = 4096
 
 
-def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, blobs: Sequence[bytes]) -> str:
+def blob_hashes(blobs: Sequence[bytes]) -> tuple[bytes, ...]:
+    """What the digest needs of each ciphertext (its length and SHA-256): computed once when the
+    same ciphertexts go to several parties, each under its own digest."""
+    return tuple(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest() for blob in blobs)
+
+
+def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, hashes: Sequence[bytes]) -> str:
     h = hashlib.sha256(b"securegal-ckks-v1\x00")
     for part in (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape))):
         encoded = part.encode()
         h.update(len(encoded).to_bytes(4, "little") + encoded)
-    for blob in blobs:
-        h.update(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest())
+    for one in hashes:
+        h.update(one)
     return h.hexdigest()
 
 
@@ -54,8 +60,9 @@ def _layout_name(layout: Layout) -> str:
 
 
 def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[int, ...],
-         blobs: Sequence[bytes], layout: Layout) -> EncryptedPayload:
-    """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round."""
+         blobs: Sequence[bytes], layout: Layout, hashes: Sequence[bytes] | None = None) -> EncryptedPayload:
+    """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round.
+    ``hashes``: :func:`blob_hashes` of ``blobs`` when the caller already has them."""
     if kind not in KINDS:
         raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
     shape = tuple(int(s) for s in shape)
@@ -64,7 +71,8 @@ def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[
         raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
     meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
             "slots": str(context.slots), "layout": _layout_name(layout),
-            "digest": _digest(context.context_id, kind, party, round, shape, blobs)}
+            "digest": _digest(context.context_id, kind, party, round, shape,
+                              blob_hashes(blobs) if hashes is None else hashes)}
     return EncryptedPayload(scheme=SCHEME, shape=shape, blobs=blobs, meta=meta)
 
 
@@ -102,7 +110,7 @@ def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round
     max_bytes = 2 * params.poly_modulus_degree * len(params.coeff_mod_bit_sizes) * 8 + _HEADER_SLACK
     if any(len(b) > max_bytes for b in payload.blobs):
         raise ProtocolError(f"{what}: a ciphertext is larger than the {max_bytes}-byte limit")
-    digest = _digest(context.context_id, kind, party, round, shape, payload.blobs)
+    digest = _digest(context.context_id, kind, party, round, shape, blob_hashes(payload.blobs))
     if not hmac.compare_digest(str(meta.get("digest", "")), digest):
         raise ProtocolError(f"{what}: digest mismatch (truncated or altered ciphertexts)")
     cts = [context.load_ciphertext(b, what) for b in payload.blobs]
