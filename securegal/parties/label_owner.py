@@ -95,6 +95,7 @@ class LabelOwner:
         self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
         self.party_columns: dict[str, int] = {}
+        self._P: np.ndarray | None = None  # one round's stacked predictions (see _stacked)
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -250,7 +251,9 @@ class LabelOwner:
         if len(preds) < self.min_parties:
             raise FederationStopped(f"round {t}: only {len(preds)} parties answered, --min-parties is {self.min_parties}")
         names = list(preds)
-        P = np.stack([preds[p] for p in names])
+        P = self._stacked(len(names))
+        for i, p in enumerate(names):
+            P[i] = preds.pop(p)  # each reply is let go once copied
         if self.weighting == "learned" and len(names) > 1:
             w = fit_assistance_weights(r, P, self.loss.local_loss)
         else:
@@ -264,6 +267,13 @@ class LabelOwner:
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
+
+    def _stacked(self, m_parties: int) -> np.ndarray:
+        """The (M, n, K) buffer of one round's predictions, reused across rounds: at a million
+        rows a fresh one per round costs more in first-touch page faults than the round's products."""
+        if self._P is None or self._P.shape[1:] != (self.n, self.k) or len(self._P) < m_parties:
+            self._P = np.empty((m_parties, self.n, self.k))
+        return self._P[:m_parties]
 
     def predict_rounds(self, sample_ids: np.ndarray) -> np.ndarray:
         """Scores F_t on ``sample_ids`` after each round t = 0..T: shape (T+1, n, K).
