@@ -51,6 +51,29 @@ def test_trainer_matches_plain_trainer(channel):
     assert enc.report()["he"]["bytes_received"] > 0
 
 
+def test_zero_sum_residuals_travel_without_their_last_column(channel):
+    """Cross-entropy residual rows sum to zero: the label owner encrypts K-1 columns (half the
+    ciphertexts at K=2), the party derives the last column's model and predictions, and the
+    reply, the test predictions and the plaintext fit agree as before."""
+    rng = np.random.default_rng(4)
+    n, k = 5000, 2  # n*K > 4096 slots: one vector per column
+    X, X_test = rng.normal(size=(n, 8)), rng.normal(size=(60, 8))
+    setup = _setup(channel, n, k)
+    enc, plain = CkksTrainer("bob", LinearLearner()), PlainTrainer(LinearLearner())
+    enc.setup(X, setup)
+    plain.setup(X, dataclasses.replace(setup, residuals="plain", he_context=b""))
+    a = rng.normal(size=n)
+    r = np.stack([a, -a], axis=1)
+    sealed = channel.seal(r, 1, "bob")
+    assert sealed.meta["omitted"] == "last" and len(sealed.blobs) == 2  # 1 column x 2 chunks
+    _close(channel.open(enc.fit_round(1, sealed), 1, "bob", (n, k)), plain.fit_round(1, r))
+    general = rng.normal(size=(n, k))  # rows that do not sum to zero travel whole
+    sealed = channel.seal(general, 2, "bob")
+    assert "omitted" not in sealed.meta and len(sealed.blobs) == 4
+    _close(channel.open(enc.fit_round(2, sealed), 2, "bob", (n, k)), plain.fit_round(2, general))
+    _close(channel.open(enc.predict(X_test, 2), 0, "bob", (2, 60, k)), plain.predict(X_test, 2))
+
+
 def test_reply_for_another_party_or_round_is_refused(channel):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 2))

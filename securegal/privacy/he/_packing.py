@@ -185,6 +185,14 @@ class Ops:
         self.ev.add_inplace(acc, ct)
         return acc
 
+    def negated_sum(self, cts: Sequence):
+        """``-(sum of cts)`` as a new ciphertext (same level and scale as the inputs)."""
+        out = sealapi.Ciphertext()
+        self.ev.negate(cts[0], out)
+        for ct in cts[1:]:
+            self.ev.sub_inplace(out, ct)
+        return out
+
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
         return ct

@@ -36,15 +36,25 @@ def check_learner(learner: Learner) -> None:
                           "cannot run on CKKS-encrypted residuals; use local loss l2 (--local-loss l2)")
 
 
+# A residual row "sums to zero" (cross-entropy: one-hot minus softmax) within this relative tolerance.
+ZERO_SUM_TOLERANCE = 1e-9
+
+
 class CkksResiduals:
-    """Label-owner side: encrypt residuals, publish the public context, decrypt replies."""
+    """Label-owner side: encrypt residuals, publish the public context, decrypt replies.
+
+    When every residual row sums to zero (cross-entropy) and the columns travel one vector
+    each, the last column is not encrypted: it is minus the sum of the others, and the party
+    derives its model and predictions from theirs (``omit_dependent``; half the work at K=2).
+    """
 
     name = "ckks"
+    omit_dependent = True
 
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...], tuple[bytes, ...]] | None = None
+        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...], tuple[bytes, ...], bool] | None = None
         self._layout: Layout | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -70,10 +80,14 @@ class CkksResiduals:
         key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
         if self._round_blobs is None or self._round_blobs[0] != key:
             vectors = self._layout.input_vectors(r)
+            omitted = self.omit_dependent and wire.can_omit_last(self._layout) and bool(
+                np.abs(r.sum(axis=1)).max() <= ZERO_SUM_TOLERANCE * max(1.0, float(np.abs(r).max())))
+            if omitted:
+                vectors = vectors[:-self._layout.chunks]
             blobs = tuple(b for v in vectors for b in self.secret.encrypt(v))
-            self._round_blobs = (key, blobs, wire.blob_hashes(blobs))
-        _, blobs, hashes = self._round_blobs
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, self._layout, hashes)
+            self._round_blobs = (key, blobs, wire.blob_hashes(blobs), omitted)
+        _, blobs, hashes, omitted = self._round_blobs
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, self._layout, hashes, omitted)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -133,9 +147,10 @@ class CkksTrainer:
         if isinstance(residuals, EncryptedPayload):
             self.bytes_received += residuals.nbytes
         layout = self.smoother.layout
-        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout)
+        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout,
+                              allow_omitted=True)
         started = time.perf_counter()
-        fitted = self.smoother.fit(vectors)
+        fitted = self.smoother.fit(vectors, omitted_last=wire.omits_last(residuals))
         self.models[round] = fitted.z
         blobs = wire.serialize([ct for chunks in fitted.f for ct in chunks])
         self.seconds += time.perf_counter() - started

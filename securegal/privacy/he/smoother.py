@@ -133,10 +133,18 @@ class EncryptedSmoother:
             if abs(ct.scale / self.context.params.scale - 1.0) > _SCALE_TOLERANCE:
                 raise ProtocolError(f"{what}: ciphertext scale {ct.scale} is not 2^{self.context.params.scale_bits}")
 
-    def fit(self, vectors: Sequence[Sequence]) -> EncryptedRound:
-        """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them)."""
-        if len(vectors) != self.layout.vectors:
-            raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {self.layout.vectors}")
+    def fit(self, vectors: Sequence[Sequence], omitted_last: bool = False) -> EncryptedRound:
+        """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them).
+
+        ``omitted_last``: the label owner left out the last column because every residual row
+        sums to zero (cross-entropy); its model and predictions are minus the sum of the
+        others' (the smoother is linear), made here by ciphertext additions instead of a pass.
+        """
+        need = self.layout.vectors - (1 if omitted_last else 0)
+        if omitted_last and self.layout.packed:
+            raise ProtocolError("residuals: a packed layout cannot leave a column out")
+        if len(vectors) != need:
+            raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {need}")
         ops = self._ops()
         zs, fs = [], []
         for k, cts in enumerate(vectors):
@@ -144,6 +152,9 @@ class EncryptedSmoother:
             z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W), 1) for b in self.parts)
             zs.append(z)
             fs.append(self._stage2(ops, z, [b.V for b in self.parts]))
+        if omitted_last:
+            zs.append(tuple(ops.negated_sum(parts) for parts in zip(*zs)))
+            fs.append(tuple(ops.negated_sum(parts) for parts in zip(*fs)))
         self.last_rotations = ops.rotations
         return EncryptedRound(tuple(zs), tuple(fs))
 

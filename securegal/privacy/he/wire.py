@@ -35,9 +35,11 @@ def blob_hashes(blobs: Sequence[bytes]) -> tuple[bytes, ...]:
     return tuple(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest() for blob in blobs)
 
 
-def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, hashes: Sequence[bytes]) -> str:
+def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, hashes: Sequence[bytes],
+            omitted: bool = False) -> str:
     h = hashlib.sha256(b"securegal-ckks-v1\x00")
-    for part in (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape))):
+    parts = (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape)))
+    for part in parts + (("omitted-last",) if omitted else ()):
         encoded = part.encode()
         h.update(len(encoded).to_bytes(4, "little") + encoded)
     for one in hashes:
@@ -51,8 +53,16 @@ def _slice_layout(shape: tuple[int, ...], layout: Layout) -> Layout:
     return layout.with_rows(shape[-2])
 
 
-def blob_count(shape: tuple[int, ...], layout: Layout) -> int:
-    return math.prod(shape[:-2]) * _slice_layout(shape, layout).blobs
+def blob_count(shape: tuple[int, ...], layout: Layout, omitted: bool = False) -> int:
+    """Ciphertexts of a ``shape`` array; ``omitted``: its last output column is left out (it is
+    minus the sum of the others), one vector fewer per (n, K) slice."""
+    sl = _slice_layout(shape, layout)
+    return math.prod(shape[:-2]) * (sl.blobs - (sl.chunks if omitted else 0))
+
+
+def can_omit_last(layout: Layout) -> bool:
+    """Only one-vector-per-column layouts with K >= 2 can leave a column out."""
+    return not layout.packed and layout.k >= 2
 
 
 def _layout_name(layout: Layout) -> str:
@@ -60,19 +70,25 @@ def _layout_name(layout: Layout) -> str:
 
 
 def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[int, ...],
-         blobs: Sequence[bytes], layout: Layout, hashes: Sequence[bytes] | None = None) -> EncryptedPayload:
+         blobs: Sequence[bytes], layout: Layout, hashes: Sequence[bytes] | None = None,
+         omitted: bool = False) -> EncryptedPayload:
     """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round.
-    ``hashes``: :func:`blob_hashes` of ``blobs`` when the caller already has them."""
+    ``hashes``: :func:`blob_hashes` of ``blobs`` when the caller already has them. ``omitted``
+    (residuals only): the last column is not sent, the receiver derives it (bound in the digest)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
     shape = tuple(int(s) for s in shape)
     blobs = tuple(bytes(b) for b in blobs)
-    if len(blobs) != blob_count(shape, layout):
+    if omitted and (kind != "residuals" or not can_omit_last(_slice_layout(shape, layout))):
+        raise ValueError(f"only residuals in a per-column layout with K >= 2 can omit a column ({kind}, {layout})")
+    if len(blobs) != blob_count(shape, layout, omitted):
         raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
     meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
             "slots": str(context.slots), "layout": _layout_name(layout),
             "digest": _digest(context.context_id, kind, party, round, shape,
-                              blob_hashes(blobs) if hashes is None else hashes)}
+                              blob_hashes(blobs) if hashes is None else hashes, omitted)}
+    if omitted:
+        meta["omitted"] = "last"
     return EncryptedPayload(scheme=SCHEME, shape=shape, blobs=blobs, meta=meta)
 
 
@@ -81,11 +97,12 @@ def serialize(cts: Sequence) -> tuple[bytes, ...]:
 
 
 def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round: int,
-           shape: tuple[int, ...], level: int, layout: Layout) -> list:
+           shape: tuple[int, ...], level: int, layout: Layout, allow_omitted: bool = False) -> list:
     """Validate ``payload`` against what is expected and load its ciphertexts.
 
     Returns the encrypted vectors, each a list of chunks, over the leading dimensions in
-    row-major order. Every ciphertext must sit at data level ``level``.
+    row-major order. Every ciphertext must sit at data level ``level``. With ``allow_omitted``
+    the payload may leave its last column out (:func:`omits_last` tells; one vector fewer).
     """
     what = f"{kind} of party {party!r} in round {round}"
     if not isinstance(payload, EncryptedPayload):
@@ -103,14 +120,17 @@ def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round
                           ("layout", _layout_name(layout))):
         if meta.get(key) != expected:
             raise ProtocolError(f"{what}: ciphertexts are for {key} {meta.get(key)!r}, expected {expected!r}")
-    expected_count = blob_count(shape, layout)
+    omitted = meta.get("omitted") == "last"
+    if "omitted" in meta and (not omitted or not allow_omitted or not can_omit_last(_slice_layout(shape, layout))):
+        raise ProtocolError(f"{what}: leaves out column {meta['omitted']!r}, which is not accepted here")
+    expected_count = blob_count(shape, layout, omitted)
     if len(payload.blobs) != expected_count:
         raise ProtocolError(f"{what}: {len(payload.blobs)} ciphertexts, expected {expected_count}")
     params = context.params
     max_bytes = 2 * params.poly_modulus_degree * len(params.coeff_mod_bit_sizes) * 8 + _HEADER_SLACK
     if any(len(b) > max_bytes for b in payload.blobs):
         raise ProtocolError(f"{what}: a ciphertext is larger than the {max_bytes}-byte limit")
-    digest = _digest(context.context_id, kind, party, round, shape, blob_hashes(payload.blobs))
+    digest = _digest(context.context_id, kind, party, round, shape, blob_hashes(payload.blobs), omitted)
     if not hmac.compare_digest(str(meta.get("digest", "")), digest):
         raise ProtocolError(f"{what}: digest mismatch (truncated or altered ciphertexts)")
     cts = [context.load_ciphertext(b, what) for b in payload.blobs]
@@ -119,6 +139,11 @@ def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round
             raise ProtocolError(f"{what}: ciphertext at level {context.level_of(ct)}, expected {level}")
     chunks = _slice_layout(shape, layout).chunks
     return [cts[i:i + chunks] for i in range(0, len(cts), chunks)]
+
+
+def omits_last(payload: EncryptedPayload) -> bool:
+    """Whether a payload :func:`unpack` accepted leaves its last column out."""
+    return payload.meta.get("omitted") == "last"
 
 
 def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
