@@ -9,6 +9,7 @@ from securegal.errors import ConfigError, InsecureParameters, ProtocolError
 from securegal.learners.linear import LinearLearner
 from securegal.messages import EncryptedPayload, Setup
 from securegal.privacy.plain import PlainTrainer
+from securegal.privacy.he import wire
 from securegal.privacy.he.layers import CkksResiduals, CkksTrainer, check_learner, ckks_trainers
 from securegal.privacy.plan import PrivacyPlan
 from securegal.run import train
@@ -66,11 +67,17 @@ def test_zero_sum_residuals_travel_without_their_last_column(channel):
     r = np.stack([a, -a], axis=1)
     sealed = channel.seal(r, 1, "bob")
     assert sealed.meta["omitted"] == "last" and len(sealed.blobs) == 2  # 1 column x 2 chunks
-    _close(channel.open(enc.fit_round(1, sealed), 1, "bob", (n, k)), plain.fit_round(1, r))
+    reply = enc.fit_round(1, sealed)
+    assert reply.meta["omitted"] == "last" and len(reply.blobs) == 2  # the reply leaves it out too
+    _close(channel.open(reply, 1, "bob", (n, k)), plain.fit_round(1, r))
     general = rng.normal(size=(n, k))  # rows that do not sum to zero travel whole
     sealed = channel.seal(general, 2, "bob")
     assert "omitted" not in sealed.meta and len(sealed.blobs) == 4
-    _close(channel.open(enc.fit_round(2, sealed), 2, "bob", (n, k)), plain.fit_round(2, general))
+    full = enc.fit_round(2, sealed)
+    _close(channel.open(full, 2, "bob", (n, k)), plain.fit_round(2, general))
+    short = wire.pack(enc.context, "predictions", "bob", 2, (n, k), reply.blobs, enc.smoother.layout, omitted=True)
+    with pytest.raises(ProtocolError, match="leaves out column"):  # only where the residuals left it out
+        channel.open(short, 2, "bob", (n, k))
     _close(channel.open(enc.predict(X_test, 2), 0, "bob", (2, 60, k)), plain.predict(X_test, 2))
 
 

@@ -104,4 +104,4 @@ def test_omitted_column_is_bound_and_accepted_only_where_asked(secret_context, p
     with pytest.raises(ProtocolError, match="ciphertexts, expected 4"):
         _open(public_context, stripped, allow_omitted=True)
     with pytest.raises(ValueError, match="only residuals"):
-        wire.pack(secret_context, "predictions", "bob", 3, (5000, 2), blobs, COLUMNS, omitted=True)
+        wire.pack(secret_context, "test_predictions", "bob", 0, (1, 5000, 2), blobs, COLUMNS, omitted=True)

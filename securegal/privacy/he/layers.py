@@ -100,8 +100,12 @@ class CkksResiduals:
         if isinstance(payload, EncryptedPayload):
             self.bytes_received += payload.nbytes
         started = time.perf_counter()
-        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, self._layout)
-        values = wire.decrypt(self.secret, vectors, shape, self._layout)
+        # a round's train predictions may leave out the column its residuals left out (nothing else may)
+        omitted_sent = (kind == "predictions" and self._round_blobs is not None and self._round_blobs[0][0] == round
+                        and self._round_blobs[3])
+        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1,
+                              self._layout, allow_omitted=omitted_sent)
+        values = wire.decrypt(self.secret, vectors, shape, self._layout, omitted=wire.omits_last(payload))
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
@@ -150,11 +154,14 @@ class CkksTrainer:
         vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout,
                               allow_omitted=True)
         started = time.perf_counter()
-        fitted = self.smoother.fit(vectors, omitted_last=wire.omits_last(residuals))
+        omitted = wire.omits_last(residuals)
+        fitted = self.smoother.fit(vectors, omitted_last=omitted)
         self.models[round] = fitted.z
-        blobs = wire.serialize([ct for chunks in fitted.f for ct in chunks])
+        # the reply leaves out the same column: the label owner derives it as the residuals' was
+        blobs = wire.serialize([ct for chunks in fitted.f[:len(fitted.f) - omitted] for ct in chunks])
         self.seconds += time.perf_counter() - started
-        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout)
+        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout,
+                            omitted=omitted)
         self.bytes_sent += payload.nbytes
         return payload
 

@@ -74,13 +74,15 @@ def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[
          omitted: bool = False) -> EncryptedPayload:
     """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round.
     ``hashes``: :func:`blob_hashes` of ``blobs`` when the caller already has them. ``omitted``
-    (residuals only): the last column is not sent, the receiver derives it (bound in the digest)."""
+    (residuals and a round's train predictions): the last column is not sent, it is minus the sum
+    of the others (bound in the digest)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
     shape = tuple(int(s) for s in shape)
     blobs = tuple(bytes(b) for b in blobs)
-    if omitted and (kind != "residuals" or not can_omit_last(_slice_layout(shape, layout))):
-        raise ValueError(f"only residuals in a per-column layout with K >= 2 can omit a column ({kind}, {layout})")
+    if omitted and (kind == "test_predictions" or len(shape) != 2 or not can_omit_last(_slice_layout(shape, layout))):
+        raise ValueError(f"only residuals and train predictions in a per-column layout with K >= 2 can omit a "
+                         f"column ({kind}, {layout})")
     if len(blobs) != blob_count(shape, layout, omitted):
         raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
     meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
@@ -146,9 +148,13 @@ def omits_last(payload: EncryptedPayload) -> bool:
     return payload.meta.get("omitted") == "last"
 
 
-def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
-    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only)."""
+def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout, omitted: bool = False) -> np.ndarray:
+    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only);
+    ``omitted``: the last column was left out, it is minus the sum of the others."""
     sl = _slice_layout(shape, layout)
+    if omitted:
+        cols = np.stack([context.decrypt(v, sl.length)[:sl.n] for v in vectors], axis=1)
+        return np.hstack([cols, -cols.sum(axis=1, keepdims=True)]).reshape(shape)
     values = [context.decrypt(v, sl.length) for v in vectors]
     slices = [sl.output_array(values[i:i + sl.vectors]) for i in range(0, len(values), sl.vectors)]
     return np.stack(slices).reshape(shape)
