@@ -9,6 +9,7 @@ from securegal.errors import ConfigError, InsecureParameters, ProtocolError
 from securegal.learners.linear import LinearLearner
 from securegal.messages import EncryptedPayload, Setup
 from securegal.privacy.plain import PlainTrainer
+from securegal.privacy.he import wire
 from securegal.privacy.he.layers import CkksResiduals, CkksTrainer, check_learner, ckks_trainers
 from securegal.privacy.plan import PrivacyPlan
 from securegal.run import train
@@ -49,6 +50,35 @@ def test_trainer_matches_plain_trainer(channel):
     report = channel.report()["he"]
     assert report["security_bits"] == 128 and report["bytes_sent"] > 0 and report["bytes_received"] > 0
     assert enc.report()["he"]["bytes_received"] > 0
+
+
+def test_zero_sum_residuals_travel_without_their_last_column(channel):
+    """Cross-entropy residual rows sum to zero: the label owner encrypts K-1 columns (half the
+    ciphertexts at K=2), the party derives the last column's model and predictions, and the
+    reply, the test predictions and the plaintext fit agree as before."""
+    rng = np.random.default_rng(4)
+    n, k = 5000, 2  # n*K > 4096 slots: one vector per column
+    X, X_test = rng.normal(size=(n, 8)), rng.normal(size=(60, 8))
+    setup = _setup(channel, n, k)
+    enc, plain = CkksTrainer("bob", LinearLearner()), PlainTrainer(LinearLearner())
+    enc.setup(X, setup)
+    plain.setup(X, dataclasses.replace(setup, residuals="plain", he_context=b""))
+    a = rng.normal(size=n)
+    r = np.stack([a, -a], axis=1)
+    sealed = channel.seal(r, 1, "bob")
+    assert sealed.meta["omitted"] == "last" and len(sealed.blobs) == 2  # 1 column x 2 chunks
+    reply = enc.fit_round(1, sealed)
+    assert reply.meta["omitted"] == "last" and len(reply.blobs) == 2  # the reply leaves it out too
+    _close(channel.open(reply, 1, "bob", (n, k)), plain.fit_round(1, r))
+    general = rng.normal(size=(n, k))  # rows that do not sum to zero travel whole
+    sealed = channel.seal(general, 2, "bob")
+    assert "omitted" not in sealed.meta and len(sealed.blobs) == 4
+    full = enc.fit_round(2, sealed)
+    _close(channel.open(full, 2, "bob", (n, k)), plain.fit_round(2, general))
+    short = wire.pack(enc.context, "predictions", "bob", 2, (n, k), reply.blobs, enc.smoother.layout, omitted=True)
+    with pytest.raises(ProtocolError, match="leaves out column"):  # only where the residuals left it out
+        channel.open(short, 2, "bob", (n, k))
+    _close(channel.open(enc.predict(X_test, 2), 0, "bob", (2, 60, k)), plain.predict(X_test, 2))
 
 
 def test_reply_for_another_party_or_round_is_refused(channel):

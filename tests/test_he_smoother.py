@@ -40,7 +40,7 @@ def test_model_ciphertext_is_replicated_z(secret_context, public_context):
     op = LinearLearner().operator(X)
     sm = EncryptedSmoother(public_context, op)
     rd = sm.fit(encrypt_residuals(secret_context, public_context, r, sm.layout))
-    slots = secret_context.decrypt([rd.z[0]], 16) / np.sqrt(100)
+    slots = secret_context.decrypt([rd.z[0][0]], 16) / np.sqrt(100)
     _close(slots, np.tile((op.A @ r)[:, 0], 4))  # p=4, replicated every 4 slots
 
 
@@ -53,7 +53,7 @@ def test_rotations_do_not_grow_with_n(secret_context, public_context):
         sm = EncryptedSmoother(public_context, LinearLearner().operator(X))
         sm.fit(encrypt_residuals(secret_context, public_context, r, sm.layout))
         counts[n] = sm.last_rotations
-        assert sm.last_rotations == sm.plan.rotations_per_column()
+        assert sm.last_rotations == sm.rotations_per_column()
         assert sm.last_rotations <= 2 * (P - 1) + int(np.log2(slots // P))
     # from P chunks on, the count is exactly 2(P-1) + log2(slots/P), whatever n: never O(n)
     assert counts[33000] == counts[50000] == 2 * (P - 1) + int(np.log2(slots // P))
@@ -96,3 +96,20 @@ def test_production_size_matches_plaintext(secret_context, public_context):
     sm = EncryptedSmoother(public_context, op)
     rd = sm.fit(encrypt_residuals(secret_context, public_context, r, sm.layout))
     _close(decrypt_outputs(secret_context, rd.f, sm.layout), op.phi_train @ (op.A @ r))
+
+
+def test_model_cut_into_power_of_two_blocks_matches_plaintext(secret_context, public_context):
+    """p = 9 (8 columns and the intercept) over 10 chunks runs as blocks of 8 and 1: 18 instead
+    of 32 plaintext products per chunk, and the same fit and predictions."""
+    rng = np.random.default_rng(6)
+    n, d = 40000, 8
+    X, r = rng.normal(size=(n, d)), rng.normal(size=(n, 1))
+    op = LinearLearner().operator(X)
+    sm = EncryptedSmoother(public_context, op)
+    assert [(b.lo, b.hi) for b in sm.parts] == [(0, 8), (8, 9)]
+    rd = sm.fit(encrypt_residuals(secret_context, public_context, r, sm.layout))
+    assert sm.last_rotations == sm.rotations_per_column()
+    _close(decrypt_outputs(secret_context, rd.f, sm.layout), op.phi_train @ (op.A @ r))
+    X_test = rng.normal(size=(5000, d))
+    (per_round,) = sm.predict([rd.z], X_test)
+    _close(decrypt_outputs(secret_context, per_round, sm.layout.with_rows(5000)), op.feature_map(X_test) @ (op.A @ r))

@@ -91,3 +91,17 @@ def test_wrong_blob_count_and_plain_payload_refused(public_context, payload):
         _open(public_context, np.zeros((5000, 2)))
     with pytest.raises(ProtocolError, match="scheme"):
         _open(public_context, dataclasses.replace(p, scheme="paillier"))
+
+
+def test_omitted_column_is_bound_and_accepted_only_where_asked(secret_context, public_context):
+    r = np.random.default_rng(5).normal(size=(5000, 1))
+    blobs = [b for v in COLUMNS.with_rows(5000).input_vectors(np.hstack([r, -r]))[:2] for b in secret_context.encrypt(v)]
+    p = wire.pack(secret_context, "residuals", "bob", 3, (5000, 2), blobs, COLUMNS, omitted=True)
+    assert len(_open(public_context, p, allow_omitted=True)) == 1 and wire.omits_last(p)
+    with pytest.raises(ProtocolError, match="leaves out column"):  # e.g. a DP party, noised per column
+        _open(public_context, p)
+    stripped = dataclasses.replace(p, meta={k: v for k, v in p.meta.items() if k != "omitted"})
+    with pytest.raises(ProtocolError, match="ciphertexts, expected 4"):
+        _open(public_context, stripped, allow_omitted=True)
+    with pytest.raises(ValueError, match="only residuals"):
+        wire.pack(secret_context, "test_predictions", "bob", 0, (1, 5000, 2), blobs, COLUMNS, omitted=True)

@@ -59,14 +59,21 @@ class EmbeddedDeployment:
     ``tables`` ({name: :class:`~securegal.data.party_file.PartyTable`}) each feature party holds
     its own table under its own IDs, and the label owner (named ``owner``) holds the dataset's
     rows under the dataset's IDs: the alignment is a real private set intersection.
+
+    ``psi=False`` (column blocks of one dataset only, where every party already holds the same
+    rows in the same order): no private set intersection, the parties are addressed by row
+    index. For benchmarks that time GAL itself; PSI has its own (benchmarks/test_psi.py).
     """
 
     name = "embedded"
     # What this deployment honours beyond the common job; other deployments refuse what they cannot.
     supports = frozenset({"baselines", "ground_truth", "parties", "dataset"})
 
-    def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER):
-        self.tables, self.owner = dict(tables or {}), owner
+    def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER, psi: bool = True):
+        if not psi and tables:
+            from ..errors import ConfigError
+            raise ConfigError("psi=False is only for column blocks of one dataset; own tables are aligned by PSI")
+        self.tables, self.owner, self.psi = dict(tables or {}), owner, psi
 
     def names(self, parties: int) -> list[str]:
         return [self.owner, *self.tables] if self.tables else [self.owner, *party_names(parties)[1:]]
@@ -112,7 +119,8 @@ class EmbeddedDeployment:
                 learner = party_learner(dataset, blocks[i], i, job)
                 factory = job.trainers(names[i], i, learner)
                 party = FeatureParty(names[i], tables[i], factory, label_owner=owner,
-                                     aligner=lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session),
+                                     aligner=(lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session))
+                                     if self.psi else None,
                                      ids=row_ids[i],
                                      privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
                 endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
@@ -126,7 +134,10 @@ class EmbeddedDeployment:
             transport = InProcessTransport({n: ep.handle for n, ep in endpoints.items()},
                                            on_close=lambda: [ep.close() for ep in endpoints.values()])
             messenger = Messenger(owner, secrets.token_hex(8), transport, writer(owner))
-        return job.label_owner(own, dataset, split, names[1:], messenger)
+        owner_loop = job.label_owner(own, dataset, split, names[1:], messenger)
+        if not self.psi:
+            owner_loop.aligner = None
+        return owner_loop
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
             on_round=None) -> MethodRun:

@@ -95,6 +95,7 @@ class LabelOwner:
         self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
         self.party_columns: dict[str, int] = {}
+        self._P: np.ndarray | None = None  # one round's stacked predictions (see _stacked)
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -115,8 +116,8 @@ class LabelOwner:
     def setup(self) -> None:
         """Align rows with every party (private set intersection), then send each party its
         training rows (as its own row handles) and the session parameters."""
-        if self.aligner is not None and self.peers:
-            self._align()
+        if self.aligner is not None and self.peers and self.common is None:
+            self.align()
         base = self._setup_fields()
         self._own(0, m.Setup(**base))
         if not self.peers:
@@ -142,9 +143,10 @@ class LabelOwner:
                                    + "; ".join(f"{p}: {e}" for p, e in failed.items()))
         return {p: r for p, r in replies.items() if p in self.peers}
 
-    def _align(self) -> None:
+    def align(self) -> None:
         """PSI with every party; keep the rows every party holds; tell each party which of its
-        rows are used. Rows missing at some party are left out of training and evaluation."""
+        rows are used. Rows missing at some party are left out of training and evaluation.
+        :meth:`setup` does this first unless it was already done (benchmarks time it apart)."""
         sides = {p: self.aligner(self.align_ids, self.session) for p in self.peers}
         replies = self._joined(self.messenger.exchange(0, {p: sides[p].request() for p in self.peers}))
         alignments = {p: sides[p].finish(reply) for p, reply in replies.items()}
@@ -249,7 +251,9 @@ class LabelOwner:
         if len(preds) < self.min_parties:
             raise FederationStopped(f"round {t}: only {len(preds)} parties answered, --min-parties is {self.min_parties}")
         names = list(preds)
-        P = np.stack([preds[p] for p in names])
+        P = self._stacked(len(names))
+        for i, p in enumerate(names):
+            P[i] = preds.pop(p)  # each reply is let go once copied
         if self.weighting == "learned" and len(names) > 1:
             w = fit_assistance_weights(r, P, self.loss.local_loss)
         else:
@@ -263,6 +267,13 @@ class LabelOwner:
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
+
+    def _stacked(self, m_parties: int) -> np.ndarray:
+        """The (M, n, K) buffer of one round's predictions, reused across rounds: at a million
+        rows a fresh one per round costs more in first-touch page faults than the round's products."""
+        if self._P is None or self._P.shape[1:] != (self.n, self.k) or len(self._P) < m_parties:
+            self._P = np.empty((m_parties, self.n, self.k))
+        return self._P[:m_parties]
 
     def predict_rounds(self, sample_ids: np.ndarray) -> np.ndarray:
         """Scores F_t on ``sample_ids`` after each round t = 0..T: shape (T+1, n, K).

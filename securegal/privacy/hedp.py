@@ -135,6 +135,8 @@ class ClippedCkksResiduals(CkksResiduals):
     """CKKS residual channel that clips each residual row to norm ``C`` before encrypting and
     declares ``C`` to the feature parties (their DP bounds rest on it)."""
 
+    omit_dependent = False  # the DP party's noise and accounting are per column: send every column
+
     def __init__(self, residual_clip: float = 1.0, params: CkksParams | None = None):
         if isinstance(residual_clip, bool) or not isinstance(residual_clip, (int, float)) \
                 or not (math.isfinite(residual_clip) and residual_clip > 0):

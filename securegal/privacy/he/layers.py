@@ -36,15 +36,25 @@ def check_learner(learner: Learner) -> None:
                           "cannot run on CKKS-encrypted residuals; use local loss l2 (--local-loss l2)")
 
 
+# A residual row "sums to zero" (cross-entropy: one-hot minus softmax) within this relative tolerance.
+ZERO_SUM_TOLERANCE = 1e-9
+
+
 class CkksResiduals:
-    """Label-owner side: encrypt residuals, publish the public context, decrypt replies."""
+    """Label-owner side: encrypt residuals, publish the public context, decrypt replies.
+
+    When every residual row sums to zero (cross-entropy) and the columns travel one vector
+    each, the last column is not encrypted: it is minus the sum of the others, and the party
+    derives its model and predictions from theirs (``omit_dependent``; half the work at K=2).
+    """
 
     name = "ckks"
+    omit_dependent = True
 
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...]] | None = None
+        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...], tuple[bytes, ...], bool] | None = None
         self._layout: Layout | None = None
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -59,8 +69,9 @@ class CkksResiduals:
         return {"residuals": "ckks", "he_context": self._public}
 
     def seal(self, residuals: np.ndarray, round: int, party: str) -> Payload:
-        """Encrypt once per round and residual (seeded, symmetric); every party gets the same
-        ciphertexts, bound to its name and the round."""
+        """Encrypt and serialise once per round and residual (seeded, symmetric); every party gets
+        the same ciphertexts, each under a digest bound to its name and the round (the blobs'
+        hashes are computed once)."""
         r = np.asarray(residuals, dtype=np.float64)
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
@@ -69,8 +80,14 @@ class CkksResiduals:
         key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
         if self._round_blobs is None or self._round_blobs[0] != key:
             vectors = self._layout.input_vectors(r)
-            self._round_blobs = (key, tuple(b for v in vectors for b in self.secret.encrypt(v)))
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
+            omitted = self.omit_dependent and wire.can_omit_last(self._layout) and bool(
+                np.abs(r.sum(axis=1)).max() <= ZERO_SUM_TOLERANCE * max(1.0, float(np.abs(r).max())))
+            if omitted:
+                vectors = vectors[:-self._layout.chunks]
+            blobs = tuple(b for v in vectors for b in self.secret.encrypt(v))
+            self._round_blobs = (key, blobs, wire.blob_hashes(blobs), omitted)
+        _, blobs, hashes, omitted = self._round_blobs
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, self._layout, hashes, omitted)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -83,8 +100,12 @@ class CkksResiduals:
         if isinstance(payload, EncryptedPayload):
             self.bytes_received += payload.nbytes
         started = time.perf_counter()
-        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, self._layout)
-        values = wire.decrypt(self.secret, vectors, shape, self._layout)
+        # a round's train predictions may leave out the column its residuals left out (nothing else may)
+        omitted_sent = (kind == "predictions" and self._round_blobs is not None and self._round_blobs[0][0] == round
+                        and self._round_blobs[3])
+        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1,
+                              self._layout, allow_omitted=omitted_sent)
+        values = wire.decrypt(self.secret, vectors, shape, self._layout, omitted=wire.omits_last(payload))
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
@@ -130,13 +151,17 @@ class CkksTrainer:
         if isinstance(residuals, EncryptedPayload):
             self.bytes_received += residuals.nbytes
         layout = self.smoother.layout
-        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout)
+        vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout,
+                              allow_omitted=True)
         started = time.perf_counter()
-        fitted = self.smoother.fit(vectors)
+        omitted = wire.omits_last(residuals)
+        fitted = self.smoother.fit(vectors, omitted_last=omitted)
         self.models[round] = fitted.z
-        blobs = wire.serialize([ct for chunks in fitted.f for ct in chunks])
+        # the reply leaves out the same column: the label owner derives it as the residuals' was
+        blobs = wire.serialize([ct for chunks in fitted.f[:len(fitted.f) - omitted] for ct in chunks])
         self.seconds += time.perf_counter() - started
-        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout)
+        payload = wire.pack(self.context, "predictions", self.name, round, (self._n, self._k), blobs, layout,
+                            omitted=omitted)
         self.bytes_sent += payload.nbytes
         return payload
 

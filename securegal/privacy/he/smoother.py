@@ -7,9 +7,11 @@ party's encrypted round model) and ``enc(f)``, ``f = Phi z`` (what goes back to 
 owner); :meth:`EncryptedSmoother.predict` returns ``enc(Phi_test z)``.
 
 Cost per encrypted vector (one per output column, or one for all K when they fit one
-ciphertext): ``2 p' ceil(n/slots)`` plaintext multiplications and at most
-``2(p'-1) + log2(slots/p')`` rotations (``p'`` = the model size rounded up to a power of two).
-The plaintext encodings of ``A`` and ``Phi`` are made once, here. For precision ``A`` is scaled by ``sqrt(n)``
+ciphertext), per model block: ``2 p' ceil(n/slots)`` plaintext multiplications and at most
+``2(p'-1) + log2(slots/p')`` rotations (``p'`` = the block's size rounded up to a power of
+two). The model's rows are cut into power-of-two blocks where that is cheaper than padding
+(p = 9 runs as 8 + 1: 18 instead of 32 products per chunk; :func:`_packing.split_width`). The
+plaintext encodings of ``A`` and ``Phi`` are made once per session, here. For precision ``A`` is scaled by ``sqrt(n)``
 and ``Phi`` by ``1/sqrt(n)``, so small coefficients stay well above the key-switching noise.
 """
 from __future__ import annotations
@@ -31,10 +33,22 @@ _SCALE_TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class EncryptedRound:
-    """One fitted round: ``z[v]`` the model ciphertext of vector v, ``f[v]`` its train-prediction chunks."""
+    """One fitted round: ``z[v]`` the model ciphertexts of vector v (one per model block),
+    ``f[v]`` its train-prediction chunks."""
 
-    z: tuple
+    z: tuple[tuple, ...]
     f: tuple[tuple, ...]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Rows ``[lo, hi)`` of the (block-diagonal) operator, run with their own plan."""
+
+    lo: int
+    hi: int
+    plan: _packing.Plan
+    W: list
+    V: list
 
 
 class EncryptedSmoother:
@@ -60,17 +74,25 @@ class EncryptedSmoother:
         if width > context.slots:
             raise ValueError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} slots")
         period = self.layout.period if self.layout.chunks == 1 else None
-        self.plan = _packing.make_plan(context.slots, width, self.layout.length, period)
-        missing = sorted(set(self.plan.steps) - set(context.steps))
-        if missing:
-            raise ValueError(f"the public context lacks rotation keys for steps {missing}")
         self._alpha = float(np.sqrt(self.n))
         self._feature_map = operator.feature_map
-        self._W = self._encode(_packing.stage1_diagonals(self.plan, np.kron(self._blocks, A * self._alpha)), level=0)
-        self._V = self._encode(_packing.stage2_diagonals(
-            self.plan, np.kron(self._blocks, phi / self._alpha), self.plan.chunks), level=1)
+        A_big, phi_big = np.kron(self._blocks, A * self._alpha), np.kron(self._blocks, phi / self._alpha)
+        self.parts: list[_Block] = []
+        for lo, hi in _packing.split_width(context.slots, width, self.layout.length, period):
+            plan = _packing.make_plan(context.slots, hi - lo, self.layout.length, period)
+            missing = sorted(set(plan.steps) - set(context.steps))
+            if missing:
+                raise ValueError(f"the public context lacks rotation keys for steps {missing}")
+            self.parts.append(_Block(lo, hi, plan, self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi]), level=0),
+                                     self._encode(_packing.stage2_diagonals(plan, phi_big[:, lo:hi], plan.chunks),
+                                                  level=1)))
+        self.chunks = self.parts[0].plan.chunks
         self.last_rotations = 0
         self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
+
+    def rotations_per_column(self) -> int:
+        """Rotations of one training pass over one encrypted vector (every model block)."""
+        return sum(b.plan.rotations_per_column() for b in self.parts)
 
     def _encode(self, nested, level: int):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
@@ -79,10 +101,10 @@ class EncryptedSmoother:
             return None if pt.is_zero() else pt
         return [[[one(v) for v in per_b] for per_b in per_a] for per_a in nested]
 
-    def _babies_of(self, z, ops: _packing.Ops) -> list:
+    def _babies_of(self, z, plan: _packing.Plan, ops: _packing.Ops) -> list:
         """Stage-2 baby steps of a model ciphertext, made once (kept with ``z`` so its id stays valid)."""
         if id(z) not in self._babies:
-            self._babies[id(z)] = (z, _packing.stage2_babies(ops, self.plan, z))
+            self._babies[id(z)] = (z, _packing.stage2_babies(ops, plan, z))
         return self._babies[id(z)][1]
 
     def _or_zero(self, ct, level: int):
@@ -92,27 +114,47 @@ class EncryptedSmoother:
     def _ops(self) -> _packing.Ops:
         return _packing.Ops(self.context.evaluator, self.context.galois_keys)
 
+    def _stage2(self, ops: _packing.Ops, z: Sequence, diagonals: Sequence) -> tuple:
+        """``Phi z`` chunks summed over the model blocks (``diagonals[b]``: block b's encoded V)."""
+        total = None
+        for block, zb, V in zip(self.parts, z, diagonals):
+            part = _packing.apply_stage2(ops, block.plan, self._babies_of(zb, block.plan, ops), V)
+            total = part if total is None else [ops.add_into(a, b) if b is not None else a
+                                                for a, b in zip(total, part)]
+        return tuple(self._or_zero(f, 2) for f in total)
+
     def check_residual_vector(self, cts: Sequence, what: str = "residuals") -> None:
         """Fresh ciphertexts at the top level and scale, as many as the layout needs."""
-        if len(cts) != self.plan.chunks:
-            raise ProtocolError(f"{what}: {len(cts)} ciphertexts for n={self.n} rows, expected {self.plan.chunks}")
+        if len(cts) != self.chunks:
+            raise ProtocolError(f"{what}: {len(cts)} ciphertexts for n={self.n} rows, expected {self.chunks}")
         for ct in cts:
             if self.context.level_of(ct) != 0:
                 raise ProtocolError(f"{what}: ciphertext is not at the top level")
             if abs(ct.scale / self.context.params.scale - 1.0) > _SCALE_TOLERANCE:
                 raise ProtocolError(f"{what}: ciphertext scale {ct.scale} is not 2^{self.context.params.scale_bits}")
 
-    def fit(self, vectors: Sequence[Sequence]) -> EncryptedRound:
-        """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them)."""
-        if len(vectors) != self.layout.vectors:
-            raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {self.layout.vectors}")
+    def fit(self, vectors: Sequence[Sequence], omitted_last: bool = False) -> EncryptedRound:
+        """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them).
+
+        ``omitted_last``: the label owner left out the last column because every residual row
+        sums to zero (cross-entropy); its model and predictions are minus the sum of the
+        others' (the smoother is linear), made here by ciphertext additions instead of a pass.
+        """
+        need = self.layout.vectors - (1 if omitted_last else 0)
+        if omitted_last and self.layout.packed:
+            raise ProtocolError("residuals: a packed layout cannot leave a column out")
+        if len(vectors) != need:
+            raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {need}")
         ops = self._ops()
         zs, fs = [], []
         for k, cts in enumerate(vectors):
             self.check_residual_vector(cts, f"residual vector {k}")
-            z = self._or_zero(_packing.apply_stage1(ops, self.plan, cts, self._W), 1)
+            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W), 1) for b in self.parts)
             zs.append(z)
-            fs.append(tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), self._V)))
+            fs.append(self._stage2(ops, z, [b.V for b in self.parts]))
+        if omitted_last:
+            zs.append(tuple(ops.negated_sum(parts) for parts in zip(*zs)))
+            fs.append(tuple(ops.negated_sum(parts) for parts in zip(*fs)))
         self.last_rotations = ops.rotations
         return EncryptedRound(tuple(zs), tuple(fs))
 
@@ -123,9 +165,10 @@ class EncryptedSmoother:
         if phi.ndim != 2 or phi.shape[1] != self.p:
             raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
         chunks = self.layout.with_rows(phi.shape[0]).chunks
-        V = self._encode(_packing.stage2_diagonals(self.plan, np.kron(self._blocks, phi / self._alpha), chunks), level=1)
+        phi_big = np.kron(self._blocks, phi / self._alpha)
+        V = [self._encode(_packing.stage2_diagonals(b.plan, phi_big[:, b.lo:b.hi], chunks), level=1)
+             for b in self.parts]
         ops = self._ops()
-        out = [[tuple(self._or_zero(f, 2) for f in _packing.apply_stage2(ops, self.plan, self._babies_of(z, ops), V))
-                for z in model] for model in models]
+        out = [[self._stage2(ops, z, V) for z in model] for model in models]
         self.last_rotations = ops.rotations
         return out

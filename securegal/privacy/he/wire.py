@@ -29,13 +29,21 @@ KINDS = ("residuals", "predictions", "test_predictions")
 _HEADER_SLACK = 4096
 
 
-def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, blobs: Sequence[bytes]) -> str:
+def blob_hashes(blobs: Sequence[bytes]) -> tuple[bytes, ...]:
+    """What the digest needs of each ciphertext (its length and SHA-256): computed once when the
+    same ciphertexts go to several parties, each under its own digest."""
+    return tuple(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest() for blob in blobs)
+
+
+def _digest(context_id: bytes, kind: str, party: str, round: int, shape: tuple, hashes: Sequence[bytes],
+            omitted: bool = False) -> str:
     h = hashlib.sha256(b"securegal-ckks-v1\x00")
-    for part in (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape))):
+    parts = (context_id.hex(), kind, party, str(int(round)), ",".join(map(str, shape)))
+    for part in parts + (("omitted-last",) if omitted else ()):
         encoded = part.encode()
         h.update(len(encoded).to_bytes(4, "little") + encoded)
-    for blob in blobs:
-        h.update(len(blob).to_bytes(8, "little") + hashlib.sha256(blob).digest())
+    for one in hashes:
+        h.update(one)
     return h.hexdigest()
 
 
@@ -45,8 +53,16 @@ def _slice_layout(shape: tuple[int, ...], layout: Layout) -> Layout:
     return layout.with_rows(shape[-2])
 
 
-def blob_count(shape: tuple[int, ...], layout: Layout) -> int:
-    return math.prod(shape[:-2]) * _slice_layout(shape, layout).blobs
+def blob_count(shape: tuple[int, ...], layout: Layout, omitted: bool = False) -> int:
+    """Ciphertexts of a ``shape`` array; ``omitted``: its last output column is left out (it is
+    minus the sum of the others), one vector fewer per (n, K) slice."""
+    sl = _slice_layout(shape, layout)
+    return math.prod(shape[:-2]) * (sl.blobs - (sl.chunks if omitted else 0))
+
+
+def can_omit_last(layout: Layout) -> bool:
+    """Only one-vector-per-column layouts with K >= 2 can leave a column out."""
+    return not layout.packed and layout.k >= 2
 
 
 def _layout_name(layout: Layout) -> str:
@@ -54,17 +70,27 @@ def _layout_name(layout: Layout) -> str:
 
 
 def pack(context: _ContextBase, kind: str, party: str, round: int, shape: tuple[int, ...],
-         blobs: Sequence[bytes], layout: Layout) -> EncryptedPayload:
-    """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round."""
+         blobs: Sequence[bytes], layout: Layout, hashes: Sequence[bytes] | None = None,
+         omitted: bool = False) -> EncryptedPayload:
+    """Wrap serialized ciphertexts of a logical ``shape`` array, bound to context/kind/party/round.
+    ``hashes``: :func:`blob_hashes` of ``blobs`` when the caller already has them. ``omitted``
+    (residuals and a round's train predictions): the last column is not sent, it is minus the sum
+    of the others (bound in the digest)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ciphertext kind {kind!r}; choose one of {KINDS}")
     shape = tuple(int(s) for s in shape)
     blobs = tuple(bytes(b) for b in blobs)
-    if len(blobs) != blob_count(shape, layout):
+    if omitted and (kind == "test_predictions" or len(shape) != 2 or not can_omit_last(_slice_layout(shape, layout))):
+        raise ValueError(f"only residuals and train predictions in a per-column layout with K >= 2 can omit a "
+                         f"column ({kind}, {layout})")
+    if len(blobs) != blob_count(shape, layout, omitted):
         raise ValueError(f"{len(blobs)} ciphertexts do not match shape {shape} at {context.slots} slots")
     meta = {"context": context.context_id.hex(), "kind": kind, "party": party, "round": str(int(round)),
             "slots": str(context.slots), "layout": _layout_name(layout),
-            "digest": _digest(context.context_id, kind, party, round, shape, blobs)}
+            "digest": _digest(context.context_id, kind, party, round, shape,
+                              blob_hashes(blobs) if hashes is None else hashes, omitted)}
+    if omitted:
+        meta["omitted"] = "last"
     return EncryptedPayload(scheme=SCHEME, shape=shape, blobs=blobs, meta=meta)
 
 
@@ -73,11 +99,12 @@ def serialize(cts: Sequence) -> tuple[bytes, ...]:
 
 
 def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round: int,
-           shape: tuple[int, ...], level: int, layout: Layout) -> list:
+           shape: tuple[int, ...], level: int, layout: Layout, allow_omitted: bool = False) -> list:
     """Validate ``payload`` against what is expected and load its ciphertexts.
 
     Returns the encrypted vectors, each a list of chunks, over the leading dimensions in
-    row-major order. Every ciphertext must sit at data level ``level``.
+    row-major order. Every ciphertext must sit at data level ``level``. With ``allow_omitted``
+    the payload may leave its last column out (:func:`omits_last` tells; one vector fewer).
     """
     what = f"{kind} of party {party!r} in round {round}"
     if not isinstance(payload, EncryptedPayload):
@@ -95,14 +122,17 @@ def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round
                           ("layout", _layout_name(layout))):
         if meta.get(key) != expected:
             raise ProtocolError(f"{what}: ciphertexts are for {key} {meta.get(key)!r}, expected {expected!r}")
-    expected_count = blob_count(shape, layout)
+    omitted = meta.get("omitted") == "last"
+    if "omitted" in meta and (not omitted or not allow_omitted or not can_omit_last(_slice_layout(shape, layout))):
+        raise ProtocolError(f"{what}: leaves out column {meta['omitted']!r}, which is not accepted here")
+    expected_count = blob_count(shape, layout, omitted)
     if len(payload.blobs) != expected_count:
         raise ProtocolError(f"{what}: {len(payload.blobs)} ciphertexts, expected {expected_count}")
     params = context.params
     max_bytes = 2 * params.poly_modulus_degree * len(params.coeff_mod_bit_sizes) * 8 + _HEADER_SLACK
     if any(len(b) > max_bytes for b in payload.blobs):
         raise ProtocolError(f"{what}: a ciphertext is larger than the {max_bytes}-byte limit")
-    digest = _digest(context.context_id, kind, party, round, shape, payload.blobs)
+    digest = _digest(context.context_id, kind, party, round, shape, blob_hashes(payload.blobs), omitted)
     if not hmac.compare_digest(str(meta.get("digest", "")), digest):
         raise ProtocolError(f"{what}: digest mismatch (truncated or altered ciphertexts)")
     cts = [context.load_ciphertext(b, what) for b in payload.blobs]
@@ -113,9 +143,18 @@ def unpack(payload: Payload, context: _ContextBase, kind: str, party: str, round
     return [cts[i:i + chunks] for i in range(0, len(cts), chunks)]
 
 
-def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout) -> np.ndarray:
-    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only)."""
+def omits_last(payload: EncryptedPayload) -> bool:
+    """Whether a payload :func:`unpack` accepted leaves its last column out."""
+    return payload.meta.get("omitted") == "last"
+
+
+def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout, omitted: bool = False) -> np.ndarray:
+    """The plaintext array of ``shape`` from :func:`unpack`'s vectors (label owner only);
+    ``omitted``: the last column was left out, it is minus the sum of the others."""
     sl = _slice_layout(shape, layout)
+    if omitted:
+        cols = np.stack([context.decrypt(v, sl.length)[:sl.n] for v in vectors], axis=1)
+        return np.hstack([cols, -cols.sum(axis=1, keepdims=True)]).reshape(shape)
     values = [context.decrypt(v, sl.length) for v in vectors]
     slices = [sl.output_array(values[i:i + sl.vectors]) for i in range(0, len(values), sl.vectors)]
     return np.stack(slices).reshape(shape)
