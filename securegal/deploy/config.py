@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import ConfigError
 
-from .federation import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
-
+# Bounds of the size-like settings, the same in every deployment and config file (here, not in
+# .federation, so that reading a config file does not import the round loop).
+MAX_ROUNDS = 1000
+MAX_PARTIES = 64
+MAX_ETA = 1e6
 MAX_CHUNK_BYTES = 1 << 26
 MAX_MESSAGE_BYTES = 1 << 34
 

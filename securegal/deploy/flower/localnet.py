@@ -39,6 +39,10 @@ from ..localnet import _readline, federation_config, party_config
 
 SUPERLINK_HOST = "localhost"  # the SuperLink certificate's name
 READY_TIMEOUT = 120.0
+# How often a SuperExec asks its SuperNode (or SuperLink) for a task to start, i.e. for a message
+# that needs a ClientApp process. flwr 1.42's default is 1 s; it reads this from the environment
+# of flower-supernode / flower-superlink (flwr.supercore.superexec.run_superexec).
+SUPEREXEC_POLL_SECONDS = 0.1
 
 APP_PYPROJECT = """\
 [build-system]
@@ -129,6 +133,7 @@ class FlowerLocalFederation:
         self.config_dir, self.app_dir = self.workdir / "config", self.workdir / "app"
         self.port = free_port()
         self.env = {**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home"), "PYTHONUNBUFFERED": "1",
+                    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_SECONDS),
                     # Flower starts flower-superexec / flwr-clientapp by name: this interpreter's scripts first
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.processes: dict[str, subprocess.Popen] = {}
