@@ -309,3 +309,18 @@ def test_bad_checkpoint(damage, checkpointed, tmp_path, capsys):
     code = main(["train", "--resume", str(base / "run"), "--insecure", "--no-progress"])
     _one_clean_line(code, capsys.readouterr().err)
     assert _files(base) == before  # nothing written, nothing reset
+
+
+@pytest.mark.parametrize("address", ["", "host", ":50051", "host:", "host:http", "host:65536", "host:-1", 5])
+def test_address_parser_names_the_bad_address(address):
+    from securegal.transport.address import split_address
+    with pytest.raises(ConfigError, match="party address must be host:port"):
+        split_address(address, "party address")
+
+
+def test_address_parser_reads_ipv6_and_any_port():
+    from securegal.transport.address import split_address
+    assert split_address("[::1]:0", any_port=True) == ("::1", 0)
+    assert split_address("example.org:443") == ("example.org", 443)
+    with pytest.raises(ConfigError, match="port in 1..65535"):
+        split_address("127.0.0.1:0")

@@ -30,6 +30,7 @@ from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
 from ..privacy.plan import LabelDP, PrivacyPlan
 from ..transcript import TranscriptWriter
+from ..transport.address import split_address
 from ..transport.certs import check_org_name
 from ..transport.frames import FrameLimits
 from ..wire.codec import Limits
@@ -112,7 +113,8 @@ class FederationConfig:
                 peer = check_org_name(entry.name)
                 if peer == name or peer in peers:
                     raise ConfigError(f"[[party]] needs distinct feature parties other than {name!r}, got {peer!r} twice")
-                peers[peer] = _check_address(entry.address)
+                split_address(entry.address, "party address")
+                peers[peer] = entry.address
             data = ({"dataset": f.data.dataset} if f.data.dataset is not None
                     else {"csv": str(base / f.data.csv), "target": f.data.target, "id_column": f.data.id_column,
                           "missing": f.data.missing})
@@ -176,13 +178,6 @@ class FederationConfig:
         if cfg.out != Path(out).resolve():
             raise ConfigError(f"{cfg.path} writes to {cfg.out}, not {Path(out).resolve()}")
         return cfg
-
-
-def _check_address(address: str) -> str:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"party address must be host:port with a port in 1..65535, got {address!r}")
-    return address
 
 
 def federation_from_args(args) -> FederationConfig:

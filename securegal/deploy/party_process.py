@@ -29,6 +29,7 @@ from ..parties.policy import PartyPolicy
 from ..privacy.dp.table import ColumnSpec
 from ..privacy.plan import PrivacyPlan
 from ..transcript import TranscriptWriter
+from ..transport.address import split_address
 from ..transport.certs import check_org_name
 from ..transport.frames import FrameLimits
 from ..wire.codec import Limits
@@ -41,9 +42,7 @@ log = logging.getLogger(__name__)
 
 def check_listen(address: str, where: str) -> str:
     """``host:port`` with a port in 0..65535 (0: any free port); ConfigError otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{where}: listen must be host:port with a port in 0..65535, got {address!r}")
+    split_address(address, f"{where}: listen", any_port=True)
     return address
 
 

@@ -17,6 +17,7 @@ from typing import Callable, Collection
 
 import grpc
 
+from .address import split_address
 from .certs import Identity
 from ..errors import ConfigError, ProtocolError
 from ..wire import transport_pb2 as pb
@@ -34,10 +35,7 @@ Handler = Callable[[bytes], bytes]
 
 def host_of(address: str) -> str:
     """The host part of ``host:port`` / ``[v6]:port``."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"address {address!r} must be host:port")
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return split_address(address, any_port=True)[0]
 
 
 def is_loopback(address: str) -> bool:
