@@ -10,6 +10,9 @@ One label owner -> one party echo round trip (the party returns the bytes it got
 - ``flower``: :class:`~securegal.deploy.flower.transport.FlowerTransport` from a ServerApp
   through ``flower-superlink`` (TLS, SuperNode authentication) to one ``flower-supernode``
   whose ClientApp echoes (the same records as the securegal app), all on 127.0.0.1;
+- ``flower-defaults``: the same with flwr 1.42's own polling (the ServerApp's Grid pulls every
+  3 s, as ``Grid.send_and_receive`` does; the SuperExec looks for tasks every 1 s), where
+  ``flower`` pulls every 50 ms and runs the SuperExec at 0.1 s;
 - ``flower-sim``: the same through the simulation engine (in-memory Grid, one Ray actor).
 
 Prints one JSON object {transport: {size: seconds}}.
@@ -34,6 +37,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from securegal.deploy.flower.transport import POLL_SECONDS
 
 SIZES = {"6 KB": 6 * 1024, "1 MiB": 1 << 20, "16 MiB": 16 << 20}
 
@@ -62,7 +67,7 @@ def main(grid, context):
     cfg = context.run_config
     while not list(grid.get_node_ids()):
         time.sleep(0.5)
-    transport = FlowerTransport(grid, {"echo": list(grid.get_node_ids())[0]}, timeout=600)
+    transport = FlowerTransport(grid, {"echo": list(grid.get_node_ids())[0]}, timeout=600, poll=float(cfg["poll"]))
     results = {}
     for size in [int(s) for s in str(cfg["sizes"]).split(",")]:
         payload = os.urandom(size)
@@ -108,7 +113,7 @@ def bench_grpc(workdir: Path, repeats: int) -> dict[str, float]:
     return out
 
 
-def _echo_app(directory: Path, repeats: int, out: Path) -> None:
+def _echo_app(directory: Path, repeats: int, out: Path, poll: float = POLL_SECONDS) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "echo_app.py").write_text(ECHO_APP)
     from securegal.deploy.flower.localnet import APP_PYPROJECT
@@ -116,17 +121,19 @@ def _echo_app(directory: Path, repeats: int, out: Path) -> None:
     text = APP_PYPROJECT.split("[tool.flwr.app.components]")[0]
     text += ('[tool.flwr.app.components]\nserverapp = "echo_app:server"\nclientapp = "echo_app:client"\n\n'
              f'[tool.flwr.app.config]\nsizes = "{",".join(str(s) for s in SIZES.values())}"\n'
-             f'repeats = {repeats}\nout = "{out}"\n')
+             f'repeats = {repeats}\npoll = {poll}\nout = "{out}"\n')
     (directory / "pyproject.toml").write_text(text)
 
 
-def bench_flower(workdir: Path, repeats: int) -> dict[str, float]:
-    from securegal.deploy.flower.localnet import FlowerLocalFederation
+def bench_flower(workdir: Path, repeats: int, defaults: bool = False) -> dict[str, float]:
+    """``defaults``: as flwr 1.42 polls out of the box (the Grid every 3 s, the SuperExec every 1 s)."""
+    from securegal.deploy.flower.localnet import SUPEREXEC_POLL_SECONDS, FlowerLocalFederation
 
-    out = workdir / "flower-echo.json"
-    fed = FlowerLocalFederation(workdir / "flower", parties=2)
+    name = "flower-defaults" if defaults else "flower"
+    out = workdir / f"{name}-echo.json"
+    fed = FlowerLocalFederation(workdir / name, parties=2, superexec_poll=1.0 if defaults else SUPEREXEC_POLL_SECONDS)
     with fed:
-        _echo_app(fed.app_dir, repeats, out)
+        _echo_app(fed.app_dir, repeats, out, poll=3.0 if defaults else POLL_SECONDS)
         done = fed.flwr("run", str(fed.app_dir), "local", "--stream", timeout=1800)
         if done.returncode != 0 or not out.exists():
             raise RuntimeError(f"flwr run failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -147,7 +154,7 @@ def bench_simulation(workdir: Path, repeats: int) -> dict[str, float]:
     # run_simulation has no run config: give the ServerApp its settings through the module
     def main(grid, context):
         context.run_config.update({"sizes": ",".join(str(s) for s in SIZES.values()), "repeats": repeats,
-                                   "out": str(out)})
+                                   "poll": POLL_SECONDS, "out": str(out)})
         return echo_app.main(grid, context)
 
     from flwr.serverapp import ServerApp
@@ -227,11 +234,11 @@ def bench_ckks_run(workdir: Path, n: int, rounds: int, which: list[str]) -> dict
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", choices=("grpc", "flower", "flower-sim"), action="append")
+    p.add_argument("--only", choices=("grpc", "flower", "flower-defaults", "flower-sim"), action="append")
     p.add_argument("--ckks-n", type=int, help="run a CKKS federation of this many rows instead of the echo")
     p.add_argument("--ckks-rounds", type=int, default=2)
     args = p.parse_args(argv)
-    chosen = args.only or ["grpc", "flower", "flower-sim"]
+    chosen = args.only or ["grpc", "flower", "flower-defaults", "flower-sim"]
     if args.ckks_n is not None:
         if not 100 <= args.ckks_n <= 10**6 or not 1 <= args.ckks_rounds <= 50:
             p.error(f"--ckks-n must be in 100..1e6 and --ckks-rounds in 1..50, got {args.ckks_n}, {args.ckks_rounds}")
@@ -240,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = {}
     with tempfile.TemporaryDirectory(prefix="securegal-flower-bench-") as tmp:
-        for name, fn in (("grpc", bench_grpc), ("flower", bench_flower), ("flower-sim", bench_simulation)):
+        for name, fn in (("grpc", bench_grpc), ("flower", bench_flower),
+                         ("flower-defaults", lambda *a: bench_flower(*a, defaults=True)),
+                         ("flower-sim", bench_simulation)):
             if name in chosen:
                 results[name] = fn(Path(tmp), args.repeats)
                 print(name, json.dumps(results[name]), file=sys.stderr, flush=True)

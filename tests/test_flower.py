@@ -186,6 +186,58 @@ def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
     assert weights[0][2] > 0 and [w[2] for w in weights[1:]] == [0.0, 0.0]
 
 
+class ScriptedGrid:
+    """A Grid double that answers each message as ``answer(message)`` says: a reply Message,
+    or None (no reply yet); counts the pulls."""
+
+    def __init__(self, answer):
+        self.answer, self.sent, self.pulls = answer, {}, 0
+
+    def push_messages(self, messages):
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = message.object_id
+            self.sent[message.object_id] = message
+        return [m.object_id for m in messages]
+
+    def pull_messages(self, message_ids):
+        self.pulls += 1
+        return [r for r in (self.answer(self.sent[i]) for i in message_ids) if r is not None]
+
+
+def test_transport_drops_offline_and_silent_parties_and_refuses_replies_from_other_nodes(server_task):
+    from flwr.app import Error, Message
+
+    from securegal.deploy.flower.records import pack
+    from securegal.deploy.flower.transport import FlowerTransport
+    from securegal.errors import PartyUnavailable
+
+    def answer(message):
+        node = message.metadata.dst_node_id
+        if node == 41:  # answers
+            return Message(pack(b"ok"), reply_to=message)
+        if node == 42:  # went offline: the SuperLink itself writes the error reply (source: node 1)
+            reply = Message(Error(code=5, reason="node offline"), reply_to=message)
+            reply.metadata.__dict__["_src_node_id"] = 1
+            return reply
+        if node == 43:  # a reply that claims to come from another node
+            reply = Message(pack(b"forged"), reply_to=message)
+            reply.metadata.__dict__["_src_node_id"] = 41
+            return reply
+        return None  # node 44: never answers
+
+    grid = ScriptedGrid(answer)
+    transport = FlowerTransport(grid, {"a": 41, "b": 42, "c": 43, "d": 44}, timeout=0.5, poll=0.05)
+    out = transport.call_many({"a": b"x", "b": b"x", "c": b"x", "d": b"x", "e": b"x"})
+    assert out["a"] == b"ok"
+    assert isinstance(out["b"], PartyUnavailable) and "node offline" in str(out["b"])
+    assert isinstance(out["c"], ProtocolError) and "node 41" in str(out["c"])
+    assert isinstance(out["d"], PartyUnavailable) and "within 0.5 s" in str(out["d"])
+    assert isinstance(out["e"], PartyUnavailable) and "no authenticated Flower node" in str(out["e"])
+    assert 3 <= grid.pulls <= 12  # polled every 50 ms until the timeout (every 3 s would be 2 pulls)
+    with pytest.raises(ValueError, match="poll"):
+        FlowerTransport(grid, {}, poll=0)
+
+
 @pytest.mark.parametrize("extra, message", [({"resume": "run"}, "cannot resume a run"),
                                             ({"rounds": 5}, "unknown run config key 'rounds'")])
 def test_server_app_refuses_run_config_it_cannot_honour(tmp_path, server_task, extra, message):

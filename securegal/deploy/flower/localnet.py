@@ -122,7 +122,7 @@ class FlowerLocalFederation:
                  dataset: str = "breast_cancer", label_owner_data: dict | None = None, party_data=None,
                  residuals: str = "plain", privacy: dict | None = None, federation_extra: dict | None = None,
                  transport: dict | None = None, min_parties: int | None = None, out: str | Path | None = None,
-                 ready_timeout: float = READY_TIMEOUT):
+                 ready_timeout: float = READY_TIMEOUT, superexec_poll: float = SUPEREXEC_POLL_SECONDS):
         if parties < 2:
             raise ConfigError(f"a federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
@@ -139,7 +139,7 @@ class FlowerLocalFederation:
         self.config_dir, self.app_dir = self.workdir / "config", self.workdir / "app"
         self.port = free_port()
         self.env = {**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home"), "PYTHONUNBUFFERED": "1",
-                    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_SECONDS),
+                    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(superexec_poll),
                     # Flower starts flower-superexec / flwr-clientapp by name: this interpreter's scripts first
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.processes: dict[str, subprocess.Popen] = {}
