@@ -23,7 +23,7 @@ POLL_SECONDS = 0.05  # one PullMessages request to the SuperLink per poll: cheap
 
 def check_poll(poll: float) -> float:
     """``poll`` if it is a finite number of seconds in (0, 10]; ValueError naming it otherwise."""
-    if not (isinstance(poll, (int, float)) and math.isfinite(poll) and 0 < poll <= 10):
+    if isinstance(poll, bool) or not (isinstance(poll, (int, float)) and math.isfinite(poll) and 0 < poll <= 10):
         raise ValueError(f"poll must be in (0, 10] seconds, got {poll!r}")
     return float(poll)
 
