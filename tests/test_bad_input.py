@@ -324,3 +324,17 @@ def test_address_parser_reads_ipv6_and_any_port():
     assert split_address("example.org:443") == ("example.org", 443)
     with pytest.raises(ConfigError, match="port in 1..65535"):
         split_address("127.0.0.1:0")
+
+
+@pytest.mark.parametrize("path", [("out",), ("data", "dataset"), ("party", 0, "name")])
+def test_a_nul_character_in_a_config_value_is_refused_by_key(tmp_path, path):
+    from securegal.deploy.networked import FederationConfig
+
+    doc = _good_federation()
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = "a\0b"
+    (tmp_path / "f.toml").write_text(schema.dump(doc))
+    with pytest.raises(ConfigError, match=rf"f\.toml: {'.'.join(map(str, path))}: a NUL character"):
+        FederationConfig.load(tmp_path / "f.toml", insecure=True)

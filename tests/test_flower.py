@@ -132,9 +132,6 @@ class LoopbackGrid:
     def pull_messages(self, message_ids):
         return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
 
-    def send_and_receive(self, messages, *, timeout=None):
-        return self.pull_messages(self.push_messages(messages))
-
 
 def _ssh_key(path):
     from cryptography.hazmat.primitives import serialization
@@ -186,6 +183,76 @@ def test_a_party_gone_mid_run_is_dropped_from_the_round(tmp_path, server_task):
     assert weights[0][2] > 0 and [w[2] for w in weights[1:]] == [0.0, 0.0]
 
 
+class ScriptedGrid:
+    """A Grid double that answers each message as ``answer(message)`` says: a reply Message,
+    or None (no reply yet); counts the pulls."""
+
+    def __init__(self, answer):
+        self.answer, self.sent, self.pulls = answer, {}, 0
+
+    def push_messages(self, messages):
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = message.object_id
+            self.sent[message.object_id] = message
+        return [m.object_id for m in messages]
+
+    def pull_messages(self, message_ids):
+        self.pulls += 1
+        return [r for r in (self.answer(self.sent[i]) for i in message_ids) if r is not None]
+
+
+def test_transport_drops_offline_and_silent_parties_and_refuses_replies_from_other_nodes(server_task):
+    from flwr.app import Error, Message
+
+    from securegal.deploy.flower.records import pack
+    from securegal.deploy.flower.transport import FlowerTransport
+    from securegal.errors import PartyUnavailable
+
+    def answer(message):
+        node = message.metadata.dst_node_id
+        if node == 41:  # answers
+            return Message(pack(b"ok"), reply_to=message)
+        if node == 42:  # went offline: the SuperLink itself writes the error reply (source: node 1)
+            reply = Message(Error(code=5, reason="node offline"), reply_to=message)
+            reply.metadata.__dict__["_src_node_id"] = 1
+            return reply
+        if node == 43:  # a reply that claims to come from another node
+            reply = Message(pack(b"forged"), reply_to=message)
+            reply.metadata.__dict__["_src_node_id"] = 41
+            return reply
+        return None  # node 44: never answers
+
+    grid = ScriptedGrid(answer)
+    transport = FlowerTransport(grid, {"a": 41, "b": 42, "c": 43, "d": 44}, timeout=0.5, poll=0.05)
+    out = transport.call_many({"a": b"x", "b": b"x", "c": b"x", "d": b"x", "e": b"x"})
+    assert out["a"] == b"ok"
+    assert isinstance(out["b"], PartyUnavailable) and "node offline" in str(out["b"])
+    assert isinstance(out["c"], ProtocolError) and "node 41" in str(out["c"])
+    assert isinstance(out["d"], PartyUnavailable) and "within 0.5 s" in str(out["d"])
+    assert isinstance(out["e"], PartyUnavailable) and "no authenticated Flower node" in str(out["e"])
+    assert 3 <= grid.pulls <= 12  # polled every 50 ms until the timeout (every 3 s would be 2 pulls)
+    with pytest.raises(ValueError, match="poll"):
+        FlowerTransport(grid, {}, poll=0)
+
+
+@pytest.mark.parametrize("extra, message", [({"resume": "run"}, "cannot resume a run"),
+                                            ({"rounds": 5}, "unknown run config key 'rounds'")])
+def test_server_app_refuses_run_config_it_cannot_honour(tmp_path, server_task, extra, message):
+    from flwr.app import Context, RecordDict
+
+    from securegal.deploy.flower.client_app import make_client_app
+    from securegal.deploy.flower.server_app import make_server_app
+    from securegal.errors import ConfigError
+
+    fed, configs = write_federation(tmp_path)
+    grid = LoopbackGrid(make_client_app(), {31: {"party-config": str(configs[0])}, 32: {"party-config": str(configs[1])}})
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
+                      run_config={"federation": str(fed), **extra})
+    with pytest.raises(ConfigError, match=message):
+        make_server_app()(grid, context)
+    assert grid.handled == {31: 0, 32: 0} and not (tmp_path / "run" / "metrics.json").exists()
+
+
 def _alive(proc) -> bool:
     """Whether any process of ``proc``'s process group is still running."""
     import os
@@ -202,13 +269,37 @@ def _alive(proc) -> bool:
 def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
     """flower-superlink (TLS, SuperNode authentication) and one flower-supernode per organization
     on 127.0.0.1: the same results as embedded; a SuperNode with an unregistered key is refused;
+    in a second run, a party whose organization goes away mid-run is dropped from the round;
     nothing is left running."""
+    import threading
+    import time
+
     from securegal.deploy.flower.localnet import FlowerLocalFederation, write_node_key
 
     fed = FlowerLocalFederation(tmp_path / "fed", parties=3, rounds=2, seed=0)
     with fed:
         impostor = fed.start_supernode("party1", key=write_node_key(tmp_path / "impostor"))  # never registered
         metrics = fed.run()
+        # the second run: party2's runtime and SuperNode go away once round 1 is checkpointed
+        second = fed.federation_file("dropout", rounds=3, min_parties=2)
+        done = {}
+
+        def second_run():
+            try:
+                done["metrics"] = fed.run(federation=second)
+            except Exception as exc:  # reported by the assertion below
+                done["error"] = exc
+
+        runner = threading.Thread(target=second_run)
+        runner.start()
+        state, deadline = fed.workdir / "dropout" / "checkpoint" / "state.json", time.monotonic() + 300
+        while runner.is_alive() and time.monotonic() < deadline:
+            if state.exists() and json.loads(state.read_text())["rounds"]:
+                fed.leave("party2")
+                break
+            time.sleep(0.05)
+        runner.join(300)
+        left = fed.processes["runtime-party2"].poll(), fed.processes["supernode-party2"].poll()
     embedded = train("breast_cancer", parties=3, rounds=2, seed=0)
     assert metrics["deployment"] == "flower"
     a, b = _comparable(metrics), _comparable(embedded)
@@ -220,6 +311,16 @@ def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
     log = (tmp_path / "fed" / "supernode-impostor.log").read_text()
     assert "Receiving: query.securegal" not in log
     assert "Failed to activate SuperNode" in log and impostor.returncode != 0, log[-2000:]
+    # party2 left after round 1: weight 0 from the round it missed on (2, or 3 if its round-2 reply
+    # was already on its way), absent at prediction; the run went on with alice and party1
+    assert left[0] is not None and left[1] is not None, "party2 did not leave during the run"
+    assert "metrics" in done, done.get("error")
+    gal, weights = done["metrics"]["gal"], done["metrics"]["weights"]  # weights: [alice, party1, party2]
+    absent = gal["absent_per_round"]
+    assert len(weights) == 3 and absent[0] == [] and absent[2] == ["party2"] and absent[1] in ([], ["party2"])
+    assert weights[0][2] > 0 and all(w[2] == 0.0 for w, a in zip(weights, absent) if a)
+    assert gal["missing_at_predict"] == ["party2"]
+    assert "stopped" not in gal
     # every process the test started is gone, with its children (Flower's per-message processes)
     assert fed.processes and not any(_alive(p) for p in fed.processes.values())
     assert impostor.poll() is not None

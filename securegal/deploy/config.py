@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, m
 
 from ..errors import ConfigError
 
-from .federation import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
-
+# Bounds of the size-like settings, the same in every deployment and config file (here, not in
+# .federation, so that reading a config file does not import the round loop).
+MAX_ROUNDS = 1000
+MAX_PARTIES = 64
+MAX_ETA = 1e6
 MAX_CHUNK_BYTES = 1 << 26
 MAX_MESSAGE_BYTES = 1 << 34
 
@@ -246,10 +249,23 @@ def read(path: str | Path, model: type[BaseModel]) -> tuple[BaseModel, str]:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if (key := _nul_key(data)) is not None:  # no path, name or address can hold one
+        raise ConfigError(f"{path}: {key}: a NUL character (\\u0000) is not allowed in a value")
     try:
         return model.model_validate(data), text
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_error(exc)}") from None
+
+
+def _nul_key(value: Any, where: str = "") -> str | None:
+    """The dotted key of the first string in ``value`` holding a NUL character, if any."""
+    if isinstance(value, str):
+        return (where or "(top level)") if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if (found := _nul_key(v, f"{where}.{k}" if where else str(k))) is not None:
+            return found
+    return None
 
 
 def describe_error(exc: ValidationError) -> str:

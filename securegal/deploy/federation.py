@@ -26,12 +26,9 @@ from ..parties.messenger import Messenger
 from ..privacy.plain import plain_trainers
 from ..privacy.plan import TrainerChoice
 from ..seam import ResidualChannel
+from .config import MAX_ETA, MAX_PARTIES, MAX_ROUNDS  # noqa: F401 (re-exported: securegal.run)
 
 LABEL_OWNER = "alice"
-# Bounds of the size-like settings, the same in every deployment and config file.
-MAX_ROUNDS = 1000
-MAX_PARTIES = 64
-MAX_ETA = 1e6
 
 
 def party_names(parties: int) -> list[str]:

@@ -38,7 +38,7 @@ from . import config as schema
 from .checkpoint import Checkpoint
 from .federation import GalJob, MethodRun, TargetScaler, party_learner, run_method
 from .middleware import ReportCollector
-from .party_process import TlsConfig
+from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
 

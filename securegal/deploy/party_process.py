@@ -30,34 +30,14 @@ from ..privacy.dp.table import ColumnSpec
 from ..privacy.plan import PrivacyPlan
 from ..transcript import TranscriptWriter
 from ..transport.address import split_address
-from ..transport.certs import Identity, check_org_name
+from ..transport.certs import check_org_name
 from ..transport.frames import FrameLimits
 from ..wire.codec import Limits
 from . import config as schema
 from .middleware import privacy_reports
+from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    identity: Identity | None
-    insecure: bool
-
-    @classmethod
-    def build(cls, section: schema.TlsSection | None, name: str, where: str, base: Path,
-              insecure_flag: bool = False) -> "TlsConfig":
-        """``insecure_flag`` is the command line's ``--insecure``: it must not contradict the file."""
-        if insecure_flag or (section is not None and section.insecure):
-            if section is not None and not section.insecure:
-                raise ConfigError(f"{where}: --insecure contradicts the [tls] cert/key/ca given; choose one")
-            return cls(None, True)
-        if section is None:
-            raise ConfigError(f"{where}: missing [tls] (cert, key, ca), or pass --insecure for a loopback demo")
-        ident = Identity.load(base / section.cert, base / section.key, base / section.ca)
-        if ident.name != name:
-            raise ConfigError(f"{where}: the certificate names organization {ident.name!r}, this config is {name!r}")
-        return cls(ident, False)
 
 
 def check_listen(address: str, where: str) -> str:

@@ -27,7 +27,7 @@ import logging
 import threading
 import tomllib
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import require_flwr
 
@@ -36,10 +36,12 @@ from flwr.app import Context, Message  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 
 from ...errors import ConfigError  # noqa: E402
-from ...parties.endpoint import PartyEndpoint  # noqa: E402
-from ..party_process import PartyConfig, build_party  # noqa: E402
 from .identity import answer, load_private_key  # noqa: E402
 from .records import ACTION, IDENTITY_ACTION, config, pack, read_config, unpack  # noqa: E402
+
+if TYPE_CHECKING:  # the party itself is imported only where it runs (the simulation engine): a
+    from ...parties.endpoint import PartyEndpoint  # relay ClientApp, one process per message, stays light
+    from ..party_process import PartyConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ def party_config_path(context: Context, party_configs: Sequence[str | Path] | No
 
 def _load(path: Path) -> PartyConfig:
     """``party.toml``; its ``[tls]`` may be left out (Flower does TLS), in which case none is loaded."""
+    from ..party_process import PartyConfig
+
     try:
         has_tls = "tls" in tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -77,6 +81,9 @@ def _load(path: Path) -> PartyConfig:
 
 
 def _endpoint(context: Context, party_configs) -> PartyEndpoint:
+    """This node's party (simulation engine: built at its first message, kept until its Finish)."""
+    from ..party_process import build_party
+
     key = (context.run_id, context.node_id)
     with _LOCK:
         if key not in _ENDPOINTS:
@@ -96,7 +103,7 @@ def _relay(path: Path, address: str, data: bytes) -> bytes:
     from ...transport.grpc_client import GrpcTransport
     from ...transport.frames import FrameLimits
     from .. import config as schema
-    from ..party_process import TlsConfig
+    from ..tls import TlsConfig
 
     f, _ = schema.read(path, schema.PartyFile)
     tls = TlsConfig.build(f.tls, f.name, str(path), path.resolve().parent)

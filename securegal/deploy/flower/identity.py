@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ...errors import ConfigError, ProtocolError
 from ...transport.certs import check_org_name
 from .records import IDENTITY_TYPE, config, read_config
+from .transport import exchange
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ def discover(grid, parties: Iterable[str], keys: Mapping[str, ec.EllipticCurvePu
                                 message_type=IDENTITY_TYPE))
     found: dict[str, int] = {}
     ambiguous: set[str] = set()
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        node_id = reply.metadata.src_node_id
-        if reply.has_error() or node_id not in nonces:
+    for node_id, reply in zip(nonces, exchange(grid, messages, timeout) if messages else [], strict=True):
+        if reply is None or reply.has_error() or reply.metadata.src_node_id != node_id:
             log.warning("node %s gave no identity (%s)", node_id,
-                        reply.error.reason if reply.has_error() else "unknown node")
+                        "no reply" if reply is None else reply.error.reason if reply.has_error()
+                        else f"the reply came from node {reply.metadata.src_node_id}")
             continue
         try:
             claim = read_config(reply.content, "party", "signature")

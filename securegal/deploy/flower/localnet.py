@@ -36,9 +36,14 @@ from ...errors import ConfigError
 from ...transport.certs import init_federation
 from ..config import dump
 from ..localnet import _readline, federation_config, party_config
+from .deployment import load_federation
 
 SUPERLINK_HOST = "localhost"  # the SuperLink certificate's name
 READY_TIMEOUT = 120.0
+# How often a SuperExec asks its SuperNode (or SuperLink) for a task to start, i.e. for a message
+# that needs a ClientApp process. flwr 1.42's default is 1 s; it reads this from the environment
+# of flower-supernode / flower-superlink (flwr.supercore.superexec.run_superexec).
+SUPEREXEC_POLL_SECONDS = 0.1
 
 APP_PYPROJECT = """\
 [build-system]
@@ -114,21 +119,27 @@ class FlowerLocalFederation:
     """SuperLink, party runtimes and SuperNodes on 127.0.0.1; a context manager that stops them all."""
 
     def __init__(self, workdir: str | Path, *, parties: int = 3, rounds: int = 2, seed: int = 0,
-                 dataset: str = "breast_cancer", residuals: str = "plain", privacy: dict | None = None,
-                 federation_extra: dict | None = None, out: str | Path | None = None,
-                 ready_timeout: float = READY_TIMEOUT):
+                 dataset: str = "breast_cancer", label_owner_data: dict | None = None, party_data=None,
+                 residuals: str = "plain", privacy: dict | None = None, federation_extra: dict | None = None,
+                 transport: dict | None = None, min_parties: int | None = None, out: str | Path | None = None,
+                 ready_timeout: float = READY_TIMEOUT, superexec_poll: float = SUPEREXEC_POLL_SECONDS):
         if parties < 2:
             raise ConfigError(f"a federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
         self.out = Path(out).resolve() if out is not None else self.workdir / "run"
         self.names = [f"party{i}" for i in range(1, parties)]
-        self.parties, self.rounds, self.seed, self.dataset = parties, rounds, seed, dataset
+        self.parties, self.rounds, self.seed = parties, rounds, seed
+        # ``party_data(i)``: party i's [data] table (i = 1..M-1), as for the gRPC LocalFederation
+        self.label_owner_data = label_owner_data or {"dataset": dataset}
+        self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
+        self.transport, self.min_parties = transport, min_parties
         self.residuals, self.privacy, self.federation_extra = residuals, privacy, federation_extra
         self.ready_timeout = ready_timeout
         self.certs, self.keys = self.workdir / "certs", self.workdir / "supernode-keys"
         self.config_dir, self.app_dir = self.workdir / "config", self.workdir / "app"
         self.port = free_port()
         self.env = {**os.environ, "FLWR_HOME": str(self.workdir / "flwr-home"), "PYTHONUNBUFFERED": "1",
+                    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(superexec_poll),
                     # Flower starts flower-superexec / flwr-clientapp by name: this interpreter's scripts first
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.processes: dict[str, subprocess.Popen] = {}
@@ -143,19 +154,27 @@ class FlowerLocalFederation:
         for i, name in enumerate(self.names, 1):
             write_node_key(self.keys / name)
             (self.config_dir / f"{name}.toml").write_text(party_config(
-                name, data={"dataset": self.dataset, "parties": self.parties, "block": i},
+                name, data=self.party_data(i),
                 learner_seed=self.seed * 1000 + i, certs=self.certs, residuals=self.residuals, privacy=self.privacy,
                 transcripts=self.out / "transcripts" / name))
-        fed = self.config_dir / "federation.toml"
-        # [[party]] address and [tls] are the gRPC deployment's keys, unused on Flower
-        fed.write_text(federation_config(data={"dataset": self.dataset}, peers={n: "127.0.0.1:1" for n in self.names},
-                                         rounds=self.rounds, seed=self.seed, out=self.out, certs=None,
-                                         residuals=self.residuals, extra=self.federation_extra))
+        fed = self.federation_file("federation", rounds=self.rounds, min_parties=self.min_parties, out=self.out)
         (self.app_dir / "pyproject.toml").write_text(APP_PYPROJECT.format(federation=fed, keys=self.keys))
         (self.app_dir / "README.md").write_text("securegal on Flower: the apps live in securegal.deploy.flower\n")
         (self.workdir / "flwr-home" / "config.toml").write_text(dump({"superlink": {
             "default": "local", "local": {"address": f"{SUPERLINK_HOST}:{self.port}",
                                           "root-certificates": str(self.certs / "ca.pem")}}}))
+
+    def federation_file(self, name: str, *, rounds: int, min_parties: int | None = None,
+                        out: Path | None = None) -> Path:
+        """``config/<name>.toml``: a federation.toml for these parties (results in ``out``, default
+        ``<workdir>/<name>``), for :meth:`run`."""
+        path = self.config_dir / f"{name}.toml"
+        # [[party]] address and [tls] are the gRPC deployment's keys, unused on Flower
+        path.write_text(federation_config(data=self.label_owner_data, peers={n: "127.0.0.1:1" for n in self.names},
+                                          rounds=rounds, seed=self.seed, out=out or self.workdir / name, certs=None,
+                                          min_parties=min_parties, transport=self.transport,
+                                          residuals=self.residuals, extra=self.federation_extra))
+        return path
 
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")
@@ -225,18 +244,30 @@ class FlowerLocalFederation:
             "--node-config", node_config])
 
     # -- run -----------------------------------------------------------------------------------
-    def run(self, timeout: float = 600.0) -> dict:
-        """``flwr run`` the securegal app; returns the label owner's metrics.json."""
+    def run(self, timeout: float = 600.0, federation: Path | None = None) -> dict:
+        """``flwr run`` the securegal app (``federation``: another file of :meth:`federation_file`,
+        given as run config); returns the label owner's metrics.json."""
+        args = ["--run-config", f'federation="{federation}"'] if federation is not None else []
+        log = self.workdir / f"flwr-run{'-' + federation.stem if federation is not None else ''}.log"
         try:
-            done = self.flwr("run", str(self.app_dir), "local", "--stream", timeout=timeout)
+            done = self.flwr("run", str(self.app_dir), "local", "--stream", *args, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            (self.workdir / "flwr-run.log").write_text(f"{exc.stdout or ''}{exc.stderr or ''}")
-            raise RuntimeError(f"flwr run did not finish in {timeout:g} s; see {self.workdir / 'flwr-run.log'}") from None
-        (self.workdir / "flwr-run.log").write_text(done.stdout + done.stderr)
-        metrics = self.out / "metrics.json"
-        if done.returncode != 0 or not metrics.exists():
-            raise RuntimeError(f"flwr run failed ({done.returncode}); see {self.workdir / 'flwr-run.log'}")
-        return json.loads(metrics.read_text())
+            log.write_text(f"{exc.stdout or ''}{exc.stderr or ''}")
+            raise RuntimeError(f"flwr run did not finish in {timeout:g} s; see {log}") from None
+        log.write_text(done.stdout + done.stderr)
+        out = load_federation(federation).out if federation is not None else self.out
+        if done.returncode != 0 or not (out / "metrics.json").exists():
+            raise RuntimeError(f"flwr run failed ({done.returncode}); see {log}")
+        return json.loads((out / "metrics.json").read_text())
+
+    def leave(self, name: str) -> None:
+        """Party ``name``'s organization goes away: its party runtime is killed (SIGKILL) and its
+        SuperNode stopped (SIGTERM: it deactivates itself at the SuperLink, which then answers
+        messages to it with NODE_UNAVAILABLE)."""
+        for proc, sig in ((self.processes[f"runtime-{name}"], signal.SIGKILL),
+                          (self.processes[f"supernode-{name}"], signal.SIGTERM)):
+            if proc.poll() is None:
+                os.killpg(proc.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
         """Stop every process group this object started; returns their exit codes."""

@@ -4,7 +4,11 @@ Run config keys (``[tool.flwr.app.config]`` or ``flwr run --run-config``):
 
 - ``federation``: path of the label owner's ``federation.toml`` (data, rounds, seed, plan, out);
 - ``supernode-keys`` (optional): a directory of ``<party>.pub``, each party's SuperNode
-  authentication public key; with it, a node must sign its claimed party name with that key.
+  authentication public key; with it, a node must sign its claimed party name with that key;
+- ``party-configs``: read by the ClientApp (simulation engine only).
+
+Any other key is refused (ConfigError), never ignored; ``resume`` with the reason in
+:data:`REFUSED_RUN_CONFIG`.
 """
 from __future__ import annotations
 
@@ -20,12 +24,32 @@ from ...errors import ConfigError  # noqa: E402
 from .deployment import load_federation, train_on_flower  # noqa: E402
 
 
+RUN_CONFIG_KEYS = frozenset({"federation", "supernode-keys", "party-configs"})
+# Run config keys the Flower deployment cannot honour, and why.
+REFUSED_RUN_CONFIG = {
+    "resume": "the Flower deployment cannot resume a run. Every flwr run is a new Flower run: under the "
+              "simulation engine the parties' state lives only as long as its run, and continuing a "
+              "checkpointed session through a SuperLink is not implemented. Start the run again, or run the "
+              "federation over gRPC (securegal train --federation, which resumes with --resume)",
+}
+
+
+def check_run_config(run_config) -> None:
+    """ConfigError for a run config key this app does not honour (see :data:`REFUSED_RUN_CONFIG`)."""
+    for key in sorted(run_config):
+        if key in REFUSED_RUN_CONFIG:
+            raise ConfigError(f"run config {key!r}: {REFUSED_RUN_CONFIG[key]}")
+        if key not in RUN_CONFIG_KEYS:
+            raise ConfigError(f"unknown run config key {key!r}; the securegal app reads {sorted(RUN_CONFIG_KEYS)}")
+
+
 def make_server_app(federation: str | Path | None = None, keys_dir: str | Path | None = None) -> ServerApp:
     """A ServerApp for ``federation`` (default: the run config's ``federation``)."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        check_run_config(context.run_config)
         path = federation or context.run_config.get("federation")
         if not path:
             raise ConfigError("the securegal ServerApp needs run config 'federation' (path of federation.toml)")
