@@ -57,14 +57,32 @@ def _random_handles(n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class OwnerAlignment:
     """The label owner's result with one party: ``handles[i]`` is the party's row handle for the
-    label owner's i-th ID, or -1 where the party does not hold it; ``party_rows`` = |Y|."""
+    label owner's i-th ID, or -1 where the party does not hold it; ``party_handles`` are all the
+    party's row handles, ascending (|Y| of them)."""
 
     handles: np.ndarray
-    party_rows: int
+    party_handles: np.ndarray
+
+    @property
+    def party_rows(self) -> int:
+        return len(self.party_handles)
 
     @property
     def matched(self) -> np.ndarray:
         return self.handles >= 0
+
+    @property
+    def positions(self) -> np.ndarray:
+        """For each of the label owner's IDs, the position of the party's row among
+        ``party_handles`` (-1 where the party does not hold it): how a vector over all the
+        party's rows (hidden membership) lines up with the label owner's rows."""
+        out = np.searchsorted(self.party_handles, self.handles)
+        return np.where(self.matched, out, -1)
+
+    def selection_all(self) -> m.PsiSelection:
+        """Hidden membership: the selection names every row of the party, so it tells the party
+        nothing about which rows matched."""
+        return m.PsiSelection(self.party_handles.copy())
 
     def selection(self, rows: np.ndarray | None = None) -> m.PsiSelection:
         """The message telling the party which of its rows are used: the handles matched to the
@@ -130,7 +148,7 @@ class LabelOwnerPsi:
                                                assume_unique=False, return_indices=True)
         out = np.full(self.n, -1, dtype=np.int64)
         out[mine_at] = handles[theirs_at]
-        return OwnerAlignment(out, len(handles))
+        return OwnerAlignment(out, np.sort(handles))
 
 
 class FeaturePartyPsi:

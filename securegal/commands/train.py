@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     p.add_argument("--residuals", choices=RESIDUALS,
                    help="how residuals travel to feature parties: plain (default), or ckks: encrypted under the "
                         "label owner's key")
+    p.add_argument("--hidden-membership", action="store_true",
+                   help="feature parties never learn which of their rows are used: each fits on all its rows, "
+                        "on encrypted residuals (zero where the label owner has none); needs --residuals ckks "
+                        "and feature-DP with feedback at every party (docs/alignment.md)")
     dp = p.add_argument_group("differential privacy (docs/privacy.md); defaults in securegal.privacy.plan")
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, help="delta of the DP budgets (default 1e-5); must be < 1/n")
@@ -92,7 +96,8 @@ def plan_from_args(args):
     return PrivacyPlan.from_options(
         residuals=args.residuals or "plain", epsilon=args.epsilon, label_epsilon=args.label_epsilon,
         delta=args.delta, accountant=args.accountant, feature_clip=args.dp_feature_clip,
-        residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback)
+        residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback,
+        hidden_membership=args.hidden_membership)
 
 
 def columns_from_file(path: Path | None, epsilon: float | None):

@@ -45,7 +45,7 @@ class CkksResiduals:
         self.secret = SecretContext(params)
         self._public: bytes | None = None
         self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...]] | None = None
-        self._layout: Layout | None = None
+        self._layouts: dict[str, Layout] = {}  # per party: its rows can differ (hidden membership)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.seconds = 0.0
@@ -65,12 +65,12 @@ class CkksResiduals:
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
-        self._layout = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
-        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
+        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
+        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest(), r.shape)
         if self._round_blobs is None or self._round_blobs[0] != key:
-            vectors = self._layout.input_vectors(r)
+            vectors = layout.input_vectors(r)
             self._round_blobs = (key, tuple(b for v in vectors for b in self.secret.encrypt(v)))
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], self._layout)
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, self._round_blobs[1], layout)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -78,13 +78,14 @@ class CkksResiduals:
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         """Decrypt ``party``'s reply for the coordinator only; nothing decrypted is ever sent back."""
         kind = "predictions" if len(shape) == 2 else "test_predictions"
-        if self._layout is None:
+        layout = self._layouts.get(party)
+        if layout is None:
             raise ProtocolError(f"{kind} of party {party!r} before any residuals were sent")
         if isinstance(payload, EncryptedPayload):
             self.bytes_received += payload.nbytes
         started = time.perf_counter()
-        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, self._layout)
-        values = wire.decrypt(self.secret, vectors, shape, self._layout)
+        vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1, layout)
+        values = wire.decrypt(self.secret, vectors, shape, layout)
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")

@@ -1,0 +1,138 @@
+"""Hidden membership: a feature party fits on all its rows and never learns which of them the
+label owner trains on. The plan refuses it where it cannot hold; a membership attack on every
+feature party's transcript finds nothing that tells members from non-members."""
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from securegal.data.split import split_rows
+from securegal.errors import ConfigError, LayerMismatch, PartyRefused
+from securegal.messages import EncryptedPayload
+from securegal.privacy.dp.table import ColumnSpec
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
+from securegal.run import resolve_dataset, train
+from securegal.transcript import read_alignment, read_transcript
+
+HIDDEN = dict(residuals="ckks", hidden_membership=True)
+
+
+def test_the_plan_refuses_hidden_membership_where_it_cannot_hold():
+    for residuals in ("plain",):  # plain and dp-only layers: zero residuals in the clear reveal membership
+        with pytest.raises(ConfigError, match="hidden membership needs ckks residuals"):
+            PrivacyPlan(residuals=residuals, hidden_membership=True)
+        with pytest.raises(ConfigError, match="hidden membership needs ckks residuals"):
+            PrivacyPlan(residuals=residuals, feature_dp=FeatureDP(epsilon=4), hidden_membership=True)
+    with pytest.raises(ConfigError, match="drop --dp-feedback off"):
+        PrivacyPlan(feature_dp=FeatureDP(epsilon=4, feedback=False), **HIDDEN)
+    with pytest.raises(ConfigError, match="hidden_membership must be true or false"):
+        PrivacyPlan(residuals="ckks", hidden_membership="yes")
+    # ckks alone: the label owner would receive unnoised predictions on rows it does not hold
+    with pytest.raises(ConfigError, match="needs feature-DP at every party"):
+        train("breast_cancer", parties=2, rounds=1, plan=PrivacyPlan(**HIDDEN))
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=4), **HIDDEN)
+    assert plan.describe()["membership"] == "hidden" and plan.trainers().config_for("party1").releases_predictions
+
+
+def _synthetic_csv(tmp_path, n, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).clip(-4, 4)
+    y = (X @ np.array([1.0, -1.0, 0.8, 0.5]) + 0.5 * rng.normal(size=n) > 0).astype(int)
+    path = tmp_path / "table.csv"
+    pd.DataFrame({**{f"x{j}": X[:, j] for j in range(4)}, "y": y}).to_csv(path, index=False)
+    return path, ColumnSpec(lower=(-4.0,) * 4, upper=(4.0,) * 4, source="test: clipped to [-4, 4]")
+
+
+def row_view(transcript, handles: np.ndarray) -> np.ndarray:
+    """Everything a party received that could name one of its rows, per row (``handles`` in its
+    own row order): for every received array of row handles, how often the row is named and
+    where (its index over the array's length, -1 when absent); for every payload, its size in
+    bytes per named row. A party's whole per-row view of the label owner's messages."""
+    columns = []
+    for rec in transcript.select(direction="received"):
+        body = rec.envelope.body
+        for f in dataclasses.fields(body):
+            value = getattr(body, f.name)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "i" and value.ndim == 1:
+                order = np.argsort(value, kind="stable")
+                pos = np.searchsorted(value, handles, sorter=order)
+                pos = np.clip(pos, 0, len(value) - 1)
+                named = value[order[pos]] == handles
+                columns.append(named.astype(float))
+                columns.append(np.where(named, order[pos] / max(len(value), 1), -1.0))
+            elif isinstance(value, (EncryptedPayload, np.ndarray)):
+                columns.append(np.full(len(handles), float(value.nbytes) / len(handles)))
+    return np.column_stack(columns)
+
+
+def membership_advantage(view: np.ndarray, member: np.ndarray, seed: int = 0) -> float:
+    """TPR - FPR of a classifier (gradient boosting, 5-fold cross-validated, balanced classes)
+    that reads ``view`` to tell members from non-members."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    clf = HistGradientBoostingClassifier(max_iter=50, class_weight="balanced", random_state=seed)
+    guess = cross_val_predict(clf, view, member, cv=StratifiedKFold(5, shuffle=True, random_state=seed))
+    return float(guess[member].mean() - guess[~member].mean())
+
+
+def _run(tmp_path, path, columns, hidden: bool, n_rounds=2):
+    plan = PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=8, feedback=True), hidden_membership=hidden)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = train(csv=path, target="y", parties=3, rounds=n_rounds, seed=0, plan=plan, columns=columns,
+                        out=tmp_path / f"run-{hidden}")
+    return metrics, tmp_path / f"run-{hidden}"
+
+
+def _views(run_dir, path, members_of):
+    """Per feature party: (its per-row view, whether each row is a training row)."""
+    data = resolve_dataset(None, path, "y", "impute", None)
+    split = split_rows(data, 0, 0.2, 0.1)
+    train_ids = set(data.row_ids()[split.train].tolist())
+    out = {}
+    for party in ("party1", "party2"):
+        transcript = read_transcript(run_dir / "transcripts" / party)
+        handles, ids = read_alignment(run_dir / "transcripts" / party, "alice", transcript.sessions[0])
+        member = np.array([members_of(i, train_ids) for i in ids.tolist()])
+        out[party] = (row_view(transcript, handles), member, len(ids))
+    return out
+
+
+@pytest.mark.slow
+def test_membership_attack_on_the_party_transcripts(tmp_path):
+    n = 30_000
+    path, columns = _synthetic_csv(tmp_path, n)
+    metrics, run_dir = _run(tmp_path, path, columns, hidden=True)
+    assert metrics["plan"]["membership"] == "hidden"
+    for party, (view, member, rows) in _views(run_dir, path, lambda i, train_ids: i in train_ids).items():
+        assert rows == n  # the party was told all its rows: the selection and the setup name every one
+        # every row is named by the same messages the same number of times, with the same payload
+        # sizes: only the index of its own random handle differs, which the party drew itself
+        named = view[:, ::2] if view.shape[1] % 2 == 0 else view
+        assert member.sum() > 0.6 * n and (~member).sum() > 0.2 * n
+        advantage = membership_advantage(view, member)
+        print(f"{party}: membership advantage {advantage:+.4f} over {n} rows ({member.sum()} members)")
+        assert abs(advantage) <= 0.02
+        assert len(np.unique(np.delete(view, [c for c in range(view.shape[1]) if np.unique(view[:, c]).size > 1],
+                                       axis=1), axis=0)) == 1, named.shape
+
+
+@pytest.mark.slow
+def test_the_attack_sees_membership_without_hidden_membership(tmp_path):
+    """The same attack on an ordinary run: the setup names the training rows, so it wins."""
+    path, columns = _synthetic_csv(tmp_path, 2_000)
+    _, run_dir = _run(tmp_path, path, columns, hidden=False, n_rounds=1)
+    for party, (view, member, rows) in _views(run_dir, path, lambda i, train_ids: i in train_ids).items():
+        assert membership_advantage(view, member) > 0.95
+
+
+def test_a_party_refuses_hidden_membership_without_dp_feedback(tmp_path):
+    """Embedded parties built without feature-DP (a study's own trainers) refuse at setup."""
+    from securegal.privacy.he.layers import ckks_trainers
+
+    with pytest.raises((LayerMismatch, PartyRefused), match="cannot serve hidden membership"):
+        train("breast_cancer", parties=2, rounds=1, trainers=ckks_trainers,
+              plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=8), **HIDDEN))
