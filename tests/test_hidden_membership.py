@@ -136,3 +136,29 @@ def test_a_party_refuses_hidden_membership_without_dp_feedback(tmp_path):
     with pytest.raises((LayerMismatch, PartyRefused), match="cannot serve hidden membership"):
         train("breast_cancer", parties=2, rounds=1, trainers=ckks_trainers,
               plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=8), **HIDDEN))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_networked_parties_honour_hidden_membership_as_embedded_ones_do(tmp_path):
+    """gRPC parties with their own DP budgets (feedback on) serve hidden membership with the
+    releases an embedded run makes; a party whose DP trainer releases no feedback refuses it."""
+    from securegal.deploy.networked import train_federation
+
+    from .test_network_dp import federation, parties_in_threads
+
+    seed, epsilon = 7, 8.0
+    budget = {"epsilon": epsilon, "noise_seed": seed, "feedback": "on"}
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=seed), **HIDDEN)
+    embedded = train("breast_cancer", parties=3, rounds=2, seed=0, plan=plan)
+    with parties_in_threads(tmp_path, {"party1": budget, "party2": budget}, residuals="ckks") as (peers, _):
+        networked = train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks",
+                                                extra={"hidden_membership": True, "residual_clip": 1.0}))
+    for party in ("party1", "party2"):
+        for key in ("releases", "epsilon_spent"):
+            assert networked["privacy"][party][key] == embedded["privacy"][party][key], (party, key)
+    assert networked["n_test"] == embedded["n_test"] and len(networked["gal"]["per_round"]) == 2
+    no_feedback = {"epsilon": epsilon, "noise_seed": seed, "feedback": "off"}
+    with parties_in_threads(tmp_path, {"party1": no_feedback, "party2": no_feedback}, residuals="ckks") as (peers, _):
+        with pytest.raises((LayerMismatch, PartyRefused), match="cannot serve hidden membership"):
+            train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks", out="refused",
+                                        extra={"hidden_membership": True, "residual_clip": 1.0}))
