@@ -250,7 +250,6 @@ class LabelOwner:
 
     def _round(self, t: int) -> RoundResult:
         r = self.loss.residual(self.y, self.F)
-        shape = (self.n, self.k)
         replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(self._residuals_for(p, r), t, p))
                                               for p in self.peers}) if self.peers else {}
         own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
