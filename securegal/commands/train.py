@@ -212,6 +212,9 @@ def summary(metrics: dict, out: Path) -> str:
     for party, block in metrics.get("privacy", {}).items():
         lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                      f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+    if metrics.get("plan", {}).get("membership") == "hidden":
+        lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
+                     "its predictions reached the label owner only as DP feedback (docs/alignment.md)")
     if "stopped" in metrics["gal"]:
         lines.append(f"  STOPPED EARLY: {metrics['gal']['stopped']}")
     lines.append(f"  wrote {out}/metrics.json, curve.png, transcripts/ ({metrics['seconds']:.1f} s)")
