@@ -72,11 +72,11 @@ def read_party_file(path: str | Path, id_column: str | None, *, target: str | No
         raise ConfigError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     if label_owner and not target:
         raise ConfigError("the label owner's table needs a target column name")
-    table, raw = _read(path, id_column)
+    table = _read(path, id_column)
     name = path.name
     _check_unique(table.column_names, name)
-    if raw is not None:
-        _check_integer_forms(raw, table, id_column, name)
+    if path.suffix.lower() == ".csv":
+        _check_integer_forms(path, table, id_column, name)
     if id_column is not None and id_column not in table.column_names:
         shown = ", ".join(table.column_names[:20])
         raise ConfigError(f"{name}: no ID column {id_column!r} (columns: {shown})")
@@ -104,8 +104,7 @@ def read_party_file(path: str | Path, id_column: str | None, *, target: str | No
     return PartyTable(ids, kind, X, columns, summary, y)
 
 
-def _read(path: Path, id_column: str) -> tuple[pa.Table, bytes | None]:
-    """The table, and a CSV file's bytes (for :func:`_check_integer_forms`)."""
+def _read(path: Path, id_column: str) -> pa.Table:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise ConfigError(f"{path.name}: unknown table format {suffix!r}; use .csv or .parquet")
@@ -118,14 +117,13 @@ def _read(path: Path, id_column: str) -> tuple[pa.Table, bytes | None]:
             # IDs stay text until every one is known to be an integer (see _ids); empty text is missing
             types = {} if id_column is None else {id_column: pa.string()}
             convert = csv.ConvertOptions(strings_can_be_null=True, column_types=types)
-            raw = path.read_bytes()
-            return csv.read_csv(pa.BufferReader(raw), convert_options=convert), raw
+            return csv.read_csv(path, convert_options=convert)
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
         # a pandas index stored as a column is not data of the organization's
         index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
-        return table.drop_columns([c for c in index if c in table.column_names]), None
+        return table.drop_columns([c for c in index if c in table.column_names])
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         kind = "CSV" if suffix == ".csv" else "Parquet"
         raise ConfigError(f"{path.name}: not a readable {kind} file ({_first_line(exc)})") from None
@@ -162,17 +160,18 @@ def _check_field_lengths(table: pa.Table, where: str, bound: int) -> None:
                 raise ConfigError(f"{where}: column {name!r} has a field of {longest} characters (limit {bound})")
 
 
-def _check_integer_forms(raw: bytes, table: pa.Table, id_column: str | None, where: str) -> None:
+def _check_integer_forms(path: Path, table: pa.Table, id_column: str | None, where: str) -> None:
     """pyarrow's CSV reader parses ``0x10`` as the integer 16; securegal reads a number only in
-    decimal (as it reads integer IDs). Only a file that holds ``0x`` at all is parsed again, with
-    its integer columns as text, so the common case costs one byte search."""
+    decimal (as it reads integer IDs). Only a CSV with integer columns that holds ``0x`` at all
+    is parsed again, with those columns as text, so the common case costs nothing or one search."""
+    ints = [c for c, t in zip(table.column_names, table.schema.types) if pa.types.is_integer(t) and c != id_column]
+    if not ints:
+        return
+    raw = path.read_bytes()
     if b"0x" not in raw and b"0X" not in raw:
         return
     from pyarrow import csv
 
-    ints = [c for c, t in zip(table.column_names, table.schema.types) if pa.types.is_integer(t) and c != id_column]
-    if not ints:
-        return
     convert = csv.ConvertOptions(strings_can_be_null=True, include_columns=ints,
                                  column_types={c: pa.string() for c in ints})
     text = csv.read_csv(pa.BufferReader(raw), convert_options=convert)
