@@ -116,7 +116,11 @@ def check(points: bytes, start: int) -> None:
     if len(points) % POINT_BYTES:
         raise ProtocolError(f"{len(points)} bytes are not whole {POINT_BYTES}-byte points")
     u = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_BYTES)
-    # u >= 2^255 - 19: the top byte is 0x7f and the middle ones 0xff with the first >= 0xed, or the top bit is set
-    high = (u[:, 31] >= 0x80) | ((u[:, 31] == 0x7f) & (u[:, 1:31] == 0xff).all(axis=1) & (u[:, 0] >= 0xed))
+    # u >= 2^255 - 19: the top bit is set, or the top byte is 0x7f, the middle ones 0xff and the first >= 0xed
+    high = u[:, 31] >= 0x80
+    near = np.flatnonzero(u[:, 31] == 0x7f)  # rare: only these rows are looked at further
+    if len(near):
+        rows = u[near]
+        high[near[(rows[:, 1:31] == 0xff).all(axis=1) & (rows[:, 0] >= 0xed)]] = True
     if high.any():
         raise ProtocolError(f"point {start + int(np.flatnonzero(high)[0])} is not a valid group element")
