@@ -36,13 +36,23 @@ def test_the_plan_refuses_hidden_membership_where_it_cannot_hold():
     assert plan.describe()["membership"] == "hidden" and plan.trainers().config_for("party1").releases_predictions
 
 
-def _synthetic_csv(tmp_path, n, seed=3):
+def _organizations(tmp_path, people: int, seed: int = 3):
+    """A label owner (target ``y``, two columns) and two feature parties (two columns each), each
+    holding a random 85% of ``people`` under string IDs, in its own shuffled order; the public
+    column bounds DP parties standardize with (every table has two columns in [-4, 4])."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4)).clip(-4, 4)
-    y = (X @ np.array([1.0, -1.0, 0.8, 0.5]) + 0.5 * rng.normal(size=n) > 0).astype(int)
-    path = tmp_path / "table.csv"
-    pd.DataFrame({**{f"x{j}": X[:, j] for j in range(4)}, "y": y}).to_csv(path, index=False)
-    return path, ColumnSpec(lower=(-4.0,) * 4, upper=(4.0,) * 4, source="test: clipped to [-4, 4]")
+    ids = np.array([f"P-{i:07d}" for i in rng.permutation(people)])
+    X = rng.normal(size=(people, 6)).clip(-4, 4)
+    y = (X @ np.array([1.0, -1.0, 0.8, 0.5, -0.6, 0.4]) + 0.5 * rng.normal(size=people) > 0).astype(int)
+    paths = {}
+    for k, name in enumerate(("alice", "party1", "party2")):
+        rows = rng.permutation(np.flatnonzero(rng.random(people) < 0.85))
+        frame = pd.DataFrame({"id": ids[rows], "a": X[rows, 2 * k], "b": X[rows, 2 * k + 1]})
+        if name == "alice":
+            frame["y"] = y[rows]
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths, ColumnSpec(lower=(-4.0,) * 2, upper=(4.0,) * 2, source="test: clipped to [-4, 4]")
 
 
 def row_view(transcript, handles: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -78,20 +88,27 @@ def membership_advantage(view: np.ndarray, member: np.ndarray, seed: int = 0) ->
     return float(guess[member].mean() - guess[~member].mean())
 
 
-def _run(tmp_path, path, columns, hidden: bool, n_rounds=2):
+def _run(tmp_path, paths, columns, hidden: bool, n_rounds=2):
+    from securegal.data.party_file import read_party_file
+    from securegal.deploy.embedded import EmbeddedDeployment
+
     plan = PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=8, feedback=True), hidden_membership=hidden)
+    tables = {name: read_party_file(paths[name], "id") for name in ("party1", "party2")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metrics = train(csv=path, target="y", parties=3, rounds=n_rounds, seed=0, plan=plan, columns=columns,
+        metrics = train(csv=paths["alice"], target="y", id_column="id", parties=3, rounds=n_rounds, seed=0,
+                        plan=plan, columns=columns, deployment=EmbeddedDeployment(tables, owner="alice"),
                         out=tmp_path / f"run-{hidden}")
     return metrics, tmp_path / f"run-{hidden}"
 
 
-def _views(run_dir, path):
-    """Per feature party: (its per-row view, whether each row is a training row)."""
-    data = resolve_dataset(None, path, "y", "impute", None)
+def _views(run_dir, paths):
+    """Per feature party: its per-row view, what each column is, whether each of its rows is a
+    training row of the label owner (in its split and held by every party), and its row count."""
+    data = resolve_dataset(None, paths["alice"], "y", "impute", "id")
     split = split_rows(data, 0, 0.2, 0.1)
-    train_ids = set(data.row_ids()[split.train].tolist())
+    held = [set(pd.read_csv(paths[name])["id"]) for name in ("party1", "party2")]
+    train_ids = set(data.row_ids()[split.train].tolist()) & held[0] & held[1]
     out = {}
     for party in ("party1", "party2"):
         transcript = read_transcript(run_dir / "transcripts" / party)
@@ -104,28 +121,30 @@ def _views(run_dir, path):
 
 @pytest.mark.slow
 def test_membership_attack_on_the_party_transcripts(tmp_path):
-    n = 30_000
-    path, columns = _synthetic_csv(tmp_path, n)
-    metrics, run_dir = _run(tmp_path, path, columns, hidden=True)
+    """Non-members are the party's rows the label owner does not hold, holds but some other
+    party lacks, or keeps for validation and test."""
+    paths, columns = _organizations(tmp_path, 36_000)
+    metrics, run_dir = _run(tmp_path, paths, columns, hidden=True)
     assert metrics["plan"]["membership"] == "hidden"
-    for party, (view, kinds, member, rows) in _views(run_dir, path).items():
-        assert rows == n  # the party was told all its rows: the selection and the setup name every one
-        assert member.sum() > 0.6 * n and (~member).sum() > 0.2 * n
+    for party, (view, kinds, member, rows) in _views(run_dir, paths).items():
+        # the party was told all its rows: the selection and the setup name every one
+        assert rows == len(pd.read_csv(paths[party])) and rows > 29_000
+        assert member.sum() > 0.4 * rows and (~member).sum() > 0.4 * rows
         # every row is named by the same messages, with the same payload sizes; only the index of
         # its own handle differs (random: the party drew the handles itself, before any matching)
         varying = {kinds[c] for c in range(view.shape[1]) if np.unique(view[:, c]).size > 1}
         assert varying == {"index"}, varying
         advantage = membership_advantage(view, member)
-        print(f"{party}: membership advantage {advantage:+.4f} over {n} rows ({member.sum()} members)")
+        print(f"{party}: membership advantage {advantage:+.4f} over {rows} rows ({member.sum()} members)")
         assert abs(advantage) <= 0.02
 
 
 @pytest.mark.slow
 def test_the_attack_sees_membership_without_hidden_membership(tmp_path):
     """The same attack on an ordinary run: the setup names the training rows, so it wins."""
-    path, columns = _synthetic_csv(tmp_path, 2_000)
-    _, run_dir = _run(tmp_path, path, columns, hidden=False, n_rounds=1)
-    for party, (view, _, member, _) in _views(run_dir, path).items():
+    paths, columns = _organizations(tmp_path, 2_000)
+    _, run_dir = _run(tmp_path, paths, columns, hidden=False, n_rounds=1)
+    for party, (view, _, member, _) in _views(run_dir, paths).items():
         assert membership_advantage(view, member) > 0.95
 
 
