@@ -312,3 +312,19 @@ def test_party_policy_and_empty_intersections():
     assert not none.matched.any()
     with pytest.raises(ConfigError, match="0 IDs are held by the label owner and every party"):
         common_rows([none])
+
+
+def test_matching_on_point_prefixes_is_exact():
+    """Points that share their first 8 bytes are matched on all 32 (and never wrongly)."""
+    from securegal.align.psi import _match
+
+    rng = np.random.default_rng(5)
+    mine = rng.integers(0, 256, size=(50, 32), dtype=np.uint8)
+    theirs = np.concatenate([mine[10:30], rng.integers(0, 256, size=(30, 32), dtype=np.uint8)])
+    theirs[25, :8] = mine[40, :8]  # same prefix, different point: no match
+    i, j = _match(mine.tobytes(), theirs.tobytes())
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k - 10) for k in range(10, 30)]
+    twin = mine.copy()
+    twin[1, :8] = twin[0, :8]  # a prefix shared within one list: the whole points decide
+    i, j = _match(twin.tobytes(), theirs.tobytes())
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k - 10) for k in range(10, 30)]

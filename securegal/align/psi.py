@@ -45,6 +45,21 @@ def _points_view(packed: bytes) -> np.ndarray:
     return np.frombuffer(packed, dtype=f"S{P}")
 
 
+def _match(mine: bytes, theirs: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the equal points of two packed lists (each list's points are distinct).
+
+    Matched on each point's first 8 bytes (a uint64 view: a quarter of the memory and time of
+    sorting 32-byte strings), then every match is confirmed on all 32 bytes. Should two points of
+    one list share their first 8 bytes (about 2^-24 at 1M points), the whole points are used."""
+    a, b = (np.frombuffer(x, dtype="<u8")[::P // 8] for x in (mine, theirs))
+    if len(np.unique(a)) != len(a) or len(np.unique(b)) != len(b):
+        _, i, j = np.intersect1d(_points_view(mine), _points_view(theirs), return_indices=True)
+        return i, j
+    _, i, j = np.intersect1d(a, b, assume_unique=True, return_indices=True)
+    same = _points_view(mine)[i] == _points_view(theirs)[j]
+    return i[same], j[same]
+
+
 def _random_handles(n: int) -> np.ndarray:
     """``n`` distinct uniform 63-bit handles from the CSPRNG, in ascending order."""
     handles = np.unique(np.frombuffer(group.csprng_bytes(8 * n), dtype="<u8") >> np.uint64(1)).astype(np.int64)
@@ -144,8 +159,7 @@ class LabelOwnerPsi:
         theirs = b"".join(self._workers.map_chunks(group.blind, reply.points, self._secret, item_bytes=P,
                                                    progress=progress))
         self._secret, self._sent = None, b""
-        _, mine_at, theirs_at = np.intersect1d(_points_view(reply.blinded), _points_view(theirs),
-                                               assume_unique=False, return_indices=True)
+        mine_at, theirs_at = _match(reply.blinded, theirs)
         out = np.full(self.n, -1, dtype=np.int64)
         out[mine_at] = handles[theirs_at]
         return OwnerAlignment(out, np.sort(handles))
