@@ -9,7 +9,7 @@ from typing import Mapping, Union
 import numpy as np
 
 PROTOCOL_VERSION = 1
-PSI_POINT_BYTES = 32  # a compressed edwards25519 point (securegal.align.group)
+PSI_POINT_BYTES = 32  # an X25519 u-coordinate (securegal.align.group)
 PSI_ID_KINDS = ("str", "int")
 
 

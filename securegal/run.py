@@ -132,7 +132,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     # Everything impossible is refused here, before any file is written or any data moves.
     names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
-               parties=names[1:], weighting=policy.weighting, eta=policy.eta)
+               parties=names[1:], weighting=policy.weighting, eta=policy.eta,
+               local_parties=isinstance(deployment, EmbeddedDeployment))
     common = dict(learner=learner, seed=seed, scaler=scaler, eta_max=eta_max,
                   learner_options=dict(learner_options or {}), local_loss=local_loss)
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,

@@ -180,42 +180,67 @@ def _good_point() -> bytes:
     return group.hash_to_group(b"x", [b"y"])
 
 
-SMALL_ORDER = bytes([1]) + bytes(31)  # the identity
-NON_CANONICAL = bytes([0xff] * 31 + [0x7f])  # y = 2^255 - 1 >= p
-ORDER_TWO = bytes([0xec] + [0xff] * 30 + [0x7f])  # (0, -1)
+FIELD = 2 ** 255 - 19
+ORDER_TWO = (FIELD - 1).to_bytes(32, "little")  # as an Edwards encoding (0, -1); as a u-coordinate of small order
+# u-coordinates of small order on Curve25519 (X25519 gives zero for them: refused)
+SMALL_ORDER = {"zero": bytes(32), "one": (1).to_bytes(32, "little"),
+               "order eight": bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+               "minus one": ORDER_TWO}
+NON_CANONICAL = {"u = p": FIELD.to_bytes(32, "little"), "top bit set": bytes(31) + b"\x80",
+                 "u = 2^255 - 1": bytes([0xff] * 31 + [0x7f])}
 
 
-def _bad_points() -> dict[str, bytes]:
-    bad = {"identity": SMALL_ORDER, "non-canonical": NON_CANONICAL, "order two": ORDER_TWO}
-    bad["mixed order"] = sodium.crypto_core_ed25519_add(_good_point(), ORDER_TWO)
-    y = 2
-    while True:  # a y coordinate with no point on the curve
-        candidate = y.to_bytes(32, "little")
-        try:
-            sodium.crypto_core_ed25519_add(candidate, candidate)
-        except Exception:
-            bad["off curve"] = candidate
-            break
-        y += 1
-    return bad
-
-
-@pytest.mark.parametrize("name", ["identity", "non-canonical", "order two", "mixed order", "off curve"])
-def test_malformed_points_are_refused_by_both_roles(name):
-    bad = _bad_points()[name]
-    assert not sodium.crypto_core_ed25519_is_valid_point(bad)
+@pytest.mark.parametrize("bad", [*SMALL_ORDER.values(), *NON_CANONICAL.values()],
+                         ids=[*SMALL_ORDER, *NON_CANONICAL])
+def test_malformed_points_are_refused_by_both_roles(bad):
     party = FeaturePartyPsi(["a"], "s")
     with pytest.raises(ProtocolError, match="point 1 is not a valid group element"):
         party.respond(m.PsiRequest("s", "str", _good_point() + bad))
     owner = LabelOwnerPsi(["a", "b"], "s")
-    request = owner.request()
-    reply = FeaturePartyPsi(["a", "c"], "s").respond(request)
-    with pytest.raises(ProtocolError, match="point 1 is not a valid group element"):
-        owner.finish(m.PsiReply(reply.blinded[:32] + bad, reply.points, reply.handles))
-    owner = LabelOwnerPsi(["a", "b"], "s")
     reply = FeaturePartyPsi(["a", "c"], "s").respond(owner.request())
     with pytest.raises(ProtocolError, match="point 0 is not a valid group element"):
         owner.finish(m.PsiReply(reply.blinded, bad + reply.points[32:], reply.handles))
+    if bad in NON_CANONICAL.values():  # points that are only compared must be canonical too
+        owner = LabelOwnerPsi(["a", "b"], "s")
+        reply = FeaturePartyPsi(["a", "c"], "s").respond(owner.request())
+        with pytest.raises(ProtocolError, match="point 1 is not a valid group element"):
+            owner.finish(m.PsiReply(reply.blinded[:32] + bad, reply.points, reply.handles))
+
+
+def _on_twist() -> bytes:
+    """A canonical u-coordinate off the curve (on its quadratic twist): u^3 + 486662 u^2 + u is
+    not a square modulo p."""
+    u = 2
+    while pow((u ** 3 + 486662 * u * u + u) % FIELD, (FIELD - 1) // 2, FIELD) == 1:
+        u += 1
+    return u.to_bytes(32, "little")
+
+
+def test_twist_and_mixed_order_points_reveal_nothing_and_match_nothing():
+    """X25519 clamps its scalars to multiples of 8, so a point plus a small-order one gives the
+    result of the point alone, and a point on the twist is answered in the twist's large
+    prime-order group (Curve25519 is twist-secure); such a point never matches an ID."""
+    k, good = group.new_scalar(), _good_point()
+    assert group.blind(k, good, 0) != group.blind(k, _on_twist(), 0)
+    edwards = sodium.crypto_core_ed25519_from_uniform(hashlib.sha512(b"x").digest()[:32])
+    torsion = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")  # order 8
+    mixed = sodium.crypto_core_ed25519_add(edwards, torsion)
+    assert group.blind(k, sodium.crypto_sign_ed25519_pk_to_curve25519(edwards), 0) == \
+        group.blind(k, group._to_montgomery(mixed, 1), 0)
+    owner = LabelOwnerPsi(["a", "b"], "s")
+    reply = FeaturePartyPsi(["a", "c"], "s").respond(owner.request())
+    mine = owner.finish(m.PsiReply(reply.blinded[:32] + _on_twist(), reply.points, reply.handles))
+    assert mine.matched.tolist() == [True, False]
+
+
+def test_exponents_commute_and_hashes_are_prime_order_points():
+    a, b = group.new_scalar(), group.new_scalar()
+    points = group.hash_to_group(b"prefix", [b"s:1", b"s:2", b"i:3"])
+    assert group.blind(a, group.blind(b, points, 0), 0) == group.blind(b, group.blind(a, points, 0), 0)
+    for i in range(0, len(points), 32):  # the same points as libsodium's Edwards-to-Montgomery map
+        edwards = sodium.crypto_core_ed25519_from_uniform(
+            hashlib.sha512(b"prefix" + [b"s:1", b"s:2", b"i:3"][i // 32]).digest()[:32])
+        assert points[i:i + 32] == sodium.crypto_sign_ed25519_pk_to_curve25519(edwards)
 
 
 def test_group_constants_match_the_wire():
@@ -287,3 +312,19 @@ def test_party_policy_and_empty_intersections():
     assert not none.matched.any()
     with pytest.raises(ConfigError, match="0 IDs are held by the label owner and every party"):
         common_rows([none])
+
+
+def test_matching_on_point_prefixes_is_exact():
+    """Points that share their first 8 bytes are matched on all 32 (and never wrongly)."""
+    from securegal.align.psi import _match
+
+    rng = np.random.default_rng(5)
+    mine = rng.integers(0, 256, size=(50, 32), dtype=np.uint8)
+    theirs = np.concatenate([mine[10:30], rng.integers(0, 256, size=(30, 32), dtype=np.uint8)])
+    theirs[25, :8] = mine[40, :8]  # same prefix, different point: no match
+    i, j = _match(mine.tobytes(), theirs.tobytes())
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k - 10) for k in range(10, 30)]
+    twin = mine.copy()
+    twin[1, :8] = twin[0, :8]  # a prefix shared within one list: the whole points decide
+    i, j = _match(twin.tobytes(), theirs.tobytes())
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k - 10) for k in range(10, 30)]

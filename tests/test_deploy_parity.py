@@ -80,6 +80,7 @@ HONOURED = {
 }
 RUN_FLAGS = {"overwrite", "no_progress", "insecure", "verbose"}
 NEEDS_LABEL_DP = {"delta", "accountant"}
+NEEDS_CKKS = {"hidden_membership"}  # refused with the file's plain residuals, honoured with ckks (below)
 NOT_FLAGS = {"help", "federation", "resume", "func"}
 
 
@@ -115,13 +116,17 @@ def test_every_train_flag_is_honoured_or_refused_with_federation(tmp_path):
             cfg = federation_from_args(args)
             expected = args.residuals or getattr(args, action.dest)
             assert HONOURED[action.dest](cfg) == (expected if action.dest != "residuals" else args.residuals), flag
-        elif action.dest in NEEDS_LABEL_DP or action.dest == "dp_residual_clip":
+        elif action.dest in NEEDS_LABEL_DP or action.dest == "dp_residual_clip" or action.dest in NEEDS_CKKS:
             with pytest.raises(ConfigError):  # alone they have nothing to apply to: refused, not ignored
                 federation_from_args(args)
         else:
             assert action.dest in RUN_FLAGS, f"{flag} is neither honoured nor refused with --federation"
             federation_from_args(args)
-    assert checked >= set(HONOURED) | set(REFUSED_FLAGS)
+    assert checked >= set(HONOURED) | set(REFUSED_FLAGS) | NEEDS_CKKS
+    # with ckks residuals, --hidden-membership applies (each party then refuses it without DP feedback)
+    args = parser.parse_args(["--federation", str(path), "--residuals", "ckks", "--hidden-membership"])
+    assert federation_from_args(args).plan.hidden_membership
+    assert not federation_from_args(parser.parse_args(["--federation", str(path)])).plan.hidden_membership
     # with a label-DP budget, --delta/--accountant/--dp-residual-clip apply to it
     args = parser.parse_args(["--federation", str(path), "--label-epsilon", "3", "--delta", "0.002",
                               "--accountant", "prv", "--dp-residual-clip", "0.5"])

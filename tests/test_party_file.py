@@ -80,6 +80,10 @@ def test_missing_refuse_names_the_column_and_count(tmp_path):
     ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\('17'\\) and text IDs \\('A-1'\\)"),
     ("id,a\nA-1,2\n,3\n", {}, "ID column 'id' is empty in 1 rows"),
     ("id,a\n1,1_000\n2,2\n", {}, "Python-only form \\('1_000'\\)"),
+    ("id,a\n1,0x10\n2,2\n", {}, "column 'a' writes a number in a form securegal does not read \\('0x10'\\)"),
+    ("id,a,y\n1,2,0X1\n2,3,0\n", {"target": "y", "label_owner": True}, "column 'y' .* \\('0X1'\\)"),
+    ("id,a\n1,0x10\n2,2.5\n", {}, "mixes numbers \\('2.5'\\) and text \\('0x10'\\)"),
+    ("id,a\n0x10,1\n17,2\n", {}, "mixes integer IDs \\('17'\\) and text IDs \\('0x10'\\)"),
     ("id,a\n1,3\n2,x\n", {}, "mixes numbers \\('3'\\) and text \\('x'\\)"),
     ("id,a\n1,inf\n2,2\n", {}, "infinite"),
     ("id,a\n1,\n2,\n", {}, "column 'a' has no values"),
@@ -126,3 +130,15 @@ def test_parquet_float_ids_and_unknown_formats_are_refused(tmp_path):
         read_party_file(write(tmp_path, CSV), "patient_id", missing="drop")
     with pytest.raises(ConfigError, match="centres given for unknown columns"):
         read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres={"zz": 1.0})
+
+
+def test_a_hexadecimal_looking_text_column_is_text_and_decimal_columns_stay_numbers(tmp_path):
+    """IDs and numbers follow one rule (optionally signed decimal digits): an ID column of
+    ``0x..`` values is text IDs, a file holding ``0x`` still reads its decimal numbers, and a
+    column of hexadecimal numbers is refused rather than read as numbers or as categories."""
+    table = read_party_file(write(tmp_path, "id,a,note\n0x1F,10,0xf-ish\n0x20,-3,x0\n"), "id")
+    assert table.id_kind == "str" and table.ids.tolist() == ["0x1F", "0x20"]
+    assert table.columns == ("a", "note=0xf-ish", "note=x0")
+    assert table.X[:, 0].tolist() == [10.0, -3.0]
+    with pytest.raises(ConfigError, match="column 'b' writes a number .* \\('0xff'\\)"):
+        read_party_file(write(tmp_path, "id,b\n1,0xff\n2,0x0\n"), "id")

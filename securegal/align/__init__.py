@@ -1,4 +1,4 @@
-"""Private entity alignment: ECDH private set intersection over libsodium's edwards25519 group.
+"""Private entity alignment: ECDH private set intersection over libsodium's Curve25519 (X25519).
 
 Embedded use: ``align_in_process(owner_ids, party_ids, session, workers)``. Across a network:
 ``LabelOwnerPsi`` (request, finish) and ``FeaturePartyPsi`` (prepare, respond, select,

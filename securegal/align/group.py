@@ -1,33 +1,44 @@
-"""The PSI group: the prime-order subgroup of edwards25519, through libsodium (PyNaCl).
+"""The PSI group: Curve25519's prime-order subgroup as X25519 u-coordinates, through libsodium (PyNaCl).
 
-Points are 32-byte compressed encodings, packed back to back in one ``bytes`` (``n * 32``).
+Points are 32-byte little-endian u-coordinates, packed back to back in one ``bytes`` (``n * 32``).
 The kernels below run in worker processes (:mod:`securegal.align.workers`) and import only
-PyNaCl and hashlib.
+PyNaCl and hashlib; they call libsodium through PyNaCl's own cffi module (``nacl._sodium``)
+into preallocated buffers, one C call per point and no Python objects per point.
 
-- ``hash_to_group``: ``H(x) = E(SHA-512(prefix || x)[:32])`` with ``E`` =
-  ``crypto_core_ed25519_from_uniform`` (Elligator 2, then the cofactor is cleared, so H(x) has
-  order L). One map, as the design names it: Elligator 2 is efficiently invertible, so a proof
-  can still program H through SHA-512, and the random-oracle variant (two maps and an addition)
-  would add about a third to the cost of hashing for no gain in this protocol. The prefix
-  carries a protocol label and the session, so hashes never carry over between sessions or
-  protocols.
-- ``blind``: ``[k] P`` with ``crypto_scalarmult_ed25519_noclamp``; libsodium refuses ``P`` unless
-  it is a canonical encoding of a point of prime order L, so every point a peer sends is checked
-  by the multiplication itself.
-- ``check``: ``crypto_core_ed25519_is_valid_point`` for peer points that are only compared.
+- ``hash_to_group``: ``H(x) = u(E(SHA-512(prefix || x)[:32]))`` with ``E`` =
+  ``crypto_core_ed25519_from_uniform`` (Elligator 2 onto edwards25519, cofactor cleared, so H(x)
+  has prime order L) and ``u = (1 + y) / (1 - y)`` the birational map to Curve25519's Montgomery
+  form (the same group; the inversions are batched, one modular inversion per chunk). The
+  prefix carries a protocol label and the session, so hashes never carry over between sessions.
+- ``blind``: ``[k] P`` with ``crypto_scalarmult`` (X25519). Its scalars are clamped (a multiple
+  of 8 with bit 254 set), so a peer's point of mixed order gives the result of its prime-order
+  part, and a point off the curve lands on the quadratic twist, whose large prime-order subgroup
+  keeps the scalar as hidden as on the curve (Curve25519 is twist-secure); a small-order point
+  gives zero, which libsodium refuses. Exponents commute: [a][b] H(x) = [b][a] H(x).
+- ``check``: peer points that are only compared must be canonical (u < p); anything else could
+  only fail to match.
+
+Why X25519 and not ``crypto_scalarmult_ed25519_noclamp``: the same group at 32 us rather than
+78 us per exponentiation here, since the Edwards call also multiplies every input by L to check
+its subgroup (docs/alignment.md, "Cost").
 """
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 from nacl import bindings as sodium
+from nacl._sodium import ffi, lib
 from nacl.utils import random as csprng_bytes
 
 from ..errors import ProtocolError
 
-POINT_BYTES = sodium.crypto_core_ed25519_BYTES  # 32
-SCALAR_BYTES = sodium.crypto_core_ed25519_SCALARBYTES  # 32
-HASH_LABEL = b"securegal/psi/v1/edwards25519/sha512-elligator2"
+POINT_BYTES = sodium.crypto_scalarmult_BYTES  # 32
+SCALAR_BYTES = sodium.crypto_scalarmult_SCALARBYTES  # 32
+UNIFORM_BYTES = 32  # crypto_core_ed25519_from_uniform reads 32 bytes
+HASH_LABEL = b"securegal/psi/v2/curve25519/sha512-elligator2"
+FIELD_PRIME = 2 ** 255 - 19
+_Y_MASK = (1 << 255) - 1
 
 
 def hash_prefix(session: str) -> bytes:
@@ -37,23 +48,45 @@ def hash_prefix(session: str) -> bytes:
 
 
 def new_scalar() -> bytes:
-    """A fresh secret exponent, uniform modulo L, from libsodium's CSPRNG (never zero)."""
-    while True:
-        k = sodium.crypto_core_ed25519_scalar_reduce(csprng_bytes(64))
-        if any(k):
-            return k
+    """A fresh secret exponent: 32 bytes from libsodium's CSPRNG (X25519 clamps it)."""
+    return csprng_bytes(SCALAR_BYTES)
+
+
+def _to_montgomery(edwards: bytes, n: int) -> bytes:
+    """The u-coordinates of ``n`` packed edwards25519 points, ``u = (1 + y) / (1 - y)``, with one
+    modular inversion for all of them (Montgomery's trick)."""
+    p = FIELD_PRIME
+    ys = [int.from_bytes(edwards[i:i + 32], "little") & _Y_MASK for i in range(0, 32 * n, 32)]
+    dens = [(1 - y) % p for y in ys]
+    prefix, acc = [], 1
+    for d in dens:
+        if d == 0:  # the identity: a hash that maps to it is a 2^-250 event, but never a silent one
+            raise ProtocolError("an ID hashed to the identity point")
+        prefix.append(acc)
+        acc = acc * d % p
+    inv = pow(acc, -1, p)
+    out = [b""] * n
+    for i in range(n - 1, -1, -1):
+        out[i] = ((1 + ys[i]) * inv * prefix[i] % p).to_bytes(32, "little")
+        inv = inv * dens[i] % p
+    return b"".join(out)
 
 
 def hash_to_group(prefix: bytes, ids: list[bytes]) -> bytes:
     """``H(x)`` for each canonical ID in ``ids``, packed."""
     base = hashlib.sha512(prefix)
-    from_uniform = sodium.crypto_core_ed25519_from_uniform
-    out = []
-    for x in ids:
+    n = len(ids)
+    uniform = bytearray(UNIFORM_BYTES * n)
+    for i, x in enumerate(ids):
         h = base.copy()
         h.update(x)
-        out.append(from_uniform(h.digest()[:32]))
-    return b"".join(out)
+        uniform[UNIFORM_BYTES * i:UNIFORM_BYTES * (i + 1)] = h.digest()[:UNIFORM_BYTES]
+    src = ffi.from_buffer(uniform)
+    out = ffi.new("unsigned char[]", POINT_BYTES * n)
+    from_uniform = lib.crypto_core_ed25519_from_uniform
+    for i in range(n):
+        from_uniform(out + POINT_BYTES * i, src + UNIFORM_BYTES * i)
+    return _to_montgomery(ffi.buffer(out)[:], n)
 
 
 def hash_and_blind(prefix: bytes, scalar: bytes, ids: list[bytes], start: int) -> bytes:
@@ -62,21 +95,32 @@ def hash_and_blind(prefix: bytes, scalar: bytes, ids: list[bytes], start: int) -
 
 
 def blind(scalar: bytes, points: bytes, start: int) -> bytes:
-    """``[k] P`` for each packed point; a point that is not a valid group element is a
-    ProtocolError naming its index (``start`` is the index of the first point)."""
-    mult = sodium.crypto_scalarmult_ed25519_noclamp
-    out = []
-    for i in range(0, len(points), POINT_BYTES):
-        try:
-            out.append(mult(scalar, points[i:i + POINT_BYTES]))
-        except RuntimeError:
-            raise ProtocolError(f"point {start + i // POINT_BYTES} is not a valid group element") from None
-    return b"".join(out)
+    """``[k] P`` for each packed point; a point of small order (zero result) or a non-canonical
+    encoding is a ProtocolError naming its index (``start`` is the index of the first point)."""
+    if len(scalar) != SCALAR_BYTES:
+        raise ValueError(f"a scalar has {SCALAR_BYTES} bytes, got {len(scalar)}")
+    check(points, start)
+    n = len(points) // POINT_BYTES
+    src, k = ffi.from_buffer(points), ffi.from_buffer(scalar)
+    out = ffi.new("unsigned char[]", POINT_BYTES * n)
+    mult = lib.crypto_scalarmult
+    for i in range(n):
+        if mult(out + POINT_BYTES * i, k, src + POINT_BYTES * i) != 0:
+            raise ProtocolError(f"point {start + i} is not a valid group element")
+    return ffi.buffer(out)[:]
 
 
 def check(points: bytes, start: int) -> None:
-    """ProtocolError unless every packed point is a valid element of the prime-order group."""
-    valid = sodium.crypto_core_ed25519_is_valid_point
-    for i in range(0, len(points), POINT_BYTES):
-        if not valid(points[i:i + POINT_BYTES]):
-            raise ProtocolError(f"point {start + i // POINT_BYTES} is not a valid group element")
+    """ProtocolError unless every packed point is a canonical u-coordinate (``u < p``), the only
+    form this protocol produces."""
+    if len(points) % POINT_BYTES:
+        raise ProtocolError(f"{len(points)} bytes are not whole {POINT_BYTES}-byte points")
+    u = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_BYTES)
+    # u >= 2^255 - 19: the top bit is set, or the top byte is 0x7f, the middle ones 0xff and the first >= 0xed
+    high = u[:, 31] >= 0x80
+    near = np.flatnonzero(u[:, 31] == 0x7f)  # rare: only these rows are looked at further
+    if len(near):
+        rows = u[near]
+        high[near[(rows[:, 1:31] == 0xff).all(axis=1) & (rows[:, 0] >= 0xed)]] = True
+    if high.any():
+        raise ProtocolError(f"point {start + int(np.flatnonzero(high)[0])} is not a valid group element")

@@ -45,6 +45,21 @@ def _points_view(packed: bytes) -> np.ndarray:
     return np.frombuffer(packed, dtype=f"S{P}")
 
 
+def _match(mine: bytes, theirs: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the equal points of two packed lists (each list's points are distinct).
+
+    Matched on each point's first 8 bytes (a uint64 view: a quarter of the memory and time of
+    sorting 32-byte strings), then every match is confirmed on all 32 bytes. Should two points of
+    one list share their first 8 bytes (about 2^-24 at 1M points), the whole points are used."""
+    a, b = (np.frombuffer(x, dtype="<u8")[::P // 8] for x in (mine, theirs))
+    if len(np.unique(a)) != len(a) or len(np.unique(b)) != len(b):
+        _, i, j = np.intersect1d(_points_view(mine), _points_view(theirs), return_indices=True)
+        return i, j
+    _, i, j = np.intersect1d(a, b, assume_unique=True, return_indices=True)
+    same = _points_view(mine)[i] == _points_view(theirs)[j]
+    return i[same], j[same]
+
+
 def _random_handles(n: int) -> np.ndarray:
     """``n`` distinct uniform 63-bit handles from the CSPRNG, in ascending order."""
     handles = np.unique(np.frombuffer(group.csprng_bytes(8 * n), dtype="<u8") >> np.uint64(1)).astype(np.int64)
@@ -57,14 +72,32 @@ def _random_handles(n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class OwnerAlignment:
     """The label owner's result with one party: ``handles[i]`` is the party's row handle for the
-    label owner's i-th ID, or -1 where the party does not hold it; ``party_rows`` = |Y|."""
+    label owner's i-th ID, or -1 where the party does not hold it; ``party_handles`` are all the
+    party's row handles, ascending (|Y| of them)."""
 
     handles: np.ndarray
-    party_rows: int
+    party_handles: np.ndarray
+
+    @property
+    def party_rows(self) -> int:
+        return len(self.party_handles)
 
     @property
     def matched(self) -> np.ndarray:
         return self.handles >= 0
+
+    @property
+    def positions(self) -> np.ndarray:
+        """For each of the label owner's IDs, the position of the party's row among
+        ``party_handles`` (-1 where the party does not hold it): how a vector over all the
+        party's rows (hidden membership) lines up with the label owner's rows."""
+        out = np.searchsorted(self.party_handles, self.handles)
+        return np.where(self.matched, out, -1)
+
+    def selection_all(self) -> m.PsiSelection:
+        """Hidden membership: the selection names every row of the party, so it tells the party
+        nothing about which rows matched."""
+        return m.PsiSelection(self.party_handles.copy())
 
     def selection(self, rows: np.ndarray | None = None) -> m.PsiSelection:
         """The message telling the party which of its rows are used: the handles matched to the
@@ -122,15 +155,14 @@ class LabelOwnerPsi:
         handles = np.asarray(reply.handles, dtype=np.int64)
         if len(reply.points) != P * len(handles) or len(np.unique(handles)) != len(handles) or (handles < 0).any():
             raise ProtocolError("PSI reply needs one unique non-negative handle per point")
-        self._workers.map_chunks(group.check, reply.blinded, item_bytes=P, progress=progress)
+        group.check(reply.blinded, 0)  # compared only: canonical encodings, checked in one vectorised pass
         theirs = b"".join(self._workers.map_chunks(group.blind, reply.points, self._secret, item_bytes=P,
                                                    progress=progress))
         self._secret, self._sent = None, b""
-        _, mine_at, theirs_at = np.intersect1d(_points_view(reply.blinded), _points_view(theirs),
-                                               assume_unique=False, return_indices=True)
+        mine_at, theirs_at = _match(reply.blinded, theirs)
         out = np.full(self.n, -1, dtype=np.int64)
         out[mine_at] = handles[theirs_at]
-        return OwnerAlignment(out, len(handles))
+        return OwnerAlignment(out, np.sort(handles))
 
 
 class FeaturePartyPsi:

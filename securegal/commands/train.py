@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     p.add_argument("--residuals", choices=RESIDUALS,
                    help="how residuals travel to feature parties: plain (default), or ckks: encrypted under the "
                         "label owner's key")
+    p.add_argument("--hidden-membership", action="store_true",
+                   help="feature parties never learn which of their rows are used: each fits on all its rows, "
+                        "on encrypted residuals (zero where the label owner has none); needs --residuals ckks "
+                        "and feature-DP with feedback at every party (docs/alignment.md)")
     dp = p.add_argument_group("differential privacy (docs/privacy.md); defaults in securegal.privacy.plan")
     dp.add_argument("--epsilon", type=float, help="each feature party's (epsilon, delta)-DP budget for the run")
     dp.add_argument("--delta", type=float, help="delta of the DP budgets (default 1e-5); must be < 1/n")
@@ -93,7 +97,8 @@ def plan_from_args(args):
     return PrivacyPlan.from_options(
         residuals=args.residuals or "plain", epsilon=args.epsilon, label_epsilon=args.label_epsilon,
         delta=args.delta, accountant=args.accountant, feature_clip=args.dp_feature_clip,
-        residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback)
+        residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback,
+        hidden_membership=args.hidden_membership)
 
 
 def columns_from_file(path: Path | None, epsilon: float | None):
@@ -238,6 +243,9 @@ def summary(metrics: dict, out: Path) -> str:
     for party, block in metrics.get("privacy", {}).items():
         lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                      f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+    if metrics.get("plan", {}).get("membership") == "hidden":
+        lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
+                     "its predictions reached the label owner only as DP feedback (docs/alignment.md)")
     if "stopped" in metrics["gal"]:
         lines.append(f"  STOPPED EARLY: {metrics['gal']['stopped']}")
     lines.append(f"  wrote {out}/metrics.json, curve.png, transcripts/ ({metrics['seconds']:.1f} s)")

@@ -13,8 +13,9 @@ party does all encoding with its own data only:
 
 Refused, each with a one-line :class:`ConfigError`: a file that is not what its suffix says,
 duplicate column names, a missing ID column, IDs that are missing, duplicated or of mixed
-kinds, a target column at a feature party, numbers written in Python-only forms (``1_000``),
-a column that mixes numbers and text, a text column with too many categories, and any cell
+kinds, a target column at a feature party, numbers written in Python-only forms (``1_000``)
+or in hexadecimal (``0x10``, which pyarrow's integer parser would accept; IDs and numbers follow
+one rule: optionally signed decimal digits), a column that mixes numbers and text, a text column with too many categories, and any cell
 longer than ``max_field_chars``.
 """
 from __future__ import annotations
@@ -74,6 +75,8 @@ def read_party_file(path: str | Path, id_column: str | None, *, target: str | No
     table = _read(path, id_column)
     name = path.name
     _check_unique(table.column_names, name)
+    if path.suffix.lower() == ".csv":
+        _check_integer_forms(path, table, id_column, name)
     if id_column is not None and id_column not in table.column_names:
         shown = ", ".join(table.column_names[:20])
         raise ConfigError(f"{name}: no ID column {id_column!r} (columns: {shown})")
@@ -155,6 +158,30 @@ def _check_field_lengths(table: pa.Table, where: str, bound: int) -> None:
             longest = pc.max(pc.utf8_length(text)).as_py()
             if longest > bound:
                 raise ConfigError(f"{where}: column {name!r} has a field of {longest} characters (limit {bound})")
+
+
+def _check_integer_forms(path: Path, table: pa.Table, id_column: str | None, where: str) -> None:
+    """pyarrow's CSV reader parses ``0x10`` as the integer 16; securegal reads a number only in
+    decimal (as it reads integer IDs). Only a CSV with integer columns that holds ``0x`` at all
+    is parsed again, with those columns as text, so the common case costs nothing or one search."""
+    ints = [c for c, t in zip(table.column_names, table.schema.types) if pa.types.is_integer(t) and c != id_column]
+    if not ints:
+        return
+    raw = path.read_bytes()
+    if b"0x" not in raw and b"0X" not in raw:
+        return
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(strings_can_be_null=True, include_columns=ints,
+                                 column_types={c: pa.string() for c in ints})
+    text = csv.read_csv(pa.BufferReader(raw), convert_options=convert)
+    for name, col in zip(text.column_names, text.columns):
+        col = col.drop_null()
+        bad = pc.invert(_integer_like(col))
+        if pc.any(bad).as_py():
+            value = col.filter(bad)[0].as_py()
+            raise ConfigError(f"{where}: column {name!r} writes a number in a form securegal does not read "
+                              f"({value!r}); write plain decimal digits")
 
 
 def _integer_like(text: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -230,6 +230,8 @@ class FederationFile(_Strict):
     residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")
     residual_clip: float | None = Field(None, gt=0, description="ckks: clip residual rows before encrypting "
                                                                 "(needed by DP parties)")
+    hidden_membership: bool = Field(False, description="ckks: parties fit on all their rows and never learn which "
+                                                       "are used (each party needs feature-DP with feedback)")
     out: str = Field("runs/federation", description="run directory")
     data: FederationData
     label_dp: LabelDPSection | None = None

@@ -82,6 +82,8 @@ class GalJob:
     # and where their ledgers persist (None: in memory, one run).
     columns: object = None
     ledger_dir: Path | None = None
+    # The parties fit on all their rows and never learn which are used (PrivacyPlan.hidden_membership).
+    hidden_membership: bool = False
 
     @classmethod
     def from_plan(cls, plan, *, dataset: Dataset, n_train: int, parties: int, rounds: int,
@@ -93,7 +95,7 @@ class GalJob:
         if hasattr(channel, "preflight"):
             channel.preflight(n_train, rounds, dataset.loss)
         return cls(rounds=rounds, channel=channel, trainers=plan.trainers(), weighting=policy.weighting,
-                   eta=policy.eta, **settings)
+                   eta=policy.eta, hidden_membership=plan.hidden_membership, **settings)
 
     def local_loss_for(self, dataset: Dataset) -> str:
         return self.local_loss or make_loss(dataset.loss, dataset.n_outputs).local_loss
@@ -111,7 +113,8 @@ class GalJob:
                           min_parties=self.min_parties, task=dataset.task,
                           setup_options={"local_loss": self.local_loss_for(dataset)},
                           aligner=LabelOwnerPsi, align_ids=dataset.row_ids(),
-                          eval_ids=np.concatenate([split.validation, split.test]))
+                          eval_ids=np.concatenate([split.validation, split.test]),
+                          hidden_membership=self.hidden_membership)
 
 
 def party_learner(dataset: Dataset, block: Block, index: int, job: GalJob) -> Learner:

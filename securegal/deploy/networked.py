@@ -98,7 +98,7 @@ class FederationConfig:
     def load(cls, path: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
         """Read ``path``; ``overrides`` (None values ignored) replace top-level keys: ``rounds``,
         ``seed``, ``learner``, ``local_loss``, ``weights``, ``eta``, ``eta_max``, ``min_parties``,
-        ``residuals``, ``residual_clip`` and the label-DP keys ``label_epsilon``, ``delta``, ``accountant``."""
+        ``residuals``, ``residual_clip``, ``hidden_membership`` and the label-DP keys ``label_epsilon``, ``delta``, ``accountant``."""
         from ..transport.grpc_client import RetryPolicy
 
         path = Path(path)
@@ -125,6 +125,7 @@ class FederationConfig:
             label_clip = given.pop("label_residual_clip", label.residual_clip if label else None)
             residuals = given.pop("residuals", f.residuals)
             residual_clip = given.pop("residual_clip", f.residual_clip)
+            hidden = given.pop("hidden_membership", f.hidden_membership)
             if label_epsilon is None and (delta is not None or accountant is not None):
                 raise ConfigError("--delta/--accountant of the label owner go with a label-DP budget "
                                   "(--label-epsilon or [label_dp]); feature parties set theirs in party.toml")
@@ -134,7 +135,7 @@ class FederationConfig:
                                                  seed=label.noise_seed if label else None).items() if v is not None}
                 label_dp = LabelDP(epsilon=label_epsilon, **options)
             plan = PrivacyPlan(residuals=residuals, label_dp=label_dp,
-                               residual_clip=residual_clip if residuals == "ckks" else None)
+                               residual_clip=residual_clip if residuals == "ckks" else None, hidden_membership=hidden)
             if residual_clip is not None and residuals != "ckks":
                 raise ConfigError(f"residual_clip (the bound DP parties rely on under ckks) needs residuals = 'ckks', "
                                   f"got {residuals!r}")
@@ -191,7 +192,7 @@ def federation_from_args(args) -> FederationConfig:
     overrides = dict(rounds=args.rounds, seed=args.seed, learner=args.learner, local_loss=args.local_loss,
                      weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
                      residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
-                     accountant=args.accountant)
+                     accountant=args.accountant, hidden_membership=args.hidden_membership or None)
     if args.dp_residual_clip is not None:  # under ckks the label owner's clip; with label-DP, label-DP's C
         key = "residual_clip" if (args.residuals or "") == "ckks" or args.label_epsilon is None else "label_residual_clip"
         overrides[key] = args.dp_residual_clip

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.tables import FeatureTable
-from ..errors import ConfigError, ProtocolError, reply_code
+from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
 from ..wire.codec import DEFAULT_LIMITS
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # A label owner's seq is (epoch << RESUME_BITS) + counter; the epoch counts restarts from a checkpoint.
 RESUME_BITS = 32
+# Setup option of hidden membership (docs/alignment.md): the session trains on all of this party's
+# rows and the party is never told which of them the label owner holds.
+MEMBERSHIP_OPTION = "membership"
+HIDDEN = "hidden"
 
 
 class FeatureParty:
@@ -137,6 +141,7 @@ class FeatureParty:
         if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
+        hidden = self._hidden_membership(setup)
         X_raw = self._rows(setup.train_ids)
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
@@ -149,6 +154,10 @@ class FeatureParty:
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
+        if hidden and not getattr(trainer, "hides_membership", False):
+            raise LayerMismatch(f"party {self.name!r} cannot serve hidden membership: the label owner would get "
+                                f"predictions on all its rows, which only a feature-DP trainer with feedback on "
+                                f"CKKS residuals releases ({type(trainer).__name__} does not)")
         if self.privacy is not None:
             if not hasattr(trainer, "bind_table"):
                 raise ConfigError(f"party {self.name!r} has a privacy ledger but its trainer "
@@ -168,6 +177,22 @@ class FeatureParty:
                  self._n_train, setup.rounds, setup.residuals)
         # how many columns this party contributes is public (docs/alignment.md); their names are not
         return m.SetupAck(info={"party": self.name, "columns": str(self.table.n_features)})
+
+    def _hidden_membership(self, setup: m.Setup) -> bool:
+        """Whether ``setup`` asks for hidden membership; if so it must name every row of this
+        party (a subset would reveal membership after all)."""
+        mode = dict(setup.options or {}).get(MEMBERSHIP_OPTION)
+        if mode is None:
+            return False
+        if mode != HIDDEN:
+            raise ProtocolError(f"setup option {MEMBERSHIP_OPTION!r} must be {HIDDEN!r}, got {mode!r}")
+        if self._psi is None:
+            raise ProtocolError("hidden membership needs this session's private set intersection first")
+        everyone = np.sort(self._psi.row_handles)
+        if not np.array_equal(np.sort(np.asarray(setup.train_ids, dtype=np.int64)), everyone):
+            raise ProtocolError(f"hidden membership: the setup must name all {len(everyone)} of this party's rows, "
+                                f"it names {len(setup.train_ids)}")
+        return True
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         return (self._session_table or self.table).rows(ids)

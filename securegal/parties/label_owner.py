@@ -15,7 +15,7 @@ import numpy as np
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
-from .feature_party import FeatureParty
+from .feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
 from ..seam import ResidualChannel
 from .messenger import Messenger
 
@@ -56,7 +56,7 @@ class LabelOwner:
                  rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
                  aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
-                 eval_ids: np.ndarray | None = None):
+                 eval_ids: np.ndarray | None = None, hidden_membership: bool = False):
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         if weighting not in WEIGHTINGS:
@@ -65,6 +65,8 @@ class LabelOwner:
             raise ConfigError(f"a fixed eta must be > 0, got {eta!r}")
         if peers and messenger is None:
             raise ConfigError("feature parties need a messenger")
+        if hidden_membership and peers and aligner is None:
+            raise ConfigError("hidden membership needs the private set intersection (an aligner)")
         self.own, self.loss, self.messenger = own, loss, messenger
         self.channel = channel
         self.train_ids = np.asarray(train_ids, dtype=np.int64)
@@ -96,6 +98,13 @@ class LabelOwner:
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
         self.party_columns: dict[str, int] = {}
         self._P: np.ndarray | None = None  # one round's stacked predictions (see _stacked)
+        # Hidden membership (docs/alignment.md): each party fits on all its rows and answers for
+        # all of them; positions[p][i] is where our row i sits among p's rows (-1: absent), and
+        # kept[p][t] p's opened round-t predictions on our rows (what prediction later uses).
+        self.hidden_membership = bool(hidden_membership)
+        self.party_handles: dict[str, np.ndarray] = {}
+        self.positions: dict[str, np.ndarray] = {}
+        self.kept: dict[str, dict[int, np.ndarray]] = {}
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -111,6 +120,9 @@ class LabelOwner:
         fields = dict(self.channel.setup_fields(party))
         if "options" in fields:
             fields["options"] = {**base["options"], **fields["options"]}
+        if party in self.positions:  # hidden membership: every row of the party, nothing about ours
+            options = {**fields.get("options", base["options"]), MEMBERSHIP_OPTION: HIDDEN}
+            return {**base, **fields, "options": options, "train_ids": self.party_handles[party]}
         return {**base, **fields, "train_ids": self._ids_for(party, base["train_ids"])}
 
     def setup(self) -> None:
@@ -162,7 +174,14 @@ class LabelOwner:
         self.model.init = np.asarray(init, dtype=np.float64)
         self.F = np.tile(self.model.init, (self.n, 1))
         used = np.union1d(self.train_ids, self.aligned(self.eval_ids))
-        self._joined(self.messenger.exchange(0, {p: alignments[p].selection(used) for p in self.peers}))
+        if self.hidden_membership:  # each party is told all of its rows: it learns nothing of the matching
+            self.party_handles = {p: a.party_handles for p, a in alignments.items()}
+            self.positions = {p: a.positions for p, a in alignments.items()}
+            self.kept = {p: {} for p in alignments}
+            selections = {p: alignments[p].selection_all() for p in self.peers}
+        else:
+            selections = {p: alignments[p].selection(used) for p in self.peers}
+        self._joined(self.messenger.exchange(0, selections))
         for p in self.peers:  # our own record of how each party names our rows (for our self-audit)
             self.messenger.record_alignment(p, self.handles[p][used], np.asarray(self.align_ids)[used])
         log.info("aligned: %d training rows held by every party (of %d)", self.n, len(keep))
@@ -233,8 +252,8 @@ class LabelOwner:
 
     def _round(self, t: int) -> RoundResult:
         r = self.loss.residual(self.y, self.F)
-        shape = (self.n, self.k)
-        replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(r, t, p)) for p in self.peers}) if self.peers else {}
+        replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(self._residuals_for(p, r), t, p))
+                                              for p in self.peers}) if self.peers else {}
         own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
         preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
         absent = []
@@ -244,7 +263,7 @@ class LabelOwner:
             try:
                 if isinstance(reply, Exception):
                     raise reply
-                preds[party] = self.channel.open(reply.predictions, t, party, shape)
+                preds[party] = self._opened(party, reply.predictions, t)
             except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
                 log.warning("round %d: party %s dropped from the round: %s", t, party, exc)
                 absent.append(party)
@@ -275,11 +294,33 @@ class LabelOwner:
             self._P = np.empty((m_parties, self.n, self.k))
         return self._P[:m_parties]
 
+    def _residuals_for(self, party: str, r: np.ndarray) -> np.ndarray:
+        """What ``party`` is sent: ``r`` itself, or under hidden membership a residual for every
+        row of the party, zero where we have no training row (encrypted, so it cannot tell)."""
+        if party not in self.positions:
+            return r
+        full = np.zeros((len(self.party_handles[party]), self.k))
+        full[self.positions[party][self.train_ids]] = r
+        return full
+
+    def _opened(self, party: str, payload, t: int) -> np.ndarray:
+        """``party``'s round-t predictions on our training rows; under hidden membership it
+        answered for all its rows: ours are kept (for prediction), the others are dropped."""
+        if party not in self.positions:
+            return self.channel.open(payload, t, party, (self.n, self.k))
+        full = self.channel.open(payload, t, party, (len(self.party_handles[party]), self.k))
+        held = self.positions[party] >= 0
+        ours = np.zeros((len(held), self.k))
+        ours[held] = full[self.positions[party][held]]
+        self.kept[party][t] = ours
+        return ours[self.train_ids]
+
     def predict_rounds(self, sample_ids: np.ndarray) -> np.ndarray:
         """Scores F_t on ``sample_ids`` after each round t = 0..T: shape (T+1, n, K).
 
         Every party computes its own per-round predictions on its own columns; the label owner
-        combines them with the learned weights and steps.
+        combines them with the learned weights and steps. Under hidden membership a party's terms
+        are its round replies on these rows (it answered for all its rows), so nothing is sent.
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
@@ -296,6 +337,11 @@ class LabelOwner:
         add(self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions))
         used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
         for party in used:  # one party at a time: only one (T, n, K) reply is alive at once
+            if party in self.positions:  # hidden membership: no request, which would name our rows
+                zeros = np.zeros((len(ids), self.k))
+                add(party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
+                                     for t in range(1, T + 1)]))
+                continue
             reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
             if isinstance(reply, Exception):
                 # Like a party dropped from a round: its terms count as zero, loudly; metrics.json

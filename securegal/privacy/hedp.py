@@ -244,6 +244,12 @@ class CkksDPTrainer:
             self.pred_sensitivity = pred_sensitivity(noise)["pred"]
             self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
 
+    @property
+    def hides_membership(self) -> bool:
+        """Can serve hidden membership: its round replies (predictions on every training row, so
+        on all the party's rows) are DP releases (feedback on)."""
+        return self.config.releases_predictions
+
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Upper bound of a predict reply's size, from the request alone (checked before work)."""
         return ciphertext_reply_bytes(self.context, self._layout(), rows, rounds)

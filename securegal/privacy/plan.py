@@ -1,8 +1,9 @@
 """One description of what protects a run: the :class:`PrivacyPlan`.
 
 A plan names the residual transport (plain | ckks), feature-DP (a :class:`FeatureDP` budget with
-its clips and feedback, or none) and label-DP (a :class:`LabelDP` budget, or none). It is the only
-place that decides:
+its clips and feedback, or none), label-DP (a :class:`LabelDP` budget, or none) and whether the
+feature parties may learn which of their rows are used (``hidden_membership``, docs/alignment.md).
+It is the only place that decides:
 
 - which residual channel the label owner runs (:meth:`PrivacyPlan.channel`);
 - which trainer each feature party builds for which learner (:meth:`PrivacyPlan.trainers`);
@@ -128,12 +129,18 @@ class PrivacyPlan:
     ``residual_clip``: under CKKS with DP parties the label owner clips every residual row to this
     norm before encrypting and declares it (the parties' bounds rest on it). ``None`` means: the
     feature-DP clip when this plan has feature-DP and CKKS, else no clip.
+
+    ``hidden_membership``: the feature parties never learn which of their rows the label owner
+    holds or trains on: every party fits on all its rows, on encrypted residuals that are zero
+    where the label owner has none, and returns (DP-noised) predictions for all of them. Needs
+    ckks residuals and feature-DP with feedback at every party (docs/alignment.md).
     """
 
     residuals: str = "plain"
     feature_dp: FeatureDP | None = None
     label_dp: LabelDP | None = None
     residual_clip: float | None = None
+    hidden_membership: bool = False
 
     def __post_init__(self) -> None:
         if self.residuals not in RESIDUALS:
@@ -150,6 +157,17 @@ class PrivacyPlan:
             if self.residuals != "ckks":
                 raise ConfigError(f"residual_clip is the label owner's clip before encrypting; it needs ckks "
                                   f"residuals, not {self.residuals!r}")
+        if not isinstance(self.hidden_membership, bool):
+            raise ConfigError(f"hidden_membership must be true or false, got {self.hidden_membership!r}")
+        if self.hidden_membership:
+            if self.residuals != "ckks":
+                raise ConfigError(f"hidden membership needs ckks residuals (--residuals ckks), not "
+                                  f"{self.residuals!r}: in the clear, the zero residuals of the rows the label "
+                                  "owner lacks would tell each party which of its rows are members")
+            if self.feature_dp is not None and self.feature_dp.feedback is False:
+                raise ConfigError("hidden membership takes every prediction from the parties' DP feedback "
+                                  "releases (predictions on training rows are outside DP otherwise); drop "
+                                  "--dp-feedback off")
 
     # ------------------------------------------------------------------ construction
 
@@ -158,7 +176,7 @@ class PrivacyPlan:
                      label_epsilon: float | None = None, delta: float | None = None, accountant: str | None = None,
                      feature_clip: float | None = None, residual_clip: float | None = None,
                      prediction_clip: float | None = None, feedback: str | bool | None = None,
-                     noise_seed: int | None = None) -> "PrivacyPlan":
+                     noise_seed: int | None = None, hidden_membership: bool = False) -> "PrivacyPlan":
         """A plan from flag-like options (``securegal train``, the audit sweep, benchmarks).
 
         Options left ``None`` take the defaults of :class:`FeatureDP`/:class:`LabelDP`; a DP option
@@ -183,7 +201,7 @@ class PrivacyPlan:
         if label_epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
             label = LabelDP(epsilon=label_epsilon, **given, **clip)
-        return cls(residuals=residuals, feature_dp=feature, label_dp=label)
+        return cls(residuals=residuals, feature_dp=feature, label_dp=label, hidden_membership=hidden_membership)
 
     # ------------------------------------------------------------------ what it is
 
@@ -226,12 +244,17 @@ class PrivacyPlan:
                               f"(DP ridge, DP-GD MLP), not {learner!r}")
 
     def check(self, *, learner: str, loss: str, n_train: int, rounds: int, parties=(),
-              weighting: str | None = None, eta: float | None = None) -> None:
+              weighting: str | None = None, eta: float | None = None, local_parties: bool = True) -> None:
         """Refuse every impossible combination with a one-line :class:`ConfigError`, before
         anything is written or sent: the learner a layer cannot run, a budget that cannot cover
         ``rounds`` rounds on ``n_train`` rows, label-DP on a regression, label-DP with learned
-        weights or a line-searched step."""
+        weights or a line-searched step, hidden membership without feature-DP at parties this
+        plan builds (``local_parties``; remote parties refuse it themselves at setup)."""
         self.check_learner(learner)
+        if self.hidden_membership and local_parties and self.feature_dp is None:
+            raise ConfigError("hidden membership needs feature-DP at every party (--epsilon): the label owner "
+                              "receives predictions on all of each party's rows, also on people it does not "
+                              "hold, and only DP releases may carry them")
         if self.feature_dp is not None:
             self.trainers().preflight(n_train, rounds, list(parties) or ["party"], learner=learner)
         if self.label_dp is not None:
@@ -270,7 +293,8 @@ class PrivacyPlan:
         choices also have ``preflight`` and ``report`` (what each party spent).
         """
         if self.feature_dp is not None:
-            config = self.feature_dp.config(self.residuals)
+            spec = replace(self.feature_dp, feedback=True) if self.hidden_membership else self.feature_dp
+            config = spec.config(self.residuals)
             if self.residuals == "ckks":
                 from .hedp import CkksDPTrainers
 
@@ -308,4 +332,6 @@ class PrivacyPlan:
                 out[key] = {f.name: getattr(spec, f.name) for f in fields(spec)}
         if self.declared_clip is not None:
             out["residual_clip"] = self.declared_clip
+        if self.hidden_membership:
+            out["membership"] = "hidden"
         return out

@@ -54,8 +54,9 @@ class CkksResiduals:
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        self._round_blobs: tuple[tuple[int, bytes], tuple[bytes, ...], tuple[bytes, ...], bool] | None = None
-        self._layout: Layout | None = None
+        # the round's (key, blobs, blob hashes, last column omitted), shared by every party
+        self._round_blobs: tuple[tuple, tuple[bytes, ...], tuple[bytes, ...], bool] | None = None
+        self._layouts: dict[str, Layout] = {}  # per party: its rows can differ (hidden membership)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.seconds = 0.0
@@ -76,18 +77,18 @@ class CkksResiduals:
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
-        self._layout = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
-        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest())
+        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
+        key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest(), r.shape)
         if self._round_blobs is None or self._round_blobs[0] != key:
-            vectors = self._layout.input_vectors(r)
-            omitted = self.omit_dependent and wire.can_omit_last(self._layout) and bool(
+            vectors = layout.input_vectors(r)
+            omitted = self.omit_dependent and wire.can_omit_last(layout) and bool(
                 np.abs(r.sum(axis=1)).max() <= ZERO_SUM_TOLERANCE * max(1.0, float(np.abs(r).max())))
             if omitted:
-                vectors = vectors[:-self._layout.chunks]
+                vectors = vectors[:-layout.chunks]
             blobs = tuple(b for v in vectors for b in self.secret.encrypt(v))
             self._round_blobs = (key, blobs, wire.blob_hashes(blobs), omitted)
         _, blobs, hashes, omitted = self._round_blobs
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, self._layout, hashes, omitted)
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, layout, hashes, omitted)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -95,7 +96,8 @@ class CkksResiduals:
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         """Decrypt ``party``'s reply for the coordinator only; nothing decrypted is ever sent back."""
         kind = "predictions" if len(shape) == 2 else "test_predictions"
-        if self._layout is None:
+        layout = self._layouts.get(party)
+        if layout is None:
             raise ProtocolError(f"{kind} of party {party!r} before any residuals were sent")
         if isinstance(payload, EncryptedPayload):
             self.bytes_received += payload.nbytes
@@ -104,8 +106,8 @@ class CkksResiduals:
         omitted_sent = (kind == "predictions" and self._round_blobs is not None and self._round_blobs[0][0] == round
                         and self._round_blobs[3])
         vectors = wire.unpack(payload, self.secret, kind, party, round, shape, len(self.secret.levels) - 1,
-                              self._layout, allow_omitted=omitted_sent)
-        values = wire.decrypt(self.secret, vectors, shape, self._layout, omitted=wire.omits_last(payload))
+                              layout, allow_omitted=omitted_sent)
+        values = wire.decrypt(self.secret, vectors, shape, layout, omitted=wire.omits_last(payload))
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
