@@ -235,7 +235,7 @@ def _all_slots(channel, payload, kind, round, shape):
     from securegal.privacy.he import wire
 
     secret = channel.secret
-    vectors = wire.unpack(payload, secret, kind, PARTY, round, shape, len(secret.levels) - 1, channel._layout)
+    vectors = wire.unpack(payload, secret, kind, PARTY, round, shape, len(secret.levels) - 1, channel._layouts[PARTY])
     out = []
     for v in vectors:
         for ct in v:
