@@ -324,3 +324,25 @@ def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
     # every process the test started is gone, with its children (Flower's per-message processes)
     assert fed.processes and not any(_alive(p) for p in fed.processes.values())
     assert impostor.poll() is not None
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_flower_honours_hidden_membership_as_embedded_does(tmp_path):
+    """federation.toml ``hidden_membership`` on Flower: the parties (DP budgets, feedback on) make
+    the releases an embedded run makes, and the run records the mode."""
+    pytest.importorskip("ray")
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+
+    seed, epsilon = 7, 8.0
+    plan = PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=epsilon, seed=seed), hidden_membership=True)
+    embedded = train("breast_cancer", parties=3, rounds=2, seed=0, plan=plan)
+    fed, configs = write_federation(tmp_path, residuals="ckks",
+                                    privacy={"epsilon": epsilon, "noise_seed": seed, "feedback": "on"},
+                                    extra={"hidden_membership": True, "residual_clip": 1.0})
+    flower = simulate(fed, configs)
+    assert flower["deployment"] == "flower" and flower["plan"]["membership"] == "hidden"
+    for party in PARTIES:
+        for key in ("releases", "epsilon_spent"):
+            assert flower["privacy"][party][key] == embedded["privacy"][party][key], (party, key)
+    assert flower["n_test"] == embedded["n_test"] and len(flower["gal"]["per_round"]) == 2
