@@ -267,6 +267,7 @@ class NetworkedDeployment:
         else:
             owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
+            owner.calibration = self.state.get("calibration")
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
         self.checkpoint.save(owner)
         self.started = True

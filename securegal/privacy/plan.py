@@ -324,18 +324,20 @@ class PrivacyPlan:
         fitted on the training rows would rest on noisy (or no) predictions of the DP parties.
         Label-DP refuses learned weights (see :meth:`check`).
 
-        Under feature-DP (not label-DP) with uniform weights, ``calibrate`` (default on) adds
-        per-party multipliers fitted after the last round on the validation rows, with penalty
-        :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
+        Under feature-DP on plain residuals (not label-DP) with uniform weights, ``calibrate``
+        (default on) adds per-party multipliers fitted after the last round on the validation
+        rows, with penalty :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
         disclosed for evaluation anyway, so this costs no budget (docs/privacy.md section 4)."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
         if eta is None and private:
             eta = DP_STEP_WEIGHT * parties / rounds
-        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None
+        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None \
+            and self.residuals == "plain"
         if calibrate and not (feature_dp and weighting == "uniform"):
-            raise ConfigError("calibrated multipliers are for feature-DP runs with uniform weights (without label-DP)")
+            raise ConfigError("calibrated multipliers are for feature-DP runs on plain residuals with uniform "
+                              "weights (without label-DP; under ckks each predict reply costs a flood release)")
         if calibrate is None:
             calibrate = feature_dp and weighting == "uniform"
         return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None)
