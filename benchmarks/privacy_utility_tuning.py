@@ -26,6 +26,9 @@ VARIANTS = {
     "fixed": ({}, {"calibrate": False}),
     "no-feedback": ({"feedback": False}, {}),
     "feature-clip-1": ({"feature_clip": 1.0}, {}),
+    "rounds-5": ({}, {"rounds": 5}),
+    "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
+    "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),
 }
 
 
@@ -34,7 +37,7 @@ def score(dataset: str, seed: int, epsilon: float, variant: str) -> float:
     plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed, **dp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureNoiseWarning)
-        metrics = train(dataset, parties=PARTIES, rounds=ROUNDS, seed=seed, plan=plan, **options)
+        metrics = train(dataset, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **options})
     return float(metrics["gal"]["test"])
 
 
