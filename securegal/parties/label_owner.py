@@ -7,12 +7,13 @@ same :class:`FeatureParty` logic, without the wire.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
+from ..core.calibration import fit_party_multipliers
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
@@ -42,6 +43,7 @@ class GalModel:
     rounds: list[RoundResult] = field(default_factory=list)
     stopped: str | None = None
     missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
+    multipliers: dict[str, float] = field(default_factory=dict)  # set by LabelOwner.calibrate
 
 
 class FederationStopped(Exception):
@@ -56,7 +58,8 @@ class LabelOwner:
                  rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
                  aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
-                 eval_ids: np.ndarray | None = None, hidden_membership: bool = False):
+                 eval_ids: np.ndarray | None = None, hidden_membership: bool = False,
+                 calibration: float | None = None):
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         if weighting not in WEIGHTINGS:
@@ -73,6 +76,8 @@ class LabelOwner:
         self.y = y_train
         self.peers = list(peers)
         self.rounds, self.weighting, self.eta, self.eta_max = rounds, weighting, eta, eta_max
+        # None, or the penalty of calibrate()'s per-party multipliers (PrivacyPlan.owner_policy).
+        self.calibration = calibration
         self.min_parties, self.task = min_parties, task
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
@@ -328,19 +333,26 @@ class LabelOwner:
         if T == 0:
             return F
         steps = np.zeros((T, len(ids), self.k))
-        coef = {}  # party -> eta_t * w_t[party] per round
+        for party, preds in self._party_rounds(ids):  # one party at a time: one (T, n, K) reply alive
+            steps[:] += self._coefficients(party)[:, None, None] * preds
+        F[1:] += np.cumsum(steps, axis=0, out=steps)
+        return F
 
-        def add(party: str, preds: np.ndarray) -> None:  # fold in one party's terms, then let it go
-            c = coef.setdefault(party, np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds]))
-            steps[:] += c[:, None, None] * preds
+    def _coefficients(self, party: str) -> np.ndarray:
+        """eta_t * w_t[party] per round."""
+        return np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds])
 
-        add(self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions))
+    def _party_rounds(self, ids: np.ndarray):
+        """(party, its per-round predictions (T, n, K) on ``ids``) for the label owner and every party
+        with a non-zero weight; a party that does not answer is left out (``missing_at_predict``)."""
+        T = len(self.model.rounds)
+        yield self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions)
         used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
-        for party in used:  # one party at a time: only one (T, n, K) reply is alive at once
+        for party in used:
             if party in self.positions:  # hidden membership: no request, which would name our rows
                 zeros = np.zeros((len(ids), self.k))
-                add(party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
-                                     for t in range(1, T + 1)]))
+                yield party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
+                                       for t in range(1, T + 1)])
                 continue
             reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
             if isinstance(reply, Exception):
@@ -349,9 +361,31 @@ class LabelOwner:
                 log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
                 self.model.missing_at_predict.add(party)
                 continue
-            add(party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k)))
-        F[1:] += np.cumsum(steps, axis=0, out=steps)
-        return F
+            yield party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
+
+    def calibrate(self, sample_ids: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Scale each party's whole contribution by a multiplier fitted on held-out rows.
+
+        ``sample_ids`` are rows no session trained on (the validation rows) and ``y`` their labels
+        as the loss takes them. Their predictions are the same replies evaluation asks for, so this
+        releases nothing new; the multipliers (:func:`~securegal.core.calibration.fit_party_multipliers`,
+        penalty ``self.calibration``) rescale every round's weights. Returns {party: multiplier}.
+        """
+        if self.calibration is None:
+            raise ConfigError("this label owner's policy has no calibration")
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        if not self.model.rounds or len(ids) == 0:
+            return {}
+        names, terms = [], []
+        for party, preds in self._party_rounds(ids):
+            names.append(party)
+            terms.append(np.tensordot(self._coefficients(party), preds, axes=1))
+        a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration)
+        scale = dict(zip(names, (float(v) for v in a)))
+        self.model.rounds = [replace(r, weights={p: w * scale.get(p, 1.0) for p, w in r.weights.items()})
+                             for r in self.model.rounds]
+        self.model.multipliers = scale
+        return scale
 
     def finish(self) -> None:
         self._own(0, m.Finish())
