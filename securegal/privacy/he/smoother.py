@@ -13,6 +13,8 @@ two). The model's rows are cut into power-of-two blocks where that is cheaper th
 (p = 9 runs as 8 + 1: 18 instead of 32 products per chunk; :func:`_packing.split_width`). The
 plaintext encodings of ``A`` and ``Phi`` are made once per session, here. For precision ``A`` is scaled by ``sqrt(n)``
 and ``Phi`` by ``1/sqrt(n)``, so small coefficients stay well above the key-switching noise.
+A one-row block that adds the mean residual to every prediction (the intercept on z-scored
+columns) is folded on the last level and added without a product (:class:`_Block`).
 """
 from __future__ import annotations
 
