@@ -193,12 +193,6 @@ class Ops:
             self.ev.sub_inplace(out, ct)
         return out
 
-    def copy(self, ct):
-        out = sealapi.Ciphertext()
-        self.ev.negate(ct, out)
-        self.ev.negate_inplace(out)
-        return out
-
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
         return ct
@@ -222,10 +216,9 @@ def _horner(ops: Ops, parts: Sequence, g: int):
     return acc
 
 
-def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W, lowest: bool = False) -> "sealapi.Ciphertext":
+def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
     """Replicated ``z`` (one level down) from residual chunks ``cts`` and encoded ``W``
-    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero. ``lowest``: switch
-    to the last level before the fold (no product follows; key switching there costs least)."""
+    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
     g = plan.g1
     giants = [None] * (plan.P // g)
     for c, ct in enumerate(cts):
@@ -239,8 +232,6 @@ def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W, lowest: bool = False) -
     z = _horner(ops, [None if part is None else ops.rescale(part) for part in giants], g)
     if z is None:
         return None
-    if lowest:
-        ops.ev.mod_switch_to_next_inplace(z)
     for step in plan.fold_steps:
         z = ops.add_into(ops.rotate(z, step), z)
     return z

@@ -123,10 +123,6 @@ class _ContextBase:
         self.encoder.encode(values.tolist(), self.levels[level], self.params.scale if scale is None else scale, pt)
         return pt
 
-    def dropped_prime(self, level: int) -> int:
-        """The prime that rescaling a ciphertext at data level ``level`` divides by."""
-        return self.seal.get_context_data(self.levels[level]).parms().coeff_modulus()[-1].value()
-
     def load_ciphertext(self, blob: bytes, what: str = "ciphertext") -> "sealapi.Ciphertext":
         """A validated ciphertext of this context (SEAL checks its parameters and coefficients)."""
         ct = sealapi.Ciphertext()

@@ -13,8 +13,6 @@ two). The model's rows are cut into power-of-two blocks where that is cheaper th
 (p = 9 runs as 8 + 1: 18 instead of 32 products per chunk; :func:`_packing.split_width`). The
 plaintext encodings of ``A`` and ``Phi`` are made once per session, here. For precision ``A`` is scaled by ``sqrt(n)``
 and ``Phi`` by ``1/sqrt(n)``, so small coefficients stay well above the key-switching noise.
-A one-row block that adds the mean residual to every prediction (the intercept on z-scored
-columns) is folded on the last level and added without a product (:class:`_Block`).
 """
 from __future__ import annotations
 
@@ -31,7 +29,6 @@ from .layout import Layout
 
 MIN_DEPTH = 2
 _SCALE_TOLERANCE = 1e-9
-_MEAN_TOLERANCE = 1e-9  # relative: c * A's row must be 1/n this closely to be a mean term
 
 
 @dataclass(frozen=True)
@@ -47,21 +44,13 @@ class EncryptedRound:
 
 @dataclass(frozen=True)
 class _Block:
-    """Rows ``[lo, hi)`` of the (block-diagonal) operator, run with their own plan.
-
-    ``mean_of``: set for a one-row block that adds the mean residual to every prediction (the
-    intercept of a ridge on centred features: its ``Phi`` column is this constant, times its
-    ``A`` row is ``1/n``). Its model ciphertext holds that mean, folded across the slots on the
-    last level and already at the predictions' scale, so stage 2 adds it without a product
-    (``V`` is None). Every slot of every prediction chunk then holds it, padding included:
-    the mean residual, a function of the label owner's own residuals."""
+    """Rows ``[lo, hi)`` of the (block-diagonal) operator, run with their own plan."""
 
     lo: int
     hi: int
     plan: _packing.Plan
     W: list
-    V: list | None
-    mean_of: float | None = None
+    V: list
 
 
 class EncryptedSmoother:
@@ -91,18 +80,11 @@ class EncryptedSmoother:
         self._feature_map = operator.feature_map
         A_big, phi_big = np.kron(self._blocks, A * self._alpha), np.kron(self._blocks, phi / self._alpha)
         self.parts: list[_Block] = []
-        ranges = _packing.split_width(context.slots, width, self.layout.length, period)
-        for lo, hi in ranges:
+        for lo, hi in _packing.split_width(context.slots, width, self.layout.length, period):
             plan = _packing.make_plan(context.slots, hi - lo, self.layout.length, period)
             missing = sorted(set(plan.steps) - set(context.steps))
             if missing:
                 raise ValueError(f"the public context lacks rotation keys for steps {missing}")
-            c = self._mean_of(A_big[lo:hi], phi_big[:, lo:hi]) if len(ranges) > 1 else None
-            if c is not None:  # c * z lands on the predictions' scale: Delta * (Delta * Delta / q) / q'
-                W = self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi] * c), level=0,
-                                 scale=context.params.scale ** 2 / context.dropped_prime(1))
-                self.parts.append(_Block(lo, hi, plan, W, None, c))
-                continue
             self.parts.append(_Block(lo, hi, plan, self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi]), level=0),
                                      self._encode(_packing.stage2_diagonals(plan, phi_big[:, lo:hi], plan.chunks),
                                                   level=1)))
@@ -114,19 +96,10 @@ class EncryptedSmoother:
         """Rotations of one training pass over one encrypted vector (every model block)."""
         return sum(b.plan.rotations_per_column() for b in self.parts)
 
-    def _mean_of(self, A_rows: np.ndarray, phi_cols: np.ndarray) -> float | None:
-        """The constant ``c`` if these operator rows form a mean term (see :class:`_Block`)."""
-        if A_rows.shape[0] != 1:
-            return None
-        c = float(phi_cols[0, 0])
-        if c == 0.0 or not np.all(phi_cols == c):
-            return None
-        return c if np.allclose(A_rows[0] * c, 1.0 / self.n, rtol=_MEAN_TOLERANCE, atol=0.0) else None
-
-    def _encode(self, nested, level: int, scale: float | None = None):
+    def _encode(self, nested, level: int):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
         def one(v):
-            pt = self.context.encode(v, level, scale)
+            pt = self.context.encode(v, level)
             return None if pt.is_zero() else pt
         return [[[one(v) for v in per_b] for per_b in per_a] for per_a in nested]
 
@@ -148,26 +121,9 @@ class EncryptedSmoother:
         then rescaled once per chunk."""
         total = None
         for block, zb, V in zip(self.parts, z, diagonals):
-            if block.mean_of is None:
-                part = _packing.apply_stage2(ops, block.plan, self._babies_of(zb, block.plan, ops), V)
-                total = part if total is None else [a if b is None else ops.add_into(a, b) for a, b in zip(total, part)]
-        total = [None if f is None else ops.rescale(f) for f in total]
-        for block, zb in zip(self.parts, z):
-            if block.mean_of is not None:
-                total = [self._add_mean(ops, f, zb) for f in total]
-        return tuple(self._or_zero(f, 2) for f in total)
-
-    @staticmethod
-    def _add_mean(ops: _packing.Ops, chunk, mean):
-        """``chunk + mean`` (a new ciphertext if ``chunk`` is None); the scales agree up to
-        the rounding of the two products' scale arithmetic, which is set equal here."""
-        if chunk is None:
-            return ops.copy(mean)
-        if mean.scale != chunk.scale:
-            if abs(mean.scale / chunk.scale - 1.0) > _SCALE_TOLERANCE:
-                raise RuntimeError(f"mean term at scale {mean.scale}, predictions at {chunk.scale}")
-            mean.scale = chunk.scale
-        return ops.add_into(chunk, mean)
+            part = _packing.apply_stage2(ops, block.plan, self._babies_of(zb, block.plan, ops), V)
+            total = part if total is None else [a if b is None else ops.add_into(a, b) for a, b in zip(total, part)]
+        return tuple(self._or_zero(None if f is None else ops.rescale(f), 2) for f in total)
 
     def check_residual_vector(self, cts: Sequence, what: str = "residuals") -> None:
         """Fresh ciphertexts at the top level and scale, as many as the layout needs."""
@@ -195,8 +151,7 @@ class EncryptedSmoother:
         zs, fs = [], []
         for k, cts in enumerate(vectors):
             self.check_residual_vector(cts, f"residual vector {k}")
-            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W, lowest=b.mean_of is not None),
-                                    1 if b.mean_of is None else 2) for b in self.parts)
+            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W), 1) for b in self.parts)
             zs.append(z)
             fs.append(self._stage2(ops, z, [b.V for b in self.parts]))
         if omitted_last:
@@ -216,12 +171,7 @@ class EncryptedSmoother:
             raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
         chunks = self.layout.with_rows(phi.shape[0]).chunks
         phi_big = np.kron(self._blocks, phi / self._alpha)
-        for b in self.parts:
-            if b.mean_of is not None and not np.all(phi_big[:, b.lo:b.hi] == b.mean_of):
-                raise ValueError(f"feature map column {b.lo} is {b.mean_of * self._alpha} on the training rows "
-                                 "but not on these rows (an intercept column must be constant)")
-        V = [None if b.mean_of is not None else
-             self._encode(_packing.stage2_diagonals(b.plan, phi_big[:, b.lo:b.hi], chunks), level=1)
+        V = [self._encode(_packing.stage2_diagonals(b.plan, phi_big[:, b.lo:b.hi], chunks), level=1)
              for b in self.parts]
         derived_last = [False] * len(models) if derived_last is None else list(derived_last)
         if len(derived_last) != len(models):
