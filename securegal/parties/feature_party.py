@@ -11,10 +11,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.parquet_table import ParquetTable
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
+from ..privacy.plain import streamed_trainer
 from ..wire.codec import DEFAULT_LIMITS
 from .policy import PartyPolicy
 
@@ -39,9 +41,14 @@ class FeatureParty:
     ledger, in which every session reserves its whole plan before anything is released, and the
     column map that replaces the exact training mean/std. ``max_reply_bytes``: a predict request
     whose reply would be larger is refused before any work.
+
+    ``table`` is a :class:`~securegal.data.tables.FeatureTable` in memory, or a
+    :class:`~securegal.data.parquet_table.ParquetTable` served out of core: then the training rows
+    are read in batches at setup and every round (plain residuals, linear l2 learner, no
+    feature-DP: anything else is refused) and never held as a whole.
     """
 
-    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
+    def __init__(self, name: str, table: FeatureTable | ParquetTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
                  session_timeout: float | None = None, aligner: Aligner | None = None, ids=None,
                  policy: PartyPolicy | None = None, privacy=None,
                  max_reply_bytes: int = DEFAULT_LIMITS.max_message_bytes):
@@ -57,6 +64,10 @@ class FeatureParty:
         self.policy = policy if policy is not None else PartyPolicy()
         self.privacy = privacy
         self.max_reply_bytes = max_reply_bytes
+        self.streamed = isinstance(table, ParquetTable)
+        if self.streamed and privacy is not None:
+            raise ConfigError(f"party {name!r} streams its table, which feature-DP does not support; serve it in "
+                              f"memory (stream = false) or drop the DP budget")
         self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
         self._train_ids = np.zeros(0, dtype=np.int64)
         # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
@@ -142,18 +153,22 @@ class FeatureParty:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
         hidden = self._hidden_membership(setup)
-        X_raw = self._rows(setup.train_ids)
+        X_raw = self._selection(setup.train_ids) if self.streamed else self._rows(setup.train_ids)
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
         # A new setup ends the previous (finished or expired) session, also when it is refused.
         self.session, self.trainer, self._scaler = None, None, None
-        if self.privacy is None:  # no DP: z-score with the training rows' statistics
+        if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
+            scaler = lambda rows: rows  # noqa: E731
+        elif self.privacy is None:  # no DP: z-score with the training rows' statistics
             mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
             std[std == 0] = 1.0
             scaler = lambda X: (X - mean) / std  # noqa: E731
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
+        if self.streamed:
+            trainer = streamed_trainer(trainer, self.name)
         if hidden and not getattr(trainer, "hides_membership", False):
             raise LayerMismatch(f"party {self.name!r} cannot serve hidden membership: the label owner would get "
                                 f"predictions on all its rows, which only a feature-DP trainer with feedback on "
@@ -197,6 +212,11 @@ class FeatureParty:
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         return (self._session_table or self.table).rows(ids)
 
+    def _selection(self, ids: np.ndarray):
+        """The rows ``ids`` names (handles after PSI), in that order, as a streamed table's
+        :class:`~securegal.data.parquet_table.RowSelection` (repeated rows are refused)."""
+        return self.table.select(self._table_rows(ids))
+
     def _table_rows(self, ids: np.ndarray) -> np.ndarray:
         """Positions in this party's own table of the rows ``ids`` names (handles after PSI)."""
         return self._psi.rows_of(ids) if self._psi is not None else self.table.positions(ids)
@@ -213,11 +233,12 @@ class FeatureParty:
         psi = self.aligner(env.session)
         reply = psi.respond(req)
         self._psi, self._selected, self.trainer = psi, None, None
-        self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
+        if not self.streamed:  # a streamed table maps handles to its rows through the PSI (_table_rows)
+            self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         log.info("session %s: private set intersection with %s (%d of its rows against %d of ours)",
-                 env.session, env.sender, req.count, self._session_table.X.shape[0])
+                 env.session, env.sender, req.count, len(self.ids))
         return reply
 
     def _psi_selection(self, selection: m.PsiSelection) -> m.PsiSelectionAck:
@@ -236,7 +257,9 @@ class FeatureParty:
         rows = self._psi.rows_of(self._selected)
         return self._selected, self.ids[rows]
 
-    def _features(self, ids: np.ndarray) -> np.ndarray:
+    def _features(self, ids: np.ndarray):
+        if self.streamed:
+            return self._selection(ids)
         return self._scaler(self._rows(ids))
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
