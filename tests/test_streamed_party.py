@@ -61,8 +61,8 @@ def test_a_selection_reads_only_the_row_groups_it_needs_and_refuses_repeats(tmp_
     rows = table.select(np.array([2500, 10, 2999, 11]))
     got = np.empty((4, 2))
     batches = 0
-    for where, Xb in rows.batches():
-        got[where] = Xb
+    for where, local, Xb in rows.batches():
+        got[where] = Xb if local is None else Xb[local]
         batches += 1
     np.testing.assert_array_equal(got[:, 0], [2500, 10, 2999, 11])
     assert batches == 3  # rows 0-299 of group 0; rows 2400-2699 and 2700-2999 of group 2; group 1 is skipped

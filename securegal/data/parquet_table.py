@@ -105,7 +105,8 @@ class ParquetTable:
 
     def _read(self, groups: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float64 features) of each batch of the row groups ``groups`` (sorted),
-        one run of consecutive groups per reader, in file order."""
+        one run of consecutive groups per reader, in file order. The features are column-major
+        (Fortran order): each column is one contiguous copy, and z-scoring runs down columns."""
         if not len(groups):
             return
         breaks = np.flatnonzero(np.diff(groups) != 1) + 1
@@ -118,7 +119,7 @@ class ParquetTable:
             start = int(self.group_starts[run[0]])
             for batch in reader.iter_batches(batch_size=self.batch_rows, row_groups=run.tolist(),
                                              columns=list(self.columns), use_threads=False):
-                X = np.empty((batch.num_rows, len(self.columns)))
+                X = np.empty((batch.num_rows, len(self.columns)), order="F")
                 for j, col in enumerate(batch.columns):
                     if col.null_count:
                         raise ConfigError(f"{self.path.name}: column {self.columns[j]!r} has missing cells; a "
@@ -168,9 +169,11 @@ class RowSelection:
     def shape(self) -> tuple[int, int]:
         return self.n, self.table.n_features
 
-    def batches(self) -> Iterator[tuple[np.ndarray | slice, np.ndarray]]:
-        """(where, X) per batch: the batch's selected rows ``X`` (raw float64 features) and
-        where they go in the selection's order (an index array, or a slice for a sorted run)."""
+    def batches(self) -> Iterator[tuple[np.ndarray | slice, np.ndarray | None, np.ndarray]]:
+        """(where, local, X) per batch holding any selected row: ``X`` all the batch's rows (raw
+        float64 features, column-major), ``local`` the selected ones among them (None: all, in
+        order) and ``where`` their places in the selection's order (an index array, or a slice
+        for a sorted run). Whole batches, so a caller can work on them without gathering rows."""
         starts = self.table.group_starts
         bounds = np.searchsorted(self._sorted, starts)
         groups = np.flatnonzero(bounds[1:] > bounds[:-1])  # row groups holding any selected row
@@ -178,6 +181,5 @@ class RowSelection:
             lo, hi = np.searchsorted(self._sorted, [first, first + X.shape[0]])
             if lo == hi:
                 continue
-            if hi - lo < X.shape[0]:
-                X = X[self._sorted[lo:hi] - first]
-            yield (slice(lo, hi) if self._order is None else self._order[lo:hi]), X
+            local = None if hi - lo == X.shape[0] else self._sorted[lo:hi] - first
+            yield (slice(lo, hi) if self._order is None else self._order[lo:hi]), local, X

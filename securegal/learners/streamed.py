@@ -6,8 +6,10 @@ on z-scored columns. One pass at setup accumulates the selected rows' column sum
 training mean and population standard deviation (as :class:`~securegal.parties.feature_party.FeatureParty`
 standardizes), the z-scored Gram matrix and its Cholesky factor follow. A round then makes one pass
 for ``Phi^T r`` and one for the train predictions ``Phi z``; predictions for other rows take one
-pass for every fitted round at once. Memory is one batch of rows plus the (n, K) residuals and
-predictions, whatever the table's width.
+pass for every fitted round at once. A round works on whole batches (the residuals scattered
+into a batch-sized buffer, the predictions picked from the batch's), so the selected rows are
+never gathered. Memory is one batch of rows plus the (n, K) residuals and predictions, whatever
+the table's width.
 """
 from __future__ import annotations
 
@@ -38,12 +40,12 @@ class StreamedRidge:
         self.lam = float(lam) * self.n
         self._factor = cho_factor(gram + _penalty(gram.shape[0], self.lam))
 
-    def standardized(self, rows: RowSelection) -> Iterator[tuple[np.ndarray | slice, np.ndarray]]:
-        """``rows`` batch by batch, z-scored with the training rows' mean and std (in place)."""
-        for where, X in rows.batches():
+    def standardized(self, rows: RowSelection) -> Iterator[tuple[np.ndarray | slice, np.ndarray | None, np.ndarray]]:
+        """:meth:`RowSelection.batches`, each batch z-scored with the training rows' mean and std."""
+        for where, local, X in rows.batches():
             X -= self.mean
             X /= self.std
-            yield where, X
+            yield where, local, X
 
     @one_blas_thread
     def fit_predict(self, r: np.ndarray) -> tuple[LinearModel, np.ndarray]:
@@ -51,8 +53,11 @@ class StreamedRidge:
         predictions."""
         r = check_residuals(r, self.n)
         rhs = np.zeros((len(self.mean) + 1, r.shape[1]))
-        for where, Z in self.standardized(self.rows):
+        for where, local, Z in self.standardized(self.rows):
             part = r[where]
+            if local is not None:  # zeros for the batch's other rows
+                part, scattered = np.zeros((Z.shape[0], r.shape[1])), part
+                part[local] = scattered
             rhs[:-1] += Z.T @ part
             rhs[-1] += part.sum(axis=0)
         model = LinearModel(cho_solve(self._factor, rhs))
@@ -66,10 +71,12 @@ class StreamedRidge:
         k = models[0].coef.shape[1]
         coef = np.hstack([model.coef for model in models])  # (d + 1, rounds * K): one product per batch
         out = np.empty((len(models), rows.n, k))
-        for where, Z in self.standardized(rows):
+        for where, local, Z in self.standardized(rows):
             block = Z @ coef[:-1]
             block += coef[-1]
-            out[:, where] = block.reshape(Z.shape[0], len(models), k).transpose(1, 0, 2)
+            if local is not None:
+                block = block[local]
+            out[:, where] = block.reshape(block.shape[0], len(models), k).transpose(1, 0, 2)
         return out
 
 
@@ -79,7 +86,9 @@ def _statistics(rows: RowSelection) -> tuple[int, np.ndarray, np.ndarray, np.nda
     d = rows.table.n_features
     n, shift = 0, None
     sums, cross = np.zeros(d), np.zeros((d, d))
-    for _, X in rows.batches():
+    for _, local, X in rows.batches():
+        if local is not None:
+            X = X[local]
         if shift is None:
             shift = X.mean(axis=0)
         X -= shift
