@@ -234,3 +234,27 @@ def test_the_streamed_trainer_refuses_other_layers_at_setup():
         streamed_trainer(PlainTrainer(LinearLearner(local_loss="l1")), "bob")
     with pytest.raises(LayerMismatch, match="not PlainTrainer with rff learner"):
         streamed_trainer(PlainTrainer(RFFLearner()), "bob")
+
+
+def test_a_streamed_party_answers_a_resumed_label_owner_with_the_same_reply(tmp_path):
+    """It keeps the round's model, not its train predictions: asked again for the same round by a
+    restarted label owner (a new seq epoch), it recomputes exactly the reply it sent, without a
+    second fit; a later round is still refused as a replay."""
+    from securegal import messages as m
+    from securegal.parties.feature_party import RESUME_BITS, FeatureParty
+    from securegal.privacy.plain import PlainTrainer
+
+    rng = np.random.default_rng(2)
+    _write(tmp_path / "t.parquet", rng.normal(size=(300, 3)), row_group_size=64)
+    table = ParquetTable.open(tmp_path / "t.parquet", None, batch_rows=50)
+    party = FeatureParty("bob", table, lambda s: PlainTrainer(LinearLearner()), label_owner="alice")
+    env = lambda body, seq, round=0: m.Envelope("s", round, "alice", "bob", seq, body)  # noqa: E731
+    train = rng.permutation(300)[:200]
+    party.handle(env(m.Setup(train, 1, 3, "regression"), 0))
+    first = party.handle(env(m.FitRequest(rng.normal(size=(200, 1))), 1, round=1))
+    model = party.trainer.models[1]
+    again = party.handle(env(m.FitRequest(rng.normal(size=(200, 1))), 1 << RESUME_BITS, round=1))
+    np.testing.assert_array_equal(again.predictions, first.predictions)
+    assert party.trainer.models == {1: model}
+    with pytest.raises(ProtocolError, match="replayed"):
+        party.handle(env(m.FitRequest(rng.normal(size=(200, 1))), 1 << RESUME_BITS, round=2))

@@ -52,15 +52,16 @@ class StreamedRidge:
         """The round model for residuals ``r`` (n, K, in the training rows' order) and its train
         predictions."""
         r = check_residuals(r, self.n)
-        rhs = np.zeros((len(self.mean) + 1, r.shape[1]))
+        rhs = np.zeros((r.shape[1], len(self.mean) + 1))  # transposed: r^T Z is the fast product here
+        ones = np.ones(self.rows.table.batch_rows)
         for where, local, Z in self.standardized(self.rows):
             part = r[where]
             if local is not None:  # zeros for the batch's other rows
                 part, scattered = np.zeros((Z.shape[0], r.shape[1])), part
                 part[local] = scattered
-            rhs[:-1] += Z.T @ part
-            rhs[-1] += part.sum(axis=0)
-        model = LinearModel(cho_solve(self._factor, rhs))
+            rhs[:, :-1] += part.T @ Z
+            rhs[:, -1] += ones[:Z.shape[0]] @ part
+        model = LinearModel(cho_solve(self._factor, rhs.T))
         return model, self.predict([model], self.rows)[0]
 
     @one_blas_thread
@@ -75,7 +76,7 @@ class StreamedRidge:
             block = Z @ coef[:-1]
             block += coef[-1]
             if local is not None:
-                block = block[local]
+                block = np.take(block, local, axis=0)
             out[:, where] = block.reshape(block.shape[0], len(models), k).transpose(1, 0, 2)
         return out
 

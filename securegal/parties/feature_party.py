@@ -85,7 +85,9 @@ class FeatureParty:
         self._n_train = 0
         self._k = 0
         self._scaler = None  # the session's column map: X -> standardized X
-        self._last_fit: m.FitReply | None = None
+        # The last round's reply, kept for a label owner that restarts; a streamed party keeps a
+        # way to recompute it (the same bits) instead of holding n x K train predictions.
+        self._last_fit: m.FitReply | Callable[[], m.FitReply] | None = None
 
     def _check_envelope(self, env: m.Envelope) -> None:
         if env.receiver != self.name:
@@ -268,11 +270,15 @@ class FeatureParty:
             # again for the round it lost: it gets the same release, never a second fit (no second
             # privacy spend). Within one epoch a repeated round is still refused.
             log.info("round %d asked again by %s: answering with the kept reply", env.round, env.sender)
-            return self._last_fit
+            return self._last_fit() if callable(self._last_fit) else self._last_fit
         if env.round <= self.last_round:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round
+        if self.streamed:
+            trainer, fitted = self.trainer, env.round
+            self._last_fit = lambda: m.FitReply(predictions=trainer.train_predictions(fitted))
+            return m.FitReply(predictions=preds)
         self._last_fit = m.FitReply(predictions=preds)
         return self._last_fit
 

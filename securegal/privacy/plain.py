@@ -94,6 +94,10 @@ class StreamedTrainer:
         self.models[round] = model
         return predictions
 
+    def train_predictions(self, round: int) -> np.ndarray:
+        """Round ``round``'s train predictions again (the same computation, the same values)."""
+        return self._ridge.predict([self.models[round]], self._ridge.rows)[0]
+
     def predict(self, rows, rounds: int) -> Payload:
         out = np.zeros((rounds, rows.n, self._k))
         fitted = sorted(t for t in self.models if t <= rounds)
