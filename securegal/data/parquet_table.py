@@ -32,11 +32,11 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 @dataclass(frozen=True, eq=False)
 class ParquetTable:
-    """The Parquet file ``path``: ``ids`` (each row's own ID, of ``id_kind``) and the numeric
+    """The Parquet file ``path``: :attr:`ids` (each row's own ID, of ``id_kind``) and the numeric
     feature ``columns``, read ``batch_rows`` rows at a time. Open with :meth:`open`."""
 
     path: Path
-    ids: np.ndarray
+    own_ids: np.ndarray | None  # None: no ID column, the rows are numbered (never materialized until asked)
     id_kind: str
     columns: tuple[str, ...]
     group_starts: np.ndarray  # first row of each row group, then the row count
@@ -80,12 +80,17 @@ class ParquetTable:
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if id_column is None:
-            ids, kind = np.arange(meta.num_rows, dtype=np.int64), "int"
+            ids, kind = None, "int"
         else:
             ids, kind = _ids(pq.read_table(path, columns=[id_column]).column(0), name, id_column)
         table = cls(path, ids, kind, columns, starts, batch_rows)
         table._check_cells()
         return table
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each row's own ID: the ID column's, or the row numbers 0..n-1 (made on each call)."""
+        return np.arange(self.n_rows, dtype=np.int64) if self.own_ids is None else self.own_ids
 
     @property
     def n_rows(self) -> int:

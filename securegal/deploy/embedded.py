@@ -113,7 +113,8 @@ class EmbeddedDeployment:
             tables = [FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X)] + [
                 t if isinstance(t, ParquetTable) else FeatureTable(np.arange(len(t.ids), dtype=np.int64), t.X)
                 for t in self.tables.values()]
-            row_ids = [dataset.row_ids()] + [t.ids for t in self.tables.values()]
+            # a streamed table's IDs are read from it when a session aligns (None here)
+            row_ids = [dataset.row_ids()] + [None if isinstance(t, ParquetTable) else t.ids for t in self.tables.values()]
         else:
             tables = party_tables(dataset, blocks)
             row_ids = [dataset.row_ids()] * len(blocks)
@@ -128,7 +129,8 @@ class EmbeddedDeployment:
                 learner = party_learner(dataset, blocks[i], i, job)
                 factory = job.trainers(names[i], i, learner)
                 party = FeatureParty(names[i], tables[i], factory, label_owner=owner,
-                                     aligner=(lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session))
+                                     aligner=(lambda session, ids=row_ids[i], table=tables[i]:
+                                              FeaturePartyPsi(table.ids if ids is None else ids, session))
                                      if self.psi else None,
                                      ids=row_ids[i],
                                      privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
@@ -154,7 +156,7 @@ class EmbeddedDeployment:
         from ..errors import ConfigError
 
         for name, table in self.tables.items():
-            rows = len(table.ids)
+            rows = table.n_rows if isinstance(table, ParquetTable) else len(table.ids)
             if not self.psi and rows != len(dataset.y):
                 raise ConfigError(f"psi=False needs every table to hold the label owner's {len(dataset.y)} rows in "
                                   f"its order; {name!r} holds {rows}")

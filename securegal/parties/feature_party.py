@@ -57,7 +57,9 @@ class FeatureParty:
         # intersection: rows are then named by this session's random handles, never by IDs, and
         # a Setup or PredictRequest may name only the rows the label owner selected.
         self.aligner = aligner
-        self.ids = np.asarray(table.ids if ids is None else ids)  # the rows' own IDs, in table order
+        # The rows' own IDs, in table order (a streamed table without an ID column makes its row
+        # numbers only when asked: a PSI session or a DP record).
+        self._ids = None if ids is None and isinstance(table, ParquetTable) else np.asarray(table.ids if ids is None else ids)
         self._psi = None
         self._session_table: FeatureTable | None = None
         self._selected: np.ndarray | None = None
@@ -88,6 +90,10 @@ class FeatureParty:
         # The last round's reply, kept for a label owner that restarts; a streamed party keeps a
         # way to recompute it (the same bits) instead of holding n x K train predictions.
         self._last_fit: m.FitReply | Callable[[], m.FitReply] | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.table.ids if self._ids is None else self._ids
 
     def _check_envelope(self, env: m.Envelope) -> None:
         if env.receiver != self.name:
