@@ -59,7 +59,8 @@ class FeatureParty:
         self.aligner = aligner
         # The rows' own IDs, in table order (a streamed table without an ID column makes its row
         # numbers only when asked: a PSI session or a DP record).
-        self._ids = None if ids is None and isinstance(table, ParquetTable) else np.asarray(table.ids if ids is None else ids)
+        lazy = ids is None and isinstance(table, ParquetTable)
+        self._ids = None if lazy else np.asarray(table.ids if ids is None else ids)
         self._psi = None
         self._session_table: FeatureTable | None = None
         self._selected: np.ndarray | None = None
