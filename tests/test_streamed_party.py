@@ -222,18 +222,30 @@ def test_party_toml_stream_needs_a_parquet_file(tmp_path):
         PartyConfig.load(path)
 
 
-def test_the_streamed_trainer_refuses_other_layers_at_setup():
-    """Whatever a deployment built, the party refuses a non-ridge or l1 trainer for a streamed
-    table when the session starts (LayerMismatch naming the party)."""
+def test_the_streamed_party_refuses_other_layers_at_setup(tmp_path):
+    """Whatever a deployment built, a party streaming its table refuses at setup a trainer that
+    cannot stream (LayerMismatch naming the party): another layer, another learner, or l1."""
+    from securegal import messages as m
     from securegal.learners.rff import RFFLearner
-    from securegal.privacy.plain import PlainTrainer, streamed_trainer
+    from securegal.parties.feature_party import FeatureParty
+    from securegal.privacy.plain import PlainTrainer
 
-    assert streamed_trainer(PlainTrainer(LinearLearner(lam=0.1)), "bob").lam == 0.1
-    with pytest.raises(LayerMismatch, match="'bob' streams its table.*not PlainTrainer with linear learner .local "
-                                            "loss l1."):
-        streamed_trainer(PlainTrainer(LinearLearner(local_loss="l1")), "bob")
-    with pytest.raises(LayerMismatch, match="not PlainTrainer with rff learner"):
-        streamed_trainer(PlainTrainer(RFFLearner()), "bob")
+    _write(tmp_path / "t.parquet", np.random.default_rng(3).normal(size=(60, 2)))
+    table = ParquetTable.open(tmp_path / "t.parquet", None)
+    setup = m.Setup(np.arange(40), 1, 2, "regression")
+
+    class Other:  # e.g. a DP or CKKS trainer
+        pass
+
+    for factory, message in ((lambda s: Other(), "not Other"),
+                             (lambda s: PlainTrainer(RFFLearner()), "not learner 'rff'"),
+                             (lambda s: PlainTrainer(LinearLearner(local_loss="l1")), "not local loss l1")):
+        party = FeatureParty("bob", table, factory, label_owner="alice")
+        with pytest.raises(LayerMismatch, match=f"party 'bob' streams its table: .*{message}"):
+            party.handle(m.Envelope("s", 0, "alice", "bob", 0, setup))
+    party = FeatureParty("bob", table, lambda s: PlainTrainer(LinearLearner(lam=0.1)), label_owner="alice")
+    party.handle(m.Envelope("s", 0, "alice", "bob", 0, setup))
+    assert party.trainer.lam == 0.1
 
 
 def test_a_streamed_party_answers_a_resumed_label_owner_with_the_same_reply(tmp_path):

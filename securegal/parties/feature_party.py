@@ -16,7 +16,6 @@ from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
-from ..privacy.plain import streamed_trainer
 from ..wire.codec import DEFAULT_LIMITS
 from .policy import PartyPolicy
 
@@ -176,8 +175,12 @@ class FeatureParty:
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
-        if self.streamed:
-            trainer = streamed_trainer(trainer, self.name)
+        if self.streamed:  # only a trainer that can stream says how (the plain layer's, for ridge)
+            to_streamed = getattr(trainer, "streamed", None)
+            if to_streamed is None:
+                raise LayerMismatch(f"party {self.name!r} streams its table: it runs only plain residuals (or "
+                                    f"label-DP) with the linear learner, not {type(trainer).__name__}")
+            trainer = to_streamed(self.name)
         if hidden and not getattr(trainer, "hides_membership", False):
             raise LayerMismatch(f"party {self.name!r} cannot serve hidden membership: the label owner would get "
                                 f"predictions on all its rows, which only a feature-DP trainer with feedback on "

@@ -61,6 +61,19 @@ class PlainTrainer:
     def report(self) -> dict:
         return {}
 
+    def streamed(self, party: str) -> "StreamedTrainer":
+        """This trainer for ``party``'s streamed table (LayerMismatch unless the learner is the
+        linear one with local loss l2). A trainer without this method cannot stream."""
+        from ..learners.linear import LinearLearner
+
+        learner = self.learner
+        if not isinstance(learner, LinearLearner) or learner.local_loss != "l2":
+            what = f"local loss {learner.local_loss}" if isinstance(learner, LinearLearner) else \
+                f"learner {getattr(learner, 'name', type(learner).__name__)!r}"
+            raise LayerMismatch(f"party {party!r} streams its table: it runs only the linear learner with local "
+                                f"loss l2, not {what}")
+        return StreamedTrainer(learner.lam)
+
 
 def plain_trainers(name: str, index: int, learner: Learner):
     """The plain layer's trainer choice: every party fits its learner to plaintext residuals."""
@@ -107,17 +120,3 @@ class StreamedTrainer:
 
     def report(self) -> dict:
         return {}
-
-
-def streamed_trainer(trainer, party: str) -> StreamedTrainer:
-    """The streamed form of the trainer a plan built for ``party``, which streams its table: only a
-    :class:`PlainTrainer` of the linear learner with local loss l2 has one (LayerMismatch otherwise)."""
-    from ..learners.linear import LinearLearner
-
-    learner = getattr(trainer, "learner", None)
-    if type(trainer) is not PlainTrainer or not isinstance(learner, LinearLearner) or learner.local_loss != "l2":
-        what = f"{type(trainer).__name__} with {getattr(learner, 'name', 'no')} learner" + (
-            f" (local loss {learner.local_loss})" if isinstance(learner, LinearLearner) else "")
-        raise LayerMismatch(f"party {party!r} streams its table: it runs only plain residuals (or label-DP) with the "
-                            f"linear learner and local loss l2, not {what}")
-    return StreamedTrainer(learner.lam)
