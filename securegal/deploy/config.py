@@ -73,13 +73,19 @@ class TransportSection(LimitsSection):
 
 
 class PartyData(_Strict):
-    """A party's table: ``csv`` + ``id_column``, or for demos block ``block`` of a built-in dataset."""
+    """A party's table: ``csv`` + ``id_column``, or for demos block ``block`` of a built-in dataset.
+    ``stream = true`` serves a Parquet table out of core (never chosen automatically): the IDs are
+    read and checked at start-up, the features are read in row batches at setup and every round,
+    so memory is one batch plus the per-row vectors whatever the table's width. It needs numeric
+    columns without missing cells, learner ``linear`` with local loss l2 and plain residuals (or
+    the label owner's label-DP); feature-DP and CKKS are refused at start-up."""
 
     csv: str | None = Field(None, description="the party's table: CSV or Parquet, an ID column of strings or "
                                                "integers; text columns are one-hot encoded")
     id_column: str = Field("id", description="name of the ID column of csv")
     missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute (median + "
                                                                         "indicator column) or refuse")
+    stream: bool = Field(False, description="serve csv (a Parquet file) out of core, in row batches")
     dataset: str | None = Field(None, description="built-in dataset (demos)")
     parties: int | None = Field(None, ge=2, le=MAX_PARTIES, description="M of the built-in vertical split")
     block: int | None = Field(None, ge=1, description="this party's block 1..M-1 of that split")
@@ -95,6 +101,8 @@ class PartyData(_Strict):
                 raise ValueError(f"block must be in 1..{self.parties - 1} (block 0 is the label owner's), got {self.block}")
         elif self.parties is not None or self.block is not None:
             raise ValueError("parties and block go with dataset, not csv")
+        if self.stream and self.csv is None:
+            raise ValueError("stream = true serves a Parquet csv file, not a built-in dataset")
         return self
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..align import FeaturePartyPsi
 from ..data.datasets import Dataset
+from ..data.parquet_table import ParquetTable
 from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..parties.endpoint import PartyEndpoint
@@ -60,9 +61,14 @@ class EmbeddedDeployment:
     its own table under its own IDs, and the label owner (named ``owner``) holds the dataset's
     rows under the dataset's IDs: the alignment is a real private set intersection.
 
-    ``psi=False`` (column blocks of one dataset only, where every party already holds the same
-    rows in the same order): no private set intersection, the parties are addressed by row
-    index. For benchmarks that time GAL itself; PSI has its own (benchmarks/test_psi.py).
+    A table may be a :class:`~securegal.data.parquet_table.ParquetTable`: that party streams it
+    (out of core; linear l2 learner, plain residuals or label-DP, no feature-DP, no baselines:
+    anything else is refused with a ConfigError when the federation is built).
+
+    ``psi=False``: no private set intersection, the parties are addressed by row index; only
+    where every party already holds the same rows in the same order (column blocks of one
+    dataset, or own tables with exactly the label owner's rows). For benchmarks that time GAL
+    itself; PSI has its own (benchmarks/test_psi.py).
     """
 
     name = "embedded"
@@ -70,9 +76,6 @@ class EmbeddedDeployment:
     supports = frozenset({"baselines", "ground_truth", "parties", "dataset"})
 
     def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER, psi: bool = True):
-        if not psi and tables:
-            from ..errors import ConfigError
-            raise ConfigError("psi=False is only for column blocks of one dataset; own tables are aligned by PSI")
         self.tables, self.owner, self.psi = dict(tables or {}), owner, psi
 
     def names(self, parties: int) -> list[str]:
@@ -80,7 +83,7 @@ class EmbeddedDeployment:
 
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
         if self.tables:  # each organization's own columns (the label owner's are the dataset's)
-            return [Block(np.arange(dataset.X.shape[1]))] + [Block(np.arange(t.X.shape[1]))
+            return [Block(np.arange(dataset.X.shape[1]))] + [Block(np.arange(len(t.columns)))
                                                              for t in self.tables.values()]
         return vertical_split(dataset, parties)
 
@@ -88,6 +91,10 @@ class EmbeddedDeployment:
         """The Joint baseline's data: every organization's columns side by side for the label
         owner's rows, matched by ID (evaluation only: one process holds every table here). Rows
         some party lacks are zeros; the baselines use only rows every party holds."""
+        streamed = [name for name, t in self.tables.items() if isinstance(t, ParquetTable)]
+        if streamed:
+            from ..errors import ConfigError
+            raise ConfigError(f"the baselines need every table in memory; {streamed[0]!r} streams its table")
         owner_ids = pd.Index(dataset.row_ids())
         blocks = [dataset.X]
         for table in self.tables.values():
@@ -102,9 +109,12 @@ class EmbeddedDeployment:
         """A ready-to-run :class:`LabelOwner` whose peers are in-process feature parties."""
         names = self.names(len(blocks))
         if self.tables and len(blocks) == 1 + len(self.tables):
+            self._check_tables(job, dataset)
             tables = [FeatureTable(np.arange(len(dataset.y), dtype=np.int64), dataset.X)] + [
-                FeatureTable(np.arange(len(t.ids), dtype=np.int64), t.X) for t in self.tables.values()]
-            row_ids = [dataset.row_ids()] + [t.ids for t in self.tables.values()]
+                t if isinstance(t, ParquetTable) else FeatureTable(np.arange(len(t.ids), dtype=np.int64), t.X)
+                for t in self.tables.values()]
+            # a streamed table's IDs are read from it when a session aligns (None here)
+            row_ids = [dataset.row_ids()] + [None if isinstance(t, ParquetTable) else t.ids for t in self.tables.values()]
         else:
             tables = party_tables(dataset, blocks)
             row_ids = [dataset.row_ids()] * len(blocks)
@@ -119,7 +129,8 @@ class EmbeddedDeployment:
                 learner = party_learner(dataset, blocks[i], i, job)
                 factory = job.trainers(names[i], i, learner)
                 party = FeatureParty(names[i], tables[i], factory, label_owner=owner,
-                                     aligner=(lambda session, ids=row_ids[i]: FeaturePartyPsi(ids, session))
+                                     aligner=(lambda session, ids=row_ids[i], table=tables[i]:
+                                              FeaturePartyPsi(table.ids if ids is None else ids, session))
                                      if self.psi else None,
                                      ids=row_ids[i],
                                      privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
@@ -138,6 +149,28 @@ class EmbeddedDeployment:
         if not self.psi:
             owner_loop.aligner = None
         return owner_loop
+
+    def _check_tables(self, job: GalJob, dataset: Dataset) -> None:
+        """Refuse what the own tables cannot honour: rows not aligned without PSI, and for a
+        streamed table anything but the linear l2 learner on plain residuals without feature-DP."""
+        from ..errors import ConfigError
+
+        for name, table in self.tables.items():
+            rows = table.n_rows if isinstance(table, ParquetTable) else len(table.ids)
+            if not self.psi and rows != len(dataset.y):
+                raise ConfigError(f"psi=False needs every table to hold the label owner's {len(dataset.y)} rows in "
+                                  f"its order; {name!r} holds {rows}")
+            if not isinstance(table, ParquetTable):
+                continue
+            local_loss = job.local_loss_for(dataset)
+            if job.learner != "linear" or local_loss != "l2":
+                raise ConfigError(f"party {name!r} streams its table: only the linear learner with local loss l2, "
+                                  f"got {job.learner!r} with {local_loss!r}")
+            channel = getattr(job.channel, "name", type(job.channel).__name__)
+            if channel not in ("plain", "label-dp") or hasattr(job.trainers, "open_table"):
+                raise ConfigError(f"party {name!r} streams its table: only plain residuals (or label-DP) without "
+                                  f"feature-DP, got {channel!r} residuals"
+                                  + (" with feature-DP" if hasattr(job.trainers, "open_table") else ""))
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
             on_round=None) -> MethodRun:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..align import FeaturePartyPsi
 from ..data.datasets import load_dataset
+from ..data.parquet_table import ParquetTable
 from ..data.party_file import read_party_file
 from ..data.split import party_tables, vertical_split
 from ..data.tables import FeatureTable
@@ -46,8 +47,12 @@ def check_listen(address: str, where: str) -> str:
     return address
 
 
-def _table(data: schema.PartyData, base: Path) -> tuple[FeatureTable, np.ndarray]:
-    """The party's table keyed by row number, and each row's own ID (what the PSI aligns)."""
+def _table(data: schema.PartyData, base: Path) -> tuple[FeatureTable | ParquetTable, np.ndarray]:
+    """The party's table keyed by row number (streamed: a ParquetTable), and each row's own ID
+    (what the PSI aligns)."""
+    if data.stream:
+        table = ParquetTable.open(base / data.csv, data.id_column)
+        return table, table.ids
     if data.csv is not None:
         table = read_party_file(base / data.csv, data.id_column, missing=data.missing)
         return FeatureTable(np.arange(len(table.ids), dtype=np.int64), table.X), np.asarray(table.ids)
@@ -64,6 +69,21 @@ def _plan(p: schema.PartyPrivacy) -> PrivacyPlan:
     return PrivacyPlan.from_options(residuals=p.residuals, epsilon=p.epsilon, delta=p.delta, accountant=p.accountant,
                                     feature_clip=p.feature_clip, residual_clip=p.residual_clip,
                                     prediction_clip=p.prediction_clip, feedback=p.feedback, noise_seed=p.noise_seed)
+
+
+def _check_stream(f: schema.PartyFile) -> None:
+    """What a party streaming its table cannot honour, refused at start-up."""
+    if not f.data.stream:
+        return
+    if f.learner.name != "linear" or f.learner.local_loss == "l1":
+        raise ConfigError(f"data.stream = true runs only learner 'linear' with local loss l2, got "
+                          f"{f.learner.name!r}" + (" with l1" if f.learner.local_loss == "l1" else ""))
+    if f.privacy.epsilon is not None:
+        raise ConfigError("data.stream = true does not support feature-DP (privacy.epsilon); serve the table in "
+                          "memory or drop the budget")
+    if f.privacy.residuals != "plain" or "plain" not in f.policy.residuals:
+        raise ConfigError("data.stream = true runs only plain residuals (privacy.residuals and policy.residuals "
+                          "must allow 'plain')")
 
 
 def _policy(section: schema.PolicySection, learner: str) -> PartyPolicy:
@@ -119,7 +139,7 @@ class PartyConfig:
     name: str
     label_owner: str
     listen: str
-    table: FeatureTable
+    table: FeatureTable | ParquetTable
     learner: str
     learner_seed: int
     local_loss: str | None
@@ -143,6 +163,7 @@ class PartyConfig:
         where = str(path)
         try:
             name, label_owner = check_org_name(f.name), check_org_name(f.label_owner)
+            _check_stream(f)
             plan = _plan(f.privacy)
             plan.check_learner(f.learner.name)
             table, ids = _table(f.data, base)

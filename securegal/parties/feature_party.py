@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.parquet_table import ParquetTable
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
 from .. import messages as m
@@ -39,9 +40,14 @@ class FeatureParty:
     ledger, in which every session reserves its whole plan before anything is released, and the
     column map that replaces the exact training mean/std. ``max_reply_bytes``: a predict request
     whose reply would be larger is refused before any work.
+
+    ``table`` is a :class:`~securegal.data.tables.FeatureTable` in memory, or a
+    :class:`~securegal.data.parquet_table.ParquetTable` served out of core: then the training rows
+    are read in batches at setup and every round (plain residuals, linear l2 learner, no
+    feature-DP: anything else is refused) and never held as a whole.
     """
 
-    def __init__(self, name: str, table: FeatureTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
+    def __init__(self, name: str, table: FeatureTable | ParquetTable, trainer_factory: TrainerFactory, label_owner: str | None = None,
                  session_timeout: float | None = None, aligner: Aligner | None = None, ids=None,
                  policy: PartyPolicy | None = None, privacy=None,
                  max_reply_bytes: int = DEFAULT_LIMITS.max_message_bytes):
@@ -50,13 +56,20 @@ class FeatureParty:
         # intersection: rows are then named by this session's random handles, never by IDs, and
         # a Setup or PredictRequest may name only the rows the label owner selected.
         self.aligner = aligner
-        self.ids = np.asarray(table.ids if ids is None else ids)  # the rows' own IDs, in table order
+        # The rows' own IDs, in table order (a streamed table without an ID column makes its row
+        # numbers only when asked: a PSI session or a DP record).
+        lazy = ids is None and isinstance(table, ParquetTable)
+        self._ids = None if lazy else np.asarray(table.ids if ids is None else ids)
         self._psi = None
         self._session_table: FeatureTable | None = None
         self._selected: np.ndarray | None = None
         self.policy = policy if policy is not None else PartyPolicy()
         self.privacy = privacy
         self.max_reply_bytes = max_reply_bytes
+        self.streamed = isinstance(table, ParquetTable)
+        if self.streamed and privacy is not None:
+            raise ConfigError(f"party {name!r} streams its table, which feature-DP does not support; serve it in "
+                              f"memory (stream = false) or drop the DP budget")
         self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
         self._train_ids = np.zeros(0, dtype=np.int64)
         # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
@@ -74,7 +87,13 @@ class FeatureParty:
         self._n_train = 0
         self._k = 0
         self._scaler = None  # the session's column map: X -> standardized X
-        self._last_fit: m.FitReply | None = None
+        # The last round's reply, kept for a label owner that restarts; a streamed party keeps a
+        # way to recompute it (the same bits) instead of holding n x K train predictions.
+        self._last_fit: m.FitReply | Callable[[], m.FitReply] | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.table.ids if self._ids is None else self._ids
 
     def _check_envelope(self, env: m.Envelope) -> None:
         if env.receiver != self.name:
@@ -142,18 +161,26 @@ class FeatureParty:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
         hidden = self._hidden_membership(setup)
-        X_raw = self._rows(setup.train_ids)
+        X_raw = self._selection(setup.train_ids) if self.streamed else self._rows(setup.train_ids)
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
         # A new setup ends the previous (finished or expired) session, also when it is refused.
         self.session, self.trainer, self._scaler = None, None, None
-        if self.privacy is None:  # no DP: z-score with the training rows' statistics
+        if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
+            scaler = lambda rows: rows  # noqa: E731
+        elif self.privacy is None:  # no DP: z-score with the training rows' statistics
             mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
             std[std == 0] = 1.0
             scaler = lambda X: (X - mean) / std  # noqa: E731
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
+        if self.streamed:  # only a trainer that can stream says how (the plain layer's, for ridge)
+            to_streamed = getattr(trainer, "streamed", None)
+            if to_streamed is None:
+                raise LayerMismatch(f"party {self.name!r} streams its table: it runs only plain residuals (or "
+                                    f"label-DP) with the linear learner, not {type(trainer).__name__}")
+            trainer = to_streamed(self.name)
         if hidden and not getattr(trainer, "hides_membership", False):
             raise LayerMismatch(f"party {self.name!r} cannot serve hidden membership: the label owner would get "
                                 f"predictions on all its rows, which only a feature-DP trainer with feedback on "
@@ -197,6 +224,11 @@ class FeatureParty:
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         return (self._session_table or self.table).rows(ids)
 
+    def _selection(self, ids: np.ndarray):
+        """The rows ``ids`` names (handles after PSI), in that order, as a streamed table's
+        :class:`~securegal.data.parquet_table.RowSelection` (repeated rows are refused)."""
+        return self.table.select(self._table_rows(ids))
+
     def _table_rows(self, ids: np.ndarray) -> np.ndarray:
         """Positions in this party's own table of the rows ``ids`` names (handles after PSI)."""
         return self._psi.rows_of(ids) if self._psi is not None else self.table.positions(ids)
@@ -213,11 +245,12 @@ class FeatureParty:
         psi = self.aligner(env.session)
         reply = psi.respond(req)
         self._psi, self._selected, self.trainer = psi, None, None
-        self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
+        if not self.streamed:  # a streamed table maps handles to its rows through the PSI (_table_rows)
+            self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         log.info("session %s: private set intersection with %s (%d of its rows against %d of ours)",
-                 env.session, env.sender, req.count, self._session_table.X.shape[0])
+                 env.session, env.sender, req.count, len(self.ids))
         return reply
 
     def _psi_selection(self, selection: m.PsiSelection) -> m.PsiSelectionAck:
@@ -236,7 +269,9 @@ class FeatureParty:
         rows = self._psi.rows_of(self._selected)
         return self._selected, self.ids[rows]
 
-    def _features(self, ids: np.ndarray) -> np.ndarray:
+    def _features(self, ids: np.ndarray):
+        if self.streamed:
+            return self._selection(ids)
         return self._scaler(self._rows(ids))
 
     def _fit(self, env: m.Envelope, req: m.FitRequest) -> m.FitReply:
@@ -245,11 +280,15 @@ class FeatureParty:
             # again for the round it lost: it gets the same release, never a second fit (no second
             # privacy spend). Within one epoch a repeated round is still refused.
             log.info("round %d asked again by %s: answering with the kept reply", env.round, env.sender)
-            return self._last_fit
+            return self._last_fit() if callable(self._last_fit) else self._last_fit
         if env.round <= self.last_round:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round
+        if self.streamed:
+            trainer, fitted = self.trainer, env.round
+            self._last_fit = lambda: m.FitReply(predictions=trainer.train_predictions(fitted))
+            return m.FitReply(predictions=preds)
         self._last_fit = m.FitReply(predictions=preds)
         return self._last_fit
 

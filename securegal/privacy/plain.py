@@ -61,8 +61,62 @@ class PlainTrainer:
     def report(self) -> dict:
         return {}
 
+    def streamed(self, party: str) -> "StreamedTrainer":
+        """This trainer for ``party``'s streamed table (LayerMismatch unless the learner is the
+        linear one with local loss l2). A trainer without this method cannot stream."""
+        from ..learners.linear import LinearLearner
+
+        learner = self.learner
+        if not isinstance(learner, LinearLearner) or learner.local_loss != "l2":
+            what = f"local loss {learner.local_loss}" if isinstance(learner, LinearLearner) else \
+                f"learner {getattr(learner, 'name', type(learner).__name__)!r}"
+            raise LayerMismatch(f"party {party!r} streams its table: it runs only the linear learner with local "
+                                f"loss l2, not {what}")
+        return StreamedTrainer(learner.lam)
+
 
 def plain_trainers(name: str, index: int, learner: Learner):
     """The plain layer's trainer choice: every party fits its learner to plaintext residuals."""
     return lambda setup: PlainTrainer(learner)
 
+
+
+class StreamedTrainer:
+    """:class:`PlainTrainer` for a party that streams its table (a
+    :class:`~securegal.data.parquet_table.ParquetTable`): the linear l2 learner fitted batch by
+    batch (:class:`~securegal.learners.streamed.StreamedRidge`), its rows given as
+    :class:`~securegal.data.parquet_table.RowSelection` and standardized here."""
+
+    def __init__(self, lam: float):
+        self.lam = lam
+        self.models: dict[int, FittedModel] = {}
+        self._ridge = None
+        self._k = 0
+
+    def setup(self, rows, setup: Setup) -> None:
+        from ..learners.streamed import StreamedRidge
+
+        if setup.residuals != "plain":
+            raise LayerMismatch(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
+        self._ridge, self._k = StreamedRidge(rows, self.lam), setup.n_outputs
+        self.models.clear()
+
+    def fit_round(self, round: int, residuals: Payload) -> Payload:
+        r = plain_array(residuals, (self._ridge.n, self._k), f"residuals of round {round}")
+        model, predictions = self._ridge.fit_predict(r)
+        self.models[round] = model
+        return predictions
+
+    def train_predictions(self, round: int) -> np.ndarray:
+        """Round ``round``'s train predictions again (the same computation, the same values)."""
+        return self._ridge.predict([self.models[round]], self._ridge.rows)[0]
+
+    def predict(self, rows, rounds: int) -> Payload:
+        out = np.zeros((rounds, rows.n, self._k))
+        fitted = sorted(t for t in self.models if t <= rounds)
+        if fitted and rows.n:
+            out[np.array(fitted) - 1] = self._ridge.predict([self.models[t] for t in fitted], rows)
+        return out
+
+    def report(self) -> dict:
+        return {}
