@@ -75,7 +75,9 @@ def test_ckks_nothing_reaches_the_party(tmp_path):
     # Never LEAKS; whether it reads "no leak detected" or "inconclusive" depends on whether the
     # verdict-level MDA at this n (~380 scored rows) lands just under or just over MATERIAL (0.10).
     assert verdict["verdict"] != "LEAKS" and rows["auc"]["view"] == "ckks ciphertext bytes"
-    assert abs(rows["auc"]["advantage"]) < rows["auc"]["mda"] <= 0.1
+    # the MDA is z_(0.99) null standard deviations, so |advantage| < MDA alone fails ~2% of fresh-key
+    # runs by chance; 1.5 MDA (~3.5 sd) keeps that under 1e-3 and still far below a leak (AUC 1.0).
+    assert abs(rows["auc"]["advantage"]) < 1.5 * rows["auc"]["mda"] and rows["auc"]["mda"] <= 0.1
     assert _pushes_reached_the_label_owner(out, result) > 0.9  # added under encryption, decrypted by the owner
 
 

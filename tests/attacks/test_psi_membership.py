@@ -46,7 +46,9 @@ def test_unheld_ids_stay_at_chance_without_the_secret(sets):
     auc = next(r for r in rows if r.metric == "auc")
     acc = next(r for r in rows if r.metric == "accuracy")
     assert acc.score == pytest.approx(0.5) and acc.advantage == 0.0  # no exact match: every guess is "out"
-    assert abs(auc.advantage) < auc.mda and auc.p_value > 0.01
+    # a fresh secret each run: under the null |advantage| < MDA (z_(0.99) sd) and p > 0.01 fail ~2-3%
+    # of runs by chance; 1.5 MDA and p > 1e-3 keep that under ~1e-3 (the positive control scores 0.5)
+    assert abs(auc.advantage) < 1.5 * auc.mda and auc.p_value > 1e-3
 
 
 def test_attack_would_see_membership_with_the_secret(sets):
@@ -76,7 +78,8 @@ def test_psi_membership_from_the_cli(tmp_path, capsys):
     assert by[("membership_held", "accuracy")]["score"] == 1.0  # every other party holds every row
     assert verdict["membership_held"]["verdict"] == "LEAKS" and "designed" in verdict["membership_held"]["text"]
     unheld = by[("membership_unheld", "auc")]
-    assert verdict["membership_unheld"]["verdict"] == "no leak detected" and abs(unheld["advantage"]) < unheld["mda"]
+    # chance-level under a fresh secret (the bounds of test_unheld_ids_stay_at_chance_without_the_secret)
+    assert verdict["membership_unheld"]["verdict"] != "LEAKS" and abs(unheld["advantage"]) < 1.5 * unheld["mda"]
     assert by[("membership_unheld", "accuracy")]["score"] == pytest.approx(0.5)  # balanced candidates, no match
     assert result["label_owner_set"] > result["selected_rows"] > 0
     page = (out / "audit.html").read_text()
