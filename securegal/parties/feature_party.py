@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.zscore import ZScore
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
 from .. import messages as m
@@ -148,9 +149,7 @@ class FeatureParty:
         # A new setup ends the previous (finished or expired) session, also when it is refused.
         self.session, self.trainer, self._scaler = None, None, None
         if self.privacy is None:  # no DP: z-score with the training rows' statistics
-            mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
-            std[std == 0] = 1.0
-            scaler = lambda X: (X - mean) / std  # noqa: E731
+            scaler = ZScore.fit(X_raw)  # standardizes the fresh row copies in place
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
