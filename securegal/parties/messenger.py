@@ -41,9 +41,10 @@ class Messenger:
             if self.transcript is not None:
                 self.transcript.record("sent", wire[party], env)
         raw_replies = self.transport.call_many(wire)
+        del wire  # the requests' bytes (n x K per party and round) go before the replies are decoded
         out: dict[str, Outcome] = {}
-        for party in requests:
-            raw = raw_replies.get(party, ProtocolError(f"no reply slot for {party!r}"))
+        for party in requests:  # each reply's bytes are let go once decoded
+            raw = raw_replies.pop(party, ProtocolError(f"no reply slot for {party!r}"))
             out[party] = raw if isinstance(raw, Exception) else self._check(raw, party, round, expected[party])
         for step in self.middleware:
             out = step(out)
