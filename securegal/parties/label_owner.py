@@ -22,6 +22,8 @@ from .messenger import Messenger
 log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("learned", "uniform")
+# Test rows per prediction request: bounds each reply (T x rows x K values) and its wire copies.
+PREDICT_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,11 @@ class LabelOwner:
         Every party computes its own per-round predictions on its own columns; the label owner
         combines them with the learned weights and steps. Under hidden membership a party's terms
         are its round replies on these rows (it answered for all its rows), so nothing is sent.
+
+        Memory: the per-round sums (T, n, K) are held once; the parties are asked one at a time,
+        for at most ``PREDICT_ROWS`` rows per request, and each party's weighted terms are added
+        to the sums only once all of its replies have arrived (a party that fails part-way
+        counts as missing, not as half a party).
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
@@ -328,28 +335,48 @@ class LabelOwner:
         if T == 0:
             return F
         steps = np.zeros((T, len(ids), self.k))
-        coef = {}  # party -> eta_t * w_t[party] per round
+        terms = np.empty_like(steps)  # one party's weighted terms, reused for every party
+        rounds = self.model.rounds
 
-        def add(party: str, preds: np.ndarray) -> None:  # fold in one party's terms, then let it go
-            c = coef.setdefault(party, np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds]))
-            steps[:] += c[:, None, None] * preds
+        def coefficients(party: str) -> np.ndarray:  # eta_t * w_t[party] per round, shaped to broadcast
+            return np.array([r.eta * r.weights.get(party, 0.0) for r in rounds])[:, None, None]
 
-        add(self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions))
-        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
-        for party in used:  # one party at a time: only one (T, n, K) reply is alive at once
+        def ask(party: str, request) -> bool:  # fills ``terms`` with party's terms; False if it did not answer
+            c = coefficients(party)
+            for start in range(0, len(ids), PREDICT_ROWS):
+                chunk = ids[start:start + PREDICT_ROWS]
+                predictions = request(chunk)
+                if isinstance(predictions, Exception):
+                    # Like a party dropped from a round: its terms count as zero, loudly;
+                    # metrics.json lists it under missing_at_predict.
+                    log.warning("prediction leaves out party %s, which did not answer: %s", party, predictions)
+                    self.model.missing_at_predict.add(party)
+                    return False
+                np.multiply(predictions, c, out=terms[:, start:start + len(chunk)])
+            return True
+
+        def own(chunk: np.ndarray) -> np.ndarray:
+            return np.asarray(self._own(0, m.PredictRequest(chunk, T)).predictions)
+
+        def peer(party: str):
+            def request(chunk: np.ndarray) -> np.ndarray | Exception:
+                reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)})[party]
+                if isinstance(reply, Exception):
+                    return reply
+                return self.channel.open(reply.predictions, 0, party, (T, len(chunk), self.k))
+            return request
+
+        if ask(self.own.name, own):
+            steps += terms
+        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in rounds)]
+        for party in used:
             if party in self.positions:  # hidden membership: no request, which would name our rows
-                zeros = np.zeros((len(ids), self.k))
-                add(party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
-                                     for t in range(1, T + 1)]))
+                for t in range(1, T + 1):
+                    if t in self.kept[party]:
+                        steps[t - 1] += coefficients(party)[t - 1] * self.kept[party][t][ids]
                 continue
-            reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
-            if isinstance(reply, Exception):
-                # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
-                # lists it under missing_at_predict.
-                log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
-                self.model.missing_at_predict.add(party)
-                continue
-            add(party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k)))
+            if ask(party, peer(party)):
+                steps += terms
         F[1:] += np.cumsum(steps, axis=0, out=steps)
         return F
 
