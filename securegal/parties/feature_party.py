@@ -11,9 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.zscore import ZScore
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
+from ..core.zscore import ZScore
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
 from ..wire.codec import DEFAULT_LIMITS
