@@ -2,7 +2,9 @@
 
 Arrays travel as raw little-endian bytes of an allow-listed dtype with an explicit shape; no
 pickle is ever involved. Decoding checks the protocol version, the size limit, dtype, that the
-shape matches the byte count, and that floats are finite. PSI messages are checked for their
+shape matches the byte count, and that floats are finite; a decoded array is a read-only view of
+the message's bytes (no copy). Encoding writes each body into its envelope in place, so an
+array's bytes are copied once into the message. PSI messages are checked for their
 structure (whole 32-byte points, counts within ``Limits.max_psi_points``, unique non-negative
 row handles, one handle per point); that each point is a valid group element is checked where
 it is used, in parallel, by :mod:`securegal.align` (libsodium refuses any other point).
