@@ -4,7 +4,8 @@
     .venv/bin/python -m pytest benchmarks/test_scale.py --benchmark-only --benchmark-json=scale.json
     .venv/bin/python benchmarks/plot_scale.py ckks.json scale.json --out docs/scale.png
 
-Each point is a benchmark's median with its min-max range as an error bar.
+Each point is a benchmark's median with its min-max range as an error bar; with ``--cpu``, the
+CPU time per run that the suites record (steadier than wall time when other jobs share the cores).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def series(paths: list[Path]) -> dict[str, list[tuple[int, float, float, float]]]:
-    """label -> [(n, median, min, max)] from pytest-benchmark JSON files."""
+def series(paths: list[Path], cpu: bool = False) -> dict[str, list[tuple[int, float, float, float]]]:
+    """label -> [(n, median, min, max)] from pytest-benchmark JSON files (``cpu``: the CPU
+    seconds per run, as median, min and max alike)."""
     out = defaultdict(list)
     for path in paths:
         for bench in json.loads(path.read_text())["benchmarks"]:
@@ -29,17 +31,20 @@ def series(paths: list[Path]) -> dict[str, list[tuple[int, float, float, float]]
                 continue
             residuals = info.get("residuals", "plain")
             shape = "M=4, 32 features" if bench["name"].startswith("test_ckks_against_plain") else "M=8, 80 features"
-            out[f"{residuals}, {shape}"].append((info["n_rows"], stats["median"], stats["min"], stats["max"]))
+            if cpu:
+                out[f"{residuals}, {shape}"].append((info["n_rows"], *[info["cpu_seconds"]] * 3))
+            else:
+                out[f"{residuals}, {shape}"].append((info["n_rows"], stats["median"], stats["min"], stats["max"]))
     return {label: sorted(points) for label, points in out.items()}
 
 
-def plot(data: dict, out: Path) -> None:
+def plot(data: dict, out: Path, ylabel: str = "wall time per run, s (median, min-max)") -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for label, points in sorted(data.items()):
         n, med, lo, hi = zip(*points)
         ax.errorbar(n, med, yerr=[[m - a for m, a in zip(med, lo)], [b - m for m, b in zip(med, hi)]],
                     marker="o", capsize=3, label=label, linestyle="--" if label.startswith("ckks") else "-")
-    ax.set(xscale="log", yscale="log", xlabel="rows n", ylabel="wall time per run, s (median, min-max)",
+    ax.set(xscale="log", yscale="log", xlabel="rows n", ylabel=ylabel,
            title="GAL, T=10, linear learners, in process (2-core shared VM)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -53,11 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", type=Path, help="pytest-benchmark JSON files")
     parser.add_argument("--out", type=Path, default=Path("docs/scale.png"))
+    parser.add_argument("--cpu", action="store_true", help="plot CPU time per run instead of wall time")
     args = parser.parse_args()
-    data = series(args.json)
+    data = series(args.json, args.cpu)
     if not data:
         raise SystemExit("no scale benchmarks (with extra_info n_rows) in " + ", ".join(map(str, args.json)))
-    plot(data, args.out)
+    plot(data, args.out, "CPU time per run, s" if args.cpu else "wall time per run, s (median, min-max)")
     print(f"wrote {args.out}")
 
 

@@ -5,8 +5,8 @@
 For every split seed it trains, on the same split: non-private GAL (learned weights, line
 search, T=10) with the Alone and Joint baselines, then GAL-DP at each epsilon (delta=1e-5,
 M=4, linear learners = DP ridge on the feature parties, uniform weights and a fixed step
-eta = w * M / T so that the label owner spends no label information on weights or steps), in two
-designs (DESIGNS below).
+eta = w * M / T during the rounds, then per-party multipliers fitted on the validation rows: the
+owner policy of PrivacyPlan.owner_policy, docs/privacy.md section 4), in two designs (DESIGNS below).
 Noise comes from the secure generator, one draw per (split, epsilon). The DP design's knobs are
 the library defaults (taken from ANCHORS 5b, which tuned them on other splits of the same data:
 not privacy-accounted; see docs/privacy.md). Writes results.json, table.md and plot.png.

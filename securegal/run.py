@@ -99,7 +99,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
           trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None,
-          columns=None, ledger: str | Path | None = None) -> dict:
+          columns=None, ledger: str | Path | None = None, calibrate: bool | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -107,7 +107,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     >>> metrics["gal"]["test"], metrics["privacy"]                                                   # doctest: +SKIP
 
     ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
-    plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy`. ``deployment`` says where the
+    plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy` (so does ``calibrate``: the
+    per-party multipliers fitted on the validation rows under feature-DP). ``deployment`` says where the
     feature parties run (default :class:`~securegal.deploy.embedded.EmbeddedDeployment`); the
     baselines always run embedded. ``channel`` and ``trainers`` replace the plan's layers, for
     studies only (noisy parties, a malicious label owner); they are reported as such.
@@ -128,7 +129,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
     split = split_rows(data, seed, test_fraction, validation_fraction, stratify=plan.label_dp is None)
     scaler = TargetScaler.fit(data, data.y[split.train])
-    policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta)
+    policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate)
     # Everything impossible is refused here, before any file is written or any data moves.
     names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
@@ -137,7 +138,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     common = dict(learner=learner, seed=seed, scaler=scaler, eta_max=eta_max,
                   learner_options=dict(learner_options or {}), local_loss=local_loss)
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,
-                           weighting=weighting, eta=eta, **common)
+                           weighting=weighting, eta=eta, calibrate=calibrate, **common)
     if channel is not None:  # studies only: a channel the plan does not describe
         if hasattr(channel, "preflight"):
             channel.preflight(len(split.train), rounds, data.loss)

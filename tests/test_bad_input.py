@@ -279,7 +279,7 @@ def checkpointed(tmp_path_factory):
     (base / "federation.toml").write_text(text)
 
     class Owner:  # what Checkpoint.save reads
-        session, peers, weighting, eta = "s1", ["party1"], "learned", None
+        session, peers, weighting, eta, calibration = "s1", ["party1"], "learned", None, None
         F = np.zeros((5, 3))
         model = type("M", (), {"rounds": []})()
 

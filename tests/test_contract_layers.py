@@ -37,7 +37,11 @@ def test_federation_runs_and_messages_validate(layer, tmp_path):
     owner, data, split = _owner(layer, tmp_path)
     result = run_method(owner, data, split, TargetScaler())
     assert len(result.per_round) == 3 and np.isfinite(result.per_round).all()
-    assert np.allclose(np.sum(result.weights, axis=1), 1.0)
+    if result.multipliers:  # feature-DP: uniform weights scaled by the multipliers fitted on validation rows
+        scale = [result.multipliers[p] for p in result.parties]
+        assert np.allclose(result.weights, np.array(scale) / len(scale))
+    else:
+        assert np.allclose(np.sum(result.weights, axis=1), 1.0)
     for view in read_transcripts(tmp_path).values():
         for rec in view.records:
             assert decode(rec.raw).kind == rec.kind

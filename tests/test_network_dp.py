@@ -93,6 +93,14 @@ def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str
             thread.join(30)
 
 
+def assert_calibrated_uniform(metrics, parties):
+    """Uniform weights times the per-party multipliers the label owner fitted on validation rows."""
+    multipliers = metrics["gal"]["multipliers"]
+    assert set(multipliers) == set(metrics["party_names"])
+    for row in metrics["weights"]:
+        assert row == pytest.approx([multipliers[p] / parties for p in metrics["party_names"]])
+
+
 def federation(tmp_path, peers, rounds, out="run", **kw):
     path = tmp_path / f"{out}.toml"
     path.write_text(federation_config(data={"dataset": "breast_cancer"}, peers=peers, rounds=rounds, seed=0,
@@ -119,7 +127,10 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
         for key in ("epsilon_spent", "delta", "accountant", "noise_multiplier", "mechanism"):
             assert block[key] == expected[key], key
     assert metrics["eta"] == ref["eta"] == [0.75] * 3
-    assert metrics["weights"] == ref["weights"] == [[1 / 3] * 3] * 3
+    assert ref["weights"] == [[1 / 3] * 3] * 3
+    # with DP parties the label owner then scales each party's weights by a multiplier fitted on
+    # its validation rows (PrivacyPlan.owner_policy); the in-process study path above does not
+    assert_calibrated_uniform(metrics, 3)
 
 
 def test_budget_too_small_is_refused_at_setup(tmp_path):
@@ -180,7 +191,8 @@ def test_resumed_label_owner_keeps_the_dp_choices(tmp_path):
         with pytest.raises(Crash):
             train_federation(cfg, on_round=crash)
         metrics = train_federation(FederationConfig.for_resume(cfg.out), resume=True)
-    assert metrics["eta"] == [0.75] * 3 and metrics["weights"] == [[1 / 3] * 3] * 3
+    assert metrics["eta"] == [0.75] * 3
+    assert_calibrated_uniform(metrics, 3)  # the resumed owner kept the calibration too
     for block in metrics["privacy"].values():
         assert [(r["round"], r["what"]) for r in block["releases"]] == [
             (1, "gram"), (1, "stat"), (1, "pred"), (2, "stat"), (2, "pred"), (3, "stat"), (3, "pred")]

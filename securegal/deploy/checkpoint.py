@@ -40,7 +40,7 @@ class Checkpoint:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
             "config_sha256": self.digest,
             "session": owner.session, "epoch": self.epoch, "peers": owner.peers,
-            "weighting": owner.weighting, "eta": owner.eta,
+            "weighting": owner.weighting, "eta": owner.eta, "calibration": owner.calibration,
             "rounds": [{"round": r.round, "weights": r.weights, "eta": r.eta, "train_loss": r.train_loss,
                         "absent": list(r.absent)} for r in owner.model.rounds],
         }

@@ -84,18 +84,23 @@ class GalJob:
     ledger_dir: Path | None = None
     # The parties fit on all their rows and never learn which are used (PrivacyPlan.hidden_membership).
     hidden_membership: bool = False
+    # Penalty of the label owner's per-party multipliers fitted on the validation rows after the
+    # last round (PrivacyPlan.owner_policy; None: none).
+    calibration: float | None = None
 
     @classmethod
     def from_plan(cls, plan, *, dataset: Dataset, n_train: int, parties: int, rounds: int,
-                  weighting: str | None = None, eta: float | None = None, **settings) -> "GalJob":
+                  weighting: str | None = None, eta: float | None = None, calibrate: bool | None = None,
+                  **settings) -> "GalJob":
         """The job the plan describes: its channel (preflighted on ``n_train`` rows), its trainer
         choice and its owner policy (weights and step under DP)."""
-        policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta)
+        policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate)
         channel = plan.channel()
         if hasattr(channel, "preflight"):
             channel.preflight(n_train, rounds, dataset.loss)
         return cls(rounds=rounds, channel=channel, trainers=plan.trainers(), weighting=policy.weighting,
-                   eta=policy.eta, hidden_membership=plan.hidden_membership, **settings)
+                   eta=policy.eta, hidden_membership=plan.hidden_membership, calibration=policy.calibration,
+                   **settings)
 
     def local_loss_for(self, dataset: Dataset) -> str:
         return self.local_loss or make_loss(dataset.loss, dataset.n_outputs).local_loss
@@ -114,7 +119,7 @@ class GalJob:
                           setup_options={"local_loss": self.local_loss_for(dataset)},
                           aligner=LabelOwnerPsi, align_ids=dataset.row_ids(),
                           eval_ids=np.concatenate([split.validation, split.test]),
-                          hidden_membership=self.hidden_membership)
+                          hidden_membership=self.hidden_membership, calibration=self.calibration)
 
 
 def party_learner(dataset: Dataset, block: Block, index: int, job: GalJob) -> Learner:
@@ -136,9 +141,12 @@ class MethodRun:
     stopped: str | None
     absent: list[list[str]] = field(default_factory=list)  # per round: parties dropped from it
     missing_at_predict: list[str] = field(default_factory=list)
+    multipliers: dict[str, float] = field(default_factory=dict)  # the owner policy's calibration
 
     def as_dict(self) -> dict:
         d = {"test": self.test, "per_round": self.per_round, "validation_per_round": self.validation_per_round}
+        if self.multipliers:
+            d["multipliers"] = self.multipliers
         if self.stopped:
             d["stopped"] = self.stopped
         if any(self.absent):
@@ -165,6 +173,9 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
     try:
         start(owner)
         model = owner.fit(on_round)
+        if owner.calibration is not None:
+            rows = owner.aligned(split.validation)
+            owner.calibrate(rows, scaler.forward(dataset.y[rows]))
         test = _evaluate(owner, dataset, split.test, scaler)
         val = _evaluate(owner, dataset, split.validation, scaler)
         owner.finish()
@@ -179,7 +190,7 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
         test = [score(dataset.y[rows], scaler.inverse(F0))]
     return MethodRun(test[-1], test, val, [[r.weights.get(p, 0.0) for p in names] for r in model.rounds],
                      [r.eta for r in model.rounds], names, model.stopped, [list(r.absent) for r in model.rounds],
-                     sorted(model.missing_at_predict))
+                     sorted(model.missing_at_predict), dict(model.multipliers))
 
 
 class Deployment(Protocol):

@@ -261,11 +261,13 @@ class NetworkedDeployment:
             if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
                 policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
                                                     weighting=self.cfg.weighting, eta=self.cfg.eta, dp_parties=True)
-                owner.weighting, owner.eta = policy.weighting, policy.eta
-                log.info("DP parties %s: weights %s, eta %s", sorted(self.reports.privacy), owner.weighting, owner.eta)
+                owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
+                log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
+                         owner.weighting, owner.eta, owner.calibration)
         else:
             owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
+            owner.calibration = self.state.get("calibration")
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
         self.checkpoint.save(owner)
         self.started = True

@@ -7,12 +7,13 @@ same :class:`FeatureParty` logic, without the wire.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
+from ..core.calibration import fit_party_multipliers
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
@@ -44,6 +45,7 @@ class GalModel:
     rounds: list[RoundResult] = field(default_factory=list)
     stopped: str | None = None
     missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
+    multipliers: dict[str, float] = field(default_factory=dict)  # set by LabelOwner.calibrate
 
 
 class FederationStopped(Exception):
@@ -58,7 +60,8 @@ class LabelOwner:
                  rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
                  aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
-                 eval_ids: np.ndarray | None = None, hidden_membership: bool = False):
+                 eval_ids: np.ndarray | None = None, hidden_membership: bool = False,
+                 calibration: float | None = None):
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         if weighting not in WEIGHTINGS:
@@ -75,6 +78,8 @@ class LabelOwner:
         self.y = y_train
         self.peers = list(peers)
         self.rounds, self.weighting, self.eta, self.eta_max = rounds, weighting, eta, eta_max
+        # None, or the penalty of calibrate()'s per-party multipliers (PrivacyPlan.owner_policy).
+        self.calibration = calibration
         self.min_parties, self.task = min_parties, task
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
@@ -323,11 +328,7 @@ class LabelOwner:
         Every party computes its own per-round predictions on its own columns; the label owner
         combines them with the learned weights and steps. Under hidden membership a party's terms
         are its round replies on these rows (it answered for all its rows), so nothing is sent.
-
-        Memory: the per-round sums (T, n, K) are held once; the parties are asked one at a time,
-        for at most ``PREDICT_ROWS`` rows per request, and each party's weighted terms are added
-        to the sums only once all of its replies have arrived (a party that fails part-way
-        counts as missing, not as half a party).
+        The per-round sums (T, n, K) are held once, beside one party's predictions at a time.
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
@@ -335,50 +336,86 @@ class LabelOwner:
         if T == 0:
             return F
         steps = np.zeros((T, len(ids), self.k))
-        terms = np.empty_like(steps)  # one party's weighted terms, reused for every party
-        rounds = self.model.rounds
+        for party, preds in self._party_rounds(ids):  # one party at a time
+            steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
+        F[1:] += np.cumsum(steps, axis=0, out=steps)
+        return F
 
-        def coefficients(party: str) -> np.ndarray:  # eta_t * w_t[party] per round, shaped to broadcast
-            return np.array([r.eta * r.weights.get(party, 0.0) for r in rounds])[:, None, None]
+    def _coefficients(self, party: str) -> np.ndarray:
+        """eta_t * w_t[party] per round."""
+        return np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds])
 
-        def ask(party: str, request) -> bool:  # fills ``terms`` with party's terms; False if it did not answer
-            c = coefficients(party)
+    def _party_rounds(self, ids: np.ndarray):
+        """(party, its per-round predictions (T, n, K) on ``ids``) for the label owner and every party
+        with a non-zero weight; a party that does not answer is left out (``missing_at_predict``).
+
+        Each party is asked for at most ``PREDICT_ROWS`` rows per request (a whole (T, n, K)
+        reply and its wire copies were the label owner's memory peak); its answers fill one
+        buffer, reused from party to party: an item is valid until the next one is taken, and the
+        consumer may overwrite it. A party that fails on any chunk is left out entirely.
+        """
+        T = len(self.model.rounds)
+        buffer = np.empty((T, len(ids), self.k))
+
+        def gathered(party: str, ask) -> bool:  # fills ``buffer``; False if the party did not answer
             for start in range(0, len(ids), PREDICT_ROWS):
                 chunk = ids[start:start + PREDICT_ROWS]
-                predictions = request(chunk)
-                if isinstance(predictions, Exception):
+                preds = ask(chunk)
+                if isinstance(preds, Exception):
                     # Like a party dropped from a round: its terms count as zero, loudly;
                     # metrics.json lists it under missing_at_predict.
-                    log.warning("prediction leaves out party %s, which did not answer: %s", party, predictions)
+                    log.warning("prediction leaves out party %s, which did not answer: %s", party, preds)
                     self.model.missing_at_predict.add(party)
                     return False
-                np.multiply(predictions, c, out=terms[:, start:start + len(chunk)])
+                buffer[:, start:start + len(chunk)] = preds
             return True
 
         def own(chunk: np.ndarray) -> np.ndarray:
             return np.asarray(self._own(0, m.PredictRequest(chunk, T)).predictions)
 
         def peer(party: str):
-            def request(chunk: np.ndarray) -> np.ndarray | Exception:
+            def ask(chunk: np.ndarray) -> np.ndarray | Exception:
                 reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)})[party]
                 if isinstance(reply, Exception):
                     return reply
                 return self.channel.open(reply.predictions, 0, party, (T, len(chunk), self.k))
-            return request
+            return ask
 
-        if ask(self.own.name, own):
-            steps += terms
-        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in rounds)]
+        if gathered(self.own.name, own):
+            yield self.own.name, buffer
+        used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
         for party in used:
             if party in self.positions:  # hidden membership: no request, which would name our rows
-                for t in range(1, T + 1):
-                    if t in self.kept[party]:
-                        steps[t - 1] += coefficients(party)[t - 1] * self.kept[party][t][ids]
+                zeros = np.zeros((len(ids), self.k))
+                yield party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
+                                       for t in range(1, T + 1)])
                 continue
-            if ask(party, peer(party)):
-                steps += terms
-        F[1:] += np.cumsum(steps, axis=0, out=steps)
-        return F
+            if gathered(party, peer(party)):
+                yield party, buffer
+
+    def calibrate(self, sample_ids: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Scale each party's whole contribution by a multiplier fitted on held-out rows.
+
+        ``sample_ids`` are rows no session trained on (the validation rows) and ``y`` their labels
+        as the loss takes them. Their predictions are the same replies evaluation asks for, so this
+        releases nothing new; the multipliers (:func:`~securegal.core.calibration.fit_party_multipliers`,
+        penalty ``self.calibration``) rescale every round's weights. Returns {party: multiplier}.
+        """
+        if self.calibration is None:
+            raise ConfigError("this label owner's policy has no calibration")
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        if not self.model.rounds or len(ids) == 0:
+            return {}
+        names, terms = [], []
+        for party, preds in self._party_rounds(ids):
+            names.append(party)
+            terms.append(np.tensordot(self._coefficients(party), preds, axes=1))
+        a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration)
+        scale = dict(zip(names, (float(v) for v in a)))
+        self.model.rounds = [replace(r, weights={p: w * scale.get(p, 1.0) for p, w in r.weights.items()})
+                             for r in self.model.rounds]
+        self.model.multipliers = scale
+        return scale
 
     def finish(self) -> None:
         self._own(0, m.Finish())

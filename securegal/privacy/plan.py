@@ -40,6 +40,10 @@ LABEL_DP_LOSSES = ("cross_entropy", "binary_cross_entropy")
 # Under DP the label owner fixes its step so that each party's model gets total weight
 # eta * T / M of about 0.75 (docs/privacy.md section 4).
 DP_STEP_WEIGHT = 0.75
+# ... and then scales each party's whole contribution by a multiplier fitted on its validation
+# rows (never trained on; their predictions are disclosed for evaluation anyway), pulled towards 1
+# with this penalty (docs/privacy.md section 4).
+DP_CALIBRATION_PENALTY = 1.0
 
 # (party name, party index, learner) -> the factory that builds the party's trainer at setup.
 TrainerChoice = Callable[[str, int, object], "TrainerFactory"]
@@ -116,10 +120,13 @@ class LabelDP:
 
 @dataclass(frozen=True)
 class OwnerPolicy:
-    """How the label owner combines the parties' predictions: weights and step."""
+    """How the label owner combines the parties' predictions: weights, step, and whether it
+    calibrates per-party multipliers on its validation rows after the last round (the penalty
+    of :func:`~securegal.core.calibration.fit_party_multipliers`, or None)."""
 
     weighting: str  # "learned" | "uniform"
     eta: float | None  # None: line search
+    calibration: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,17 +318,29 @@ class PrivacyPlan:
         return plain_trainers
 
     def owner_policy(self, *, parties: int, rounds: int, weighting: str | None = None, eta: float | None = None,
-                     dp_parties: bool = False) -> OwnerPolicy:
+                     dp_parties: bool = False, calibrate: bool | None = None) -> OwnerPolicy:
         """The label owner's weights and step. Under any DP (this plan's, or parties that report
-        a DP budget) they default to uniform weights and the fixed step ``0.75 * M / T``: fitted
-        ones would use the labels (and noisy predictions) outside every budget. Label-DP refuses
-        learned weights (see :meth:`check`)."""
+        a DP budget) they default to uniform weights and the fixed step ``0.75 * M / T``: weights
+        fitted on the training rows would rest on noisy (or no) predictions of the DP parties.
+        Label-DP refuses learned weights (see :meth:`check`).
+
+        Under feature-DP on plain residuals (not label-DP) with uniform weights, ``calibrate``
+        (default on) adds per-party multipliers fitted after the last round on the validation
+        rows, with penalty :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
+        disclosed for evaluation anyway, so this costs no budget (docs/privacy.md section 4)."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
         if eta is None and private:
             eta = DP_STEP_WEIGHT * parties / rounds
-        return OwnerPolicy(weighting, eta)
+        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None \
+            and self.residuals == "plain"
+        if calibrate and not (feature_dp and weighting == "uniform"):
+            raise ConfigError("calibrated multipliers are for feature-DP runs on plain residuals with uniform "
+                              "weights (without label-DP; under ckks each predict reply costs a flood release)")
+        if calibrate is None:
+            calibrate = feature_dp and weighting == "uniform"
+        return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None)
 
     def describe(self) -> dict:
         """The plan as plain data (metrics.json ``plan``)."""

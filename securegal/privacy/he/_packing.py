@@ -243,8 +243,9 @@ def stage2_babies(ops: Ops, plan: Plan, z) -> list:
 
 
 def apply_stage2(ops: Ops, plan: Plan, babies: Sequence, V) -> list:
-    """``Phi z`` chunks (rescaled; ``None`` where every diagonal is zero) from the baby steps of
-    the replicated ``z``."""
+    """``Phi z`` chunks (not yet rescaled, so the model blocks' parts are summed first and
+    rescaled once; ``None`` where every diagonal is zero) from the baby steps of the replicated
+    ``z``."""
     g = plan.g2
     out = []
     for per_a in V:
@@ -255,6 +256,5 @@ def apply_stage2(ops: Ops, plan: Plan, babies: Sequence, V) -> list:
                 if pt is not None:
                     acc = ops.add_into(acc, ops.mul_plain(babies[b], pt))
             giants.append(acc)
-        total = _horner(ops, giants, g)
-        out.append(None if total is None else ops.rescale(total))
+        out.append(_horner(ops, giants, g))
     return out

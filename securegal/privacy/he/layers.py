@@ -22,7 +22,7 @@ from . import wire
 from .keys import PublicContext, SecretContext
 from .layout import Layout
 from .params import CkksParams
-from .smoother import EncryptedSmoother
+from .smoother import EncryptedRound, EncryptedSmoother
 
 
 def check_learner(learner: Learner) -> None:
@@ -133,7 +133,7 @@ class CkksTrainer:
         self.name, self.learner = name, learner
         self.context: PublicContext | None = None
         self.smoother: EncryptedSmoother | None = None
-        self.models: dict[int, tuple] = {}
+        self.models: dict[int, EncryptedRound] = {}
         self._n = self._k = 0
         self.seconds = 0.0
         self.bytes_received = self.bytes_sent = 0
@@ -158,7 +158,7 @@ class CkksTrainer:
         started = time.perf_counter()
         omitted = wire.omits_last(residuals)
         fitted = self.smoother.fit(vectors, omitted_last=omitted)
-        self.models[round] = fitted.z
+        self.models[round] = fitted
         # the reply leaves out the same column: the label owner derives it as the residuals' was
         blobs = wire.serialize([ct for chunks in fitted.f[:len(fitted.f) - omitted] for ct in chunks])
         self.seconds += time.perf_counter() - started
@@ -175,7 +175,8 @@ class CkksTrainer:
         """Per-round encrypted predictions (rounds, n, K); fresh encryptions of zero for rounds not fitted."""
         started = time.perf_counter()
         fitted = [t for t in range(1, rounds + 1) if t in self.models]
-        preds = dict(zip(fitted, self.smoother.predict([self.models[t] for t in fitted], X)))
+        preds = dict(zip(fitted, self.smoother.predict([self.models[t].z for t in fitted], X,
+                                                       [self.models[t].derived_last for t in fitted])))
         test_layout = self.smoother.layout.with_rows(X.shape[0])
         last = len(self.context.levels) - 1
         cts = []

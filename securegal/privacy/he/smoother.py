@@ -34,10 +34,12 @@ _SCALE_TOLERANCE = 1e-9
 @dataclass(frozen=True)
 class EncryptedRound:
     """One fitted round: ``z[v]`` the model ciphertexts of vector v (one per model block),
-    ``f[v]`` its train-prediction chunks."""
+    ``f[v]`` its train-prediction chunks. ``derived_last``: the last vector is minus the sum of
+    the others (the residuals left that column out), and so are its predictions."""
 
     z: tuple[tuple, ...]
     f: tuple[tuple, ...]
+    derived_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,13 @@ class EncryptedSmoother:
         return _packing.Ops(self.context.evaluator, self.context.galois_keys)
 
     def _stage2(self, ops: _packing.Ops, z: Sequence, diagonals: Sequence) -> tuple:
-        """``Phi z`` chunks summed over the model blocks (``diagonals[b]``: block b's encoded V)."""
+        """``Phi z`` chunks summed over the model blocks (``diagonals[b]``: block b's encoded V),
+        then rescaled once per chunk."""
         total = None
         for block, zb, V in zip(self.parts, z, diagonals):
             part = _packing.apply_stage2(ops, block.plan, self._babies_of(zb, block.plan, ops), V)
-            total = part if total is None else [ops.add_into(a, b) if b is not None else a
-                                                for a, b in zip(total, part)]
-        return tuple(self._or_zero(f, 2) for f in total)
+            total = part if total is None else [a if b is None else ops.add_into(a, b) for a, b in zip(total, part)]
+        return tuple(self._or_zero(None if f is None else ops.rescale(f), 2) for f in total)
 
     def check_residual_vector(self, cts: Sequence, what: str = "residuals") -> None:
         """Fresh ciphertexts at the top level and scale, as many as the layout needs."""
@@ -156,11 +158,14 @@ class EncryptedSmoother:
             zs.append(tuple(ops.negated_sum(parts) for parts in zip(*zs)))
             fs.append(tuple(ops.negated_sum(parts) for parts in zip(*fs)))
         self.last_rotations = ops.rotations
-        return EncryptedRound(tuple(zs), tuple(fs))
+        return EncryptedRound(tuple(zs), tuple(fs), omitted_last)
 
-    def predict(self, models: Sequence[Sequence], X: np.ndarray) -> list[list[tuple]]:
+    def predict(self, models: Sequence[Sequence], X: np.ndarray,
+                derived_last: Sequence[bool] | None = None) -> list[list[tuple]]:
         """``enc(Phi(X) z)`` chunks for every round's model vectors: ``out[round][v]``, laid out
-        as ``layout.with_rows(len(X))``."""
+        as ``layout.with_rows(len(X))``. ``derived_last[t]``: round t's last vector is minus the
+        sum of the others (:attr:`EncryptedRound.derived_last`), so are its predictions: made by
+        ciphertext additions, not a pass (no rotations)."""
         phi = np.asarray(self._feature_map(np.asarray(X, dtype=np.float64)), dtype=np.float64)
         if phi.ndim != 2 or phi.shape[1] != self.p:
             raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
@@ -168,7 +173,15 @@ class EncryptedSmoother:
         phi_big = np.kron(self._blocks, phi / self._alpha)
         V = [self._encode(_packing.stage2_diagonals(b.plan, phi_big[:, b.lo:b.hi], chunks), level=1)
              for b in self.parts]
+        derived_last = [False] * len(models) if derived_last is None else list(derived_last)
+        if len(derived_last) != len(models):
+            raise ValueError(f"derived_last has {len(derived_last)} flags for {len(models)} models")
         ops = self._ops()
-        out = [[self._stage2(ops, z, V) for z in model] for model in models]
+        out = []
+        for model, derived in zip(models, derived_last):
+            passes = [self._stage2(ops, z, V) for z in model[:len(model) - derived]]
+            if derived:
+                passes.append(tuple(ops.negated_sum(parts) for parts in zip(*passes)))
+            out.append(passes)
         self.last_rotations = ops.rotations
         return out

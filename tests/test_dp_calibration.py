@@ -1,0 +1,79 @@
+"""The DP label owner's per-party multipliers, fitted on its validation rows after the last round."""
+import numpy as np
+import pytest
+
+from securegal.core.calibration import MAX_MULTIPLIER, fit_party_multipliers
+from securegal.core.losses import make_loss
+from securegal.errors import ConfigError
+from securegal.privacy.plan import DP_CALIBRATION_PENALTY, FeatureDP, LabelDP, PrivacyPlan
+from securegal.run import train
+
+
+def test_multipliers_recover_a_known_mixture_and_respect_the_bounds():
+    rng = np.random.default_rng(0)
+    terms = rng.normal(size=(3, 400, 1))
+    truth = np.array([0.5, 1.7, -0.8])  # the last one would reverse a party: bounded at 0
+    y = 0.3 + np.tensordot(truth, terms, axes=1) + 0.01 * rng.normal(size=(400, 1))
+    a = fit_party_multipliers(make_loss("l2", 1), y, np.array([0.3]), terms, penalty=0.0)
+    assert np.allclose(a[:2], truth[:2], atol=0.05) and 0.0 <= a[2] < 0.05
+    # the penalty pulls towards 1 (the fixed policy); a huge one leaves the policy as it was
+    held = fit_party_multipliers(make_loss("l2", 1), y, np.array([0.3]), terms, penalty=1e7)
+    assert np.allclose(held, 1.0, atol=1e-2)
+    far = fit_party_multipliers(make_loss("l2", 1), 100 * terms[0], np.zeros(1), terms, penalty=0.0)
+    assert far[0] == pytest.approx(MAX_MULTIPLIER, abs=1e-3)
+
+
+def test_multipliers_never_raise_the_held_out_loss():
+    """Whatever the rows, the fitted multipliers' loss is at most that of the fixed policy (a = 1)."""
+    rng = np.random.default_rng(1)
+    loss = make_loss("l1", 1)
+    for _ in range(5):
+        terms = rng.normal(size=(4, 30, 1))
+        y = rng.normal(size=(30, 1))
+        a = fit_party_multipliers(loss, y, np.zeros(1), terms, penalty=DP_CALIBRATION_PENALTY)
+        fitted = loss.value(y, np.tensordot(a, terms, axes=1))
+        assert fitted <= loss.value(y, terms.sum(axis=0)) + 1e-12
+
+
+def test_bad_calibration_inputs_are_refused():
+    loss = make_loss("l2", 1)
+    with pytest.raises(ConfigError, match="penalty"):
+        fit_party_multipliers(loss, np.zeros((3, 1)), np.zeros(1), np.zeros((2, 3, 1)), penalty=float("nan"))
+    with pytest.raises(ValueError, match="shape"):
+        fit_party_multipliers(loss, np.zeros((3, 1)), np.zeros(1), np.zeros((3, 1)), penalty=1.0)
+
+
+def test_owner_policy_calibrates_under_feature_dp_on_plain_residuals_only():
+    policy = PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(parties=4, rounds=3)
+    assert (policy.weighting, policy.eta, policy.calibration) == ("uniform", 1.0, DP_CALIBRATION_PENALTY)
+    assert PrivacyPlan().owner_policy(parties=4, rounds=3, dp_parties=True).calibration == DP_CALIBRATION_PENALTY
+    assert PrivacyPlan().owner_policy(parties=4, rounds=3).calibration is None
+    assert PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(
+        parties=4, rounds=3, calibrate=False).calibration is None
+    for plan in (PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1.0)),  # a predict reply costs a flood
+                 PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0), label_dp=LabelDP(epsilon=1.0))):
+        assert plan.owner_policy(parties=4, rounds=3).calibration is None
+        with pytest.raises(ConfigError, match="calibrated multipliers"):
+            plan.owner_policy(parties=4, rounds=3, calibrate=True)
+    with pytest.raises(ConfigError, match="uniform"):
+        PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(parties=4, rounds=3, weighting="learned",
+                                                                    calibrate=True)
+
+
+def test_a_dp_run_calibrates_on_validation_rows_without_spending_more():
+    """Same seeded noise with and without calibration: the same releases and training, the
+    weights scaled by the reported multipliers, and a validation MAD (the l1 loss) no worse."""
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0, seed=3))
+    common = dict(parties=4, rounds=3, seed=5, plan=plan)
+    fixed = train("diabetes", calibrate=False, **common)
+    calibrated = train("diabetes", **common)
+    multipliers = calibrated["gal"]["multipliers"]
+    assert "multipliers" not in fixed["gal"] and set(multipliers) == set(calibrated["party_names"])
+    assert all(0.0 <= v <= MAX_MULTIPLIER for v in multipliers.values())
+    for row in calibrated["weights"]:
+        assert row == pytest.approx([0.25 * multipliers[p] for p in calibrated["party_names"]])
+    for party, block in calibrated["privacy"].items():  # no release beyond the planned ones
+        assert block["releases"] == fixed["privacy"][party]["releases"]
+        assert block["ledger"]["lifetime_epsilon_spent"] == fixed["privacy"][party]["ledger"]["lifetime_epsilon_spent"]
+    assert calibrated["eta"] == fixed["eta"] == [1.0] * 3
+    assert calibrated["gal"]["validation_per_round"][-1] <= fixed["gal"]["validation_per_round"][-1] + 1e-9
