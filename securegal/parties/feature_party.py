@@ -14,6 +14,7 @@ import numpy as np
 from ..data.parquet_table import ParquetTable
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
+from ..core.zscore import ZScore
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
 from ..wire.codec import DEFAULT_LIMITS
@@ -169,9 +170,7 @@ class FeatureParty:
         if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
             scaler = lambda rows: rows  # noqa: E731
         elif self.privacy is None:  # no DP: z-score with the training rows' statistics
-            mean, std = X_raw.mean(axis=0), X_raw.std(axis=0)
-            std[std == 0] = 1.0
-            scaler = lambda X: (X - mean) / std  # noqa: E731
+            scaler = ZScore.fit(X_raw)  # standardizes the fresh row copies in place
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)

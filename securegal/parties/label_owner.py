@@ -23,6 +23,8 @@ from .messenger import Messenger
 log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("learned", "uniform")
+# Test rows per prediction request: bounds each reply (T x rows x K values) and its wire copies.
+PREDICT_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,7 @@ class LabelOwner:
         Every party computes its own per-round predictions on its own columns; the label owner
         combines them with the learned weights and steps. Under hidden membership a party's terms
         are its round replies on these rows (it answered for all its rows), so nothing is sent.
+        The per-round sums (T, n, K) are held once, beside one party's predictions at a time.
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
@@ -333,8 +336,8 @@ class LabelOwner:
         if T == 0:
             return F
         steps = np.zeros((T, len(ids), self.k))
-        for party, preds in self._party_rounds(ids):  # one party at a time: one (T, n, K) reply alive
-            steps[:] += self._coefficients(party)[:, None, None] * preds
+        for party, preds in self._party_rounds(ids):  # one party at a time
+            steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
         F[1:] += np.cumsum(steps, axis=0, out=steps)
         return F
 
@@ -344,9 +347,42 @@ class LabelOwner:
 
     def _party_rounds(self, ids: np.ndarray):
         """(party, its per-round predictions (T, n, K) on ``ids``) for the label owner and every party
-        with a non-zero weight; a party that does not answer is left out (``missing_at_predict``)."""
+        with a non-zero weight; a party that does not answer is left out (``missing_at_predict``).
+
+        Each party is asked for at most ``PREDICT_ROWS`` rows per request (a whole (T, n, K)
+        reply and its wire copies were the label owner's memory peak); its answers fill one
+        buffer, reused from party to party: an item is valid until the next one is taken, and the
+        consumer may overwrite it. A party that fails on any chunk is left out entirely.
+        """
         T = len(self.model.rounds)
-        yield self.own.name, np.asarray(self._own(0, m.PredictRequest(ids, T)).predictions)
+        buffer = np.empty((T, len(ids), self.k))
+
+        def gathered(party: str, ask) -> bool:  # fills ``buffer``; False if the party did not answer
+            for start in range(0, len(ids), PREDICT_ROWS):
+                chunk = ids[start:start + PREDICT_ROWS]
+                preds = ask(chunk)
+                if isinstance(preds, Exception):
+                    # Like a party dropped from a round: its terms count as zero, loudly;
+                    # metrics.json lists it under missing_at_predict.
+                    log.warning("prediction leaves out party %s, which did not answer: %s", party, preds)
+                    self.model.missing_at_predict.add(party)
+                    return False
+                buffer[:, start:start + len(chunk)] = preds
+            return True
+
+        def own(chunk: np.ndarray) -> np.ndarray:
+            return np.asarray(self._own(0, m.PredictRequest(chunk, T)).predictions)
+
+        def peer(party: str):
+            def ask(chunk: np.ndarray) -> np.ndarray | Exception:
+                reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)})[party]
+                if isinstance(reply, Exception):
+                    return reply
+                return self.channel.open(reply.predictions, 0, party, (T, len(chunk), self.k))
+            return ask
+
+        if gathered(self.own.name, own):
+            yield self.own.name, buffer
         used = [p for p in self.peers if any(r.weights.get(p, 0.0) != 0.0 for r in self.model.rounds)]
         for party in used:
             if party in self.positions:  # hidden membership: no request, which would name our rows
@@ -354,14 +390,8 @@ class LabelOwner:
                 yield party, np.stack([self.kept[party][t][ids] if t in self.kept[party] else zeros
                                        for t in range(1, T + 1)])
                 continue
-            reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, ids), T)})[party]
-            if isinstance(reply, Exception):
-                # Like a party dropped from a round: its terms count as zero, loudly; metrics.json
-                # lists it under missing_at_predict.
-                log.warning("prediction leaves out party %s, which did not answer: %s", party, reply)
-                self.model.missing_at_predict.add(party)
-                continue
-            yield party, self.channel.open(reply.predictions, 0, party, (T, len(ids), self.k))
+            if gathered(party, peer(party)):
+                yield party, buffer
 
     def calibrate(self, sample_ids: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """Scale each party's whole contribution by a multiplier fitted on held-out rows.

@@ -31,23 +31,36 @@ class Messenger:
         return self._seq
 
     def exchange(self, round: int, requests: Mapping[str, m.Body]) -> dict[str, Outcome]:
-        wire: dict[str, bytes] = {}
-        expected: dict[str, type] = {}
-        for party, body in requests.items():
-            env = m.Envelope(self.session, round, self.name, party, self._seq, body)
-            self._seq += 1
-            wire[party] = encode(env)
-            expected[party] = m.REPLY_TO[type(body)]
-            if self.transcript is not None:
-                self.transcript.record("sent", wire[party], env)
-        raw_replies = self.transport.call_many(wire)
+        expected = {party: m.REPLY_TO[type(body)] for party, body in requests.items()}
         out: dict[str, Outcome] = {}
-        for party in requests:
-            raw = raw_replies.get(party, ProtocolError(f"no reply slot for {party!r}"))
-            out[party] = raw if isinstance(raw, Exception) else self._check(raw, party, round, expected[party])
+        if getattr(self.transport, "sequential", False):
+            # The parties answer one after another anyway (in process): send one request at a time,
+            # so only one request's and one reply's bytes (n x K per round) are alive at once.
+            for party, body in requests.items():
+                raw = self.transport.call_many({party: self._encode(round, party, body)}).get(party)
+                out[party] = self._outcome(raw, party, round, expected[party])
+        else:
+            wire = {party: self._encode(round, party, body) for party, body in requests.items()}
+            raw_replies = self.transport.call_many(wire)
+            del wire  # the requests' bytes go before the replies are decoded
+            for party in requests:  # each reply's bytes are let go once decoded
+                out[party] = self._outcome(raw_replies.pop(party, None), party, round, expected[party])
         for step in self.middleware:
             out = step(out)
         return out
+
+    def _encode(self, round: int, party: str, body: m.Body) -> bytes:
+        env = m.Envelope(self.session, round, self.name, party, self._seq, body)
+        self._seq += 1
+        raw = encode(env)
+        if self.transcript is not None:
+            self.transcript.record("sent", raw, env)
+        return raw
+
+    def _outcome(self, raw, party: str, round: int, expected: type) -> Outcome:
+        if raw is None:
+            return ProtocolError(f"no reply slot for {party!r}")
+        return raw if isinstance(raw, Exception) else self._check(raw, party, round, expected)
 
     def _check(self, raw: bytes, party: str, round: int, expected: type) -> Outcome:
         try:

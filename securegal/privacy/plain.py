@@ -35,18 +35,18 @@ class PlainTrainer:
     def __init__(self, learner: Learner):
         self.learner = learner
         self.models: dict[int, FittedModel] = {}
-        self._X: np.ndarray | None = None
-        self._k = 0
+        self._n = self._k = 0
 
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         if setup.residuals != "plain":
             raise LayerMismatch(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
-        self._X, self._k = X_train, setup.n_outputs
-        self._bound = bind(self.learner, X_train)  # per-block work (ridge: the Gram factor) once
+        self._n, self._k = X_train.shape[0], setup.n_outputs
+        # per-block work (ridge: the Gram factor) once; the trainer keeps no other copy of X_train
+        self._bound = bind(self.learner, X_train)
         self.models.clear()
 
     def fit_round(self, round: int, residuals: Payload) -> Payload:
-        r = plain_array(residuals, (self._X.shape[0], self._k), f"residuals of round {round}")
+        r = plain_array(residuals, (self._n, self._k), f"residuals of round {round}")
         model, predictions = self._bound.fit_predict(r)  # train predictions come with the fit
         self.models[round] = model
         return np.asarray(predictions, dtype=np.float64)

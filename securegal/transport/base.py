@@ -9,7 +9,9 @@ Reply = Union[bytes, Exception]
 @runtime_checkable
 class Transport(Protocol):
     """Label-owner side. Each party's slot holds its reply bytes or the exception that prevented
-    one (e.g. :class:`securegal.errors.PartyUnavailable`)."""
+    one (e.g. :class:`securegal.errors.PartyUnavailable`). A transport that answers the parties
+    one after another may say so with a true ``sequential`` attribute: the messenger then sends
+    it one request at a time (fewer request and reply bytes alive at once)."""
 
     def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]: ...
 

@@ -13,8 +13,11 @@ class InProcessTransport:
     """Hands each request's bytes to the named party's handler (bytes in, bytes out).
 
     ``on_close`` runs when the label owner closes the transport (e.g. to close the parties'
-    transcripts); the transport itself holds nothing else.
+    transcripts); the transport itself holds nothing else. It calls the parties one after
+    another (``sequential``), so the messenger hands it one request at a time.
     """
+
+    sequential = True
 
     def __init__(self, handlers: Mapping[str, Handler], on_close: Callable[[], None] | None = None):
         self.handlers = dict(handlers)

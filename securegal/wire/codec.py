@@ -2,7 +2,9 @@
 
 Arrays travel as raw little-endian bytes of an allow-listed dtype with an explicit shape; no
 pickle is ever involved. Decoding checks the protocol version, the size limit, dtype, that the
-shape matches the byte count, and that floats are finite. PSI messages are checked for their
+shape matches the byte count, and that floats are finite; a decoded array is a read-only view of
+the message's bytes (no copy). Encoding writes each body into its envelope in place, so an
+array's bytes are copied once into the message. PSI messages are checked for their
 structure (whole 32-byte points, counts within ``Limits.max_psi_points``, unique non-negative
 row handles, one handle per point); that each point is a valid group element is checked where
 it is used, in parallel, by :mod:`securegal.align` (libsodium refuses any other point).
@@ -36,16 +38,44 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def tensor_to_proto(array: np.ndarray) -> pb.Tensor:
+def _fill_tensor(t: pb.Tensor, array: np.ndarray) -> None:
+    """Write ``array`` into the (empty) tensor field ``t`` in place: its raw bytes are copied
+    once, into the message (building a Tensor and copying it into its parent would copy them
+    again at every level)."""
     a = np.asarray(array)
     name = a.dtype.name
     if name not in ALLOWED_DTYPES:
         raise TypeError(f"cannot send an array of dtype {a.dtype}; allowed: {sorted(ALLOWED_DTYPES)}")
-    a = np.ascontiguousarray(a, dtype=ALLOWED_DTYPES[name])
-    return pb.Tensor(dtype=name, shape=list(a.shape), data=a.tobytes())
+    a = np.ascontiguousarray(a, dtype=ALLOWED_DTYPES[name])  # a no-op for a native C-contiguous array
+    t.dtype = name
+    t.shape.extend(a.shape)
+    t.data = a.tobytes()
+
+
+def tensor_to_proto(array: np.ndarray) -> pb.Tensor:
+    t = pb.Tensor()
+    _fill_tensor(t, array)
+    return t
+
+
+# Finiteness is checked this many elements at a time: one small reused mask, not one of n elements.
+_FINITE_CHUNK = 1 << 16
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    flat = a.reshape(-1)
+    mask = np.empty(min(flat.size, _FINITE_CHUNK), dtype=bool)
+    for start in range(0, flat.size, _FINITE_CHUNK):
+        part = flat[start:start + _FINITE_CHUNK]
+        if not np.isfinite(part, out=mask[:part.size]).all():
+            return False
+    return True
 
 
 def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    """The tensor as a read-only array over the message's bytes, after every check: allowed
+    dtype, rank and sizes (the element count bounded before anything is allocated), byte count
+    equal to the shape's, finite floats."""
     dtype = ALLOWED_DTYPES.get(t.dtype)
     if dtype is None:
         raise ProtocolError(f"tensor dtype {t.dtype!r} is not allowed; allowed: {sorted(ALLOWED_DTYPES)}")
@@ -57,21 +87,32 @@ def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarr
         count *= s
         if count > limits.max_elements:
             raise ProtocolError(f"tensor shape {shape} exceeds the limit of {limits.max_elements} elements")
-    if len(t.data) != count * dtype.itemsize:
-        raise ProtocolError(f"tensor data has {len(t.data)} bytes, shape {shape} of {t.dtype} needs {count * dtype.itemsize}")
-    a = np.frombuffer(t.data, dtype=dtype).reshape(shape)
-    if dtype.kind == "f" and not np.isfinite(a).all():
+    data = t.data  # each access of a bytes field makes a new copy: read it once
+    if len(data) != count * dtype.itemsize:
+        raise ProtocolError(f"tensor data has {len(data)} bytes, shape {shape} of {t.dtype} needs {count * dtype.itemsize}")
+    a = np.frombuffer(data, dtype=dtype).reshape(shape)  # a read-only view of the bytes, no copy
+    if dtype.kind == "f" and not _all_finite(a):
         raise ProtocolError("tensor contains NaN or infinite values")
-    return a.astype(dtype.newbyteorder("="), copy=True)
+    return a if dtype.isnative else a.astype(dtype.newbyteorder("="))
+
+
+def _fill_payload(p: pb.Payload, payload: m.Payload) -> None:
+    if isinstance(payload, m.EncryptedPayload):
+        e = p.encrypted
+        e.scheme = payload.scheme
+        e.shape.extend(payload.shape)
+        e.blobs.extend(payload.blobs)
+        e.meta.update(payload.meta)
+    elif isinstance(payload, np.ndarray):
+        _fill_tensor(p.plain, payload)
+    else:
+        raise TypeError(f"a payload must be a numpy array or EncryptedPayload, got {type(payload).__name__}")
 
 
 def payload_to_proto(payload: m.Payload) -> pb.Payload:
-    if isinstance(payload, m.EncryptedPayload):
-        return pb.Payload(encrypted=pb.Encrypted(
-            scheme=payload.scheme, shape=list(payload.shape), blobs=list(payload.blobs), meta=dict(payload.meta)))
-    if isinstance(payload, np.ndarray):
-        return pb.Payload(plain=tensor_to_proto(payload))
-    raise TypeError(f"a payload must be a numpy array or EncryptedPayload, got {type(payload).__name__}")
+    p = pb.Payload()
+    _fill_payload(p, payload)
+    return p
 
 
 def payload_from_proto(p: pb.Payload, limits: Limits = DEFAULT_LIMITS) -> m.Payload:
@@ -91,39 +132,45 @@ def payload_from_proto(p: pb.Payload, limits: Limits = DEFAULT_LIMITS) -> m.Payl
     raise ProtocolError("payload is empty")
 
 
-def _body_to_proto(body: m.Body) -> tuple[str, object]:
+def _ids(ids) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _fill_body(env: pb.Envelope, body: m.Body) -> None:
+    """Write ``body`` into its field of ``env`` in place (no intermediate messages to copy)."""
+    kind = m.KINDS.get(type(body))
+    if kind is None:
+        raise TypeError(f"not a protocol message body: {type(body).__name__}")
+    b = getattr(env, kind)
+    b.SetInParent()  # a body without fields (Finish) is still the one that is set
     if isinstance(body, m.Setup):
-        return "setup", pb.Setup(
-            train_ids=tensor_to_proto(np.asarray(body.train_ids, dtype=np.int64)), n_outputs=body.n_outputs,
-            rounds=body.rounds, task=body.task, residuals=body.residuals, he_context=body.he_context,
-            options=dict(body.options))
-    if isinstance(body, m.SetupAck):
-        return "setup_ack", pb.SetupAck(info=dict(body.info))
-    if isinstance(body, m.FitRequest):
-        return "fit_request", pb.FitRequest(residuals=payload_to_proto(body.residuals))
-    if isinstance(body, m.FitReply):
-        return "fit_reply", pb.FitReply(predictions=payload_to_proto(body.predictions), info=dict(body.info))
-    if isinstance(body, m.PredictRequest):
-        return "predict_request", pb.PredictRequest(
-            sample_ids=tensor_to_proto(np.asarray(body.sample_ids, dtype=np.int64)), rounds=body.rounds)
-    if isinstance(body, m.PredictReply):
-        return "predict_reply", pb.PredictReply(predictions=payload_to_proto(body.predictions))
-    if isinstance(body, m.Finish):
-        return "finish", pb.Finish()
-    if isinstance(body, m.FinishAck):
-        return "finish_ack", pb.FinishAck(info=dict(body.info))
-    if isinstance(body, m.ErrorReply):
-        return "error", pb.ErrorReply(code=body.code, message=body.message)
-    if isinstance(body, m.PsiRequest):
-        return "psi_request", pb.PsiRequest(session=body.session, id_kind=body.id_kind, points=bytes(body.points))
-    if isinstance(body, m.PsiReply):
-        return "psi_reply", pb.PsiReply(blinded=bytes(body.blinded), points=bytes(body.points),
-                                        handles=tensor_to_proto(np.asarray(body.handles, dtype=np.int64)))
-    if isinstance(body, m.PsiSelection):
-        return "psi_selection", pb.PsiSelection(handles=tensor_to_proto(np.asarray(body.handles, dtype=np.int64)))
-    if isinstance(body, m.PsiSelectionAck):
-        return "psi_selection_ack", pb.PsiSelectionAck(rows=body.rows)
-    raise TypeError(f"not a protocol message body: {type(body).__name__}")
+        _fill_tensor(b.train_ids, _ids(body.train_ids))
+        b.n_outputs, b.rounds, b.task, b.residuals = body.n_outputs, body.rounds, body.task, body.residuals
+        b.he_context = body.he_context
+        b.options.update(body.options)
+    elif isinstance(body, (m.SetupAck, m.FinishAck)):
+        b.info.update(body.info)
+    elif isinstance(body, m.FitRequest):
+        _fill_payload(b.residuals, body.residuals)
+    elif isinstance(body, m.FitReply):
+        _fill_payload(b.predictions, body.predictions)
+        b.info.update(body.info)
+    elif isinstance(body, m.PredictRequest):
+        _fill_tensor(b.sample_ids, _ids(body.sample_ids))
+        b.rounds = body.rounds
+    elif isinstance(body, m.PredictReply):
+        _fill_payload(b.predictions, body.predictions)
+    elif isinstance(body, m.ErrorReply):
+        b.code, b.message = body.code, body.message
+    elif isinstance(body, m.PsiRequest):
+        b.session, b.id_kind, b.points = body.session, body.id_kind, bytes(body.points)
+    elif isinstance(body, m.PsiReply):
+        b.blinded, b.points = bytes(body.blinded), bytes(body.points)
+        _fill_tensor(b.handles, _ids(body.handles))
+    elif isinstance(body, m.PsiSelection):
+        _fill_tensor(b.handles, _ids(body.handles))
+    elif isinstance(body, m.PsiSelectionAck):
+        b.rows = body.rows
 
 
 def _int_ids(t: pb.Tensor, limits: Limits, what: str) -> np.ndarray:
@@ -210,10 +257,9 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
 
 def encode(envelope: m.Envelope) -> bytes:
     """Serialize an envelope to its wire bytes."""
-    name, body = _body_to_proto(envelope.body)
     env = pb.Envelope(version=envelope.version, session=envelope.session, round=envelope.round,
                       sender=envelope.sender, receiver=envelope.receiver, seq=envelope.seq)
-    getattr(env, name).CopyFrom(body)
+    _fill_body(env, envelope.body)
     return env.SerializeToString()
 
 
