@@ -7,6 +7,7 @@ of one table, and PSI is timed by ``test_psi.py``.
 from __future__ import annotations
 
 import resource
+import statistics
 
 import numpy as np
 
@@ -45,3 +46,16 @@ def peak_rss_mib() -> float:
 def load_average() -> float:
     with open("/proc/loadavg") as fh:
         return float(fh.read().split()[0])
+
+
+def record_size(benchmark, medians: dict, n_rows: int, **info) -> dict:
+    """The median of ``benchmark``'s runs at ``n_rows`` rows, kept in ``medians``, with ``info``, the
+    load average and, when ``n_rows // 10`` ran earlier in this process, the ratio to its median;
+    stored in the benchmark's ``extra_info`` and returned."""
+    median = statistics.median(benchmark.stats.stats.data)
+    medians[n_rows] = median
+    info = dict(n_rows=n_rows, median_seconds=median, load_average=load_average(), **info)
+    if n_rows // 10 in medians:
+        info["ratio_to_n_over_10"] = median / medians[n_rows // 10]
+    benchmark.extra_info.update(info)
+    return info

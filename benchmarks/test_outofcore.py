@@ -24,7 +24,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gal_job import load_average
+from gal_job import record_size
 from securegal.data.datasets import Dataset
 from securegal.data.parquet_table import ParquetTable
 from securegal.data.split import split_rows
@@ -129,15 +128,10 @@ def test_outofcore_t10_m8_linear(benchmark, tmp_path, n_rows):
         peak = peak_rss_mib()
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
-    median = statistics.median(benchmark.stats.stats.data)
-    _medians[n_rows] = median
-    info = dict(n_rows=n_rows, repeats=repeats, accuracy=accuracy, median_seconds=median, cpu_seconds=cpu,
-                open_seconds=opened, peak_rss_mib=peak, load_average=load_average(), parquet_mib=file_mib,
-                owner_block_mib=data.X.nbytes / 2**20)
-    smaller = n_rows // 10
-    if smaller in _medians:
-        info["ratio_to_n_over_10"] = median / _medians[smaller]
-    benchmark.extra_info.update(info)
+    info = record_size(benchmark, _medians, n_rows, repeats=repeats, accuracy=accuracy, cpu_seconds=cpu,
+                       open_seconds=opened, peak_rss_mib=peak, parquet_mib=file_mib,
+                       owner_block_mib=data.X.nbytes / 2**20)
+    median, smaller = info["median_seconds"], n_rows // 10
     print(f"\nout of core n={n_rows:,}: median {median:.2f} s over {repeats} runs, CPU {cpu:.2f} s per run, "
           f"open {opened:.2f} s, accuracy {accuracy:.2f}%, peak RSS {peak:.0f} MiB (Parquet {file_mib:.0f} MiB, "
           f"label owner's block {info['owner_block_mib']:.0f} MiB), load {info['load_average']:.1f}"

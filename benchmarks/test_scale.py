@@ -12,12 +12,11 @@ accuracy, the CPU time, the process's peak RSS after the size ran (it includes t
 doubles per feature column, and the imported libraries) and, on the larger size, the ratio.
 See benchmarks/README.md for the numbers.
 """
-import statistics
 import time
 
 import pytest
 
-from gal_job import load_average, peak_rss_mib, run_once, synthetic
+from gal_job import peak_rss_mib, record_size, run_once, synthetic
 
 N_FEATURES, PARTIES, ROUNDS = 80, 8, 10
 SIZES = (100_000, 1_000_000)
@@ -33,14 +32,9 @@ def test_scale_t10_m8_linear(benchmark, n_rows):
     cpu = time.process_time()
     accuracy = benchmark.pedantic(run_once, args=(data, PARTIES, ROUNDS), rounds=REPEATS, iterations=1)
     cpu = (time.process_time() - cpu) / REPEATS
-    median = statistics.median(benchmark.stats.stats.data)
-    _medians[n_rows] = median
-    info = dict(n_rows=n_rows, accuracy=accuracy, median_seconds=median, cpu_seconds=cpu,
-                peak_rss_mib=peak_rss_mib(), load_average=load_average(), data_mib=data.X.nbytes / 2**20)
-    smaller = n_rows // 10
-    if smaller in _medians:
-        info["ratio_to_n_over_10"] = median / _medians[smaller]
-    benchmark.extra_info.update(info)
+    info = record_size(benchmark, _medians, n_rows, accuracy=accuracy, cpu_seconds=cpu, peak_rss_mib=peak_rss_mib(),
+                       data_mib=data.X.nbytes / 2**20)
+    median, smaller = info["median_seconds"], n_rows // 10
     print(f"\nscale n={n_rows:,}: median {median:.2f} s over {REPEATS} runs, CPU {cpu:.2f} s per run, "
           f"accuracy {accuracy:.2f}%, process peak RSS {info['peak_rss_mib']:.0f} MiB "
           f"(table {info['data_mib']:.0f} MiB)"
