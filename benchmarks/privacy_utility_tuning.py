@@ -29,6 +29,13 @@ VARIANTS = {
     "rounds-5": ({}, {"rounds": 5}),
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),
+    # the feature map: coordinate-wise clip at a (z -> clip(z, -a, a) B / (a sqrt d)) instead of the
+    # row projection onto the ball of radius B
+    **{f"winsor-{a:g}-B{b:g}": ({"coordinate_clip": a, "feature_clip": b}, {})
+       for a in (1.0, 1.5, 2.0, 3.0) for b in (0.5, 0.75, 1.0)},
+    # the ridge floor lam n + noise_ridge sigma_G sqrt(p)
+    **{f"noise-ridge-{f:g}": ({"noise_ridge": f}, {}) for f in (0.25, 0.5)},
+    **{f"lam-{lam:g}": ({"lam": lam}, {}) for lam in (1e-4, 1e-2)},
 }
 
 

@@ -4,6 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from securegal.privacy.dp.mechanisms import (
     GaussianNoise,
@@ -14,7 +17,10 @@ from securegal.privacy.dp.mechanisms import (
     noisy_symmetric,
     statistic_sensitivity,
 )
-from securegal.privacy.dp.ridge import DPRidge
+from securegal.privacy.dp.ridge import ClippedFeatureMap, DPRidge
+
+# Both row maps: the coordinate-wise clip at a (the default's a) and the projection onto the ball.
+COORDINATE_CLIPS = [DPRidge().coordinate_clip, None] if DPRidge().coordinate_clip is not None else [None, 2.0]
 
 
 def seeded(seed):
@@ -63,9 +69,10 @@ def test_clip_rows():
         clip_rows(X, math.nan)
 
 
-def test_sensitivity_bounds_hold_and_are_nearly_attained():
+@pytest.mark.parametrize("coordinate_clip", COORDINATE_CLIPS)
+def test_sensitivity_bounds_hold_and_are_nearly_attained(coordinate_clip):
     rng = np.random.default_rng(5)
-    ridge = DPRidge(feature_clip=0.5, residual_clip=1.0, intercept=0.1)
+    ridge = DPRidge(feature_clip=0.5, residual_clip=1.0, intercept=0.1, coordinate_clip=coordinate_clip)
     fmap = ridge.feature_map(6)
     X = rng.normal(size=(30, 6))
     r = rng.normal(size=(30, 3))
@@ -85,6 +92,35 @@ def test_sensitivity_bounds_hold_and_are_nearly_attained():
     assert worst_g > 0.5 * ridge.gram_sensitivity and worst_s > 0.5 * ridge.statistic_sensitivity
     assert gram_sensitivity(0.5, 0.0) == pytest.approx(math.sqrt(2) * 0.25)
     assert statistic_sensitivity(0.5, 2.0) == 2.0
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # the ball map's norm of a 1e300 row
+@settings(max_examples=300, deadline=None)
+@given(X=st.integers(1, 12).flatmap(lambda d: arrays(np.float64, st.tuples(st.integers(1, 6), st.just(d)),
+                                                     elements=st.floats(-1e300, 1e300))),
+       B=st.floats(1e-3, 1e3), a=st.one_of(st.none(), st.floats(1e-3, 1e3)), c=st.floats(1e-3, 10.0))
+def test_every_row_of_the_feature_map_lies_in_the_ball_of_radius_B(X, B, a, c):
+    """The sensitivities rest on ``||phi(x)|| <= B`` for *any* row, however extreme."""
+    phi = ClippedFeatureMap(X.shape[1], B, c, a)(X)
+    assert phi.shape == (X.shape[0], X.shape[1] + 1)
+    assert np.all(np.isfinite(phi))
+    assert np.all(np.linalg.norm(phi[:, :-1], axis=1) <= B * (1 + 1e-12))
+    assert np.all(phi[:, -1] == c)
+
+
+def test_the_coordinate_map_is_linear_inside_the_box_and_the_ball_map_is_not():
+    """Rows with every |x_j| <= a keep their magnitude and direction under the coordinate-wise
+    clip (x -> x B / (a sqrt d)); the ball map sends x and 2x to the same point once both are
+    longer than B sqrt d."""
+    d, B, a = 4, 0.5, 2.0
+    x = np.array([[0.9, -0.4, 0.7, 0.2]])
+    box = ClippedFeatureMap(d, B, 0.1, a)
+    np.testing.assert_allclose(box(x)[:, :d], x * B / (a * math.sqrt(d)))
+    np.testing.assert_allclose(box(2 * x)[:, :d], 2 * box(x)[:, :d])
+    np.testing.assert_allclose(box(np.full((1, d), 7.0))[:, :d], np.full((1, d), B / math.sqrt(d)))
+    ball = ClippedFeatureMap(d, B, 0.1, None)
+    long = x * 4  # |x / sqrt(d)| > B
+    np.testing.assert_allclose(ball(long), ball(2 * long))
 
 
 def test_dp_ridge_with_tiny_noise_matches_exact_ridge_and_noise_hurts():
@@ -114,6 +150,9 @@ def test_dp_ridge_bad_parameters():
         DPRidge(residual_clip=math.inf)
     with pytest.raises(ValueError, match="shape"):
         DPRidge().feature_map(3)(np.zeros((2, 4)))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="coordinate_clip"):
+            DPRidge(coordinate_clip=bad)
 
 
 def test_ckks_hook_gives_the_same_model_as_the_plaintext_stat_release():

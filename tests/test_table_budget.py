@@ -9,6 +9,7 @@ import math
 import resource
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from securegal.parties.policy import PartyPolicy
 from securegal.privacy.dp.documented import documented_columns
 from securegal.privacy.dp.ledger import LedgerError, open_ledger, read_ledger
 from securegal.privacy.dp.accountant import Budget
-from securegal.privacy.dp.mechanisms import gram_sensitivity
+from securegal.privacy.dp.mechanisms import GaussianNoise, InsecureNoiseWarning, gram_sensitivity
 from securegal.privacy.dp.ridge import DPRidge
 from securegal.wire.codec import decode, encode
 
@@ -290,21 +291,41 @@ def test_lifetime_budget_across_sessions_and_a_restart_with_real_processes(tmp_p
 
 # --- standardization inside the guarantee --------------------------------------------------------
 
-def test_an_outlier_neighbour_moves_the_gram_by_at_most_its_sensitivity():
+def seeded(seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureNoiseWarning)
+        return GaussianNoise(seed)
+
+
+@pytest.mark.parametrize("coordinate_clip", ["default", None, 1.5])
+def test_an_outlier_neighbour_moves_the_gram_and_statistic_by_at_most_their_sensitivity(coordinate_clip):
+    """Public column map, then the party's row map (the library default, and each map by name):
+    the released upper triangle of the Gram and the statistic move by at most the sensitivity
+    the ledger records, however far out the neighbour's row is."""
+    from securegal.privacy.dp.trainer import DPConfig, release_plan
+
     wine = load_dataset("wine")
-    columns = documented_columns("wine", 13)
-    std = columns.declared()
-    ridge = DPRidge(0.5, 1.0, 0.1, 1e-3)
+    std = documented_columns("wine", 13).declared()
+    options = {} if coordinate_clip == "default" else {"coordinate_clip": coordinate_clip}
+    config = DPConfig(1.0, 1e-5, **options)
+    ridge = config.ridge()
     fmap = ridge.feature_map(13)
-    bound = gram_sensitivity(0.5, 0.1)
+    recorded = {p.what: p.sensitivity for p in release_plan(config, 3)}
+    assert recorded["gram"] == ridge.gram_sensitivity == gram_sensitivity(config.feature_clip, config.intercept)
+    assert recorded["stat"] == ridge.statistic_sensitivity
     X = wine.X[:120]
-    for sigmas in (10, 100, 1e6):
+    r = np.random.default_rng(0).normal(size=(120, 3))
+    r[7] = [5.0, -5.0, 5.0]  # the changed row's residual as large as the clip allows
+    for sigmas in (-1e6, -10, 10, 100, 1e6):
         neighbour = X.copy()
         neighbour[7] = X.mean(axis=0) + sigmas * X.std(axis=0)
-        G, H = (fmap(std(A)).T @ fmap(std(A)) for A in (X, neighbour))
-        moved = np.linalg.norm(np.triu(G - H)[:-1, :])  # the released upper triangle (corner is public)
-        assert moved <= bound + 1e-12, (sigmas, moved, bound)
-        assert np.array_equal(std(X)[np.arange(120) != 7], std(neighbour)[np.arange(120) != 7])
+        P, Q = fmap(std(X)), fmap(std(neighbour))
+        moved = np.linalg.norm(np.triu(P.T @ P - Q.T @ Q)[:-1, :])  # the released upper triangle (corner is public)
+        assert moved <= recorded["gram"] * (1 + 1e-12), (sigmas, moved, recorded["gram"])
+        # the stat release itself, with the same noise draw on both tables
+        moved = np.linalg.norm(ridge.private_statistic(P, r, 2.0, seeded(1)) - ridge.private_statistic(Q, r, 2.0, seeded(1)))
+        assert moved <= recorded["stat"] * (1 + 1e-12), (sigmas, moved, recorded["stat"])
+        assert np.array_equal(P[np.arange(120) != 7], Q[np.arange(120) != 7])
 
 
 def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path, capsys):

@@ -211,7 +211,7 @@ class CkksDPTrainer:
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
         c = self.config
-        self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
+        self.ridge = c.ridge(declared_clip(setup))
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
 

@@ -72,14 +72,22 @@ class FeatureDP:
     feature_clip: float = 0.5
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
+    coordinate_clip: float | None = None
+    lam: float = 1e-3
+    noise_ridge: float = 1.0
     feedback: bool | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
         _positive("feature-DP", "epsilon", self.epsilon)
         _positive("feature-DP", "delta", self.delta, 1.0)
-        for name in ("feature_clip", "residual_clip", "prediction_clip"):
+        for name in ("feature_clip", "residual_clip", "prediction_clip", "lam"):
             _positive("feature-DP", name, getattr(self, name))
+        if self.coordinate_clip is not None:
+            _positive("feature-DP", "coordinate_clip", self.coordinate_clip)
+        if isinstance(self.noise_ridge, bool) or not isinstance(self.noise_ridge, (int, float)) \
+                or not (math.isfinite(self.noise_ridge) and self.noise_ridge >= 0):
+            raise ConfigError(f"feature-DP noise_ridge must be a finite number >= 0, got {self.noise_ridge!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"feature-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
 
@@ -90,8 +98,9 @@ class FeatureDP:
         feedback = self.feedback if self.feedback is not None else residuals == "plain"
         shares = {} if feedback else {"shares": dict(NO_FEEDBACK_SHARES)}
         return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
-                        residual_clip=self.residual_clip, prediction_clip=self.prediction_clip, seed=self.seed,
-                        **shares)
+                        residual_clip=self.residual_clip, prediction_clip=self.prediction_clip,
+                        coordinate_clip=self.coordinate_clip, lam=self.lam, noise_ridge=self.noise_ridge,
+                        seed=self.seed, **shares)
 
 
 @dataclass(frozen=True, kw_only=True)

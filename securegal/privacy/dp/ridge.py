@@ -34,17 +34,28 @@ def _positive(name: str, value: float) -> float:
 
 @dataclass(frozen=True)
 class ClippedFeatureMap:
-    """``x -> (clip(x / sqrt(d), B), c)``: data-independent, so the same map serves train and test."""
+    """A DP party's row map ``x -> (phi(x), c)``, ``||phi(x)|| <= B`` for every x: data-independent,
+    so the same map serves train and test.
+
+    With ``coordinate_clip`` a: ``phi(x) = clip(x, -a, a) * B / (a sqrt(d))`` coordinate-wise
+    (every coordinate within ``B / sqrt(d)``, so the row within B; linear for rows inside the
+    box). Without (None): ``phi(x) = clip_rows(x / sqrt(d), B)``, the row projected onto the ball.
+    """
 
     d: int
     feature_clip: float
     intercept: float
+    coordinate_clip: float | None = None
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.d:
             raise ValueError(f"expected features of shape (n, {self.d}), got {X.shape}")
-        Z = clip_rows(X / math.sqrt(self.d), self.feature_clip)
+        if self.coordinate_clip is None:
+            Z = clip_rows(X / math.sqrt(self.d), self.feature_clip)
+        else:
+            a = self.coordinate_clip
+            Z = np.clip(X, -a, a) * (self.feature_clip / (a * math.sqrt(self.d)))
         return np.hstack([Z, np.full((X.shape[0], 1), self.intercept)])
 
 
@@ -70,8 +81,10 @@ class DPRidge:
     name = "dp-linear"
 
     def __init__(self, feature_clip: float = 0.5, residual_clip: float = 1.0,
-                 intercept: float = 0.1, lam: float = 1e-3, noise_ridge: float = 1.0):
+                 intercept: float = 0.1, lam: float = 1e-3, noise_ridge: float = 1.0,
+                 coordinate_clip: float | None = None):
         self.feature_clip = _positive("feature_clip", feature_clip)
+        self.coordinate_clip = None if coordinate_clip is None else _positive("coordinate_clip", coordinate_clip)
         self.residual_clip = _positive("residual_clip", residual_clip)
         self.intercept = _positive("intercept", intercept)
         self.lam = _positive("lam", lam)
@@ -88,7 +101,7 @@ class DPRidge:
         return statistic_sensitivity(self.feature_clip, self.residual_clip)
 
     def feature_map(self, d: int) -> ClippedFeatureMap:
-        return ClippedFeatureMap(int(d), self.feature_clip, self.intercept)
+        return ClippedFeatureMap(int(d), self.feature_clip, self.intercept, self.coordinate_clip)
 
     def ridge_floor(self, n: int, p: int, gram_noise_multiplier: float) -> float:
         """The ridge added to the PSD-projected noisy Gram: ``lam n + noise_ridge sigma_G sqrt(p)``.

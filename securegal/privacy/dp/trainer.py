@@ -51,6 +51,8 @@ class DPConfig:
     prediction_clip: float = 0.01
     intercept: float = 0.1
     lam: float = 1e-3
+    noise_ridge: float = 1.0
+    coordinate_clip: float | None = None
     shares: dict = field(default_factory=lambda: {"gram": 0.3, "stat": 0.6, "pred": 0.1})
     seed: int | None = None  # tests and studies only: predictable noise (warns)
 
@@ -66,13 +68,19 @@ class DPConfig:
                 raise ConfigError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
         if not (self.shares["gram"] > 0 and self.shares["stat"] > 0):
             raise ConfigError("the 'gram' and 'stat' shares must be > 0")
-        DPRidge(self.feature_clip, self.residual_clip, self.intercept, self.lam)
+        self.ridge()
         if not (math.isfinite(self.prediction_clip) and self.prediction_clip > 0):
             raise ConfigError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
 
     @property
     def budget(self) -> Budget:
         return Budget(self.epsilon, self.delta)
+
+    def ridge(self, residual_clip: float | None = None) -> DPRidge:
+        """The DP ridge these settings describe (``residual_clip``: a declared clip instead of
+        this config's, the CKKS trainer's); the one place a trainer gets its feature map."""
+        return DPRidge(self.feature_clip, self.residual_clip if residual_clip is None else residual_clip,
+                       self.intercept, self.lam, self.noise_ridge, self.coordinate_clip)
 
     @property
     def releases_predictions(self) -> bool:
@@ -192,7 +200,7 @@ class DPTrainer:
         self.ledger, self.session, self.session_epsilon = ledger, session, session_epsilon
         self.standardization = UNBOUND_STANDARDIZATION
         self.config = config
-        self.ridge = DPRidge(config.feature_clip, config.residual_clip, config.intercept, config.lam)
+        self.ridge = config.ridge()
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
         self.accountant: PrivacyAccountant | None = None
         self.models: list[DPLinearModel] = []
