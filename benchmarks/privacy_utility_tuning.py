@@ -26,25 +26,35 @@ VARIANTS = {
     "fixed": ({}, {"calibrate": False}),
     "no-feedback": ({"feedback": False}, {}),
     "feature-clip-1": ({"feature_clip": 1.0}, {}),
+    **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
     "rounds-5": ({}, {"rounds": 5}),
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),
     # the feature map: coordinate-wise clip at a (z -> clip(z, -a, a) B / (a sqrt d)) instead of the
     # row projection onto the ball of radius B
     **{f"winsor-{a:g}-B{b:g}": ({"coordinate_clip": a, "feature_clip": b}, {})
-       for a in (1.0, 1.5, 2.0, 3.0) for b in (0.5, 0.75, 1.0)},
+       for a in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) for b in (0.5, 0.75, 1.0)},
     # the ridge floor lam n + noise_ridge sigma_G sqrt(p)
-    **{f"noise-ridge-{f:g}": ({"noise_ridge": f}, {}) for f in (0.25, 0.5)},
-    **{f"lam-{lam:g}": ({"lam": lam}, {}) for lam in (1e-4, 1e-2)},
+    **{f"noise-ridge-{f:g}": ({"noise_ridge": f}, {}) for f in (0.25, 0.5, 2.0, 4.0)},
+    **{f"lam-{lam:g}": ({"lam": lam}, {}) for lam in (1e-4, 1e-2, 3e-2, 1e-1)},
 }
 
 
+def options(variant: str) -> tuple[dict, dict]:
+    """A variant's (FeatureDP options, train options); ``a+b`` combines variants a and b."""
+    dp, train_options = {}, {}
+    for part in variant.split("+"):
+        dp.update(VARIANTS[part][0])
+        train_options.update(VARIANTS[part][1])
+    return dp, train_options
+
+
 def score(dataset: str, seed: int, epsilon: float, variant: str) -> float:
-    dp, options = VARIANTS[variant]
+    dp, train_options = options(variant)
     plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed, **dp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureNoiseWarning)
-        metrics = train(dataset, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **options})
+        metrics = train(dataset, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **train_options})
     return float(metrics["gal"]["test"])
 
 
@@ -53,11 +63,12 @@ def main() -> None:
     ap.add_argument("--datasets", default="wine,diabetes")
     ap.add_argument("--seeds", default="100:140", help="split seeds start:stop (keep them off 0-19)")
     ap.add_argument("--epsilon", type=float, default=1.0)
-    ap.add_argument("--variants", default="calibrated,fixed", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="calibrated,fixed",
+                    help=f"comma-separated, of {', '.join(VARIANTS)}; a+b combines two")
     args = ap.parse_args()
     start, stop = (int(v) for v in args.seeds.split(":"))
     variants = args.variants.split(",")
-    unknown = set(variants) - set(VARIANTS)
+    unknown = {part for v in variants for part in v.split("+")} - set(VARIANTS)
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}")
     if start < 20:

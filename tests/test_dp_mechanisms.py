@@ -19,8 +19,8 @@ from securegal.privacy.dp.mechanisms import (
 )
 from securegal.privacy.dp.ridge import ClippedFeatureMap, DPRidge
 
-# Both row maps: the coordinate-wise clip at a (the default's a) and the projection onto the ball.
-COORDINATE_CLIPS = [DPRidge().coordinate_clip, None] if DPRidge().coordinate_clip is not None else [None, 2.0]
+# Both row maps: the projection onto the ball (the default) and the coordinate-wise clip at a.
+COORDINATE_CLIPS = [None, 2.0]
 
 
 def seeded(seed):

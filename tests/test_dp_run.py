@@ -74,3 +74,22 @@ def test_label_dp_channel_fixes_label_uses_and_accounts(tmp_path):
         train("wine", parties=3, rounds=2, plan=plan, weighting="learned")
     with pytest.raises(ConfigError, match="classification"):
         train("diabetes", parties=3, rounds=2, plan=plan)
+
+
+def test_the_row_map_and_ridge_floor_reach_every_dp_trainer_from_one_place():
+    """FeatureDP -> DPConfig.ridge() builds the DP ridge of both the plain and the CKKS trainer; the
+    defaults are the ball map and the floor lam n + sigma_G sqrt(p); bad knobs fail at the plan."""
+    from securegal.privacy.dp.trainer import DPTrainer
+
+    default = FeatureDP(epsilon=1.0).config("plain").ridge()
+    assert (default.coordinate_clip, default.lam, default.noise_ridge) == (None, 1e-3, 1.0)
+    spec = FeatureDP(epsilon=1.0, coordinate_clip=1.5, lam=0.01, noise_ridge=2.0)
+    plain = DPTrainer(spec.config("plain")).ridge
+    ckks = spec.config("ckks").ridge(residual_clip=2.0)  # what CkksDPTrainer.setup builds with a declared clip
+    for ridge in (plain, ckks):
+        assert (ridge.coordinate_clip, ridge.lam, ridge.noise_ridge) == (1.5, 0.01, 2.0)
+        assert ridge.feature_map(4).coordinate_clip == 1.5
+    assert ckks.residual_clip == 2.0 and plain.residual_clip == spec.residual_clip
+    for bad in (dict(coordinate_clip=0.0), dict(lam=-1.0), dict(noise_ridge=float("nan"))):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            FeatureDP(epsilon=1.0, **bad)

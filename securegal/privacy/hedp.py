@@ -327,6 +327,7 @@ class CkksDPTrainer:
         out = self.accountant.to_dict()
         c, ridge = self.config, self.ridge
         out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": c.feature_clip,
+                            "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
                             "prediction_sensitivity": self.pred_sensitivity,
                             "prediction_sensitivity_by": "data-independent bound (docs/privacy.md 5b)",

@@ -60,6 +60,10 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
 class FeatureDP:
     """A feature party's (epsilon, delta)-DP budget per row of its table, and its clips.
 
+    ``coordinate_clip``, ``lam`` and ``noise_ridge`` are the DP ridge's row map and ridge floor
+    (:class:`~securegal.privacy.dp.ridge.DPRidge`); their defaults are the tuned design
+    (docs/privacy.md section 8), the alternatives are there for the tuning study.
+
     ``feedback``: release noised per-row train predictions (a 0.1 budget share). ``None`` means
     on with plain residuals and off under CKKS, where their data-independent noise bound is too
     loose to help (docs/privacy.md 5b). ``seed`` makes the noise predictable: tests and studies

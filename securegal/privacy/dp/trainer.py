@@ -277,6 +277,7 @@ class DPTrainer:
             out.update(ledger_report(self.ledger, self.session))
         c = self.config
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
+                            "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
                             "intercept": c.intercept, "shares": dict(c.shares),
                             "secure_noise": self.noise.secure,
