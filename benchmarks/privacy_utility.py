@@ -135,6 +135,7 @@ def plot(summaries: dict, path: Path, designs=tuple(DESIGNS)) -> None:
         ax.axhline(s["alone"][0], color="tab:red", ls="--", label="Alone")
         ax.axhline(s["gal"][0], color="tab:green", ls=":", label="GAL (eps=inf)")
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the epsilons as ticks
         ax.set_xticks(xs, [f"{e:g}" for e in xs])
         ax.set_xlabel("epsilon (delta=1e-5)")
         ax.set_ylabel("accuracy %" if s["metric"] == "accuracy" else "MAD (lower is better)")

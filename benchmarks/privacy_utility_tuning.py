@@ -5,7 +5,8 @@
 Every variant of one split gets the same split and, where the release plan is the same, the same
 noise draw (seeded noise: a study, not a deployment), so the differences are the variants' own.
 Prints each variant's mean test score and its mean difference from the first variant with the
-standard error over splits (docs/privacy.md section 8).
+standard error over splits (docs/privacy.md section 8). ``a+b`` combines two variants, e.g.
+``no-feedback+noise-ridge-2``; ``winsor-A-BX`` is the coordinate-wise row map at a = A, B = X.
 """
 from __future__ import annotations
 
