@@ -38,7 +38,7 @@ from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
-from .he.params import CkksParams
+from .he.params import DP_CKKS_PARAMS, CkksParams
 from .he.smoother import EncryptedSmoother
 
 CLIP_OPTION = "residual_clip"
@@ -213,6 +213,10 @@ class CkksDPTrainer:
         c = self.config
         self.ridge = DPRidge(c.feature_clip, declared_clip(setup), c.intercept, c.lam)
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
+        if context.params.depth < 2:
+            raise ProtocolError(f"CKKS+DP needs two rescaling primes (the chain CIRCUIT_ERROR was measured on, "
+                                f"{DP_CKKS_PARAMS.coeff_mod_bit_sizes}); the label owner sent "
+                                f"{context.params.coeff_mod_bit_sizes}")
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
 
         def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:

@@ -216,9 +216,10 @@ def _horner(ops: Ops, parts: Sequence, g: int):
     return acc
 
 
-def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
-    """Replicated ``z`` (one level down) from residual chunks ``cts`` and encoded ``W``
-    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
+def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W, rescale: bool = True) -> "sealapi.Ciphertext":
+    """Replicated ``z`` from residual chunks ``cts`` and encoded ``W`` (``None`` entries are zero
+    diagonals); ``None`` if every diagonal is zero. ``rescale``: one level down (a chain with two
+    rescaling primes); otherwise ``z`` stays on the residuals' level at the products' scale."""
     g = plan.g1
     giants = [None] * (plan.P // g)
     for c, ct in enumerate(cts):
@@ -227,9 +228,11 @@ def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext"
             for b in range(g):
                 if W[c][a][b] is not None:
                     giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
-    # Rescale each giant step first: its rotations then run one level down, where key switching
-    # costs about half as much as on the fresh residuals.
-    z = _horner(ops, [None if part is None else ops.rescale(part) for part in giants], g)
+    # With two rescaling primes, rescale each giant step first: its rotations then run one level
+    # down, where key switching costs about half as much as on the fresh residuals.
+    if rescale:
+        giants = [None if part is None else ops.rescale(part) for part in giants]
+    z = _horner(ops, giants, g)
     if z is None:
         return None
     for step in plan.fold_steps:

@@ -73,15 +73,17 @@ def _unpack_sections(data: bytes, what: str) -> dict[str, bytes]:
 
 def _params_bytes(params: CkksParams) -> bytes:
     bits = params.coeff_mod_bit_sizes
-    return struct.pack(f"<IBB{len(bits)}B", params.poly_modulus_degree, params.scale_bits, len(bits), *bits)
+    out = struct.pack(f"<IBB{len(bits)}B", params.poly_modulus_degree, params.scale_bits, len(bits), *bits)
+    return out if params.output_scale_bits is None else out + struct.pack("<B", params.output_scale_bits)
 
 
 def _params_from(data: bytes) -> CkksParams:
-    if len(data) < 6 or len(data) != 6 + data[5]:
+    if len(data) < 6 or len(data) - 6 - data[5] not in (0, 1):
         raise ProtocolError("context parameters are malformed")
     n, scale_bits, count = struct.unpack_from("<IBB", data)
-    try:
-        return CkksParams(n, tuple(data[6:6 + count]), scale_bits)  # refuses insecure parameters
+    output_bits = data[6 + count] if len(data) == 7 + count else None
+    try:  # refuses insecure parameters
+        return CkksParams(n, tuple(data[6:6 + count]), scale_bits, output_scale_bits=output_bits)
     except InsecureParameters:
         raise
     except ValueError as exc:  # out-of-range fields: the sender's message is wrong, not our settings
@@ -122,6 +124,10 @@ class _ContextBase:
         pt = sealapi.Plaintext()
         self.encoder.encode(values.tolist(), self.levels[level], self.params.scale if scale is None else scale, pt)
         return pt
+
+    def dropped_prime(self, level: int) -> int:
+        """The prime that rescaling a ciphertext at data level ``level`` divides by."""
+        return self.seal.get_context_data(self.levels[level]).parms().coeff_modulus()[-1].value()
 
     def load_ciphertext(self, blob: bytes, what: str = "ciphertext") -> "sealapi.Ciphertext":
         """A validated ciphertext of this context (SEAL checks its parameters and coefficients)."""

@@ -111,6 +111,10 @@ class CkksResiduals:
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
+        if values.size and np.abs(values).max() >= self.secret.params.output_range / 2:
+            raise ProtocolError(f"{kind} of party {party!r} in round {round} reach {np.abs(values).max():.4g}, past half "
+                                f"the decryption range {self.secret.params.output_range:.4g} of these CKKS parameters "
+                                "(a wrapped-around decryption, or predictions too large for them)")
         return values
 
     def report(self) -> dict:

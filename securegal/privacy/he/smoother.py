@@ -27,7 +27,7 @@ from . import _packing
 from .keys import PublicContext
 from .layout import Layout
 
-MIN_DEPTH = 2
+MIN_DEPTH = 1
 _SCALE_TOLERANCE = 1e-9
 
 
@@ -40,6 +40,35 @@ class EncryptedRound:
     z: tuple[tuple, ...]
     f: tuple[tuple, ...]
     derived_last: bool = False
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Where the two plaintext products rescale, from the context's prime chain.
+
+    Two or more rescaling primes (60, 40, 40, 60): the operator is encoded at the scale
+    ``Delta``, each stage rescales, the model ``z`` sits one level down and the predictions two.
+    One rescaling prime ``q`` (60, 60, 60): both operators are encoded at
+    ``sqrt(q * output_scale / Delta)``, stage 1 does not rescale (its rotations run on the
+    residuals' two primes, at a scale where key-switching noise is negligible), stage 2 rescales
+    once by ``q`` and the predictions come out at ``params.output_scale`` on the last level."""
+
+    rescale_stage1: bool
+    model_level: int
+    operator_scale: float
+    model_scale: float
+
+    @classmethod
+    def of(cls, context: PublicContext) -> "Schedule":
+        delta = context.params.scale
+        if context.params.depth >= 2:
+            return cls(True, 1, delta, delta)
+        root = float(np.sqrt(context.dropped_prime(0) * context.params.output_scale / delta))
+        return cls(False, 0, root, delta * root)
+
+    @property
+    def output_level(self) -> int:
+        return self.model_level + 1
 
 
 @dataclass(frozen=True)
@@ -60,8 +89,9 @@ class EncryptedSmoother:
         if not isinstance(context, PublicContext):
             raise TypeError(f"context must be a PublicContext, got {type(context).__name__}")
         if context.params.depth < MIN_DEPTH:
-            raise ValueError(f"the encrypted smoother needs multiplicative depth {MIN_DEPTH}; "
+            raise ValueError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
                              f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
+        self._schedule = Schedule.of(context)
         A = np.asarray(operator.A, dtype=np.float64)
         phi = np.asarray(operator.phi_train, dtype=np.float64)
         if A.ndim != 2 or phi.shape != (A.shape[1], A.shape[0]):
@@ -85,9 +115,8 @@ class EncryptedSmoother:
             missing = sorted(set(plan.steps) - set(context.steps))
             if missing:
                 raise ValueError(f"the public context lacks rotation keys for steps {missing}")
-            self.parts.append(_Block(lo, hi, plan, self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi]), level=0),
-                                     self._encode(_packing.stage2_diagonals(plan, phi_big[:, lo:hi], plan.chunks),
-                                                  level=1)))
+            W = self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi]), 0, self._schedule.operator_scale)
+            self.parts.append(_Block(lo, hi, plan, W, self._encode_stage2(plan, phi_big[:, lo:hi], plan.chunks)))
         self.chunks = self.parts[0].plan.chunks
         self.last_rotations = 0
         self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
@@ -96,12 +125,16 @@ class EncryptedSmoother:
         """Rotations of one training pass over one encrypted vector (every model block)."""
         return sum(b.plan.rotations_per_column() for b in self.parts)
 
-    def _encode(self, nested, level: int):
+    def _encode(self, nested, level: int, scale: float):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
         def one(v):
-            pt = self.context.encode(v, level)
+            pt = self.context.encode(v, level, scale)
             return None if pt.is_zero() else pt
         return [[[one(v) for v in per_b] for per_b in per_a] for per_a in nested]
+
+    def _encode_stage2(self, plan: _packing.Plan, phi: np.ndarray, chunks: int):
+        sched = self._schedule
+        return self._encode(_packing.stage2_diagonals(plan, phi, chunks), sched.model_level, sched.operator_scale)
 
     def _babies_of(self, z, plan: _packing.Plan, ops: _packing.Ops) -> list:
         """Stage-2 baby steps of a model ciphertext, made once (kept with ``z`` so its id stays valid)."""
@@ -109,9 +142,9 @@ class EncryptedSmoother:
             self._babies[id(z)] = (z, _packing.stage2_babies(ops, plan, z))
         return self._babies[id(z)][1]
 
-    def _or_zero(self, ct, level: int):
+    def _or_zero(self, ct, level: int, scale: float | None = None):
         """``ct``, or a fresh encryption of zeros where every product was structurally zero."""
-        return self.context.encrypt_zeros(level) if ct is None else ct
+        return self.context.encrypt_zeros(level, scale) if ct is None else ct
 
     def _ops(self) -> _packing.Ops:
         return _packing.Ops(self.context.evaluator, self.context.galois_keys)
@@ -123,7 +156,7 @@ class EncryptedSmoother:
         for block, zb, V in zip(self.parts, z, diagonals):
             part = _packing.apply_stage2(ops, block.plan, self._babies_of(zb, block.plan, ops), V)
             total = part if total is None else [a if b is None else ops.add_into(a, b) for a, b in zip(total, part)]
-        return tuple(self._or_zero(None if f is None else ops.rescale(f), 2) for f in total)
+        return tuple(self._or_zero(None if f is None else ops.rescale(f), self._schedule.output_level) for f in total)
 
     def check_residual_vector(self, cts: Sequence, what: str = "residuals") -> None:
         """Fresh ciphertexts at the top level and scale, as many as the layout needs."""
@@ -151,7 +184,9 @@ class EncryptedSmoother:
         zs, fs = [], []
         for k, cts in enumerate(vectors):
             self.check_residual_vector(cts, f"residual vector {k}")
-            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W), 1) for b in self.parts)
+            sched = self._schedule
+            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W, sched.rescale_stage1),
+                                    sched.model_level, sched.model_scale) for b in self.parts)
             zs.append(z)
             fs.append(self._stage2(ops, z, [b.V for b in self.parts]))
         if omitted_last:
@@ -171,8 +206,7 @@ class EncryptedSmoother:
             raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
         chunks = self.layout.with_rows(phi.shape[0]).chunks
         phi_big = np.kron(self._blocks, phi / self._alpha)
-        V = [self._encode(_packing.stage2_diagonals(b.plan, phi_big[:, b.lo:b.hi], chunks), level=1)
-             for b in self.parts]
+        V = [self._encode_stage2(b.plan, phi_big[:, b.lo:b.hi], chunks) for b in self.parts]
         derived_last = [False] * len(models) if derived_last is None else list(derived_last)
         if len(derived_last) != len(models):
             raise ValueError(f"derived_last has {len(derived_last)} flags for {len(models)} models")
