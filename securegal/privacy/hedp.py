@@ -136,6 +136,7 @@ class ClippedCkksResiduals(CkksResiduals):
     declares ``C`` to the feature parties (their DP bounds rest on it)."""
 
     omit_dependent = False  # the DP party's noise and accounting are per column: send every column
+    separate_mean = False  # its bounds rest on the clipped rows as sent
 
     def __init__(self, residual_clip: float = 1.0, params: CkksParams | None = None):
         if isinstance(residual_clip, bool) or not isinstance(residual_clip, (int, float)) \

@@ -29,6 +29,9 @@ from .layout import Layout
 
 MIN_DEPTH = 1
 _SCALE_TOLERANCE = 1e-9
+# A row of A whose entries agree to this relative tolerance is constant: on centred residuals its
+# product is zero (error at most this times the row's size times sum |r|), so it is skipped.
+CONSTANT_ROW_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,22 @@ class Schedule:
         return self.model_level + 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Block:
-    """Rows ``[lo, hi)`` of the (block-diagonal) operator, run with their own plan."""
+    """Rows ``[lo, hi)`` of the (block-diagonal) operator, run with their own plan.
+
+    ``row_sums``: ``A[lo:hi] 1`` repeated with period ``P`` (encoded; None when zero), what the
+    block's model gets from a residual mean ``m``: ``z = A (r - m) + m A 1``. ``constant``: every
+    row is constant, so ``A (r - m)`` is zero and centred residuals need no stage 1 at all (its
+    ``W`` is then only encoded if uncentred residuals arrive)."""
 
     lo: int
     hi: int
     plan: _packing.Plan
-    W: list
+    W: list | None
     V: list
+    row_sums: object
+    constant: bool
 
 
 class EncryptedSmoother:
@@ -115,15 +125,40 @@ class EncryptedSmoother:
             missing = sorted(set(plan.steps) - set(context.steps))
             if missing:
                 raise ValueError(f"the public context lacks rotation keys for steps {missing}")
-            W = self._encode(_packing.stage1_diagonals(plan, A_big[lo:hi]), 0, self._schedule.operator_scale)
-            self.parts.append(_Block(lo, hi, plan, W, self._encode_stage2(plan, phi_big[:, lo:hi], plan.chunks)))
+            rows = A_big[lo:hi]
+            constant = bool(np.all(np.ptp(rows, axis=1) <= CONSTANT_ROW_TOLERANCE * np.abs(rows).max(axis=1)))
+            sums = np.zeros(plan.P)
+            sums[:hi - lo] = rows.sum(axis=1)
+            row_sums = self.context.encode(np.tile(sums, context.slots // plan.P), 0, self._schedule.operator_scale)
+            self.parts.append(_Block(lo, hi, plan, None if constant else self._stage1_diagonals(plan, rows),
+                                     self._encode_stage2(plan, phi_big[:, lo:hi], plan.chunks),
+                                     None if row_sums.is_zero() else row_sums, constant))
+        self._A_big = A_big
         self.chunks = self.parts[0].plan.chunks
         self.last_rotations = 0
         self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
 
-    def rotations_per_column(self) -> int:
-        """Rotations of one training pass over one encrypted vector (every model block)."""
-        return sum(b.plan.rotations_per_column() for b in self.parts)
+    def rotations_per_column(self, centred: bool = False) -> int:
+        """Rotations of one training pass over one encrypted vector (every model block);
+        ``centred``: residuals with separate means (blocks of constant rows need none)."""
+        return sum(b.plan.rotations_per_column() for b in self.parts if not (centred and b.constant))
+
+    def _stage1_diagonals(self, plan: _packing.Plan, rows: np.ndarray):
+        return self._encode(_packing.stage1_diagonals(plan, rows), 0, self._schedule.operator_scale)
+
+    def _stage1(self, ops: _packing.Ops, block: _Block, cts: Sequence, mean):
+        """The block's model ``z`` (replicated with period P) from residual chunks and, when the
+        residuals are centred, the ciphertext of their mean."""
+        sched = self._schedule
+        z = None
+        if mean is None or not block.constant:
+            if block.W is None:  # uncentred residuals for a constant block: encode its diagonals now
+                block.W = self._stage1_diagonals(block.plan, self._A_big[block.lo:block.hi])
+            z = _packing.apply_stage1(ops, block.plan, cts, block.W, sched.rescale_stage1)
+        if mean is not None and block.row_sums is not None:
+            term = ops.mul_plain(mean, block.row_sums)
+            z = ops.add_into(z, ops.rescale(term) if sched.rescale_stage1 else term)
+        return self._or_zero(z, sched.model_level, sched.model_scale)
 
     def _encode(self, nested, level: int, scale: float):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
@@ -163,30 +198,41 @@ class EncryptedSmoother:
         if len(cts) != self.chunks:
             raise ProtocolError(f"{what}: {len(cts)} ciphertexts for n={self.n} rows, expected {self.chunks}")
         for ct in cts:
-            if self.context.level_of(ct) != 0:
-                raise ProtocolError(f"{what}: ciphertext is not at the top level")
-            if abs(ct.scale / self.context.params.scale - 1.0) > _SCALE_TOLERANCE:
-                raise ProtocolError(f"{what}: ciphertext scale {ct.scale} is not 2^{self.context.params.scale_bits}")
+            self._check_fresh(ct, what)
 
-    def fit(self, vectors: Sequence[Sequence], omitted_last: bool = False) -> EncryptedRound:
+    def _check_fresh(self, ct, what: str) -> None:
+        if self.context.level_of(ct) != 0:
+            raise ProtocolError(f"{what}: ciphertext is not at the top level")
+        if abs(ct.scale / self.context.params.scale - 1.0) > _SCALE_TOLERANCE:
+            raise ProtocolError(f"{what}: ciphertext scale {ct.scale} is not 2^{self.context.params.scale_bits}")
+
+    def fit(self, vectors: Sequence[Sequence], omitted_last: bool = False,
+            means: Sequence | None = None) -> EncryptedRound:
         """``enc(z)`` and ``enc(f)`` for each encrypted residual vector (``layout.vectors`` of them).
 
         ``omitted_last``: the label owner left out the last column because every residual row
         sums to zero (cross-entropy); its model and predictions are minus the sum of the
         others' (the smoother is linear), made here by ciphertext additions instead of a pass.
+        ``means``: the residual vectors are centred and ``means[k]`` encrypts vector k's mean in
+        every slot; ``z = A (r - m) + m A 1``, the same model and predictions.
         """
         need = self.layout.vectors - (1 if omitted_last else 0)
         if omitted_last and self.layout.packed:
             raise ProtocolError("residuals: a packed layout cannot leave a column out")
         if len(vectors) != need:
             raise ProtocolError(f"residuals: {len(vectors)} encrypted vectors, the layout needs {need}")
+        if means is not None and (self.layout.packed or len(means) != need):
+            raise ProtocolError(f"residuals: {len(means)} mean ciphertexts for {need} vectors"
+                                + (" in a packed layout" if self.layout.packed else ""))
         ops = self._ops()
         zs, fs = [], []
         for k, cts in enumerate(vectors):
             self.check_residual_vector(cts, f"residual vector {k}")
-            sched = self._schedule
-            z = tuple(self._or_zero(_packing.apply_stage1(ops, b.plan, cts, b.W, sched.rescale_stage1),
-                                    sched.model_level, sched.model_scale) for b in self.parts)
+            mean = None
+            if means is not None:
+                mean = means[k]
+                self._check_fresh(mean, f"mean of residual vector {k}")
+            z = tuple(self._stage1(ops, b, cts, mean) for b in self.parts)
             zs.append(z)
             fs.append(self._stage2(ops, z, [b.V for b in self.parts]))
         if omitted_last:
