@@ -49,6 +49,7 @@ def test_the_two_chains_the_plan_chooses():
     assert DP_CKKS_PARAMS == CkksParams() and DP_CKKS_PARAMS.output_range == 2.0 ** 19
     assert PrivacyPlan(residuals="ckks").ckks_params == one
     assert PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=3.0)).ckks_params == DP_CKKS_PARAMS
+    assert PrivacyPlan(residuals="ckks", residual_clip=1.0).ckks_params == DP_CKKS_PARAMS  # DP parties may join
     assert PrivacyPlan(residuals="plain").ckks_params is None
 
 

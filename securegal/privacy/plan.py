@@ -236,13 +236,15 @@ class PrivacyPlan:
 
     @property
     def ckks_params(self) -> "CkksParams | None":
-        """The CKKS chain of this plan (docs/he.md): two rescaling primes under feature-DP (the
-        flood's circuit-error bound was measured on them), one otherwise (cheaper key switching)."""
+        """The CKKS chain of this plan (docs/he.md): two rescaling primes where feature parties
+        may run DP on the ciphertexts (feature-DP here, or a declared residual clip, which is what
+        DP parties of a networked run require; the flood's circuit-error bound was measured on
+        that chain), one otherwise (cheaper key switching)."""
         if self.residuals != "ckks":
             return None
         from .he.params import DP_CKKS_PARAMS, RESIDUAL_CKKS_PARAMS
 
-        return DP_CKKS_PARAMS if self.feature_dp is not None else RESIDUAL_CKKS_PARAMS
+        return DP_CKKS_PARAMS if self.feature_dp is not None or self.declared_clip is not None else RESIDUAL_CKKS_PARAMS
 
     def with_residuals(self, residuals: str) -> "PrivacyPlan":
         return replace(self, residuals=residuals)
