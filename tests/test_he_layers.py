@@ -215,7 +215,7 @@ def test_centred_residuals_with_their_mean_skip_the_intercept_fold(shift):
 
     channel = CkksResiduals(RESIDUAL_CKKS_PARAMS)
     rng = np.random.default_rng(9)
-    n, k = 9000, 1
+    n, k = 20000, 1
     X = rng.normal(size=(n, 8))
     X = (X - X.mean(axis=0)) / X.std(axis=0) + shift
     X_test = rng.normal(size=(70, 8))
@@ -225,14 +225,19 @@ def test_centred_residuals_with_their_mean_skip_the_intercept_fold(shift):
     plain.setup(X, dataclasses.replace(setup, residuals="plain", he_context=b""))
     r = rng.normal(0.7, 1.0, size=(n, k))
     sealed = channel.seal(r, 1, "bob")
+    assert enc.smoother.layout.pairs and enc.smoother.layout.chunks == 3  # 20000 values, two per slot
     assert sealed.meta["mean"] == "separate" and len(sealed.blobs) == 3 + 1  # 3 chunks and the mean
     got = channel.open(enc.fit_round(1, sealed), 1, "bob", (n, k))
-    assert np.abs(got - plain.fit_round(1, r)).max() < 1e-6
+    # feature parties z-score their columns (the 1e-6 contract); shifted columns make every
+    # block's model carry the residual mean coherently, ~1e-6 on this chain's 2^33 operators
+    tolerance = 1e-6 if shift == 0.0 else 1e-5
+    assert np.abs(got - plain.fit_round(1, r)).max() < tolerance
     sm = enc.smoother
     assert [b.constant for b in sm.parts] == [False, shift == 0.0]
     assert sm.last_rotations == sm.rotations_per_column(centred=True)
-    assert sm.rotations_per_column() - sm.rotations_per_column(centred=True) == (12 if shift == 0.0 else 0)
-    assert np.abs(channel.open(enc.predict(X_test, 1), 0, "bob", (1, 70, k)) - plain.predict(X_test, 1)).max() < 1e-6
+    # the intercept block's fold over the slots (12 rotations) and its conjugation
+    assert sm.rotations_per_column() - sm.rotations_per_column(centred=True) == (13 if shift == 0.0 else 0)
+    assert np.abs(channel.open(enc.predict(X_test, 1), 0, "bob", (1, 70, k)) - plain.predict(X_test, 1)).max() < tolerance
     stripped = dataclasses.replace(sealed, meta={key: v for key, v in sealed.meta.items() if key != "mean"})
     with pytest.raises(ProtocolError, match="ciphertexts, expected"):
         enc.fit_round(1, stripped)

@@ -92,6 +92,11 @@ def galois_elements(ctx: "sealapi.SEALContext", steps: Sequence[int]) -> list[in
     return list(ctx.key_context_data().galois_tool().get_elts_from_steps(list(steps)))
 
 
+def conjugation_element(ctx: "sealapi.SEALContext") -> int:
+    """The Galois element of complex conjugation of the slots (SEAL's step 0)."""
+    return int(ctx.key_context_data().galois_tool().get_elt_from_step(0))
+
+
 def parms_ids(ctx: "sealapi.SEALContext") -> list:
     """The parms_id of every data level, top (fresh ciphertexts) first."""
     ids, data = [], ctx.first_context_data()

@@ -81,7 +81,8 @@ class CkksResiduals:
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
-        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
+        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots,
+                                                            pairs=self.secret.params.packs_pairs)
         key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest(), r.shape)
         if self._round_blobs is None or self._round_blobs[0] != key:
             omitted = self.omit_dependent and wire.can_omit_last(layout) and bool(

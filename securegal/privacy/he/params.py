@@ -95,6 +95,13 @@ class CkksParams:
         return 2.0 ** (self.coeff_mod_bit_sizes[0] - 1) / self.output_scale
 
     @property
+    def packs_pairs(self) -> bool:
+        """Whether long residual columns travel two values per slot (real and imaginary part;
+        ``Layout.pairs``): on the one-rescaling-prime chain, whose public context then also
+        carries the conjugation key the party needs to take the real part."""
+        return self.depth == 1
+
+    @property
     def depth(self) -> int:
         """How many rescalings a fresh ciphertext allows (primes between the first and the special one)."""
         return len(self.coeff_mod_bit_sizes) - 2

@@ -11,8 +11,8 @@ ciphertext), per model block: ``2 p' ceil(n/slots)`` plaintext multiplications a
 ``2(p'-1) + log2(slots/p')`` rotations (``p'`` = the block's size rounded up to a power of
 two). The model's rows are cut into power-of-two blocks where that is cheaper than padding
 (p = 9 runs as 8 + 1: 18 instead of 32 products per chunk; :func:`_packing.split_width`). The
-plaintext encodings of ``A`` and ``Phi`` are made once per session, here. For precision ``A`` is scaled by ``sqrt(n)``
-and ``Phi`` by ``1/sqrt(n)``, so small coefficients stay well above the key-switching noise.
+plaintext encodings of ``A`` and ``Phi`` are made once per session, here. For precision each
+block's ``A`` rows are scaled by ``alpha`` and its ``Phi`` columns by ``1/alpha`` (``_alpha``).
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ class _Block:
     V: list
     row_sums: object
     constant: bool
+    alpha: float
 
 
 class EncryptedSmoother:
@@ -110,41 +111,62 @@ class EncryptedSmoother:
             raise ValueError("operator A and phi_train must be finite")
         self.context = context
         self.p, self.n = A.shape
-        self.layout = Layout.for_training(self.n, outputs, context.slots)
+        self.layout = Layout.for_training(self.n, outputs, context.slots, pairs=context.params.packs_pairs)
         self._blocks = np.eye(outputs) if self.layout.packed else np.eye(1)
         width = self.p * self._blocks.shape[0]
         if width > context.slots:
             raise ValueError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} slots")
         period = self.layout.period if self.layout.chunks == 1 else None
-        self._alpha = float(np.sqrt(self.n))
         self._feature_map = operator.feature_map
-        A_big, phi_big = np.kron(self._blocks, A * self._alpha), np.kron(self._blocks, phi / self._alpha)
+        A_big, phi_big = np.kron(self._blocks, A), np.kron(self._blocks, phi)
         self.parts: list[_Block] = []
-        for lo, hi in _packing.split_width(context.slots, width, self.layout.length, period):
-            plan = _packing.make_plan(context.slots, hi - lo, self.layout.length, period)
+        self._pair_scale = 2.0 if self.layout.pairs else 1.0  # the model's scale after taking real parts
+        # a plan counts ciphertexts of ``slots`` values: value pairs halve the length it sees
+        length = -(-self.layout.length // 2) if self.layout.pairs else self.layout.length
+        for lo, hi in _packing.split_width(context.slots, width, length, period):
+            plan = _packing.make_plan(context.slots, hi - lo, length, period)
             missing = sorted(set(plan.steps) - set(context.steps))
             if missing:
                 raise ValueError(f"the public context lacks rotation keys for steps {missing}")
             rows = A_big[lo:hi]
             constant = bool(np.all(np.ptp(rows, axis=1) <= CONSTANT_ROW_TOLERANCE * np.abs(rows).max(axis=1)))
+            alpha = self._alpha(constant)
+            rows = rows * alpha
             sums = np.zeros(plan.P)
             sums[:hi - lo] = rows.sum(axis=1)
-            row_sums = self.context.encode(np.tile(sums, context.slots // plan.P), 0, self._schedule.operator_scale)
+            row_sums = self.context.encode(np.tile(sums, context.slots // plan.P), 0,
+                                           self._schedule.operator_scale * self._pair_scale)
             self.parts.append(_Block(lo, hi, plan, None if constant else self._stage1_diagonals(plan, rows),
-                                     self._encode_stage2(plan, phi_big[:, lo:hi], plan.chunks),
-                                     None if row_sums.is_zero() else row_sums, constant))
+                                     self._encode_stage2(plan, phi_big[:, lo:hi] / alpha, plan.chunks),
+                                     None if row_sums.is_zero() else row_sums, constant, alpha))
         self._A_big = A_big
         self.chunks = self.parts[0].plan.chunks
         self.last_rotations = 0
         self._babies: dict[int, tuple] = {}  # id(z) -> (z, its baby-step rotations)
 
+    def _alpha(self, constant: bool) -> float:
+        """The block's A rows are scaled by ``alpha`` and its Phi columns by ``1/alpha`` (the
+        same predictions), so small coefficients stay above the noise: ``sqrt(n)`` for feature
+        rows (sums of terms of either sign: ``z`` stays O(1)). On the one-prime chain, whose
+        operators are encoded at about 2^33, constant rows take ``n^(1/4)``: their ``z`` is the
+        residuals' mean times ``alpha`` (a coherent sum), and a partly padded chunk's Phi
+        column is not constant, so its encoding error times that ``z`` would reach 1e-6 at
+        20k rows. (The two-prime chain keeps ``sqrt(n)``: CKKS+DP's circuit error was measured so.)"""
+        small = constant and not self._schedule.rescale_stage1
+        return float(self.n ** (0.25 if small else 0.5))
+
     def rotations_per_column(self, centred: bool = False) -> int:
         """Rotations of one training pass over one encrypted vector (every model block);
         ``centred``: residuals with separate means (blocks of constant rows need none)."""
-        return sum(b.plan.rotations_per_column() for b in self.parts if not (centred and b.constant))
+        conjugation = 1 if self.layout.pairs else 0  # a key switch like a rotation
+        return sum(b.plan.rotations_per_column() + conjugation for b in self.parts if not (centred and b.constant))
 
     def _stage1_diagonals(self, plan: _packing.Plan, rows: np.ndarray):
-        return self._encode(_packing.stage1_diagonals(plan, rows), 0, self._schedule.operator_scale)
+        if self.layout.pairs:
+            diagonals = _packing.pair_up(_packing.stage1_diagonals(plan, rows, 2 * plan.chunks), -1.0)
+        else:
+            diagonals = _packing.stage1_diagonals(plan, rows)
+        return self._encode(diagonals, 0, self._schedule.operator_scale)
 
     def _stage1(self, ops: _packing.Ops, block: _Block, cts: Sequence, mean):
         """The block's model ``z`` (replicated with period P) from residual chunks and, when the
@@ -153,12 +175,17 @@ class EncryptedSmoother:
         z = None
         if mean is None or not block.constant:
             if block.W is None:  # uncentred residuals for a constant block: encode its diagonals now
-                block.W = self._stage1_diagonals(block.plan, self._A_big[block.lo:block.hi])
+                block.W = self._stage1_diagonals(block.plan, self._A_big[block.lo:block.hi] * block.alpha)
             z = _packing.apply_stage1(ops, block.plan, cts, block.W, sched.rescale_stage1)
+            if self.layout.pairs and z is not None:
+                # Y + conj(Y) = 2 Re(Y): both halves of every slot; read at twice the scale, it is
+                # Re(Y) itself (the scale is the ciphertext's metadata: no product, no precision lost)
+                z = ops.conjugate(z)
+                z.scale = 2.0 * z.scale
         if mean is not None and block.row_sums is not None:
             term = ops.mul_plain(mean, block.row_sums)
             z = ops.add_into(z, ops.rescale(term) if sched.rescale_stage1 else term)
-        return self._or_zero(z, sched.model_level, sched.model_scale)
+        return self._or_zero(z, sched.model_level, sched.model_scale * self._pair_scale)
 
     def _encode(self, nested, level: int, scale: float):
         """Plaintext diagonals; ``None`` for all-zero ones (SEAL refuses products that are zero)."""
@@ -169,7 +196,11 @@ class EncryptedSmoother:
 
     def _encode_stage2(self, plan: _packing.Plan, phi: np.ndarray, chunks: int):
         sched = self._schedule
-        return self._encode(_packing.stage2_diagonals(plan, phi, chunks), sched.model_level, sched.operator_scale)
+        if self.layout.pairs:
+            diagonals = _packing.pair_up(_packing.stage2_diagonals(plan, phi, 2 * chunks), 1.0)
+        else:
+            diagonals = _packing.stage2_diagonals(plan, phi, chunks)
+        return self._encode(diagonals, sched.model_level, sched.operator_scale)
 
     def _babies_of(self, z, plan: _packing.Plan, ops: _packing.Ops) -> list:
         """Stage-2 baby steps of a model ciphertext, made once (kept with ``z`` so its id stays valid)."""
@@ -251,8 +282,8 @@ class EncryptedSmoother:
         if phi.ndim != 2 or phi.shape[1] != self.p:
             raise ValueError(f"feature map gave shape {phi.shape}, expected (rows, {self.p})")
         chunks = self.layout.with_rows(phi.shape[0]).chunks
-        phi_big = np.kron(self._blocks, phi / self._alpha)
-        V = [self._encode_stage2(b.plan, phi_big[:, b.lo:b.hi], chunks) for b in self.parts]
+        phi_big = np.kron(self._blocks, phi)
+        V = [self._encode_stage2(b.plan, phi_big[:, b.lo:b.hi] / b.alpha, chunks) for b in self.parts]
         derived_last = [False] * len(models) if derived_last is None else list(derived_last)
         if len(derived_last) != len(models):
             raise ValueError(f"derived_last has {len(derived_last)} flags for {len(models)} models")

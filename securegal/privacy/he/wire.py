@@ -176,8 +176,8 @@ def decrypt(context, vectors: list, shape: tuple[int, ...], layout: Layout, omit
     ``omitted``: the last column was left out, it is minus the sum of the others."""
     sl = _slice_layout(shape, layout)
     if omitted:
-        cols = np.stack([context.decrypt(v, sl.length)[:sl.n] for v in vectors], axis=1)
+        cols = np.stack([context.decrypt(v, sl.length, sl.pairs)[:sl.n] for v in vectors], axis=1)
         return np.hstack([cols, -cols.sum(axis=1, keepdims=True)]).reshape(shape)
-    values = [context.decrypt(v, sl.length) for v in vectors]
+    values = [context.decrypt(v, sl.length, sl.pairs) for v in vectors]
     slices = [sl.output_array(values[i:i + sl.vectors]) for i in range(0, len(values), sl.vectors)]
     return np.stack(slices).reshape(shape)
