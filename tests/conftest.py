@@ -18,3 +18,16 @@ def secret_context():
 @pytest.fixture(scope="session")
 def public_context(secret_context):
     return secret_context.public_context()
+
+
+# The chain CKKS residuals use without feature-DP (one rescaling prime; params.RESIDUAL_CKKS_PARAMS).
+@pytest.fixture(scope="session")
+def residual_secret_context():
+    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+
+    return SecretContext(RESIDUAL_CKKS_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def residual_public_context(residual_secret_context):
+    return residual_secret_context.public_context()

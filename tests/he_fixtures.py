@@ -11,4 +11,4 @@ def encrypt_residuals(secret, public, r, layout):
 
 def decrypt_outputs(secret, vectors, layout):
     """(n, K) plaintext from encrypted output vectors in ``layout``."""
-    return layout.output_array([secret.decrypt(chunks, layout.length) for chunks in vectors])
+    return layout.output_array([secret.decrypt(chunks, layout.length, layout.pairs) for chunks in vectors])

@@ -73,3 +73,9 @@ def test_seeded_encryption_is_half_size(secret_context):
     full = 2 * 8192 * 3 * 8
     assert len(blob) < 0.6 * full
     assert MAGIC not in blob
+
+
+def test_output_scale_travels_with_the_parameters():
+    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+
+    assert SecretContext(RESIDUAL_CKKS_PARAMS).public_context(steps=[1]).params == RESIDUAL_CKKS_PARAMS

@@ -66,13 +66,13 @@ def test_zero_sum_residuals_travel_without_their_last_column(channel):
     a = rng.normal(size=n)
     r = np.stack([a, -a], axis=1)
     sealed = channel.seal(r, 1, "bob")
-    assert sealed.meta["omitted"] == "last" and len(sealed.blobs) == 2  # 1 column x 2 chunks
+    assert sealed.meta["omitted"] == "last" and len(sealed.blobs) == 3  # 1 column x (2 chunks + its mean)
     reply = enc.fit_round(1, sealed)
     assert reply.meta["omitted"] == "last" and len(reply.blobs) == 2  # the reply leaves it out too
     _close(channel.open(reply, 1, "bob", (n, k)), plain.fit_round(1, r))
     general = rng.normal(size=(n, k))  # rows that do not sum to zero travel whole
     sealed = channel.seal(general, 2, "bob")
-    assert "omitted" not in sealed.meta and len(sealed.blobs) == 4
+    assert "omitted" not in sealed.meta and len(sealed.blobs) == 6
     full = enc.fit_round(2, sealed)
     _close(channel.open(full, 2, "bob", (n, k)), plain.fit_round(2, general))
     short = wire.pack(enc.context, "predictions", "bob", 2, (n, k), reply.blobs, enc.smoother.layout, omitted=True)
@@ -203,3 +203,43 @@ def test_no_decryption_goes_back_to_the_party_that_computed_it(tmp_path):
     # 4-byte float32 patterns would match random bytes by chance)
     for v in values[:: max(1, values.size // 200)]:
         assert np.float64(v).tobytes() not in blob
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0])
+def test_centred_residuals_with_their_mean_skip_the_intercept_fold(shift):
+    """Each residual column travels centred with one ciphertext of its mean: the party's model
+    is A (r - m) + m A 1. On z-scored columns the intercept row of A is constant, so its block
+    needs no stage 1 (no fold over the slots: 12 rotations fewer); on shifted columns every
+    block still runs and adds its m A 1 term. Either way the reply equals the plaintext fit."""
+    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+
+    channel = CkksResiduals(RESIDUAL_CKKS_PARAMS)
+    rng = np.random.default_rng(9)
+    n, k = 20000, 1
+    X = rng.normal(size=(n, 8))
+    X = (X - X.mean(axis=0)) / X.std(axis=0) + shift
+    X_test = rng.normal(size=(70, 8))
+    setup = _setup(channel, n, k)
+    enc, plain = CkksTrainer("bob", LinearLearner()), PlainTrainer(LinearLearner())
+    enc.setup(X, setup)
+    plain.setup(X, dataclasses.replace(setup, residuals="plain", he_context=b""))
+    r = rng.normal(0.7, 1.0, size=(n, k))
+    sealed = channel.seal(r, 1, "bob")
+    assert enc.smoother.layout.pairs and enc.smoother.layout.chunks == 3  # 20000 values, two per slot
+    assert sealed.meta["mean"] == "separate" and len(sealed.blobs) == 3 + 1  # 3 chunks and the mean
+    got = channel.open(enc.fit_round(1, sealed), 1, "bob", (n, k))
+    # feature parties z-score their columns (the 1e-6 contract); shifted columns make every
+    # block's model carry the residual mean coherently, ~1e-6 on this chain's 2^33 operators
+    tolerance = 1e-6 if shift == 0.0 else 1e-5
+    assert np.abs(got - plain.fit_round(1, r)).max() < tolerance
+    sm = enc.smoother
+    assert [b.constant for b in sm.parts] == [False, shift == 0.0]
+    assert sm.last_rotations == sm.rotations_per_column(centred=True)
+    # the intercept block's fold over the slots (12 rotations) and its conjugation
+    assert sm.rotations_per_column() - sm.rotations_per_column(centred=True) == (13 if shift == 0.0 else 0)
+    assert np.abs(channel.open(enc.predict(X_test, 1), 0, "bob", (1, 70, k)) - plain.predict(X_test, 1)).max() < tolerance
+    stripped = dataclasses.replace(sealed, meta={key: v for key, v in sealed.meta.items() if key != "mean"})
+    with pytest.raises(ProtocolError, match="ciphertexts, expected"):
+        enc.fit_round(1, stripped)
+    with pytest.raises(ProtocolError, match="sends means"):  # where means are not accepted (CKKS+DP)
+        wire.unpack(sealed, enc.context, "residuals", "bob", 1, (n, k), 0, sm.layout, allow_mean=False)

@@ -37,3 +37,23 @@ def test_higher_levels_reported():
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CkksParams(**kwargs)
+
+
+def test_the_two_chains_the_plan_chooses():
+    from securegal.privacy.he.params import DP_CKKS_PARAMS, RESIDUAL_CKKS_PARAMS
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+
+    one = RESIDUAL_CKKS_PARAMS
+    assert one.coeff_mod_bit_sizes == (60, 60, 60) and one.depth == 1 and one.security_bits == 128
+    assert one.output_scale == 2.0 ** 46 and one.output_range == 2.0 ** 13
+    assert DP_CKKS_PARAMS == CkksParams() and DP_CKKS_PARAMS.output_range == 2.0 ** 19
+    assert PrivacyPlan(residuals="ckks").ckks_params == one
+    assert PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=3.0)).ckks_params == DP_CKKS_PARAMS
+    assert PrivacyPlan(residuals="ckks", residual_clip=1.0).ckks_params == DP_CKKS_PARAMS  # DP parties may join
+    assert PrivacyPlan(residuals="plain").ckks_params is None
+
+
+@pytest.mark.parametrize("bits,out", [((60, 40, 40, 60), 46), ((60, 60, 60), 53), ((60, 60, 60), 39)])
+def test_output_scale_needs_one_rescaling_prime_and_headroom(bits, out):
+    with pytest.raises(ValueError, match="output_scale_bits"):
+        CkksParams(8192, bits, 40, output_scale_bits=out)

@@ -137,3 +137,23 @@ def test_derived_column_predictions_are_minus_the_others(secret_context, public_
     (per_round,) = sm.predict([rd.z], X_test, [rd.derived_last])
     assert sm.last_rotations == first_only  # the derived column costs no rotation
     _close(decrypt_outputs(secret_context, per_round, sm.layout.with_rows(n_test)), op.feature_map(X_test) @ op.A @ r)
+
+
+@pytest.mark.parametrize("n,d,k,n_test", [(300, 7, 3, 157), (5000, 3, 2, 2507), (40000, 8, 1, 5000)])
+def test_one_rescaling_prime_meets_the_contract(residual_secret_context, residual_public_context, n, d, k, n_test):
+    """The chain without feature-DP (60, 60, 60): stage 1 is not rescaled, stage 2 rescales once;
+    fit and predictions equal plaintext within the 1e-6 CKKS-equals-plain contract, packed, in
+    one ciphertext and over 10 chunks (p = 9 cut into 8 + 1)."""
+    secret, public = residual_secret_context, residual_public_context
+    rng = np.random.default_rng(n + 1)
+    X, r = rng.normal(1.0, 2.0, size=(n, d)), rng.normal(size=(n, k))
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    op = LinearLearner().operator(X)
+    sm = EncryptedSmoother(public, op, outputs=k)
+    rd = sm.fit(encrypt_residuals(secret, public, r, sm.layout))
+    assert all(public.level_of(ct) == 1 for chunks in rd.f for ct in chunks)  # the last level
+    assert np.abs(decrypt_outputs(secret, rd.f, sm.layout) - op.phi_train @ (op.A @ r)).max() < 1e-6
+    X_test = rng.normal(size=(n_test, d))
+    (per_round,) = sm.predict([rd.z], X_test)
+    got = decrypt_outputs(secret, per_round, sm.layout.with_rows(n_test))
+    assert np.abs(got - op.feature_map(X_test) @ (op.A @ r)).max() < 1e-6

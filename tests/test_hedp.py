@@ -294,3 +294,14 @@ def _decrypt(channel, ct):
     pt = sealapi.Plaintext()
     channel.secret._decryptor.decrypt(ct, pt)
     return pt
+
+
+def test_party_refuses_the_chain_without_dp_headroom():
+    """CKKS+DP's circuit-error bound was measured on two rescaling primes; a context with one
+    (the non-DP chain) is refused before anything is spent."""
+    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+
+    X, _ = _data(n=50, d=3, k=1, rounds=1)
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5))
+    with pytest.raises(ProtocolError, match="two rescaling primes"):
+        trainer.setup(X, _setup(ClippedCkksResiduals(1.0, RESIDUAL_CKKS_PARAMS), 50, 1, 1))

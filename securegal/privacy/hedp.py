@@ -38,7 +38,7 @@ from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
-from .he.params import CkksParams
+from .he.params import DP_CKKS_PARAMS, CkksParams
 from .he.smoother import EncryptedSmoother
 
 CLIP_OPTION = "residual_clip"
@@ -136,6 +136,7 @@ class ClippedCkksResiduals(CkksResiduals):
     declares ``C`` to the feature parties (their DP bounds rest on it)."""
 
     omit_dependent = False  # the DP party's noise and accounting are per column: send every column
+    separate_mean = False  # its bounds rest on the clipped rows as sent
 
     def __init__(self, residual_clip: float = 1.0, params: CkksParams | None = None):
         if isinstance(residual_clip, bool) or not isinstance(residual_clip, (int, float)) \
@@ -213,6 +214,10 @@ class CkksDPTrainer:
         c = self.config
         self.ridge = c.ridge(declared_clip(setup))
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
+        if context.params.depth < 2:
+            raise ProtocolError(f"CKKS+DP needs two rescaling primes (the chain CIRCUIT_ERROR was measured on, "
+                                f"{DP_CKKS_PARAMS.coeff_mod_bit_sizes}); the label owner sent "
+                                f"{context.params.coeff_mod_bit_sizes}")
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
 
         def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:

@@ -26,6 +26,7 @@ from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
 if TYPE_CHECKING:  # the seam imports numpy; the command line reads this module for its help
     from ..seam import ResidualChannel, TrainerFactory
+    from .he.params import CkksParams
 
 RESIDUALS = ("plain", "ckks")
 # delta of every DP budget unless the user gives one (it must also be < 1/n).
@@ -246,6 +247,18 @@ class PrivacyPlan:
             return self.residual_clip
         return self.feature_dp.residual_clip if self.feature_dp is not None else None
 
+    @property
+    def ckks_params(self) -> "CkksParams | None":
+        """The CKKS chain of this plan (docs/he.md): two rescaling primes where feature parties
+        may run DP on the ciphertexts (feature-DP here, or a declared residual clip, which is what
+        DP parties of a networked run require; the flood's circuit-error bound was measured on
+        that chain), one otherwise (cheaper key switching)."""
+        if self.residuals != "ckks":
+            return None
+        from .he.params import DP_CKKS_PARAMS, RESIDUAL_CKKS_PARAMS
+
+        return DP_CKKS_PARAMS if self.feature_dp is not None or self.declared_clip is not None else RESIDUAL_CKKS_PARAMS
+
     def with_residuals(self, residuals: str) -> "PrivacyPlan":
         return replace(self, residuals=residuals)
 
@@ -294,10 +307,10 @@ class PrivacyPlan:
             if self.declared_clip is not None:
                 from .hedp import ClippedCkksResiduals
 
-                return ClippedCkksResiduals(self.declared_clip)
+                return ClippedCkksResiduals(self.declared_clip, self.ckks_params)
             from .he.layers import CkksResiduals
 
-            return CkksResiduals()
+            return CkksResiduals(self.ckks_params)
         if self.label_dp is not None:
             from .dp.layers import LabelDPResiduals
 

@@ -125,13 +125,15 @@ def _pad(M: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def stage1_diagonals(plan: Plan, A: np.ndarray) -> list[list[list[np.ndarray]]]:
-    """``W[c][a][b] = rot_{-a g}(P_{c, a g + b})`` for ``A`` (p, n); indices wrap at the period."""
+def stage1_diagonals(plan: Plan, A: np.ndarray, chunks: int | None = None) -> list[list[list[np.ndarray]]]:
+    """``W[c][a][b] = rot_{-a g}(P_{c, a g + b})`` for ``A`` (p, n); indices wrap at the period.
+    ``chunks``: how many (default the plan's; twice that for value pairs, see :func:`pair_up`)."""
     S, P, g, L = plan.slots, plan.P, plan.g1, plan.period
-    Ap = _pad(A, P, plan.chunks * L)
+    chunks = plan.chunks if chunks is None else chunks
+    Ap = _pad(A, P, chunks * L)
     s = np.arange(L)
     W = []
-    for c in range(plan.chunks):
+    for c in range(chunks):
         per_a = []
         for a in range(P // g):
             per_b = []
@@ -159,6 +161,16 @@ def stage2_diagonals(plan: Plan, Phi: np.ndarray, chunks: int) -> list[list[list
             per_a.append(per_b)
         V.append(per_a)
     return V
+
+
+def pair_up(diagonals: list, sign: float) -> list:
+    """Chunk diagonals of twice the chunks as complex ones for value pairs (``Layout.pairs``):
+    chunk c's real parts use chunk 2c's, its imaginary parts chunk 2c+1's. Stage 1 takes
+    ``sign = -1``: ``Re(W r)`` sums both halves' products, and ``Y + conj(Y)`` is twice that
+    real part; stage 2 takes ``sign = +1``: a real ``z`` times ``V_2c + i V_2c+1``."""
+    return [[[re + sign * 1j * im for re, im in zip(per_re, per_im)]
+             for per_re, per_im in zip(first, second)]
+            for first, second in zip(diagonals[0::2], diagonals[1::2])]
 
 
 class Ops:
@@ -193,6 +205,14 @@ class Ops:
             self.ev.sub_inplace(out, ct)
         return out
 
+    def conjugate(self, ct):
+        """``ct + conj(ct)``: twice the real part of every slot (one key switch)."""
+        out = sealapi.Ciphertext()
+        self.ev.complex_conjugate(ct, self.gk, out)
+        self.rotations += 1
+        self.ev.add_inplace(out, ct)
+        return out
+
     def rescale(self, ct):
         self.ev.rescale_to_next_inplace(ct)
         return ct
@@ -216,9 +236,10 @@ def _horner(ops: Ops, parts: Sequence, g: int):
     return acc
 
 
-def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext":
-    """Replicated ``z`` (one level down) from residual chunks ``cts`` and encoded ``W``
-    (``None`` entries are zero diagonals); ``None`` if every diagonal is zero."""
+def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W, rescale: bool = True) -> "sealapi.Ciphertext":
+    """Replicated ``z`` from residual chunks ``cts`` and encoded ``W`` (``None`` entries are zero
+    diagonals); ``None`` if every diagonal is zero. ``rescale``: one level down (a chain with two
+    rescaling primes); otherwise ``z`` stays on the residuals' level at the products' scale."""
     g = plan.g1
     giants = [None] * (plan.P // g)
     for c, ct in enumerate(cts):
@@ -227,9 +248,11 @@ def apply_stage1(ops: Ops, plan: Plan, cts: Sequence, W) -> "sealapi.Ciphertext"
             for b in range(g):
                 if W[c][a][b] is not None:
                     giants[a] = ops.add_into(giants[a], ops.mul_plain(babies[b], W[c][a][b]))
-    # Rescale each giant step first: its rotations then run one level down, where key switching
-    # costs about half as much as on the fresh residuals.
-    z = _horner(ops, [None if part is None else ops.rescale(part) for part in giants], g)
+    # With two rescaling primes, rescale each giant step first: its rotations then run one level
+    # down, where key switching costs about half as much as on the fresh residuals.
+    if rescale:
+        giants = [None if part is None else ops.rescale(part) for part in giants]
+    z = _horner(ops, giants, g)
     if z is None:
         return None
     for step in plan.fold_steps:

@@ -9,6 +9,7 @@ removed as soon as it has been read.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
@@ -75,8 +76,11 @@ def encryption_parameters(params: CkksParams) -> "sealapi.EncryptionParameters":
     return parms
 
 
+@functools.lru_cache(maxsize=8)
 def seal_context(params: CkksParams) -> "sealapi.SEALContext":
-    """A SEAL context that SEAL itself also checks against 128-bit security."""
+    """A SEAL context that SEAL itself also checks against 128-bit security. Made once per
+    parameter set and process (its NTT tables are public precomputation, ~25 ms): the label
+    owner and in-process parties of one session share it; keys are never part of it."""
     ctx = sealapi.SEALContext(encryption_parameters(params), True, sealapi.SEC_LEVEL_TYPE.TC128)
     if not ctx.parameters_set():
         raise ValueError(f"SEAL refused the parameters {params}: {ctx.parameters_error_message()}")
@@ -86,6 +90,11 @@ def seal_context(params: CkksParams) -> "sealapi.SEALContext":
 def galois_elements(ctx: "sealapi.SEALContext", steps: Sequence[int]) -> list[int]:
     """Galois elements for left rotations of the slot vector by ``steps``."""
     return list(ctx.key_context_data().galois_tool().get_elts_from_steps(list(steps)))
+
+
+def conjugation_element(ctx: "sealapi.SEALContext") -> int:
+    """The Galois element of complex conjugation of the slots (SEAL's step 0)."""
+    return int(ctx.key_context_data().galois_tool().get_elt_from_step(0))
 
 
 def parms_ids(ctx: "sealapi.SEALContext") -> list:

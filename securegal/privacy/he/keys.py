@@ -73,19 +73,26 @@ def _unpack_sections(data: bytes, what: str) -> dict[str, bytes]:
 
 def _params_bytes(params: CkksParams) -> bytes:
     bits = params.coeff_mod_bit_sizes
-    return struct.pack(f"<IBB{len(bits)}B", params.poly_modulus_degree, params.scale_bits, len(bits), *bits)
+    out = struct.pack(f"<IBB{len(bits)}B", params.poly_modulus_degree, params.scale_bits, len(bits), *bits)
+    return out if params.output_scale_bits is None else out + struct.pack("<B", params.output_scale_bits)
 
 
 def _params_from(data: bytes) -> CkksParams:
-    if len(data) < 6 or len(data) != 6 + data[5]:
+    if len(data) < 6 or len(data) - 6 - data[5] not in (0, 1):
         raise ProtocolError("context parameters are malformed")
     n, scale_bits, count = struct.unpack_from("<IBB", data)
-    try:
-        return CkksParams(n, tuple(data[6:6 + count]), scale_bits)  # refuses insecure parameters
+    output_bits = data[6 + count] if len(data) == 7 + count else None
+    try:  # refuses insecure parameters
+        return CkksParams(n, tuple(data[6:6 + count]), scale_bits, output_scale_bits=output_bits)
     except InsecureParameters:
         raise
     except ValueError as exc:  # out-of-range fields: the sender's message is wrong, not our settings
         raise ProtocolError(f"context parameters are invalid: {exc}") from None
+
+
+def _galois_elements(ctx, params: CkksParams, steps: Sequence[int]) -> list[int]:
+    """The rotation keys for ``steps``, and conjugation where the parameters pack value pairs."""
+    return _seal.galois_elements(ctx, steps) + ([_seal.conjugation_element(ctx)] if params.packs_pairs else [])
 
 
 def _looks_like_tenseal_context_with_secret(data: bytes) -> bool:
@@ -115,13 +122,19 @@ class _ContextBase:
         return self.params.slots
 
     def encode(self, values: np.ndarray, level: int, scale: float | None = None) -> "sealapi.Plaintext":
-        """A plaintext of ``values`` (at most ``slots``, zero-padded) at data level ``level``."""
-        values = np.asarray(values, dtype=np.float64).ravel()
+        """A plaintext of ``values`` (real or complex, at most ``slots``, zero-padded) at data
+        level ``level``."""
+        values = np.asarray(values)
+        values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
         if values.size > self.slots:
             raise ValueError(f"{values.size} values do not fit in {self.slots} slots")
         pt = sealapi.Plaintext()
         self.encoder.encode(values.tolist(), self.levels[level], self.params.scale if scale is None else scale, pt)
         return pt
+
+    def dropped_prime(self, level: int) -> int:
+        """The prime that rescaling a ciphertext at data level ``level`` divides by."""
+        return self.seal.get_context_data(self.levels[level]).parms().coeff_modulus()[-1].value()
 
     def load_ciphertext(self, blob: bytes, what: str = "ciphertext") -> "sealapi.Ciphertext":
         """A validated ciphertext of this context (SEAL checks its parameters and coefficients)."""
@@ -177,7 +190,7 @@ class PublicContext(_ContextBase):
         self.steps = tuple(sorted(steps))
         gk = sealapi.GaloisKeys()
         _seal.load(sections["galois"], lambda path: gk.load(self.seal, path), "Galois keys")
-        elts = _seal.galois_elements(self.seal, self.steps)
+        elts = _galois_elements(self.seal, self.params, self.steps)
         if gk.size() != len(elts) or not all(gk.has_key(e) for e in elts):
             raise ProtocolError("the Galois keys do not match the listed rotation steps")
         self.galois_keys = gk
@@ -218,7 +231,7 @@ class SecretContext(_ContextBase):
         steps = tuple(sorted(set(default_rotation_steps(self.slots) if steps is None else steps)))
         if not steps or any(not 0 < int(s) < self.slots for s in steps):
             raise ValueError(f"rotation steps must be in (0, {self.slots}), got {steps}")
-        galois = _seal.dump(self._keygen.create_galois_keys(_seal.galois_elements(self.seal, steps)))
+        galois = _seal.dump(self._keygen.create_galois_keys(_galois_elements(self.seal, self.params, steps)))
         public_key = sealapi.PublicKey()
         self._keygen.create_public_key(public_key)
         return _pack_sections({"id": self.context_id, "params": _params_bytes(self.params),
@@ -229,21 +242,28 @@ class SecretContext(_ContextBase):
         return PublicContext.from_bytes(self.public_bytes(steps))
 
     def encrypt(self, values: np.ndarray) -> tuple[bytes, ...]:
-        """Seeded symmetric encryptions of ``values`` (1-D), one ciphertext per ``slots`` values."""
-        values = np.asarray(values, dtype=np.float64).ravel()
+        """Seeded symmetric encryptions of ``values`` (1-D, real or complex), one ciphertext per
+        ``slots`` values."""
+        values = np.asarray(values)
+        values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
         if not np.isfinite(values).all():
             raise ValueError("cannot encrypt non-finite values")
         chunks = range(0, max(values.size, 1), self.slots)
         return tuple(_seal.dump(self._encryptor.encrypt_symmetric(self.encode(values[i:i + self.slots], 0)))
                      for i in chunks)
 
-    def decrypt(self, cts: Sequence["sealapi.Ciphertext"], n: int) -> np.ndarray:
-        """The first ``n`` values held by the concatenated slots of ``cts``."""
+    def decrypt(self, cts: Sequence["sealapi.Ciphertext"], n: int, pairs: bool = False) -> np.ndarray:
+        """The first ``n`` values held by the concatenated slots of ``cts``; ``pairs``: each
+        ciphertext holds its real parts, then its imaginary parts (``Layout.pairs``)."""
         out = []
         for ct in cts:
             pt = sealapi.Plaintext()
             self._decryptor.decrypt(ct, pt)
-            out.append(np.asarray(self.encoder.decode_double(pt)))
+            if pairs:
+                values = np.asarray(self.encoder.decode_complex(pt))
+                out += [values.real, values.imag]
+            else:
+                out.append(np.asarray(self.encoder.decode_double(pt)))
         values = np.concatenate(out) if out else np.zeros(0)
         if values.size < n:
             raise ProtocolError(f"ciphertexts hold {values.size} slots, need {n}")

@@ -46,16 +46,20 @@ class CkksResiduals:
     When every residual row sums to zero (cross-entropy) and the columns travel one vector
     each, the last column is not encrypted: it is minus the sum of the others, and the party
     derives its model and predictions from theirs (``omit_dependent``; half the work at K=2).
+    Each column travels centred, followed by one ciphertext of its mean (``separate_mean``): a
+    party sums a constant row of its operator (the intercept of a ridge on centred columns)
+    with one product instead of a fold over every slot (``log2(slots)`` rotations).
     """
 
     name = "ckks"
     omit_dependent = True
+    separate_mean = True
 
     def __init__(self, params: CkksParams | None = None):
         self.secret = SecretContext(params)
         self._public: bytes | None = None
-        # the round's (key, blobs, blob hashes, last column omitted), shared by every party
-        self._round_blobs: tuple[tuple, tuple[bytes, ...], tuple[bytes, ...], bool] | None = None
+        # the round's (key, blobs, blob hashes, last column omitted, means separate), shared by every party
+        self._round_blobs: tuple[tuple, tuple[bytes, ...], tuple[bytes, ...], bool, bool] | None = None
         self._layouts: dict[str, Layout] = {}  # per party: its rows can differ (hidden membership)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -77,18 +81,25 @@ class CkksResiduals:
         if r.ndim != 2:
             raise ValueError(f"residuals must be (n, K), got shape {r.shape}")
         started = time.perf_counter()
-        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots)
+        layout = self._layouts[party] = Layout.for_training(r.shape[0], r.shape[1], self.secret.slots,
+                                                            pairs=self.secret.params.packs_pairs)
         key = (round, hashlib.sha256(np.ascontiguousarray(r).tobytes()).digest(), r.shape)
         if self._round_blobs is None or self._round_blobs[0] != key:
-            vectors = layout.input_vectors(r)
             omitted = self.omit_dependent and wire.can_omit_last(layout) and bool(
                 np.abs(r.sum(axis=1)).max() <= ZERO_SUM_TOLERANCE * max(1.0, float(np.abs(r).max())))
-            if omitted:
-                vectors = vectors[:-layout.chunks]
-            blobs = tuple(b for v in vectors for b in self.secret.encrypt(v))
-            self._round_blobs = (key, blobs, wire.blob_hashes(blobs), omitted)
-        _, blobs, hashes, omitted = self._round_blobs
-        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, layout, hashes, omitted)
+            mean = self.separate_mean and wire.can_separate_mean(layout)
+            means = r.mean(axis=0) if mean else np.zeros(r.shape[1])
+            vectors = layout.input_vectors(r - means)
+            blobs = []
+            for k in range(r.shape[1] - (1 if omitted else 0)):
+                for v in vectors[k * layout.chunks:(k + 1) * layout.chunks]:
+                    blobs += self.secret.encrypt(v)
+                if mean:
+                    blobs += self.secret.encrypt(np.full(self.secret.slots, means[k]))
+            blobs = tuple(blobs)
+            self._round_blobs = (key, blobs, wire.blob_hashes(blobs), omitted, mean)
+        _, blobs, hashes, omitted, mean = self._round_blobs
+        payload = wire.pack(self.secret, "residuals", party, round, r.shape, blobs, layout, hashes, omitted, mean)
         self.seconds += time.perf_counter() - started
         self.bytes_sent += payload.nbytes
         return payload
@@ -111,6 +122,10 @@ class CkksResiduals:
         self.seconds += time.perf_counter() - started
         if not np.isfinite(values).all():
             raise ProtocolError(f"{kind} of party {party!r} in round {round} decrypt to non-finite values")
+        if values.size and np.abs(values).max() >= self.secret.params.output_range / 2:
+            raise ProtocolError(f"{kind} of party {party!r} in round {round} reach {np.abs(values).max():.4g}, past half "
+                                f"the decryption range {self.secret.params.output_range:.4g} of these CKKS parameters "
+                                "(a wrapped-around decryption, or predictions too large for them)")
         return values
 
     def report(self) -> dict:
@@ -154,10 +169,11 @@ class CkksTrainer:
             self.bytes_received += residuals.nbytes
         layout = self.smoother.layout
         vectors = wire.unpack(residuals, self.context, "residuals", self.name, round, (self._n, self._k), 0, layout,
-                              allow_omitted=True)
+                              allow_omitted=True, allow_mean=True)
         started = time.perf_counter()
         omitted = wire.omits_last(residuals)
-        fitted = self.smoother.fit(vectors, omitted_last=omitted)
+        means = [v.pop() for v in vectors] if wire.has_means(residuals) else None
+        fitted = self.smoother.fit(vectors, omitted_last=omitted, means=means)
         self.models[round] = fitted
         # the reply leaves out the same column: the label owner derives it as the residuals' was
         blobs = wire.serialize([ct for chunks in fitted.f[:len(fitted.f) - omitted] for ct in chunks])

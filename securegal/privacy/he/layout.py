@@ -10,6 +10,11 @@ Two layouts, chosen from (n, K, slots) alone so both sides agree without negotia
 A training input that fits in one ciphertext is repeated with period ``period`` (the next power
 of two of its length), which lets the party sum it with ``log2(period/p')`` rotations instead of
 ``log2(slots/p')``.
+
+``pairs`` (chains with one rescaling prime, ``CkksParams.packs_pairs``, and a per-column input
+longer than one ciphertext's slots): each slot holds two values, chunk ``c`` the values
+``[2cS, 2cS + S)`` in its real parts and ``[2cS + S, 2cS + 2S)`` in its imaginary parts, so a
+vector needs half the ciphertexts (and the party half the plaintext products).
 """
 from __future__ import annotations
 
@@ -28,16 +33,25 @@ class Layout:
     k: int
     slots: int
     packed: bool
+    pairs: bool = False
 
     @classmethod
-    def for_training(cls, n: int, k: int, slots: int) -> "Layout":
+    def for_training(cls, n: int, k: int, slots: int, pairs: bool = False) -> "Layout":
+        """``pairs``: the parameters allow two values per slot (used when a column needs more
+        than one ciphertext)."""
         if n < 1 or k < 1:
             raise ValueError(f"need n >= 1 and K >= 1, got n={n}, K={k}")
-        return cls(int(n), int(k), int(slots), k > 1 and n * k <= slots)
+        packed = k > 1 and n * k <= slots
+        return cls(int(n), int(k), int(slots), packed, bool(pairs) and not packed and n > slots)
 
     def with_rows(self, n: int) -> "Layout":
         """The same packing for another number of rows (test-time predictions)."""
-        return Layout(int(n), self.k, self.slots, self.packed)
+        return Layout(int(n), self.k, self.slots, self.packed, self.pairs)
+
+    @property
+    def capacity(self) -> int:
+        """Values per ciphertext."""
+        return self.slots * (2 if self.pairs else 1)
 
     @property
     def length(self) -> int:
@@ -51,7 +65,7 @@ class Layout:
     @property
     def chunks(self) -> int:
         """Ciphertexts per vector."""
-        return -(-self.length // self.slots)
+        return -(-self.length // self.capacity)
 
     @property
     def blobs(self) -> int:
@@ -62,17 +76,23 @@ class Layout:
         return min(self.slots, next_pow2(self.length))
 
     def input_vectors(self, r: np.ndarray) -> list[np.ndarray]:
-        """Plaintext slot vectors (``vectors * chunks``, each at most ``slots`` long) for ``r`` (n, K)."""
+        """Plaintext slot vectors (``vectors * chunks``, each at most ``slots`` long, complex
+        with ``pairs``) for ``r`` (n, K)."""
         r = np.asarray(r, dtype=np.float64)
         if r.shape != (self.n, self.k):
             raise ValueError(f"expected an array of shape {(self.n, self.k)}, got {r.shape}")
         flat = [r.T.ravel()] if self.packed else [r[:, j] for j in range(self.k)]
         out = []
         for v in flat:
-            if self.chunks == 1:
+            if self.chunks == 1 and not self.pairs:
                 one = np.zeros(self.period)
                 one[:v.size] = v
                 out.append(np.tile(one, self.slots // self.period))
+            elif self.pairs:  # a real-valued period is not needed: pairs only travel over > slots values
+                padded = np.zeros(self.chunks * self.capacity)
+                padded[:v.size] = v
+                halves = padded.reshape(self.chunks, 2, self.slots)
+                out += list(halves[:, 0] + 1j * halves[:, 1])
             else:
                 out += [v[i:i + self.slots] for i in range(0, v.size, self.slots)]
         return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
+
 from ...errors import InsecureParameters
 
 # log2 of the largest coefficient modulus q for each N, per classical security level.
@@ -19,6 +21,7 @@ MAX_LOG_Q: Mapping[int, Mapping[int, int]] = {
 }
 MIN_SECURITY_BITS = 128
 MAX_PRIME_BITS = 60  # SEAL's limit on one RNS prime
+MIN_OUTPUT_HEADROOM_BITS = 8  # |predictions| up to 2^8 at least must decrypt without wrapping around
 
 
 def security_bits(poly_modulus_degree: int, total_modulus_bits: int) -> int:
@@ -30,12 +33,16 @@ def security_bits(poly_modulus_degree: int, total_modulus_bits: int) -> int:
 
 @dataclass(frozen=True)
 class CkksParams:
-    """Ring degree N, the RNS prime sizes (first = decryption prime, last = special prime) and
-    the encoding scale 2**scale_bits. Construction refuses anything below 128-bit security."""
+    """Ring degree N, the RNS prime sizes (first = decryption prime, last = special prime), the
+    encoding scale 2**scale_bits and, for a chain with one rescaling prime, the predictions'
+    scale 2**output_scale_bits (the smoother's two operators share the rest of the rescaled
+    prime; with two rescaling primes the predictions come out at the encoding scale).
+    Construction refuses anything below 128-bit security."""
 
     poly_modulus_degree: int = 8192
     coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 40, 60)
     scale_bits: int = 40
+    output_scale_bits: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(int(b) for b in self.coeff_mod_bit_sizes))
@@ -50,6 +57,10 @@ class CkksParams:
         if not 20 <= self.scale_bits < bits[0]:
             raise ValueError(
                 f"scale_bits {self.scale_bits} must be in [20, {bits[0]}) (below the first prime)")
+        out = self.output_scale_bits
+        if out is not None and (len(bits) != 3 or not self.scale_bits <= out <= bits[0] - MIN_OUTPUT_HEADROOM_BITS):
+            raise ValueError(f"output_scale_bits {out} needs one rescaling prime (3 primes, got {bits}) and must be "
+                             f"in [scale_bits, first prime - {MIN_OUTPUT_HEADROOM_BITS}]")
         if self.security_bits < MIN_SECURITY_BITS:
             raise InsecureParameters(
                 f"N={n} with a {self.total_modulus_bits}-bit coefficient modulus {bits} is below "
@@ -73,6 +84,24 @@ class CkksParams:
         return 2.0 ** self.scale_bits
 
     @property
+    def output_scale(self) -> float:
+        """The scale of the smoother's predictions (on the last level, the first prime alone)."""
+        return 2.0 ** (self.scale_bits if self.output_scale_bits is None else self.output_scale_bits)
+
+    @property
+    def output_range(self) -> float:
+        """Predictions must stay below this in absolute value to decrypt (half the first prime
+        over the output scale); beyond it the decryption wraps around."""
+        return 2.0 ** (self.coeff_mod_bit_sizes[0] - 1) / self.output_scale
+
+    @property
+    def packs_pairs(self) -> bool:
+        """Whether long residual columns travel two values per slot (real and imaginary part;
+        ``Layout.pairs``): on the one-rescaling-prime chain, whose public context then also
+        carries the conjugation key the party needs to take the real part."""
+        return self.depth == 1
+
+    @property
     def depth(self) -> int:
         """How many rescalings a fresh ciphertext allows (primes between the first and the special one)."""
         return len(self.coeff_mod_bit_sizes) - 2
@@ -82,4 +111,20 @@ class CkksParams:
         return {"poly_modulus_degree": self.poly_modulus_degree,
                 "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes),
                 "scale_bits": self.scale_bits,
+                "output_scale_bits": round(float(np.log2(self.output_scale))),
                 "security_bits": self.security_bits}
+
+
+# The two chains securegal uses, chosen by the privacy plan (``PrivacyPlan.ckks_params``); both
+# at N = 8192, 4096 slots, 128-bit security. See docs/he.md, "Parameters and their security".
+#
+# CKKS residuals without feature-DP: one rescaling prime. The smoother's stage-1 products
+# (A r) are not rescaled, so its rotations run on the residuals' two primes; stage 2 (Phi z)
+# rescales once. Every key switch, product, encryption and ciphertext is over two primes
+# instead of three (or two, then one), and the predictions decrypt at 2^46 from the 60-bit
+# prime: |f| < 2^13. Max error against plaintext ~4e-8 at 40k rows (the contract is 1e-6).
+RESIDUAL_CKKS_PARAMS = CkksParams(8192, (60, 60, 60), 40, output_scale_bits=46)
+# CKKS + feature-DP: two rescaling primes (60 + 40 + 40 + 60 = 200 bits), the chain the
+# circuit-error bound (privacy/hedp.py, CIRCUIT_ERROR) was measured on, with 2^19 of headroom
+# at the last level for the flood.
+DP_CKKS_PARAMS = CkksParams(8192, (60, 40, 40, 60), 40)
