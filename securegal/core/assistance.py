@@ -29,9 +29,16 @@ def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[
 
 
 @one_blas_thread
-def combine(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K)."""
-    return np.tensordot(np.asarray(weights, dtype=np.float64), np.asarray(predictions), axes=1)
+def combine(weights: np.ndarray, predictions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K), written into ``out`` (a C-contiguous
+    float64 (n, K) array) when given."""
+    w = np.asarray(weights, dtype=np.float64)
+    P = np.asarray(predictions)
+    if out is None:
+        return np.tensordot(w, P, axes=1)
+    # tensordot's own product (a (1, M) by (M, n K) matrix product), into the caller's buffer
+    np.dot(w[None, :], P.reshape(P.shape[0], -1), out=out.reshape(1, -1))
+    return out
 
 
 def local_loss_value(local_loss: str, residuals: np.ndarray, fitted: np.ndarray) -> float:
