@@ -171,3 +171,5 @@ def test_combine_into_a_buffer_gives_the_same_bits():
     assert combine(w, P, out=out) is out
     np.testing.assert_array_equal(out, combine(w, P))
     np.testing.assert_allclose(out, np.einsum("m,mnk->nk", w, P), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="C-contiguous float64 array of shape"):
+        combine(w, P, out=np.empty((3, 1001)).T)

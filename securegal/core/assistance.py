@@ -45,6 +45,8 @@ def combine(weights: np.ndarray, predictions: np.ndarray, out: np.ndarray | None
     P = np.asarray(predictions)
     if out is None:
         return np.tensordot(w, P, axes=1)
+    if out.shape != P.shape[1:] or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float64 array of shape {P.shape[1:]}, got {out.dtype} {out.shape}")
     # tensordot's own product (a (1, M) by (M, n K) matrix product), into the caller's buffer
     np.dot(w[None, :], P.reshape(P.shape[0], -1), out=out.reshape(1, -1))
     return out

@@ -136,6 +136,8 @@ class CrossEntropy:
         n = y.shape[0]
         F = _as_scores(F, n, self.n_classes)
         d = _as_scores(direction, n, self.n_classes)
+        if n == 0:
+            raise ValueError("the line search needs at least one row")
         chunks = _row_chunks(n)
         rows = np.arange(min(n, CHUNK_ROWS))
         d_label = sum(float(d[a:b][rows[:b - a], y[a:b]].sum()) for a, b in chunks) / n

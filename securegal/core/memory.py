@@ -3,10 +3,9 @@ arrays are larger than glibc's largest mmap threshold.
 
 glibc serves a block above its mmap threshold (dynamic, at most 32 MiB on 64-bit) as a fresh
 mapping and unmaps it when freed, so every such block's pages fault in again, zeroed by the
-kernel, the next time. Above about 4M rows a round's n x K arrays are such blocks: each
-party's residuals and predictions and their wire copies (the wire codec's protobuf and
-``bytes`` copies are made in libraries, out of reach of ``out=`` buffers), the label owner's
-line search. Measured on the 2-core VM: a round trip of an 8M x 2 float64 message through the
+kernel, the next time. Above about 2M training rows at K=2 a round's n x K arrays are such
+blocks: each party's residuals and predictions and their wire copies (the wire codec's
+protobuf and ``bytes`` copies are made in libraries, out of reach of ``out=`` buffers). Measured on the 2-core VM: a round trip of an 8M x 2 float64 message through the
 codec took 0.57 s (0.29 s system time, 187k page faults) with the defaults and 0.085 s
 (no fault) with the blocks kept.
 
