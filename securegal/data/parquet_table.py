@@ -113,7 +113,8 @@ class ParquetTable:
         """(first row, float64 features) of each batch of the row groups ``groups`` (sorted),
         one run of consecutive groups per reader, in file order. The features are column-major
         (Fortran order): each column is one contiguous copy, with ``shift`` subtracted and then
-        divided by ``scale`` (per column) as it is copied, when given."""
+        divided by ``scale`` (per column) as it is copied, when given. Every batch of a pass is
+        written into the same buffer: a batch is valid until the next one is taken."""
         if not len(groups):
             return
         breaks = np.flatnonzero(np.diff(groups) != 1) + 1
@@ -122,11 +123,12 @@ class ParquetTable:
         if meta.num_rows != self.n_rows or meta.num_row_groups != len(self.group_starts) - 1:
             raise ConfigError(f"{self.path.name} changed since it was opened ({meta.num_rows} rows, were "
                               f"{self.n_rows}); restart the party")
+        buffer = np.empty((self.batch_rows, len(self.columns)), order="F")  # every batch of the pass, in turn
         for run in np.split(groups, breaks):
             start = int(self.group_starts[run[0]])
             for batch in reader.iter_batches(batch_size=self.batch_rows, row_groups=run.tolist(),
                                              columns=list(self.columns), use_threads=False):
-                X = np.empty((batch.num_rows, len(self.columns)), order="F")
+                X = buffer[:batch.num_rows]
                 for j, col in enumerate(batch.columns):
                     if col.null_count:
                         raise ConfigError(f"{self.path.name}: column {self.columns[j]!r} has missing cells; a "
@@ -187,7 +189,8 @@ class RowSelection:
         (float64 features, column-major: raw, or ``(x - shift) / scale`` per column when given),
         ``local`` the selected ones among them (None: all, in order) and ``where`` their places
         in the selection's order (an index array, or a slice for a sorted run). Whole batches,
-        so a caller can work on them without gathering rows."""
+        so a caller can work on them without gathering rows; ``X`` is valid (and the caller's
+        to overwrite) until the next batch is taken."""
         starts = self.table.group_starts
         bounds = np.searchsorted(self._sorted, starts)
         groups = np.flatnonzero(bounds[1:] > bounds[:-1])  # row groups holding any selected row
