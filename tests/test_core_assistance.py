@@ -162,3 +162,14 @@ def test_l1_weights_on_a_row_subsample_match_the_full_fit(rng):
                                   fit_assistance_weights(r[:100], P[:, :100], "l1"))
     with pytest.raises(ValueError, match="l1_rows"):
         fit_assistance_weights(r, P, "l1", l1_rows=0)
+
+
+def test_combine_into_a_buffer_gives_the_same_bits():
+    rng = np.random.default_rng(3)
+    P, w = rng.normal(size=(5, 1001, 3)), rng.dirichlet(np.ones(5))
+    out = np.full((1001, 3), np.nan)
+    assert combine(w, P, out=out) is out
+    np.testing.assert_array_equal(out, combine(w, P))
+    np.testing.assert_allclose(out, np.einsum("m,mnk->nk", w, P), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="C-contiguous float64 array of shape"):
+        combine(w, P, out=np.empty((3, 1001)).T)

@@ -23,15 +23,33 @@ def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[
         raise ValueError(f"predictions must have shape (M, {r.shape[0]}, {r.shape[1]}), got {P.shape}")
     if P.shape[0] == 0:
         raise ValueError("at least one party's predictions are needed")
-    if not (np.isfinite(P).all() and np.isfinite(r).all()):
+    if not (_finite(P) and _finite(r)):
         raise ValueError("predictions and residuals must be finite")
     return r, P
 
 
+_FINITE_CHUNK = 1 << 16
+
+
+def _finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite, checked in slices (no mask the size of ``a``)."""
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i:i + _FINITE_CHUNK]).all() for i in range(0, flat.size, _FINITE_CHUNK))
+
+
 @one_blas_thread
-def combine(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K)."""
-    return np.tensordot(np.asarray(weights, dtype=np.float64), np.asarray(predictions), axes=1)
+def combine(weights: np.ndarray, predictions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sum_m w_m f_m for ``predictions`` (M, n, K) -> (n, K), written into ``out`` (a C-contiguous
+    float64 (n, K) array) when given."""
+    w = np.asarray(weights, dtype=np.float64)
+    P = np.asarray(predictions)
+    if out is None:
+        return np.tensordot(w, P, axes=1)
+    if out.shape != P.shape[1:] or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float64 array of shape {P.shape[1:]}, got {out.dtype} {out.shape}")
+    # tensordot's own product (a (1, M) by (M, n K) matrix product), into the caller's buffer
+    np.dot(w[None, :], P.reshape(P.shape[0], -1), out=out.reshape(1, -1))
+    return out
 
 
 def local_loss_value(local_loss: str, residuals: np.ndarray, fitted: np.ndarray) -> float:

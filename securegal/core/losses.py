@@ -29,6 +29,15 @@ def check_local_loss(local_loss: str) -> str:
     return local_loss
 
 
+# Rows per step of the cross-entropy's value, residual and line search: their temporaries are
+# K x CHUNK_ROWS floats, never n-sized (at 8M rows each was 128 MB, a fresh mapping each time).
+CHUNK_ROWS = 1 << 15
+
+
+def _row_chunks(n: int) -> list[tuple[int, int]]:
+    return [(a, min(a + CHUNK_ROWS, n)) for a in range(0, n, CHUNK_ROWS)]
+
+
 def _as_scores(F: np.ndarray, n: int, k: int) -> np.ndarray:
     F = np.asarray(F, dtype=np.float64)
     if F.shape != (n, k):
@@ -96,42 +105,60 @@ class CrossEntropy:
 
     def value(self, y: np.ndarray, F: np.ndarray) -> float:
         y = _class_labels(y, self.n_classes)
-        F = _as_scores(F, y.shape[0], self.n_classes)
-        shifted = _by_class(F)
-        log_normalizer = np.log(np.exp(shifted).sum(axis=0))
-        return float(np.mean(log_normalizer - shifted[y, np.arange(y.shape[0])]))
+        n = y.shape[0]
+        F = _as_scores(F, n, self.n_classes)
+        rows, total = np.arange(min(n, CHUNK_ROWS)), 0.0
+        for a, b in _row_chunks(n):
+            shifted = _by_class(F[a:b])
+            log_normalizer = np.log(np.exp(shifted).sum(axis=0))
+            total += float((log_normalizer - shifted[y[a:b], rows[:b - a]]).sum())
+        return total / n if n else float("nan")  # the mean over no rows, as np.mean gives
 
     def residual(self, y: np.ndarray, F: np.ndarray) -> np.ndarray:
         """onehot(y) - softmax(F): the negative gradient of the per-row loss."""
         y = _class_labels(y, self.n_classes)
-        F = _as_scores(F, y.shape[0], self.n_classes)
-        probs = np.exp(_by_class(F))
-        probs /= probs.sum(axis=0)
-        r = np.negative(probs.T, order="C")
-        r[np.arange(y.shape[0]), y] += 1.0
+        n = y.shape[0]
+        F = _as_scores(F, n, self.n_classes)
+        r, rows = np.empty((n, self.n_classes)), np.arange(min(n, CHUNK_ROWS))
+        for a, b in _row_chunks(n):
+            probs = np.exp(_by_class(F[a:b]))
+            probs /= probs.sum(axis=0)
+            np.negative(probs.T, out=r[a:b])
+            r[a:b][rows[:b - a], y[a:b]] += 1.0
         return r
 
     def along(self, y: np.ndarray, F: np.ndarray, direction: np.ndarray) -> "Derivatives":
-        """First and second derivative of ``eta -> value(y, F + eta * direction)``."""
+        """First and second derivative of ``eta -> value(y, F + eta * direction)``.
+
+        Each evaluation works ``CHUNK_ROWS`` rows at a time in two small reused buffers: the
+        only n-sized arrays are the transposed scores and direction, made once per search."""
         y = _class_labels(y, self.n_classes)
         n = y.shape[0]
         F = _as_scores(F, n, self.n_classes)
         d = _as_scores(direction, n, self.n_classes)
-        d_label = d[np.arange(n), y].mean()
+        if n == 0:
+            raise ValueError("the line search needs at least one row")
+        chunks = _row_chunks(n)
+        rows = np.arange(min(n, CHUNK_ROWS))
+        d_label = sum(float(d[a:b][rows[:b - a], y[a:b]].sum()) for a, b in chunks) / n
         # Classes along the first axis: every reduction over classes runs along the long rows.
         Ft, dt = np.ascontiguousarray(F.T), np.ascontiguousarray(d.T)
-        d2t = dt * dt
-        p, tmp = np.empty_like(Ft), np.empty_like(Ft)
+        p, tmp = np.empty((self.n_classes, len(rows))), np.empty((self.n_classes, len(rows)))
 
         def derivatives(eta: float) -> tuple[float, float]:
-            np.multiply(dt, eta, out=p)
-            np.add(p, Ft, out=p)
-            np.subtract(p, p.max(axis=0), out=p)
-            np.exp(p, out=p)
-            np.divide(p, p.sum(axis=0), out=p)  # softmax(F + eta d), transposed
-            pd = np.multiply(p, dt, out=tmp).sum(axis=0)
-            pd2 = np.multiply(p, d2t, out=tmp).sum(axis=0)
-            return float(pd.mean() - d_label), float(pd2.mean() - np.dot(pd, pd) / n)
+            g = h = 0.0
+            for a, b in chunks:
+                pc, tc, dc = p[:, :b - a], tmp[:, :b - a], dt[:, a:b]
+                np.multiply(dc, eta, out=pc)
+                np.add(pc, Ft[:, a:b], out=pc)
+                np.subtract(pc, pc.max(axis=0), out=pc)
+                np.exp(pc, out=pc)
+                np.divide(pc, pc.sum(axis=0), out=pc)  # softmax(F + eta d), transposed
+                pd = np.multiply(pc, dc, out=tc).sum(axis=0)
+                np.multiply(tc, dc, out=tc)  # p d^2
+                g += float(pd.sum())
+                h += float(tc.sum()) - float(np.dot(pd, pd))
+            return g / n - d_label, h / n
 
         return derivatives
 

@@ -108,10 +108,13 @@ class ParquetTable:
                 bad = self.columns[int(np.flatnonzero(~finite)[0])]
                 raise ConfigError(f"{self.path.name}: column {bad!r} holds non-finite values (NaN or infinite)")
 
-    def _read(self, groups: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    def _read(self, groups: np.ndarray, shift: np.ndarray | None = None,
+              scale: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float64 features) of each batch of the row groups ``groups`` (sorted),
         one run of consecutive groups per reader, in file order. The features are column-major
-        (Fortran order): each column is one contiguous copy, and z-scoring runs down columns."""
+        (Fortran order): each column is one contiguous copy, with ``shift`` subtracted and then
+        divided by ``scale`` (per column) as it is copied, when given. Every batch of a pass is
+        written into the same buffer: a batch is valid until the next one is taken."""
         if not len(groups):
             return
         breaks = np.flatnonzero(np.diff(groups) != 1) + 1
@@ -120,17 +123,23 @@ class ParquetTable:
         if meta.num_rows != self.n_rows or meta.num_row_groups != len(self.group_starts) - 1:
             raise ConfigError(f"{self.path.name} changed since it was opened ({meta.num_rows} rows, were "
                               f"{self.n_rows}); restart the party")
+        buffer = np.empty((self.batch_rows, len(self.columns)), order="F")  # every batch of the pass, in turn
         for run in np.split(groups, breaks):
             start = int(self.group_starts[run[0]])
             for batch in reader.iter_batches(batch_size=self.batch_rows, row_groups=run.tolist(),
                                              columns=list(self.columns), use_threads=False):
-                X = np.empty((batch.num_rows, len(self.columns)), order="F")
+                X = buffer[:batch.num_rows]
                 for j, col in enumerate(batch.columns):
                     if col.null_count:
                         raise ConfigError(f"{self.path.name}: column {self.columns[j]!r} has missing cells; a "
                                           f"streamed table imputes nothing (fill them beforehand, or serve "
                                           f"the table in memory)")
-                    X[:, j] = col.to_numpy(zero_copy_only=False)
+                    values = col.to_numpy(zero_copy_only=False)
+                    if shift is None:
+                        X[:, j] = values
+                    else:  # z-scored in the copy, while the column is in cache: the same bits as after it
+                        np.subtract(values, shift[j], out=X[:, j])
+                        X[:, j] /= scale[j]
                 yield start, X
                 start += batch.num_rows
 
@@ -174,15 +183,18 @@ class RowSelection:
     def shape(self) -> tuple[int, int]:
         return self.n, self.table.n_features
 
-    def batches(self) -> Iterator[tuple[np.ndarray | slice, np.ndarray | None, np.ndarray]]:
-        """(where, local, X) per batch holding any selected row: ``X`` all the batch's rows (raw
-        float64 features, column-major), ``local`` the selected ones among them (None: all, in
-        order) and ``where`` their places in the selection's order (an index array, or a slice
-        for a sorted run). Whole batches, so a caller can work on them without gathering rows."""
+    def batches(self, shift: np.ndarray | None = None,
+                scale: np.ndarray | None = None) -> Iterator[tuple[np.ndarray | slice, np.ndarray | None, np.ndarray]]:
+        """(where, local, X) per batch holding any selected row: ``X`` all the batch's rows
+        (float64 features, column-major: raw, or ``(x - shift) / scale`` per column when given),
+        ``local`` the selected ones among them (None: all, in order) and ``where`` their places
+        in the selection's order (an index array, or a slice for a sorted run). Whole batches,
+        so a caller can work on them without gathering rows; ``X`` is valid (and the caller's
+        to overwrite) until the next batch is taken."""
         starts = self.table.group_starts
         bounds = np.searchsorted(self._sorted, starts)
         groups = np.flatnonzero(bounds[1:] > bounds[:-1])  # row groups holding any selected row
-        for first, X in self.table._read(groups):
+        for first, X in self.table._read(groups, shift, scale):
             lo, hi = np.searchsorted(self._sorted, [first, first + X.shape[0]])
             if lo == hi:
                 continue

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..core.blas import one_blas_thread
+from ..core.memory import keep_large_blocks
 from ..data.parquet_table import RowSelection
 from ..errors import ConfigError
 from .base import check_residuals
@@ -42,16 +43,14 @@ class StreamedRidge:
 
     def standardized(self, rows: RowSelection) -> Iterator[tuple[np.ndarray | slice, np.ndarray | None, np.ndarray]]:
         """:meth:`RowSelection.batches`, each batch z-scored with the training rows' mean and std."""
-        for where, local, X in rows.batches():
-            X -= self.mean
-            X /= self.std
-            yield where, local, X
+        return rows.batches(self.mean, self.std)
 
     @one_blas_thread
     def fit_predict(self, r: np.ndarray) -> tuple[LinearModel, np.ndarray]:
         """The round model for residuals ``r`` (n, K, in the training rows' order) and its train
         predictions."""
         r = check_residuals(r, self.n)
+        keep_large_blocks(r.nbytes)  # this round's residuals, predictions and their wire copies (core.memory)
         rhs = np.zeros((r.shape[1], len(self.mean) + 1))  # transposed: r^T Z is the fast product here
         ones = np.ones(self.rows.table.batch_rows)
         for where, local, Z in self.standardized(self.rows):

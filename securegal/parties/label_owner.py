@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..core.calibration import fit_party_multipliers
+from ..core.memory import keep_large_blocks
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
 from .feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
@@ -105,6 +106,7 @@ class LabelOwner:
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
         self.party_columns: dict[str, int] = {}
         self._P: np.ndarray | None = None  # one round's stacked predictions (see _stacked)
+        self._work: dict[str, np.ndarray] = {}  # (n, K) work arrays reused across rounds (_buffer)
         # Hidden membership (docs/alignment.md): each party fits on all its rows and answers for
         # all of them; positions[p][i] is where our row i sits among p's rows (-1: absent), and
         # kept[p][t] p's opened round-t predictions on our rows (what prediction later uses).
@@ -137,6 +139,7 @@ class LabelOwner:
         training rows (as its own row handles) and the session parameters."""
         if self.aligner is not None and self.peers and self.common is None:
             self.align()
+        keep_large_blocks(self.F.nbytes)  # every round's n x K arrays, ours and the wire's (core.memory)
         base = self._setup_fields()
         self._own(0, m.Setup(**base))
         if not self.peers:
@@ -229,6 +232,7 @@ class LabelOwner:
             self.train_ids, self.y, self.n = self.train_ids[keep], self.y[keep], int(keep.sum())
             init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
             self.model.init = np.asarray(init, dtype=np.float64)
+        keep_large_blocks(self.n * self.k * 8)
         if len(F_history) != len(rounds) + 1:
             raise ConfigError(f"need F after each of rounds 0..{len(rounds)}, got {len(F_history)} arrays")
         for s, F in enumerate(F_history):
@@ -284,12 +288,12 @@ class LabelOwner:
             w = fit_assistance_weights(r, P, self.loss.local_loss)
         else:
             w = uniform_weights(len(names))
-        direction = combine(w, P)
+        direction = combine(w, P, out=self._buffer("direction"))
         if self.eta is not None:
             eta = float(self.eta)
         else:
             eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
-        self.F += eta * direction
+        self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
@@ -300,6 +304,13 @@ class LabelOwner:
         if self._P is None or self._P.shape[1:] != (self.n, self.k) or len(self._P) < m_parties:
             self._P = np.empty((m_parties, self.n, self.k))
         return self._P[:m_parties]
+
+    def _buffer(self, name: str) -> np.ndarray:
+        """An (n, K) float64 work array kept across rounds under ``name`` (see :meth:`_stacked`)."""
+        buf = self._work.get(name)
+        if buf is None or buf.shape != (self.n, self.k):
+            buf = self._work[name] = np.empty((self.n, self.k))
+        return buf
 
     def _residuals_for(self, party: str, r: np.ndarray) -> np.ndarray:
         """What ``party`` is sent: ``r`` itself, or under hidden membership a residual for every
