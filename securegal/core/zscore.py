@@ -12,16 +12,11 @@ _BLOCK_ROWS = 1 << 16
 
 def _blocks(X: np.ndarray, rows: np.ndarray | None) -> Iterator[np.ndarray]:
     """Consecutive blocks of ``X[rows]`` (of all of ``X`` when ``rows`` is None), at most
-    ``_BLOCK_ROWS`` rows each, as float64: views of ``X``, or rows gathered into one reused
-    scratch block (valid until the next one is taken)."""
+    ``_BLOCK_ROWS`` rows each, as float64: views of ``X``, or the rows gathered into a new
+    block (fancy indexing: on a strided view several times faster than ``np.take`` into a buffer)."""
     n = X.shape[0] if rows is None else len(rows)
-    scratch = None if rows is None else np.empty((min(n, _BLOCK_ROWS), X.shape[1]))
     for start in range(0, n, _BLOCK_ROWS):
-        if rows is None:
-            yield X[start:start + _BLOCK_ROWS]
-        else:
-            picked = rows[start:start + _BLOCK_ROWS]
-            yield np.take(X, picked, axis=0, out=scratch[:len(picked)])
+        yield X[start:start + _BLOCK_ROWS] if rows is None else X[rows[start:start + _BLOCK_ROWS]]
 
 
 @dataclass(frozen=True)
