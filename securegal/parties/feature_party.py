@@ -72,7 +72,9 @@ class FeatureParty:
             raise ConfigError(f"party {name!r} streams its table, which feature-DP does not support; serve it in "
                               f"memory (stream = false) or drop the DP budget")
         self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
-        self._train_ids = np.zeros(0, dtype=np.int64)
+        # This session's training rows as a mask over the table's rows (1 byte a row, where their
+        # IDs took 8 a training row): a predict request for any of them is refused (the policy).
+        self._training = np.zeros(0, dtype=bool)
         # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
         # a label owner that vanished without Finish cannot wedge the party.
         self.session_timeout = session_timeout
@@ -210,7 +212,8 @@ class FeatureParty:
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
-        self._train_ids = np.asarray(setup.train_ids)
+        self._training = np.zeros(self.table.n_rows if self.streamed else len(self.table.ids), dtype=bool)
+        self._training[self._table_rows(setup.train_ids)] = True
         log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
                  self._n_train, setup.rounds, setup.residuals)
         # how many columns this party contributes is public (docs/alignment.md); their names are not
@@ -314,7 +317,7 @@ class FeatureParty:
         self._check_selected(req.sample_ids, "predict request")
         if req.rounds < 1 or req.rounds > self.last_round:
             raise ProtocolError(f"predict request for {req.rounds} rounds; this session fitted {self.last_round}")
-        self.policy.check_predict(req.sample_ids, self._train_ids)
+        self.policy.check_predict(req.sample_ids, lambda ids: self._training[self._table_rows(ids)])
         size = self.reply_bytes(len(req.sample_ids), req.rounds)
         if size > self.max_reply_bytes:
             raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "
