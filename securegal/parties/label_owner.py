@@ -255,6 +255,7 @@ class LabelOwner:
         except FederationStopped as stop:
             self.model.stopped = str(stop)
             log.warning("run stopped after %d rounds: %s", len(self.model.rounds), stop)
+        self._P = None  # the rounds' prediction buffer (M x n x K) is not needed for prediction
         return self.model
 
     def _round(self, t: int) -> RoundResult:
@@ -340,13 +341,14 @@ class LabelOwner:
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
-        F = np.tile(self.model.init, (T + 1, len(ids), 1))
         if T == 0:
-            return F
-        steps = np.zeros((T, len(ids), self.k))
+            return np.tile(self.model.init, (1, len(ids), 1))
+        F = np.zeros((T + 1, len(ids), self.k))
+        steps = F[1:]  # each round's step, summed over the parties, then their running sum: F_t - F_0
         for party, preds in self._party_rounds(ids):  # one party at a time
             steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
-        F[1:] += np.cumsum(steps, axis=0, out=steps)
+        np.cumsum(steps, axis=0, out=steps)
+        F += self.model.init
         return F
 
     def _coefficients(self, party: str) -> np.ndarray:
