@@ -28,10 +28,11 @@ def rss_mib() -> float:
 
 
 class FreshRun:
-    """A worker process ready to run the job once on ``n_rows`` x ``n_features`` synthetic rows."""
+    """A worker process ready to run the job once on ``n_rows`` x ``n_features`` synthetic rows
+    (``python``: the interpreter, e.g. another checkout's venv for an A/B comparison)."""
 
-    def __init__(self, n_rows: int, n_features: int, parties: int, rounds: int):
-        self._proc = subprocess.Popen([sys.executable, __file__, str(n_rows), str(n_features), str(parties), str(rounds)],
+    def __init__(self, n_rows: int, n_features: int, parties: int, rounds: int, python: str = sys.executable):
+        self._proc = subprocess.Popen([python, __file__, str(n_rows), str(n_features), str(parties), str(rounds)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                       cwd=Path(__file__).parent)
         ready = self._reply()
