@@ -5,14 +5,13 @@ runs timed one after another in one process report the largest of them plus the 
 the others. :class:`FreshRun` starts a worker (this file as a script) that imports securegal and
 builds the synthetic table, then reports its RSS (the baseline: table and libraries) and waits;
 :meth:`FreshRun.run` lets it run the job once and returns what it measured. The caller times
-``run`` (the pipe round trip is a millisecond), so a pytest-benchmark median is one of runs in
-fresh processes.
+``run`` (the pipe round trip is a millisecond; the worker's exit is not timed), so a
+pytest-benchmark median is one of runs in fresh processes.
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,17 @@ def rss_mib() -> float:
     """This process's resident set now."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * _PAGE / 2**20
+
+
+def peak_rss_mib() -> float:
+    """This process's high-water RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries that over an
+    exec from the forking process, so a worker started by a 420 MiB pytest process would report
+    at least 420 MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 class FreshRun:
@@ -50,9 +60,13 @@ class FreshRun:
         ``peak_rss_mib`` (its whole life: baseline included) and ``baseline_mib``."""
         self._proc.stdin.write("run\n")
         self._proc.stdin.flush()
-        result = self._reply()
+        return {**self._reply(), "baseline_mib": self.baseline_mib}
+
+    def close(self) -> None:
+        """Wait for the worker to exit (it does after its run; freeing its memory takes a moment,
+        which is why :meth:`run` does not wait)."""
+        self._proc.stdin.close()
         self._proc.wait()
-        return {**result, "baseline_mib": self.baseline_mib}
 
 
 def _worker(n_rows: int, n_features: int, parties: int, rounds: int) -> None:
@@ -64,8 +78,8 @@ def _worker(n_rows: int, n_features: int, parties: int, rounds: int) -> None:
     cpu, wall = time.process_time(), time.perf_counter()
     accuracy = run_once(data, parties, rounds)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    print(json.dumps({"accuracy": accuracy, "seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak}), flush=True)
+    print(json.dumps({"accuracy": accuracy, "seconds": wall, "cpu_seconds": cpu, "peak_rss_mib": peak_rss_mib()}),
+          flush=True)
 
 
 if __name__ == "__main__":
