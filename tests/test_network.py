@@ -108,7 +108,23 @@ def test_label_owner_killed_and_resumed(tmp_path, reference):
     same_values(metrics, reference[16])
 
 
-def test_party_answers_a_resumed_label_owner_with_the_kept_reply(rng):
+def _resumed_round_one(party, rng):
+    """Round 1, then round 1 again from a restarted label owner (a new seq epoch): both replies."""
+    env = lambda body, seq, round=0: m.Envelope("s", round, "alice", "bob", seq, body)  # noqa: E731
+    party.handle(env(m.Setup(np.arange(30), 1, 3, "regression"), 0))
+    first = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1, round=1))
+    with pytest.raises(ProtocolError, match="already done"):  # same incarnation: refused
+        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 2, round=1))
+    again = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=1))
+    with pytest.raises(ProtocolError, match="replayed"):
+        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=2))
+    return first, again
+
+
+@pytest.mark.parametrize("local_loss", ["l2", "l1"])
+def test_party_answers_a_resumed_label_owner_with_the_same_reply_recomputed(rng, local_loss):
+    """A plain party keeps the round's model, not its n x K train predictions: asked again, it
+    recomputes exactly the reply it sent, without a second fit."""
     table = FeatureTable(np.arange(30), rng.normal(size=(30, 3)))
     fits = []
 
@@ -117,16 +133,28 @@ def test_party_answers_a_resumed_label_owner_with_the_kept_reply(rng):
             fits.append(round)
             return super().fit_round(round, residuals)
 
-    party = FeatureParty("bob", table, lambda s: Counting(LinearLearner()), label_owner="alice")
-    env = lambda body, seq, round=0: m.Envelope("s", round, "alice", "bob", seq, body)
-    party.handle(env(m.Setup(np.arange(30), 1, 3, "regression"), 0))
-    first = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1, round=1))
-    with pytest.raises(ProtocolError, match="already done"):  # same incarnation: refused
-        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 2, round=1))
-    again = party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=1))
-    assert again is first and fits == [1]
-    with pytest.raises(ProtocolError, match="replayed"):
-        party.handle(env(m.FitRequest(rng.normal(size=(30, 1))), 1 << RESUME_BITS, round=2))
+    party = FeatureParty("bob", table, lambda s: Counting(LinearLearner(local_loss=local_loss)), label_owner="alice")
+    first, again = _resumed_round_one(party, rng)
+    assert callable(party._last_fit)  # no predictions held between rounds
+    np.testing.assert_array_equal(again.predictions, first.predictions)
+    assert fits == [1]
+
+
+def test_a_trainer_that_cannot_recompute_its_reply_has_it_kept(rng):
+    """A trainer without ``train_predictions`` (DP noise, ciphertexts: a recomputation would be a
+    second release) gets the very reply it sent."""
+    table = FeatureTable(np.arange(30), rng.normal(size=(30, 3)))
+
+    class Noisy:
+        def setup(self, X, setup):
+            self.n = X.shape[0]
+
+        def fit_round(self, round, residuals):
+            return rng.normal(size=(self.n, 1))
+
+    party = FeatureParty("bob", table, lambda s: Noisy(), label_owner="alice")
+    first, again = _resumed_round_one(party, rng)
+    assert again is first
 
 
 def test_config_errors(tmp_path):

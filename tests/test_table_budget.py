@@ -143,9 +143,12 @@ def test_party_policy(tmp_path):
 
 def test_default_policy_answers_the_label_owners_evaluation():
     policy = PartyPolicy()
-    policy.check_predict(np.arange(10, 20), np.arange(10))  # test/validation rows: fine
-    with pytest.raises(PolicyRefused):
-        policy.check_predict(np.arange(5, 15), np.arange(10))
+    training = lambda ids: ids < 10  # noqa: E731  (rows 0..9 are the session's training rows)
+    policy.check_predict(np.arange(10, 20), training)  # test/validation rows: fine
+    with pytest.raises(PolicyRefused, match="5 of the 10 requested rows are training rows"):
+        policy.check_predict(np.arange(5, 15), training)
+    with pytest.raises(PolicyRefused, match="no predict requests"):
+        PartyPolicy(predict="none").check_predict(np.arange(10, 20), training)
     with pytest.raises(PolicyRefused, match="at least 20"):
         policy.check_setup(19, "plain", 0)
 

@@ -34,9 +34,12 @@ class Learner(Protocol):
 class BoundLearner(Protocol):
     """A learner bound to one party's fixed feature block (``Learner.bind(X)``): fits round
     after round and hands back the train predictions with the model, so the caller never
-    predicts on the training rows again."""
+    predicts on the training rows again; ``predict_train`` recomputes those predictions for a
+    model it fitted (the same values, for a reply asked again instead of one kept)."""
 
     def fit_predict(self, r: np.ndarray) -> tuple[FittedModel, np.ndarray]: ...
+
+    def predict_train(self, model: FittedModel) -> np.ndarray: ...
 
 
 class _Refit:
@@ -47,7 +50,10 @@ class _Refit:
 
     def fit_predict(self, r: np.ndarray) -> tuple[FittedModel, np.ndarray]:
         model = self.learner.fit(self.X, r)
-        return model, np.asarray(model.predict(self.X), dtype=np.float64)
+        return model, self.predict_train(model)
+
+    def predict_train(self, model: FittedModel) -> np.ndarray:
+        return np.asarray(model.predict(self.X), dtype=np.float64)
 
 
 def bind(learner: Learner, X: np.ndarray) -> BoundLearner:

@@ -68,11 +68,15 @@ class BoundRidge:
 
     @one_blas_thread
     def __init__(self, learner: "LinearLearner", X: np.ndarray):
-        X, _ = check_fit_inputs(X, np.zeros((np.asarray(X).shape[0], 1)))
+        X = np.asarray(X)
+        if X.dtype == np.float32 and X.ndim == 2 and learner.stored_dtype(X.shape) == np.float32:
+            X = _checked_float32(X)  # already in its stored form (a party builds it so): no float64 copy
+        else:
+            X, _ = check_fit_inputs(X, np.zeros((X.shape[0], 1)))
         self.learner, self.n = learner, X.shape[0]
         self.lam = learner.lam * X.shape[0]
         if learner.local_loss == "l2":
-            self.X = X.astype(np.float32) if X.size >= FLOAT32_ELEMENTS else X
+            self.X = X.astype(learner.stored_dtype(X.shape), copy=False)
             d = self.X.shape[1]
             gram = np.zeros((d + 1, d + 1))
             for block in self._blocks():
@@ -115,15 +119,7 @@ class BoundRidge:
                 start += block.shape[0]
             rhs[:-1] = rhs_t.T
             model = LinearModel(cho_solve(self._factor, rhs))
-            predictions = np.empty((self.n, r.shape[1]))
-            weights_t = np.ascontiguousarray(model.coef[:-1].T)
-            start = 0
-            for block in self._blocks():
-                rows = predictions[start:start + block.shape[0]]
-                rows[:] = (weights_t @ block.T).T
-                start += block.shape[0]
-            predictions += model.coef[-1]
-            return model, predictions
+            return model, self.predict_train(model)
         Phi = self._phi
         coef = _ridge_solve(Phi, r, self.lam)
         for _ in range(self.learner.irls_iterations):
@@ -131,7 +127,29 @@ class BoundRidge:
             weights = 1.0 / np.maximum(abs_res, 1e-6 * (1.0 + abs_res.mean()))
             coef = _ridge_solve(Phi, r, self.lam * weights.mean(), weights)
         model = LinearModel(coef)
-        return model, Phi @ coef
+        return model, self.predict_train(model)
+
+    @one_blas_thread
+    def predict_train(self, model: LinearModel) -> np.ndarray:
+        """``model``'s predictions on the bound rows (n, K), C-contiguous: what :meth:`fit_predict`
+        returned with it, computed the same way (the same values)."""
+        if self.learner.local_loss != "l2":
+            return self._phi @ model.coef
+        predictions = np.empty((self.n, model.coef.shape[1]))
+        weights_t = np.ascontiguousarray(model.coef[:-1].T)
+        start = 0
+        for block in self._blocks():
+            rows = predictions[start:start + block.shape[0]]
+            rows[:] = (weights_t @ block.T).T
+            start += block.shape[0]
+        predictions += model.coef[-1]
+        return predictions
+
+
+def _checked_float32(X: np.ndarray) -> np.ndarray:
+    if not np.isfinite(X).all():
+        raise ValueError("features must be finite")
+    return X
 
 
 class LinearLearner:
@@ -149,6 +167,12 @@ class LinearLearner:
             raise ConfigError(f"ridge penalty lam must be > 0, got {lam!r}")
         self.lam = float(lam)
         self.irls_iterations = int(irls_iterations)
+
+    def stored_dtype(self, shape: tuple[int, int]):
+        """The dtype a bound block of ``shape`` (n, d) is kept in: float32 for an l2 block of at
+        least ``FLOAT32_ELEMENTS`` values, else float64 (a party can build its rows in it directly)."""
+        large = int(np.prod(shape)) >= FLOAT32_ELEMENTS
+        return np.dtype(np.float32) if self.local_loss == "l2" and large else np.dtype(np.float64)
 
     def bind(self, X: np.ndarray) -> BoundRidge:
         """This learner on the fixed features ``X``: the per-block work is done once."""

@@ -72,7 +72,9 @@ class FeatureParty:
             raise ConfigError(f"party {name!r} streams its table, which feature-DP does not support; serve it in "
                               f"memory (stream = false) or drop the DP budget")
         self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
-        self._train_ids = np.zeros(0, dtype=np.int64)
+        # This session's training rows as a mask over the table's rows (1 byte a row, where their
+        # IDs took 8 a training row): a predict request for any of them is refused (the policy).
+        self._training = np.zeros(0, dtype=bool)
         # An open session idle for longer than this (seconds) expires when a new Setup arrives, so
         # a label owner that vanished without Finish cannot wedge the party.
         self.session_timeout = session_timeout
@@ -88,8 +90,10 @@ class FeatureParty:
         self._n_train = 0
         self._k = 0
         self._scaler = None  # the session's column map: X -> standardized X
-        # The last round's reply, kept for a label owner that restarts; a streamed party keeps a
-        # way to recompute it (the same bits) instead of holding n x K train predictions.
+        # The last round's reply, for a label owner that restarts: a trainer that can recompute its
+        # train predictions (``train_predictions``: the plain layer's, the same bits and no new
+        # release) is asked again instead of holding n x K values; any other reply (DP noise,
+        # ciphertexts) is kept, so asking again never releases anything new.
         self._last_fit: m.FitReply | Callable[[], m.FitReply] | None = None
 
     @property
@@ -162,7 +166,12 @@ class FeatureParty:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
         self._check_selected(setup.train_ids, "setup")
         hidden = self._hidden_membership(setup)
-        X_raw = self._selection(setup.train_ids) if self.streamed else self._rows(setup.train_ids)
+        # A plain in-memory party builds its standardized rows straight from its table (below);
+        # a DP party's column map needs the raw rows.
+        built = not self.streamed and self.privacy is None
+        X_raw = None if built else self._selection(setup.train_ids) if self.streamed else self._rows(setup.train_ids)
+        source = self._source()
+        positions = source.positions(setup.train_ids) if built else None
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
         # A new setup ends the previous (finished or expired) session, also when it is refused.
@@ -170,7 +179,7 @@ class FeatureParty:
         if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
             scaler = lambda rows: rows  # noqa: E731
         elif self.privacy is None:  # no DP: z-score with the training rows' statistics
-            scaler = ZScore.fit(X_raw)  # standardizes the fresh row copies in place
+            scaler = ZScore.fit(source.X, positions)  # standardizes the fresh row copies in place
         else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
             scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
@@ -189,7 +198,12 @@ class FeatureParty:
                 raise ConfigError(f"party {self.name!r} has a privacy ledger but its trainer "
                                   f"{type(trainer).__name__} releases outside it")
             trainer.bind_table(self.privacy, env.session)
-        trainer.setup(scaler(X_raw), setup)  # a DP trainer reserves its whole plan in the ledger here
+        if built:  # in the dtype the trainer keeps them in (float32 for a large ridge block): no float64 copy
+            dtype = getattr(trainer, "feature_dtype", lambda shape: np.float64)((len(positions), source.n_features))
+            X_train = scaler.rows(source.X, positions, dtype)
+        else:
+            X_train = scaler(X_raw)
+        trainer.setup(X_train, setup)  # a DP trainer reserves its whole plan in the ledger here
         if self.privacy is not None:
             self.privacy.record_training(self._table_rows(setup.train_ids), len(self.ids))
             self.privacy.count_session()
@@ -198,7 +212,8 @@ class FeatureParty:
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k = len(setup.train_ids), setup.n_outputs
-        self._train_ids = np.asarray(setup.train_ids)
+        self._training = np.zeros(self.table.n_rows if self.streamed else len(self.table.ids), dtype=bool)
+        self._training[self._table_rows(setup.train_ids)] = True
         log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
                  self._n_train, setup.rounds, setup.residuals)
         # how many columns this party contributes is public (docs/alignment.md); their names are not
@@ -220,8 +235,12 @@ class FeatureParty:
                                 f"it names {len(setup.train_ids)}")
         return True
 
+    def _source(self) -> FeatureTable:
+        """The in-memory table rows are named in: this session's handles after PSI, else the IDs."""
+        return self._session_table or self.table
+
     def _rows(self, ids: np.ndarray) -> np.ndarray:
-        return (self._session_table or self.table).rows(ids)
+        return self._source().rows(ids)
 
     def _selection(self, ids: np.ndarray):
         """The rows ``ids`` names (handles after PSI), in that order, as a streamed table's
@@ -284,7 +303,7 @@ class FeatureParty:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round
-        if self.streamed:
+        if hasattr(self.trainer, "train_predictions"):  # it recomputes them: n x K values not kept
             trainer, fitted = self.trainer, env.round
             self._last_fit = lambda: m.FitReply(predictions=trainer.train_predictions(fitted))
             return m.FitReply(predictions=preds)
@@ -298,7 +317,7 @@ class FeatureParty:
         self._check_selected(req.sample_ids, "predict request")
         if req.rounds < 1 or req.rounds > self.last_round:
             raise ProtocolError(f"predict request for {req.rounds} rounds; this session fitted {self.last_round}")
-        self.policy.check_predict(req.sample_ids, self._train_ids)
+        self.policy.check_predict(req.sample_ids, lambda ids: self._training[self._table_rows(ids)])
         size = self.reply_bytes(len(req.sample_ids), req.rounds)
         if size > self.max_reply_bytes:
             raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "

@@ -259,31 +259,21 @@ class LabelOwner:
         except FederationStopped as stop:
             self.model.stopped = str(stop)
             log.warning("run stopped after %d rounds: %s", len(self.model.rounds), stop)
+        self._P = None  # the rounds' prediction buffer (M x n x K) is not needed for prediction
         return self.model
 
     def _round(self, t: int) -> RoundResult:
         r = self.loss.residual(self.y, self.F)
-        replies = self.messenger.exchange(t, {p: m.FitRequest(self.channel.seal(self._residuals_for(p, r), t, p))
-                                              for p in self.peers}) if self.peers else {}
+        P = self._stacked(1 + len(self.peers))  # row 0: our own block's predictions, then each answer's
+        requests = {p: m.FitRequest(self.channel.seal(self._residuals_for(p, r), t, p)) for p in self.peers}
+        names, absent, stopped = self._gathered(t, requests, P)
         own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
-        preds = {self.own.name: np.asarray(self._own(t, m.FitRequest(own_r)).predictions)}
-        absent = []
-        for party, reply in replies.items():
-            if isinstance(reply, BudgetExceeded):  # a party's budget refused this round's releases
-                raise FederationStopped(str(reply))
-            try:
-                if isinstance(reply, Exception):
-                    raise reply
-                preds[party] = self._opened(party, reply.predictions, t)
-            except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
-                log.warning("round %d: party %s dropped from the round: %s", t, party, exc)
-                absent.append(party)
-        if len(preds) < self.min_parties:
-            raise FederationStopped(f"round {t}: only {len(preds)} parties answered, --min-parties is {self.min_parties}")
-        names = list(preds)
-        P = self._stacked(len(names))
-        for i, p in enumerate(names):
-            P[i] = preds.pop(p)  # each reply is let go once copied
+        P[0] = self._own(t, m.FitRequest(own_r)).predictions
+        if stopped is not None:  # a party's budget refused this round's releases
+            raise FederationStopped(stopped)
+        if len(names) < self.min_parties:
+            raise FederationStopped(f"round {t}: only {len(names)} parties answered, --min-parties is {self.min_parties}")
+        P = P[:len(names)]
         if self.weighting == "learned" and len(names) > 1:
             w = fit_assistance_weights(r, P, self.loss.local_loss)
         else:
@@ -297,6 +287,25 @@ class LabelOwner:
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
+
+    def _gathered(self, t: int, requests: dict, P: np.ndarray) -> tuple[list[str], list[str], str | None]:
+        """Each party's round-t reply opened into the next free row of ``P`` (from row 1) as it
+        arrives, so one reply is held at a time, not M; the names in ``P``'s order (ours first), the
+        parties dropped from the round, and a budget refusal's message (None if none refused)."""
+        names, absent, stopped = [self.own.name], [], None
+        for party, reply in self.messenger.exchange_each(t, requests) if requests else ():
+            if isinstance(reply, BudgetExceeded):
+                stopped = stopped or str(reply)
+                continue
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                P[len(names)] = self._opened(party, reply.predictions, t)
+                names.append(party)
+            except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
+                log.warning("round %d: party %s dropped from the round: %s", t, party, exc)
+                absent.append(party)
+        return names, absent, stopped
 
     def _stacked(self, m_parties: int) -> np.ndarray:
         """The (M, n, K) buffer of one round's predictions, reused across rounds: at a million
@@ -343,13 +352,14 @@ class LabelOwner:
         """
         ids = np.asarray(sample_ids, dtype=np.int64)
         T = len(self.model.rounds)
-        F = np.tile(self.model.init, (T + 1, len(ids), 1))
         if T == 0:
-            return F
-        steps = np.zeros((T, len(ids), self.k))
+            return np.tile(self.model.init, (1, len(ids), 1))
+        F = np.zeros((T + 1, len(ids), self.k))
+        steps = F[1:]  # each round's step, summed over the parties, then their running sum: F_t - F_0
         for party, preds in self._party_rounds(ids):  # one party at a time
             steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
-        F[1:] += np.cumsum(steps, axis=0, out=steps)
+        np.cumsum(steps, axis=0, out=steps)
+        F += self.model.init
         return F
 
     def _coefficients(self, party: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Label-owner side of the wire: envelopes out through a transport, replies checked on the way in."""
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Iterator, Mapping, Sequence, Union
 
 from .. import messages as m
 from ..errors import ProtocolError, error_from_reply
@@ -31,23 +31,37 @@ class Messenger:
         return self._seq
 
     def exchange(self, round: int, requests: Mapping[str, m.Body]) -> dict[str, Outcome]:
+        """Every party's outcome, after the middleware (which sees them all at once)."""
+        out = dict(self._outcomes(round, requests))
+        for step in self.middleware:
+            out = step(out)
+        return out
+
+    def exchange_each(self, round: int, requests: Mapping[str, m.Body]) -> Iterator[tuple[str, Outcome]]:
+        """:meth:`exchange` one outcome at a time, as (party, outcome) pairs the messenger does not
+        keep: a consumer that lets each go before taking the next holds one reply at a time (n x K
+        predictions per party and round; in process the next request is sent only then). The
+        middleware sees each outcome alone, as a one-entry mapping."""
+        for party, outcome in self._outcomes(round, requests):
+            out = {party: outcome}
+            for step in self.middleware:
+                out = step(out)
+            yield party, out[party]
+
+    def _outcomes(self, round: int, requests: Mapping[str, m.Body]) -> Iterator[tuple[str, Outcome]]:
         expected = {party: m.REPLY_TO[type(body)] for party, body in requests.items()}
-        out: dict[str, Outcome] = {}
         if getattr(self.transport, "sequential", False):
             # The parties answer one after another anyway (in process): send one request at a time,
             # so only one request's and one reply's bytes (n x K per round) are alive at once.
             for party, body in requests.items():
                 raw = self.transport.call_many({party: self._encode(round, party, body)}).get(party)
-                out[party] = self._outcome(raw, party, round, expected[party])
+                yield party, self._outcome(raw, party, round, expected[party])
         else:
             wire = {party: self._encode(round, party, body) for party, body in requests.items()}
             raw_replies = self.transport.call_many(wire)
             del wire  # the requests' bytes go before the replies are decoded
             for party in requests:  # each reply's bytes are let go once decoded
-                out[party] = self._outcome(raw_replies.pop(party, None), party, round, expected[party])
-        for step in self.middleware:
-            out = step(out)
-        return out
+                yield party, self._outcome(raw_replies.pop(party, None), party, round, expected[party])
 
     def _encode(self, round: int, party: str, body: m.Body) -> bytes:
         env = m.Envelope(self.session, round, self.name, party, self._seq, body)

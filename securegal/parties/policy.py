@@ -8,6 +8,7 @@ predictions only for rows outside the session's training set, every residual mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -61,11 +62,12 @@ class PartyPolicy:
             raise PolicyRefused(f"this table has served {sessions_so_far} sessions, the policy's max_sessions is "
                                 f"{self.max_sessions}")
 
-    def check_predict(self, sample_ids: np.ndarray, train_ids: np.ndarray) -> None:
+    def check_predict(self, sample_ids: np.ndarray, is_training: Callable[[np.ndarray], np.ndarray]) -> None:
+        """``is_training(sample_ids)``: a bool per requested row, True for a training row of this
+        session (asked only when the policy answers predict requests at all)."""
         if self.predict == "none":
             raise PolicyRefused("this party's policy answers no predict requests (predict = 'none')")
-        # np.isin picks a lookup table for row handles in a small range: O(n), no sort of the IDs
-        overlap = int(np.isin(np.asarray(sample_ids), np.asarray(train_ids)).sum())
+        overlap = int(np.count_nonzero(is_training(np.asarray(sample_ids))))
         if overlap:
             raise PolicyRefused(f"{overlap} of the {len(sample_ids)} requested rows are training rows of this "
                                 "session; their predictions would leave the party outside the privacy "

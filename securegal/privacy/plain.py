@@ -37,6 +37,12 @@ class PlainTrainer:
         self.models: dict[int, FittedModel] = {}
         self._n = self._k = 0
 
+    def feature_dtype(self, shape: tuple[int, int]) -> np.dtype:
+        """The dtype the learner keeps a training block of ``shape`` in (float32 for a large l2
+        ridge block), so the party can build its standardized rows in it without a float64 copy."""
+        stored = getattr(self.learner, "stored_dtype", None)
+        return np.dtype(np.float64) if stored is None else stored(shape)
+
     def setup(self, X_train: np.ndarray, setup: Setup) -> None:
         if setup.residuals != "plain":
             raise LayerMismatch(f"this party only accepts plain residuals, the label owner asked for {setup.residuals!r}")
@@ -50,6 +56,10 @@ class PlainTrainer:
         model, predictions = self._bound.fit_predict(r)  # train predictions come with the fit
         self.models[round] = model
         return np.asarray(predictions, dtype=np.float64)
+
+    def train_predictions(self, round: int) -> np.ndarray:
+        """Round ``round``'s train predictions again (the same computation, the same values)."""
+        return np.asarray(self._bound.predict_train(self.models[round]), dtype=np.float64)
 
     def predict(self, X: np.ndarray, rounds: int) -> Payload:
         out = np.zeros((rounds, X.shape[0], self._k))

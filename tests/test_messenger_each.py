@@ -1,0 +1,33 @@
+"""Messenger.exchange_each: replies handed over one at a time, in process before the next request."""
+from securegal import messages as m
+from securegal.parties.messenger import Messenger
+from securegal.transport.inprocess import InProcessTransport
+from securegal.wire.codec import DEFAULT_LIMITS, decode, encode
+
+
+def _acking(name: str, events: list):
+    def handle(raw: bytes) -> bytes:
+        env = decode(raw, DEFAULT_LIMITS)
+        events.append(f"{name} called")
+        return encode(m.Envelope(env.session, env.round, name, env.sender, env.seq, m.FinishAck(info={"party": name})))
+    return handle
+
+
+def test_in_process_each_reply_is_consumed_before_the_next_party_is_asked():
+    events: list[str] = []
+    transport = InProcessTransport({p: _acking(p, events) for p in ("p1", "p2", "p3")})
+    collected = []
+    messenger = Messenger("alice", "s", transport, middleware=[lambda out: collected.append(dict(out)) or out])
+    for party, reply in messenger.exchange_each(1, {p: m.Finish() for p in ("p1", "p2", "p3")}):
+        assert isinstance(reply, m.FinishAck) and reply.info["party"] == party
+        events.append(f"{party} consumed")
+    assert events == ["p1 called", "p1 consumed", "p2 called", "p2 consumed", "p3 called", "p3 consumed"]
+    assert [list(out) for out in collected] == [["p1"], ["p2"], ["p3"]]  # the middleware sees each alone
+    whole = messenger.exchange(2, {p: m.Finish() for p in ("p1", "p2")})
+    assert list(whole) == ["p1", "p2"] and list(collected[-1]) == ["p1", "p2"]
+
+
+def test_an_unknown_party_comes_back_as_its_error():
+    messenger = Messenger("alice", "s", InProcessTransport({}))
+    [(party, outcome)] = list(messenger.exchange_each(1, {"ghost": m.Finish()}))
+    assert party == "ghost" and isinstance(outcome, Exception) and "ghost" in str(outcome)
