@@ -19,7 +19,6 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..core.blas import one_blas_thread
-from ..core.memory import keep_large_blocks
 from ..data.parquet_table import RowSelection
 from ..errors import ConfigError
 from .base import check_residuals
@@ -50,7 +49,6 @@ class StreamedRidge:
         """The round model for residuals ``r`` (n, K, in the training rows' order) and its train
         predictions."""
         r = check_residuals(r, self.n)
-        keep_large_blocks(r.nbytes)  # this round's residuals, predictions and their wire copies (core.memory)
         rhs = np.zeros((r.shape[1], len(self.mean) + 1))  # transposed: r^T Z is the fast product here
         ones = np.ones(self.rows.table.batch_rows)
         for where, local, Z in self.standardized(self.rows):

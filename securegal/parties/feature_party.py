@@ -14,6 +14,7 @@ import numpy as np
 from ..data.parquet_table import ParquetTable
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, LayerMismatch, ProtocolError, reply_code
+from ..core.memory import keep_large_blocks
 from ..core.zscore import ZScore
 from .. import messages as m
 from ..seam import RoundTrainer, TrainerFactory
@@ -301,6 +302,8 @@ class FeatureParty:
             return self._last_fit() if callable(self._last_fit) else self._last_fit
         if env.round <= self.last_round:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
+        if isinstance(req.residuals, np.ndarray):
+            keep_large_blocks(req.residuals.nbytes)  # the round's residuals, predictions and wire copies (core.memory)
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round
         if hasattr(self.trainer, "train_predictions"):  # it recomputes them: n x K values not kept
