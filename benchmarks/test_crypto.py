@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 
 from securegal.bench import crypto
-from securegal.privacy.he import CkksParams, SecretContext
+from securegal.privacy.he import SecretContext
 from securegal.privacy.he.smoother import EncryptedSmoother
 
 SIZES = [pytest.param(n, p, id=f"{n}x{p}") for n, p in crypto.SIZES]
 PAILLIER_N = 32  # Paillier is measured at 32 rows and compared per row
 
 
-@pytest.fixture(scope="module")
-def keys():
-    secret = SecretContext(CkksParams())
+@pytest.fixture(scope="module", params=["ckks", "ckks+dp"])
+def keys(request):
+    """The chain of a CKKS run without feature-DP, and the longer one a DP party uses."""
+    secret = SecretContext(crypto.ckks_params(feature_dp=request.param == "ckks+dp"))
     return secret, secret.public_context()
 
 
@@ -40,7 +41,7 @@ def test_ckks_party_round(benchmark, keys, n, p):
     cts = [public.load_ciphertext(b) for v in smoother.layout.input_vectors(r[:, None]) for b in secret.encrypt(v)]
     fitted = benchmark.pedantic(lambda: smoother.fit([cts]), rounds=7, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(rotations=smoother.last_rotations, slots=public.slots)
-    f = secret.decrypt(fitted.f[0], n)
+    f = secret.decrypt(fitted.f[0], n, pairs=smoother.layout.pairs)
     want = op.phi_train @ (op.A @ r)
     assert np.abs(f - want).max() <= 1e-4 * np.abs(want).max()
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..learners.linear import LinearLearner
-from ..privacy.he import CkksParams, SecretContext
+from ..privacy.he import SecretContext
+from ..privacy.plan import PrivacyPlan
 from ..privacy.he.smoother import EncryptedSmoother
 from ..privacy.he.wire import serialize
 
@@ -105,6 +106,11 @@ def _median_time(fn, repeats: int) -> tuple[float, object]:
     return wall, out
 
 
+def ckks_params(feature_dp: bool = False):
+    """The CKKS chain of a run without (or with) feature-DP, as the plan decides it (docs/he.md)."""
+    return PrivacyPlan.from_options(residuals="ckks", epsilon=1.0 if feature_dp else None).ckks_params
+
+
 def bench_plain(n: int, p: int, repeats: int = 5) -> Row:
     op, r = make_job(n, p)
     seconds, cpu, _ = _median_times(lambda: op.phi_train @ (op.A @ r), repeats)
@@ -112,7 +118,7 @@ def bench_plain(n: int, p: int, repeats: int = 5) -> Row:
 
 
 def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = None, public=None) -> Row:
-    secret = secret or SecretContext(CkksParams())
+    secret = secret or SecretContext(ckks_params())
     public = public or secret.public_context()
     op, r = make_job(n, p)
     smoother = EncryptedSmoother(public, op)
@@ -124,7 +130,7 @@ def bench_ckks(n: int, p: int, repeats: int = 5, secret: SecretContext | None = 
     party_seconds, party_cpu, fitted = _median_times(lambda: smoother.fit([cts]), repeats)
     out = serialize(fitted.f[0])
     received = [secret.load_ciphertext(b) for b in out]
-    dec_seconds, f = _median_time(lambda: secret.decrypt(received, n), repeats)
+    dec_seconds, f = _median_time(lambda: secret.decrypt(received, n, pairs=smoother.layout.pairs), repeats)
     want = op.phi_train @ (op.A @ r)
     error = float(np.abs(f - want).max() / np.abs(want).max())
     if not error < 1e-4:
@@ -193,7 +199,7 @@ def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: 
     sizes = [check_size(n, p) for n, p in sizes]
     if not isinstance(repeats, int) or repeats < 1 or not isinstance(paillier_n, int) or paillier_n < 0:
         raise ConfigError(f"need repeats >= 1 and paillier_n >= 0, got {repeats!r} and {paillier_n!r}")
-    secret = secret or SecretContext(CkksParams())
+    secret = secret or SecretContext(ckks_params())
     public = secret.public_context()
     keys = _paillier_keys() if paillier_n > 0 else None
     rows: list[Row] = []
