@@ -13,6 +13,7 @@ from scipy.special import softmax
 
 from ..errors import ConfigError
 from .blas import one_blas_thread
+from .finite import all_finite
 from .losses import check_local_loss
 
 
@@ -23,18 +24,9 @@ def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[
         raise ValueError(f"predictions must have shape (M, {r.shape[0]}, {r.shape[1]}), got {P.shape}")
     if P.shape[0] == 0:
         raise ValueError("at least one party's predictions are needed")
-    if not (_finite(P) and _finite(r)):
+    if not (all_finite(P) and all_finite(r)):
         raise ValueError("predictions and residuals must be finite")
     return r, P
-
-
-_FINITE_CHUNK = 1 << 16
-
-
-def _finite(a: np.ndarray) -> bool:
-    """Whether every entry is finite, checked in slices (no mask the size of ``a``)."""
-    flat = a.reshape(-1)
-    return all(np.isfinite(flat[i:i + _FINITE_CHUNK]).all() for i in range(0, flat.size, _FINITE_CHUNK))
 
 
 @one_blas_thread

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from ..core.finite import all_finite
 from ..errors import ProtocolError
 from .. import messages as m
 from . import securegal_pb2 as pb
@@ -58,20 +59,6 @@ def tensor_to_proto(array: np.ndarray) -> pb.Tensor:
     return t
 
 
-# Finiteness is checked this many elements at a time: one small reused mask, not one of n elements.
-_FINITE_CHUNK = 1 << 16
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    flat = a.reshape(-1)
-    mask = np.empty(min(flat.size, _FINITE_CHUNK), dtype=bool)
-    for start in range(0, flat.size, _FINITE_CHUNK):
-        part = flat[start:start + _FINITE_CHUNK]
-        if not np.isfinite(part, out=mask[:part.size]).all():
-            return False
-    return True
-
-
 def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """The tensor as a read-only array over the message's bytes, after every check: allowed
     dtype, rank and sizes (the element count bounded before anything is allocated), byte count
@@ -91,7 +78,7 @@ def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarr
     if len(data) != count * dtype.itemsize:
         raise ProtocolError(f"tensor data has {len(data)} bytes, shape {shape} of {t.dtype} needs {count * dtype.itemsize}")
     a = np.frombuffer(data, dtype=dtype).reshape(shape)  # a read-only view of the bytes, no copy
-    if dtype.kind == "f" and not _all_finite(a):
+    if dtype.kind == "f" and not all_finite(a):
         raise ProtocolError("tensor contains NaN or infinite values")
     return a if dtype.isnative else a.astype(dtype.newbyteorder("="))
 
