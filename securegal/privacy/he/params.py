@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-import numpy as np
-
 from ...errors import InsecureParameters
 
 # log2 of the largest coefficient modulus q for each N, per classical security level.
@@ -111,7 +109,7 @@ class CkksParams:
         return {"poly_modulus_degree": self.poly_modulus_degree,
                 "coeff_mod_bit_sizes": list(self.coeff_mod_bit_sizes),
                 "scale_bits": self.scale_bits,
-                "output_scale_bits": round(float(np.log2(self.output_scale))),
+                "output_scale_bits": self.scale_bits if self.output_scale_bits is None else self.output_scale_bits,
                 "security_bits": self.security_bits}
 
 
