@@ -95,6 +95,12 @@ def _galois_elements(ctx, params: CkksParams, steps: Sequence[int]) -> list[int]
     return _seal.galois_elements(ctx, steps) + ([_seal.conjugation_element(ctx)] if params.packs_pairs else [])
 
 
+def _slot_values(values) -> np.ndarray:
+    """``values`` as one flat array of slot values: complex128 if complex (value pairs), else float64."""
+    values = np.asarray(values)
+    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
+
+
 def _looks_like_tenseal_context_with_secret(data: bytes) -> bool:
     import tenseal as ts
     try:
@@ -124,8 +130,7 @@ class _ContextBase:
     def encode(self, values: np.ndarray, level: int, scale: float | None = None) -> "sealapi.Plaintext":
         """A plaintext of ``values`` (real or complex, at most ``slots``, zero-padded) at data
         level ``level``."""
-        values = np.asarray(values)
-        values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
+        values = _slot_values(values)
         if values.size > self.slots:
             raise ValueError(f"{values.size} values do not fit in {self.slots} slots")
         pt = sealapi.Plaintext()
@@ -244,8 +249,7 @@ class SecretContext(_ContextBase):
     def encrypt(self, values: np.ndarray) -> tuple[bytes, ...]:
         """Seeded symmetric encryptions of ``values`` (1-D, real or complex), one ciphertext per
         ``slots`` values."""
-        values = np.asarray(values)
-        values = values.astype(np.complex128 if np.iscomplexobj(values) else np.float64).ravel()
+        values = _slot_values(values)
         if not np.isfinite(values).all():
             raise ValueError("cannot encrypt non-finite values")
         chunks = range(0, max(values.size, 1), self.slots)
