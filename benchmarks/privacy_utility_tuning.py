@@ -29,6 +29,8 @@ VARIANTS = {
     "feature-clip-1": ({"feature_clip": 1.0}, {}),
     **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
     "rounds-5": ({}, {"rounds": 5}),
+    "local-l2": ({}, {"local_loss": "l2"}),
+    **{f"validation-{v:g}": ({}, {"validation_fraction": v}) for v in (0.15, 0.2, 0.3)},
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),
     # the feature map: coordinate-wise clip at a (z -> clip(z, -a, a) B / (a sqrt d)) instead of the

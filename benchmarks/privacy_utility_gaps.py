@@ -1,0 +1,126 @@
+"""Where GAL-DP loses utility: the same trained models rescored with four sets of multipliers.
+
+    PYTHONPATH=. python benchmarks/privacy_utility_gaps.py --dataset diabetes --seeds 100:140 --epsilons 1,8,1000
+
+For each split and epsilon the library's default GAL-DP design (docs/privacy.md section 8) is
+trained once, with seeded noise. Its per-party contributions are then rescored on the test rows
+with four sets of per-party multipliers:
+
+- ``fixed``: all 1, the uniform policy without calibration;
+- ``validation``: the default, fitted on the label owner's validation rows;
+- ``train-exact``: fitted on the training rows with every party's exact, un-noised train
+  predictions, which no label owner has. It bounds what any calibration of these models could
+  reach;
+- ``test``: fitted on the test rows themselves, a ceiling that overfits them.
+
+A large epsilon (1000) measures the design without noise. The script reads the parties' models
+inside one process (embedded deployment, tuning seeds only). It is a study, not a method.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import warnings
+
+import numpy as np
+
+from securegal.core.calibration import fit_party_multipliers
+from securegal.data.split import split_rows
+from securegal.deploy.federation import TargetScaler
+from securegal.metrics import metric_for
+from securegal.parties.label_owner import LabelOwner
+from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
+from securegal.run import resolve_dataset, train
+
+PARTIES, ROUNDS = 4, 3
+METHODS = ("fixed", "validation", "train-exact", "test")
+
+
+def _terms(owner: LabelOwner, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
+    names, terms = [], []
+    for party, preds in owner._party_rounds(ids):
+        names.append(party)
+        terms.append(np.tensordot(owner._coefficients(party), preds, axes=1))
+    return names, np.stack(terms)
+
+
+def _train_terms(owner: LabelOwner, choice, names: list[str]) -> np.ndarray:
+    """Each party's exact contribution on the training rows (the DP models without the
+    per-row release's clip and noise; the label owner's own block as fitted)."""
+    out = []
+    for party in names:
+        coefficients = owner._coefficients(party)
+        if party == owner.own.name:
+            rounds = np.stack([owner.own.trainer.train_predictions(t) for t in range(1, len(coefficients) + 1)])
+        else:
+            trainer = choice.trainers[party]
+            rounds = np.stack([trainer._phi @ model.coef for model in trainer.models])
+        out.append(np.tensordot(coefficients, rounds, axes=1))
+    return np.stack(out)
+
+
+def rescored(dataset: str, seed: int, epsilon: float) -> dict[str, float]:
+    """The test score of one trained GAL-DP model under each of :data:`METHODS`."""
+    data = resolve_dataset(dataset, None, None, "impute", None)
+    split = split_rows(data, seed, 0.2, 0.1)
+    scaler = TargetScaler.fit(data, data.y[split.train])
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed))
+    choice = plan.trainers()
+    seen: dict = {}
+    original = LabelOwner.calibrate
+
+    def calibrate(owner: LabelOwner, sample_ids, y):  # record before the multipliers rescale the weights
+        names, seen["test"] = _terms(owner, split.test)
+        seen["names"], seen["train"] = names, _train_terms(owner, choice, names)
+        seen["owner"] = owner
+        multipliers = original(owner, sample_ids, y)
+        seen["validation"] = np.array([multipliers.get(p, 1.0) for p in names])
+        return multipliers
+
+    LabelOwner.calibrate = calibrate
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureNoiseWarning)
+            reported = train(dataset, parties=PARTIES, rounds=ROUNDS, seed=seed, plan=plan, trainers=choice)["gal"]["test"]
+    finally:
+        LabelOwner.calibrate = original
+    owner, test_terms = seen["owner"], seen["test"]
+    y_test = scaler.forward(data.y[split.test])
+    y_train = scaler.forward(data.y[split.train])
+    multipliers = {
+        "fixed": np.ones(len(seen["names"])),
+        "validation": seen["validation"],
+        "train-exact": fit_party_multipliers(owner.loss, y_train, owner.model.init, seen["train"], 0.0),
+        "test": fit_party_multipliers(owner.loss, y_test, owner.model.init, test_terms, 0.0),
+    }
+    _, score = metric_for(data.task)
+    out = {k: float(score(data.y[split.test], scaler.inverse(owner.model.init + np.tensordot(a, test_terms, axes=1))))
+           for k, a in multipliers.items()}
+    if not math.isclose(out["validation"], reported, rel_tol=1e-9, abs_tol=1e-9):
+        raise RuntimeError(f"seed {seed}: rescoring gives {out['validation']}, the run reported {reported}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="diabetes")
+    ap.add_argument("--seeds", default="100:140", help="split seeds start:stop (keep them off 0-19)")
+    ap.add_argument("--epsilons", default="1,8,1000")
+    args = ap.parse_args()
+    start, stop = (int(v) for v in args.seeds.split(":"))
+    if start < 20:
+        ap.error("use split seeds >= 20: 0-19 are the study's")
+    for epsilon in (float(e) for e in args.epsilons.split(",")):
+        rows = [rescored(args.dataset, s, epsilon) for s in range(start, stop)]
+        ref = np.array([r["validation"] for r in rows])
+        for method in METHODS:
+            values = np.array([r[method] for r in rows])
+            diff = values - ref
+            se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            print(f"{args.dataset:14s} eps={epsilon:g} {method:12s} mean {values.mean():6.2f}  "
+                  f"vs validation {diff.mean():+6.2f} (se {se:.2f})  [{len(rows)} splits]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
