@@ -9,8 +9,8 @@ with four sets of per-party multipliers:
 - ``fixed``: all 1, the uniform policy without calibration;
 - ``validation``: the default, fitted on the label owner's validation rows;
 - ``train-exact``: fitted on the training rows with every party's exact, un-noised train
-  predictions, which no label owner has. It bounds what any calibration of these models could
-  reach;
+  predictions, which no label owner has. It shows what a calibration on every training row
+  could reach;
 - ``test``: fitted on the test rows themselves, a ceiling that overfits them.
 
 A large epsilon (1000) measures the design without noise. The script reads the parties' models

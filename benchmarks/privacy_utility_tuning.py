@@ -7,16 +7,21 @@ noise draw (seeded noise: a study, not a deployment), so the differences are the
 Prints each variant's mean test score and its mean difference from the first variant with the
 standard error over splits (docs/privacy.md section 8). ``a+b`` combines two variants, e.g.
 ``no-feedback+noise-ridge-2``; ``winsor-A-BX`` is the coordinate-wise row map at a = A, B = X.
+``--datasets synthetic5000`` uses privacy_utility.py's generated table with 5,000 rows.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 
+from privacy_utility import synthetic_csv
 from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
+from securegal.privacy.dp.table import ColumnSpec
 from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import train
 
@@ -26,7 +31,7 @@ VARIANTS = {
     "calibrated": ({}, {}),
     "fixed": ({}, {"calibrate": False}),
     "no-feedback": ({"feedback": False}, {}),
-    "feature-clip-1": ({"feature_clip": 1.0}, {}),
+    **{f"feature-clip-{b:g}": ({"feature_clip": b}, {}) for b in (0.5, 0.75, 1.0, 1.5, 2.0)},
     **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
     "rounds-5": ({}, {"rounds": 5}),
     "local-l2": ({}, {"local_loss": "l2"}),
@@ -52,18 +57,31 @@ def options(variant: str) -> tuple[dict, dict]:
     return dp, train_options
 
 
-def score(dataset: str, seed: int, epsilon: float, variant: str) -> float:
+def source(dataset: str, workdir: Path) -> dict:
+    """``train``'s data arguments for a built-in dataset, or for ``synthetic<N>``: privacy_utility.py's
+    generated regression table with N rows, whose standard-normal columns are public knowledge."""
+    if not dataset.startswith("synthetic"):
+        return {"dataset": dataset}
+    rows = int(dataset[len("synthetic"):])
+    path = workdir / f"{dataset}.csv"
+    if not path.exists():
+        synthetic_csv(path, n=rows)
+    return {"csv": path, "target": "y", "columns": ColumnSpec(centre=[0.0] * 16, scale=[1.0] * 16,
+                                                               source="the generator (public)")}
+
+
+def score(data: dict, seed: int, epsilon: float, variant: str) -> float:
     dp, train_options = options(variant)
     plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed, **dp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureNoiseWarning)
-        metrics = train(dataset, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **train_options})
+        metrics = train(**data, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **train_options})
     return float(metrics["gal"]["test"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="wine,diabetes")
+    ap.add_argument("--datasets", default="wine,diabetes", help="built-in names, or synthetic<N> (N generated rows)")
     ap.add_argument("--seeds", default="100:140", help="split seeds start:stop (keep them off 0-19)")
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--variants", default="calibrated,fixed",
@@ -76,14 +94,16 @@ def main() -> None:
         ap.error(f"unknown variants {sorted(unknown)}")
     if start < 20:
         ap.error("tune on split seeds >= 20: 0-19 are the study's")
-    for name in args.datasets.split(","):
-        scores = {v: np.array([score(name, s, args.epsilon, v) for s in range(start, stop)]) for v in variants}
-        ref = scores[variants[0]]
-        for v, values in scores.items():
-            diff = values - ref
-            se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-            print(f"{name:14s} eps={args.epsilon:g} {v:16s} mean {values.mean():6.2f}  "
-                  f"diff {diff.mean():+6.2f} (se {se:.2f})  [{stop - start} splits]", flush=True)
+    with tempfile.TemporaryDirectory(prefix="securegal-tuning-") as workdir:
+        for name in args.datasets.split(","):
+            data = source(name, Path(workdir))
+            scores = {v: np.array([score(data, s, args.epsilon, v) for s in range(start, stop)]) for v in variants}
+            ref = scores[variants[0]]
+            for v, values in scores.items():
+                diff = values - ref
+                se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+                print(f"{name:14s} eps={args.epsilon:g} {v:16s} mean {values.mean():6.2f}  "
+                      f"diff {diff.mean():+6.2f} (se {se:.2f})  [{stop - start} splits]", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def serve_session(path, table, budget, session, n_rows=100, noise=None, session_
                   accountant="pld"):
     """What a party does per Setup: open the table's ledger, calibrate the session's plan
     against its history, record (check-before-spend), and only then draw noise."""
-    plan = release_plan(DPConfig(budget.epsilon, budget.delta), rounds=3)
+    plan = release_plan(DPConfig(budget.epsilon, budget.delta).for_rows(n_rows), rounds=3)
     with open_ledger(path, table, budget, accountant, n_rows=n_rows) as led:
         z = calibrate_session(led, plan, session_epsilon=session_epsilon)
         releases = [p.at(z, round=1) for p in plan]

@@ -1,5 +1,6 @@
 """DP through the whole federation: metrics.json privacy block, clean stop, CLI errors."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,11 +82,13 @@ def test_the_row_map_and_ridge_floor_reach_every_dp_trainer_from_one_place():
     defaults are the ball map and the floor lam n + sigma_G sqrt(p); bad knobs fail at the plan."""
     from securegal.privacy.dp.trainer import DPTrainer
 
-    default = FeatureDP(epsilon=1.0).config("plain").ridge()
+    default = FeatureDP(epsilon=1.0).config("plain").for_rows(300).ridge()
     assert (default.coordinate_clip, default.lam, default.noise_ridge) == (None, 1e-3, 1.0)
     spec = FeatureDP(epsilon=1.0, coordinate_clip=1.5, lam=0.01, noise_ridge=2.0)
-    plain = DPTrainer(spec.config("plain")).ridge
-    ckks = spec.config("ckks").ridge(residual_clip=2.0)  # what CkksDPTrainer.setup builds with a declared clip
+    trainer = DPTrainer(spec.config("plain"))
+    trainer.setup(np.zeros((300, 4)), SimpleNamespace(rounds=3, n_outputs=1, residuals="plain"))
+    plain = trainer.ridge
+    ckks = spec.config("ckks").for_rows(300, "ckks").ridge(residual_clip=2.0)  # what CkksDPTrainer.setup builds
     for ridge in (plain, ckks):
         assert (ridge.coordinate_clip, ridge.lam, ridge.noise_ridge) == (1.5, 0.01, 2.0)
         assert ridge.feature_map(4).coordinate_clip == 1.5

@@ -216,8 +216,10 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     trainer.ledger, trainer.session = Ledger("t", config.budget), "s1"
     trainer.setup(X, _setup(channel, n, k, 2))
     z = trainer.accountant.noise_multipliers
-    floor = config.lam * n + z["gram"] * gram_sensitivity(config.feature_clip, config.intercept) * math.sqrt(d + 1)
-    expected = prediction_bound(config.feature_clip, 1.0, config.intercept, n, floor) \
+    B = trainer.ridge.feature_clip
+    assert B == config.for_rows(n, "ckks").feature_clip == 0.5  # CKKS keeps the clip its circuit bound was measured at
+    floor = config.lam * n + z["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
+    expected = prediction_bound(B, 1.0, config.intercept, n, floor) \
         + circuit_sensitivity(4096, 1)  # the circuit's error, folded in: 600 values fit one ciphertext
     recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
     assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip

@@ -300,8 +300,9 @@ def seeded(seed):
         return GaussianNoise(seed)
 
 
+@pytest.mark.parametrize("rows", [120, 10_000])  # the default feature clip at those rows: 0.55 and 2
 @pytest.mark.parametrize("coordinate_clip", ["default", None, 1.5])
-def test_an_outlier_neighbour_moves_the_gram_and_statistic_by_at_most_their_sensitivity(coordinate_clip):
+def test_an_outlier_neighbour_moves_the_gram_and_statistic_by_at_most_their_sensitivity(coordinate_clip, rows):
     """Public column map, then the party's row map (the library default, and each map by name):
     the released upper triangle of the Gram and the statistic move by at most the sensitivity
     the ledger records, however far out the neighbour's row is."""
@@ -310,7 +311,7 @@ def test_an_outlier_neighbour_moves_the_gram_and_statistic_by_at_most_their_sens
     wine = load_dataset("wine")
     std = documented_columns("wine", 13).declared()
     options = {} if coordinate_clip == "default" else {"coordinate_clip": coordinate_clip}
-    config = DPConfig(1.0, 1e-5, **options)
+    config = DPConfig(1.0, 1e-5, **options).for_rows(rows)
     ridge = config.ridge()
     fmap = ridge.feature_map(13)
     recorded = {p.what: p.sensitivity for p in release_plan(config, 3)}

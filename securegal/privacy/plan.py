@@ -61,7 +61,10 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
 class FeatureDP:
     """A feature party's (epsilon, delta)-DP budget per row of its table, and its clips.
 
-    ``coordinate_clip``, ``lam`` and ``noise_ridge`` are the DP ridge's row map and ridge floor
+    ``feature_clip`` None (the default): B follows the session's training rows
+    (:func:`~securegal.privacy.dp.trainer.feature_clip_for`: ``sqrt(n) / 20`` within [0.5, 2]
+    on plain residuals, 0.5 under CKKS). ``coordinate_clip``, ``lam`` and ``noise_ridge`` are the
+    DP ridge's row map and ridge floor
     (:class:`~securegal.privacy.dp.ridge.DPRidge`); their defaults are the tuned design
     (docs/privacy.md section 8), the alternatives are there for the tuning study.
 
@@ -74,7 +77,7 @@ class FeatureDP:
     epsilon: float
     delta: float = DEFAULT_DELTA
     accountant: str = DEFAULT_ACCOUNTANT
-    feature_clip: float = 0.5
+    feature_clip: float | None = None
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
     coordinate_clip: float | None = None
@@ -86,8 +89,10 @@ class FeatureDP:
     def __post_init__(self) -> None:
         _positive("feature-DP", "epsilon", self.epsilon)
         _positive("feature-DP", "delta", self.delta, 1.0)
-        for name in ("feature_clip", "residual_clip", "prediction_clip", "lam"):
+        for name in ("residual_clip", "prediction_clip", "lam"):
             _positive("feature-DP", name, getattr(self, name))
+        if self.feature_clip is not None:
+            _positive("feature-DP", "feature_clip", self.feature_clip)
         if self.coordinate_clip is not None:
             _positive("feature-DP", "coordinate_clip", self.coordinate_clip)
         if isinstance(self.noise_ridge, bool) or not isinstance(self.noise_ridge, (int, float)) \

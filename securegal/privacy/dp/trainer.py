@@ -37,16 +37,35 @@ RELEASE_KINDS = ("gram", "stat", "pred")
 MIN_SESSION_SHARE = 0.05
 # The default gram:stat split without per-row feedback (no ``pred`` release; zeros are returned).
 NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
+# The feature clip B by the number of training rows n (public under replace-one neighbours):
+# sqrt(n) / FEATURE_CLIP_ROWS within [FEATURE_CLIP_MIN, FEATURE_CLIP_MAX]. A small B projects most
+# rows onto the sphere (more signal per unit of noise, more distortion); the noise shrinks with n,
+# so a larger table affords a larger B. Measured in docs/privacy.md section 8.
+FEATURE_CLIP_MIN, FEATURE_CLIP_MAX, FEATURE_CLIP_ROWS = 0.5, 2.0, 20.0
+# Under CKKS the clip stays at the value its circuit-error bound was measured with (privacy/hedp.py).
+CKKS_FEATURE_CLIP = 0.5
+
+
+def feature_clip_for(n_rows: int, residuals: str = "plain") -> float:
+    """The default feature clip B for a session on ``n_rows`` training rows."""
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+        raise ValueError(f"n_rows must be an int >= 1, got {n_rows!r}")
+    if residuals == "ckks":
+        return CKKS_FEATURE_CLIP
+    return float(min(FEATURE_CLIP_MAX, max(FEATURE_CLIP_MIN, math.sqrt(int(n_rows)) / FEATURE_CLIP_ROWS)))
 
 
 @dataclass(frozen=True)
 class DPConfig:
-    """A feature party's DP settings: its budget and the mechanism's clipping/penalty knobs."""
+    """A feature party's DP settings: its budget and the mechanism's clipping/penalty knobs.
+
+    ``feature_clip`` None: chosen from the session's training rows (:func:`feature_clip_for`,
+    by :meth:`for_rows`, before anything is calibrated or released)."""
 
     epsilon: float
     delta: float
     accountant: str = DEFAULT_ACCOUNTANT
-    feature_clip: float = 0.5
+    feature_clip: float | None = None
     residual_clip: float = 1.0
     prediction_clip: float = 0.01
     intercept: float = 0.1
@@ -68,7 +87,10 @@ class DPConfig:
                 raise ConfigError(f"share[{k!r}] must be finite and >= 0, got {v!r}")
         if not (self.shares["gram"] > 0 and self.shares["stat"] > 0):
             raise ConfigError("the 'gram' and 'stat' shares must be > 0")
-        self.ridge()
+        if self.feature_clip is None:
+            self.for_rows(1)  # checks every other knob with a concrete clip
+        else:
+            self.ridge()
         if not (math.isfinite(self.prediction_clip) and self.prediction_clip > 0):
             raise ConfigError(f"prediction_clip must be finite and > 0, got {self.prediction_clip!r}")
 
@@ -76,9 +98,18 @@ class DPConfig:
     def budget(self) -> Budget:
         return Budget(self.epsilon, self.delta)
 
+    def for_rows(self, n_rows: int, residuals: str = "plain") -> "DPConfig":
+        """These settings for a session on ``n_rows`` training rows: the feature clip chosen by
+        :func:`feature_clip_for` where none was set."""
+        if self.feature_clip is not None:
+            return self
+        return replace(self, feature_clip=feature_clip_for(n_rows, residuals))
+
     def ridge(self, residual_clip: float | None = None) -> DPRidge:
         """The DP ridge these settings describe (``residual_clip``: a declared clip instead of
         this config's, the CKKS trainer's); the one place a trainer gets its feature map."""
+        if self.feature_clip is None:
+            raise ConfigError("feature_clip is chosen by the training rows: use for_rows(n) first")
         return DPRidge(self.feature_clip, self.residual_clip if residual_clip is None else residual_clip,
                        self.intercept, self.lam, self.noise_ridge, self.coordinate_clip)
 
@@ -90,9 +121,12 @@ class DPConfig:
 def release_plan(config: DPConfig, rounds: int) -> list[PlannedRelease]:
     """The releases of ``rounds`` rounds (``gram`` x 1, ``stat`` x T, ``pred`` x T if shared),
     with the relative noise scales that split the budget by ``config.shares`` and each kind's
-    L2 sensitivity; ``calibrate_noise`` (or a ledger's ``calibrate_session``) picks the scale."""
+    L2 sensitivity; ``calibrate_noise`` (or a ledger's ``calibrate_session``) picks the scale.
+    ``config`` must have its feature clip (:meth:`DPConfig.for_rows`)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if config.feature_clip is None:
+        raise ConfigError("release_plan needs the session's feature clip: use config.for_rows(n) first")
     kinds = [k for k in RELEASE_KINDS if config.shares.get(k, 0.0) > 0]
     steps = {"gram": 1, "stat": rounds, "pred": rounds}
     sensitivity = {"gram": gram_sensitivity(config.feature_clip, config.intercept),
@@ -108,7 +142,7 @@ def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
 
     Raises ConfigError (before any data moves) for delta >= 1/n or a budget too small for the plan.
     """
-    plan = release_plan(config, rounds)
+    plan = release_plan(config.for_rows(n_rows), rounds)
     budget = config.budget.check_rows(n_rows)
     z = calibrate_noise(plan, budget, config.accountant)
     return {p.what: z * p.scale for p in plan}
@@ -124,7 +158,8 @@ def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, 
     BudgetExceeded (nothing recorded) when the plan does not fit what is left.
     ``sensitivity_of``: see :func:`reserve_plan`.
     """
-    return reserve_plan(ledger, release_plan(config, rounds), n_rows, session, session_epsilon, sensitivity_of)
+    return reserve_plan(ledger, release_plan(config.for_rows(n_rows), rounds), n_rows, session, session_epsilon,
+                        sensitivity_of)
 
 
 def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, session: str,
@@ -200,7 +235,7 @@ class DPTrainer:
         self.ledger, self.session, self.session_epsilon = ledger, session, session_epsilon
         self.standardization = UNBOUND_STANDARDIZATION
         self.config = config
-        self.ridge = config.ridge()
+        self.ridge: DPRidge | None = None  # built at setup, with the session's feature clip
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
         self.accountant: PrivacyAccountant | None = None
         self.models: list[DPLinearModel] = []
@@ -231,6 +266,7 @@ class DPTrainer:
             accountant = self.ledger.accountant
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
+        self.ridge = self.config.for_rows(X.shape[0]).ridge()
         self._k = int(setup.n_outputs)
         self._fmap = self.ridge.feature_map(X.shape[1])
         self._phi = self._fmap(X)
@@ -276,7 +312,9 @@ class DPTrainer:
         if self.ledger is not None:
             out.update(ledger_report(self.ledger, self.session))
         c = self.config
-        out["mechanism"] = {"learner": "dp-ridge", "feature_clip": c.feature_clip,
+        out["mechanism"] = {"learner": "dp-ridge", "feature_clip": self.ridge.feature_clip,
+                            "feature_clip_by": "set" if c.feature_clip is not None else
+                            f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]",
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
                             "intercept": c.intercept, "shares": dict(c.shares),
