@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from privacy_utility_tuning import paired_line
 from securegal.core.calibration import fit_party_multipliers
 from securegal.data.split import split_rows
 from securegal.deploy.federation import TargetScaler
@@ -116,10 +117,7 @@ def main() -> None:
         ref = np.array([r["validation"] for r in rows])
         for method in METHODS:
             values = np.array([r[method] for r in rows])
-            diff = values - ref
-            se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-            print(f"{args.dataset:14s} eps={epsilon:g} {method:12s} mean {values.mean():6.2f}  "
-                  f"vs validation {diff.mean():+6.2f} (se {se:.2f})  [{len(rows)} splits]", flush=True)
+            print(paired_line(f"{args.dataset:14s} eps={epsilon:g} {method:12s}", values, ref), flush=True)
 
 
 if __name__ == "__main__":

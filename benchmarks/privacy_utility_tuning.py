@@ -79,6 +79,14 @@ def score(data: dict, seed: int, epsilon: float, variant: str) -> float:
     return float(metrics["gal"]["test"])
 
 
+def paired_line(label: str, values: np.ndarray, ref: np.ndarray) -> str:
+    """``label``, the mean score over splits, and its paired difference from ``ref`` with the
+    difference's standard error."""
+    diff = values - ref
+    se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return f"{label} mean {values.mean():6.2f}  diff {diff.mean():+6.2f} (se {se:.2f})  [{len(diff)} splits]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="wine,diabetes", help="built-in names, or synthetic<N> (N generated rows)")
@@ -98,12 +106,8 @@ def main() -> None:
         for name in args.datasets.split(","):
             data = source(name, Path(workdir))
             scores = {v: np.array([score(data, s, args.epsilon, v) for s in range(start, stop)]) for v in variants}
-            ref = scores[variants[0]]
             for v, values in scores.items():
-                diff = values - ref
-                se = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-                print(f"{name:14s} eps={args.epsilon:g} {v:16s} mean {values.mean():6.2f}  "
-                      f"diff {diff.mean():+6.2f} (se {se:.2f})  [{stop - start} splits]", flush=True)
+                print(paired_line(f"{name:14s} eps={args.epsilon:g} {v:16s}", values, scores[variants[0]]), flush=True)
 
 
 if __name__ == "__main__":

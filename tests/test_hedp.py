@@ -227,7 +227,9 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     trainer.fit_round(1, channel.seal(rs[0], 1, PARTY))
     # the bound holds whatever the data: the floor is at most the noisy Gram's smallest eigenvalue
     assert floor <= np.linalg.eigvalsh(trainer._gram)[0] * (1 + 1e-9)
-    assert trainer.report()["mechanism"]["prediction_sensitivity"] == pytest.approx(expected)
+    mechanism = trainer.report()["mechanism"]
+    assert mechanism["prediction_sensitivity"] == pytest.approx(expected)
+    assert mechanism["feature_clip"] == 0.5 and mechanism["feature_clip_by"].startswith("CKKS default")
 
 
 def _all_slots(channel, payload, kind, round, shape):

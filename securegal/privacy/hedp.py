@@ -33,7 +33,8 @@ from .dp.accountant import PlannedRelease, PrivacyAccountant, Release, calibrate
 from .dp.layers import DPTrainers
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
-from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, ledger_report, release_plan, reserve_plan
+from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, feature_clip_origin, ledger_report, release_plan, \
+    reserve_plan
 from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
@@ -332,6 +333,7 @@ class CkksDPTrainer:
         out = self.accountant.to_dict()
         c, ridge = self.config, self.ridge
         out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": ridge.feature_clip,
+                            "feature_clip_by": feature_clip_origin(c, "ckks"),
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
                             "prediction_sensitivity": self.pred_sensitivity,

@@ -55,6 +55,15 @@ def feature_clip_for(n_rows: int, residuals: str = "plain") -> float:
     return float(min(FEATURE_CLIP_MAX, max(FEATURE_CLIP_MIN, math.sqrt(int(n_rows)) / FEATURE_CLIP_ROWS)))
 
 
+def feature_clip_origin(config: "DPConfig", residuals: str = "plain") -> str:
+    """Why a session has its feature clip: what a trainer's report says beside the value."""
+    if config.feature_clip is not None:
+        return "set"
+    if residuals == "ckks":
+        return "CKKS default (the clip the circuit-error bound was measured with)"
+    return f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]"
+
+
 @dataclass(frozen=True)
 class DPConfig:
     """A feature party's DP settings: its budget and the mechanism's clipping/penalty knobs.
@@ -257,16 +266,17 @@ class DPTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
+        config = self.config.for_rows(X.shape[0])
         if self.ledger is None:
-            noise = plan_noise(self.config, X.shape[0], int(setup.rounds))
-            budget, accountant = self.config.budget, self.config.accountant
+            noise = plan_noise(config, X.shape[0], int(setup.rounds))
+            budget, accountant = config.budget, config.accountant
         else:
-            noise, budget = reserve_session(self.ledger, self.config, X.shape[0], int(setup.rounds),
+            noise, budget = reserve_session(self.ledger, config, X.shape[0], int(setup.rounds),
                                             self.session, self.session_epsilon)
             accountant = self.ledger.accountant
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
-        self.ridge = self.config.for_rows(X.shape[0]).ridge()
+        self.ridge = config.ridge()
         self._k = int(setup.n_outputs)
         self._fmap = self.ridge.feature_map(X.shape[1])
         self._phi = self._fmap(X)
@@ -313,8 +323,7 @@ class DPTrainer:
             out.update(ledger_report(self.ledger, self.session))
         c = self.config
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": self.ridge.feature_clip,
-                            "feature_clip_by": "set" if c.feature_clip is not None else
-                            f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]",
+                            "feature_clip_by": feature_clip_origin(c),
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
                             "intercept": c.intercept, "shares": dict(c.shares),
