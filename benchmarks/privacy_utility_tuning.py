@@ -35,6 +35,9 @@ VARIANTS = {
     **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
     "rounds-5": ({}, {"rounds": 5}),
     "local-l2": ({}, {"local_loss": "l2"}),
+    # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1)
+    **{f"shares-{g:g}-{1 - g - 0.1:g}-0.1": ({"shares": {"gram": g, "stat": round(1 - g - 0.1, 6), "pred": 0.1}}, {})
+       for g in (0.1, 0.2, 0.4)},
     **{f"validation-{v:g}": ({}, {"validation_fraction": v}) for v in (0.15, 0.2, 0.3)},
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),

@@ -96,3 +96,24 @@ def test_the_row_map_and_ridge_floor_reach_every_dp_trainer_from_one_place():
     for bad in (dict(coordinate_clip=0.0), dict(lam=-1.0), dict(noise_ridge=float("nan"))):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             FeatureDP(epsilon=1.0, **bad)
+
+
+def test_the_budget_shares_reach_the_release_plan_and_bad_ones_fail_at_the_plan():
+    """FeatureDP(shares=...) (a tuning knob) splits the budget of the trainer's releases; shares
+    the mechanism cannot use are refused when the plan is built, naming the shares."""
+    from securegal.privacy.dp.accountant import scales_for_shares
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, release_plan
+
+    shares = {"gram": 0.2, "stat": 0.7, "pred": 0.1}
+    config = FeatureDP(epsilon=1.0, shares=shares).config("plain").for_rows(300)
+    assert config.shares == shares
+    scales = {p.what: p.scale for p in release_plan(config, 3)}
+    assert scales == pytest.approx(scales_for_shares(shares, {"gram": 1, "stat": 3, "pred": 3}))
+    assert FeatureDP(epsilon=1.0).config("ckks").shares == NO_FEEDBACK_SHARES  # the default without feedback
+    for bad, match in ((dict(shares={"gram": 0.2}), "'stat'"), (dict(shares={"gram": -1.0, "stat": 1.0}), "gram"),
+                       (dict(shares=[0.3, 0.7]), "dict"),
+                       (dict(shares=shares, feedback=False), "feedback is off")):
+        with pytest.raises(ConfigError, match=match):
+            FeatureDP(epsilon=1.0, **bad)
+    with pytest.raises(ConfigError, match="ckks residuals"):
+        FeatureDP(epsilon=1.0, shares=shares).config("ckks")

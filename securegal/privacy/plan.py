@@ -70,8 +70,10 @@ class FeatureDP:
 
     ``feedback``: release noised per-row train predictions (a 0.1 budget share). ``None`` means
     on with plain residuals and off under CKKS, where their data-independent noise bound is too
-    loose to help (docs/privacy.md 5b). ``seed`` makes the noise predictable: tests and studies
-    only (it warns, and the report says ``secure_noise: false``).
+    loose to help (docs/privacy.md 5b). ``shares``: the budget split between the ``gram``, ``stat``
+    and ``pred`` releases (default 0.3 / 0.6 / 0.1, or 0.33 / 0.67 without feedback), for the
+    tuning study. ``seed`` makes the noise predictable: tests and studies only (it warns, and the
+    report says ``secure_noise: false``).
     """
 
     epsilon: float
@@ -84,6 +86,7 @@ class FeatureDP:
     lam: float = 1e-3
     noise_ridge: float = 1.0
     feedback: bool | None = None
+    shares: dict | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -100,13 +103,23 @@ class FeatureDP:
             raise ConfigError(f"feature-DP noise_ridge must be a finite number >= 0, got {self.noise_ridge!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"feature-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+        if self.shares is not None:
+            self.config("plain")  # the shares' own checks
 
     def config(self, residuals: str):
         """The mechanism's :class:`~securegal.privacy.dp.trainer.DPConfig` for ``residuals``."""
         from .dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 
         feedback = self.feedback if self.feedback is not None else residuals == "plain"
-        shares = {} if feedback else {"shares": dict(NO_FEEDBACK_SHARES)}
+        if self.shares is None:
+            shares = {} if feedback else {"shares": dict(NO_FEEDBACK_SHARES)}
+        elif not isinstance(self.shares, dict):
+            raise ConfigError(f"feature-DP shares must be a dict of release kind -> share, got {self.shares!r}")
+        elif not feedback and self.shares.get("pred", 0.0):
+            why = "feedback is off" if self.feedback is False else f"{residuals} residuals return no per-row predictions"
+            raise ConfigError(f"feature-DP shares {self.shares!r} give 'pred' a share, but {why}: drop 'pred'")
+        else:
+            shares = {"shares": dict(self.shares)}
         return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
                         residual_clip=self.residual_clip, prediction_clip=self.prediction_clip,
                         coordinate_clip=self.coordinate_clip, lam=self.lam, noise_ridge=self.noise_ridge,
