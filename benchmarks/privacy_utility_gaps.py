@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from privacy_utility_tuning import paired_line
+from privacy_utility_tuning import paired_line, tuning_seeds
 from securegal.core.calibration import fit_party_multipliers
 from securegal.data.split import split_rows
 from securegal.deploy.federation import TargetScaler
@@ -109,11 +109,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="100:140", help="split seeds start:stop (keep them off 0-19)")
     ap.add_argument("--epsilons", default="1,8,1000")
     args = ap.parse_args()
-    start, stop = (int(v) for v in args.seeds.split(":"))
-    if start < 20:
-        ap.error("use split seeds >= 20: 0-19 are the study's")
+    try:
+        seeds = tuning_seeds(args.seeds)
+    except ValueError as exc:
+        ap.error(str(exc))
     for epsilon in (float(e) for e in args.epsilons.split(",")):
-        rows = [rescored(args.dataset, s, epsilon) for s in range(start, stop)]
+        rows = [rescored(args.dataset, s, epsilon) for s in seeds]
         ref = np.array([r["validation"] for r in rows])
         for method in METHODS:
             values = np.array([r[method] for r in rows])

@@ -36,8 +36,8 @@ VARIANTS = {
     "rounds-5": ({}, {"rounds": 5}),
     "local-l2": ({}, {"local_loss": "l2"}),
     # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1)
-    **{f"shares-{g:g}-{1 - g - 0.1:g}-0.1": ({"shares": {"gram": g, "stat": round(1 - g - 0.1, 6), "pred": 0.1}}, {})
-       for g in (0.1, 0.2, 0.4)},
+    **{f"shares-{g:g}-{st:g}-0.1": ({"shares": {"gram": g, "stat": st, "pred": 0.1}}, {})
+       for g, st in ((0.1, 0.8), (0.2, 0.7), (0.4, 0.5))},
     **{f"validation-{v:g}": ({}, {"validation_fraction": v}) for v in (0.15, 0.2, 0.3)},
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),
@@ -82,6 +82,14 @@ def score(data: dict, seed: int, epsilon: float, variant: str) -> float:
     return float(metrics["gal"]["test"])
 
 
+def tuning_seeds(text: str) -> range:
+    """``start:stop`` split seeds, refused where they overlap the study's 0-19."""
+    start, stop = (int(v) for v in text.split(":"))
+    if start < 20:
+        raise ValueError(f"use split seeds >= 20 (got {text}): 0-19 are the study's")
+    return range(start, stop)
+
+
 def paired_line(label: str, values: np.ndarray, ref: np.ndarray) -> str:
     """``label``, the mean score over splits, and its paired difference from ``ref`` with the
     difference's standard error."""
@@ -98,17 +106,18 @@ def main() -> None:
     ap.add_argument("--variants", default="calibrated,fixed",
                     help=f"comma-separated, of {', '.join(VARIANTS)}; a+b combines two")
     args = ap.parse_args()
-    start, stop = (int(v) for v in args.seeds.split(":"))
     variants = args.variants.split(",")
     unknown = {part for v in variants for part in v.split("+")} - set(VARIANTS)
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}")
-    if start < 20:
-        ap.error("tune on split seeds >= 20: 0-19 are the study's")
+    try:
+        seeds = tuning_seeds(args.seeds)
+    except ValueError as exc:
+        ap.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="securegal-tuning-") as workdir:
         for name in args.datasets.split(","):
             data = source(name, Path(workdir))
-            scores = {v: np.array([score(data, s, args.epsilon, v) for s in range(start, stop)]) for v in variants}
+            scores = {v: np.array([score(data, s, args.epsilon, v) for s in seeds]) for v in variants}
             for v, values in scores.items():
                 print(paired_line(f"{name:14s} eps={args.epsilon:g} {v:16s}", values, scores[variants[0]]), flush=True)
 
