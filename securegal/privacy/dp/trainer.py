@@ -42,7 +42,8 @@ NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
 # rows onto the sphere (more signal per unit of noise, more distortion); the noise shrinks with n,
 # so a larger table affords a larger B. Measured in docs/privacy.md section 8.
 FEATURE_CLIP_MIN, FEATURE_CLIP_MAX, FEATURE_CLIP_ROWS = 0.5, 2.0, 20.0
-# Under CKKS the clip stays at the value its circuit-error bound was measured with (privacy/hedp.py).
+# Under CKKS the default clip stays 0.5: the circuit-error bound (privacy/hedp.py circuit_error) is
+# smallest there, and the rule gained little under CKKS (docs/he.md, "Circuit privacy").
 CKKS_FEATURE_CLIP = 0.5
 
 
@@ -60,7 +61,7 @@ def feature_clip_origin(config: "DPConfig", residuals: str = "plain") -> str:
     if config.feature_clip is not None:
         return "set"
     if residuals == "ckks":
-        return "CKKS default (the clip the circuit-error bound was measured with)"
+        return "CKKS default (the smallest circuit-error bound, docs/he.md)"
     return f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]"
 
 
