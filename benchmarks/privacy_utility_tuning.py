@@ -7,7 +7,8 @@ noise draw (seeded noise: a study, not a deployment), so the differences are the
 Prints each variant's mean test score and its mean difference from the first variant with the
 standard error over splits (docs/privacy.md section 8). ``a+b`` combines two variants, e.g.
 ``no-feedback+noise-ridge-2``; ``winsor-A-BX`` is the coordinate-wise row map at a = A, B = X.
-``--datasets synthetic5000`` uses privacy_utility.py's generated table with 5,000 rows.
+``--datasets synthetic5000`` uses privacy_utility.py's generated table with 5,000 rows;
+``--residuals ckks`` runs the variants as CKKS+DP (docs/he.md).
 """
 from __future__ import annotations
 
@@ -74,9 +75,9 @@ def source(dataset: str, workdir: Path) -> dict:
                                                                source="the generator (public)")}
 
 
-def score(data: dict, seed: int, epsilon: float, variant: str) -> float:
+def score(data: dict, seed: int, epsilon: float, variant: str, residuals: str = "plain") -> float:
     dp, train_options = options(variant)
-    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed, **dp))
+    plan = PrivacyPlan(residuals=residuals, feature_dp=FeatureDP(epsilon=epsilon, seed=10_000 + seed, **dp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureNoiseWarning)
         metrics = train(**data, parties=PARTIES, seed=seed, plan=plan, **{"rounds": ROUNDS, **train_options})
@@ -104,6 +105,8 @@ def main() -> None:
     ap.add_argument("--datasets", default="wine,diabetes", help="built-in names, or synthetic<N> (N generated rows)")
     ap.add_argument("--seeds", default="100:140", help="split seeds start:stop (keep them off 0-19)")
     ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument("--residuals", choices=("plain", "ckks"), default="plain",
+                    help="ckks: CKKS+DP (no feedback unless a variant sets it)")
     ap.add_argument("--variants", default="calibrated,fixed",
                     help=f"comma-separated, of {', '.join(VARIANTS)}; a+b combines two")
     args = ap.parse_args()
@@ -118,9 +121,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="securegal-tuning-") as workdir:
         for name in args.datasets.split(","):
             data = source(name, Path(workdir))
-            scores = {v: np.array([score(data, s, args.epsilon, v) for s in seeds]) for v in variants}
+            scores = {v: np.array([score(data, s, args.epsilon, v, args.residuals) for s in seeds]) for v in variants}
+            label = f"{name:14s} eps={args.epsilon:g}" + (" ckks" if args.residuals == "ckks" else "")
             for v, values in scores.items():
-                print(paired_line(f"{name:14s} eps={args.epsilon:g} {v:16s}", values, scores[variants[0]]), flush=True)
+                print(paired_line(f"{label} {v:16s}", values, scores[variants[0]]), flush=True)
 
 
 if __name__ == "__main__":

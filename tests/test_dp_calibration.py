@@ -43,14 +43,18 @@ def test_bad_calibration_inputs_are_refused():
         fit_party_multipliers(loss, np.zeros((3, 1)), np.zeros(1), np.zeros((3, 1)), penalty=1.0)
 
 
-def test_owner_policy_calibrates_under_feature_dp_on_plain_residuals_only():
-    policy = PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(parties=4, rounds=3)
-    assert (policy.weighting, policy.eta, policy.calibration) == ("uniform", 1.0, DP_CALIBRATION_PENALTY)
+def test_owner_policy_calibrates_under_feature_dp_only():
+    for plan in (PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)),
+                 PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1.0))):
+        policy = plan.owner_policy(parties=4, rounds=3)
+        assert (policy.weighting, policy.eta, policy.calibration) == ("uniform", 1.0, DP_CALIBRATION_PENALTY)
     assert PrivacyPlan().owner_policy(parties=4, rounds=3, dp_parties=True).calibration == DP_CALIBRATION_PENALTY
+    assert PrivacyPlan(residuals="ckks").owner_policy(parties=4, rounds=3, dp_parties=True).calibration \
+        == DP_CALIBRATION_PENALTY
     assert PrivacyPlan().owner_policy(parties=4, rounds=3).calibration is None
     assert PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(
         parties=4, rounds=3, calibrate=False).calibration is None
-    for plan in (PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1.0)),  # a predict reply costs a flood
+    for plan in (PrivacyPlan(), PrivacyPlan(residuals="ckks"),
                  PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0), label_dp=LabelDP(epsilon=1.0))):
         assert plan.owner_policy(parties=4, rounds=3).calibration is None
         with pytest.raises(ConfigError, match="calibrated multipliers"):
@@ -76,4 +80,23 @@ def test_a_dp_run_calibrates_on_validation_rows_without_spending_more():
         assert block["releases"] == fixed["privacy"][party]["releases"]
         assert block["ledger"]["lifetime_epsilon_spent"] == fixed["privacy"][party]["ledger"]["lifetime_epsilon_spent"]
     assert calibrated["eta"] == fixed["eta"] == [1.0] * 3
+    assert calibrated["gal"]["validation_per_round"][-1] <= fixed["gal"]["validation_per_round"][-1] + 1e-9
+
+
+def test_a_ckks_dp_run_calibrates_with_the_two_predict_replies_it_plans():
+    """Under CKKS+DP every predict reply is a flood release and a session plans two (test and
+    validation): calibration asks for the validation rows once, and evaluating them reuses that
+    reply. Same seeded noise without calibration: the same training releases and two floods."""
+    plan = PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=3.0, seed=4, feedback=False))
+    common = dict(parties=3, rounds=2, seed=6, plan=plan)
+    fixed = train("wine", calibrate=False, **common)
+    calibrated = train("wine", **common)
+    multipliers = calibrated["gal"]["multipliers"]
+    assert "multipliers" not in fixed["gal"] and set(multipliers) == set(calibrated["party_names"])
+    for row in calibrated["weights"]:
+        assert row == pytest.approx([multipliers[p] / 3 for p in calibrated["party_names"]])  # uniform 1/M
+    for party, block in calibrated["privacy"].items():
+        whats = [r["what"] for r in block["releases"]]
+        assert whats.count("flood") == 2 and whats == [r["what"] for r in fixed["privacy"][party]["releases"]]
+        assert block["epsilon_spent"] <= 3.0
     assert calibrated["gal"]["validation_per_round"][-1] <= fixed["gal"]["validation_per_round"][-1] + 1e-9

@@ -15,7 +15,6 @@ from securegal.run import train
                                         (900, 1.5), (1600, 2.0), (10**7, 2.0)])
 def test_the_rule_is_sqrt_n_over_20_within_half_and_two(rows, clip):
     assert feature_clip_for(rows) == pytest.approx(clip)
-    assert feature_clip_for(rows, "ckks") == 0.5
 
 
 def test_the_rule_never_decreases_with_rows():

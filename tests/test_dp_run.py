@@ -88,7 +88,7 @@ def test_the_row_map_and_ridge_floor_reach_every_dp_trainer_from_one_place():
     trainer = DPTrainer(spec.config("plain"))
     trainer.setup(np.zeros((300, 4)), SimpleNamespace(rounds=3, n_outputs=1, residuals="plain"))
     plain = trainer.ridge
-    ckks = spec.config("ckks").for_rows(300, "ckks").ridge(residual_clip=2.0)  # what CkksDPTrainer.setup builds
+    ckks = spec.config("ckks").for_rows(300).ridge(residual_clip=2.0)  # what CkksDPTrainer.setup builds
     for ridge in (plain, ckks):
         assert (ridge.coordinate_clip, ridge.lam, ridge.noise_ridge) == (1.5, 0.01, 2.0)
         assert ridge.feature_map(4).coordinate_clip == 1.5

@@ -200,7 +200,8 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     diff = (a - b).ravel()
     assert diff.std() == pytest.approx(math.sqrt(2) * flood, rel=0.05)  # 2000 draws: sd ~1.6%
     z = trainer.accountant.noise_multipliers["flood"]
-    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, 0.5))  # 2000 values: one ciphertext
+    B = trainer.ridge.feature_clip
+    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, B))  # 2000 values: one ciphertext
     assert "flood" in trainer.report()["mechanism"]["circuit_privacy"]
 
 
@@ -218,7 +219,7 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     trainer.setup(X, _setup(channel, n, k, 2))
     z = trainer.accountant.noise_multipliers
     B = trainer.ridge.feature_clip
-    assert B == config.for_rows(n, "ckks").feature_clip == 0.5  # CKKS keeps the clip its circuit bound was measured at
+    assert B == config.for_rows(n).feature_clip == pytest.approx(math.sqrt(n) / 20)  # the plaintext rule
     floor = config.lam * n + z["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
     expected = prediction_bound(B, 1.0, config.intercept, n, floor) \
         + circuit_sensitivity(4096, 1, B)  # the circuit's error, folded in: 600 values fit one ciphertext
@@ -230,7 +231,7 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     assert floor <= np.linalg.eigvalsh(trainer._gram)[0] * (1 + 1e-9)
     mechanism = trainer.report()["mechanism"]
     assert mechanism["prediction_sensitivity"] == pytest.approx(expected)
-    assert mechanism["feature_clip"] == 0.5 and mechanism["feature_clip_by"].startswith("CKKS default")
+    assert mechanism["feature_clip"] == B and mechanism["feature_clip_by"].startswith("training rows")
 
 
 def _all_slots(channel, payload, kind, round, shape):

@@ -155,7 +155,7 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
 def test_networked_dp_on_ckks_residuals(tmp_path):
     """ckks + DP: the party needs the label owner's declared residual clip (refused without it),
     then reports the same releases as the in-process CkksDPTrainer run (no feedback by default,
-    a flood release per predict reply)."""
+    a flood release per predict reply), and both label owners calibrate."""
     from securegal.privacy.plan import FeatureDP, PrivacyPlan
 
     with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 3.0}},
@@ -174,6 +174,8 @@ def test_networked_dp_on_ckks_residuals(tmp_path):
         assert [(r["round"], r["what"]) for r in block["releases"]] == [(1, "gram"), (1, "stat"), (2, "stat"),
                                                                         (0, "flood"), (0, "flood")]
         assert block["noise_multiplier"] == expected["noise_multiplier"]
+    for run in (metrics, ref):  # calibrated on the validation reply, which evaluation then reuses
+        assert_calibrated_uniform(run, 3)
 
 
 def test_resumed_label_owner_keeps_the_dp_choices(tmp_path):

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     dp.add_argument("--delta", type=float, help="delta of the DP budgets (default 1e-5); must be < 1/n")
     dp.add_argument("--accountant", choices=ACCOUNTANTS, help="privacy accountant: pld (exact for these full-batch Gaussians; default), rdp or prv")
     dp.add_argument("--dp-feature-clip", type=float, help="B: feature rows (scaled by 1/sqrt(d)) clipped to this norm "
-                    "(default: by the n training rows, sqrt(n)/20 within [0.5, 2]; 0.5 with --residuals ckks)")
+                    "(default: by the n training rows, sqrt(n)/20 within [0.5, 2])")
     dp.add_argument("--dp-residual-clip", type=float, help="C: residual rows clipped to this norm (default 1)")
     dp.add_argument("--dp-prediction-clip", type=float, help="C_f: returned prediction rows clipped to this norm "
                     "(default 0.01)")

@@ -143,7 +143,7 @@ class PartyPrivacy(_Strict):
     epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
     delta: float | None = Field(None, description="delta of the budget (default 1e-5)")
     accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
-    feature_clip: float | None = Field(None, description="B (default: by the training rows, sqrt(n)/20 within [0.5, 2]; 0.5 under ckks)")
+    feature_clip: float | None = Field(None, description="B (default: by the training rows, sqrt(n)/20 within [0.5, 2])")
     residual_clip: float | None = Field(None, description="C (default 1; under ckks the label owner's declared clip)")
     prediction_clip: float | None = Field(None, description="C_f (default 0.01)")
     feedback: Literal["on", "off"] | None = Field(None, description="per-row feedback (default on; off under ckks)")

@@ -114,6 +114,8 @@ class LabelOwner:
         self.party_handles: dict[str, np.ndarray] = {}
         self.positions: dict[str, np.ndarray] = {}
         self.kept: dict[str, dict[int, np.ndarray]] = {}
+        # (row ids, {party: its per-round predictions on them}) kept by calibrate() for evaluation
+        self._held: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
     def _own(self, round: int, body: m.Body) -> m.Body:
         env = m.Envelope(self.session, round, self.own.name, self.own.name, self._own_seq, body)
@@ -356,7 +358,7 @@ class LabelOwner:
             return np.tile(self.model.init, (1, len(ids), 1))
         F = np.zeros((T + 1, len(ids), self.k))
         steps = F[1:]  # each round's step, summed over the parties, then their running sum: F_t - F_0
-        for party, preds in self._party_rounds(ids):  # one party at a time
+        for party, preds in self._rounds_for(ids):  # one party at a time
             steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
         np.cumsum(steps, axis=0, out=steps)
         F += self.model.init
@@ -365,6 +367,15 @@ class LabelOwner:
     def _coefficients(self, party: str) -> np.ndarray:
         """eta_t * w_t[party] per round."""
         return np.array([r.eta * r.weights.get(party, 0.0) for r in self.model.rounds])
+
+    def _rounds_for(self, ids: np.ndarray):
+        """:meth:`_party_rounds`, or for the rows :meth:`calibrate` already asked for, copies of
+        those replies (the parties that answered then)."""
+        if self._held is not None and np.array_equal(self._held[0], ids):
+            for party, preds in self._held[1].items():
+                yield party, preds.copy()
+            return
+        yield from self._party_rounds(ids)
 
     def _party_rounds(self, ids: np.ndarray):
         """(party, its per-round predictions (T, n, K) on ``ids``) for the label owner and every party
@@ -418,8 +429,8 @@ class LabelOwner:
         """Scale each party's whole contribution by a multiplier fitted on held-out rows.
 
         ``sample_ids`` are rows no session trained on (the validation rows) and ``y`` their labels
-        as the loss takes them. Their predictions are the same replies evaluation asks for, so this
-        releases nothing new; the multipliers (:func:`~securegal.core.calibration.fit_party_multipliers`,
+        as the loss takes them. Their predictions are the replies evaluation uses (kept, not asked
+        for again), so this releases nothing new; the multipliers (:func:`~securegal.core.calibration.fit_party_multipliers`,
         penalty ``self.calibration``) rescale every round's weights. Returns {party: multiplier}.
         """
         if self.calibration is None:
@@ -427,10 +438,14 @@ class LabelOwner:
         ids = np.asarray(sample_ids, dtype=np.int64)
         if not self.model.rounds or len(ids) == 0:
             return {}
-        names, terms = [], []
+        names, terms, held = [], [], {}
         for party, preds in self._party_rounds(ids):
             names.append(party)
+            held[party] = preds.copy()
             terms.append(np.tensordot(self._coefficients(party), preds, axes=1))
+        # Evaluating these rows later reuses the replies instead of asking again: under CKKS+DP
+        # each predict reply is a release the party plans for (a flood).
+        self._held = (ids.copy(), held)
         a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration)
         scale = dict(zip(names, (float(v) for v in a)))
         self.model.rounds = [replace(r, weights={p: w * scale.get(p, 1.0) for p, w in r.weights.items()})

@@ -224,7 +224,7 @@ class CkksDPTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        c = self.config.for_rows(X.shape[0], "ckks")
+        c = self.config.for_rows(X.shape[0])
         self.ridge = c.ridge(declared_clip(setup))
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
         if context.params.depth < 2:
@@ -345,7 +345,7 @@ class CkksDPTrainer:
         out = self.accountant.to_dict()
         c, ridge = self.config, self.ridge
         out["mechanism"] = {"learner": "dp-ridge on CKKS residuals", "feature_clip": ridge.feature_clip,
-                            "feature_clip_by": feature_clip_origin(c, "ckks"),
+                            "feature_clip_by": feature_clip_origin(c),
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": ridge.residual_clip, "residual_clip_by": "label owner (declared, unchecked)",
                             "prediction_sensitivity": self.pred_sensitivity,

@@ -62,8 +62,8 @@ class FeatureDP:
     """A feature party's (epsilon, delta)-DP budget per row of its table, and its clips.
 
     ``feature_clip`` None (the default): B follows the session's training rows
-    (:func:`~securegal.privacy.dp.trainer.feature_clip_for`: ``sqrt(n) / 20`` within [0.5, 2]
-    on plain residuals, 0.5 under CKKS). ``coordinate_clip``, ``lam`` and ``noise_ridge`` are the
+    (:func:`~securegal.privacy.dp.trainer.feature_clip_for`: ``sqrt(n) / 20`` within [0.5, 2],
+    on plain and CKKS residuals alike). ``coordinate_clip``, ``lam`` and ``noise_ridge`` are the
     DP ridge's row map and ridge floor
     (:class:`~securegal.privacy.dp.ridge.DPRidge`); their defaults are the tuned design
     (docs/privacy.md section 8), the alternatives are there for the tuning study.
@@ -368,20 +368,20 @@ class PrivacyPlan:
         fitted on the training rows would rest on noisy (or no) predictions of the DP parties.
         Label-DP refuses learned weights (see :meth:`check`).
 
-        Under feature-DP on plain residuals (not label-DP) with uniform weights, ``calibrate``
-        (default on) adds per-party multipliers fitted after the last round on the validation
-        rows, with penalty :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
-        disclosed for evaluation anyway, so this costs no budget (docs/privacy.md section 4)."""
+        Under feature-DP (not label-DP) with uniform weights, ``calibrate`` (default on) adds
+        per-party multipliers fitted after the last round on the validation rows, with penalty
+        :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
+        disclosed for evaluation anyway, so this costs no budget (docs/privacy.md section 4; under
+        CKKS evaluation reuses the calibration's replies, so a session still asks for two)."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
         if eta is None and private:
             eta = DP_STEP_WEIGHT * parties / rounds
-        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None \
-            and self.residuals == "plain"
+        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None
         if calibrate and not (feature_dp and weighting == "uniform"):
-            raise ConfigError("calibrated multipliers are for feature-DP runs on plain residuals with uniform "
-                              "weights (without label-DP; under ckks each predict reply costs a flood release)")
+            raise ConfigError(f"calibrated multipliers are for feature-DP runs with uniform weights, without "
+                              f"label-DP (weights {weighting!r}, feature-DP {'on' if feature_dp else 'off'})")
         if calibrate is None:
             calibrate = feature_dp and weighting == "uniform"
         return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None)

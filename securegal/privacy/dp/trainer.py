@@ -40,28 +40,22 @@ NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
 # The feature clip B by the number of training rows n (public under replace-one neighbours):
 # sqrt(n) / FEATURE_CLIP_ROWS within [FEATURE_CLIP_MIN, FEATURE_CLIP_MAX]. A small B projects most
 # rows onto the sphere (more signal per unit of noise, more distortion); the noise shrinks with n,
-# so a larger table affords a larger B. Measured in docs/privacy.md section 8.
+# so a larger table affords a larger B. Measured in docs/privacy.md section 8 (plain residuals)
+# and docs/he.md (CKKS+DP, where the circuit-error bound grows with B too).
 FEATURE_CLIP_MIN, FEATURE_CLIP_MAX, FEATURE_CLIP_ROWS = 0.5, 2.0, 20.0
-# Under CKKS the default clip stays 0.5: the circuit-error bound (privacy/hedp.py circuit_error) is
-# smallest there, and the rule gained little under CKKS (docs/he.md, "Circuit privacy").
-CKKS_FEATURE_CLIP = 0.5
 
 
-def feature_clip_for(n_rows: int, residuals: str = "plain") -> float:
+def feature_clip_for(n_rows: int) -> float:
     """The default feature clip B for a session on ``n_rows`` training rows."""
     if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
         raise ValueError(f"n_rows must be an int >= 1, got {n_rows!r}")
-    if residuals == "ckks":
-        return CKKS_FEATURE_CLIP
     return float(min(FEATURE_CLIP_MAX, max(FEATURE_CLIP_MIN, math.sqrt(int(n_rows)) / FEATURE_CLIP_ROWS)))
 
 
-def feature_clip_origin(config: "DPConfig", residuals: str = "plain") -> str:
+def feature_clip_origin(config: "DPConfig") -> str:
     """Why a session has its feature clip: what a trainer's report says beside the value."""
     if config.feature_clip is not None:
         return "set"
-    if residuals == "ckks":
-        return "CKKS default (the smallest circuit-error bound, docs/he.md)"
     return f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]"
 
 
@@ -108,12 +102,12 @@ class DPConfig:
     def budget(self) -> Budget:
         return Budget(self.epsilon, self.delta)
 
-    def for_rows(self, n_rows: int, residuals: str = "plain") -> "DPConfig":
+    def for_rows(self, n_rows: int) -> "DPConfig":
         """These settings for a session on ``n_rows`` training rows: the feature clip chosen by
         :func:`feature_clip_for` where none was set."""
         if self.feature_clip is not None:
             return self
-        return replace(self, feature_clip=feature_clip_for(n_rows, residuals))
+        return replace(self, feature_clip=feature_clip_for(n_rows))
 
     def ridge(self, residual_clip: float | None = None) -> DPRidge:
         """The DP ridge these settings describe (``residual_clip``: a declared clip instead of
