@@ -8,6 +8,8 @@ from securegal.errors import ConfigError
 from securegal.privacy.plan import DP_CALIBRATION_PENALTY, FeatureDP, LabelDP, PrivacyPlan
 from securegal.run import train
 
+pytestmark = pytest.mark.filterwarnings("ignore::securegal.privacy.dp.mechanisms.InsecureNoiseWarning")  # seeded noise
+
 
 def test_multipliers_recover_a_known_mixture_and_respect_the_bounds():
     rng = np.random.default_rng(0)
