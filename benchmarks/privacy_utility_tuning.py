@@ -35,7 +35,7 @@ VARIANTS = {
     **{f"feature-clip-{b:g}": ({"feature_clip": b}, {}) for b in (0.5, 0.75, 1.0, 1.5, 2.0)},
     **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
     **{f"residual-clip-{c:g}": ({"residual_clip": c}, {}) for c in (0.5, 0.75, 1.5, 2.0)},
-    "rounds-5": ({}, {"rounds": 5}),
+    **{f"rounds-{t}": ({}, {"rounds": t}) for t in (1, 2, 5)},
     "local-l2": ({}, {"local_loss": "l2"}),
     # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1)
     **{f"shares-{g:g}-{st:g}-0.1": ({"shares": {"gram": g, "stat": st, "pred": 0.1}}, {})

@@ -454,6 +454,7 @@ class LabelOwner:
         return scale
 
     def finish(self) -> None:
+        self._held = None
         self._own(0, m.Finish())
         if self.peers:
             self.messenger.exchange(0, {p: m.Finish() for p in self.peers})
