@@ -72,6 +72,11 @@ def test_label_dp_keeps_the_party_within_the_bayes_bound(tmp_path):
 def test_ckks_nothing_reaches_the_party(tmp_path):
     out = tmp_path / "ckks"
     result, rows, verdict = _run(out, "--residuals", "ckks")
+    if verdict["verdict"] == "LEAKS" or abs(rows["auc"]["advantage"]) >= 1.5 * rows["auc"]["mda"]:
+        # fresh keys every run: a false LEAKS (at most 1% per audit by design) or a chance advantage
+        # is checked once more on fresh keys; both by chance is about 1e-4, a real leak shows in both
+        out = tmp_path / "ckks-again"
+        result, rows, verdict = _run(out, "--residuals", "ckks")
     # Never LEAKS; whether it reads "no leak detected" or "inconclusive" depends on whether the
     # verdict-level MDA at this n (~380 scored rows) lands just under or just over MATERIAL (0.10).
     assert verdict["verdict"] != "LEAKS" and rows["auc"]["view"] == "ckks ciphertext bytes"

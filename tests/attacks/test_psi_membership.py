@@ -69,15 +69,24 @@ def test_held_rows_selected_means_in_the_set(sets):
 
 
 def test_psi_membership_from_the_cli(tmp_path, capsys):
+    def audited(out):
+        assert main(["audit", "--active", "psi_membership", "--dataset", "breast_cancer", "--rounds", "2",
+                     "--parties", "3", "--out", str(out)]) == 0
+        result = json.loads((out / audit.AUDIT).read_text())
+        return (result, {(a["attack"], a["metric"]): a for a in result["attacks"]},
+                {v["attack"]: v for v in result["verdicts"]})
+
     out = tmp_path / "psi"
-    assert main(["audit", "--active", "psi_membership", "--dataset", "breast_cancer", "--rounds", "2",
-                 "--parties", "3", "--out", str(out)]) == 0
-    result = json.loads((out / audit.AUDIT).read_text())
-    by = {(a["attack"], a["metric"]): a for a in result["attacks"]}
-    verdict = {v["attack"]: v for v in result["verdicts"]}
+    result, by, verdict = audited(out)
+    unheld = by[("membership_unheld", "auc")]
+    if verdict["membership_unheld"]["verdict"] == "LEAKS" or abs(unheld["advantage"]) >= 1.5 * unheld["mda"]:
+        # a fresh secret every run: a chance result (a false LEAKS is at most 1% per audit by design)
+        # is checked once more with a fresh secret; both by chance is about 1e-4
+        out = tmp_path / "psi-again"
+        result, by, verdict = audited(out)
+        unheld = by[("membership_unheld", "auc")]
     assert by[("membership_held", "accuracy")]["score"] == 1.0  # every other party holds every row
     assert verdict["membership_held"]["verdict"] == "LEAKS" and "designed" in verdict["membership_held"]["text"]
-    unheld = by[("membership_unheld", "auc")]
     # chance-level under a fresh secret (the bounds of test_unheld_ids_stay_at_chance_without_the_secret)
     assert verdict["membership_unheld"]["verdict"] != "LEAKS" and abs(unheld["advantage"]) < 1.5 * unheld["mda"]
     assert by[("membership_unheld", "accuracy")]["score"] == pytest.approx(0.5)  # balanced candidates, no match
