@@ -201,7 +201,7 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     assert diff.std() == pytest.approx(math.sqrt(2) * flood, rel=0.05)  # 2000 draws: sd ~1.6%
     z = trainer.accountant.noise_multipliers["flood"]
     B = trainer.ridge.feature_clip
-    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, B))  # 2000 values: one ciphertext
+    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, B, n))  # 2000 values: one ciphertext
     assert "flood" in trainer.report()["mechanism"]["circuit_privacy"]
 
 
@@ -222,7 +222,7 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     assert B == config.for_rows(n).feature_clip == pytest.approx(math.sqrt(n) / 20)  # the plaintext rule
     floor = config.lam * n + z["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
     expected = prediction_bound(B, 1.0, config.intercept, n, floor) \
-        + circuit_sensitivity(4096, 1, B)  # the circuit's error, folded in: 600 values fit one ciphertext
+        + circuit_sensitivity(4096, 1, B, n)  # the circuit's error, folded in: 600 values fit one ciphertext
     recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
     assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip
     assert trainer.noise_std["pred"] == pytest.approx(z["pred"] * recorded["pred"])
@@ -283,9 +283,9 @@ def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within
     exact[:used] = clean.T.ravel()  # packed layout: output columns one after another
     error = np.abs(np.r_[np.real(slots - exact), np.imag(slots - exact)]).max()
     # fresh keys and encryption noise each run: in this configuration (n = 300, d = 6) the max over
-    # 8192 slot parts ranged 2^-26.6 to just above 2^-24 in about 170 runs; E(0.5) = 2^-19 keeps a
-    # margin of 2^2.8 over the worst configuration measured (n = 50, d <= 3), so E / 4 holds here
-    bound = circuit_error(trainer.ridge.feature_clip)
+    # 8192 slot parts ranged 2^-26.6 to just above 2^-24 in about 170 runs, and the bound here,
+    # E(B = 0.87, n = 300) = 2^-19, keeps a margin of 2^2.4 or more everywhere measured: E / 4
+    bound = circuit_error(trainer.ridge.feature_clip, n)
     assert error <= bound / 4, (error, bound)
 
     feedback = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, seed=7))
@@ -296,18 +296,25 @@ def test_every_slot_real_and_imaginary_is_noised_and_the_circuit_error_is_within
         assert values.std() == pytest.approx(sigma, rel=0.08)
 
 
-def test_the_circuit_error_bound_grows_with_the_feature_clip(channel):
-    """E(B) is CIRCUIT_ERROR up to B = 0.5, then linear in B (the measured error grows with B); a
-    CKKS+DP party with a set clip scales its flood and its pred sensitivity by it."""
+def test_the_circuit_error_bound_grows_with_the_clip_and_shrinks_with_the_rows(channel):
+    """E(B, n) is CIRCUIT_ERROR up to B = 0.5 and 100 rows, linear in B above the clip, 1 / sqrt(n)
+    above 100 rows down to 2^-3 of it; a CKKS+DP party scales its flood and its pred sensitivity
+    by its own B and n."""
     from securegal.privacy.dp.mechanisms import gram_sensitivity
     from securegal.privacy.hedp import CIRCUIT_ERROR, FLOOD_STD
 
-    assert circuit_error(0.25) == circuit_error(0.5) == CIRCUIT_ERROR
-    assert circuit_error(1.0) == 2 * CIRCUIT_ERROR and circuit_error(2.0) == 4 * CIRCUIT_ERROR
-    assert circuit_sensitivity(4096, 3, 2.0) == pytest.approx(4 * circuit_sensitivity(4096, 3, 0.5))
+    E = CIRCUIT_ERROR
+    assert circuit_error(0.25, 20) == circuit_error(0.5, 100) == E
+    assert circuit_error(1.0, 50) == 2 * E and circuit_error(2.0, 1) == 4 * E
+    assert circuit_error(0.5, 400) == pytest.approx(E / 2) and circuit_error(2.0, 1600) == pytest.approx(E)
+    assert circuit_error(0.5, 6400) == circuit_error(0.5, 10**7) == pytest.approx(E / 8)
+    assert circuit_sensitivity(4096, 3, 2.0, 50) == pytest.approx(4 * circuit_sensitivity(4096, 3, 0.5, 50))
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="feature_clip"):
-            circuit_error(bad)
+            circuit_error(bad, 100)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="n_rows"):
+            circuit_error(0.5, bad)
 
     n, d, k = 200, 3, 1
     X, rs = _data(n, d, k, rounds=1)
@@ -318,15 +325,15 @@ def test_the_circuit_error_bound_grows_with_the_feature_clip(channel):
     assert z_small == pytest.approx(z_large)  # the same budget plan: only the sensitivities differ
     per_ct = {t: t.noise_std["flood_per_ciphertext"] for t in (small, large)}
     assert per_ct[large] == pytest.approx(4 * per_ct[small])
-    for trainer, B in ((small, 0.5), (large, 2.0)):  # pred: the ridge bound at B plus the circuit's E(B)
+    for trainer, B in ((small, 0.5), (large, 2.0)):  # pred: the ridge bound at B plus the circuit's E(B, n)
         config = trainer.config
         floor = config.lam * n + z_small["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
         assert trainer.pred_sensitivity == pytest.approx(
-            prediction_bound(B, 1.0, config.intercept, n, floor) + circuit_sensitivity(4096, 1, B))
-    assert large.report()["mechanism"]["circuit_privacy"].count(f"{4 * CIRCUIT_ERROR:g}") == 1
+            prediction_bound(B, 1.0, config.intercept, n, floor) + circuit_sensitivity(4096, 1, B, n))
+    assert large.report()["mechanism"]["circuit_privacy"].count(f"{circuit_error(2.0, n):g}") == 1
     large.fit_round(1, channel.seal(rs[0], 1, PARTY))
     large.predict(np.zeros((10, d)), 1)
-    assert large.noise_std["flood"] == max(FLOOD_STD, z_large["flood"] * circuit_sensitivity(4096, 1, 2.0))
+    assert large.noise_std["flood"] == max(FLOOD_STD, z_large["flood"] * circuit_sensitivity(4096, 1, 2.0, n))
 
 
 def _decrypt(channel, ct):

@@ -48,37 +48,45 @@ CLIP_OPTION = "residual_clip"
 # *every* slot of every output ciphertext, real and imaginary part (the whole decryption, not
 # only the slots that hold data), gets fresh Gaussian noise, and the ciphertext is then
 # re-randomised with a fresh public-key encryption of zero. The noise is a DP release that
-# covers the circuit's error (bounded by circuit_error(B) per slot and part), so the decryption is
+# covers the circuit's error (bounded by circuit_error(B, n) per slot and part), so the decryption is
 # an exact Gaussian mechanism on (value + error), with no statistical-distance term:
 # - train predictions (feedback): the ``pred`` release's own noise, with the circuit's error
 #   added to its sensitivity;
 # - test predictions: a ``flood`` release per reply (PREDICT_REPLIES planned per session, the
 #   label owner's test and validation evaluation; FLOOD_SHARE of the session's budget), noise
-#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply, B), never below FLOOD_STD.
+#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply, B, n), never below FLOOD_STD.
 FLOOD_STD = 2.0 ** -8
 FLOOD_SHARE = 0.05
 PREDICT_REPLIES = 2
-# Stated bound on the circuit's error per slot and part, in value units, at feature clip
-# B <= CIRCUIT_ERROR_CLIP; above it the bound grows linearly with B (circuit_error). The largest
-# errors measured (benchmarks/hedp_circuit_error.py: n 20 to 5,000, d 1 to 13, K 1 and 3, fresh
-# keys; docs/he.md) were 2**-21.8 at B = 0.5, 2**-20.4 at B = 1 and 2**-20.0 at B = 2, all at
-# n <= 50: E(B) keeps a margin of at least 2**2.4. Empirical, not a proof.
+# Stated bound on the circuit's error per slot and part, in value units (circuit_error): at most
+# CIRCUIT_ERROR at feature clip B <= CIRCUIT_ERROR_CLIP and n <= CIRCUIT_ERROR_ROWS training rows,
+# linear in B above the clip, shrinking as 1 / sqrt(n) above those rows down to
+# CIRCUIT_ERROR_FLOOR times it (from 6,400 rows). Measured (benchmarks/hedp_circuit_error.py:
+# n 20 to 50,000, d 1 to 13, K 1 and 3, fresh keys; docs/he.md): the error is largest at small n
+# and large B, and E(B, n) keeps a margin of at least 2**2.4 over every error measured.
+# Empirical, not a proof.
 CIRCUIT_ERROR = 2.0 ** -19
 CIRCUIT_ERROR_CLIP = 0.5
+CIRCUIT_ERROR_ROWS = 100
+CIRCUIT_ERROR_FLOOR = 2.0 ** -3
 
 
-def circuit_error(feature_clip: float) -> float:
-    """The stated bound ``E(B) = CIRCUIT_ERROR * max(1, B / CIRCUIT_ERROR_CLIP)`` per slot and part."""
+def circuit_error(feature_clip: float, n_rows: int) -> float:
+    """The stated bound per slot and part, ``E(B, n) = CIRCUIT_ERROR * max(1, B / 0.5) *
+    max(2^-3, sqrt(100 / max(n, 100)))`` (the constants above)."""
     B = float(feature_clip)
     if not (math.isfinite(B) and B > 0):
         raise ValueError(f"feature_clip must be finite and > 0, got {feature_clip!r}")
-    return CIRCUIT_ERROR * max(1.0, B / CIRCUIT_ERROR_CLIP)
+    if isinstance(n_rows, bool) or not isinstance(n_rows, (int, np.integer)) or n_rows < 1:
+        raise ValueError(f"n_rows must be an int >= 1, got {n_rows!r}")
+    rows = max(CIRCUIT_ERROR_FLOOR, math.sqrt(CIRCUIT_ERROR_ROWS / max(int(n_rows), CIRCUIT_ERROR_ROWS)))
+    return CIRCUIT_ERROR * max(1.0, B / CIRCUIT_ERROR_CLIP) * rows
 
 
-def circuit_sensitivity(slots: int, ciphertexts: int, feature_clip: float) -> float:
+def circuit_sensitivity(slots: int, ciphertexts: int, feature_clip: float, n_rows: int) -> float:
     """L2 bound on how much the circuit's error can differ between two tables, over every real
-    dimension of a reply (``2 * slots`` per ciphertext): ``2 * E(B) * sqrt(2 slots c)``."""
-    return 2.0 * circuit_error(feature_clip) * math.sqrt(2.0 * slots * ciphertexts)
+    dimension of a reply (``2 * slots`` per ciphertext): ``2 * E(B, n) * sqrt(2 slots c)``."""
+    return 2.0 * circuit_error(feature_clip, n_rows) * math.sqrt(2.0 * slots * ciphertexts)
 
 
 def prediction_bound(feature_clip: float, residual_clip: float, intercept: float, n_rows: int,
@@ -97,7 +105,7 @@ def prediction_bound(feature_clip: float, residual_clip: float, intercept: float
     return 2.0 * B * C * (row * (n_rows + math.sqrt(n_rows)) + 2.0 * B) / lam
 
 
-def ckks_release_plan(config: DPConfig, rounds: int, slots: int) -> list[PlannedRelease]:
+def ckks_release_plan(config: DPConfig, rounds: int, slots: int, n_rows: int) -> list[PlannedRelease]:
     """The plaintext trainer's plan (``gram``, ``stat`` and, with feedback, ``pred``) plus
     :data:`PREDICT_REPLIES` ``flood`` releases for the test-prediction replies, which take
     :data:`FLOOD_SHARE` of the budget; ``flood``'s sensitivity is per output ciphertext (a reply of
@@ -110,7 +118,7 @@ def ckks_release_plan(config: DPConfig, rounds: int, slots: int) -> list[Planned
                                {**{k: p.steps for k, p in kinds.items()}, "flood": PREDICT_REPLIES})
     return [PlannedRelease(p.what, steps=p.steps, scale=scales[p.what], sensitivity=p.sensitivity) for p in plan] + [
         PlannedRelease("flood", steps=PREDICT_REPLIES, scale=scales["flood"],
-                       sensitivity=circuit_sensitivity(slots, 1, config.feature_clip))]
+                       sensitivity=circuit_sensitivity(slots, 1, config.feature_clip, n_rows))]
 
 
 def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]:
@@ -238,11 +246,11 @@ class CkksDPTrainer:
             floor = self.ridge.ridge_floor(n, p, z["gram"])
             # plus the circuit's error, folded into the release (every slot of the reply is noised)
             circuit = circuit_sensitivity(context.slots, Layout.for_training(n, int(setup.n_outputs),
-                                                                             context.slots).blobs, c.feature_clip)
+                                                                             context.slots).blobs, c.feature_clip, n)
             return {"pred": prediction_bound(c.feature_clip, self.ridge.residual_clip, c.intercept, n, floor)
                     + circuit}
 
-        plan = ckks_release_plan(c, int(setup.rounds), context.slots)
+        plan = ckks_release_plan(c, int(setup.rounds), context.slots, n)
         if self.ledger is None:
             z = calibrate_noise(plan, c.budget.check_rows(n), c.accountant)
             noise = {p.what: z * p.scale for p in plan}
@@ -257,7 +265,7 @@ class CkksDPTrainer:
         self._gram, self.smoother = None, None
         self.models.clear()
         self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity,
-                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1, c.feature_clip)}
+                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1, c.feature_clip, n)}
         if c.releases_predictions:  # the sensitivity the ledger records for every pred release
             self.pred_sensitivity = pred_sensitivity(noise)["pred"]
             self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
@@ -327,7 +335,8 @@ class CkksDPTrainer:
             z = self.accountant.noise_multipliers["flood"]
             self.accountant.spend(Release(0, "flood", z))
             ciphertexts = len(fitted) * test_layout.blobs
-            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts, self.ridge.feature_clip))
+            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts, self.ridge.feature_clip,
+                                                         self._n))
             self.noise_std["flood"] = std
         cts = []
         for t in range(1, rounds + 1):
@@ -353,7 +362,7 @@ class CkksDPTrainer:
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
                             "circuit_privacy": f"every slot of every output noised and re-randomised, the "
-                                               f"circuit's error (<= {circuit_error(ridge.feature_clip):g} per slot) inside the "
+                                               f"circuit's error (<= {circuit_error(ridge.feature_clip, self._n):g} per slot) inside the "
                                                "DP releases: pred (train predictions), flood (test "
                                                "predictions, docs/he.md)",
                             "standardization": self.standardization}
