@@ -1,9 +1,9 @@
-"""The CKKS+DP circuit's own error, measured against the stated bound CIRCUIT_ERROR.
+"""The CKKS+DP circuit's own error, measured against its stated bound circuit_error(B, n).
 
     PYTHONPATH=. python benchmarks/hedp_circuit_error.py --clips 0.5,1,2 --rows 300,1500,5000
 
 For every feature clip B, training rows n, columns d and outputs K it builds a fresh key pair
-(ClippedCkksResiduals, the CKKS+DP chain), sets up a CkksDPTrainer with that B, fits one round on
+(the plan's CKKS+DP channel and chain), sets up the plan's DP trainer with that B, fits one round on
 clipped residuals (rows of norm <= 1) and decrypts, before any noise is added, every slot (real
 and imaginary part) of the train predictions ``enc(Phi A r)`` and of the test predictions
 ``enc(Phi_test z)``; the error is the largest difference from the same values computed in
@@ -20,35 +20,26 @@ import sys
 import warnings
 
 import numpy as np
-import tenseal.sealapi as sealapi
 
 from securegal import messages as m
+from securegal.learners.registry import make_learner
 from securegal.privacy.dp.mechanisms import InsecureNoiseWarning, clip_rows
-from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from securegal.privacy.he import wire
-from securegal.privacy.hedp import CkksDPTrainer, ClippedCkksResiduals, circuit_error, output_vectors
+from securegal.privacy.hedp import circuit_error, output_vectors
+from securegal.privacy.plan import FeatureDP, PrivacyPlan
 
 PARTY = "party1"
-
-
-def _slots(secret, cts) -> np.ndarray:
-    out = []
-    for ct in cts:
-        pt = sealapi.Plaintext()
-        secret._decryptor.decrypt(ct, pt)
-        out.append(np.asarray(secret.encoder.decode_complex(pt)))
-    return np.concatenate(out)
 
 
 def _error(secret, vectors, layout, exact: np.ndarray) -> float:
     """Largest |decrypted - exact| over every slot and part of ``vectors`` (per vector, chunks)."""
     worst = 0.0
     for cts, plains in zip(vectors, output_vectors(layout, exact), strict=True):
-        got = _slots(secret, cts)
-        want = np.zeros(got.size, dtype=np.complex128)
-        flat = np.concatenate(plains)
-        want[:flat.size] = flat
-        worst = max(worst, float(np.abs(np.r_[np.real(got - want), np.imag(got - want)]).max()))
+        for ct, values in zip(cts, plains, strict=True):
+            got = secret.decrypt([ct], 2 * secret.slots, pairs=True)  # the real parts, then the imaginary
+            want = np.zeros(got.size)
+            want[:values.size] = values
+            worst = max(worst, float(np.abs(got - want).max()))
     return worst
 
 
@@ -58,10 +49,12 @@ def measure(clip: float, n: int, d: int, k: int, seed: int) -> tuple[float, floa
     X = rng.standard_t(3, size=(n, d))
     X_test = rng.standard_t(3, size=(min(n, 2000), d))
     r = clip_rows(rng.normal(size=(n, k)), 1.0)
-    channel = ClippedCkksResiduals(1.0)
-    fields = dict(channel.setup_fields(PARTY))
-    setup = m.Setup(train_ids=np.arange(n, dtype=np.int64), n_outputs=k, rounds=1, task="classification", **fields)
-    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5, feature_clip=clip, shares=dict(NO_FEEDBACK_SHARES), seed=seed))
+    # the library's CKKS+DP layers (residual clip 1, no feedback), with this clip and seeded DP noise
+    plan = PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=3.0, feature_clip=clip, seed=seed))
+    channel = plan.channel()
+    setup = m.Setup(train_ids=np.arange(n, dtype=np.int64), n_outputs=k, rounds=1, task="classification",
+                    **channel.setup_fields(PARTY))
+    trainer = plan.trainers()(PARTY, 1, make_learner("linear"))(setup)
     trainer.setup(X, setup)
     payload = channel.seal(r, 1, PARTY)
     trainer.fit_round(1, payload)  # builds the smoother (spends the round's releases)

@@ -201,7 +201,7 @@ def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):
     assert diff.std() == pytest.approx(math.sqrt(2) * flood, rel=0.05)  # 2000 draws: sd ~1.6%
     z = trainer.accountant.noise_multipliers["flood"]
     B = trainer.ridge.feature_clip
-    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, B, n))  # 2000 values: one ciphertext
+    assert flood == max(FLOOD_STD, z * circuit_sensitivity(4096, 1, circuit_error(B, n)))  # 2000 values: one ciphertext
     assert "flood" in trainer.report()["mechanism"]["circuit_privacy"]
 
 
@@ -222,7 +222,7 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     assert B == config.for_rows(n).feature_clip == pytest.approx(math.sqrt(n) / 20)  # the plaintext rule
     floor = config.lam * n + z["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
     expected = prediction_bound(B, 1.0, config.intercept, n, floor) \
-        + circuit_sensitivity(4096, 1, B, n)  # the circuit's error, folded in: 600 values fit one ciphertext
+        + circuit_sensitivity(4096, 1, circuit_error(B, n))  # the circuit's error: 600 values fit one ciphertext
     recorded = {e.release.what: e.release.sensitivity for e in trainer.ledger.entries}
     assert recorded["pred"] == pytest.approx(expected) and recorded["pred"] != 2 * config.prediction_clip
     assert trainer.noise_std["pred"] == pytest.approx(z["pred"] * recorded["pred"])
@@ -308,7 +308,8 @@ def test_the_circuit_error_bound_grows_with_the_clip_and_shrinks_with_the_rows(c
     assert circuit_error(1.0, 50) == 2 * E and circuit_error(2.0, 1) == 4 * E
     assert circuit_error(0.5, 400) == pytest.approx(E / 2) and circuit_error(2.0, 1600) == pytest.approx(E)
     assert circuit_error(0.5, 6400) == circuit_error(0.5, 10**7) == pytest.approx(E / 8)
-    assert circuit_sensitivity(4096, 3, 2.0, 50) == pytest.approx(4 * circuit_sensitivity(4096, 3, 0.5, 50))
+    assert circuit_sensitivity(4096, 3, circuit_error(2.0, 50)) == pytest.approx(
+        4 * circuit_sensitivity(4096, 3, circuit_error(0.5, 50)))
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="feature_clip"):
             circuit_error(bad, 100)
@@ -329,11 +330,12 @@ def test_the_circuit_error_bound_grows_with_the_clip_and_shrinks_with_the_rows(c
         config = trainer.config
         floor = config.lam * n + z_small["gram"] * gram_sensitivity(B, config.intercept) * math.sqrt(d + 1)
         assert trainer.pred_sensitivity == pytest.approx(
-            prediction_bound(B, 1.0, config.intercept, n, floor) + circuit_sensitivity(4096, 1, B, n))
+            prediction_bound(B, 1.0, config.intercept, n, floor) + circuit_sensitivity(4096, 1, circuit_error(B, n)))
     assert large.report()["mechanism"]["circuit_privacy"].count(f"{circuit_error(2.0, n):g}") == 1
     large.fit_round(1, channel.seal(rs[0], 1, PARTY))
     large.predict(np.zeros((10, d)), 1)
-    assert large.noise_std["flood"] == max(FLOOD_STD, z_large["flood"] * circuit_sensitivity(4096, 1, 2.0, n))
+    assert large.circuit_error == circuit_error(2.0, n)
+    assert large.noise_std["flood"] == max(FLOOD_STD, z_large["flood"] * circuit_sensitivity(4096, 1, large.circuit_error))
 
 
 def _decrypt(channel, ct):

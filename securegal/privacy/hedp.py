@@ -54,7 +54,7 @@ CLIP_OPTION = "residual_clip"
 #   added to its sensitivity;
 # - test predictions: a ``flood`` release per reply (PREDICT_REPLIES planned per session, the
 #   label owner's test and validation evaluation; FLOOD_SHARE of the session's budget), noise
-#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply, B, n), never below FLOOD_STD.
+#   z_flood * circuit_sensitivity(slots, ciphertexts of the reply, E(B, n)), never below FLOOD_STD.
 FLOOD_STD = 2.0 ** -8
 FLOOD_SHARE = 0.05
 PREDICT_REPLIES = 2
@@ -83,10 +83,11 @@ def circuit_error(feature_clip: float, n_rows: int) -> float:
     return CIRCUIT_ERROR * max(1.0, B / CIRCUIT_ERROR_CLIP) * rows
 
 
-def circuit_sensitivity(slots: int, ciphertexts: int, feature_clip: float, n_rows: int) -> float:
+def circuit_sensitivity(slots: int, ciphertexts: int, error: float) -> float:
     """L2 bound on how much the circuit's error can differ between two tables, over every real
-    dimension of a reply (``2 * slots`` per ciphertext): ``2 * E(B, n) * sqrt(2 slots c)``."""
-    return 2.0 * circuit_error(feature_clip, n_rows) * math.sqrt(2.0 * slots * ciphertexts)
+    dimension of a reply (``2 * slots`` per ciphertext), each within ``error`` (:func:`circuit_error`):
+    ``2 * error * sqrt(2 slots c)``."""
+    return 2.0 * error * math.sqrt(2.0 * slots * ciphertexts)
 
 
 def prediction_bound(feature_clip: float, residual_clip: float, intercept: float, n_rows: int,
@@ -118,7 +119,7 @@ def ckks_release_plan(config: DPConfig, rounds: int, slots: int, n_rows: int) ->
                                {**{k: p.steps for k, p in kinds.items()}, "flood": PREDICT_REPLIES})
     return [PlannedRelease(p.what, steps=p.steps, scale=scales[p.what], sensitivity=p.sensitivity) for p in plan] + [
         PlannedRelease("flood", steps=PREDICT_REPLIES, scale=scales["flood"],
-                       sensitivity=circuit_sensitivity(slots, 1, config.feature_clip, n_rows))]
+                       sensitivity=circuit_sensitivity(slots, 1, circuit_error(config.feature_clip, n_rows)))]
 
 
 def output_vectors(layout: Layout, values: np.ndarray) -> list[list[np.ndarray]]:
@@ -213,6 +214,7 @@ class CkksDPTrainer:
         self.ridge: DPRidge | None = None
         self.models: dict[int, tuple] = {}  # round -> (enc(A r) model vectors, plaintext offset G~^-1 e)
         self.noise_std: dict[str, float] = {}
+        self.circuit_error: float | None = None  # E(B, n) of the session (set at setup)
         self.pred_sensitivity: float | None = None
         self._X: np.ndarray | None = None
         self._gram: np.ndarray | None = None
@@ -240,13 +242,14 @@ class CkksDPTrainer:
                                 f"{DP_CKKS_PARAMS.coeff_mod_bit_sizes}); the label owner sent "
                                 f"{context.params.coeff_mod_bit_sizes}")
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
+        error = circuit_error(c.feature_clip, n)
 
         def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:
             # data-independent: the Gram ridge floor lam n + sigma_G sqrt(p) <= lambda_min(G~)
             floor = self.ridge.ridge_floor(n, p, z["gram"])
             # plus the circuit's error, folded into the release (every slot of the reply is noised)
             circuit = circuit_sensitivity(context.slots, Layout.for_training(n, int(setup.n_outputs),
-                                                                             context.slots).blobs, c.feature_clip, n)
+                                                                             context.slots).blobs, error)
             return {"pred": prediction_bound(c.feature_clip, self.ridge.residual_clip, c.intercept, n, floor)
                     + circuit}
 
@@ -262,10 +265,11 @@ class CkksDPTrainer:
         self.accountant = PrivacyAccountant(budget, accountant, X.shape[0])
         self.accountant.noise_multipliers.update(noise)
         self._X, self._n, self._k = X, X.shape[0], int(setup.n_outputs)
+        self.circuit_error = error
         self._gram, self.smoother = None, None
         self.models.clear()
         self.noise_std = {"stat": noise["stat"] * self.ridge.statistic_sensitivity,
-                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1, c.feature_clip, n)}
+                          "flood_per_ciphertext": noise["flood"] * circuit_sensitivity(context.slots, 1, error)}
         if c.releases_predictions:  # the sensitivity the ledger records for every pred release
             self.pred_sensitivity = pred_sensitivity(noise)["pred"]
             self.noise_std["pred"] = noise["pred"] * self.pred_sensitivity
@@ -335,8 +339,7 @@ class CkksDPTrainer:
             z = self.accountant.noise_multipliers["flood"]
             self.accountant.spend(Release(0, "flood", z))
             ciphertexts = len(fitted) * test_layout.blobs
-            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts, self.ridge.feature_clip,
-                                                         self._n))
+            std = max(FLOOD_STD, z * circuit_sensitivity(self.context.slots, ciphertexts, self.circuit_error))
             self.noise_std["flood"] = std
         cts = []
         for t in range(1, rounds + 1):
@@ -362,7 +365,7 @@ class CkksDPTrainer:
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
                             "shares": dict(c.shares), "secure_noise": self.noise.secure,
                             "circuit_privacy": f"every slot of every output noised and re-randomised, the "
-                                               f"circuit's error (<= {circuit_error(ridge.feature_clip, self._n):g} per slot) inside the "
+                                               f"circuit's error (<= {self.circuit_error:g} per slot) inside the "
                                                "DP releases: pred (train predictions), flood (test "
                                                "predictions, docs/he.md)",
                             "standardization": self.standardization}
