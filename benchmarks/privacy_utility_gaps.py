@@ -11,6 +11,12 @@ with four sets of per-party multipliers:
 - ``train-exact``: fitted on the training rows with every party's exact, un-noised train
   predictions, which no label owner has. It shows what a calibration on every training row
   could reach;
+- ``train-moments``: what a DP version of ``train-exact`` could use. Least squares on the
+  training rows needs each party's ``P^T P`` and ``P^T u`` (``P`` its contribution, ``u`` the
+  label owner's target minus F0). The party gets ``P^T P`` as ``theta^T psd(G~) theta`` from its
+  own released ``gram`` (free), ``P^T clip(u, 2)`` from one more ``stat``-like release at the
+  session's ``stat`` noise times sqrt(4/3) (as if the plan had a fourth one; simulated here), and
+  the label owner estimates the cross terms from the validation rows' correlations;
 - ``test``: fitted on the test rows themselves, a ceiling that overfits them.
 
 A large epsilon (1000) measures the design without noise. The script reads the parties' models
@@ -25,7 +31,7 @@ import warnings
 import numpy as np
 
 from privacy_utility_tuning import paired_line, tuning_seeds
-from securegal.core.calibration import fit_party_multipliers
+from securegal.core.calibration import MAX_MULTIPLIER, fit_party_multipliers
 from securegal.data.split import split_rows
 from securegal.deploy.federation import TargetScaler
 from securegal.metrics import metric_for
@@ -35,7 +41,9 @@ from securegal.privacy.plan import FeatureDP, PrivacyPlan
 from securegal.run import resolve_dataset, train
 
 PARTIES, ROUNDS = 4, 3
-METHODS = ("fixed", "validation", "train-exact", "test")
+METHODS = ("fixed", "validation", "train-exact", "train-moments", "test")
+# train-moments: the clip of u in the simulated release, and the pull of the multipliers towards 1
+MOMENT_CLIP, MOMENT_PENALTY = 2.0, 1.0
 
 
 def _terms(owner: LabelOwner, ids: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -61,6 +69,31 @@ def _train_terms(owner: LabelOwner, choice, names: list[str]) -> np.ndarray:
     return np.stack(out)
 
 
+def _moment_multipliers(owner: LabelOwner, choice, names: list[str], train_terms: np.ndarray,
+                        validation_terms: np.ndarray, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Least-squares multipliers from party-side training-row moments (``train-moments``)."""
+    P = train_terms[..., 0]
+    clipped = np.clip(u, -MOMENT_CLIP, MOMENT_CLIP)
+    gram_diag, cross = np.zeros(len(names)), np.zeros(len(names))
+    for j, party in enumerate(names):
+        if party == owner.own.name:  # the label owner's own block: exact
+            gram_diag[j], cross[j] = P[j] @ P[j], P[j] @ u
+            continue
+        trainer = choice.trainers[party]
+        theta = sum(c * model.coef[:, 0] for c, model in zip(owner._coefficients(party), trainer.models))
+        p = trainer._phi.shape[1]
+        z = trainer.accountant.noise_multipliers
+        released = trainer._gram - trainer.ridge.ridge_floor(len(u), p, z["gram"]) * np.eye(p)
+        gram_diag[j] = theta @ released @ theta
+        sigma = z["stat"] * math.sqrt(4 / 3) * 2 * trainer.ridge.feature_clip * MOMENT_CLIP
+        cross[j] = theta @ (trainer._phi.T @ clipped + rng.normal(0.0, sigma, p))
+    scale = np.sqrt(np.maximum(gram_diag, 0.0))
+    S = np.corrcoef(validation_terms[..., 0]) * np.outer(scale, scale)
+    np.fill_diagonal(S, gram_diag)
+    a = np.linalg.solve(S + MOMENT_PENALTY * np.eye(len(names)), cross + MOMENT_PENALTY)
+    return np.clip(a, 0.0, MAX_MULTIPLIER)
+
+
 def rescored(dataset: str, seed: int, epsilon: float) -> dict[str, float]:
     """The test score of one trained GAL-DP model under each of :data:`METHODS`."""
     data = resolve_dataset(dataset, None, None, "impute", None)
@@ -74,7 +107,7 @@ def rescored(dataset: str, seed: int, epsilon: float) -> dict[str, float]:
     def calibrate(owner: LabelOwner, sample_ids, y):  # record before the multipliers rescale the weights
         names, seen["test"] = _terms(owner, split.test)
         seen["names"], seen["train"] = names, _train_terms(owner, choice, names)
-        seen["owner"] = owner
+        seen["owner"], seen["validation_terms"] = owner, _terms(owner, sample_ids)[1]
         multipliers = original(owner, sample_ids, y)
         seen["validation"] = np.array([multipliers.get(p, 1.0) for p in names])
         return multipliers
@@ -93,6 +126,9 @@ def rescored(dataset: str, seed: int, epsilon: float) -> dict[str, float]:
         "fixed": np.ones(len(seen["names"])),
         "validation": seen["validation"],
         "train-exact": fit_party_multipliers(owner.loss, y_train, owner.model.init, seen["train"], 0.0),
+        "train-moments": _moment_multipliers(owner, choice, seen["names"], seen["train"], seen["validation_terms"],
+                                             (y_train - owner.model.init).reshape(-1),
+                                             np.random.default_rng(20_000 + seed)),
         "test": fit_party_multipliers(owner.loss, y_test, owner.model.init, test_terms, 0.0),
     }
     _, score = metric_for(data.task)
