@@ -4,14 +4,19 @@
 
 M=4, linear learners (no feature-DP), delta=1e-5, T rounds with uniform weights, a fixed step
 eta = 0.75 M / T and F0 = 0 (enforced by the label owner under label-DP), residual rows clipped
-to C = 1. Alone sends nothing and is label-private by construction. Prints a markdown table.
+to C = 1. Each split runs the default policy (per-party multipliers calibrated on the
+validation rows after the last broadcast) and the fixed one (``calibrate=False``), with the same
+seeded label-DP noise (a study, not a deployment). Alone sends nothing and is label-private by
+construction. Prints a markdown table.
 """
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 
+from securegal.privacy.dp.mechanisms import InsecureNoiseWarning
 from securegal.privacy.registry import LAYERS
 from securegal.run import train
 
@@ -29,22 +34,26 @@ def main() -> None:
           + " | GAL (plain) |")
     print("|" + "---|" * (len(EPSILONS) + 3))
     for name in args.datasets.split(","):
-        rows = []
+        rows = {"calibrated": [], "fixed": []}
         for seed in range(args.splits):
             base = train(name, parties=4, rounds=10, seed=seed, baselines=True)
-            row = [base["alone"]["test"]]
-            for eps in EPSILONS:
-                m = train(name, parties=4, rounds=args.rounds, seed=seed, weighting="uniform", eta=eta,
-                          plan=LAYERS["label-dp"].plan(eps, residual_clip=1.0))
-                if m["privacy"]["alice"]["epsilon_spent"] > eps:
-                    raise RuntimeError("epsilon_spent exceeds the budget")
-                row.append(m["gal"]["test"])
-            row.append(base["gal"]["test"])
-            rows.append(row)
-        a = np.array(rows)
-        cells = [f"{a[:, j].mean():.1f} ({a[:, j].std():.1f})" for j in range(a.shape[1])]
-        print(f"| {name} ({args.splits}) | " + " | ".join(cells) + " |", flush=True)
-
+            for policy, calibrate in (("calibrated", None), ("fixed", False)):
+                row = [base["alone"]["test"]]
+                for eps in EPSILONS:
+                    plan = LAYERS["label-dp"].plan(eps, residual_clip=1.0, seed=10_000 + seed)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", InsecureNoiseWarning)
+                        m = train(name, parties=4, rounds=args.rounds, seed=seed, weighting="uniform", eta=eta,
+                                  plan=plan, calibrate=calibrate)
+                    if m["privacy"]["alice"]["epsilon_spent"] > eps:
+                        raise RuntimeError("epsilon_spent exceeds the budget")
+                    row.append(m["gal"]["test"])
+                row.append(base["gal"]["test"])
+                rows[policy].append(row)
+        for policy, values in rows.items():
+            a = np.array(values)
+            cells = [f"{a[:, j].mean():.1f} ({a[:, j].std():.1f})" for j in range(a.shape[1])]
+            print(f"| {name} ({args.splits}), {policy} | " + " | ".join(cells) + " |", flush=True)
 
 if __name__ == "__main__":
     main()

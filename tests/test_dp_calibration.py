@@ -7,6 +7,7 @@ from securegal.core.losses import make_loss
 from securegal.errors import ConfigError
 from securegal.privacy.plan import DP_CALIBRATION_PENALTY, FeatureDP, LabelDP, PrivacyPlan
 from securegal.run import train
+from securegal.transcript import read_transcript
 
 pytestmark = pytest.mark.filterwarnings("ignore::securegal.privacy.dp.mechanisms.InsecureNoiseWarning")  # seeded noise
 
@@ -45,9 +46,11 @@ def test_bad_calibration_inputs_are_refused():
         fit_party_multipliers(loss, np.zeros((3, 1)), np.zeros(1), np.zeros((3, 1)), penalty=1.0)
 
 
-def test_owner_policy_calibrates_under_feature_dp_only():
+def test_owner_policy_calibrates_under_any_dp_with_uniform_weights():
     for plan in (PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)),
-                 PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1.0))):
+                 PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=1.0)),
+                 PrivacyPlan(label_dp=LabelDP(epsilon=1.0)),
+                 PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0), label_dp=LabelDP(epsilon=1.0))):
         policy = plan.owner_policy(parties=4, rounds=3)
         assert (policy.weighting, policy.eta, policy.calibration) == ("uniform", 1.0, DP_CALIBRATION_PENALTY)
     assert PrivacyPlan().owner_policy(parties=4, rounds=3, dp_parties=True).calibration == DP_CALIBRATION_PENALTY
@@ -56,8 +59,7 @@ def test_owner_policy_calibrates_under_feature_dp_only():
     assert PrivacyPlan().owner_policy(parties=4, rounds=3).calibration is None
     assert PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0)).owner_policy(
         parties=4, rounds=3, calibrate=False).calibration is None
-    for plan in (PrivacyPlan(), PrivacyPlan(residuals="ckks"),
-                 PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0), label_dp=LabelDP(epsilon=1.0))):
+    for plan in (PrivacyPlan(), PrivacyPlan(residuals="ckks")):
         assert plan.owner_policy(parties=4, rounds=3).calibration is None
         with pytest.raises(ConfigError, match="calibrated multipliers"):
             plan.owner_policy(parties=4, rounds=3, calibrate=True)
@@ -101,4 +103,27 @@ def test_a_ckks_dp_run_calibrates_with_the_two_predict_replies_it_plans():
         whats = [r["what"] for r in block["releases"]]
         assert whats.count("flood") == 2 and whats == [r["what"] for r in fixed["privacy"][party]["releases"]]
         assert block["epsilon_spent"] <= 3.0
+    assert calibrated["gal"]["validation_per_round"][-1] <= fixed["gal"]["validation_per_round"][-1] + 1e-9
+
+
+def test_a_label_dp_run_calibrates_after_its_last_broadcast(tmp_path):
+    """Under label-DP the multipliers are fitted after the last residual broadcast and stay with
+    the label owner: with the same seeded noise every party receives the same residuals as under
+    the fixed policy and the label owner spends the same; only the final combination changes."""
+    plan = PrivacyPlan(label_dp=LabelDP(epsilon=3.0, seed=7))
+    common = dict(parties=3, rounds=2, seed=8, plan=plan)
+    fixed = train("breast_cancer", calibrate=False, out=tmp_path / "fixed", **common)
+    calibrated = train("breast_cancer", out=tmp_path / "calibrated", **common)
+    multipliers = calibrated["gal"]["multipliers"]
+    assert "multipliers" not in fixed["gal"] and set(multipliers) == set(calibrated["party_names"])
+    assert calibrated["privacy"] == fixed["privacy"]
+    for party in calibrated["party_names"][1:]:
+        sent = [read_transcript(tmp_path / run / "transcripts" / party).arrays("fit_request", "received")
+                for run in ("fixed", "calibrated")]
+        assert len(sent[0]) == 2 and [r for r, _ in sent[0]] == [r for r, _ in sent[1]]
+        for (_, a), (_, b) in zip(*sent):
+            np.testing.assert_array_equal(a, b)
+    for row in calibrated["weights"]:
+        assert row == pytest.approx([multipliers[p] / 3 for p in calibrated["party_names"]])  # uniform 1/M
+    assert calibrated["eta"] == fixed["eta"]
     assert calibrated["gal"]["validation_per_round"][-1] <= fixed["gal"]["validation_per_round"][-1] + 1e-9

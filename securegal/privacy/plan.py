@@ -368,22 +368,23 @@ class PrivacyPlan:
         fitted on the training rows would rest on noisy (or no) predictions of the DP parties.
         Label-DP refuses learned weights (see :meth:`check`).
 
-        Under feature-DP (not label-DP) with uniform weights, ``calibrate`` (default on) adds
-        per-party multipliers fitted after the last round on the validation rows, with penalty
-        :data:`DP_CALIBRATION_PENALTY`: those rows were never trained on and their predictions are
-        disclosed for evaluation anyway, so this costs no budget (docs/privacy.md section 4; under
-        CKKS evaluation reuses the calibration's replies, so a session still asks for two)."""
+        Under any DP with uniform weights, ``calibrate`` (default on) adds per-party multipliers
+        fitted after the last round on the validation rows, with penalty
+        :data:`DP_CALIBRATION_PENALTY`. Under feature-DP those rows were never trained on and their
+        predictions are disclosed for evaluation anyway; under label-DP the fit comes after the
+        last residual broadcast and never leaves the label owner. Either way it costs no budget
+        (docs/privacy.md section 4; under CKKS evaluation reuses the calibration's replies, so a
+        session still asks for two)."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
         if eta is None and private:
             eta = DP_STEP_WEIGHT * parties / rounds
-        feature_dp = (self.feature_dp is not None or dp_parties) and self.label_dp is None
-        if calibrate and not (feature_dp and weighting == "uniform"):
-            raise ConfigError(f"calibrated multipliers are for feature-DP runs with uniform weights, without "
-                              f"label-DP (weights {weighting!r}, feature-DP {'on' if feature_dp else 'off'})")
+        if calibrate and not (private and weighting == "uniform"):
+            raise ConfigError(f"calibrated multipliers are for DP runs with uniform weights "
+                              f"(weights {weighting!r}, DP {'on' if private else 'off'})")
         if calibrate is None:
-            calibrate = feature_dp and weighting == "uniform"
+            calibrate = private and weighting == "uniform"
         return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None)
 
     def describe(self) -> dict:
