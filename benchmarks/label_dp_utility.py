@@ -55,5 +55,6 @@ def main() -> None:
             cells = [f"{a[:, j].mean():.1f} ({a[:, j].std():.1f})" for j in range(a.shape[1])]
             print(f"| {name} ({args.splits}), {policy} | " + " | ".join(cells) + " |", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -1,10 +1,10 @@
-"""Where GAL-DP loses utility: the same trained models rescored with four sets of multipliers.
+"""Where GAL-DP loses utility: the same trained models rescored with five sets of multipliers.
 
     PYTHONPATH=. python benchmarks/privacy_utility_gaps.py --dataset diabetes --seeds 100:140 --epsilons 1,8,1000
 
 For each split and epsilon the library's default GAL-DP design (docs/privacy.md section 8) is
 trained once, with seeded noise. Its per-party contributions are then rescored on the test rows
-with four sets of per-party multipliers:
+with five sets of per-party multipliers:
 
 - ``fixed``: all 1, the uniform policy without calibration;
 - ``validation``: the default, fitted on the label owner's validation rows;
