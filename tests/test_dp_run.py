@@ -46,6 +46,19 @@ def test_budget_refusal_stops_the_run_cleanly_with_rounds_saved(tmp_path, monkey
     assert "STOPPED EARLY" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("flag", ["--epsilon", "--label-epsilon"])
+def test_the_summary_names_the_calibrated_multipliers(flag, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", flag, "3",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    multipliers = metrics["gal"]["multipliers"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if "multipliers" in x)
+    assert f"the {metrics['n_validation']} validation rows" in line
+    assert all(f"{name}={a:.2f}" in line for name, a in multipliers.items()) and len(multipliers) == 3
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--epsilon", "0"], "epsilon"),
     (["--epsilon", "1", "--delta", "0.5"], "delta"),

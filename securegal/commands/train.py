@@ -240,6 +240,11 @@ def summary(metrics: dict, out: Path) -> str:
     if metrics["weights"]:
         last = ", ".join(f"{n}={w:.2f}" for n, w in zip(metrics["party_names"], metrics["weights"][-1]))
         lines.append(f"  last-round weights: {last}; eta per round: {', '.join(f'{e:.2f}' for e in metrics['eta'])}")
+    multipliers = metrics["gal"].get("multipliers")
+    if multipliers:
+        scaled = ", ".join(f"{n}={a:.2f}" for n, a in multipliers.items())
+        lines.append(f"  calibrated on the {metrics['n_validation']} validation rows: multipliers {scaled} "
+                     "(in the weights above)")
     for party, block in metrics.get("privacy", {}).items():
         lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                      f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
