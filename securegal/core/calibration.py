@@ -19,12 +19,14 @@ from ..errors import ConfigError
 MAX_MULTIPLIER = 4.0
 
 
-def fit_party_multipliers(loss, y: np.ndarray, init: np.ndarray, terms: np.ndarray, penalty: float) -> np.ndarray:
-    """argmin over a in [0, 4]^M of ``loss(y, init + sum_m a_m terms[m]) + penalty * ||a - 1||^2 / n``.
+def fit_party_multipliers(loss, y: np.ndarray, init: np.ndarray, terms: np.ndarray, penalty: float,
+                          prior: np.ndarray | None = None) -> np.ndarray:
+    """argmin over a in [0, 4]^M of ``loss(y, init + sum_m a_m terms[m]) + penalty * ||a - prior||^2 / n``.
 
     ``terms`` (M, n, K): each party's total contribution on the n held-out rows; ``y`` the rows'
-    labels as the loss takes them (scaled targets for regression). Deterministic (Nelder-Mead
-    from a = 1, which handles the non-smooth l1 loss). Returns a of shape (M,).
+    labels as the loss takes them (scaled targets for regression); ``prior`` (M,) in [0, 4]: where
+    the penalty pulls, all 1 (the fixed policy) unless given. Deterministic (Nelder-Mead from
+    ``prior``, which handles the non-smooth l1 loss). Returns a of shape (M,).
     """
     terms = np.asarray(terms, dtype=np.float64)
     if terms.ndim != 3 or terms.shape[0] < 1 or terms.shape[1] < 1:
@@ -33,14 +35,21 @@ def fit_party_multipliers(loss, y: np.ndarray, init: np.ndarray, terms: np.ndarr
         raise ValueError("terms must be finite")
     if isinstance(penalty, bool) or not (isinstance(penalty, (int, float)) and math.isfinite(penalty) and penalty >= 0):
         raise ConfigError(f"calibration penalty must be a finite number >= 0, got {penalty!r}")
+    start = np.ones(terms.shape[0]) if prior is None else np.asarray(prior, dtype=np.float64)
+    if start.shape != terms.shape[:1] or not ((start >= 0) & (start <= MAX_MULTIPLIER)).all():
+        raise ValueError(f"prior must hold {terms.shape[0]} values in [0, {MAX_MULTIPLIER:g}], got {prior!r}")
     n = terms.shape[1]
     base = np.broadcast_to(np.asarray(init, dtype=np.float64), terms.shape[1:])
 
     def objective(a: np.ndarray) -> float:
-        return loss.value(y, base + np.tensordot(a, terms, axes=1)) + penalty * float(np.sum((a - 1.0) ** 2)) / n
+        return loss.value(y, base + np.tensordot(a, terms, axes=1)) + penalty * float(np.sum((a - start) ** 2)) / n
 
-    start = np.ones(terms.shape[0])
+    # scipy's default first simplex (each coordinate 5% up), except that a coordinate at 0 starts
+    # 0.5 up instead of scipy's 0.00025, from which a term pulled towards 0 would barely move
+    simplex = np.vstack([start] + [start + np.eye(len(start))[i] * (0.05 * v if v else 0.5)
+                                   for i, v in enumerate(start)])
     result = minimize(objective, start, method="Nelder-Mead", bounds=[(0.0, MAX_MULTIPLIER)] * len(start),
-                      options={"maxiter": 200 * len(start), "xatol": 1e-4, "fatol": 1e-9})
+                      options={"maxiter": 200 * len(start), "xatol": 1e-4, "fatol": 1e-9,
+                               "initial_simplex": simplex})
     best = np.clip(result.x, 0.0, MAX_MULTIPLIER)
     return best if objective(best) <= objective(start) else start

@@ -87,6 +87,9 @@ class GalJob:
     # Penalty of the label owner's per-party multipliers fitted on the validation rows after the
     # last round (PrivacyPlan.owner_policy; None: none).
     calibration: float | None = None
+    # Under label-DP: the plain layer for the label owner's own exact-label Alone model, which the
+    # calibration weighs too (OwnerPolicy.exact_alone; None: no such model).
+    alone_channel: ResidualChannel | None = None
 
     @classmethod
     def from_plan(cls, plan, *, dataset: Dataset, n_train: int, parties: int, rounds: int,
@@ -100,7 +103,7 @@ class GalJob:
             channel.preflight(n_train, rounds, dataset.loss)
         return cls(rounds=rounds, channel=channel, trainers=plan.trainers(), weighting=policy.weighting,
                    eta=policy.eta, hidden_membership=plan.hidden_membership, calibration=policy.calibration,
-                   **settings)
+                   alone_channel=type(plan)().channel() if policy.exact_alone else None, **settings)
 
     def local_loss_for(self, dataset: Dataset) -> str:
         return self.local_loss or make_loss(dataset.loss, dataset.n_outputs).local_loss
@@ -119,7 +122,8 @@ class GalJob:
                           setup_options={"local_loss": self.local_loss_for(dataset)},
                           aligner=LabelOwnerPsi, align_ids=dataset.row_ids(),
                           eval_ids=np.concatenate([split.validation, split.test]),
-                          hidden_membership=self.hidden_membership, calibration=self.calibration)
+                          hidden_membership=self.hidden_membership, calibration=self.calibration,
+                          alone_channel=self.alone_channel)
 
 
 def party_learner(dataset: Dataset, block: Block, index: int, job: GalJob) -> Learner:

@@ -47,6 +47,8 @@ class GalModel:
     stopped: str | None = None
     missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
     multipliers: dict[str, float] = field(default_factory=dict)  # set by LabelOwner.calibrate
+    # Under label-DP, the weight of the label owner's exact-label Alone model (LabelOwner.calibrate)
+    alone_weight: float = 0.0
 
 
 class FederationStopped(Exception):
@@ -62,7 +64,7 @@ class LabelOwner:
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
                  aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
                  eval_ids: np.ndarray | None = None, hidden_membership: bool = False,
-                 calibration: float | None = None):
+                 calibration: float | None = None, alone_channel: ResidualChannel | None = None):
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         if weighting not in WEIGHTINGS:
@@ -81,6 +83,10 @@ class LabelOwner:
         self.rounds, self.weighting, self.eta, self.eta_max = rounds, weighting, eta, eta_max
         # None, or the penalty of calibrate()'s per-party multipliers (PrivacyPlan.owner_policy).
         self.calibration = calibration
+        # Under label-DP: the plain layer of the label owner's own exact-label Alone model, which
+        # calibrate() fits and weighs (None: no such model); the model itself once fitted.
+        self.alone_channel = alone_channel
+        self._alone: LabelOwner | None = None
         self.min_parties, self.task = min_parties, task
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
@@ -362,6 +368,8 @@ class LabelOwner:
             steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
         np.cumsum(steps, axis=0, out=steps)
         F += self.model.init
+        if self._alone is not None and self.model.alone_weight:
+            F += self.model.alone_weight * self._alone.predict_rounds(ids)
         return F
 
     def _coefficients(self, party: str) -> np.ndarray:
@@ -446,15 +454,37 @@ class LabelOwner:
         # Evaluating these rows later reuses the replies instead of asking again: under CKKS+DP
         # each predict reply is a release the party plans for (a flood).
         self._held = (ids.copy(), held)
-        a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration)
+        prior = np.ones(len(terms))
+        if self.private_labels and self.alone_channel is not None:
+            self._alone = self._exact_alone()
+            names.append(f"{self.own.name}:alone")
+            terms.append(self._alone.predict_rounds(ids)[-1])
+            prior = np.append(prior, 0.0)  # without evidence the label-DP model stays as it was
+        a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration, prior=prior)
         scale = dict(zip(names, (float(v) for v in a)))
+        if self._alone is not None:
+            self.model.alone_weight = scale[names[-1]]
         self.model.rounds = [replace(r, weights={p: w * scale.get(p, 1.0) for p, w in r.weights.items()})
                              for r in self.model.rounds]
         self.model.multipliers = scale
         return scale
 
+    def _exact_alone(self) -> "LabelOwner":
+        """Under label-DP: the label owner's own block boosted alone on the exact labels (Alone,
+        learned step), for :meth:`calibrate` to weigh. It talks only to a fresh local copy of the
+        own block and never enters a residual, so it costs no label budget."""
+        own = FeatureParty(self.own.name, self.own.table, self.own.trainer_factory)
+        alone = LabelOwner(own=own, train_ids=self.train_ids, y_train=self.y, loss=self.loss, peers=(),
+                           messenger=None, channel=self.alone_channel, rounds=len(self.model.rounds),
+                           eta_max=self.eta_max, task=self.task, setup_options=self.setup_options)
+        alone.setup()
+        alone.fit()
+        return alone
+
     def finish(self) -> None:
         self._held = None
+        if self._alone is not None:
+            self._alone.finish()
         self._own(0, m.Finish())
         if self.peers:
             self.messenger.exchange(0, {p: m.Finish() for p in self.peers})

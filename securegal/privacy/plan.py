@@ -159,6 +159,9 @@ class OwnerPolicy:
     weighting: str  # "learned" | "uniform"
     eta: float | None  # None: line search
     calibration: float | None = None
+    # Under label-DP the calibration also weighs the label owner's own block boosted alone on the
+    # exact labels (it never enters a broadcast; LabelOwner.calibrate).
+    exact_alone: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,7 +377,9 @@ class PrivacyPlan:
         predictions are disclosed for evaluation anyway; under label-DP the fit comes after the
         last residual broadcast and never leaves the label owner. Either way it costs no budget
         (docs/privacy.md section 4; under CKKS evaluation reuses the calibration's replies, so a
-        session still asks for two)."""
+        session still asks for two). Under label-DP the calibration also weighs an Alone model
+        (``exact_alone``): the label owner's own block boosted on the exact labels, which never
+        enters a residual, with its multiplier pulled towards 0 instead of 1."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
@@ -385,7 +390,8 @@ class PrivacyPlan:
                               f"(weights {weighting!r}, DP {'on' if private else 'off'})")
         if calibrate is None:
             calibrate = private and weighting == "uniform"
-        return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None)
+        return OwnerPolicy(weighting, eta, DP_CALIBRATION_PENALTY if calibrate else None,
+                           exact_alone=bool(calibrate) and self.label_dp is not None)
 
     def describe(self) -> dict:
         """The plan as plain data (metrics.json ``plan``)."""
