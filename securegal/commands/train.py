@@ -243,8 +243,10 @@ def summary(metrics: dict, out: Path) -> str:
     multipliers = metrics["gal"].get("multipliers")
     if multipliers:
         scaled = ", ".join(f"{n}={a:.2f}" for n, a in multipliers.items())
+        alone = [n for n in multipliers if n not in metrics["party_names"]]
         lines.append(f"  calibrated on the {metrics['n_validation']} validation rows: multipliers {scaled} "
-                     "(in the weights above)")
+                     "(the parties' are in the weights above"
+                     + (f"; {alone[0]} weighs the label owner's exact-label Alone model)" if alone else ")"))
     for party, block in metrics.get("privacy", {}).items():
         lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                      f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
