@@ -47,8 +47,6 @@ class GalModel:
     stopped: str | None = None
     missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
     multipliers: dict[str, float] = field(default_factory=dict)  # set by LabelOwner.calibrate
-    # Under label-DP, the weight of the label owner's exact-label Alone model (LabelOwner.calibrate)
-    alone_weight: float = 0.0
 
 
 class FederationStopped(Exception):
@@ -368,8 +366,8 @@ class LabelOwner:
             steps += np.multiply(preds, self._coefficients(party)[:, None, None], out=preds)
         np.cumsum(steps, axis=0, out=steps)
         F += self.model.init
-        if self._alone is not None and self.model.alone_weight:
-            F += self.model.alone_weight * self._alone.predict_rounds(ids)
+        if self._alone is not None and self.model.multipliers.get(self._alone.own.name):
+            F += self.model.multipliers[self._alone.own.name] * self._alone.predict_rounds(ids)
         return F
 
     def _coefficients(self, party: str) -> np.ndarray:
@@ -457,13 +455,11 @@ class LabelOwner:
         prior = np.ones(len(terms))
         if self.private_labels and self.alone_channel is not None:
             self._alone = self._exact_alone()
-            names.append(f"{self.own.name}:alone")
+            names.append(self._alone.own.name)
             terms.append(self._alone.predict_rounds(ids)[-1])
             prior = np.append(prior, 0.0)  # without evidence the label-DP model stays as it was
         a = fit_party_multipliers(self.loss, y, self.model.init, np.stack(terms), self.calibration, prior=prior)
         scale = dict(zip(names, (float(v) for v in a)))
-        if self._alone is not None:
-            self.model.alone_weight = scale[names[-1]]
         self.model.rounds = [replace(r, weights={p: w * scale.get(p, 1.0) for p, w in r.weights.items()})
                              for r in self.model.rounds]
         self.model.multipliers = scale
@@ -473,7 +469,7 @@ class LabelOwner:
         """Under label-DP: the label owner's own block boosted alone on the exact labels (Alone,
         learned step), for :meth:`calibrate` to weigh. It talks only to a fresh local copy of the
         own block and never enters a residual, so it costs no label budget."""
-        own = FeatureParty(self.own.name, self.own.table, self.own.trainer_factory)
+        own = FeatureParty(f"{self.own.name}:alone", self.own.table, self.own.trainer_factory)
         alone = LabelOwner(own=own, train_ids=self.train_ids, y_train=self.y, loss=self.loss, peers=(),
                            messenger=None, channel=self.alone_channel, rounds=len(self.model.rounds),
                            eta_max=self.eta_max, task=self.task, setup_options=self.setup_options)
