@@ -64,6 +64,25 @@ def test_csv_end_to_end(tmp_path, rng):
     assert m["task"] == "classification" and m["gal"]["test"] > 70
 
 
+def test_csv_with_an_id_column_keeps_it_out_of_the_features(tmp_path, rng, capsys):
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + X[:, 3] > 0).astype(int)
+    path = tmp_path / "data.csv"
+    ids = rng.permutation(10_000)[:120]
+    np.savetxt(path, np.column_stack([ids, X, y]), delimiter=",", fmt="%.17g", header="pid,a,b,c,d,label",
+               comments="")
+    code = main(["train", "--csv", str(path), "--target", "label", "--id", "pid", "--parties", "2", "--rounds", "2",
+                 "--save-ground-truth", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["n_train"] + m["n_validation"] + m["n_test"] == 120
+    truth = np.load(tmp_path / "run" / "ground_truth.npz")
+    columns = np.hstack([truth["features.alice"], truth["features.party1"]])
+    assert columns.shape[1] == 4  # pid is not among the features
+    train_rows = truth["sample_ids"]
+    assert np.allclose(columns, X[train_rows])
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--dataset", "iris", "--parties", "9"], "only 4 features"),
@@ -74,6 +93,8 @@ def test_csv_end_to_end(tmp_path, rng):
     (["--dataset", "iris", "--learner", "svm"], "unknown learner 'svm'"),
     (["--csv", "missing.csv", "--target", "y"], "missing.csv: no such file"),
     (["--csv", "data.csv"], "needs --target"),
+    (["--dataset", "iris", "--id", "id"], "--id names the ID column of --csv"),
+    (["--csv", "data.csv", "--target", "y", "--id", "nope"], "no ID column 'nope'"),
 ])
 def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     orgs = p.add_argument_group("one table per organization (aligned by private set intersection on --id)")
     orgs.add_argument("--label-owner", metavar="NAME=FILE", help="the label owner's table (CSV or Parquet, with --target)")
     orgs.add_argument("--party", metavar="NAME=FILE", action="append", help="a feature party's table (repeat)")
-    orgs.add_argument("--id", dest="id_column", metavar="COL", help="the ID column every table has")
+    orgs.add_argument("--id", dest="id_column", metavar="COL",
+                      help="the ID column every table has (with --csv: the file's ID column, kept out of the features)")
     p.add_argument("--missing", choices=("impute", "refuse"),
                    help="missing cells: impute (the column median, with an indicator column; default) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
@@ -155,8 +156,11 @@ def run(args) -> int:
         raise ConfigError("--min-parties and --insecure apply to networked runs (--federation or --resume)")
     from ..run import train
 
-    if args.label_owner or args.party or args.id_column:
+    if args.label_owner or args.party:
         return run_organizations(args, train)
+    if args.id_column is not None and args.csv is None:
+        raise ConfigError("--id names the ID column of --csv or of the --label-owner/--party tables; "
+                          "built-in datasets have none")
     if args.target is not None and args.csv is None:
         raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
     if args.dataset is None and args.csv is None:
@@ -167,7 +171,8 @@ def run(args) -> int:
         ("eta_max", "eta_max")) if getattr(args, flag) is not None}  # the rest take train()'s defaults
     if args.missing is not None:
         given["missing"] = args.missing
-    metrics = train(args.dataset, csv=args.csv, target=args.target, baselines=args.baselines, out=out,
+    metrics = train(args.dataset, csv=args.csv, target=args.target, id_column=args.id_column,
+                    baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
                     ledger=args.ledger, columns=columns_from_file(args.columns, args.epsilon), **given)
