@@ -83,6 +83,20 @@ def test_csv_with_an_id_column_keeps_it_out_of_the_features(tmp_path, rng, capsy
     assert np.allclose(columns, X[train_rows])
 
 
+def test_an_id_like_column_left_among_the_features_is_warned_about(tmp_path, rng, caplog):
+    X = rng.normal(size=(60, 2))
+    path = tmp_path / "data.csv"
+    np.savetxt(path, np.column_stack([rng.permutation(60) + 1000, X, X[:, 0] > 0]), delimiter=",",
+               fmt="%.17g", header="pid,a,b,label", comments="")
+    with caplog.at_level("WARNING", logger="securegal.data.datasets"):
+        train(csv=path, target="label", parties=2, rounds=1)
+    assert "column 'pid' holds a distinct integer in every row" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="securegal.data.datasets"):
+        train(csv=path, target="label", id_column="pid", parties=2, rounds=1)
+    assert "distinct integer" not in caplog.text
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--dataset", "iris", "--parties", "9"], "only 4 features"),

@@ -1,12 +1,15 @@
 """Offline datasets (scikit-learn, mlxtend) and user CSV files, as one :class:`Dataset` type."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # numpy, scikit-learn and mlxtend are imported by the loaders: the command line's help reads
 # :data:`DATASETS` and should not pay for them.
@@ -149,6 +152,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
         if task is None:
             task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
     X = table.X
+    if id_column is None:
+        _warn_about_id_like_columns(path, table.columns, X)
     if task == "classification":
         if len(np.unique(y)) < 2:
             raise ConfigError(f"{path}: target {target!r} has a single class")
@@ -159,6 +164,17 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
         raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
     ids = table.ids if id_column is not None else None
     return replace(data, columns=table.columns, encoding=encoding_of(table.summary), ids=ids)
+
+
+def _warn_about_id_like_columns(path: Path, columns, X) -> None:
+    """A column of distinct integers, one per row, is most likely an ID: training on it is a mistake."""
+    import numpy as np
+
+    for j, name in enumerate(columns):
+        col = X[:, j]
+        if np.all(col == np.round(col)) and len(np.unique(col)) == len(col):
+            log.warning("%s: column %r holds a distinct integer in every row; if it is an ID, pass --id %s "
+                        "(id_column=%r) to keep it out of the features", path, name, name, name)
 
 
 def encoding_of(summary) -> dict:
