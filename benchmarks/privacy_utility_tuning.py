@@ -37,9 +37,12 @@ VARIANTS = {
     **{f"residual-clip-{c:g}": ({"residual_clip": c}, {}) for c in (0.5, 0.75, 1.5, 2.0)},
     **{f"rounds-{t}": ({}, {"rounds": t}) for t in (1, 2, 5)},
     "local-l2": ({}, {"local_loss": "l2"}),
-    # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1)
+    # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1 from 8 columns per party, with
+    # less for the gram below; given shares are used as they are)
     **{f"shares-{g:g}-{st:g}-0.1": ({"shares": {"gram": g, "stat": st, "pred": 0.1}}, {})
-       for g, st in ((0.1, 0.8), (0.2, 0.7), (0.4, 0.5))},
+       for g, st in ((0.1, 0.8), (0.2, 0.7), (0.3, 0.6), (0.4, 0.5))},
+    # the default split given explicitly: not re-split by the party's columns
+    "shares-0.33-0.67": ({"shares": {"gram": 0.33, "stat": 0.67}, "feedback": False}, {}),
     **{f"validation-{v:g}": ({}, {"validation_fraction": v}) for v in (0.15, 0.2, 0.3)},
     "total-weight-0.5": ({}, {"eta": 0.5 * PARTIES / ROUNDS}),
     "total-weight-1.5": ({}, {"eta": 1.5 * PARTIES / ROUNDS}),

@@ -55,3 +55,8 @@ def test_a_dp_run_reports_the_clip_it_used(clip):
         mechanism = block["mechanism"]
         assert mechanism["feature_clip"] == pytest.approx(expected), party
         assert ("training rows" in mechanism["feature_clip_by"]) == (clip is None)
+        # wine's 13 columns over 3 parties, 4 or 5 each: the gram gets sqrt((d + 1) / 9) of 0.3
+        d = m["data"]["n_columns"][party]
+        assert d < 8 and mechanism["shares"]["gram"] == pytest.approx(0.3 * math.sqrt((d + 1) / 9)), party
+        assert mechanism["shares"]["gram"] + mechanism["shares"]["stat"] == pytest.approx(0.9)
+        assert mechanism["shares_by"].startswith("columns")

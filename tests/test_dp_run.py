@@ -113,6 +113,34 @@ def test_the_row_map_and_ridge_floor_reach_every_dp_trainer_from_one_place():
             FeatureDP(epsilon=1.0, **bad)
 
 
+def test_the_default_split_gives_a_party_with_few_columns_a_smaller_gram_share():
+    """The default shares are the split from 8 columns on; below, the gram release gets
+    sqrt((d + 1) / 9) of its fraction and the stat releases the rest. Given shares are kept. The
+    plan's epsilon at a given noise scale does not depend on the split, so a preflight that does
+    not know the columns refuses exactly what the party would."""
+    import math
+
+    from securegal.privacy.dp.accountant import Budget, calibrate_noise, epsilon_of
+    from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, release_plan
+
+    config = FeatureDP(epsilon=1.0).config("plain")
+    assert config.gram_by_columns and config.for_rows(300).shares == {"gram": 0.3, "stat": 0.6, "pred": 0.1}
+    for d, gram in ((1, 0.3 * math.sqrt(2 / 9)), (3, 0.2), (8, 0.3), (40, 0.3)):
+        shares = config.for_rows(300, d).shares
+        assert shares["gram"] == pytest.approx(gram) and shares["stat"] == pytest.approx(0.9 - gram)
+        assert shares["pred"] == 0.1 and not config.for_rows(300, d).gram_by_columns
+    no_feedback = FeatureDP(epsilon=1.0).config("ckks").for_rows(300, 3).shares
+    assert no_feedback == pytest.approx({"gram": 0.22, "stat": 0.78}) and set(no_feedback) == set(NO_FEEDBACK_SHARES)
+    given = {"gram": 0.3, "stat": 0.6, "pred": 0.1}
+    assert FeatureDP(epsilon=1.0, shares=given).config("plain").for_rows(300, 3).shares == given
+    budget = Budget(1.0, 1e-5)
+    for accountant in ("pld", "rdp"):
+        plans = [release_plan(config.for_rows(300, d), 3) for d in (1, 3, 8)]
+        assert len({round(epsilon_of(tuple(p.at(7.0) for p in plan), 1e-5, accountant), 9) for plan in plans}) == 1
+        z = [calibrate_noise(plan, budget, accountant) for plan in plans]
+        assert max(z) / min(z) < 1 + 1e-3
+
+
 def test_the_budget_shares_reach_the_release_plan_and_bad_ones_fail_at_the_plan():
     """FeatureDP(shares=...) (a tuning knob) splits the budget of the trainer's releases; shares
     the mechanism cannot use are refused when the plan is built, naming the shares."""

@@ -27,11 +27,12 @@ def load_party(tmp_path, privacy=None, residuals="plain", learner="linear"):
 
 def test_party_privacy_config(tmp_path):
     assert load_party(tmp_path).plan.feature_dp is None
-    assert load_party(tmp_path, {"epsilon": 3}).plan.feature_dp.config("plain") == DPConfig(3.0, 1e-5)
+    assert load_party(tmp_path, {"epsilon": 3}).plan.feature_dp.config("plain") == DPConfig(3.0, 1e-5, gram_by_columns=True)
     cfg = load_party(tmp_path, {"epsilon": 2.0, "delta": 1e-6, "accountant": "prv", "feature_clip": 0.3,
                                 "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "off"}).plan
     assert cfg.feature_dp.config(cfg.residuals) == DPConfig(2.0, 1e-6, "prv", feature_clip=0.3, residual_clip=2.0,
-                                                           prediction_clip=0.05, shares=dict(NO_FEEDBACK_SHARES))
+                                                           prediction_clip=0.05, shares=dict(NO_FEEDBACK_SHARES),
+                                                           gram_by_columns=True)
     ckks = load_party(tmp_path, {"epsilon": 1.0}, residuals="ckks").plan
     assert ckks.feature_dp.config(ckks.residuals).shares == NO_FEEDBACK_SHARES
 
@@ -115,7 +116,8 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
     with parties_in_threads(tmp_path, budgets) as (peers, _):
         metrics = train_federation(federation(tmp_path, peers, rounds=3))
     ref = train("breast_cancer", parties=3, rounds=3, seed=0, weighting="uniform", eta=0.75,
-                trainers=DPTrainers(configs={"party1": DPConfig(3.0, 1e-5), "party2": DPConfig(1.0, 1e-5, "prv")}))
+                trainers=DPTrainers(configs={"party1": DPConfig(3.0, 1e-5, gram_by_columns=True),
+                                             "party2": DPConfig(1.0, 1e-5, "prv", gram_by_columns=True)}))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"] == metrics["privacy"]
     assert set(metrics["privacy"]) == {"party1", "party2"}
     for party, block in metrics["privacy"].items():

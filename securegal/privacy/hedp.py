@@ -34,7 +34,7 @@ from .dp.layers import DPTrainers
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
 from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, feature_clip_origin, ledger_report, release_plan, \
-    reserve_plan
+    reserve_plan, shares_origin
 from .he import wire
 from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
@@ -212,6 +212,7 @@ class CkksDPTrainer:
         self.context: PublicContext | None = None
         self.smoother: EncryptedSmoother | None = None
         self.ridge: DPRidge | None = None
+        self.session_config: DPConfig | None = None  # config for the session's rows and columns, at setup
         self.models: dict[int, tuple] = {}  # round -> (enc(A r) model vectors, plaintext offset G~^-1 e)
         self.noise_std: dict[str, float] = {}
         self.circuit_error: float | None = None  # E(B, n) of the session (set at setup)
@@ -234,7 +235,7 @@ class CkksDPTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        c = self.config.for_rows(X.shape[0])
+        c = self.session_config = self.config.for_rows(X.shape[0], X.shape[1])
         self.ridge = c.ridge(declared_clip(setup))
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
         if context.params.depth < 2:
@@ -363,7 +364,8 @@ class CkksDPTrainer:
                             "prediction_sensitivity": self.pred_sensitivity,
                             "prediction_sensitivity_by": "data-independent bound (docs/privacy.md 5b)",
                             "noise_std": dict(self.noise_std), "intercept": c.intercept,
-                            "shares": dict(c.shares), "secure_noise": self.noise.secure,
+                            "shares": dict(self.session_config.shares), "shares_by": shares_origin(c),
+                            "secure_noise": self.noise.secure,
                             "circuit_privacy": f"every slot of every output noised and re-randomised, the "
                                                f"circuit's error (<= {self.circuit_error:g} per slot) inside the "
                                                "DP releases: pred (train predictions), flood (test "

@@ -71,9 +71,12 @@ class FeatureDP:
     ``feedback``: release noised per-row train predictions (a 0.1 budget share). ``None`` means
     on with plain residuals and off under CKKS, where their data-independent noise bound is too
     loose to help (docs/privacy.md 5b). ``shares``: the budget split between the ``gram``, ``stat``
-    and ``pred`` releases (default 0.3 / 0.6 / 0.1, or 0.33 / 0.67 without feedback), for the
-    tuning study. ``seed`` makes the noise predictable: tests and studies only (it warns, and the
-    report says ``secure_noise: false``).
+    and ``pred`` releases, for the tuning study; the default is 0.3 / 0.6 / 0.1 (0.33 / 0.67
+    without feedback) for a party with 8 or more columns, and a party with fewer gives the ``gram``
+    release ``sqrt((d + 1) / 9)`` of its fraction of the gram + stat budget
+    (:func:`~securegal.privacy.dp.trainer.gram_share_factor`); given shares are used as they are.
+    ``seed`` makes the noise predictable: tests and studies only (it warns, and the report says
+    ``secure_noise: false``).
     """
 
     epsilon: float
@@ -111,8 +114,9 @@ class FeatureDP:
         from .dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 
         feedback = self.feedback if self.feedback is not None else residuals == "plain"
-        if self.shares is None:
-            shares = {} if feedback else {"shares": dict(NO_FEEDBACK_SHARES)}
+        if self.shares is None:  # the default split, re-split by each party's columns
+            shares = {"gram_by_columns": True} if feedback else {"shares": dict(NO_FEEDBACK_SHARES),
+                                                                  "gram_by_columns": True}
         elif not isinstance(self.shares, dict):
             raise ConfigError(f"feature-DP shares must be a dict of release kind -> share, got {self.shares!r}")
         elif not feedback and self.shares.get("pred", 0.0):

@@ -37,6 +37,10 @@ RELEASE_KINDS = ("gram", "stat", "pred")
 MIN_SESSION_SHARE = 0.05
 # The default gram:stat split without per-row feedback (no ``pred`` release; zeros are returned).
 NO_FEEDBACK_SHARES = {"gram": 0.33, "stat": 0.67}
+# A party whose phi has p < GRAM_COLUMNS columns (its d features and the intercept; public) gives
+# the gram release sqrt(p / GRAM_COLUMNS) of its configured fraction of the gram + stat budget, and
+# the stat releases the rest (DPConfig.gram_by_columns). Measured in docs/privacy.md section 8.
+GRAM_COLUMNS = 9
 # The feature clip B by the number of training rows n (public under replace-one neighbours):
 # sqrt(n) / FEATURE_CLIP_ROWS within [FEATURE_CLIP_MIN, FEATURE_CLIP_MAX]. A small B projects most
 # rows onto the sphere (more signal per unit of noise, more distortion); the noise shrinks with n,
@@ -52,6 +56,15 @@ def feature_clip_for(n_rows: int) -> float:
     return float(min(FEATURE_CLIP_MAX, max(FEATURE_CLIP_MIN, math.sqrt(int(n_rows)) / FEATURE_CLIP_ROWS)))
 
 
+def gram_share_factor(n_columns: int) -> float:
+    """The factor on the gram release's fraction of the gram + stat budget for a party with
+    ``n_columns`` feature columns: ``sqrt(p / GRAM_COLUMNS)`` below ``GRAM_COLUMNS``, else 1,
+    with ``p = n_columns + 1``."""
+    if isinstance(n_columns, bool) or not isinstance(n_columns, (int, np.integer)) or n_columns < 1:
+        raise ValueError(f"n_columns must be an int >= 1, got {n_columns!r}")
+    return min(1.0, math.sqrt((int(n_columns) + 1) / GRAM_COLUMNS))
+
+
 def feature_clip_origin(config: "DPConfig") -> str:
     """Why a session has its feature clip: what a trainer's report says beside the value."""
     if config.feature_clip is not None:
@@ -59,12 +72,22 @@ def feature_clip_origin(config: "DPConfig") -> str:
     return f"training rows: sqrt(n) / {FEATURE_CLIP_ROWS:g} in [{FEATURE_CLIP_MIN:g}, {FEATURE_CLIP_MAX:g}]"
 
 
+def shares_origin(config: "DPConfig") -> str:
+    """Why a session has its budget shares: what a trainer's report says beside them."""
+    if not config.gram_by_columns:
+        return "set"
+    return (f"columns of phi (p): gram:stat {config.shares['gram']:g}:{config.shares['stat']:g} from p = "
+            f"{GRAM_COLUMNS}, the gram's fraction times sqrt(p / {GRAM_COLUMNS}) below")
+
+
 @dataclass(frozen=True)
 class DPConfig:
     """A feature party's DP settings: its budget and the mechanism's clipping/penalty knobs.
 
     ``feature_clip`` None: chosen from the session's training rows (:func:`feature_clip_for`,
-    by :meth:`for_rows`, before anything is calibrated or released)."""
+    by :meth:`for_rows`, before anything is calibrated or released). ``gram_by_columns``: ``shares``
+    is the split at ``GRAM_COLUMNS`` columns of phi or more; :meth:`for_rows` re-splits gram + stat
+    for the session's columns (:func:`gram_share_factor`)."""
 
     epsilon: float
     delta: float
@@ -77,6 +100,7 @@ class DPConfig:
     noise_ridge: float = 1.0
     coordinate_clip: float | None = None
     shares: dict = field(default_factory=lambda: {"gram": 0.3, "stat": 0.6, "pred": 0.1})
+    gram_by_columns: bool = False
     seed: int | None = None  # tests and studies only: predictable noise (warns)
 
     def __post_init__(self) -> None:
@@ -102,12 +126,18 @@ class DPConfig:
     def budget(self) -> Budget:
         return Budget(self.epsilon, self.delta)
 
-    def for_rows(self, n_rows: int) -> "DPConfig":
-        """These settings for a session on ``n_rows`` training rows: the feature clip chosen by
-        :func:`feature_clip_for` where none was set."""
-        if self.feature_clip is not None:
-            return self
-        return replace(self, feature_clip=feature_clip_for(n_rows))
+    def for_rows(self, n_rows: int, n_columns: int | None = None) -> "DPConfig":
+        """These settings for a session on ``n_rows`` training rows of ``n_columns`` features: the
+        feature clip chosen by :func:`feature_clip_for` where none was set, and with
+        ``gram_by_columns`` and ``n_columns`` given, the gram + stat budget re-split by
+        :func:`gram_share_factor`. (The epsilon of a plan does not depend on its shares, only its
+        noise multipliers do, so a check without ``n_columns`` refuses exactly what one with it would.)"""
+        config = self if self.feature_clip is not None else replace(self, feature_clip=feature_clip_for(n_rows))
+        if not (config.gram_by_columns and n_columns is not None):
+            return config
+        total = config.shares["gram"] + config.shares["stat"]
+        gram = config.shares["gram"] * gram_share_factor(n_columns)
+        return replace(config, shares={**config.shares, "gram": gram, "stat": total - gram}, gram_by_columns=False)
 
     def ridge(self, residual_clip: float | None = None) -> DPRidge:
         """The DP ridge these settings describe (``residual_clip``: a declared clip instead of
@@ -240,6 +270,7 @@ class DPTrainer:
         self.standardization = UNBOUND_STANDARDIZATION
         self.config = config
         self.ridge: DPRidge | None = None  # built at setup, with the session's feature clip
+        self.session_config: DPConfig | None = None  # config for the session's rows and columns, at setup
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
         self.accountant: PrivacyAccountant | None = None
         self.models: list[DPLinearModel] = []
@@ -261,7 +292,8 @@ class DPTrainer:
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        config = self.config.for_rows(X.shape[0])
+        config = self.config.for_rows(X.shape[0], X.shape[1])
+        self.session_config = config
         if self.ledger is None:
             noise = plan_noise(config, X.shape[0], int(setup.rounds))
             budget, accountant = config.budget, config.accountant
@@ -321,7 +353,8 @@ class DPTrainer:
                             "feature_clip_by": feature_clip_origin(c),
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
                             "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
-                            "intercept": c.intercept, "shares": dict(c.shares),
+                            "intercept": c.intercept, "shares": dict(self.session_config.shares),
+                            "shares_by": shares_origin(c),
                             "secure_noise": self.noise.secure,
                             "standardization": self.standardization}
         return out
