@@ -30,8 +30,8 @@ DELTA = 1e-5
 PARTIES = 4
 ROUNDS_DP = 3
 # Two DP designs. "default" is the library default (clips and shares from ANCHORS 5b, the feature
-# clip by the training rows, docs/privacy.md section 8; tuned on split seeds other than the
-# study's). "large-n" fixes the feature clip at 1.5, loosens the residual clip to 3 and gives
+# clip by the training rows and the gram's share by the party's columns, docs/privacy.md section 8;
+# tuned on split seeds other than the study's). "large-n" fixes the feature clip at 1.5, loosens the residual clip to 3 and gives
 # each party's model a total weight eta*T/M of 1.0; it was chosen on the synthetic task (public,
 # generated data), one split, before the first study was run.
 DESIGNS = {
