@@ -353,7 +353,8 @@ def test_dp_parties_report_a_public_column_map_not_training_statistics(tmp_path,
     assert all("declared in cols.toml" in b["mechanism"]["standardization"] for b in metrics["privacy"].values())
     (tmp_path / "cols.toml").write_text("lower = [0, 0]\nupper = [60, 6]\n")
     assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
-    assert "the column declaration has 2 columns, 't' has 3 feature columns" in capsys.readouterr().err
+    assert "the column declaration has 2 columns, 't' has 3 feature columns (a, b, c)" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
 
 
 def test_train_ledger_dir_makes_embedded_budgets_persistent(tmp_path, capsys):
