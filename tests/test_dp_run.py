@@ -129,6 +129,7 @@ def test_the_default_split_gives_a_party_with_few_columns_a_smaller_gram_share()
         shares = config.for_rows(300, d).shares
         assert shares["gram"] == pytest.approx(gram) and shares["stat"] == pytest.approx(0.9 - gram)
         assert shares["pred"] == 0.1 and not config.for_rows(300, d).gram_by_columns
+        assert (shares == config.shares) == (d >= 8)  # from 8 columns on, exactly the default split
     no_feedback = FeatureDP(epsilon=1.0).config("ckks").for_rows(300, 3).shares
     assert no_feedback == pytest.approx({"gram": 0.22, "stat": 0.78}) and set(no_feedback) == set(NO_FEEDBACK_SHARES)
     given = {"gram": 0.3, "stat": 0.6, "pred": 0.1}

@@ -111,15 +111,18 @@ def federation(tmp_path, peers, rounds, out="run", **kw):
 
 def test_networked_dp_parties_report_like_in_process(tmp_path):
     """Each party's own budget from its party.toml; the label owner fixes weights/eta as the
-    in-process --epsilon run does; the parties' accountants reach metrics.json unchanged."""
-    budgets = {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 1.0, "accountant": "prv"}}
-    with parties_in_threads(tmp_path, budgets) as (peers, _):
+    in-process --epsilon run does; the parties' accountants reach metrics.json unchanged. With
+    M = 4, breast_cancer's blocks have 7, 7 and 9 columns: party1 and party2 re-split their
+    shares by their columns, party3 keeps the default split, in both deployments."""
+    budgets = {"party1": {"epsilon": 3.0}, "party2": {"epsilon": 1.0, "accountant": "prv"}, "party3": {"epsilon": 2.0}}
+    with parties_in_threads(tmp_path, budgets, parties=4) as (peers, _):
         metrics = train_federation(federation(tmp_path, peers, rounds=3))
-    ref = train("breast_cancer", parties=3, rounds=3, seed=0, weighting="uniform", eta=0.75,
+    ref = train("breast_cancer", parties=4, rounds=3, seed=0, weighting="uniform", eta=1.0,
                 trainers=DPTrainers(configs={"party1": DPConfig(3.0, 1e-5, gram_by_columns=True),
-                                             "party2": DPConfig(1.0, 1e-5, "prv", gram_by_columns=True)}))
+                                             "party2": DPConfig(1.0, 1e-5, "prv", gram_by_columns=True),
+                                             "party3": DPConfig(2.0, 1e-5, gram_by_columns=True)}))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"] == metrics["privacy"]
-    assert set(metrics["privacy"]) == {"party1", "party2"}
+    assert set(metrics["privacy"]) == {"party1", "party2", "party3"}
     for party, block in metrics["privacy"].items():
         expected = ref["privacy"][party]
         assert block["epsilon_budget"] == budgets[party]["epsilon"]
@@ -128,11 +131,14 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
         assert len(block["releases"]) == 1 + 2 * 3  # gram once, stat + pred each round
         for key in ("epsilon_spent", "delta", "accountant", "noise_multiplier", "mechanism"):
             assert block[key] == expected[key], key
-    assert metrics["eta"] == ref["eta"] == [0.75] * 3
-    assert ref["weights"] == [[1 / 3] * 3] * 3
+    shares = {party: block["mechanism"]["shares"] for party, block in metrics["privacy"].items()}
+    assert shares["party1"]["gram"] == pytest.approx(0.3 * (8 / 9) ** 0.5)
+    assert shares["party3"] == {"gram": 0.3, "stat": 0.6, "pred": 0.1}
+    assert metrics["eta"] == ref["eta"] == [1.0] * 3
+    assert ref["weights"] == [[1 / 4] * 4] * 3
     # with DP parties the label owner then scales each party's weights by a multiplier fitted on
     # its validation rows (PrivacyPlan.owner_policy); the in-process study path above does not
-    assert_calibrated_uniform(metrics, 3)
+    assert_calibrated_uniform(metrics, 4)
 
 
 def test_budget_too_small_is_refused_at_setup(tmp_path):

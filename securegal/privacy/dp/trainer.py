@@ -135,8 +135,11 @@ class DPConfig:
         config = self if self.feature_clip is not None else replace(self, feature_clip=feature_clip_for(n_rows))
         if not (config.gram_by_columns and n_columns is not None):
             return config
+        factor = gram_share_factor(n_columns)
+        if factor == 1.0:
+            return replace(config, gram_by_columns=False)
         total = config.shares["gram"] + config.shares["stat"]
-        gram = config.shares["gram"] * gram_share_factor(n_columns)
+        gram = config.shares["gram"] * factor
         return replace(config, shares={**config.shares, "gram": gram, "stat": total - gram}, gram_by_columns=False)
 
     def ridge(self, residual_clip: float | None = None) -> DPRidge:
