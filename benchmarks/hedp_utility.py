@@ -7,10 +7,10 @@ M = 4, linear learners = DP ridge, T = 3, uniform weights, eta = 0.75 M / T, the
 default DPConfig) it trains on the same split:
 
 - ``plain-dp``: DPTrainer on plaintext residuals (clipped by the party, C_f = 0.01 feedback);
-- ``ckks-dp``: CkksDPTrainer, the same budget plan (gram/stat/pred shares 0.3/0.6/0.1), the
-  feedback noised with the data-independent CKKS bound;
-- ``ckks-dp-nofb``: CkksDPTrainer with shares gram 0.33 / stat 0.67 and no per-row feedback
-  (encrypted zeros are returned): the CLI default under CKKS.
+- ``ckks-dp``: CkksDPTrainer, the same budget plan (gram/stat/pred shares 0.3/0.6/0.1, less for
+  the gram below 8 columns per party), the feedback noised with the data-independent CKKS bound;
+- ``ckks-dp-nofb``: CkksDPTrainer with shares gram 0.33 / stat 0.67 (the same rule) and no
+  per-row feedback (encrypted zeros are returned): the CLI default under CKKS.
 
 Noise comes from the secure generator (one draw per run). Alone (the label owner's block only)
 is reported from the same split. Prints a markdown table (mean (std) over seeds; seconds = mean
