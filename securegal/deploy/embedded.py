@@ -48,18 +48,10 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table)
                           "--label-owner/--party one [NAME] table per party), or [privacy.columns] in each "
                           "party.toml when networked")
     if columns.d != dataset.X.shape[1]:
-        names = f" ({_shown(dataset.columns)})" if dataset.columns else ""
+        names = f" ({', '.join(dataset.columns[:20])})" if dataset.columns else ""
         raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
                           f"{dataset.X.shape[1]} feature columns{names}")
     return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path)
-
-
-def _shown(columns, most: int = 12) -> str:
-    """Column names in order, the middle elided past ``most``."""
-    names = list(columns)
-    if len(names) <= most:
-        return ", ".join(names)
-    return ", ".join(names[:most - 2]) + f", ... ({len(names) - most + 1} more), " + names[-1]
 
 
 class EmbeddedDeployment:
