@@ -118,7 +118,9 @@ def test_active_crafted_residuals_from_the_cli(tmp_path, capsys, epsilon, leaks)
     else:  # feature-DP at epsilon 1 stops it: what is left is immaterial. DP bounds the advantage, it
         # does not zero it, so with ~140 rows the sign-flip test can still flag a real 0.02 R^2 as LEAKS
         # (seen once in CI: r2 -0.234 against -0.254, p = 0.0003); the size is what DP is judged on.
-        assert all(a["advantage"] < 0.05 for a in r2)
+        # Each run draws fresh noise: over 360 replies (120 runs) the advantage exceeded 0.05 once
+        # (0.073, a 1-in-100 failure of this test at 0.05), and plain replies score above 0.99.
+        assert all(a["advantage"] < 0.15 for a in r2), [(a["advantage"], a["se"]) for a in r2]
         assert result["layers"]["mode"] == "feature-DP" and result["epsilon"] == 1.0
     assert "--active crafted_residuals" in (out / "audit.md").read_text()
 
