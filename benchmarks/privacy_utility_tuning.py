@@ -34,7 +34,7 @@ VARIANTS = {
     "no-feedback": ({"feedback": False}, {}),
     **{f"feature-clip-{b:g}": ({"feature_clip": b}, {}) for b in (0.5, 0.75, 1.0, 1.5, 2.0)},
     **{f"prediction-clip-{c:g}": ({"prediction_clip": c}, {}) for c in (0.1, 0.3)},
-    **{f"residual-clip-{c:g}": ({"residual_clip": c}, {}) for c in (0.5, 0.75, 1.5, 2.0)},
+    **{f"residual-clip-{c:g}": ({"residual_clip": c}, {}) for c in (0.5, 0.7, 0.75, 0.8, 0.9, 0.95, 1.5, 2.0)},
     **{f"rounds-{t}": ({}, {"rounds": t}) for t in (1, 2, 5)},
     "local-l2": ({}, {"local_loss": "l2"}),
     # the budget split gram / stat / pred (default 0.3 / 0.6 / 0.1 from 8 columns per party, with
