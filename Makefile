@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/securegal train --dataset breast_cancer --parties 4 --rounds 10 --baselines --out runs/demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only

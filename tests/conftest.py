@@ -4,6 +4,14 @@ import pytest
 from securegal.privacy.he import CkksParams, SecretContext
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with a slow test first: under ``--dist loadfile --no-loadscope-reorder`` (``make test``)
+    the long files start at once and the short ones fill in behind them, so no long file is left
+    running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -160,6 +160,7 @@ def neighbours():
     return X, X2, residuals, config
 
 
+@pytest.mark.slow
 def test_empirical_distinguisher_does_not_beat_claimed_epsilon(neighbours, monkeypatch):
     X, X2, residuals, config = neighbours
     trials = 2000
@@ -169,6 +170,7 @@ def test_empirical_distinguisher_does_not_beat_claimed_epsilon(neighbours, monke
     assert eps_lb <= config["epsilon"]
 
 
+@pytest.mark.slow
 def test_the_audit_catches_an_under_noised_mechanism(neighbours, monkeypatch):
     """Same audit, same trial count, noise 20x too small: the lower bound exceeds the claim,
     so the passing test above is not vacuous."""

@@ -1,6 +1,6 @@
 """A whole Flower deployment on 127.0.0.1, every organization its own processes.
 
-Used by ``make flower-demo`` and tests/test_flower.py:
+Used by ``make flower-demo`` and tests/test_flower_deployment.py:
 
     python -m securegal.deploy.flower.localnet --parties 3 --rounds 2 --out runs/flower-demo
 
