@@ -420,3 +420,18 @@ def test_read_ledger_is_read_only(ledger_file):
     with pytest.raises(LedgerError, match="read-only"):
         snap.record([rel(3, z=50.0)], "s9")
     assert len(read_ledger(ledger_file).entries) == len(snap.entries) == 2
+
+
+def test_a_second_ledger_of_one_table_in_its_directory_is_refused(ledger_file):
+    """The same table under another party name (``--ledger DIR`` names files by party) does not
+    get a fresh lifetime budget; another table in the same directory does get its own ledger."""
+    original = ledger_file.read_bytes()
+    (ledger_file.parent / "notes.json").write_text('{"not": "a ledger"}')
+    (ledger_file.parent / "broken.json").write_text("{")
+    renamed = ledger_file.parent / "bank2.securegal-ledger.json"
+    with pytest.raises(LedgerError, match=f"already has its ledger at {ledger_file}") as info:
+        open_ledger(renamed, TABLE, BUDGET)
+    one_line(info)
+    assert not renamed.exists() and ledger_file.read_bytes() == original
+    with open_ledger(ledger_file.parent / "other.securegal-ledger.json", "id:another-table", BUDGET) as other:
+        assert other.epsilon_spent == 0

@@ -89,8 +89,9 @@ def test_killed_parties_are_dropped_until_too_few_remain(tmp_path):
 
 @pytest.mark.slow
 def test_label_owner_killed_and_resumed(tmp_path, reference):
-    with LocalFederation(tmp_path, parties=4, rounds=16, seed=0, transport=FAST_RETRY) as fed:
-        owner = fed.label_owner()
+    """Started with ``--rounds 16`` over a file of 12 rounds: the resumed run keeps the flag."""
+    with LocalFederation(tmp_path, parties=4, rounds=12, seed=0, transport=FAST_RETRY) as fed:
+        owner = fed.label_owner("--rounds", "16")
         state = fed.out / "checkpoint" / "state.json"
         seen = 0
         deadline = time.monotonic() + 120
@@ -105,6 +106,7 @@ def test_label_owner_killed_and_resumed(tmp_path, reference):
         assert not (fed.out / "metrics.json").exists()
         metrics = train_federation(FederationConfig.for_resume(fed.out), resume=True)
         assert json.loads(state.read_text())["epoch"] == 1
+        assert json.loads(state.read_text())["overrides"] == {"rounds": 16}
     same_values(metrics, reference[16])
 
 

@@ -12,7 +12,7 @@ from ..parties.label_owner import LabelOwner, RoundResult
 from ..files import private_dir, write_bytes_atomic, write_json_atomic
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the command-line overrides are kept
 ALIGNMENT = "alignment.npz"  # the session's row alignment: common rows and each party's handles
 
 
@@ -23,9 +23,10 @@ class Checkpoint:
     only F files that are already on disk, so a crash at any point leaves a usable checkpoint.
     """
 
-    def __init__(self, out: Path, config_path: Path, config_text: str):
+    def __init__(self, out: Path, config_path: Path, config_text: str, overrides: dict | None = None):
         self.dir = Path(out) / "checkpoint"
         self.config_path = str(config_path)
+        self.overrides = dict(overrides or {})
         self.digest = hashlib.sha256(config_text.encode()).hexdigest()
         self.epoch = 0
 
@@ -38,7 +39,7 @@ class Checkpoint:
         write_bytes_atomic(self.dir / f"F_{t:04d}.npy", lambda fh: np.save(fh, owner.F, allow_pickle=False))
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
-            "config_sha256": self.digest,
+            "config_sha256": self.digest, "overrides": self.overrides,
             "session": owner.session, "epoch": self.epoch, "peers": owner.peers,
             "weighting": owner.weighting, "eta": owner.eta, "calibration": owner.calibration,
             "rounds": [{"round": r.round, "weights": r.weights, "eta": r.eta, "train_loss": r.train_loss,

@@ -155,6 +155,13 @@ class PartyPrivacy(_Strict):
                                                                   "(default: all that is left)")
     columns: ColumnsSection | None = None
 
+    @model_validator(mode="after")
+    def _session_within_lifetime(self):
+        if self.session_epsilon is not None and self.epsilon is not None and self.session_epsilon > self.epsilon:
+            raise ValueError(f"session_epsilon {self.session_epsilon:g} exceeds the table's lifetime epsilon "
+                             f"{self.epsilon:g}: no session could ever be served")
+        return self
+
 
 class PolicySection(_Strict):
     """What this organization is willing to do, checked before any work (refusals: code ``policy``)."""

@@ -11,8 +11,10 @@ Command-line flags override the file's keys; a flag this deployment cannot honou
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -24,6 +26,7 @@ from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, SecuregalError
+from ..learners.registry import learner_class
 from ..files import private_dir
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
@@ -89,6 +92,8 @@ class FederationConfig:
     limits: FrameLimits
     path: Path
     text: str = field(repr=False)
+    # the command-line overrides applied to the file: a checkpoint keeps them, so --resume reapplies them
+    overrides: dict = field(default_factory=dict)
 
     @property
     def parties(self) -> int:
@@ -106,6 +111,7 @@ class FederationConfig:
         base = path.resolve().parent
         where = str(path)
         given = {k: v for k, v in overrides.items() if v is not None}
+        applied = dict(given)
         try:
             name = check_org_name(f.name)
             peers = {}
@@ -142,7 +148,9 @@ class FederationConfig:
             rounds = given.pop("rounds", f.rounds)
             if not 1 <= rounds <= schema.MAX_ROUNDS:
                 raise ConfigError(f"rounds must be in 1..{schema.MAX_ROUNDS}, got {rounds}")
-            min_parties = given.pop("min_parties", f.min_parties) or 1 + len(peers)
+            min_parties = given.pop("min_parties", f.min_parties)
+            if min_parties is None:
+                min_parties = 1 + len(peers)
             if not 1 <= min_parties <= 1 + len(peers):
                 raise ConfigError(f"min_parties must be in 1..{1 + len(peers)}, got {min_parties}")
             eta = given.pop("eta", f.eta)
@@ -153,29 +161,38 @@ class FederationConfig:
             seed = given.pop("seed", f.seed)
             if seed < 0:
                 raise ConfigError(f"seed must be >= 0, got {seed}")
-            cfg = cls(name=name, peers=peers, data=data, seed=seed, rounds=rounds,
-                      learner=given.pop("learner", f.learner), learner_options=dict(f.learner_options),
-                      local_loss=given.pop("local_loss", f.local_loss), weighting=given.pop("weights", f.weights),
-                      eta=eta, eta_max=eta_max, min_parties=min_parties, plan=plan, out=(base / f.out).resolve(),
-                      tls=TlsConfig.build(f.tls, name, where, base, insecure),
-                      retry=RetryPolicy(attempts=f.transport.attempts, timeout=f.transport.timeout,
-                                        backoff=f.transport.backoff, backoff_max=f.transport.backoff_max),
-                      limits=FrameLimits(chunk_bytes=f.transport.chunk_bytes,
-                                         max_message_bytes=f.transport.max_message_bytes),
-                      path=path.resolve(), text=text)
+            learner = given.pop("learner", f.learner)
+            learner_class(learner)
+            local_loss, weighting = given.pop("local_loss", f.local_loss), given.pop("weights", f.weights)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        # TlsConfig's refusals name the file themselves
+        cfg = cls(name=name, peers=peers, data=data, seed=seed, rounds=rounds, learner=learner,
+                  learner_options=dict(f.learner_options), local_loss=local_loss, weighting=weighting,
+                  eta=eta, eta_max=eta_max, min_parties=min_parties, plan=plan, out=(base / f.out).resolve(),
+                  tls=TlsConfig.build(f.tls, name, where, base, insecure),
+                  retry=RetryPolicy(attempts=f.transport.attempts, timeout=f.transport.timeout,
+                                    backoff=f.transport.backoff, backoff_max=f.transport.backoff_max),
+                  limits=FrameLimits(chunk_bytes=f.transport.chunk_bytes,
+                                     max_message_bytes=f.transport.max_message_bytes),
+                  path=path.resolve(), text=text, overrides=applied)
         if given:
             raise ConfigError(f"unknown federation overrides {sorted(given)}")
         return cfg
 
     @classmethod
     def for_resume(cls, out: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
-        """The config a checkpointed run in ``out`` was started with (it must be unchanged)."""
+        """The config a checkpointed run in ``out`` was started with (the file must be unchanged),
+        with the command-line overrides it was started with; ``overrides`` (only ``min_parties``
+        may change on resume) go on top."""
         state = Checkpoint.read_state(out)
+        where = Path(out) / "checkpoint" / "state.json"
         if not isinstance(state.get("config"), str):
-            raise ConfigError(f"{Path(out) / 'checkpoint' / 'state.json'} does not name its federation config")
-        cfg = cls.load(state["config"], insecure, **overrides)
+            raise ConfigError(f"{where} does not name its federation config")
+        if not isinstance(state.get("overrides"), dict):
+            raise ConfigError(f"{where} does not record the run's command-line overrides; refusing to resume")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        cfg = cls.load(state["config"], insecure, **{**state["overrides"], **given})
         if cfg.out != Path(out).resolve():
             raise ConfigError(f"{cfg.path} writes to {cfg.out}, not {Path(out).resolve()}")
         return cfg
@@ -282,17 +299,36 @@ class NetworkedDeployment:
         return run_method(owner, dataset, split, scaler, each_round, start=self._start)
 
 
-def _prepare_out(cfg: FederationConfig, overwrite: bool) -> None:
-    """Only the label owner's own results are replaced: parties on this machine may be writing
-    their transcripts under the same directory."""
-    mine = [cfg.out / "metrics.json", cfg.out / "curve.png", cfg.out / "checkpoint", cfg.out / "transcripts" / cfg.name]
-    present = [p for p in mine if p.exists()]
+def _own_results(cfg: FederationConfig) -> list[Path]:
+    return [cfg.out / "metrics.json", cfg.out / "curve.png", cfg.out / "checkpoint", cfg.out / "transcripts" / cfg.name]
+
+
+def _prepare_out(cfg: FederationConfig, overwrite: bool) -> Path | None:
+    """Set the label owner's earlier results aside (``--overwrite``) in a hidden directory of
+    ``cfg.out``, returned; :func:`_restore_out` puts them back if the new run fails before it
+    starts, and :func:`train_federation` deletes them once it has. Only the label owner's own
+    results are touched: parties on this machine may be writing their transcripts under the same
+    directory."""
+    present = [p for p in _own_results(cfg) if p.exists()]
     if present and not overwrite:
         raise ConfigError(f"{cfg.out} already holds {', '.join(p.name for p in present)}; pass --overwrite "
                           f"or --resume {cfg.out}")
-    for p in present:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
     private_dir(cfg.out)
+    if not present:
+        return None
+    aside = Path(tempfile.mkdtemp(prefix=".overwritten-", dir=cfg.out))
+    for p in present:
+        os.replace(p, aside / p.relative_to(cfg.out).as_posix().replace("/", "-"))
+    return aside
+
+
+def _restore_out(cfg: FederationConfig, aside: Path) -> None:
+    """Put back what :func:`_prepare_out` set aside (the new run left nothing in its place)."""
+    for p in _own_results(cfg):
+        kept = aside / p.relative_to(cfg.out).as_posix().replace("/", "-")
+        if kept.exists():
+            os.replace(kept, p)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
@@ -306,26 +342,34 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     from ..plots import plot_curves
     from ..files import write_json_atomic
 
+    if resume and overwrite:
+        raise ConfigError("--overwrite cannot be used with --resume: a resumed run continues its checkpoint; "
+                          "start a new run with --overwrite instead")
     if resume and (cfg.out / "metrics.json").exists():
         raise ConfigError(f"the run in {cfg.out} finished (metrics.json is there); it is kept as it is. Start a new "
                           "run with --overwrite, or in another directory")
     if resume and cfg.plan.residuals == "ckks":
         raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
                           "parties' encrypted round models could not be opened; start the run again")
-    checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text)
+    checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text, cfg.overrides)
     state = checkpoint.load() if resume else None
     if state is not None:
         checkpoint.epoch = state["epoch"] + 1
     deployment = deployment(cfg, checkpoint, state, on_round)
-    if not resume:
-        _prepare_out(cfg, overwrite)
+    aside = None if resume else _prepare_out(cfg, overwrite)
     try:
         metrics = _train(cfg, deployment, progress)
     except BaseException:
         if not deployment.started:  # nothing to resume: leave nothing that looks like a result
             for path in (cfg.out / "transcripts" / cfg.name, checkpoint.dir):
                 shutil.rmtree(path, ignore_errors=True)
+            if aside is not None:  # and the earlier result as it was
+                _restore_out(cfg, aside)
+                aside = None
         raise
+    finally:
+        if aside is not None:  # the new run started: the earlier result is replaced
+            shutil.rmtree(aside, ignore_errors=True)
     privacy = {**metrics.get("privacy", {}), **deployment.reports.report()}
     if privacy:
         metrics["privacy"] = privacy

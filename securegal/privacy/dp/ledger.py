@@ -406,6 +406,24 @@ def _lock(path: Path) -> int:
     return fd
 
 
+def _ledger_of(table: str, directory: Path, besides: Path) -> Path | None:
+    """Another ledger file in ``directory`` that holds ``table``, if any. A ledger names its format
+    in its first bytes; other files (data, damaged ledgers) are skipped: they hold no table."""
+    for candidate in sorted(directory.iterdir()):
+        if candidate == besides or not candidate.is_file():
+            continue
+        try:
+            with open(candidate, "rb") as fh:
+                if LEDGER_FORMAT.encode() not in fh.read(256):
+                    continue
+                doc = json.loads(candidate.read_bytes())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT and doc.get("table") == table:
+            return candidate
+    return None
+
+
 def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                 accountant: str | None = None, n_rows: int | None = None) -> FileLedger:
     """Open (or create) the ledger of ``table`` at ``path`` and lock it.
@@ -444,6 +462,11 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
             if ledger.accountant != old_accountant:
                 ledger._commit(entries, outputs, ledger.accountant)
         else:
+            other = _ledger_of(table, path.parent, besides=path)
+            if other is not None:
+                raise LedgerError(f"table {table[:40]} already has its ledger at {other}: refusing a second one at "
+                                  f"{path} (one ledger per table; its lifetime budget does not restart under "
+                                  "another name)")
             ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
             ledger._commit((), {}, ledger.accountant)
     except BaseException:

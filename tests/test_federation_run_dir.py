@@ -1,0 +1,126 @@
+"""The networked label owner's run directory and flags (review findings, 2026-12-04): a resumed
+run keeps the command-line overrides it was started with, ``--overwrite`` keeps the earlier
+result until the new run has started, and flags that cannot be honoured are refused."""
+import json
+
+import numpy as np
+import pytest
+
+from securegal.cli import main
+from securegal.deploy.checkpoint import Checkpoint
+from securegal.deploy.localnet import federation_config
+from securegal.deploy.networked import FederationConfig, NetworkedDeployment, train_federation
+from securegal.deploy.party_process import PartyConfig
+from securegal.errors import ConfigError
+
+from .test_table_budget import _party_file
+
+
+class _Owner:  # what Checkpoint.save reads: a label owner after setup
+    session, peers, weighting, eta, calibration = "s1", ["party1"], "learned", None, None
+    F = np.zeros((5, 3))
+    model = type("M", (), {"rounds": []})()
+
+    def alignment_state(self):
+        return {}
+
+
+def _federation(tmp_path, **keys):
+    path = tmp_path / "federation.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers={"party1": "127.0.0.1:1"}, rounds=3, seed=0,
+                                      out=tmp_path / "run", certs=None, **keys))
+    return path
+
+
+def _checkpoint(cfg):
+    Checkpoint(cfg.out, cfg.path, cfg.text, cfg.overrides).save(_Owner())
+
+
+def test_a_resumed_run_keeps_the_overrides_it_was_started_with(tmp_path):
+    path = _federation(tmp_path)
+    cfg = FederationConfig.load(path, insecure=True, rounds=7, label_epsilon=4.0, seed=None)
+    assert cfg.overrides == {"rounds": 7, "label_epsilon": 4.0}
+    _checkpoint(cfg)
+    state = json.loads((cfg.out / "checkpoint" / "state.json").read_text())
+    assert state["overrides"] == {"rounds": 7, "label_epsilon": 4.0}
+    resumed = FederationConfig.for_resume(cfg.out, insecure=True, min_parties=None)
+    assert resumed.rounds == 7 and resumed.plan.label_dp is not None and resumed.plan.label_dp.epsilon == 4.0
+    assert resumed.min_parties == cfg.min_parties == 2
+    again = FederationConfig.for_resume(cfg.out, insecure=True, min_parties=1)  # the one flag resume may change
+    assert again.min_parties == 1 and again.rounds == 7
+
+
+def test_a_run_started_with_residuals_ckks_over_a_plain_file_is_not_resumed(tmp_path):
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True, residuals="ckks")
+    _checkpoint(cfg)
+    resumed = FederationConfig.for_resume(cfg.out, insecure=True)
+    assert resumed.plan.residuals == "ckks"
+    with pytest.raises(ConfigError, match="cannot resume a ckks run"):
+        train_federation(resumed, resume=True)
+
+
+def test_a_checkpoint_without_its_overrides_is_refused(tmp_path):
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    _checkpoint(cfg)
+    state_path = cfg.out / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["overrides"]
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="overrides"):
+        FederationConfig.for_resume(cfg.out, insecure=True)
+
+
+def test_overwrite_with_resume_is_refused(tmp_path, capsys):
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    _checkpoint(cfg)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = main(["train", "--resume", str(cfg.out), "--overwrite", "--insecure", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--overwrite cannot be used with --resume" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "3"])
+def test_min_parties_outside_one_to_every_party_is_refused(tmp_path, value, capsys):
+    code = main(["train", "--federation", str(_federation(tmp_path)), "--insecure", "--no-progress",
+                 "--min-parties", value])
+    err = capsys.readouterr().err
+    assert code == 2 and f"min_parties must be in 1..2, got {value}" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_learner_is_refused_before_anything_is_touched(tmp_path, capsys):
+    code = main(["train", "--federation", str(_federation(tmp_path)), "--insecure", "--no-progress",
+                 "--learner", "nosuch"])
+    assert code == 2 and "unknown learner 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+class _RefusedAtSetup(NetworkedDeployment):
+    """A deployment whose parties refuse the session (as a party out of budget does)."""
+
+    def _start(self, owner):
+        (self.cfg.out / "transcripts" / self.cfg.name).mkdir(parents=True, exist_ok=True)
+        (self.cfg.out / "transcripts" / self.cfg.name / "new.bin").write_bytes(b"new run")
+        raise ConfigError("party1 refused: budget_exceeded")
+
+
+def test_overwrite_keeps_the_earlier_result_when_the_new_run_fails_before_it_starts(tmp_path):
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    earlier = {"metrics.json": b'{"earlier": 1}', "curve.png": b"png", "checkpoint/state.json": b"{}",
+               "transcripts/alice/old.bin": b"old", "transcripts/party1/theirs.bin": b"party's own"}
+    for name, data in earlier.items():
+        (cfg.out / name).parent.mkdir(parents=True, exist_ok=True)
+        (cfg.out / name).write_bytes(data)
+    with pytest.raises(ConfigError, match="budget_exceeded"):
+        train_federation(cfg, overwrite=True, deployment=_RefusedAtSetup)
+    kept = {p.relative_to(cfg.out).as_posix(): p.read_bytes() for p in cfg.out.rglob("*") if p.is_file()}
+    assert kept == earlier  # nothing of the new run, nothing set aside left behind
+    assert sorted(p.name for p in cfg.out.iterdir()) == ["checkpoint", "curve.png", "metrics.json", "transcripts"]
+
+
+def test_a_session_budget_above_the_lifetime_budget_is_refused_at_start_up(tmp_path):
+    path = _party_file(tmp_path, {"epsilon": 3.0, "session_epsilon": 5.0, "ledger": "p.ledger.json"})
+    with pytest.raises(ConfigError, match="session_epsilon 5 exceeds the table's lifetime epsilon 3"):
+        PartyConfig.load(path, insecure=True)
+    assert not (tmp_path / "p.ledger.json").exists()
