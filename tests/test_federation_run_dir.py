@@ -124,3 +124,16 @@ def test_a_session_budget_above_the_lifetime_budget_is_refused_at_start_up(tmp_p
     with pytest.raises(ConfigError, match="session_epsilon 5 exceeds the table's lifetime epsilon 3"):
         PartyConfig.load(path, insecure=True)
     assert not (tmp_path / "p.ledger.json").exists()
+
+
+
+
+@pytest.mark.parametrize("second, message", [("alice", "lists the label owner 'alice' itself"),
+                                             ("party1", "got 'party1' twice")])
+def test_the_party_list_names_each_feature_party_once(tmp_path, second, message):
+    path = tmp_path / "federation.toml"
+    text = federation_config(data={"dataset": "wine"}, peers={"party1": "127.0.0.1:1", "party2": "127.0.0.1:2"},
+                             rounds=3, seed=0, out=tmp_path / "run", certs=None)
+    path.write_text(text.replace('"party2"', f'"{second}"'))
+    with pytest.raises(ConfigError, match=message):
+        FederationConfig.load(path, insecure=True)

@@ -117,8 +117,10 @@ class FederationConfig:
             peers = {}
             for entry in f.party:
                 peer = check_org_name(entry.name)
-                if peer == name or peer in peers:
-                    raise ConfigError(f"[[party]] needs distinct feature parties other than {name!r}, got {peer!r} twice")
+                if peer == name:
+                    raise ConfigError(f"[[party]] lists the label owner {name!r} itself; list the feature parties only")
+                if peer in peers:
+                    raise ConfigError(f"[[party]] needs distinct feature parties, got {peer!r} twice")
                 split_address(entry.address, "party address")
                 peers[peer] = entry.address
             data = ({"dataset": f.data.dataset} if f.data.dataset is not None
