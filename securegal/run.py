@@ -36,13 +36,17 @@ METHODS = ("gal", "alone", "joint", "gal_uniform")
 
 
 def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
-                    missing: str = "impute", id_column: str | None = None) -> Dataset:
+                    missing: str = "impute", id_column: str | None = None, columns=None,
+                    private: bool = False) -> Dataset:
+    """``private``: feature-DP parties hold the CSV's columns, so its missing cells get the
+    declared centres of ``columns`` (a ColumnSpec) or are refused, never the median."""
     if csv is not None:
         if dataset is not None:
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
-        return load_csv(csv, target, missing=missing, id_column=id_column)
+        centres = columns.declared().centre if private and columns is not None else None
+        return load_csv(csv, target, missing=missing, id_column=id_column, centres=centres, private=private)
     if dataset is None:
         raise ConfigError("give --dataset NAME or --csv PATH --target COL")
     return load_dataset(dataset)
@@ -124,7 +128,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     deployment = deployment or EmbeddedDeployment()
     _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
-    data = resolve_dataset(dataset, csv, target, missing, id_column)
+    local_dp = plan.feature_dp is not None and isinstance(deployment, EmbeddedDeployment) and not deployment.tables
+    data = resolve_dataset(dataset, csv, target, missing, id_column, columns, private=local_dp)
     blocks = deployment.blocks(data, parties)
     # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
     split = split_rows(data, seed, test_fraction, validation_fraction, stratify=plan.label_dp is None)

@@ -90,6 +90,9 @@ CSV_CASES = {
     "mixed_number_text": "a,b,y\n" + GOOD_ROWS + "x,1,0\n",
     "unknown_suffix": None,
     "inf_cell": "a,b,y\n" + GOOD_ROWS + "inf,1,0\n",
+    "huge_cell": "a,b,y\n" + GOOD_ROWS + "1e308,1,0\n",  # finite, but its square overflows
+    "huge_negative_cell": "a,b,y\n" + GOOD_ROWS + "1,-1e200,0\n",
+    "huge_target": "a,b,y\n" + GOOD_ROWS + "1,1,1e308\n",
     "ragged_long": "a,b,y\n" + GOOD_ROWS + "1,2,3,4\n",
     "ragged_short": "a,b,y\n" + GOOD_ROWS + "1\n",
     "python_underscore": "a,b,y\n" + GOOD_ROWS + "1_000,1,0\n",

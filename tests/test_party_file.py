@@ -2,8 +2,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from securegal.data.party_file import MISSING_SUFFIX, read_party_file
+from securegal.core.zscore import ZScore
+from securegal.data.party_file import MAX_MAGNITUDE, MISSING_SUFFIX, read_party_file
 from securegal.errors import ConfigError
 
 
@@ -36,9 +39,31 @@ def test_label_owner_table_is_encoded_and_imputed(tmp_path):
     assert t.X.dtype == np.float64 and t.X.flags.c_contiguous
 
 
-def test_declared_public_centres_replace_the_median(tmp_path):
-    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres={"age": 50.0})
-    assert t.X[1, 0] == 50.0 and t.summary.imputed["age"] == (1, 50.0)
+# one per encoded column: age, age=<missing>, sex=F, sex=M, sex=<missing>, bmi, bmi=<missing>
+CENTRES = [50.0, 0.0, 0.5, 0.5, 0.0, 25.0, 0.0]
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_declared_public_centres_replace_the_median(tmp_path, private):
+    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=CENTRES,
+                        private=private)
+    assert t.X[:, 0].tolist() == [40, 50, 61, 55] and t.X[:, 5].tolist() == [22.5, 31.0, 25.0, 27.0]
+    assert t.summary.imputed == {"age": (1, 50.0), "sex": (1, 0.0), "bmi": (1, 25.0)}
+    assert t.X[3, 2:5].tolist() == [0, 0, 1]  # a missing category is its indicator, under DP too
+
+
+def test_a_private_table_never_fills_with_a_statistic_of_its_rows(tmp_path):
+    """Feature-DP (``private``): no median; missing numeric cells without declared centres are
+    refused, naming the columns (a missing category is only zeros plus its indicator: allowed)."""
+    with pytest.raises(ConfigError, match=r"t.csv: feature-DP .*column\(s\) 'age', 'bmi' ") as info:
+        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, private=True)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="3 declared centres for 7 feature columns"):
+        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=[1, 2, 3],
+                        private=True)
+    full = "id,a,s\n1,2.5,x\n2,3.5,\n"
+    t = read_party_file(write(tmp_path, full, "full.csv"), "id", private=True)
+    assert t.X.tolist() == [[2.5, 1, 0], [3.5, 0, 1]] and t.summary.imputed == {"s": (1, 0.0)}
 
 
 def test_feature_party_with_integer_ids_and_parquet(tmp_path):
@@ -128,8 +153,9 @@ def test_parquet_float_ids_and_unknown_formats_are_refused(tmp_path):
         read_party_file(tmp_path / "absent.csv", "id")
     with pytest.raises(ConfigError, match="missing must be one of"):
         read_party_file(write(tmp_path, CSV), "patient_id", missing="drop")
-    with pytest.raises(ConfigError, match="centres given for unknown columns"):
-        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres={"zz": 1.0})
+    for centres in ({"age": 1.0}, [1.0, float("nan")], "1", [[1.0]]):
+        with pytest.raises(ConfigError, match="centres must be a list of finite numbers"):
+            read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=centres)
 
 
 def test_a_hexadecimal_looking_text_column_is_text_and_decimal_columns_stay_numbers(tmp_path):
@@ -142,3 +168,30 @@ def test_a_hexadecimal_looking_text_column_is_text_and_decimal_columns_stay_numb
     assert table.X[:, 0].tolist() == [10.0, -3.0]
     with pytest.raises(ConfigError, match="column 'b' writes a number .* \\('0xff'\\)"):
         read_party_file(write(tmp_path, "id,b\n1,0xff\n2,0x0\n"), "id")
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "1.7976931348623157e308", "-2e200", "1.5e100", "1e101"])
+@pytest.mark.parametrize("column", ["a", "y"])
+def test_numbers_too_large_to_standardize_are_refused_by_column(tmp_path, value, column):
+    """Finite but huge numbers overflow the means, variances and Gram matrices computed from
+    them: refused at load time, naming the column (the label owner's target too)."""
+    rows = [["1", "0.5", "0"], ["2", "1.5", "1"], ["3", "2.5", "0"]]
+    rows[1][1 if column == "a" else 2] = value
+    text = "id,a,y\n" + "".join(",".join(r) + "\n" for r in rows)
+    with pytest.raises(ConfigError, match=f"column '{column}' holds .*beyond the largest magnitude") as info:
+        read_party_file(write(tmp_path, text), "id", target="y", label_owner=True)
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=st.floats(allow_nan=False, allow_infinity=False))
+def test_a_number_is_read_and_standardizes_finitely_or_is_refused(tmp_path, x):
+    """The bound: every accepted number z-scores to finite values; every refused one is over it."""
+    path = write(tmp_path, f"id,a,y\n1,{x!r},0\n2,{-x!r},1\n3,1.0,0\n4,,1\n")
+    if abs(x) > MAX_MAGNITUDE:
+        with pytest.raises(ConfigError, match="column 'a' holds"):
+            read_party_file(path, "id", target="y", label_owner=True)
+        return
+    t = read_party_file(path, "id", target="y", label_owner=True)
+    z = ZScore.fit(t.X)
+    assert np.isfinite(z.mean).all() and np.isfinite(z.std).all() and np.isfinite(z(t.X)).all()

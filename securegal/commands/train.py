@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     orgs.add_argument("--id", dest="id_column", metavar="COL",
                       help="the ID column every table has (with --csv: the file's ID column, kept out of the features)")
     p.add_argument("--missing", choices=("impute", "refuse"),
-                   help="missing cells: impute (the column median, with an indicator column; default) or refuse")
+                   help="missing cells: impute (the column median, with an indicator column; default; a feature-DP "
+                        "party's cells get their --columns centres instead) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
     p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")
@@ -119,9 +120,9 @@ def columns_from_file(path: Path | None, epsilon: float | None):
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def columns_by_organization(path: Path | None, epsilon: float | None, parties: dict) -> dict | None:
+def columns_by_organization(path: Path | None, epsilon: float | None, parties: list[str]) -> dict | None:
     """``--columns FILE`` with one table per organization: {party name: ColumnSpec} for each
-    ``--party`` table (``parties``: name -> its PartyTable); None without the flag."""
+    ``--party`` name in ``parties``; None without the flag."""
     if path is None:
         return None
     if epsilon is None:
@@ -139,13 +140,9 @@ def columns_by_organization(path: Path | None, epsilon: float | None, parties: d
     out = {}
     for name, c in sections.items():
         try:
-            spec = ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon, source=f"declared in {path.name}")
+            out[name] = ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon, source=f"declared in {path.name}")
         except ConfigError as exc:
             raise ConfigError(f"{path}: [{name}]: {exc}") from None
-        if spec.d != parties[name].X.shape[1]:
-            raise ConfigError(f"{path}: [{name}] declares {spec.d} columns, {name}'s table has "
-                              f"{parties[name].X.shape[1]} feature columns")
-        out[name] = spec
     return out
 
 
@@ -206,19 +203,30 @@ def run_organizations(args, train) -> int:
         raise ConfigError("--save-ground-truth needs one table with every column; audit each organization on its "
                           "own transcript instead (securegal audit --as)")
     owner, owner_file = _named_file(args.label_owner, "--label-owner")
-    tables = {}
+    files = {}
     for text in args.party:
         name, path = _named_file(text, "--party")
-        if name in tables or name == owner:
+        if name in files or name == owner:
             raise ConfigError(f"organization names must be distinct, got {name!r} twice")
-        tables[name] = read_party_file(path, args.id_column, target=args.target, missing=args.missing or "impute")
+        files[name] = path
+    columns = columns_by_organization(args.columns, args.epsilon, list(files))
+    tables = {}
+    for name, path in files.items():
+        # a feature-DP party fills missing cells with its declared centres, never its rows' median
+        spec = (columns or {}).get(name)
+        tables[name] = read_party_file(path, args.id_column, target=args.target, missing=args.missing or "impute",
+                                       centres=None if spec is None else spec.declared().centre,
+                                       private=args.epsilon is not None)
+        if spec is not None and spec.d != tables[name].X.shape[1]:
+            raise ConfigError(f"{args.columns}: [{name}] declares {spec.d} columns, {name}'s table has "
+                              f"{tables[name].X.shape[1]} feature columns")
     out = args.out or Path("runs") / f"{owner}-{time.strftime('%Y%m%d-%H%M%S')}"
     given = {key: getattr(args, key) for key in ("learner", "rounds", "seed", "eta_max") if getattr(args, key) is not None}
     metrics = train(csv=owner_file, target=args.target, id_column=args.id_column, parties=1 + len(tables),
                     deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, missing=args.missing or "impute",
-                    ledger=args.ledger, columns=columns_by_organization(args.columns, args.epsilon, tables), **given)
+                    ledger=args.ledger, columns=columns, **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -5,7 +5,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import ConfigError
 
@@ -123,12 +123,14 @@ def load_dataset(name: str) -> Dataset:
 
 
 def load_csv(path: str | Path, target: str, task: str | None = None, *, missing: str = "impute",
-             id_column: str | None = None) -> Dataset:
+             id_column: str | None = None, centres: Sequence[float] | None = None,
+             private: bool = False) -> Dataset:
     """A single-table CSV or Parquet file with a header row; ``target`` names the label column.
 
     Read with pyarrow by :func:`securegal.data.party_file.read_party_file` (the rows get
     synthetic IDs unless ``id_column`` names the table's own): numeric columns as they are, text columns one-hot encoded, missing cells
-    imputed with an indicator column (or refused with ``missing="refuse"``). ``task`` defaults to
+    imputed with an indicator column (or refused with ``missing="refuse"``); ``centres`` and
+    ``private`` as there (feature-DP parties holding the table's columns). ``task`` defaults to
     classification when the target holds text or at most 20 distinct integers.
     """
     import numpy as np
@@ -136,7 +138,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
     from .party_file import read_party_file
 
     path = Path(path)
-    table = read_party_file(path, id_column, target=target, label_owner=True, missing=missing)
+    table = read_party_file(path, id_column, target=target, label_owner=True, missing=missing, centres=centres,
+                            private=private)
     if table.X.shape[0] < 10:
         raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed")
     if table.X.shape[1] == 0:

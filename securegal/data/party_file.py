@@ -7,23 +7,25 @@ party does all encoding with its own data only:
 - the ID column holds strings or integers (a CSV column is integers when every cell is one);
 - numeric columns are used as they are;
 - text columns are one-hot encoded with the party's own categories (``col=value``, sorted);
-- missing cells are imputed, by default with the column median or with a declared public
-  centre (``centres``, what DP runs must use: a median is computed from the rows), and get an
-  indicator column ``col=<missing>``; ``missing="refuse"`` refuses them instead.
+- missing cells are imputed, with the column median or with declared public centres
+  (``centres``), and get an indicator column ``col=<missing>``; ``missing="refuse"`` refuses
+  them instead. A table serving feature-DP (``private=True``) is never filled with a statistic
+  of its rows: only with declared centres, and without them its missing cells are refused.
 
 Refused, each with a one-line :class:`ConfigError`: a file that is not what its suffix says,
 duplicate column names, a missing ID column, IDs that are missing, duplicated or of mixed
 kinds, a target column at a feature party, numbers written in Python-only forms (``1_000``)
 or in hexadecimal (``0x10``, which pyarrow's integer parser would accept; IDs and numbers follow
-one rule: optionally signed decimal digits), a column that mixes numbers and text, a text column with too many categories, and any cell
-longer than ``max_field_chars``.
+one rule: optionally signed decimal digits), a column that mixes numbers and text, a text
+column with too many categories, a number that is infinite or of magnitude over
+``MAX_MAGNITUDE`` (features and target alike), and any cell longer than ``max_field_chars``.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +37,9 @@ MISSING_POLICIES = ("impute", "refuse")
 MAX_FIELD_CHARS = 1024
 MAX_CATEGORIES = 64
 MISSING_SUFFIX = "=<missing>"
+# Larger numbers are refused: squared and summed over any number of rows (means, variances, Gram
+# matrices) they stay finite in float64, whose largest value is 1.8e308.
+MAX_MAGNITUDE = 1e100
 _NUMBER = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 _PYTHON_NUMBER = r"^\s*[+-]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9_]+)?\s*$"
 
@@ -63,13 +68,20 @@ class PartyTable:
 
 
 def read_party_file(path: str | Path, id_column: str | None, *, target: str | None = None, label_owner: bool = False,
-                    missing: str = "impute", centres: Mapping[str, float] | None = None,
+                    missing: str = "impute", centres: Sequence[float] | None = None, private: bool = False,
                     max_categories: int = MAX_CATEGORIES, max_field_chars: int = MAX_FIELD_CHARS) -> PartyTable:
     """Read and encode one party's table. ``target`` names the label column: the label owner's
-    table must hold it (``label_owner=True``), a feature party's table must not."""
+    table must hold it (``label_owner=True``), a feature party's table must not.
+
+    ``centres``: declared public centres, one per column of ``X`` in the order of ``columns`` (as
+    a ``ColumnSpec`` declares them); a numeric column's missing cells get its centre instead of the
+    median. ``private``: the table serves feature-DP, so missing cells without centres are refused.
+    """
     path = Path(path)
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
+    if centres is not None:
+        centres = _centres(centres)
     if label_owner and not target:
         raise ConfigError("the label owner's table needs a target column name")
     table = _read(path, id_column)
@@ -99,8 +111,10 @@ def read_party_file(path: str | Path, id_column: str | None, *, target: str | No
         if col.null_count:
             raise ConfigError(f"{name}: target column {target!r} is missing in {col.null_count} rows")
         y = col.to_numpy()
+        if pa.types.is_floating(col.type):
+            _check_magnitude(y, name, f"target column {target!r}")
     features = table.drop_columns([c for c in (id_column, target) if c is not None and c in table.column_names])
-    X, columns, summary = _encode(features, name, missing, dict(centres or {}), max_categories)
+    X, columns, summary = _encode(features, name, missing, centres, private, max_categories)
     return PartyTable(ids, kind, X, columns, summary, y)
 
 
@@ -220,14 +234,31 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
     return ids, kind
 
 
-def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_categories: int):
-    unknown = set(centres) - set(table.column_names)
-    if unknown:
-        raise ConfigError(f"{where}: centres given for unknown columns {sorted(unknown)}")
-    bad = {k: v for k, v in centres.items() if not np.isfinite(float(v))}
-    if bad:
-        raise ConfigError(f"{where}: centres must be finite numbers, got {bad}")
+def _centres(centres) -> np.ndarray:
+    """Declared centres as a float vector, refused unless a flat list of finite numbers."""
+    try:
+        values = np.asarray(centres, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or values.ndim != 1 or not np.isfinite(values).all():
+        raise ConfigError(f"centres must be a list of finite numbers (one per feature column), got {centres!r}")
+    return values
+
+
+def _check_magnitude(values: np.ndarray, where: str, what: str) -> None:
+    """Refuse infinite numbers and finite ones over MAX_MAGNITUDE (missing cells, NaN, pass)."""
+    if np.isinf(values).any():
+        raise ConfigError(f"{where}: {what} holds infinite values")
+    huge = np.abs(values) > MAX_MAGNITUDE
+    if huge.any():
+        raise ConfigError(f"{where}: {what} holds {values[huge][0]:g}, beyond the largest magnitude securegal "
+                          f"reads ({MAX_MAGNITUDE:g})")
+
+
+def _encode(table: pa.Table, where: str, missing: str, centres: np.ndarray | None, private: bool,
+            max_categories: int):
     blocks, names, numeric, categorical, imputed = [], [], [], {}, {}
+    gaps: dict[str, int] = {}  # numeric column -> its position in X, filled once X's columns are known
     for name, col in zip(table.column_names, table.columns):
         lacking = col.null_count
         if lacking and missing == "refuse":
@@ -236,8 +267,6 @@ def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_catego
         if pa.types.is_null(col.type) or lacking == len(col):
             raise ConfigError(f"{where}: column {name!r} has no values")
         if text is not None:
-            if name in centres:
-                raise ConfigError(f"{where}: a centre was given for the categorical column {name!r}")
             onehot, cats = _one_hot(text, where, name, max_categories)
             blocks.append(onehot)
             names += [f"{name}={c}" for c in cats]
@@ -246,16 +275,10 @@ def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_catego
                 imputed[name] = (lacking, 0.0)
         elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type):
             values = col.cast(pa.float64()).to_numpy()  # nulls become NaN
-            if np.isinf(values).any():
-                raise ConfigError(f"{where}: column {name!r} holds infinite values")
+            _check_magnitude(values, where, f"column {name!r}")
             if lacking:
-                gaps = np.isnan(values)
-                if name in centres:
-                    fill = float(centres[name])
-                else:
-                    fill = float(np.median(values[~gaps]))
-                values = np.where(gaps, fill, values)
-                imputed[name] = (lacking, fill)
+                gaps[name] = len(names)
+                imputed[name] = (lacking, np.nan)
             blocks.append(values[:, None])
             names.append(name)
             numeric.append(name)
@@ -264,9 +287,21 @@ def _encode(table: pa.Table, where: str, missing: str, centres: dict, max_catego
         if lacking:
             blocks.append(col.is_null().to_numpy(zero_copy_only=False).astype(np.float64)[:, None])
             names.append(f"{name}{MISSING_SUFFIX}")
-    X = np.hstack(blocks) if blocks else np.zeros((table.num_rows, 0))
+    if gaps and private and centres is None:
+        raise ConfigError(f"{where}: feature-DP fills missing cells only with declared public centres, never a "
+                          f"statistic of the rows; declare centres for column(s) {', '.join(map(repr, gaps))} "
+                          f"([privacy.columns] or --columns), or fill them")
+    if gaps and centres is not None and len(centres) != len(names):
+        raise ConfigError(f"{where}: {len(centres)} declared centres for {len(names)} feature columns "
+                          f"({', '.join(names[:20])})")
+    X = np.ascontiguousarray(np.hstack(blocks) if blocks else np.zeros((table.num_rows, 0)), dtype=np.float64)
+    for name, j in gaps.items():
+        holes = np.isnan(X[:, j])
+        fill = float(centres[j]) if centres is not None else float(np.median(X[~holes, j]))
+        X[holes, j] = fill
+        imputed[name] = (imputed[name][0], fill)
     summary = TableSummary(table.num_rows, tuple(numeric), categorical, imputed)
-    return np.ascontiguousarray(X, dtype=np.float64), tuple(names), summary
+    return X, tuple(names), summary
 
 
 def _one_hot(text: pa.ChunkedArray, where: str, name: str, max_categories: int) -> tuple[np.ndarray, tuple[str, ...]]:

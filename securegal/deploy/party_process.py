@@ -47,14 +47,17 @@ def check_listen(address: str, where: str) -> str:
     return address
 
 
-def _table(data: schema.PartyData, base: Path) -> tuple[FeatureTable | ParquetTable, np.ndarray]:
+def _table(data: schema.PartyData, base: Path, columns: ColumnSpec | None, private: bool) \
+        -> tuple[FeatureTable | ParquetTable, np.ndarray]:
     """The party's table keyed by row number (streamed: a ParquetTable), and each row's own ID
-    (what the PSI aligns)."""
+    (what the PSI aligns). A DP party (``private``) fills missing cells with the centres of its
+    ``columns``, never its rows' median."""
     if data.stream:
         table = ParquetTable.open(base / data.csv, data.id_column)
         return table, table.ids
     if data.csv is not None:
-        table = read_party_file(base / data.csv, data.id_column, missing=data.missing)
+        table = read_party_file(base / data.csv, data.id_column, missing=data.missing, private=private,
+                                centres=None if columns is None else columns.declared().centre)
         return FeatureTable(np.arange(len(table.ids), dtype=np.int64), table.X), np.asarray(table.ids)
     dataset = load_dataset(data.dataset)
     blocks = vertical_split(dataset, data.parties)
@@ -95,29 +98,36 @@ def _policy(section: schema.PolicySection, learner: str) -> PartyPolicy:
     return policy
 
 
-def _table_privacy(f: schema.PartyFile, plan: PrivacyPlan, table: FeatureTable, base: Path) \
-        -> tuple[Path | None, ColumnSpec | None]:
-    """The DP party's ledger path and column knowledge (both None without feature-DP)."""
+def _columns(f: schema.PartyFile, plan: PrivacyPlan) -> ColumnSpec | None:
+    """The DP party's public column knowledge, if it has any (None without feature-DP)."""
     p = f.privacy
     if plan.feature_dp is None:
         given = [k for k in ("ledger", "session_epsilon", "columns") if getattr(p, k) is not None]
         if given:
             raise ConfigError(f"privacy.{given[0]} set without a DP budget (privacy.epsilon)")
-        return None, None
+        return None
     if p.columns is not None:
         c = p.columns
-        columns = ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon)
-    elif f.data.dataset is not None:
+        return ColumnSpec(c.lower, c.upper, c.centre, c.scale, c.dp_epsilon)
+    if f.data.dataset is not None:
         from ..privacy.dp.documented import documented_columns
 
         full = documented_columns(f.data.dataset, load_dataset(f.data.dataset).X.shape[1], plan.feature_dp.epsilon)
-        columns = full.select(vertical_split(load_dataset(f.data.dataset), f.data.parties)[f.data.block].columns) \
+        return full.select(vertical_split(load_dataset(f.data.dataset), f.data.parties)[f.data.block].columns) \
             if full is not None else None
-    else:
-        columns = None
+    return None
+
+
+def _ledger(f: schema.PartyFile, plan: PrivacyPlan, columns: ColumnSpec | None, table: FeatureTable, base: Path) \
+        -> Path | None:
+    """The DP party's ledger path, once its columns are declared and match its table (None
+    without feature-DP)."""
+    if plan.feature_dp is None:
+        return None
     if columns is None:
         raise ConfigError("a DP party standardizes with public column knowledge, never its exact training "
                           "statistics: declare [privacy.columns] lower/upper or centre/scale (docs/privacy.md 6)")
+    p = f.privacy
     if columns.d != table.X.shape[1]:
         raise ConfigError(f"[privacy.columns] declares {columns.d} columns, the table has {table.X.shape[1]}")
     if p.ledger is not None:
@@ -129,7 +139,7 @@ def _table_privacy(f: schema.PartyFile, plan: PrivacyPlan, table: FeatureTable, 
     else:
         raise ConfigError("a DP party on a built-in dataset needs privacy.ledger (or transcripts, beside which "
                           "the ledger defaults): the table's lifetime budget is kept there")
-    return ledger, columns
+    return ledger
 
 
 @dataclass(frozen=True)
@@ -166,11 +176,12 @@ class PartyConfig:
             _check_stream(f)
             plan = _plan(f.privacy)
             plan.check_learner(f.learner.name)
-            table, ids = _table(f.data, base)
+            columns = _columns(f, plan)
+            table, ids = _table(f.data, base, columns, private=plan.feature_dp is not None)
             make_learner(f.learner.name, local_loss=f.learner.local_loss or "l2", seed=f.learner.seed,
                          patch_shape=table.patch_shape, **f.learner.options)
             policy = _policy(f.policy, f.learner.name)
-            ledger, columns = _table_privacy(f, plan, table, base)
+            ledger = _ledger(f, plan, columns, table, base)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return cls(name, label_owner, check_listen(f.listen, where), table, f.learner.name, f.learner.seed,
