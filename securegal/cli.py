@@ -21,6 +21,8 @@ Exit codes:
 - 3: the run stopped early (e.g. the privacy budget refused a release); what was learned so far
   is saved.
 - 130: interrupted (Ctrl-C).
+- 141: stdout was closed early (e.g. piped into ``head``): quietly, no log, as a Unix tool that
+  SIGPIPE ends (128 + 13).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ import errno
 import importlib
 import itertools
 import logging
+import os
+import select
 import sys
 import tempfile
 import traceback
@@ -50,7 +54,7 @@ COMMANDS = {
     "ledger": "show what a party's privacy ledger spent, per session, and what is left",
 }
 
-EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_STOPPED, EXIT_PIPE = 0, 1, 2, 3, 141
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(requested_commands(argv)).parse_args(argv)
     configure_logging(args.verbose)
     try:
-        return int(args.func(args) or EXIT_OK)
+        code = int(args.func(args) or EXIT_OK)
+        sys.stdout.flush()  # a reader that left shows here, not as an error at interpreter exit
+        return code
+    except BrokenPipeError as exc:
+        if not _stdout_closed():  # another pipe (a worker's, a socket): a bug
+            return _internal(exc, args.verbose)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere
+        return EXIT_PIPE
     except InternalError as exc:  # a party's bug, which it reported; the traceback is in its log
         return _fail(f"securegal: internal error: {exc}", EXIT_INTERNAL)
     except SecuregalError as exc:
@@ -170,6 +181,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return _internal(exc, args.verbose)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured)
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> int:

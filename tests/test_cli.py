@@ -2,14 +2,16 @@
 import argparse
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from securegal import __version__
-from securegal.cli import COMMANDS, build_parser, main, requested_commands
+from securegal.cli import COMMANDS, EXIT_PIPE, build_parser, main, requested_commands
 from securegal.errors import BudgetExceeded, ConfigError, PartyRefused
 
 HEAVY = ("torch", "tenseal", "opacus", "sklearn", "grpc", "matplotlib", "scipy", "pandas")
@@ -223,6 +225,31 @@ def test_os_errors_on_a_named_file_exit_2_others_are_internal(monkeypatch, capsy
     assert capsys.readouterr().err.strip() == f"securegal: error: No such file or directory: {tmp_path / 'x.csv'}"
     assert main(_patch_run(monkeypatch, ConnectionResetError(104, "Connection reset by peer"))) == 1
     assert "internal error (ConnectionResetError)" in capsys.readouterr().err
+
+
+def test_closed_stdout_exits_quietly_without_a_log(tmp_path):
+    from securegal.privacy.dp.accountant import Budget, Release
+    from securegal.privacy.dp.ledger import open_ledger
+
+    ledger = tmp_path / "t.ledger"  # 500 releases: over 100 kB of JSON, more than a pipe holds
+    with open_ledger(ledger, "id:cli/pipe", Budget(1.0, 1e-5), "rdp") as led:
+        led.record([Release(r, "stat", 2000.0, 1.0, 1, 1.0) for r in range(1, 501)], "s1")
+    logs = tmp_path / "tmp"  # where an error log would go
+    logs.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "securegal.cli", "ledger", "show", "--json", "--releases",
+                             str(ledger)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "TMPDIR": str(logs)})
+    assert proc.stdout.readline() == b"{\n"  # like `| head -1`: one line, then the reader leaves
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == EXIT_PIPE and err == ""
+    assert not list(logs.iterdir())
+
+
+def test_broken_pipe_not_on_stdout_is_internal(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(_patch_run(monkeypatch, BrokenPipeError(32, "Broken pipe"))) == 1
+    assert "internal error (BrokenPipeError)" in capsys.readouterr().err
 
 
 def test_real_bad_input_exits_2(capsys):

@@ -144,6 +144,65 @@ def test_sweep_and_run_dirs_are_exclusive(runs, tmp_path, capsys):
     assert "RUN_DIR" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, refused", [
+    (["--out", "OUT"], "--out"),
+    (["--overwrite"], "--overwrite"),
+    (["--parties", "9"], "--parties"),
+    (["-M", "4"], "--parties"),  # the default value, given: still refused
+    (["--rounds", "3"], "--rounds"),
+    (["--train-seed", "4"], "--train-seed"),
+    (["--epsilons", "1,2"], "--epsilons"),
+    (["--label-epsilons", "3"], "--label-epsilons"),
+    (["--no-ckks"], "--no-ckks"),
+    (["--epsilon", "1"], "--epsilon"),
+    (["--residuals", "ckks"], "--residuals"),
+    (["--label-epsilon", "1"], "--label-epsilon"),
+    (["--dataset", "wine"], "--dataset"),
+    (["--csv", "x.csv"], "--csv"),
+    (["--target", "y"], "--target"),
+    (["--data", "x.csv"], "--data"),
+    (["--id-column", "id"], "--id-column"),
+    (["--ledger", "x.json"], "--ledger"),
+    (["--plot", "p.png"], "--plot"),  # one RUN_DIR: nothing to plot
+])
+def test_run_dir_audit_refuses_options_it_cannot_honour(tmp_path, capsys, args, refused):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    argv = ["audit", str(run_dir)] + [str(tmp_path / a) if a == "OUT" else a for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert refused in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and not any(run_dir.iterdir())
+
+
+def test_run_dir_audit_names_every_refused_option(tmp_path, capsys):
+    argv = ["audit", str(tmp_path), "--out", str(tmp_path / "xx2"), "--epsilons", "1,2", "--rounds", "3",
+            "--parties", "9", "--train-seed", "4", "--label-epsilons", "3", "--no-ckks", "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("securegal: error: audit RUN_DIR does not take --epsilons, --label-epsilons, --no-ckks, "
+                          "--out, --overwrite, --parties, --rounds, --train-seed (") and len(err.splitlines()) == 1
+    assert not (tmp_path / "xx2").exists()
+
+
+@pytest.mark.parametrize("args, refused", [
+    (["RUN", "--as", "party1", "--data", "x.csv", "--overwrite"], "--overwrite"),
+    (["RUN", "--as", "party1", "--data", "x.csv", "--rows-curve", "0.1"], "--rows-curve"),
+    (["RUN", "--as", "party1", "--data", "x.csv", "--sweep", "OUT"], "--sweep"),
+    (["--sweep", "OUT", "--dataset", "wine", "--out", "OUT"], "--out"),
+    (["--active", "crafted_residuals", "--out", "OUT", "--plot", "p.png"], "--plot"),
+    (["--active", "crafted_residuals", "--out", "OUT", "--sweep", "OUT"], "--sweep"),
+    (["--active", "psi_membership", "--out", "OUT", "--seed", "1"], "--seed"),
+    (["--active", "psi_membership", "--out", "OUT", "--no-ckks"], "--no-ckks"),
+])
+def test_every_way_in_refuses_options_it_does_not_use(tmp_path, capsys, args, refused):
+    argv = ["audit"] + [str(tmp_path / a) if a in ("RUN", "OUT") else a for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert refused in err and "does not take" in err and len(err.strip().splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
+
+
 def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
     run_dir = tmp_path / "silent"
     shutil.copytree(runs / "wine", run_dir)

@@ -65,7 +65,7 @@ class ColumnBounds:
         bad = np.flatnonzero(~(lo < hi))
         if bad.size:
             j = int(bad[0])
-            raise ConfigError(f"column {j}: lower bound {lo[j]!r} must be < upper bound {hi[j]!r}")
+            raise ConfigError(f"column {j}: lower bound {float(lo[j])} must be < upper bound {float(hi[j])}")
         object.__setattr__(self, "lower", tuple(lo.tolist()))
         object.__setattr__(self, "upper", tuple(hi.tolist()))
 
