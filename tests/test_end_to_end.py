@@ -154,3 +154,14 @@ def test_a_party_that_refuses_setup_stops_the_run_with_its_reason():
 
     with pytest.raises(PartyRefused, match="misconfigured"):
         train("wine", parties=3, rounds=2, trainers=lambda n, i, learner: (lambda s: Refuses(learner)))
+
+
+
+@pytest.mark.parametrize("rounds", [2, 9])
+def test_the_summary_shows_eta_on_one_line_at_any_number_of_rounds(rounds, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--dataset", "iris", "--rounds", str(rounds), "--out", str(out), "--no-progress"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "eta per round" in line)
+    eta = [f"{e:.2f}" for e in json.loads((out / "metrics.json").read_text())["eta"]]
+    shown = eta if rounds <= 6 else [*eta[:3], "...", eta[-1]]
+    assert f"eta per round: {', '.join(shown)} (all {rounds} in metrics.json)" in line

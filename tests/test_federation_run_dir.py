@@ -137,3 +137,38 @@ def test_the_party_list_names_each_feature_party_once(tmp_path, second, message)
     path.write_text(text.replace('"party2"', f'"{second}"'))
     with pytest.raises(ConfigError, match=message):
         FederationConfig.load(path, insecure=True)
+
+
+@pytest.mark.parametrize("theirs", [None, "iris", "breast_cancer"])
+def test_a_party_on_a_builtin_dataset_refuses_a_label_owner_on_another(tmp_path, theirs):
+    """Built-in rows are keyed by row number, so a federation on iris would align with parties
+    serving wine: the label owner's Setup names its built-in dataset and the party compares."""
+    from securegal import messages as m
+    from securegal.deploy.config import BUILTIN_DATASET_OPTION
+    from securegal.deploy.party_process import build_party
+    from securegal.wire.codec import decode, encode
+
+    endpoint = build_party(PartyConfig.load(_party_file(tmp_path), insecure=True))  # breast_cancer, block 1
+    options = {"local_loss": "l2"} if theirs is None else {"local_loss": "l2", BUILTIN_DATASET_OPTION: theirs}
+    setup = m.Setup(np.arange(100), 2, 2, "classification", options=options)
+    reply = decode(endpoint.handle(encode(m.Envelope("s1", 0, "alice", "party1", 0, setup)))).body
+    refused = isinstance(reply, m.ErrorReply) and "serves built-in dataset 'breast_cancer'" in reply.message
+    assert refused == (theirs not in (None, "breast_cancer")), reply  # naming none: served as before
+    if refused:
+        assert reply.code == "policy" and f"the label owner's is {theirs!r}" in reply.message
+    endpoint.close()
+
+
+def test_a_networked_label_owner_names_its_builtin_dataset_in_setup(tmp_path):
+    from securegal.deploy.config import BUILTIN_DATASET_OPTION
+
+    seen = []
+
+    class Stop(NetworkedDeployment):  # the label owner as built, stopped before its Setup goes out
+        def _start(self, owner):
+            seen.append(dict(owner.setup_options))
+            raise ConfigError("stopped before setup")
+
+    with pytest.raises(ConfigError, match="stopped before setup"):
+        train_federation(FederationConfig.load(_federation(tmp_path), insecure=True), deployment=Stop)
+    assert seen == [{"local_loss": seen[0]["local_loss"], BUILTIN_DATASET_OPTION: "wine"}]

@@ -252,7 +252,9 @@ def summary(metrics: dict, out: Path) -> str:
             lines.append(f"  {label:<16}{metrics[key]['test']:.2f}")
     if metrics["weights"]:
         last = ", ".join(f"{n}={w:.2f}" for n, w in zip(metrics["party_names"], metrics["weights"][-1]))
-        lines.append(f"  last-round weights: {last}; eta per round: {', '.join(f'{e:.2f}' for e in metrics['eta'])}")
+        eta = [f"{e:.2f}" for e in metrics["eta"]]
+        shown = ", ".join(eta if len(eta) <= 6 else [*eta[:3], "...", eta[-1]])  # one line at any T
+        lines.append(f"  last-round weights: {last}; eta per round: {shown} (all {len(eta)} in metrics.json)")
     multipliers = metrics["gal"].get("multipliers")
     if multipliers:
         scaled = ", ".join(f"{n}={a:.2f}" for n, a in multipliers.items())

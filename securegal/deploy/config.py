@@ -21,6 +21,9 @@ from ..errors import ConfigError
 MAX_ROUNDS = 1000
 MAX_PARTIES = 64
 MAX_ETA = 1e6
+# The Setup option naming the label owner's built-in dataset: built-in rows are keyed by row
+# number, so a party serving another built-in dataset would align with it; it refuses instead.
+BUILTIN_DATASET_OPTION = "builtin_dataset"
 MAX_CHUNK_BYTES = 1 << 26
 MAX_MESSAGE_BYTES = 1 << 34
 

@@ -5,6 +5,8 @@
   the party spent.
 - :class:`ReportCollector`: the label owner's side; keeps each party's latest report and turns a
   malformed one into a ProtocolError for that reply.
+- :func:`same_builtin_dataset`: a party serving a built-in (demo) dataset refuses a label owner
+  that names another one.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from .. import messages as m
-from ..errors import ProtocolError
+from ..errors import PolicyRefused, ProtocolError
+from .config import BUILTIN_DATASET_OPTION
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +85,20 @@ class ReportCollector:
 
     def report(self) -> dict:
         return dict(self.privacy)
+
+
+def same_builtin_dataset(handle: Handler, mine: str) -> Handler:
+    """Wrap the handler of a party serving built-in dataset ``mine``: a Setup whose label owner
+    names another built-in dataset is refused before the party sees it (built-in rows are keyed by
+    row number, so any two built-in datasets would align). A misconfiguration check, not a
+    security boundary: a label owner that names none is served as before."""
+
+    def wrapped(env: m.Envelope) -> m.Body:
+        if isinstance(env.body, m.Setup):
+            theirs = dict(env.body.options or {}).get(BUILTIN_DATASET_OPTION)
+            if theirs is not None and theirs != mine:
+                raise PolicyRefused(f"this party serves built-in dataset {mine!r}, the label owner's is {theirs!r}")
+        return handle(env)
+
+    return wrapped
+

@@ -257,7 +257,10 @@ class NetworkedDeployment:
                               Limits(max_message_bytes=cfg.limits.max_message_bytes),
                               first_seq=self.checkpoint.epoch << RESUME_BITS, middleware=[self.reports])
         job = replace(job, min_parties=cfg.min_parties)
-        return job.label_owner(own, dataset, split, list(cfg.peers), messenger)
+        owner = job.label_owner(own, dataset, split, list(cfg.peers), messenger)
+        if "dataset" in cfg.data:
+            owner.setup_options = {**owner.setup_options, schema.BUILTIN_DATASET_OPTION: cfg.data["dataset"]}
+        return owner
 
     def transport(self):
         """How the label owner's bytes reach the parties: gRPC with mutual TLS (the Flower

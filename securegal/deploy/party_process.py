@@ -35,7 +35,7 @@ from ..transport.certs import check_org_name
 from ..transport.frames import FrameLimits
 from ..wire.codec import Limits
 from . import config as schema
-from .middleware import privacy_reports
+from .middleware import privacy_reports, same_builtin_dataset
 from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class PartyConfig:
     ledger: Path | None = None  # DP: the table's ledger file
     columns: ColumnSpec | None = None  # DP: public column knowledge for standardization
     session_epsilon: float | None = None
+    dataset: str | None = None  # the built-in dataset it serves (demos), checked against the label owner's
 
     @classmethod
     def load(cls, path: str | Path, insecure: bool = False) -> "PartyConfig":
@@ -189,7 +190,7 @@ class PartyConfig:
                    TlsConfig.build(f.tls, name, where, base, insecure),
                    FrameLimits(chunk_bytes=f.limits.chunk_bytes, max_message_bytes=f.limits.max_message_bytes),
                    (base / f.transcripts) if f.transcripts else None, f.limits.session_timeout, ids,
-                   policy, ledger, columns, f.privacy.session_epsilon)
+                   policy, ledger, columns, f.privacy.session_epsilon, f.data.dataset)
 
 
 def open_table_privacy(cfg: PartyConfig):
@@ -227,6 +228,8 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
                          policy=cfg.policy, privacy=open_table_privacy(cfg), max_reply_bytes=cfg.limits.max_message_bytes)
     middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
         if cfg.plan.feature_dp is not None else []
+    if cfg.dataset is not None:
+        middleware.append(lambda handle: same_builtin_dataset(handle, cfg.dataset))
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None
     return PartyEndpoint(party, writer, Limits(max_message_bytes=cfg.limits.max_message_bytes), middleware)
 
