@@ -172,3 +172,40 @@ def test_a_networked_label_owner_names_its_builtin_dataset_in_setup(tmp_path):
     with pytest.raises(ConfigError, match="stopped before setup"):
         train_federation(FederationConfig.load(_federation(tmp_path), insecure=True), deployment=Stop)
     assert seen == [{"local_loss": seen[0]["local_loss"], BUILTIN_DATASET_OPTION: "wine"}]
+
+
+def test_a_run_stopped_after_telling_its_parties_to_finish_is_not_resumed(tmp_path):
+    """Killed between Finish and metrics.json, a resumed label owner would find every party's
+    session finished and score itself alone: it is refused instead, and nothing is touched."""
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text, cfg.overrides)
+    checkpoint.save(_Owner())
+    assert json.loads((cfg.out / "checkpoint" / "state.json").read_text())["finishing"] is False
+    checkpoint.mark_finishing(_Owner())
+    before = {p: p.read_bytes() for p in cfg.out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="told its parties that the session is finished"):
+        train_federation(FederationConfig.for_resume(cfg.out, insecure=True), resume=True)
+    assert {p: p.read_bytes() for p in cfg.out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("label_dp_in, residuals, clip_goes_to", [
+    ("file", None, "label_dp"), ("flag", None, "label_dp"), (None, None, "residual_clip"),
+    (None, "ckks", "residual_clip")])
+def test_dp_residual_clip_goes_where_the_resolved_plan_uses_it(tmp_path, label_dp_in, residuals, clip_goes_to):
+    """``--dp-residual-clip``: label-DP's C when label-DP is on (from [label_dp] or the flag),
+    otherwise the ckks clip DP parties rely on (refused over plain residuals)."""
+    extra = {"label_dp": {"epsilon": 4.0}} if label_dp_in == "file" else None
+    path = tmp_path / "federation.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers={"party1": "127.0.0.1:1"}, rounds=3, seed=0,
+                                      out=tmp_path / "run", certs=None, extra=extra))
+    overrides = dict(dp_residual_clip=0.5, residuals=residuals,
+                     label_epsilon=4.0 if label_dp_in == "flag" else None)
+    if clip_goes_to == "residual_clip" and residuals != "ckks":
+        with pytest.raises(ConfigError, match="needs residuals = 'ckks'"):
+            FederationConfig.load(path, insecure=True, **overrides)
+        return
+    cfg = FederationConfig.load(path, insecure=True, **overrides)
+    if clip_goes_to == "label_dp":
+        assert cfg.plan.label_dp.residual_clip == 0.5 and cfg.plan.residual_clip is None
+    else:
+        assert cfg.plan.residual_clip == 0.5

@@ -139,6 +139,8 @@ def test_party_policy(tmp_path):
         PartyConfig.load(_party_file(tmp_path, policy={"learners": ["mlp"]}))
     with pytest.raises(ConfigError, match="policy.predict"):
         PartyConfig.load(_party_file(tmp_path, policy={"predict": "any"}))
+    with pytest.raises(ConfigError, match=r"\[privacy\] residuals 'plain' is not among the policy's residuals \['ckks'\]"):
+        PartyConfig.load(_party_file(tmp_path, policy={"residuals": ["ckks"]}))
 
 
 def test_default_policy_answers_the_label_owners_evaluation():

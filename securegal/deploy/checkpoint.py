@@ -17,9 +17,10 @@ ALIGNMENT = "alignment.npz"  # the session's row alignment: common rows and each
 
 
 class Checkpoint:
-    """``<out>/checkpoint/``: ``state.json`` (session, seq epoch, rounds) and ``F_<t>.npy`` (F after round t).
+    """``<out>/checkpoint/``: ``state.json`` (session, seq epoch, rounds, overrides, whether the
+    parties were being told to finish) and ``F_<t>.npy`` (F after round t).
 
-    Written after setup and after every round; ``state.json`` is replaced atomically and names
+    Written after setup, after every round and just before Finish; ``state.json`` is replaced atomically and names
     only F files that are already on disk, so a crash at any point leaves a usable checkpoint.
     """
 
@@ -27,6 +28,7 @@ class Checkpoint:
         self.dir = Path(out) / "checkpoint"
         self.config_path = str(config_path)
         self.overrides = dict(overrides or {})
+        self.finishing = False  # set just before the parties are told the session is finished
         self.digest = hashlib.sha256(config_text.encode()).hexdigest()
         self.epoch = 0
 
@@ -39,13 +41,19 @@ class Checkpoint:
         write_bytes_atomic(self.dir / f"F_{t:04d}.npy", lambda fh: np.save(fh, owner.F, allow_pickle=False))
         state = {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config_path,
-            "config_sha256": self.digest, "overrides": self.overrides,
+            "config_sha256": self.digest, "overrides": self.overrides, "finishing": self.finishing,
             "session": owner.session, "epoch": self.epoch, "peers": owner.peers,
             "weighting": owner.weighting, "eta": owner.eta, "calibration": owner.calibration,
             "rounds": [{"round": r.round, "weights": r.weights, "eta": r.eta, "train_loss": r.train_loss,
                         "absent": list(r.absent)} for r in owner.model.rounds],
         }
         write_json_atomic(self.dir / "state.json", state)
+
+    def mark_finishing(self, owner: LabelOwner) -> None:
+        """Note that the parties are about to be told the session is finished: a label owner that
+        stops after that cannot resume (the parties no longer answer for the session)."""
+        self.finishing = True
+        self.save(owner)
 
     @staticmethod
     def read_state(out: str | Path) -> dict:
@@ -72,7 +80,7 @@ class Checkpoint:
             if (self.dir / ALIGNMENT).exists():
                 with np.load(self.dir / ALIGNMENT, allow_pickle=False) as arrays:
                     state["alignment"] = {k: arrays[k] for k in arrays.files}
-            missing = [key for key in ("session", "epoch", "peers", "weighting", "eta") if key not in state]
+            missing = [key for key in ("session", "epoch", "peers", "weighting", "eta", "finishing") if key not in state]
             if missing:
                 raise KeyError(", ".join(missing))
         except (KeyError, TypeError, OSError, ValueError) as exc:

@@ -171,9 +171,11 @@ def _evaluate(owner: LabelOwner, dataset: Dataset, ids: np.ndarray, scaler: Targ
 
 def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
                on_round: Callable[[RoundResult], None] | None = None,
-               start: Callable[[LabelOwner], None] = LabelOwner.setup) -> MethodRun:
+               start: Callable[[LabelOwner], None] = LabelOwner.setup,
+               before_finish: Callable[[LabelOwner], None] | None = None) -> MethodRun:
     """Set up (or ``start`` otherwise, e.g. resume), fit, evaluate on validation and test, and
-    close one federation."""
+    close one federation (``before_finish`` is called just before the parties are told: a
+    checkpoint notes it)."""
     try:
         start(owner)
         model = owner.fit(on_round)
@@ -182,6 +184,8 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
             owner.calibrate(rows, scaler.forward(dataset.y[rows]))
         test = _evaluate(owner, dataset, split.test, scaler)
         val = _evaluate(owner, dataset, split.validation, scaler)
+        if before_finish is not None:
+            before_finish(owner)
         owner.finish()
     finally:
         if owner.messenger is not None:

@@ -103,7 +103,9 @@ class FederationConfig:
     def load(cls, path: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
         """Read ``path``; ``overrides`` (None values ignored) replace top-level keys: ``rounds``,
         ``seed``, ``learner``, ``local_loss``, ``weights``, ``eta``, ``eta_max``, ``min_parties``,
-        ``residuals``, ``residual_clip``, ``hidden_membership`` and the label-DP keys ``label_epsilon``, ``delta``, ``accountant``."""
+        ``residuals``, ``hidden_membership`` and the label-DP keys ``label_epsilon``, ``delta``,
+        ``accountant``; ``dp_residual_clip`` is ``residual_clip`` under ckks or without label-DP,
+        else label-DP's ``residual_clip``."""
         from ..transport.grpc_client import RetryPolicy
 
         path = Path(path)
@@ -130,9 +132,15 @@ class FederationConfig:
             label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
             delta = given.pop("delta", label.delta if label else None)
             accountant = given.pop("accountant", label.accountant if label else None)
-            label_clip = given.pop("label_residual_clip", label.residual_clip if label else None)
+            label_clip = label.residual_clip if label else None
             residuals = given.pop("residuals", f.residuals)
-            residual_clip = given.pop("residual_clip", f.residual_clip)
+            residual_clip = f.residual_clip
+            if "dp_residual_clip" in given:  # --dp-residual-clip: under ckks the clip DP parties rely on,
+                clip = given.pop("dp_residual_clip")  # with label-DP (file or flag) label-DP's C
+                if residuals == "ckks" or label_epsilon is None:
+                    residual_clip = clip
+                else:
+                    label_clip = clip
             hidden = given.pop("hidden_membership", f.hidden_membership)
             if label_epsilon is None and (delta is not None or accountant is not None):
                 raise ConfigError("--delta/--accountant of the label owner go with a label-DP budget "
@@ -211,10 +219,8 @@ def federation_from_args(args) -> FederationConfig:
     overrides = dict(rounds=args.rounds, seed=args.seed, learner=args.learner, local_loss=args.local_loss,
                      weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
                      residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
-                     accountant=args.accountant, hidden_membership=args.hidden_membership or None)
-    if args.dp_residual_clip is not None:  # under ckks the label owner's clip; with label-DP, label-DP's C
-        key = "residual_clip" if (args.residuals or "") == "ckks" or args.label_epsilon is None else "label_residual_clip"
-        overrides[key] = args.dp_residual_clip
+                     accountant=args.accountant, hidden_membership=args.hidden_membership or None,
+                     dp_residual_clip=args.dp_residual_clip)
     if args.resume:
         if any(v is not None for k, v in overrides.items() if k != "min_parties"):
             raise ConfigError("--resume continues the run exactly as configured; only --min-parties, --insecure and "
@@ -301,7 +307,8 @@ class NetworkedDeployment:
             for hook in (on_round, self.on_round):
                 if hook is not None:
                     hook(result)
-        return run_method(owner, dataset, split, scaler, each_round, start=self._start)
+        return run_method(owner, dataset, split, scaler, each_round, start=self._start,
+                          before_finish=self.checkpoint.mark_finishing)
 
 
 def _own_results(cfg: FederationConfig) -> list[Path]:
@@ -358,6 +365,10 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
                           "parties' encrypted round models could not be opened; start the run again")
     checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text, cfg.overrides)
     state = checkpoint.load() if resume else None
+    if state is not None and state["finishing"]:
+        raise ConfigError(f"the run in {cfg.out} had told its parties that the session is finished when it stopped, "
+                          "before its result was written; they no longer answer for that session, so it cannot be "
+                          "resumed. Start a new run with --overwrite, or in another directory")
     if state is not None:
         checkpoint.epoch = state["epoch"] + 1
     deployment = deployment(cfg, checkpoint, state, on_round)

@@ -89,12 +89,17 @@ def _check_stream(f: schema.PartyFile) -> None:
                           "must allow 'plain')")
 
 
-def _policy(section: schema.PolicySection, learner: str) -> PartyPolicy:
+def _policy(section: schema.PolicySection, learner: str, residuals: str) -> PartyPolicy:
+    """The party's policy, refused at start-up when it excludes what the party itself runs (its
+    learner, its ``[privacy] residuals``): every session would be refused."""
     policy = PartyPolicy(min_rows=section.min_rows, max_sessions=section.max_sessions,
                          residuals=tuple(section.residuals),
                          learners=None if section.learners is None else tuple(section.learners),
                          predict=section.predict)
     policy.check_learner(learner)
+    if residuals not in policy.residuals:
+        raise ConfigError(f"[privacy] residuals {residuals!r} is not among the policy's residuals "
+                          f"{list(policy.residuals)}: every session would be refused")
     return policy
 
 
@@ -181,7 +186,7 @@ class PartyConfig:
             table, ids = _table(f.data, base, columns, private=plan.feature_dp is not None)
             make_learner(f.learner.name, local_loss=f.learner.local_loss or "l2", seed=f.learner.seed,
                          patch_shape=table.patch_shape, **f.learner.options)
-            policy = _policy(f.policy, f.learner.name)
+            policy = _policy(f.policy, f.learner.name, plan.residuals)
             ledger = _ledger(f, plan, columns, table, base)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
