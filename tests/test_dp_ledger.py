@@ -23,6 +23,7 @@ from securegal.privacy.dp.ledger import (
     read_ledger,
     table_fingerprint,
 )
+from securegal.privacy.dp.table import ColumnSpec, TablePrivacy
 from securegal.privacy.dp.trainer import DPConfig, release_plan
 
 TABLE = "id:hospital-a/patients"
@@ -194,6 +195,33 @@ def test_file_ledger_roundtrip_outputs_and_accountant_switch(tmp_path):
     assert read_ledger(path).accountant == "pld"
 
 
+def test_an_accountant_switch_that_would_overspend_is_refused(tmp_path):
+    path, budget = tmp_path / "t.ledger", Budget(4.0, 1e-5)
+    plan = release_plan(DPConfig(budget.epsilon, budget.delta).for_rows(569), rounds=10)
+    with open_ledger(path, TABLE, budget, "pld") as led:
+        led.record([p.at(calibrate_session(led, plan), round=1) for p in plan], "s1")
+        pld = led.epsilon_spent
+    rdp = epsilon_of(read_ledger(path).releases, budget.delta, "rdp")
+    assert 3.99 < pld <= 4.0 < rdp
+    original = path.read_bytes()
+    with pytest.raises(LedgerError, match="refusing the switch from pld to rdp") as info:
+        open_ledger(path, TABLE, budget, "rdp")
+    assert f"rdp counts its history at epsilon {rdp:.4f}, pld at {pld:.4f}" in one_line(info)
+    assert path.read_bytes() == original
+    with open_ledger(path, TABLE, budget) as led:  # not locked by the refusal; still pld
+        assert led.accountant == "pld" and led.epsilon_spent == pld
+
+
+def test_an_accountant_switch_within_the_budget_is_allowed(tmp_path):
+    path, budget = tmp_path / "t.ledger", Budget(4.0, 1e-5)
+    with open_ledger(path, TABLE, budget, "pld") as led:
+        led.record([rel(1, z=10.0, steps=3)], "s1")
+        pld = led.epsilon_spent
+    with open_ledger(path, TABLE, budget, "rdp") as led:
+        assert pld < led.epsilon_spent <= budget.epsilon
+    assert read_ledger(path).accountant == "rdp"
+
+
 def test_a_failed_write_records_nothing(tmp_path, monkeypatch):
     path = tmp_path / "t.ledger"
     with open_ledger(path, TABLE, BUDGET) as led:
@@ -353,6 +381,30 @@ def test_ledger_show(ledger_file, capsys):
     assert doc["epsilon_spent"] == spent and [s["session"] for s in doc["sessions"]] == ["s1", "s2"]
     assert doc["epsilon_remaining"] == pytest.approx(1.0 - spent)
     assert len(doc["releases"]) == 3 and doc["releases"][1]["sensitivity"] == 0.02
+
+
+def test_ledger_show_counts_only_never_disclosed_training_rows_as_covered(ledger_file, capsys):
+    """Session 1 trains on rows 0-199 and discloses 200-370 by predict replies; session 2 trains
+    on 241-568, 130 of them disclosed before: 398 rows are under the guarantee, not 528."""
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        table = TablePrivacy(led, ColumnSpec(lower=[0.0], upper=[1.0]))
+        table.record_training(np.arange(200), 569)
+        table.record_disclosure(np.arange(200, 371), 569)
+        table.record_training(np.arange(241, 569), 569)
+        assert table.row_roles(569) == {"trained": 528, "disclosed": 171}
+    text = _cli(["ledger", "show", str(ledger_file)], capsys)
+    assert ("rows        398 of 569 under the guarantee (trained on, never disclosed), 130 trained on but "
+            "disclosed by predict replies, 41 disclosed only\n") in text
+
+
+def test_ledger_show_refuses_malformed_row_roles(ledger_file):
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        table = TablePrivacy(led, ColumnSpec(lower=[0.0], upper=[1.0]))
+        table.record_training(np.arange(10), 100)
+        led.store_output("rows_disclosed", {"rows": 50, "count": 1, "bitmap": "gA=="})
+    with pytest.raises(LedgerError, match="malformed row roles") as info:
+        ledger_cmd.format_ledger(read_ledger(ledger_file))
+    one_line(info)
 
 
 # --- the DP trainer on a table's ledger --------------------------------------------------------

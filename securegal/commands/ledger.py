@@ -1,8 +1,13 @@
 """``securegal ledger show PATH``: what a table's privacy ledger spent, per session, and what is left."""
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+
+import numpy as np
+
+from ..privacy.dp.ledger import LedgerError, read_ledger
 
 
 def add_parser(sub) -> None:
@@ -22,11 +27,12 @@ def format_ledger(ledger, releases: bool = False) -> str:
              f"budget      epsilon {b.epsilon:g}, delta {b.delta:g} (lifetime, {ledger.accountant})",
              f"spent       {ledger.epsilon_spent:.4f}",
              f"left        {ledger.remaining():.4f}"]
-    roles = {role: (ledger.output(f"rows_{role}") or {}) for role in ("trained", "disclosed")}
-    if any(roles.values()):
-        n = next(r["rows"] for r in roles.values() if r)
-        lines.append(f"rows        {roles['trained'].get('count', 0)} of {n} trained on (under the guarantee, never "
-                     f"predicted), {roles['disclosed'].get('count', 0)} disclosed by predict replies")
+    roles = _row_roles(ledger)
+    if roles is not None:
+        n, trained, disclosed = roles
+        lines.append(f"rows        {int((trained & ~disclosed).sum())} of {n} under the guarantee (trained on, "
+                     f"never disclosed), {int((trained & disclosed).sum())} trained on but disclosed by "
+                     f"predict replies, {int((disclosed & ~trained).sum())} disclosed only")
     sessions = ledger.spent_by_session()
     if sessions:
         lines += ["", f"{'session':<24} {'releases':>8} {'eps alone':>10} {'eps after':>10}  "
@@ -46,9 +52,25 @@ def format_ledger(ledger, releases: bool = False) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
-    from ..privacy.dp.ledger import read_ledger
+def _row_roles(ledger) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """The table's row count and its trained and disclosed rows as boolean masks (docs/privacy.md
+    section 6), or None when the ledger holds no row roles."""
+    stored = [ledger.output(f"rows_{role}") for role in ("trained", "disclosed")]
+    if not any(stored):
+        return None
+    sizes = {s.get("rows") if isinstance(s, dict) else None for s in stored if s}
+    n = next(iter(sizes))
+    try:
+        if len(sizes) > 1 or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"table sizes {sorted(map(str, sizes))}")
+        masks = [np.unpackbits(np.frombuffer(base64.b64decode(s["bitmap"], validate=True) if s else b"",
+                                             dtype=np.uint8), count=n).astype(bool) for s in stored]
+    except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise LedgerError(f"ledger of table {ledger.table[:40]} has malformed row roles ({exc})") from None
+    return n, masks[0], masks[1]
 
+
+def run(args) -> int:
     ledger = read_ledger(args.path)
     if args.json:
         print(json.dumps(ledger.to_dict(), indent=2))

@@ -2,9 +2,10 @@
 
 A feature party's (epsilon, delta) budget belongs to the *table* it serves, not to a session:
 sessions, restarts and new session ids never reset it. The ledger holds the table's
-fingerprint, its lifetime budget and accountant, and one entry per release (session, round,
-kind, mechanism, L2 sensitivity, noise multiplier, sample rate, steps, time). Epsilon spent is
-always computed by the accountant over the *whole* history, so it composes across sessions.
+fingerprint, its lifetime budget and accountant, and one entry per recorded release (session,
+round, kind, mechanism, L2 sensitivity, noise multiplier, sample rate, steps, time); a session
+records its whole plan when it reserves it (round 0, ``steps`` releases per kind). Epsilon spent
+is always computed by the accountant over the *whole* history, so it composes across sessions.
 
 - :class:`Ledger` keeps the history in memory (embedded runs); :func:`open_ledger` returns a
   :class:`FileLedger`, which persists it. Both have the same API.
@@ -16,9 +17,9 @@ always computed by the accountant over the *whole* history, so it composes acros
   ``os.replace``, fsync of the directory. ``<path>.lock`` is held with ``flock`` for the life of
   the :class:`FileLedger`, so a second process cannot serve the same table.
 - The format is versioned and checksummed. A file of another version, a truncated or corrupted
-  file, or one made for another table or budget is refused with a one-line
-  :class:`LedgerError` and left as it is: a ledger is never reset, because starting afresh
-  would be a silent overspend.
+  file, one made for another table or budget, or an accountant switch under which its history
+  would exceed the budget is refused with a one-line :class:`LedgerError` and left as it is: a
+  ledger is never reset, because starting afresh would be a silent overspend.
 - :func:`calibrate_session` finds the noise scale of a session plan so that history + plan fits
   the lifetime budget (or a per-session slice of it), or refuses.
 """
@@ -431,7 +432,8 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
     ``budget`` is the table's lifetime budget and must equal the one the file holds.
     ``accountant`` (default: the file's, or :data:`DEFAULT_ACCOUNTANT` for a new file) may
     differ from the file's: every registered accountant bounds the same history, which is
-    recounted from its first release. ``n_rows`` adds the check delta < 1/n. Every refusal is a
+    recounted from its first release; a switch under which that count exceeds the lifetime
+    budget is refused. ``n_rows`` adds the check delta < 1/n. Every refusal is a
     one-line :class:`LedgerError` (or ValueError for a bad budget) and leaves the file as it is.
     """
     path = Path(path)
@@ -460,6 +462,13 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
             ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
                                 outputs)
             if ledger.accountant != old_accountant:
+                if not ledger.epsilon_spent <= budget.epsilon:
+                    old = epsilon_of(ledger.releases, budget.delta, old_accountant)
+                    raise LedgerError(
+                        f"ledger {path}: accountant {ledger.accountant} counts its history at epsilon "
+                        f"{ledger.epsilon_spent:.4f}, {old_accountant} at {old:.4f}, lifetime budget "
+                        f"{budget.epsilon:g}: refusing the switch from {old_accountant} to "
+                        f"{ledger.accountant} (it would overspend); keep {old_accountant}")
                 ledger._commit(entries, outputs, ledger.accountant)
         else:
             other = _ledger_of(table, path.parent, besides=path)

@@ -10,8 +10,8 @@ an embedded federation) and outlives sessions:
   exact training mean and std (docs/privacy.md section 6): declared centres/scales or bounds
   (free), or DP estimates of centre and scale from declared bounds paid once from the ledger.
 - ``session_epsilon``: at most this much lifetime epsilon per session (None: all that is left).
-- row roles, kept with the ledger: which table rows any session has *trained* on (the rows the
-  DP guarantee covers, for the table's life) and which were *disclosed* by predict replies
+- row roles, kept with the ledger: which table rows any session has *trained* on (the guarantee
+  covers those no predict reply disclosed, for the table's life) and which were *disclosed* by predict replies
   (exact model outputs: outside the guarantee). A row trained on in any session is never
   predicted afterwards, in any session, so a label owner cannot train on some rows and read the
   others' outputs in one session, then swap (docs/privacy.md section 6).
@@ -162,7 +162,8 @@ class TablePrivacy:
         self._mark("disclosed", rows, n_rows)
 
     def row_roles(self, n_rows: int) -> dict[str, int]:
-        """How many table rows were trained on (under the guarantee) and disclosed by predictions."""
+        """How many table rows were trained on and how many disclosed by predictions (a row can be
+        both: the guarantee covers trained rows never disclosed)."""
         return {role: int(self._rows(role, n_rows).sum()) for role in ("trained", "disclosed")}
 
     def sessions(self) -> int:
