@@ -98,7 +98,7 @@ def _publish(staging: Path, out: Path) -> None:
 def train(dataset: str | None = None, *, csv: str | Path | None = None, target: str | None = None,
           parties: int = 4, learner: str = "linear", rounds: int = 10, seed: int = 0, baselines: bool = False,
           out: str | Path | None = None, overwrite: bool = False, plan: PrivacyPlan | None = None,
-          weighting: str | None = None, eta: float | None = None, eta_max: float = 10.0,
+          weighting: str | None = None, eta: float | None = None, eta_max: float | None = None,
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
@@ -112,7 +112,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
 
     ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
     plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy` (so does ``calibrate``: the
-    per-party multipliers fitted on the validation rows under feature-DP). ``deployment`` says where the
+    per-party multipliers fitted on the validation rows under feature-DP); ``eta_max`` (default 10)
+    caps the line-searched step and is refused when the step is fixed. ``deployment`` says where the
     feature parties run (default :class:`~securegal.deploy.embedded.EmbeddedDeployment`); the
     baselines always run embedded. ``channel`` and ``trainers`` replace the plan's layers, for
     studies only (noisy parties, a malicious label owner); they are reported as such.
@@ -128,20 +129,23 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     deployment = deployment or EmbeddedDeployment()
     _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
+    # A networked label owner's eta_max is federation.toml's (given or its default: the command line
+    # checks --eta-max there), and parties reporting DP fix its step only at setup.
+    policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate,
+                               eta_max=eta_max if isinstance(deployment, EmbeddedDeployment) else None)
     local_dp = plan.feature_dp is not None and isinstance(deployment, EmbeddedDeployment) and not deployment.tables
     data = resolve_dataset(dataset, csv, target, missing, id_column, columns, private=local_dp)
     blocks = deployment.blocks(data, parties)
     # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
     split = split_rows(data, seed, test_fraction, validation_fraction, stratify=plan.label_dp is None)
     scaler = TargetScaler.fit(data, data.y[split.train])
-    policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate)
     # Everything impossible is refused here, before any file is written or any data moves.
     names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
                parties=names[1:], weighting=policy.weighting, eta=policy.eta,
                local_parties=isinstance(deployment, EmbeddedDeployment))
-    common = dict(learner=learner, seed=seed, scaler=scaler, eta_max=eta_max,
-                  learner_options=dict(learner_options or {}), local_loss=local_loss)
+    common = dict(learner=learner, seed=seed, scaler=scaler, learner_options=dict(learner_options or {}),
+                  local_loss=local_loss, **({} if eta_max is None else {"eta_max": eta_max}))
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,
                            weighting=weighting, eta=eta, calibrate=calibrate, **common)
     if channel is not None:  # studies only: a channel the plan does not describe

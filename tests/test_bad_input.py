@@ -67,6 +67,10 @@ def test_bad_train_flag(flag, value, tmp_path, capsys, monkeypatch):
     ["--resume", "nowhere"],
     ["--federation", "f.toml", "--resume", "nowhere"],
     ["--target", "y"],
+    ["--dataset", "wine", "--eta", "0.5", "--eta-max", "0.001"],
+    ["--dataset", "wine", "--epsilon", "3", "--eta-max", "0.001"],
+    ["--dataset", "wine", "--residuals", "ckks", "--epsilon", "3", "--dp-prediction-clip", "0.1"],
+    ["--dataset", "wine", "--epsilon", "3", "--dp-feedback", "off", "--dp-prediction-clip", "0.1"],
 ])
 def test_bad_train_flag_combinations(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -76,6 +80,16 @@ def test_bad_train_flag_combinations(argv, tmp_path, capsys, monkeypatch):
         code = exc.code
     _one_clean_line(code, capsys.readouterr().err)
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", [["--eta", "0.5", "--eta-max", "1"], ["--label-epsilon", "3", "--eta-max", "1"]])
+def test_eta_max_with_a_fixed_step_is_refused_with_federation(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.toml").write_text(schema.dump(_good_federation()))
+    code = main(["train", "--federation", "f.toml", "--insecure", "--no-progress", *argv])
+    err = capsys.readouterr().err
+    _one_clean_line(code, err)
+    assert "--eta-max" in err and _files(tmp_path) == ["f.toml"]
 
 
 # ---------------------------------------------------------------- CSV files through `train --csv`
@@ -165,6 +179,9 @@ PARTY_MUTATIONS = [
     (("privacy", "feature_clip"), 0.0), (("tls", "insecure"), "yes"), (("tls", "cert"), "x.pem"),
     (("limits", "chunk_bytes"), 2 ** 32), (("limits", "chunk_bytes"), 0), (("limits", "max_message_bytes"), -5),
     (("limits", "session_timeout"), 0), (("transcripts",), 5),
+    # C_f with no plaintext pred release to clip: no effect, refused as on the command line
+    (("privacy",), {"epsilon": 1.0, "feedback": "off", "prediction_clip": 0.1}),
+    (("privacy",), {"residuals": "ckks", "epsilon": 1.0, "prediction_clip": 0.1}),
 ]
 
 

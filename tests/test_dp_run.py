@@ -1,5 +1,6 @@
 """DP through the whole federation: metrics.json privacy block, clean stop, CLI errors."""
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,3 +162,50 @@ def test_the_budget_shares_reach_the_release_plan_and_bad_ones_fail_at_the_plan(
             FeatureDP(epsilon=1.0, **bad)
     with pytest.raises(ConfigError, match="ckks residuals"):
         FeatureDP(epsilon=1.0, shares=shares).config("ckks")
+
+
+# Flags with no effect in these runs: refused with one line, nothing written (CLI and Python API alike).
+NO_EFFECT = [
+    (["--eta", "0.5", "--eta-max", "0.001"], dict(eta=0.5, eta_max=0.001),
+     r"eta_max \(--eta-max\) .* fixed \(eta = 0.5\)"),
+    (["--epsilon", "3", "--eta-max", "0.001"], dict(plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=3.0)), eta_max=0.001),
+     r"fixed \(under DP at 0.75 \* M / T\)"),
+    (["--label-epsilon", "3", "--eta-max", "2"], dict(plan=PrivacyPlan(label_dp=LabelDP(epsilon=3.0)), eta_max=2.0),
+     r"fixed \(under DP"),
+    (["--residuals", "ckks", "--epsilon", "3", "--dp-prediction-clip", "0.1"], None, "no effect on ckks residuals"),
+    (["--epsilon", "3", "--dp-feedback", "off", "--dp-prediction-clip", "0.1"], None, "releases none"),
+]
+
+
+@pytest.mark.parametrize("argv,kwargs,message", NO_EFFECT)
+def test_flags_without_effect_are_refused_before_anything_is_written(argv, kwargs, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "wine", "-M", "3", "-T", "2", "--out", str(out), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    if kwargs is not None:
+        with pytest.raises(ConfigError, match=message) as exc:
+            train("wine", parties=3, rounds=2, out=out, **kwargs)
+        assert "\n" not in str(exc.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("residuals,feedback", [("ckks", None), ("ckks", True), ("plain", False)])
+def test_the_plan_refuses_a_prediction_clip_with_no_pred_release(residuals, feedback):
+    with pytest.raises(ConfigError, match="prediction_clip"):
+        PrivacyPlan(residuals=residuals, feature_dp=FeatureDP(epsilon=1.0, prediction_clip=0.1, feedback=feedback))
+    # shares without 'pred' release no predictions either
+    with pytest.raises(ConfigError, match="releases none"):
+        PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0, prediction_clip=0.1, shares={"gram": 0.4, "stat": 0.6}))
+    plan = PrivacyPlan(residuals=residuals, feature_dp=FeatureDP(epsilon=1.0, feedback=feedback))  # the default: fine
+    assert plan.feature_dp.config(residuals).prediction_clip == 0.01
+
+
+def test_eta_max_and_the_prediction_clip_are_honoured_where_they_apply(tmp_path):
+    capped = train("wine", parties=3, rounds=2, eta_max=0.001)  # the line search's cap
+    assert max(capped["eta"]) <= 0.001 and capped["eta"] != train("wine", parties=3, rounds=2)["eta"]
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=3.0, prediction_clip=0.05))
+    metrics = train("wine", parties=3, rounds=2, plan=plan)
+    assert {b["mechanism"]["prediction_clip"] for b in metrics["privacy"].values()} == {0.05}
+    assert metrics["plan"]["feature_dp"]["prediction_clip"] == 0.05

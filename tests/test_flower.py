@@ -219,3 +219,47 @@ def test_server_app_refuses_run_config_it_cannot_honour(tmp_path, server_task, e
     with pytest.raises(ConfigError, match=message):
         make_server_app()(grid, context)
     assert grid.handled == {31: 0, 32: 0} and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def _server_app_run(tmp_path, **run_config):
+    """The securegal ServerApp on a LoopbackGrid over party1 and party2 (no Flower runtime); returns the grid."""
+    from flwr.app import Context, RecordDict
+
+    from securegal.deploy.flower.client_app import make_client_app
+    from securegal.deploy.flower.server_app import make_server_app
+
+    fed, configs = write_federation(tmp_path)
+    grid = LoopbackGrid(make_client_app(), {31: {"party-config": str(configs[0])}, 32: {"party-config": str(configs[1])}})
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
+                      run_config={"federation": str(fed), **run_config})
+    make_server_app()(grid, context)
+    return grid
+
+
+@pytest.mark.parametrize("run_config, message", [
+    ({}, r"already holds metrics.json; set run config overwrite=true"),
+    ({"overwrite": False}, r"already holds metrics.json; set run config overwrite=true"),
+    ({"overwrite": "yes"}, r"run config 'overwrite' must be true or false, got 'yes'"),
+])
+def test_server_app_keeps_earlier_results_unless_run_config_overwrite(tmp_path, server_task, run_config, message):
+    from securegal.errors import ConfigError
+
+    earlier = tmp_path / "run" / "metrics.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"earlier": true}')
+    with pytest.raises(ConfigError, match=message) as err:
+        _server_app_run(tmp_path, **run_config)
+    assert "\n" not in str(err.value)
+    assert earlier.read_text() == '{"earlier": true}'
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["metrics.json"]
+
+
+def test_server_app_replaces_earlier_results_with_run_config_overwrite(tmp_path, server_task):
+    earlier = tmp_path / "run" / "metrics.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"earlier": true}')
+    grid = _server_app_run(tmp_path, overwrite=True)
+    metrics = json.loads(earlier.read_text())
+    assert metrics["deployment"] == "flower" and len(metrics["gal"]["per_round"]) == 2
+    assert all(grid.handled.values())
+    assert not any(p.name.startswith(".overwritten-") for p in earlier.parent.iterdir())

@@ -29,9 +29,11 @@ def test_party_privacy_config(tmp_path):
     assert load_party(tmp_path).plan.feature_dp is None
     assert load_party(tmp_path, {"epsilon": 3}).plan.feature_dp.config("plain") == DPConfig(3.0, 1e-5, gram_by_columns=True)
     cfg = load_party(tmp_path, {"epsilon": 2.0, "delta": 1e-6, "accountant": "prv", "feature_clip": 0.3,
-                                "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "off"}).plan
+                                "residual_clip": 2.0, "prediction_clip": 0.05, "feedback": "on"}).plan
     assert cfg.feature_dp.config(cfg.residuals) == DPConfig(2.0, 1e-6, "prv", feature_clip=0.3, residual_clip=2.0,
-                                                           prediction_clip=0.05, shares=dict(NO_FEEDBACK_SHARES),
+                                                           prediction_clip=0.05, gram_by_columns=True)
+    off = load_party(tmp_path, {"epsilon": 2.0, "feedback": "off"}).plan
+    assert off.feature_dp.config(off.residuals) == DPConfig(2.0, 1e-5, shares=dict(NO_FEEDBACK_SHARES),
                                                            gram_by_columns=True)
     ckks = load_party(tmp_path, {"epsilon": 1.0}, residuals="ckks").plan
     assert ckks.feature_dp.config(ckks.residuals).shares == NO_FEEDBACK_SHARES
@@ -45,6 +47,8 @@ def test_party_privacy_config(tmp_path):
     ({"epsilon": 1.0, "accountant": "gdp"}, {}, "accountant must be one of .* got 'gdp'"),
     ({"epsilon": 1.0, "feature_clip": 0}, {}, "feature_clip must be"),
     ({"epsilon": 1.0, "prediction_clip": -0.5}, {}, "prediction_clip must be"),
+    ({"epsilon": 1.0, "prediction_clip": 0.1, "feedback": "off"}, {}, "prediction_clip .* releases none"),
+    ({"epsilon": 1.0, "prediction_clip": 0.1}, {"residuals": "ckks"}, "prediction_clip .* no effect on ckks"),
     ({"epsilon": 1.0, "feedback": "maybe"}, {}, r"privacy.feedback: .*got 'maybe'"),
     ({"epsilon": 1.0, "sigma": 2}, {}, r"privacy.sigma: unknown key"),
     ({"delta": 1e-6, "accountant": "rdp"}, {}, "accountant, delta set without a DP budget"),

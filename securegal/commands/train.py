@@ -44,7 +44,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", choices=("learned", "uniform"),
                    help="assistance weights (default learned; uniform under --epsilon/--label-epsilon)")
     p.add_argument("--eta", type=float, help="fixed step instead of the line search (default under DP: 0.75 * M / T)")
-    p.add_argument("--eta-max", type=float, help="upper bound of the line-searched step (default 10)")
+    p.add_argument("--eta-max", type=float, help="upper bound of the line-searched step (default 10); refused "
+                   "where the step is fixed (--eta, or under DP)")
     p.add_argument("--local-loss", choices=("l2", "l1"), help="local learners' loss (default l1 for L1 tasks, else l2)")
     p.add_argument("--residuals", choices=RESIDUALS,
                    help="how residuals travel to feature parties: plain (default), or ckks: encrypted under the "
@@ -61,7 +62,7 @@ def add_parser(sub) -> None:
                     "(default: by the n training rows, sqrt(n)/20 within [0.5, 2])")
     dp.add_argument("--dp-residual-clip", type=float, help="C: residual rows clipped to this norm (default 1)")
     dp.add_argument("--dp-prediction-clip", type=float, help="C_f: returned prediction rows clipped to this norm "
-                    "(default 0.01)")
+                    "(default 0.01); only plain residuals with feedback release them")
     dp.add_argument("--dp-feedback", choices=("on", "off"),
                     help="release noised per-row train predictions (budget share 0.1); default on with plain "
                          "residuals, off with --residuals ckks, where their noise bound is too loose to help "
@@ -235,6 +236,9 @@ def run_networked(args) -> int:
     from ..deploy.networked import federation_from_args, train_federation
 
     cfg = federation_from_args(args)
+    if args.eta_max is not None:  # refused where the step is fixed (the parties' DP is known only at setup)
+        cfg.plan.owner_policy(parties=cfg.parties, rounds=cfg.rounds, weighting=cfg.weighting, eta=cfg.eta,
+                              eta_max=cfg.eta_max)
     metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
                                progress=not args.no_progress)
     print(summary(metrics, cfg.out))

@@ -76,7 +76,8 @@ class FeatureDP:
     release ``sqrt((d + 1) / 9)`` of its fraction of the gram + stat budget
     (:func:`~securegal.privacy.dp.trainer.gram_share_factor`); given shares are used as they are.
     ``seed`` makes the noise predictable: tests and studies only (it warns, and the report says
-    ``secure_noise: false``).
+    ``secure_noise: false``). ``prediction_clip`` (C_f) None: the DP trainer's default 0.01; it
+    clips only plaintext ``pred`` releases, so :class:`PrivacyPlan` refuses it where there are none.
     """
 
     epsilon: float
@@ -84,7 +85,7 @@ class FeatureDP:
     accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float | None = None
     residual_clip: float = 1.0
-    prediction_clip: float = 0.01
+    prediction_clip: float | None = None
     coordinate_clip: float | None = None
     lam: float = 1e-3
     noise_ridge: float = 1.0
@@ -95,10 +96,11 @@ class FeatureDP:
     def __post_init__(self) -> None:
         _positive("feature-DP", "epsilon", self.epsilon)
         _positive("feature-DP", "delta", self.delta, 1.0)
-        for name in ("residual_clip", "prediction_clip", "lam"):
+        for name in ("residual_clip", "lam"):
             _positive("feature-DP", name, getattr(self, name))
-        if self.feature_clip is not None:
-            _positive("feature-DP", "feature_clip", self.feature_clip)
+        for name in ("feature_clip", "prediction_clip"):
+            if getattr(self, name) is not None:
+                _positive("feature-DP", name, getattr(self, name))
         if self.coordinate_clip is not None:
             _positive("feature-DP", "coordinate_clip", self.coordinate_clip)
         if isinstance(self.noise_ridge, bool) or not isinstance(self.noise_ridge, (int, float)) \
@@ -124,10 +126,10 @@ class FeatureDP:
             raise ConfigError(f"feature-DP shares {self.shares!r} give 'pred' a share, but {why}: drop 'pred'")
         else:
             shares = {"shares": dict(self.shares)}
+        clip = {} if self.prediction_clip is None else {"prediction_clip": self.prediction_clip}
         return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
-                        residual_clip=self.residual_clip, prediction_clip=self.prediction_clip,
-                        coordinate_clip=self.coordinate_clip, lam=self.lam, noise_ridge=self.noise_ridge,
-                        seed=self.seed, **shares)
+                        residual_clip=self.residual_clip, coordinate_clip=self.coordinate_clip, lam=self.lam,
+                        noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +216,14 @@ class PrivacyPlan:
                 raise ConfigError("hidden membership takes every prediction from the parties' DP feedback "
                                   "releases (predictions on training rows are outside DP otherwise); drop "
                                   "--dp-feedback off")
+        if self.feature_dp is not None and self.feature_dp.prediction_clip is not None:
+            if self.residuals == "ckks":
+                raise ConfigError("prediction_clip (--dp-prediction-clip) has no effect on ckks residuals: the "
+                                  "encrypted predictions are noised by a data-independent bound (docs/privacy.md "
+                                  "5b); drop it")
+            if not self.feature_dp.config(self.residuals).releases_predictions:
+                raise ConfigError("prediction_clip (--dp-prediction-clip) clips the released train predictions, "
+                                  "but this feature-DP releases none (feedback off, or no 'pred' share); drop it")
 
     # ------------------------------------------------------------------ construction
 
@@ -369,7 +379,8 @@ class PrivacyPlan:
         return plain_trainers
 
     def owner_policy(self, *, parties: int, rounds: int, weighting: str | None = None, eta: float | None = None,
-                     dp_parties: bool = False, calibrate: bool | None = None) -> OwnerPolicy:
+                     eta_max: float | None = None, dp_parties: bool = False,
+                     calibrate: bool | None = None) -> OwnerPolicy:
         """The label owner's weights and step. Under any DP (this plan's, or parties that report
         a DP budget) they default to uniform weights and the fixed step ``0.75 * M / T``: weights
         fitted on the training rows would rest on noisy (or no) predictions of the DP parties.
@@ -383,10 +394,16 @@ class PrivacyPlan:
         (docs/privacy.md section 4; under CKKS evaluation reuses the calibration's replies, so a
         session still asks for two). Under label-DP the calibration also weighs an Alone model
         (``exact_alone``): the label owner's own block boosted on the exact labels, which never
-        enters a residual, with its multiplier pulled towards 0 instead of 1."""
+        enters a residual, with its multiplier pulled towards 0 instead of 1.
+
+        ``eta_max`` (a given cap of the line-searched step) is refused when the step is fixed."""
         private = self.private or dp_parties
         if weighting is None:
             weighting = "uniform" if private else "learned"
+        if eta_max is not None and (eta is not None or private):
+            why = f"eta = {eta:g}" if eta is not None else f"under DP at {DP_STEP_WEIGHT:g} * M / T"
+            raise ConfigError(f"eta_max (--eta-max) caps the line-searched step, but the step is fixed ({why}): "
+                              "drop it")
         if eta is None and private:
             eta = DP_STEP_WEIGHT * parties / rounds
         if calibrate and not (private and weighting == "uniform"):

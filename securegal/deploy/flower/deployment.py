@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ...errors import ConfigError
-from ..networked import FederationConfig, NetworkedDeployment, train_federation
+from ..networked import FederationConfig, NetworkedDeployment, _own_results, train_federation
 from .identity import discover, party_keys
 from .transport import FlowerTransport
 
@@ -34,9 +34,11 @@ class FlowerDeployment(NetworkedDeployment):
 
 
 def load_federation(path: str | Path, **overrides) -> FederationConfig:
-    """A ``federation.toml`` for Flower. Its ``[tls]`` and ``[[party]] address`` keys belong to the
-    gRPC deployment: they are validated but unused (the SuperLink does TLS; nodes are found by
-    :func:`~securegal.deploy.flower.identity.discover`), so ``[tls]`` may be left out."""
+    """A ``federation.toml`` for Flower. Its ``[tls]``, ``[[party]] address`` and ``[transport]``
+    ``attempts``, ``backoff``, ``backoff_max`` and ``chunk_bytes`` keys belong to the gRPC
+    deployment: they are validated but unused (the SuperLink does TLS; nodes are found by
+    :func:`~securegal.deploy.flower.identity.discover`; a message is sent once and waited for
+    ``[transport] timeout``; Flower chunks its records itself), so ``[tls]`` may be left out."""
     try:
         has_tls = "tls" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -54,15 +56,20 @@ def wait_for_nodes(grid, count: int, timeout: float) -> int:
         time.sleep(0.5)
 
 
-def train_on_flower(cfg: FederationConfig, grid, *, keys_dir: str | Path | None = None, overwrite: bool = True,
+def train_on_flower(cfg: FederationConfig, grid, *, keys_dir: str | Path | None = None, overwrite: bool = False,
                     join_timeout: float = 120.0) -> dict:
     """Run the label owner of ``cfg`` through ``grid`` and write ``cfg.out`` like
-    :func:`~securegal.deploy.networked.train_federation`.
+    :func:`~securegal.deploy.networked.train_federation`, which refuses earlier results there
+    unless ``overwrite`` (checked here first, before waiting for the parties' nodes).
 
     With ``keys_dir`` (``<party>.pub``, the parties' SuperNode authentication keys) every party
     must prove its name with its key; a party that does not is absent and the round loop drops
     it (``min_parties`` decides whether the run can go on).
     """
+    earlier = [p.name for p in _own_results(cfg) if p.exists()]
+    if earlier and not overwrite:
+        raise ConfigError(f"{cfg.out} already holds {', '.join(earlier)}; set run config overwrite=true to replace "
+                          "them, or choose another out in the federation file")
     keys = party_keys(keys_dir, cfg.peers) if keys_dir is not None else None
     present = wait_for_nodes(grid, len(cfg.peers), join_timeout)
     if present < len(cfg.peers):

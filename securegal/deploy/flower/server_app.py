@@ -5,6 +5,9 @@ Run config keys (``[tool.flwr.app.config]`` or ``flwr run --run-config``):
 - ``federation``: path of the label owner's ``federation.toml`` (data, rounds, seed, plan, out);
 - ``supernode-keys`` (optional): a directory of ``<party>.pub``, each party's SuperNode
   authentication public key; with it, a node must sign its claimed party name with that key;
+- ``overwrite`` (optional, default false): replace the label owner's earlier results in the
+  federation's ``out``, which are refused otherwise (as ``securegal train --federation`` without
+  ``--overwrite``);
 - ``party-configs``: read by the ClientApp (simulation engine only).
 
 Any other key is refused (ConfigError), never ignored; ``resume`` with the reason in
@@ -24,7 +27,7 @@ from ...errors import ConfigError  # noqa: E402
 from .deployment import load_federation, train_on_flower  # noqa: E402
 
 
-RUN_CONFIG_KEYS = frozenset({"federation", "supernode-keys", "party-configs"})
+RUN_CONFIG_KEYS = frozenset({"federation", "supernode-keys", "overwrite", "party-configs"})
 # Run config keys the Flower deployment cannot honour, and why.
 REFUSED_RUN_CONFIG = {
     "resume": "the Flower deployment cannot resume a run. Every flwr run is a new Flower run: under the "
@@ -41,6 +44,8 @@ def check_run_config(run_config) -> None:
             raise ConfigError(f"run config {key!r}: {REFUSED_RUN_CONFIG[key]}")
         if key not in RUN_CONFIG_KEYS:
             raise ConfigError(f"unknown run config key {key!r}; the securegal app reads {sorted(RUN_CONFIG_KEYS)}")
+    if not isinstance(run_config.get("overwrite", False), bool):
+        raise ConfigError(f"run config 'overwrite' must be true or false, got {run_config['overwrite']!r}")
 
 
 def make_server_app(federation: str | Path | None = None, keys_dir: str | Path | None = None) -> ServerApp:
@@ -54,7 +59,8 @@ def make_server_app(federation: str | Path | None = None, keys_dir: str | Path |
         if not path:
             raise ConfigError("the securegal ServerApp needs run config 'federation' (path of federation.toml)")
         keys = keys_dir or context.run_config.get("supernode-keys") or None
-        train_on_flower(load_federation(str(path)), grid, keys_dir=keys)
+        train_on_flower(load_federation(str(path)), grid, keys_dir=keys,
+                        overwrite=context.run_config.get("overwrite", False))
 
     return app
 
