@@ -70,6 +70,7 @@ clientapp = "securegal.deploy.flower.client_app:app"
 [tool.flwr.app.config]
 federation = "{federation}"
 supernode-keys = "{keys}"
+overwrite = false
 """
 
 
