@@ -129,8 +129,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     deployment = deployment or EmbeddedDeployment()
     _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
-    # A networked label owner's eta_max is federation.toml's (given or its default: the command line
-    # checks --eta-max there), and parties reporting DP fix its step only at setup.
+    # A networked label owner's eta_max was checked with federation.toml (FederationConfig.load);
+    # parties reporting DP fix its step only at setup.
     policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate,
                                eta_max=eta_max if isinstance(deployment, EmbeddedDeployment) else None)
     local_dp = plan.feature_dp is not None and isinstance(deployment, EmbeddedDeployment) and not deployment.tables

@@ -209,3 +209,17 @@ def test_dp_residual_clip_goes_where_the_resolved_plan_uses_it(tmp_path, label_d
         assert cfg.plan.label_dp.residual_clip == 0.5 and cfg.plan.residual_clip is None
     else:
         assert cfg.plan.residual_clip == 0.5
+
+
+@pytest.mark.parametrize("keys, refused", [({"eta": 0.5, "eta_max": 2.0}, "the step is fixed \\(eta = 0.5\\)"),
+                                           ({"eta_max": 2.0, "label_dp": {"epsilon": 4.0}}, "the step is fixed"),
+                                           ({"eta_max": 2.0}, None)])
+def test_eta_max_in_the_federation_file_is_refused_where_the_step_is_fixed(tmp_path, keys, refused):
+    path = tmp_path / "federation.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers={"party1": "127.0.0.1:1"}, rounds=3, seed=0,
+                                      out=tmp_path / "run", certs=None, extra=keys))
+    if refused:
+        with pytest.raises(ConfigError, match=f"eta_max .* {refused}"):
+            FederationConfig.load(path, insecure=True)
+    else:
+        assert FederationConfig.load(path, insecure=True).eta_max == 2.0

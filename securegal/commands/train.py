@@ -236,9 +236,6 @@ def run_networked(args) -> int:
     from ..deploy.networked import federation_from_args, train_federation
 
     cfg = federation_from_args(args)
-    if args.eta_max is not None:  # refused where the step is fixed (the parties' DP is known only at setup)
-        cfg.plan.owner_policy(parties=cfg.parties, rounds=cfg.rounds, weighting=cfg.weighting, eta=cfg.eta,
-                              eta_max=cfg.eta_max)
     metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
                                progress=not args.no_progress)
     print(summary(metrics, cfg.out))

@@ -242,7 +242,8 @@ class FederationFile(_Strict):
     local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss sent to the parties")
     weights: Literal["learned", "uniform"] | None = Field(None, description="assistance weights (default by plan)")
     eta: float | None = Field(None, gt=0, le=MAX_ETA, description="fixed step (default: line search; 0.75 M/T under DP)")
-    eta_max: float = Field(10.0, gt=0, le=MAX_ETA, description="upper bound of the line-searched step")
+    eta_max: float | None = Field(None, gt=0, le=MAX_ETA, description="upper bound of the line-searched step "
+                                                                       "(default 10); refused where the step is fixed")
     min_parties: int | None = Field(None, ge=1, description="fewest answering parties, label owner included "
                                                             "(default: every configured party)")
     residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")

@@ -83,7 +83,7 @@ class FederationConfig:
     local_loss: str | None
     weighting: str | None
     eta: float | None
-    eta_max: float
+    eta_max: float | None
     min_parties: int
     plan: PrivacyPlan
     out: Path
@@ -168,6 +168,8 @@ class FederationConfig:
             for label_, value in (("eta", eta), ("eta_max", eta_max)):
                 if value is not None and not (np.isfinite(value) and value > 0):
                     raise ConfigError(f"{label_} must be finite and > 0, got {value!r}")
+            if eta_max is not None:  # refused where the step is fixed (by eta, or by label-DP's policy)
+                plan.owner_policy(parties=1 + len(peers), rounds=rounds, eta=eta, eta_max=eta_max)
             seed = given.pop("seed", f.seed)
             if seed < 0:
                 raise ConfigError(f"seed must be >= 0, got {seed}")
@@ -290,6 +292,9 @@ class NetworkedDeployment:
                 policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
                                                     weighting=self.cfg.weighting, eta=self.cfg.eta, dp_parties=True)
                 owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
+                if self.cfg.eta_max is not None:  # known only now, after the parties reserved their budgets
+                    log.warning("eta_max %g has no effect: the DP parties fix the step at %g", self.cfg.eta_max,
+                                policy.eta)
                 log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
                          owner.weighting, owner.eta, owner.calibration)
         else:
@@ -400,5 +405,6 @@ def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: boo
     return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
                  id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
                  parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
-                 weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
+                 weighting=cfg.weighting, eta=cfg.eta, learner_options=cfg.learner_options,
+                 **({} if cfg.eta_max is None else {"eta_max": cfg.eta_max}),
                  local_loss=cfg.local_loss, progress=progress, deployment=deployment)
