@@ -209,3 +209,16 @@ def test_eta_max_and_the_prediction_clip_are_honoured_where_they_apply(tmp_path)
     metrics = train("wine", parties=3, rounds=2, plan=plan)
     assert {b["mechanism"]["prediction_clip"] for b in metrics["privacy"].values()} == {0.05}
     assert metrics["plan"]["feature_dp"]["prediction_clip"] == 0.05
+
+
+@pytest.mark.parametrize("feedback, clip", [("on", 0.01), ("off", None)])
+def test_the_report_names_a_prediction_clip_only_where_pred_is_released(feedback, clip, tmp_path):
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+    from securegal.run import train
+
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0, feedback=feedback == "on", seed=1))
+    metrics = train("wine", parties=3, rounds=2, seed=0, plan=plan)
+    for party in ("party1", "party2"):
+        mechanism = metrics["privacy"][party]["mechanism"]
+        assert mechanism["prediction_clip"] == clip
+        assert ("pred" in mechanism["shares"]) == (clip is not None)

@@ -206,7 +206,9 @@ class DPGDTrainer:
         c = self.config
         out["mechanism"] = {"learner": "dp-gd mlp", "hidden": list(c.hidden), "steps_per_round": c.steps,
                             "grad_clip": c.grad_clip, "residual_clip": c.residual_clip,
-                            "prediction_clip": c.prediction_clip, "shares": dict(c.shares),
+                            # None: no pred release, so no clip applies
+                            "prediction_clip": c.prediction_clip if c.shares.get("pred", 0.0) > 0 else None,
+                            "shares": dict(c.shares),
                             "secure_noise": self.noise.secure,
                             "standardization": self.standardization}
         if self.ledger is not None:

@@ -355,7 +355,9 @@ class DPTrainer:
         out["mechanism"] = {"learner": "dp-ridge", "feature_clip": self.ridge.feature_clip,
                             "feature_clip_by": feature_clip_origin(c),
                             "coordinate_clip": c.coordinate_clip, "ridge": {"lam": c.lam, "noise_ridge": c.noise_ridge},
-                            "residual_clip": c.residual_clip, "prediction_clip": c.prediction_clip,
+                            "residual_clip": c.residual_clip,
+                            # None: no pred release, so no clip applies
+                            "prediction_clip": c.prediction_clip if c.releases_predictions else None,
                             "intercept": c.intercept, "shares": dict(self.session_config.shares),
                             "shares_by": shares_origin(c),
                             "secure_noise": self.noise.secure,
