@@ -216,7 +216,7 @@ def test_the_report_names_a_prediction_clip_only_where_pred_is_released(feedback
     from securegal.privacy.plan import FeatureDP, PrivacyPlan
     from securegal.run import train
 
-    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0, feedback=feedback == "on", seed=1))
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=2.0, feedback=feedback == "on"))
     metrics = train("wine", parties=3, rounds=2, seed=0, plan=plan)
     for party in ("party1", "party2"):
         mechanism = metrics["privacy"][party]["mechanism"]
