@@ -1,13 +1,14 @@
 """``securegal ledger show PATH``: what a table's privacy ledger spent, per session, and what is left."""
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..privacy.dp.ledger import LedgerError, read_ledger
+from ..privacy.dp.table import row_mask
 
 
 def add_parser(sub) -> None:
@@ -63,9 +64,8 @@ def _row_roles(ledger) -> tuple[int, np.ndarray, np.ndarray] | None:
     try:
         if len(sizes) > 1 or isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"table sizes {sorted(map(str, sizes))}")
-        masks = [np.unpackbits(np.frombuffer(base64.b64decode(s["bitmap"], validate=True) if s else b"",
-                                             dtype=np.uint8), count=n).astype(bool) for s in stored]
-    except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        masks = [row_mask(s or None, n) for s in stored]
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
         raise LedgerError(f"ledger of table {ledger.table[:40]} has malformed row roles ({exc})") from None
     return n, masks[0], masks[1]
 

@@ -20,8 +20,9 @@ class Checkpoint:
     """``<out>/checkpoint/``: ``state.json`` (session, seq epoch, rounds, overrides, whether the
     parties were being told to finish) and ``F_<t>.npy`` (F after round t).
 
-    Written after setup, after every round and just before Finish; ``state.json`` is replaced atomically and names
-    only F files that are already on disk, so a crash at any point leaves a usable checkpoint.
+    Written after setup, after every round and just before Finish; ``state.json`` is replaced
+    atomically and names only F files that are already on disk, so a crash at any point leaves a
+    usable checkpoint.
     """
 
     def __init__(self, out: Path, config_path: Path, config_text: str, overrides: dict | None = None):

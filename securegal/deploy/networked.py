@@ -320,29 +320,40 @@ def _own_results(cfg: FederationConfig) -> list[Path]:
     return [cfg.out / "metrics.json", cfg.out / "curve.png", cfg.out / "checkpoint", cfg.out / "transcripts" / cfg.name]
 
 
+def earlier_results(cfg: FederationConfig, overwrite: bool, remedy: str) -> list[Path]:
+    """The label owner's earlier results in ``cfg.out``, refused unless ``overwrite`` (``remedy``
+    says how this deployment asks for it)."""
+    present = [p for p in _own_results(cfg) if p.exists()]
+    if present and not overwrite:
+        raise ConfigError(f"{cfg.out} already holds {', '.join(p.name for p in present)}; {remedy}")
+    return present
+
+
+def _set_aside(cfg: FederationConfig, aside: Path, result: Path) -> Path:
+    """Where :func:`_prepare_out` keeps ``result`` (one of :func:`_own_results`) in ``aside``."""
+    return aside / result.relative_to(cfg.out).as_posix().replace("/", "-")
+
+
 def _prepare_out(cfg: FederationConfig, overwrite: bool) -> Path | None:
     """Set the label owner's earlier results aside (``--overwrite``) in a hidden directory of
     ``cfg.out``, returned; :func:`_restore_out` puts them back if the new run fails before it
     starts, and :func:`train_federation` deletes them once it has. Only the label owner's own
     results are touched: parties on this machine may be writing their transcripts under the same
     directory."""
-    present = [p for p in _own_results(cfg) if p.exists()]
-    if present and not overwrite:
-        raise ConfigError(f"{cfg.out} already holds {', '.join(p.name for p in present)}; pass --overwrite "
-                          f"or --resume {cfg.out}")
+    present = earlier_results(cfg, overwrite, f"pass --overwrite or --resume {cfg.out}")
     private_dir(cfg.out)
     if not present:
         return None
     aside = Path(tempfile.mkdtemp(prefix=".overwritten-", dir=cfg.out))
     for p in present:
-        os.replace(p, aside / p.relative_to(cfg.out).as_posix().replace("/", "-"))
+        os.replace(p, _set_aside(cfg, aside, p))
     return aside
 
 
 def _restore_out(cfg: FederationConfig, aside: Path) -> None:
     """Put back what :func:`_prepare_out` set aside (the new run left nothing in its place)."""
     for p in _own_results(cfg):
-        kept = aside / p.relative_to(cfg.out).as_posix().replace("/", "-")
+        kept = _set_aside(cfg, aside, p)
         if kept.exists():
             os.replace(kept, p)
     shutil.rmtree(aside, ignore_errors=True)

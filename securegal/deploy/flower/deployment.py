@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ...errors import ConfigError
-from ..networked import FederationConfig, NetworkedDeployment, _own_results, train_federation
+from ..networked import FederationConfig, NetworkedDeployment, earlier_results, train_federation
 from .identity import discover, party_keys
 from .transport import FlowerTransport
 
@@ -66,10 +66,8 @@ def train_on_flower(cfg: FederationConfig, grid, *, keys_dir: str | Path | None 
     must prove its name with its key; a party that does not is absent and the round loop drops
     it (``min_parties`` decides whether the run can go on).
     """
-    earlier = [p.name for p in _own_results(cfg) if p.exists()]
-    if earlier and not overwrite:
-        raise ConfigError(f"{cfg.out} already holds {', '.join(earlier)}; set run config overwrite=true to replace "
-                          "them, or choose another out in the federation file")
+    earlier_results(cfg, overwrite, "set run config overwrite=true to replace them, or choose another out in the "
+                    "federation file")
     keys = party_keys(keys_dir, cfg.peers) if keys_dir is not None else None
     present = wait_for_nodes(grid, len(cfg.peers), join_timeout)
     if present < len(cfg.peers):

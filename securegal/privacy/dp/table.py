@@ -101,6 +101,17 @@ class ColumnSpec:
         return f"{kind}, {self.source}; not the training mean/std"
 
 
+def row_mask(stored: dict | None, n_rows: int) -> np.ndarray:
+    """A row role as the ledger stores it (output ``rows_trained`` / ``rows_disclosed``: the
+    table's row count and a base64 bitmap; None: no row in it) as a boolean mask of n_rows."""
+    if stored is None:
+        return np.zeros(n_rows, dtype=bool)
+    if stored.get("rows") != n_rows:
+        raise ConfigError(f"the ledger's row roles are for {stored.get('rows')} rows, the table has {n_rows}")
+    bits = np.frombuffer(base64.b64decode(stored["bitmap"], validate=True), dtype=np.uint8)
+    return np.unpackbits(bits, count=n_rows).astype(bool)
+
+
 class TablePrivacy:
     """A DP party's ledger, column map and per-session cap (see the module docstring)."""
 
@@ -130,13 +141,7 @@ class TablePrivacy:
 
     def _rows(self, role: str, n_rows: int) -> np.ndarray:
         """The table's rows in ``role`` ("trained" or "disclosed"), as a boolean mask of n_rows."""
-        stored = self.ledger.output(f"rows_{role}")
-        if stored is None:
-            return np.zeros(n_rows, dtype=bool)
-        if stored.get("rows") != n_rows:
-            raise ConfigError(f"the ledger's row roles are for {stored.get('rows')} rows, the table has {n_rows}")
-        bits = np.frombuffer(base64.b64decode(stored["bitmap"]), dtype=np.uint8)
-        return np.unpackbits(bits, count=n_rows).astype(bool)
+        return row_mask(self.ledger.output(f"rows_{role}"), n_rows)
 
     def _mark(self, role: str, rows: np.ndarray, n_rows: int) -> None:
         mask = self._rows(role, n_rows)
