@@ -101,4 +101,3 @@ def same_builtin_dataset(handle: Handler, mine: str) -> Handler:
         return handle(env)
 
     return wrapped
-

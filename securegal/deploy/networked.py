@@ -416,6 +416,5 @@ def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: boo
     return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
                  id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
                  parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
-                 weighting=cfg.weighting, eta=cfg.eta, learner_options=cfg.learner_options,
-                 **({} if cfg.eta_max is None else {"eta_max": cfg.eta_max}),
+                 weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
                  local_loss=cfg.local_loss, progress=progress, deployment=deployment)

@@ -415,9 +415,10 @@ def _ledger_of(table: str, directory: Path, besides: Path) -> Path | None:
             continue
         try:
             with open(candidate, "rb") as fh:
-                if LEDGER_FORMAT.encode() not in fh.read(256):
+                head = fh.read(256)
+                if LEDGER_FORMAT.encode() not in head:
                     continue
-                doc = json.loads(candidate.read_bytes())
+                doc = json.loads(head + fh.read())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT and doc.get("table") == table:
