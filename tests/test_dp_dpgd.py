@@ -89,3 +89,22 @@ def test_dp_trainers_route_mlp_to_dpgd_and_refuse_others(data):
         trainers("party1", 1, SimpleNamespace(name="gb"))
     with pytest.raises(ConfigError, match="not 'cnn'"):
         trainers.preflight(600, 2, ["party1"], learner="cnn")
+
+
+def test_a_dpgd_session_stopped_after_one_round_settles_to_what_it_released(data):
+    """The table's ledger reserved two rounds (sgd x40, pred x2); the session stops after one:
+    settling leaves exactly the in-session accountant's releases counted."""
+    from securegal.privacy.dp.accountant import Budget
+    from securegal.privacy.dp.ledger import Ledger
+
+    X, r = data
+    tr = quiet(DPGDTrainer, DPGDConfig(4.0, 1e-5, steps=20, seed=0))
+    tr.ledger, tr.session = Ledger("t", Budget(4.0, 1e-5)), "s1"
+    tr.setup(X, SETUP)
+    tr.fit_round(1, r)
+    reserved = tr.ledger.epsilon_spent
+    assert tr.ledger.settle("s1", tr.accountant.releases, "finished") > 0
+    assert tr.ledger.epsilon_spent == pytest.approx(tr.accountant.epsilon_spent, rel=1e-9)
+    assert tr.ledger.epsilon_spent < reserved
+    kept = [e.release for i, e in enumerate(tr.ledger.entries) if not tr.ledger.returned(i)]
+    assert [(x.what, x.steps) for x in kept] == [("sgd", 20), ("pred", 1)]

@@ -487,3 +487,124 @@ def test_a_second_ledger_of_one_table_in_its_directory_is_refused(ledger_file):
     assert not renamed.exists() and ledger_file.read_bytes() == original
     with open_ledger(ledger_file.parent / "other.securegal-ledger.json", "id:another-table", BUDGET) as other:
         assert other.epsilon_spent == 0
+
+
+# --- settling a session: what it reserved and did not release is given back -------------------
+
+PLAN = [Release(0, "gram", 12.0, 1.0, 1, 1.2), Release(0, "stat", 9.0, 1.0, 3, 1.8),
+        Release(0, "pred", 40.0, 1.0, 3, 0.02)]  # a reservation: gram x1, stat x3, pred x3
+
+
+def test_a_session_that_released_nothing_gets_its_whole_reservation_back(tmp_path):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.record([rel(0, "std_mean", 20.0)], "s1")  # paid once, outside any reservation
+        kept = led.epsilon_spent
+        led.reserve(PLAN, "s1")
+        assert led.epsilon_spent > kept
+        assert led.settle("s1", [], "finished") == pytest.approx(epsilon_of(
+            [rel(0, "std_mean", 20.0)] + PLAN, 1e-5, "pld") - kept)
+        assert led.epsilon_spent == pytest.approx(kept)
+        assert led.settle("s1", [], "again") is None  # settled once
+    back = read_ledger(path)  # persisted: the entries stay, marked returned, and the refund says why
+    assert len(back.entries) == 4 and [back.returned(i) for i in range(4)] == [False, True, True, True]
+    assert back.epsilon_spent == pytest.approx(kept)
+    (refund,) = back.refunds
+    assert (refund.session, refund.entries, refund.reason) == ("s1", (1, 2, 3), "finished")
+    (s1,) = back.spent_by_session()
+    assert (s1.releases, s1.returned) == (1, 3)
+
+
+def test_a_session_that_stopped_early_keeps_what_it_released_and_no_more():
+    led = Ledger(TABLE, Budget(3.0, 1e-5), "rdp")
+    led.record([rel(1, z=7.0)], "s0")
+    led.reserve(PLAN, "s1")
+    released = [Release(1, "gram", 12.0), Release(1, "stat", 9.0), Release(1, "pred", 40.0)]  # round 1 of 3
+    led.settle("s1", released, "expired")
+    expected = [rel(1, z=7.0), Release(1, "gram", 12.0), Release(1, "stat", 9.0), Release(1, "pred", 40.0)]
+    assert led.epsilon_spent == pytest.approx(epsilon_of(expected, 1e-5, "rdp"), rel=1e-12)
+    assert [e.release.sensitivity for e in led.entries[-3:]] == [1.2, 1.8, 0.02]  # the reserved sensitivities
+    assert [e.release.what for i, e in enumerate(led.entries) if not led.returned(i)] == ["stat", "gram", "stat", "pred"]
+
+
+def test_a_session_that_released_its_whole_plan_is_left_as_it_is(tmp_path):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.reserve(PLAN, "s1")
+        before = path.read_bytes()
+        released = [Release(1, "gram", 12.0)] + [Release(t, k, z) for t in (1, 2, 3)
+                                                 for k, z in (("stat", 9.0), ("pred", 40.0))]
+        assert led.settle("s1", released, "finished") is None
+        assert path.read_bytes() == before and led.refunds == ()
+
+
+@pytest.mark.parametrize("released,match", [
+    ([Release(1, "stat", 9.0)] * 4, "released more stat"),
+    ([Release(1, "sgd", 9.0)], "does not hold"),
+    ([Release(1, "stat", 8.0)], "does not hold"),
+])
+def test_a_settlement_that_does_not_match_the_reservation_changes_nothing(released, match):
+    led = Ledger(TABLE, BUDGET, "pld")
+    led.reserve(PLAN, "s1")
+    before = (led.entries, led.epsilon_spent)
+    with pytest.raises(ValueError, match=match):
+        led.settle("s1", released, "finished")
+    assert (led.entries, led.epsilon_spent, led.refunds) == (*before, ())
+    assert led.settle("s1", [], "finished") > 0  # the reservation is still there to settle
+
+
+def test_only_the_process_that_reserved_can_settle(tmp_path):
+    """After a restart nobody knows what the crashed session released: its reservation counts."""
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.reserve(PLAN, "s1")
+        spent = led.epsilon_spent
+    with open_ledger(path, TABLE, BUDGET) as led:
+        assert led.settle("s1", [], "party stopped") is None and led.epsilon_spent == spent
+
+
+@pytest.mark.parametrize("refunds", [
+    [{"session": "s2", "time": "t", "entries": [0], "reason": "x"}],  # an entry of another session
+    [{"session": "s2", "time": "t", "entries": [1, 1], "reason": "x"}],  # one entry twice
+    [{"session": "s2", "time": "t", "entries": [7], "reason": "x"}],  # no such entry
+    [{"session": "s2", "time": "t", "entries": [], "reason": "x"}],
+    [{"session": "s2", "entries": [1], "reason": "x"}],
+])
+def test_a_ledger_with_a_bad_refund_is_refused_and_kept(ledger_file, refunds):
+    """A refund that would uncount entries it does not own is refused like any corruption (the
+    checksum is recomputed here). Entry 0 is session s1's, entry 1 session s2's."""
+    first, second = json.loads(ledger_file.read_bytes())["entries"]
+    _rewrite(ledger_file, entries=[first, {**second, "session": "s2"}], refunds=refunds)
+    damaged = ledger_file.read_bytes()
+    with pytest.raises(LedgerError, match="malformed") as info:
+        open_ledger(ledger_file, TABLE, BUDGET)
+    one_line(info)
+    assert ledger_file.read_bytes() == damaged
+
+
+def test_a_version_1_ledger_is_read_and_rewritten_as_version_2(ledger_file):
+    doc = json.loads(ledger_file.read_bytes())
+    _rewrite(ledger_file, version=1, refunds=None)
+    body = json.loads(ledger_file.read_bytes())
+    del body["refunds"], body["checksum"]
+    ledger_file.write_text(json.dumps({**body, "checksum": _checksum(body)}))
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        assert led.epsilon_spent == pytest.approx(epsilon_of([e.release for e in read_ledger(ledger_file).entries],
+                                                             1e-5, "pld"))
+        led.record([rel(2, z=9.0)], "s2")
+    after = json.loads(ledger_file.read_bytes())
+    assert after["version"] == LEDGER_VERSION == 2 and after["refunds"] == [] and len(after["entries"]) == 3
+    assert doc["entries"] == after["entries"][:2]
+
+
+def test_ledger_show_lists_returned_reservations(tmp_path, capsys):
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.reserve(PLAN, "s1")
+        led.settle("s1", [Release(1, "gram", 12.0), Release(1, "stat", 9.0)], "expired")
+    text = _cli(["ledger", "show", str(path), "--releases"], capsys)
+    assert "returned    3 reserved release(s) of session s1" in text and "(expired)" in text
+    assert text.count("(returned)") == 3
+    doc = json.loads(_cli(["ledger", "show", str(path), "--json"], capsys))
+    assert [r["returned"] for r in doc["releases"]] == [True, True, True, False, False]
+    assert doc["sessions"][0]["releases"] == 2 and doc["sessions"][0]["returned"] == 3

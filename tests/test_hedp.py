@@ -232,6 +232,14 @@ def test_ledger_records_the_data_independent_prediction_sensitivity_the_mechanis
     mechanism = trainer.report()["mechanism"]
     assert mechanism["prediction_sensitivity"] == pytest.approx(expected)
     assert mechanism["feature_clip"] == B and mechanism["feature_clip_by"].startswith("training rows")
+    # one of two rounds and one of the planned test-prediction replies: the session settles to
+    # exactly those releases, each with the sensitivity its reservation recorded
+    trainer.predict(X[:10], 1)
+    assert trainer.ledger.settle("s1", trainer.accountant.releases, "finished") > 0
+    assert trainer.ledger.epsilon_spent == pytest.approx(trainer.accountant.epsilon_spent, rel=1e-9)
+    kept = [e.release for i, e in enumerate(trainer.ledger.entries) if not trainer.ledger.returned(i)]
+    assert sorted((x.what, x.steps) for x in kept) == [("flood", 1), ("gram", 1), ("pred", 1), ("stat", 1)]
+    assert {x.what: x.sensitivity for x in kept}["pred"] == pytest.approx(expected)
 
 
 def _all_slots(channel, payload, kind, round, shape):

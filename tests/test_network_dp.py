@@ -10,7 +10,9 @@ from securegal.errors import ConfigError, PartyRefused
 from securegal.deploy.localnet import federation_config, party_config
 from securegal.deploy.networked import FederationConfig, train_federation
 from securegal.deploy.party_process import PartyConfig, serve_party
+from securegal.privacy.dp.accountant import epsilon_of
 from securegal.privacy.dp.layers import DPTrainers
+from securegal.privacy.dp.ledger import read_ledger
 from securegal.privacy.dp.trainer import NO_FEEDBACK_SHARES, DPConfig
 from securegal.run import train
 
@@ -147,10 +149,10 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
 
 def test_budget_too_small_is_refused_at_setup(tmp_path):
     """party1's budget cannot cover the rounds: it refuses Setup (nothing released), the label
-    owner stops with that reason and closes party2's session, which then serves a new one."""
+    owner stops with that reason and closes party2's session, which then serves a new one.
+    party2 released nothing in the aborted session, so its reservation is given back."""
     # party2's lifetime budget is 3, at most 1.2 per session (and 0.3 once for its DP standardization
-    # from breast_cancer's documented bounds): the aborted session's reservation
-    # counts in full (it was recorded before anything could be released), the next one still fits.
+    # from breast_cancer's documented bounds, which stays paid: later sessions reuse it).
     budgets = {"party1": {"epsilon": 1e-6}, "party2": {"epsilon": 3.0, "session_epsilon": 1.2}}
     with parties_in_threads(tmp_path, budgets, once={"party1"}) as (peers, threads):
         with pytest.raises(PartyRefused, match=r"party 'party1' refused \(budget_exceeded\): .*left 1e-06 of "
@@ -159,8 +161,18 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
         assert not (tmp_path / "run" / "metrics.json").exists()
         threads["party1"].join(30)
         assert not threads["party1"].is_alive()  # --once: a refused setup ends its one session
+        ledger = read_ledger(tmp_path / "party2.securegal-ledger.json")
+        (aborted,) = ledger.spent_by_session()
+        assert (aborted.releases, aborted.returned) == (2, 3)  # std_mean, std_scale kept; gram, stat, pred back
+        assert {e.release.what for i, e in enumerate(ledger.entries) if ledger.returned(i)} == {"gram", "stat", "pred"}
+        assert ledger.epsilon_spent == pytest.approx(epsilon_of(
+            [e.release for e in ledger.entries if e.release.what.startswith("std_")], 1e-5, "pld"))
+        assert ledger.epsilon_spent <= 0.3 + 1e-9 and ledger.refunds[0].reason == "finished"
         metrics = train_federation(federation(tmp_path, {"party2": peers["party2"]}, rounds=2, out="again"))
     assert list(metrics["privacy"]) == ["party2"] and len(metrics["privacy"]["party2"]["releases"]) == 5
+    after = read_ledger(tmp_path / "party2.securegal-ledger.json")
+    assert after.epsilon_spent == pytest.approx(ledger.epsilon_spent + 1.2, abs=1e-3)  # the session's full slice
+    assert len(after.refunds) == 1  # a complete session keeps its reservation as it is
 
 
 @pytest.mark.slow

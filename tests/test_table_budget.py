@@ -22,6 +22,7 @@ from securegal.data.split import split_rows
 from securegal.deploy.localnet import federation_config, party_config
 from securegal.deploy.networked import FederationConfig, train_federation
 from securegal.deploy.party_process import PartyConfig, build_party
+from securegal.privacy.dp.accountant import epsilon_of
 from securegal.errors import BudgetExceeded, ConfigError, PolicyRefused
 from securegal.parties.policy import PartyPolicy
 from securegal.privacy.dp.documented import documented_columns
@@ -168,6 +169,57 @@ def test_sessions_share_the_tables_lifetime_budget_in_process(tmp_path):
     endpoint.close()
     ledger = read_ledger(cfg.ledger)
     assert ledger.epsilon_spent <= 1.0 and [s.session for s in ledger.spent_by_session()] == ["s0", "s1"]
+
+
+def _returned(ledger):
+    """(kind, round) of the counted entries, and the refunds' (session, reason, how many)."""
+    counted = [(e.release.what, e.release.round) for i, e in enumerate(ledger.entries) if not ledger.returned(i)]
+    return counted, [(r.session, r.reason, len(r.entries)) for r in ledger.refunds]
+
+
+def _open(endpoint, session, rounds):
+    """Alignment and a Setup for ``rounds`` rounds on rows 0-299, nothing fitted; the next seq."""
+    from securegal.align import LabelOwnerPsi
+
+    psi = LabelOwnerPsi(list(range(ROWS)), session)
+    HANDLES[session] = psi.finish(_send(endpoint, 0, psi.request(), session=session)).handles
+    assert isinstance(_send(endpoint, 1, m.PsiSelection(np.sort(HANDLES[session])), session=session), m.PsiSelectionAck)
+    assert isinstance(_send(endpoint, 2, m.Setup(H(session, np.arange(300)), 2, rounds, "classification"),
+                            session=session), m.SetupAck)
+    return 3
+
+
+def _fit(endpoint, session, seq, round):
+    reply = _send(endpoint, seq, m.FitRequest(np.zeros((300, 2))), round=round, session=session)
+    assert isinstance(reply, m.FitReply)
+    return seq + 1
+
+
+def test_a_session_ends_paying_only_for_what_it_released(tmp_path):
+    """Reservations are settled at Finish, when a new session replaces an expired one, and when the
+    party stops: s0 released nothing, s1 one round of three, s2 (expired) one of two, s3 (open when
+    the party stopped) nothing. The DP standardization, reused by every session, stays paid."""
+    cfg = PartyConfig.load(_party_file(tmp_path, {"epsilon": 1.0, "session_epsilon": 0.3}))
+    endpoint = build_party(cfg)
+    seq = _open(endpoint, "s0", 3)
+    assert isinstance(_send(endpoint, seq, m.Finish(), session="s0"), m.FinishAck)
+    std_only = read_ledger(cfg.ledger)
+    assert _returned(std_only) == ([("std_mean", 0), ("std_scale", 0)], [("s0", "finished", 3)])
+    seq = _fit(endpoint, "s1", _open(endpoint, "s1", 3), 1)
+    assert isinstance(_send(endpoint, seq, m.Finish(), session="s1"), m.FinishAck)
+    _fit(endpoint, "s2", _open(endpoint, "s2", 2), 1)
+    endpoint.party.session_timeout = 0.0  # s2 goes quiet: the next session's alignment expires it
+    _open(endpoint, "s3", 2)
+    endpoint.close()
+    ledger = read_ledger(cfg.ledger)
+    counted, refunds = _returned(ledger)
+    assert refunds == [("s0", "finished", 3), ("s1", "finished", 3), ("s2", "expired", 3), ("s3", "party stopped", 3)]
+    assert counted == [("std_mean", 0), ("std_scale", 0)] + [("gram", 1), ("stat", 1), ("pred", 1)] * 2
+    assert ledger.epsilon_spent == pytest.approx(epsilon_of([e.release for i, e in enumerate(ledger.entries)
+                                                             if not ledger.returned(i)], 1e-5, "pld"))
+    assert std_only.epsilon_spent < ledger.epsilon_spent < std_only.epsilon_spent + 2 * 0.3
+    assert [(s.session, s.releases, s.returned) for s in ledger.spent_by_session()] == [
+        ("s0", 2, 3), ("s1", 3, 3), ("s2", 3, 3), ("s3", 0, 3)]
 
 
 def test_a_second_process_cannot_serve_the_same_table(tmp_path):

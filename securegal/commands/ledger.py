@@ -36,20 +36,24 @@ def format_ledger(ledger, releases: bool = False) -> str:
                      f"predict replies, {int((disclosed & ~trained).sum())} disclosed only")
     sessions = ledger.spent_by_session()
     if sessions:
-        lines += ["", f"{'session':<24} {'releases':>8} {'eps alone':>10} {'eps after':>10}  "
+        lines += ["", f"{'session':<24} {'releases':>8} {'returned':>8} {'eps alone':>10} {'eps after':>10}  "
                   f"{'first':<25} last"]
         for s in sessions:
-            lines.append(f"{s.session[:24]:<24} {s.releases:>8} {s.epsilon_alone:>10.4f} "
+            lines.append(f"{s.session[:24]:<24} {s.releases:>8} {s.returned:>8} {s.epsilon_alone:>10.4f} "
                          f"{s.epsilon_after:>10.4f}  {s.first:<25} {s.last}")
     else:
         lines.append("no releases yet")
+    for r in ledger.refunds:
+        lines.append(f"returned    {len(r.entries)} reserved release(s) of session {r.session[:24]} at {r.time} "
+                     f"({r.reason}): released less than reserved")
     if releases and ledger.entries:
         lines += ["", f"{'session':<24} {'round':>5} {'kind':<10} {'sensitivity':>11} "
                   f"{'noise mult':>10} {'rate':>6} {'steps':>5}  time"]
-        for e in ledger.entries:
+        for i, e in enumerate(ledger.entries):
             r = e.release
             lines.append(f"{e.session[:24]:<24} {r.round:>5} {r.what[:10]:<10} {r.sensitivity:>11.4g} "
-                         f"{r.noise_multiplier:>10.4g} {r.sample_rate:>6.3g} {r.steps:>5}  {e.time}")
+                         f"{r.noise_multiplier:>10.4g} {r.sample_rate:>6.3g} {r.steps:>5}  {e.time}"
+                         + ("  (returned)" if ledger.returned(i) else ""))
     return "\n".join(lines)
 
 

@@ -154,6 +154,7 @@ class FeatureParty:
             reply = self._predict(body)
         elif isinstance(body, m.Finish):
             self.finished = True
+            self._end_session("finished")
             reply = m.FinishAck(info={"rounds": str(self.last_round)})
             log.info("session %s finished after %d rounds", self.session, self.last_round)
         else:
@@ -176,6 +177,7 @@ class FeatureParty:
         sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
         self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
         # A new setup ends the previous (finished or expired) session, also when it is refused.
+        self._end_session("expired")
         self.session, self.trainer, self._scaler = None, None, None
         if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
             scaler = lambda rows: rows  # noqa: E731
@@ -204,10 +206,15 @@ class FeatureParty:
             X_train = scaler.rows(source.X, positions, dtype)
         else:
             X_train = scaler(X_raw)
-        trainer.setup(X_train, setup)  # a DP trainer reserves its whole plan in the ledger here
-        if self.privacy is not None:
-            self.privacy.record_training(self._table_rows(setup.train_ids), len(self.ids))
-            self.privacy.count_session()
+        try:
+            trainer.setup(X_train, setup)  # a DP trainer reserves its whole plan in the ledger here
+            if self.privacy is not None:
+                self.privacy.record_training(self._table_rows(setup.train_ids), len(self.ids))
+                self.privacy.count_session()
+        except BaseException:
+            if self.privacy is not None:  # whatever was reserved is given back: nothing was released
+                self.privacy.end_session(env.session, trainer, "refused at setup")
+            raise
         self._sessions += 1
         self.trainer, self._scaler = trainer, scaler
         self.session, self.finished = env.session, False
@@ -263,6 +270,7 @@ class FeatureParty:
             raise ProtocolError(f"PSI request for session {req.session!r} inside session {env.session!r}")
         psi = self.aligner(env.session)
         reply = psi.respond(req)
+        self._end_session("expired")
         self._psi, self._selected, self.trainer = psi, None, None
         if not self.streamed:  # a streamed table maps handles to its rows through the PSI (_table_rows)
             self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
@@ -335,10 +343,19 @@ class FeatureParty:
         estimate = getattr(self.trainer, "reply_bytes", None)
         return int(estimate(rows, rounds)) if estimate is not None else rounds * rows * self._k * 8
 
+    def _end_session(self, reason: str) -> None:
+        """Settle a DP party's open session in its table's ledger: what the session reserved and
+        did not release is given back (docs/privacy.md section 3b)."""
+        if self.privacy is not None and self.session is not None and self.trainer is not None:
+            self.privacy.end_session(self.session, self.trainer, reason)
+
     def close(self) -> None:
-        """Release the table's ledger lock (a DP party)."""
+        """Settle an open session and release the table's ledger lock (a DP party)."""
         if self.privacy is not None:
-            self.privacy.close()
+            try:
+                self._end_session("party stopped")
+            finally:
+                self.privacy.close()
 
 
 def error_reply(exc: BaseException) -> m.ErrorReply:

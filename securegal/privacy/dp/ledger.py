@@ -7,6 +7,13 @@ round, kind, mechanism, L2 sensitivity, noise multiplier, sample rate, steps, ti
 records its whole plan when it reserves it (round 0, ``steps`` releases per kind). Epsilon spent
 is always computed by the accountant over the *whole* history, so it composes across sessions.
 
+A session that ends having released less than it reserved (a federation that stopped at setup
+because another party refused, a label owner that vanished after round 1) is *settled*: its
+reservation is returned and what it did release is recorded in its place (:meth:`Ledger.settle`).
+Nothing is deleted: the reserved entries stay in the file, marked returned by a refund record
+that names them and says why. Only a reservation this process made can be settled, so a party
+that crashed mid-session keeps the whole reservation counted (it cannot know what left).
+
 - :class:`Ledger` keeps the history in memory (embedded runs); :func:`open_ledger` returns a
   :class:`FileLedger`, which persists it. Both have the same API.
 - Check before spend: :meth:`Ledger.check` says what releases would spend and raises
@@ -33,7 +40,7 @@ import os
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -53,7 +60,8 @@ from .accountant import (
 )
 
 LEDGER_FORMAT = "securegal-privacy-ledger"
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2  # 2 adds refunds; a version 1 file (no refunds) is read and rewritten as 2
+READABLE_VERSIONS = (1, 2)
 MECHANISM = "gaussian"  # every Release is a (possibly subsampled, repeated) Gaussian mechanism
 _MAX_NAME = 200
 
@@ -122,11 +130,38 @@ class SessionSpend:
     last: str
     epsilon_alone: float
     epsilon_after: float
+    returned: int = 0  # reserved entries returned when the session was settled (not counted)
 
     def to_dict(self) -> dict:
         return {"session": self.session, "releases": self.releases, "first": self.first,
                 "last": self.last, "epsilon_alone": self.epsilon_alone,
-                "epsilon_after": self.epsilon_after}
+                "epsilon_after": self.epsilon_after, "returned": self.returned}
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A session's reservation returned: the ledger entries (by position) no longer counted,
+    because the session ended without releasing them."""
+
+    session: str
+    time: str
+    entries: tuple[int, ...]
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"session": self.session, "time": self.time, "entries": list(self.entries),
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Refund":
+        if not isinstance(d, dict) or set(d) != {"session", "time", "entries", "reason"}:
+            raise ValueError(f"refund is not an object with session, time, entries, reason: {d!r:.120}")
+        entries = d["entries"]
+        if (not isinstance(entries, list) or not entries
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in entries)):
+            raise ValueError(f"refund entries must be a non-empty list of positions, got {entries!r:.80}")
+        return cls(_check_name("session", d["session"]), _check_name("time", d["time"]), tuple(entries),
+                   _check_name("reason", d["reason"]))
 
 
 def _describe(releases: Iterable[Release]) -> str:
@@ -142,7 +177,8 @@ class Ledger:
     """
 
     def __init__(self, table: str, budget: Budget, accountant: str = DEFAULT_ACCOUNTANT,
-                 entries: Iterable[LedgerEntry] = (), outputs: dict | None = None):
+                 entries: Iterable[LedgerEntry] = (), outputs: dict | None = None,
+                 refunds: Iterable[Refund] = ()):
         self.table = _check_name("table fingerprint", table)
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
@@ -152,8 +188,12 @@ class Ledger:
         for e in self._entries:
             if not isinstance(e, LedgerEntry):
                 raise TypeError(f"expected LedgerEntry, got {type(e).__name__}")
+        self._refunds: tuple[Refund, ...] = tuple(refunds)
+        self._returned = _returned(self._entries, self._refunds)
         self._outputs: dict = dict(outputs or {})
         self._mutex = threading.RLock()  # server threads: check, write and update as one step
+        # Reservations this object made (session -> entry positions), which settle() may return.
+        self._reserved: dict[str, tuple[int, ...]] = {}
         self._epsilon = epsilon_of(self.releases, budget.delta, accountant)
 
     # --- reading -------------------------------------------------------------------------
@@ -162,8 +202,17 @@ class Ledger:
         return self._entries
 
     @property
+    def refunds(self) -> tuple[Refund, ...]:
+        return self._refunds
+
+    def returned(self, position: int) -> bool:
+        """Whether entry ``position`` was reserved and returned (it no longer counts)."""
+        return position in self._returned
+
+    @property
     def releases(self) -> tuple[Release, ...]:
-        return tuple(e.release for e in self._entries)
+        """Every release that counts: all entries but those of returned reservations."""
+        return tuple(e.release for i, e in enumerate(self._entries) if i not in self._returned)
 
     @property
     def epsilon_spent(self) -> float:
@@ -178,20 +227,21 @@ class Ledger:
         """Per session, in order of first release: its releases' epsilon on their own, and the
         lifetime epsilon after it (composition is not additive, so the latter is what counts)."""
         order: list[str] = []
-        by: dict[str, list[LedgerEntry]] = {}
-        for e in self._entries:
+        by: dict[str, list[tuple[int, LedgerEntry]]] = {}
+        for i, e in enumerate(self._entries):
             if e.session not in by:
                 order.append(e.session)
                 by[e.session] = []
-            by[e.session].append(e)
+            by[e.session].append((i, e))
         out, so_far = [], []
         for s in order:
-            mine = [e.release for e in by[s]]
+            mine = [e.release for i, e in by[s] if i not in self._returned]
             so_far += mine
             out.append(SessionSpend(
-                s, len(mine), by[s][0].time, by[s][-1].time,
+                s, len(mine), by[s][0][1].time, by[s][-1][1].time,
                 epsilon_of(mine, self.budget.delta, self.accountant),
-                epsilon_of(so_far, self.budget.delta, self.accountant)))
+                epsilon_of(so_far, self.budget.delta, self.accountant),
+                len(by[s]) - len(mine)))
         return out
 
     def output(self, name: str):
@@ -205,7 +255,9 @@ class Ledger:
                 "accountant": self.accountant, "epsilon_spent": self._epsilon,
                 "epsilon_remaining": self.remaining(),
                 "sessions": [s.to_dict() for s in self.spent_by_session()],
-                "releases": [e.to_dict() for e in self._entries]}
+                "releases": [{**e.to_dict(), "returned": i in self._returned}
+                             for i, e in enumerate(self._entries)],
+                "refunds": [r.to_dict() for r in self._refunds]}
 
     # --- spending ------------------------------------------------------------------------
     def check(self, releases: Sequence[Release]) -> float:
@@ -239,9 +291,66 @@ class Ledger:
             after = self.check(releases)
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             entries = self._entries + tuple(LedgerEntry(session, r, now) for r in releases)
-            self._commit(entries, self._outputs, self.accountant)
+            self._commit(entries, self._outputs, self.accountant, self._refunds)
             self._entries, self._epsilon = entries, after
         return after
+
+    def reserve(self, releases: Sequence[Release], session: str) -> float:
+        """:meth:`record` a session's whole plan before it releases anything, and remember it so
+        that :meth:`settle` can return what the session does not use."""
+        with self._mutex:
+            start = len(self._entries)
+            after = self.record(releases, session)
+            self._reserved[session] = self._reserved.get(session, ()) + tuple(range(start, len(self._entries)))
+        return after
+
+    def settle(self, session: str, released: Sequence[Release], reason: str) -> float | None:
+        """End ``session``'s reservation: if it released less than it reserved (``released``: what
+        actually left, e.g. its in-session accountant's releases), return the reservation and
+        record ``released`` in its place, atomically. Returns the epsilon given back, or None when
+        this ledger holds no reservation of ``session`` (already settled, or made by another
+        process) or everything reserved was released. Raises ValueError when ``released`` holds
+        more of a kind than the reservation, or another noise level: nothing changes then."""
+        _check_name("session", session)
+        _check_name("reason", reason)
+        with self._mutex:
+            positions = self._reserved.get(session)
+            if not positions:
+                return None
+            reserved = [self._entries[i].release for i in positions]
+            by_kind = {r.what: r for r in reserved}
+            used: dict[str, int] = {}
+            actual = []
+            for r in released:
+                if not isinstance(r, Release):
+                    raise TypeError(f"expected Release, got {type(r).__name__}")
+                plan = by_kind.get(r.what)
+                if (plan is None or r.noise_multiplier != plan.noise_multiplier
+                        or r.sample_rate != plan.sample_rate):
+                    raise ValueError(f"session {session!r} released {r.what}@round{r.round} (noise multiplier "
+                                     f"{r.noise_multiplier:g}), which its reservation ({_describe(reserved)}) does "
+                                     "not hold: the reservation stays")
+                used[r.what] = used.get(r.what, 0) + r.steps
+                actual.append(replace(r, sensitivity=plan.sensitivity))
+            steps = {k: sum(r.steps for r in reserved if r.what == k) for k in by_kind}
+            over = [k for k in used if used[k] > steps[k]]
+            if over:
+                raise ValueError(f"session {session!r} released more {', '.join(over)} than it reserved "
+                                 f"({_describe(reserved)}): the reservation stays")
+            if used == steps:
+                del self._reserved[session]
+                return None
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            entries = self._entries + tuple(LedgerEntry(session, r, now) for r in actual)
+            refunds = self._refunds + (Refund(session, now, positions, reason),)
+            returned = _returned(entries, refunds)
+            counted = [e.release for i, e in enumerate(entries) if i not in returned]
+            after = epsilon_of(counted, self.budget.delta, self.accountant)
+            self._commit(entries, self._outputs, self.accountant, refunds)
+            del self._reserved[session]
+            before, self._entries, self._refunds, self._returned, self._epsilon = \
+                self._epsilon, entries, refunds, returned, after
+        return before - after
 
     def store_output(self, name: str, value) -> None:
         """Keep a JSON-serialisable *output of recorded releases* (post-processing, e.g. DP
@@ -250,10 +359,11 @@ class Ledger:
         value = json.loads(json.dumps(value, allow_nan=False))
         with self._mutex:
             outputs = {**self._outputs, name: value}
-            self._commit(self._entries, outputs, self.accountant)
+            self._commit(self._entries, outputs, self.accountant, self._refunds)
             self._outputs = outputs
 
-    def _commit(self, entries: tuple[LedgerEntry, ...], outputs: dict, accountant: str) -> None:
+    def _commit(self, entries: tuple[LedgerEntry, ...], outputs: dict, accountant: str,
+                refunds: tuple[Refund, ...]) -> None:
         """Persist a new state before it replaces the current one (nothing to do in memory)."""
 
     def close(self) -> None:
@@ -266,13 +376,28 @@ class Ledger:
         self.close()
 
 
+def _returned(entries: Sequence[LedgerEntry], refunds: Sequence[Refund]) -> frozenset[int]:
+    """Positions of the entries ``refunds`` return; ValueError unless each names entries of its
+    own session, none twice."""
+    out: set[int] = set()
+    for r in refunds:
+        if not isinstance(r, Refund):
+            raise TypeError(f"expected Refund, got {type(r).__name__}")
+        for i in r.entries:
+            if not 0 <= i < len(entries) or entries[i].session != r.session or i in out:
+                raise ValueError(f"refund of session {r.session!r} names entry {i}, which is not one of its "
+                                 f"{len(entries)} entries' own or was returned before")
+            out.add(i)
+    return frozenset(out)
+
+
 # --- the file format ------------------------------------------------------------------------
 
-def _body(table: str, budget: Budget, accountant: str, entries, outputs: dict) -> dict:
+def _body(table: str, budget: Budget, accountant: str, entries, outputs: dict, refunds) -> dict:
     return {"format": LEDGER_FORMAT, "version": LEDGER_VERSION, "table": table,
             "budget": {"epsilon": budget.epsilon, "delta": budget.delta},
             "accountant": accountant, "entries": [e.to_dict() for e in entries],
-            "outputs": outputs}
+            "refunds": [r.to_dict() for r in refunds], "outputs": outputs}
 
 
 def _checksum(body: dict) -> str:
@@ -285,8 +410,9 @@ def _encode(body: dict) -> bytes:
             + "\n").encode()
 
 
-def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntry, ...], dict]:
-    """Parse and verify a ledger file; one-line LedgerError for anything but a valid v1 file."""
+def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntry, ...], dict, tuple[Refund, ...]]:
+    """Parse and verify a ledger file; one-line LedgerError for anything but a valid file of a
+    readable version."""
     where = f"ledger {path}"
     if not data.strip():
         raise LedgerError(f"{where} is empty (truncated?): refusing it; restore it from a backup, "
@@ -299,9 +425,10 @@ def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntr
     if not isinstance(doc, dict) or doc.get("format") != LEDGER_FORMAT:
         raise LedgerError(f"{where} is not a securegal privacy ledger (format "
                           f"{doc.get('format') if isinstance(doc, dict) else None!r})")
-    if doc.get("version") != LEDGER_VERSION:
-        raise LedgerError(f"{where} has format version {doc.get('version')!r}; this securegal "
-                          f"reads version {LEDGER_VERSION} only: refusing it")
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise LedgerError(f"{where} has format version {version!r}; this securegal "
+                          f"reads versions {', '.join(map(str, READABLE_VERSIONS))} only: refusing it")
     body = {k: v for k, v in doc.items() if k != "checksum"}
     try:
         ok = doc.get("checksum") == _checksum(body)
@@ -314,13 +441,15 @@ def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntr
         budget = Budget(doc["budget"]["epsilon"], doc["budget"]["delta"])
         accountant = check_accountant(doc["accountant"])
         entries = tuple(LedgerEntry.from_dict(e) for e in doc["entries"])
+        refunds = tuple(Refund.from_dict(r) for r in doc["refunds"]) if version >= 2 else ()
+        _returned(entries, refunds)
         outputs = doc["outputs"]
         if not isinstance(outputs, dict):
             raise TypeError("outputs must be an object")
         table = _check_name("table", doc["table"])
     except (KeyError, TypeError, ValueError) as exc:
         raise LedgerError(f"{where} is malformed ({exc}): refusing it") from None
-    return table, budget, accountant, entries, outputs
+    return table, budget, accountant, entries, outputs, refunds
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -352,7 +481,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 class _Snapshot(Ledger):
     """A ledger file as read at one moment; it cannot record."""
 
-    def _commit(self, entries, outputs, accountant) -> None:
+    def _commit(self, entries, outputs, accountant, refunds) -> None:
         raise LedgerError("a ledger read with read_ledger() is a read-only snapshot; "
                           "use open_ledger() to record")
 
@@ -365,8 +494,8 @@ def read_ledger(path: str | os.PathLike) -> Ledger:
         data = path.read_bytes()
     except FileNotFoundError:
         raise LedgerError(f"ledger {path} does not exist") from None
-    table, budget, accountant, entries, outputs = _decode(path, data)
-    return _Snapshot(table, budget, accountant, entries, outputs)
+    table, budget, accountant, entries, outputs, refunds = _decode(path, data)
+    return _Snapshot(table, budget, accountant, entries, outputs, refunds)
 
 
 class FileLedger(Ledger):
@@ -374,17 +503,17 @@ class FileLedger(Ledger):
     :func:`open_ledger`."""
 
     def __init__(self, path: Path, lock_fd: int, table: str, budget: Budget, accountant: str,
-                 entries: tuple[LedgerEntry, ...], outputs: dict):
-        super().__init__(table, budget, accountant, entries, outputs)
+                 entries: tuple[LedgerEntry, ...], outputs: dict, refunds: tuple[Refund, ...] = ()):
+        super().__init__(table, budget, accountant, entries, outputs, refunds)
         self.path = path
         self._lock_fd: int | None = lock_fd
         self._unlock = weakref.finalize(self, os.close, lock_fd)
 
-    def _commit(self, entries, outputs, accountant) -> None:
+    def _commit(self, entries, outputs, accountant, refunds) -> None:
         if self._lock_fd is None:
             raise LedgerError(f"ledger {self.path} is closed")
         _atomic_write(self.path, _encode(_body(self.table, self.budget, accountant, entries,
-                                                outputs)))
+                                                outputs, refunds)))
 
     def close(self) -> None:
         """Release the lock; the ledger refuses further writes."""
@@ -451,7 +580,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
     ledger = None
     try:
         if path.exists():
-            old_table, old_budget, old_accountant, entries, outputs = _decode(path, path.read_bytes())
+            old_table, old_budget, old_accountant, entries, outputs, refunds = _decode(path, path.read_bytes())
             if old_table != table:
                 raise LedgerError(f"ledger {path} belongs to table {old_table[:40]}, not "
                                   f"{table[:40]}: refusing it (one ledger per table)")
@@ -461,7 +590,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                     f"delta={old_budget.delta:g}; asked epsilon={budget.epsilon:g}, "
                     f"delta={budget.delta:g}: a table's lifetime budget cannot be changed")
             ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
-                                outputs)
+                                outputs, refunds)
             if ledger.accountant != old_accountant:
                 if not ledger.epsilon_spent <= budget.epsilon:
                     old = epsilon_of(ledger.releases, budget.delta, old_accountant)
@@ -470,7 +599,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                         f"{ledger.epsilon_spent:.4f}, {old_accountant} at {old:.4f}, lifetime budget "
                         f"{budget.epsilon:g}: refusing the switch from {old_accountant} to "
                         f"{ledger.accountant} (it would overspend); keep {old_accountant}")
-                ledger._commit(entries, outputs, ledger.accountant)
+                ledger._commit(entries, outputs, ledger.accountant, refunds)
         else:
             other = _ledger_of(table, path.parent, besides=path)
             if other is not None:
@@ -478,7 +607,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                                   f"{path} (one ledger per table; its lifetime budget does not restart under "
                                   "another name)")
             ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
-            ledger._commit((), {}, ledger.accountant)
+            ledger._commit((), {}, ledger.accountant, ())
     except BaseException:
         if ledger is None:
             os.close(fd)

@@ -5,7 +5,9 @@ an embedded federation) and outlives sessions:
 
 - ``ledger``: the table's :class:`~securegal.privacy.dp.ledger.Ledger` (a locked file for a
   networked party, in memory by default for embedded runs). Every session reserves its whole
-  plan in it before anything is released; a restart or a new session never resets it.
+  plan in it before anything is released; a restart or a new session never resets it. A
+  session that ends having released less (refused at setup elsewhere, stopped early) is settled:
+  what it did not release is given back (:meth:`TablePrivacy.end_session`).
 - ``columns``: a :class:`ColumnSpec`, the per-column map standardization uses instead of the
   exact training mean and std (docs/privacy.md section 6): declared centres/scales or bounds
   (free), or DP estimates of centre and scale from declared bounds paid once from the ledger.
@@ -19,6 +21,7 @@ an embedded federation) and outlives sessions:
 from __future__ import annotations
 
 import base64
+import logging
 import math
 from dataclasses import dataclass
 
@@ -28,6 +31,8 @@ from ...errors import ConfigError, PolicyRefused
 from .ledger import Ledger
 from .mechanisms import GaussianNoise
 from .standardize import ColumnBounds, Standardizer, declared_standardizer, dp_standardizer
+
+log = logging.getLogger(__name__)
 
 
 def _floats(name: str, values) -> tuple[float, ...] | None:
@@ -177,6 +182,19 @@ class TablePrivacy:
 
     def count_session(self) -> None:
         self.ledger.store_output("sessions", self.sessions() + 1)
+
+    def end_session(self, session: str, trainer, reason: str) -> None:
+        """Settle ``session``'s reservation by what its ``trainer`` actually released (its
+        in-session accountant; nothing if it has none yet): a session that stopped early gives
+        back what it did not use (:meth:`Ledger.settle`). DP standardization is not part of the
+        reservation: it stays paid, as later sessions reuse it."""
+        accountant = getattr(trainer, "accountant", None)
+        released = accountant.releases if accountant is not None else ()
+        returned = self.ledger.settle(session, released, reason)
+        if returned:
+            log.info("session %s %s: %d release(s) made, epsilon %.4g of its reservation returned to the table "
+                     "(lifetime spent %.4g of %g)", session, reason, len(released), returned,
+                     self.ledger.epsilon_spent, self.ledger.budget.epsilon)
 
     def close(self) -> None:
         self.ledger.close()

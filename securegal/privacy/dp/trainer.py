@@ -188,7 +188,8 @@ def plan_noise(config: DPConfig, n_rows: int, rounds: int) -> dict[str, float]:
 def reserve_session(ledger: Ledger, config: DPConfig, n_rows: int, rounds: int, session: str,
                     session_epsilon: float | None = None, sensitivity_of=None) -> tuple[dict[str, float], Budget]:
     """Calibrate a session's plan against the table's whole history and record all of it in the
-    ledger before anything is released (a session that stops early still counts in full).
+    ledger before anything is released (:meth:`Ledger.settle` returns what a session that stops
+    early did not release).
 
     Returns the noise multiplier per kind and the session's own budget: the epsilon of exactly
     the reserved releases, so an in-session accountant refuses anything beyond the plan. Raises
@@ -220,7 +221,7 @@ def reserve_plan(ledger: Ledger, plan: list[PlannedRelease], n_rows: int, sessio
         exact = sensitivity_of({p.what: z * p.scale for p in plan})
         plan = [replace(p, sensitivity=exact.get(p.what, p.sensitivity)) for p in plan]
     reserved = [p.at(z) for p in plan]
-    ledger.record(reserved, session)
+    ledger.reserve(reserved, session)
     alone = epsilon_of(reserved, ledger.budget.delta, ledger.accountant)
     return {r.what: r.noise_multiplier for r in reserved}, Budget(alone * (1 + 1e-6), ledger.budget.delta)
 
