@@ -158,7 +158,7 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
         with pytest.raises(PartyRefused, match=r"party 'party1' refused \(budget_exceeded\): .*left 1e-06 of "
                                                r"epsilon 1e-06, asked at least"):
             train_federation(federation(tmp_path, peers, rounds=2))
-        assert not (tmp_path / "run" / "metrics.json").exists()
+        assert not any((tmp_path / "run").iterdir())
         threads["party1"].join(30)
         assert not threads["party1"].is_alive()  # --once: a refused setup ends its one session
         ledger = read_ledger(tmp_path / "party2.securegal-ledger.json")
@@ -173,6 +173,21 @@ def test_budget_too_small_is_refused_at_setup(tmp_path):
     after = read_ledger(tmp_path / "party2.securegal-ledger.json")
     assert after.epsilon_spent == pytest.approx(ledger.epsilon_spent + 1.2, abs=1e-3)  # the session's full slice
     assert len(after.refunds) == 1  # a complete session keeps its reservation as it is
+
+
+def test_eta_max_is_refused_once_the_parties_turn_out_to_run_dp_and_their_budgets_come_back(tmp_path):
+    """federation.toml's eta_max cannot be honoured when the parties run feature-DP (they fix the
+    step), which the label owner learns at setup: it refuses, closes the sessions and the parties
+    settle them, so the refusal costs them no budget."""
+    budgets = {"party1": {"epsilon": 1.0}, "party2": {"epsilon": 1.0}}
+    with parties_in_threads(tmp_path, budgets) as (peers, _):
+        with pytest.raises(ConfigError, match=r"eta_max .*the step is fixed \(under DP at 0.75 \* M / T\): drop it"):
+            train_federation(federation(tmp_path, peers, rounds=2, extra={"eta_max": 5.0}))
+    assert not any((tmp_path / "run").iterdir())  # nothing that looks like a result
+    for party in budgets:
+        ledger = read_ledger(tmp_path / f"{party}.securegal-ledger.json")
+        assert [r.reason for r in ledger.refunds] == ["finished"]
+        assert {e.release.what for i, e in enumerate(ledger.entries) if not ledger.returned(i)} <= {"std_mean", "std_scale"}
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ Command-line flags override the file's keys; a flag this deployment cannot honou
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -283,20 +284,20 @@ class NetworkedDeployment:
         if self.state is None:
             try:
                 owner.setup()
+                if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
+                    # eta_max is refused here as it is before the run where the step is fixed: the DP parties
+                    # fix it, which is known only now; the sessions closed below give their budgets back
+                    policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
+                                                        weighting=self.cfg.weighting, eta=self.cfg.eta,
+                                                        eta_max=self.cfg.eta_max, dp_parties=True)
+                    owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
+                    log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
+                             owner.weighting, owner.eta, owner.calibration)
             except SecuregalError:  # a refusal, too few parties: close the sessions that did open
                 joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
-                if joined:  # so that they can serve the next one
+                if joined:  # so that they can serve the next one, and settle what they reserved
                     owner.messenger.exchange(0, {p: m.Finish() for p in joined})
                 raise
-            if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
-                policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
-                                                    weighting=self.cfg.weighting, eta=self.cfg.eta, dp_parties=True)
-                owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
-                if self.cfg.eta_max is not None:  # known only now, after the parties reserved their budgets
-                    log.warning("eta_max %g has no effect: the DP parties fix the step at %g", self.cfg.eta_max,
-                                policy.eta)
-                log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
-                         owner.weighting, owner.eta, owner.calibration)
         else:
             owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
@@ -395,6 +396,8 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         if not deployment.started:  # nothing to resume: leave nothing that looks like a result
             for path in (cfg.out / "transcripts" / cfg.name, checkpoint.dir):
                 shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the transcripts directory, if nothing else is in it
+                (cfg.out / "transcripts").rmdir()
             if aside is not None:  # and the earlier result as it was
                 _restore_out(cfg, aside)
                 aside = None

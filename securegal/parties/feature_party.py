@@ -166,6 +166,10 @@ class FeatureParty:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
         if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
+        repeated = len(setup.train_ids) - len(np.unique(setup.train_ids))
+        if repeated:  # a row counted m times would move every release by m times its sensitivity
+            raise ProtocolError(f"train_ids name {repeated} of their {len(setup.train_ids)} rows more than once; "
+                                "every training row is named once")
         self._check_selected(setup.train_ids, "setup")
         hidden = self._hidden_membership(setup)
         # A plain in-memory party builds its standardized rows straight from its table (below);
