@@ -6,7 +6,10 @@ orthonormal basis of that span (SVD of the centred stack) and fits the map from 
 features on its k known rows:
 
 - noiseless predictions with numerical rank R <= k - 1: least squares on the R directions,
-  which is exact (the equality-solving attack proper);
+  which is exact (the equality-solving attack proper). An exact fit is evidence only when it
+  could have failed: with R = k - 1 directions any k rows are fitted exactly, so that case is
+  taken as exact only when the stack is rank-deficient (its span lower than its columns, as
+  for noiseless linear predictions), never for a full-rank noisy stack of k - 1 columns;
 - otherwise (too few rows, or predictions perturbed by DP noise or CKKS rounding, which make
   every direction numerically non-zero) the attacker picks, by leave-one-out error on its
   known rows, between least squares on the r leading directions (r = 0 .. k - 2; r = 0 is the
@@ -50,11 +53,12 @@ def _loo_ridge(Z: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[float, np.nd
     return float(np.mean(resid**2)), coef
 
 
-def fit_map(B: np.ndarray, known: KnownRows) -> np.ndarray:
-    """Coefficients (with a last intercept row) mapping basis ``B`` to features, chosen as above."""
+def fit_map(B: np.ndarray, known: KnownRows, deficient: bool = True) -> np.ndarray:
+    """Coefficients (with a last intercept row) mapping basis ``B`` to features, chosen as above;
+    ``deficient``: the stack's span is lower than its columns (noiseless linear predictions)."""
     k, R = known.index.size, B.shape[1]
     Z, Y = B[known.index], known.values
-    if R <= k - 1:
+    if R <= k - 1 and (R < k - 1 or deficient):
         D = np.hstack([Z, np.ones((k, 1))])
         coef, *_ = np.linalg.lstsq(D, Y, rcond=None)
         if R == k - 1 or np.allclose(D @ coef, Y, rtol=1e-8, atol=1e-8 * (1.0 + np.abs(Y).max())):
@@ -73,11 +77,12 @@ def fit_map(B: np.ndarray, known: KnownRows) -> np.ndarray:
 
 def reconstruct(prediction_rounds: list[np.ndarray], known: KnownRows) -> np.ndarray:
     """Estimate the victim's features for all n rows from its per-round predictions (n, K)."""
-    B = span_basis(stack_rounds(prediction_rounds))
+    P = stack_rounds(prediction_rounds)
+    B = span_basis(P)
     known.check_rows(B.shape[0])
     if B.shape[1] == 0 or known.index.size < 2:
         return np.tile(known.values.mean(axis=0), (B.shape[0], 1))
-    coef = fit_map(B, known)
+    coef = fit_map(B, known, deficient=B.shape[1] < min(P.shape[0] - 1, P.shape[1]))
     return B @ coef[:-1] + coef[-1]
 
 

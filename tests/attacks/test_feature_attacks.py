@@ -30,6 +30,18 @@ def test_hat_matrix_grows_with_known_rows(ce_run):
     assert scores[2] > 0.999
 
 
+def test_hat_matrix_does_not_interpolate_a_noisy_stack_of_k_minus_1_columns():
+    """Pure noise in exactly k - 1 columns: any k rows are fitted exactly, which says nothing. The
+    attack must not take that fit (it scored R^2 far below the baseline on such transcripts, which
+    hid a real leak found by an independent re-measurement); it falls back to its leave-one-out
+    choice, the known rows' mean here."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    noise = [rng.normal(size=(400, 8)) for _ in range(3)]  # 24 columns, no signal
+    res = _r2(hat_matrix.run(noise, _known(X, 25), X, "p0", "p1"))
+    assert res.score >= res.baseline - 0.05
+
+
 def test_hat_matrix_degrades_with_noise(ce_run):
     X = ce_run.X_victim
     rng = np.random.default_rng(5)
