@@ -12,7 +12,9 @@ from ..parties.label_owner import LabelOwner, RoundResult
 from ..files import private_dir, write_bytes_atomic, write_json_atomic
 
 CHECKPOINT_FORMAT = "securegal-checkpoint"
-CHECKPOINT_VERSION = 2  # 2: the command-line overrides are kept
+# 2: the command-line overrides are kept; 3: training rows in the label owner's wire order (its
+# checkpointed F follows that order, so an older checkpoint cannot be resumed)
+CHECKPOINT_VERSION = 3
 ALIGNMENT = "alignment.npz"  # the session's row alignment: common rows and each party's handles
 
 
@@ -63,9 +65,12 @@ class Checkpoint:
             state = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"no usable checkpoint at {path}: {exc}") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
-                or state.get("version") != CHECKPOINT_VERSION:
-            raise ConfigError(f"{path} is not a version-{CHECKPOINT_VERSION} securegal checkpoint")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{path} is not a securegal checkpoint")
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"{path} is a version-{state.get('version')!r} checkpoint; this securegal resumes "
+                              f"version {CHECKPOINT_VERSION} only (it orders the training rows differently): start "
+                              "the run again")
         return state
 
     def load(self) -> dict:

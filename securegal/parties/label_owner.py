@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..core.calibration import fit_party_multipliers
@@ -105,6 +106,7 @@ class LabelOwner:
         # loop); ``align_ids[i]`` is the raw ID of the label owner's row i; ``eval_ids`` are the
         # validation and test rows, selected with the training rows.
         self.aligner, self.align_ids = aligner, align_ids
+        self._id_keys: np.ndarray | None = None  # a hash of each row's ID: the order rows are named in
         self.eval_ids = np.asarray(eval_ids if eval_ids is not None else [], dtype=np.int64)
         self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
@@ -184,8 +186,7 @@ class LabelOwner:
             raise ConfigError(f"the parties hold only {int(keep.sum())} of the label owner's {len(self.train_ids)} "
                               "training rows: the intersection is too small to train on")
         self.common, self.handles = common, {p: a.handles for p, a in alignments.items()}
-        self.train_ids, self.y = self.train_ids[keep], self.y[keep]
-        self.n = len(self.train_ids)
+        self._keep_training_rows(keep)
         init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
         self.model.init = np.asarray(init, dtype=np.float64)
         self.F = np.tile(self.model.init, (self.n, 1))
@@ -201,6 +202,24 @@ class LabelOwner:
         for p in self.peers:  # our own record of how each party names our rows (for our self-audit)
             self.messenger.record_alignment(p, self.handles[p][used], np.asarray(self.align_ids)[used])
         log.info("aligned: %d training rows held by every party (of %d)", self.n, len(keep))
+
+    def _keep_training_rows(self, keep: np.ndarray) -> None:
+        """Train on the rows ``keep`` marks, in :meth:`wire_order`: the parties see the training rows
+        (Setup, every round's residuals and replies) in that order, never in ours."""
+        ids, y = self.train_ids[keep], self.y[keep]
+        order = self.wire_order(ids)
+        self.train_ids, self.y, self.n = ids[order], y[order], len(ids)
+
+    def wire_order(self, ids: np.ndarray) -> np.ndarray:
+        """The order in which rows ``ids`` are named to the parties once aligned: by a fixed hash of
+        their IDs (pandas' ``hash_array``), a function of the IDs alone, which a party holds for
+        the rows it is sent. Our own row order may follow the labels (a file sorted by class), and
+        a party that knows a few labels would read the rest off positions."""
+        if self.align_ids is None:
+            return np.arange(len(ids))
+        if self._id_keys is None:
+            self._id_keys = pd.util.hash_array(np.asarray(self.align_ids, dtype=object))
+        return np.argsort(self._id_keys[np.asarray(ids, dtype=np.int64)], kind="stable")
 
     def aligned(self, ids: np.ndarray) -> np.ndarray:
         """The rows of ``ids`` that every party holds (all of them before or without alignment)."""
@@ -234,8 +253,7 @@ class LabelOwner:
             self.common = common
             self.handles = {k.split(".", 1)[1]: np.asarray(v, dtype=np.int64) for k, v in alignment.items()
                             if k.startswith("handles.")}
-            keep = common[self.train_ids]
-            self.train_ids, self.y, self.n = self.train_ids[keep], self.y[keep], int(keep.sum())
+            self._keep_training_rows(common[self.train_ids])
             init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
             self.model.init = np.asarray(init, dtype=np.float64)
         keep_large_blocks(self.n * self.k * 8)
@@ -395,17 +413,19 @@ class LabelOwner:
         T = len(self.model.rounds)
         buffer = np.empty((T, len(ids), self.k))
 
+        order = self.wire_order(ids) if self.common is not None else np.arange(len(ids))
+
         def gathered(party: str, ask) -> bool:  # fills ``buffer``; False if the party did not answer
             for start in range(0, len(ids), PREDICT_ROWS):
-                chunk = ids[start:start + PREDICT_ROWS]
-                preds = ask(chunk)
+                rows = order[start:start + PREDICT_ROWS]  # asked in the wire order, kept in the caller's
+                preds = ask(ids[rows])
                 if isinstance(preds, Exception):
                     # Like a party dropped from a round: its terms count as zero, loudly;
                     # metrics.json lists it under missing_at_predict.
                     log.warning("prediction leaves out party %s, which did not answer: %s", party, preds)
                     self.model.missing_at_predict.add(party)
                     return False
-                buffer[:, start:start + len(chunk)] = preds
+                buffer[:, rows] = preds
             return True
 
         def own(chunk: np.ndarray) -> np.ndarray:
