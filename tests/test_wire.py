@@ -57,7 +57,9 @@ def _fit_request_bytes(tensor: pb.Tensor, **env_fields) -> bytes:
     (pb.Tensor(dtype="float64", shape=[2, 2], data=b"\x00" * 8), "needs 32"),
     (pb.Tensor(dtype="float64", shape=[1], data=np.array([np.nan]).tobytes()), "NaN"),
     (pb.Tensor(dtype="float64", shape=[1], data=np.array([np.inf]).tobytes()), "NaN or infinite"),
-    (pb.Tensor(dtype="float64", shape=[1 << 40, 1 << 40], data=b""), "exceeds"),
+    (pb.Tensor(dtype="float64", shape=[1 << 40, 1 << 40], data=b""), "every size in 0"),
+    (pb.Tensor(dtype="float64", shape=[1 << 20, 1 << 20], data=b""), "exceeds the limit of"),
+    (pb.Tensor(dtype="float64", shape=[0, (1 << 63) - 1], data=b""), "every size in 0"),
     (pb.Tensor(dtype="float64", shape=[1, 1, 1, 1, 1], data=b"\x00" * 8), "rank"),
 ])
 def test_bad_tensors_are_refused(tensor, match):

@@ -37,10 +37,11 @@ def privacy_reports(handle: Handler, report: Callable[[], dict]) -> Handler:
         reply = handle(env)
         if isinstance(reply, (m.SetupAck, m.FitReply, m.FinishAck)):
             block = report()
-            if block:
-                log.info("privacy budget: epsilon %.4g spent of %.4g (delta %.3g), %.4g left",
-                         block["epsilon_spent"], block["epsilon_budget"], block["delta"],
-                         block["epsilon_budget"] - block["epsilon_spent"])
+            if not block:  # no session trained yet (e.g. Finish right after alignment): nothing to report
+                return reply
+            log.info("privacy budget: epsilon %.4g spent of %.4g (delta %.3g), %.4g left",
+                     block["epsilon_spent"], block["epsilon_budget"], block["delta"],
+                     block["epsilon_budget"] - block["epsilon_spent"])
             raw = json.dumps(block, sort_keys=True, allow_nan=False)
             reply = replace(reply, info={**reply.info, PRIVACY_INFO: raw})
         return reply

@@ -231,8 +231,10 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
                          session_timeout=cfg.session_timeout, ids=ids,
                          aligner=lambda session: FeaturePartyPsi(ids, session),
                          policy=cfg.policy, privacy=open_table_privacy(cfg), max_reply_bytes=cfg.limits.max_message_bytes)
-    middleware = [lambda handle: privacy_reports(handle, lambda: party.trainer.report())] \
-        if cfg.plan.feature_dp is not None else []
+    def report() -> dict:  # nothing before a session's setup (e.g. Finish right after alignment)
+        return party.trainer.report() if party.trainer is not None else {}
+
+    middleware = [lambda handle: privacy_reports(handle, report)] if cfg.plan.feature_dp is not None else []
     if cfg.dataset is not None:
         middleware.append(lambda handle: same_builtin_dataset(handle, cfg.dataset))
     writer = TranscriptWriter(cfg.transcripts, cfg.name) if cfg.transcripts is not None else None

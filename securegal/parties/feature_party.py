@@ -32,6 +32,9 @@ RESUME_BITS = 32
 # rows and the party is never told which of them the label owner holds.
 MEMBERSHIP_OPTION = "membership"
 HIDDEN = "hidden"
+# Largest residual magnitude a party accepts in plaintext: GAL's residuals are O(1) (the label
+# owner scales its targets); far larger finite values would overflow a learner's sums.
+MAX_RESIDUAL = 1e12
 
 
 class FeatureParty:
@@ -90,6 +93,7 @@ class FeatureParty:
         self.finished = False
         self._n_train = 0
         self._k = 0
+        self._rounds = 0
         self._scaler = None  # the session's column map: X -> standardized X
         # The last round's reply, for a label owner that restarts: a trainer that can recompute its
         # train predictions (``train_predictions``: the plain layer's, the same bits and no new
@@ -223,7 +227,7 @@ class FeatureParty:
         self.trainer, self._scaler = trainer, scaler
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
-        self._n_train, self._k = len(setup.train_ids), setup.n_outputs
+        self._n_train, self._k, self._rounds = len(setup.train_ids), setup.n_outputs, int(setup.rounds)
         self._training = np.zeros(self.table.n_rows if self.streamed else len(self.table.ids), dtype=bool)
         self._training[self._table_rows(setup.train_ids)] = True
         log.info("session %s started by %s: %d training rows, %d rounds, %s residuals", env.session, env.sender,
@@ -314,7 +318,12 @@ class FeatureParty:
             return self._last_fit() if callable(self._last_fit) else self._last_fit
         if env.round <= self.last_round:
             raise ProtocolError(f"fit request for round {env.round}, but round {self.last_round} is already done")
+        if env.round > self._rounds:  # every round's model is kept: their number was fixed at setup
+            raise ProtocolError(f"fit request for round {env.round}, but this session was set up for {self._rounds}")
         if isinstance(req.residuals, np.ndarray):
+            if req.residuals.size and float(np.abs(req.residuals).max()) > MAX_RESIDUAL:
+                raise ProtocolError(f"residuals up to {float(np.abs(req.residuals).max()):.3g} in magnitude; this party "
+                                    f"accepts at most {MAX_RESIDUAL:g}")
             keep_large_blocks(req.residuals.nbytes)  # the round's residuals, predictions and wire copies (core.memory)
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round

@@ -29,6 +29,8 @@ _SERVICE = pb.DESCRIPTOR.services_by_name["Exchange"]
 SERVICE_NAME = _SERVICE.full_name
 METHOD_NAME = _SERVICE.methods_by_name["Call"].name
 METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
+# A call whose next frame is this late (seconds) is cancelled (at 1 MiB frames: below 35 kB/s).
+FRAME_IDLE_SECONDS = 30.0
 
 Handler = Callable[[bytes], bytes]
 
@@ -72,7 +74,8 @@ class PartyServer:
 
     def __init__(self, handler: Handler, address: str = "127.0.0.1:0", *, identity: Identity | None = None,
                  clients: Collection[str] = ("alice",), insecure: bool = False,
-                 limits: FrameLimits = DEFAULT_FRAME_LIMITS, reply_cache: int = 8, max_workers: int = 4):
+                 limits: FrameLimits = DEFAULT_FRAME_LIMITS, reply_cache: int = 8, max_workers: int = 4,
+                 idle_timeout: float = FRAME_IDLE_SECONDS):
         if (identity is None) == (not insecure):
             raise ConfigError("give the party's identity (certificate, key, CA) or insecure=True, not both or neither")
         if insecure:
@@ -82,6 +85,7 @@ class PartyServer:
         self._lock = threading.Lock()
         self._replies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._cache_size = reply_cache
+        self.idle_timeout = idle_timeout
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                    # a second server on the same port must fail, not share it
                                    options=[*channel_options(limits), ("grpc.so_reuseport", 0)])
@@ -134,7 +138,7 @@ class PartyServer:
     def _call(self, frames, context: grpc.ServicerContext):
         caller = self._caller(context)
         try:
-            message_id, request = reassemble(frames, self.limits)
+            message_id, request = reassemble(_watched(frames, context, self.idle_timeout), self.limits)
         except ProtocolError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         key = (caller, message_id)
@@ -142,9 +146,10 @@ class PartyServer:
             reply = self._replies.get(key)
             if reply is None:
                 reply = self.handler(request)
-                self._replies[key] = reply
-                while len(self._replies) > self._cache_size:
-                    self._replies.popitem(last=False)
+                if len(reply) <= self.limits.max_message_bytes:  # an oversized reply is refused, never kept
+                    self._replies[key] = reply
+                    while len(self._replies) > self._cache_size:
+                        self._replies.popitem(last=False)
             else:
                 log.info("message %s retried by %s: answering with the kept reply", message_id, caller)
         if len(reply) > self.limits.max_message_bytes:
@@ -152,3 +157,30 @@ class PartyServer:
                           f"reply of {len(reply)} bytes exceeds this party's limit of {self.limits.max_message_bytes}")
         for frame in split(message_id, reply, self.limits):
             yield frame.SerializeToString()
+
+
+def _watched(frames, context: grpc.ServicerContext, idle: float):
+    """``frames``, cancelling the call when the next frame is ``idle`` seconds late: a caller that
+    starts a message and stalls would otherwise hold one of the server's few worker threads."""
+    timer: threading.Timer | None = None
+
+    def arm() -> None:
+        nonlocal timer
+        if timer is not None:
+            timer.cancel()
+        timer = threading.Timer(idle, _cancel, (context, idle))
+        timer.daemon = True
+        timer.start()
+
+    arm()
+    try:
+        for frame in frames:
+            arm()
+            yield frame
+    finally:
+        timer.cancel()
+
+
+def _cancel(context: grpc.ServicerContext, idle: float) -> None:
+    log.warning("cancelled a call whose next frame was %g s late (%s)", idle, context.peer())
+    context.cancel()

@@ -24,6 +24,12 @@ from . import securegal_pb2 as pb
 ALLOWED_DTYPES = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 MAX_RANK = 4
 MAX_PSI_SESSION_CHARS = 256
+# Every name on the wire (session, sender, receiver) and every option or meta key: at most this
+# many characters; option and meta values at most MAX_VALUE_CHARS, MAX_ENTRIES of them. A refusal
+# echoes such strings, so they stay small.
+MAX_NAME_CHARS = 256
+MAX_VALUE_CHARS = 4096
+MAX_ENTRIES = 64
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,8 @@ def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarr
     equal to the shape's, finite floats."""
     dtype = ALLOWED_DTYPES.get(t.dtype)
     if dtype is None:
-        raise ProtocolError(f"tensor dtype {t.dtype!r} is not allowed; allowed: {sorted(ALLOWED_DTYPES)}")
-    shape = tuple(int(s) for s in t.shape)
-    if len(shape) > MAX_RANK or any(s < 0 for s in shape):
-        raise ProtocolError(f"tensor shape {shape} is invalid (rank <= {MAX_RANK}, sizes >= 0)")
+        raise ProtocolError(f"tensor dtype {t.dtype!r:.40} is not allowed; allowed: {sorted(ALLOWED_DTYPES)}")
+    shape = _shape(t.shape, limits, "tensor")
     count = 1
     for s in shape:
         count *= s
@@ -81,6 +85,30 @@ def tensor_from_proto(t: pb.Tensor, limits: Limits = DEFAULT_LIMITS) -> np.ndarr
     if dtype.kind == "f" and not all_finite(a):
         raise ProtocolError("tensor contains NaN or infinite values")
     return a if dtype.isnative else a.astype(dtype.newbyteorder("="))
+
+
+def _shape(dims, limits: Limits, what: str) -> tuple[int, ...]:
+    """A shape of rank <= MAX_RANK whose every size is in 0..max_elements (a zero size must not
+    let another be anything: numpy cannot even describe such an empty array)."""
+    if len(dims) > MAX_RANK:
+        raise ProtocolError(f"{what} has rank {len(dims)}, at most {MAX_RANK}")
+    shape = tuple(int(s) for s in dims)
+    if any(s < 0 or s > limits.max_elements for s in shape):
+        raise ProtocolError(f"{what} shape {shape} is invalid (every size in 0..{limits.max_elements})")
+    return shape
+
+
+def _name(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
+    if len(value) > limit:
+        raise ProtocolError(f"{what} has {len(value)} characters, at most {limit}")
+    return value
+
+
+def _entries(entries, what: str) -> dict[str, str]:
+    """A string map (Setup options, encrypted payload meta), each key and value bounded."""
+    if len(entries) > MAX_ENTRIES:
+        raise ProtocolError(f"{what} has {len(entries)} entries, at most {MAX_ENTRIES}")
+    return {_name(k, f"{what} key"): _name(v, f"{what} value", MAX_VALUE_CHARS) for k, v in entries.items()}
 
 
 def _fill_payload(p: pb.Payload, payload: m.Payload) -> None:
@@ -110,12 +138,11 @@ def payload_from_proto(p: pb.Payload, limits: Limits = DEFAULT_LIMITS) -> m.Payl
         e = p.encrypted
         if not e.scheme:
             raise ProtocolError("encrypted payload has no scheme")
-        shape = tuple(int(s) for s in e.shape)
-        if len(shape) > MAX_RANK or any(s < 0 for s in shape):
-            raise ProtocolError(f"encrypted payload shape {shape} is invalid")
+        shape = _shape(e.shape, limits, "encrypted payload")
         if len(e.blobs) > limits.max_blobs:
             raise ProtocolError(f"encrypted payload has {len(e.blobs)} blobs, limit {limits.max_blobs}")
-        return m.EncryptedPayload(e.scheme, shape, tuple(bytes(b) for b in e.blobs), dict(e.meta))
+        return m.EncryptedPayload(_name(e.scheme, "encryption scheme"), shape, tuple(bytes(b) for b in e.blobs),
+                                  _entries(e.meta, "encrypted payload meta"))
     raise ProtocolError("payload is empty")
 
 
@@ -192,7 +219,7 @@ def _psi_body(which: str, b, limits: Limits) -> m.Body:
         if not b.session or len(b.session) > MAX_PSI_SESSION_CHARS:
             raise ProtocolError(f"PSI session id must have 1..{MAX_PSI_SESSION_CHARS} characters, got {len(b.session)}")
         if b.id_kind not in m.PSI_ID_KINDS:
-            raise ProtocolError(f"unknown PSI id kind {b.id_kind!r}; expected one of {m.PSI_ID_KINDS}")
+            raise ProtocolError(f"unknown PSI id kind {b.id_kind!r:.40}; expected one of {m.PSI_ID_KINDS}")
         points = _psi_points(b.points, limits, "PSI request")
         if not points:
             raise ProtocolError("PSI request holds no points")
@@ -218,11 +245,11 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
     b = getattr(env, which)
     if which == "setup":
         if b.residuals not in ("plain", "ckks"):
-            raise ProtocolError(f"unknown residual mode {b.residuals!r}")
+            raise ProtocolError(f"unknown residual mode {b.residuals!r:.40}")
         if b.task not in ("classification", "regression"):
-            raise ProtocolError(f"unknown task {b.task!r}")
+            raise ProtocolError(f"unknown task {b.task!r:.40}")
         return m.Setup(_int_ids(b.train_ids, limits, "train_ids"), int(b.n_outputs), int(b.rounds), b.task,
-                       b.residuals, bytes(b.he_context), dict(b.options))
+                       b.residuals, bytes(b.he_context), _entries(b.options, "setup options"))
     if which == "setup_ack":
         return m.SetupAck(dict(b.info))
     if which == "fit_request":
@@ -265,5 +292,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> m.Envelope:
         raise ProtocolError(f"protocol version {env.version} is not supported (this is version {m.PROTOCOL_VERSION})")
     if not env.session or not env.sender or not env.receiver:
         raise ProtocolError("envelope lacks session, sender or receiver")
+    for what in ("session", "sender", "receiver"):
+        _name(getattr(env, what), f"envelope {what}")
     return m.Envelope(env.session, int(env.round), env.sender, env.receiver, int(env.seq),
                       _body_from_proto(env, limits), int(env.version))

@@ -1,0 +1,126 @@
+"""What an independent fuzzing run of real party servers found (benchmarks/wire_fuzz.py), each
+pinned here with its reproducer: every one is now a clean refusal, and the party keeps serving."""
+import queue
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from securegal import messages as m
+from securegal.deploy.party_process import PartyConfig, build_party
+from securegal.errors import ProtocolError
+from securegal.transport.frames import FrameLimits, split
+from securegal.transport.grpc_server import METHOD_PATH, PartyServer
+from securegal.wire.codec import MAX_NAME_CHARS, decode, encode
+
+from .test_table_budget import _open, _party_file, _send
+
+
+def test_a_zero_size_does_not_let_another_size_be_anything():
+    """A FitRequest whose tensor is float64 of shape [0, 2^63-1] with no data: the element count
+    is 0, and numpy's reshape raised ValueError past the codec (no ErrorReply at all)."""
+    raw = bytes.fromhex("080112017318012205616c6963652a067061727479313001621b0a190a170a07666c6f61743634120a00"
+                        "ffffffffffffffff7f1a00")
+    with pytest.raises(ProtocolError, match=r"tensor shape \(0, 9223372036854775807\) is invalid"):
+        decode(raw)
+
+
+def test_names_on_the_wire_are_bounded_so_refusals_cannot_echo_megabytes():
+    """Finish messages with 4 MiB session ids were echoed (twice) in refusals, 8 MiB each."""
+    long = "s" * (MAX_NAME_CHARS + 1)
+    for field in ("session", "sender", "receiver"):
+        env = dict(session="s1", round=0, sender="alice", receiver="party1", seq=0, body=m.Finish())
+        env[field] = long
+        with pytest.raises(ProtocolError, match=f"envelope {field} has {MAX_NAME_CHARS + 1} characters"):
+            decode(encode(m.Envelope(**env)))
+    setup = m.Setup(np.arange(3), 1, 1, "regression", options={"k": "v" * 5000})
+    with pytest.raises(ProtocolError, match="setup options value has 5000 characters"):
+        decode(encode(m.Envelope("s1", 0, "alice", "party1", 0, setup)))
+
+
+def _dp_party(tmp_path, privacy=None):
+    return build_party(PartyConfig.load(_party_file(tmp_path, privacy)))
+
+
+def test_finish_after_alignment_before_setup_is_answered_by_a_dp_party(tmp_path):
+    """It answered `internal` (AttributeError: the privacy report asked a trainer not yet built)."""
+    endpoint = _dp_party(tmp_path, {"epsilon": 1.0})
+    from securegal.align import LabelOwnerPsi
+
+    psi = LabelOwnerPsi(list(range(569)), "s0")
+    psi.finish(_send(endpoint, 0, psi.request(), session="s0"))
+    reply = _send(endpoint, 1, m.Finish(), session="s0")
+    assert isinstance(reply, m.FinishAck) and "privacy" not in reply.info
+    endpoint.close()
+
+
+def test_rounds_beyond_the_setup_and_huge_residuals_are_refused(tmp_path):
+    """A plain party answered rounds 3, 4, 100 and 2^32-1 of a 2-round session (keeping every
+    model: memory unbounded), and residuals of 1e308 gave `internal` (cho_solve on infinities)."""
+    endpoint = _dp_party(tmp_path)
+    seq = _open(endpoint, "s0", 2)
+    huge = _send(endpoint, seq, m.FitRequest(np.full((300, 2), 1e308)), round=1, session="s0")
+    assert isinstance(huge, m.ErrorReply) and huge.code == "protocol" and "at most 1e+12" in huge.message
+    for t in (1, 2):
+        assert isinstance(_send(endpoint, seq + t, m.FitRequest(np.zeros((300, 2))), round=t, session="s0"), m.FitReply)
+    for t, extra in ((3, 3), (2 ** 32 - 1, 4)):
+        reply = _send(endpoint, seq + extra, m.FitRequest(np.zeros((300, 2))), round=t, session="s0")
+        assert isinstance(reply, m.ErrorReply) and reply.code == "protocol"
+        assert f"round {t}, but this session was set up for 2" in reply.message
+    endpoint.close()
+
+
+def test_a_stalled_call_is_cancelled_and_the_server_keeps_serving():
+    """Four calls that sent frame 0 of 2 and waited blocked the server's four workers for as long
+    as they stalled; a call whose next frame is late is now cancelled."""
+    limits = FrameLimits(chunk_bytes=64, max_message_bytes=4096)
+    server = PartyServer(lambda data: data[::-1], "127.0.0.1:0", insecure=True, limits=limits, idle_timeout=0.5)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = channel.stream_stream(METHOD_PATH)
+    first = next(iter(split("ab", b"x" * 100, limits))).SerializeToString()  # frame 0 of 2
+    release = threading.Event()
+    outcomes = queue.Queue()
+
+    def stalled():
+        def frames():
+            yield first
+            release.wait(30)
+        try:
+            list(stub(frames(), timeout=30))
+            outcomes.put("answered")
+        except grpc.RpcError as exc:
+            outcomes.put(exc.code())
+
+    threads = [threading.Thread(target=stalled, daemon=True) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        good = [f.SerializeToString() for f in split("cd", b"still alive", limits)]
+        start = time.monotonic()
+        assert b"".join(list(stub(iter(good), timeout=10))) != b""
+        assert time.monotonic() - start < 8  # served once the stalled calls were cancelled (0.5 s late frames)
+        assert [outcomes.get(timeout=10) for _ in threads] == [grpc.StatusCode.CANCELLED] * 4
+    finally:
+        release.set()
+        channel.close()
+        server.stop()
+
+
+def test_an_oversized_reply_is_refused_and_not_kept():
+    """The reply cache kept 8 MiB refusals before the size check refused to send them."""
+    limits = FrameLimits(chunk_bytes=64, max_message_bytes=256)
+    server = PartyServer(lambda data: data * 4, "127.0.0.1:0", insecure=True, limits=limits).start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = channel.stream_stream(METHOD_PATH)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub(iter([f.SerializeToString() for f in split("ef", b"y" * 200, limits)]), timeout=10))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(server._replies) == 0
+    finally:
+        channel.close()
+        server.stop()
