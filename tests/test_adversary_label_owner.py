@@ -153,9 +153,13 @@ def test_a_malicious_label_owner_learns_nothing_beyond_the_dp_releases(tmp_path,
             h = adv.open(s)
             small = h[others[:5]]
             adv.expect_refusal("a session of 5 rows", s, m.Setup(small, K, rounds, "regression"))
+            h = adv.open(s + "r")  # so many rounds that their models alone would pass the party's memory bound
+            message = adv.expect_refusal("a Setup of 2^31-1 rounds", s + "r",
+                                         m.Setup(h[others[100:]], K, 2 ** 31 - 1, "regression"))
+            assert "round models alone would take" in message
             h = adv.open(s + "b")
             s += "b"
-            reply = adv.send(s, m.Setup(h[others[100:]], K, 2 ** 31 - 1, "regression"))
+            reply = adv.send(s, m.Setup(h[others[100:]], K, 100, "regression"))  # fits one of 100 rounds
             if isinstance(reply, m.ErrorReply):
                 adv.refused.append(("one more session", reply.code))
                 assert reply.code == "budget_exceeded" and "left" in reply.message, reply

@@ -35,6 +35,9 @@ HIDDEN = "hidden"
 # Largest residual magnitude a party accepts in plaintext: GAL's residuals are O(1) (the label
 # owner scales its targets); far larger finite values would overflow a learner's sums.
 MAX_RESIDUAL = 1e12
+# A session's round models (rounds x outputs x (columns + 1) coefficients, the least any learner
+# keeps) may take at most this many times the party's max_message_bytes, checked at setup.
+MODEL_BYTES_PER_MESSAGE_BYTE = 4
 
 
 class FeatureParty:
@@ -170,6 +173,12 @@ class FeatureParty:
             raise ProtocolError(f"setup needs n_outputs >= 1 and rounds >= 1, got {setup.n_outputs}, {setup.rounds}")
         if len(setup.train_ids) < 2:
             raise ProtocolError("train_ids must hold at least 2 distinct sample IDs")
+        models = int(setup.rounds) * int(setup.n_outputs) * (self.table.n_features + 1) * 8
+        if models > MODEL_BYTES_PER_MESSAGE_BYTE * self.max_reply_bytes:  # every round's model is kept
+            raise ProtocolError(f"setup for {setup.rounds} rounds of {setup.n_outputs} outputs: the round models "
+                                f"alone would take {models} bytes, over this party's bound "
+                                f"{MODEL_BYTES_PER_MESSAGE_BYTE} x max_message_bytes = "
+                                f"{MODEL_BYTES_PER_MESSAGE_BYTE * self.max_reply_bytes}")
         repeated = len(setup.train_ids) - len(np.unique(setup.train_ids))
         if repeated:  # a row counted m times would move every release by m times its sensitivity
             raise ProtocolError(f"train_ids name {repeated} of their {len(setup.train_ids)} rows more than once; "
