@@ -124,3 +124,21 @@ def test_an_oversized_reply_is_refused_and_not_kept():
     finally:
         channel.close()
         server.stop()
+
+
+def test_a_setup_whose_round_models_would_pass_the_memory_bound_is_refused(tmp_path):
+    """60 rounds of 26,188 outputs grew a plain party by 406 MiB (its limit 4 MiB a message; here
+    60 x 26,188 x 16 x 8 bytes for its 15 columns):
+    the round models (rounds x outputs x (columns + 1) coefficients) are bounded at setup."""
+    path = _party_file(tmp_path, limits={"max_message_bytes": 4 << 20})
+    endpoint = build_party(PartyConfig.load(path))
+    from securegal.align import LabelOwnerPsi
+
+    psi = LabelOwnerPsi(list(range(569)), "s0")
+    handles = psi.finish(_send(endpoint, 0, psi.request(), session="s0")).handles
+    _send(endpoint, 1, m.PsiSelection(np.sort(handles)), session="s0")
+    reply = _send(endpoint, 2, m.Setup(handles[:20], 26188, 60, "regression"), session="s0")
+    assert isinstance(reply, m.ErrorReply) and reply.code == "protocol"
+    assert "the round models alone would take 201123840 bytes, over this party's bound" in reply.message
+    assert "4 x max_message_bytes = 16777216" in reply.message
+    endpoint.close()
