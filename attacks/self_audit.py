@@ -41,8 +41,9 @@ LABEL_OWNER, FEATURE_PARTY = "label owner", "feature party"
 
 @dataclass(frozen=True)
 class OwnData:
-    """A party's own rows: ``ids`` (int64 sample IDs) with its ``features`` (n, d) and, for the
-    label owner, its ``labels`` (n,). ``source`` names where they came from (for messages)."""
+    """A party's own rows: ``ids`` (int64 or text sample IDs, as its table holds them) with its
+    ``features`` (n, d) and, for the label owner, its ``labels`` (n,). ``source`` names where they
+    came from (for messages)."""
 
     ids: np.ndarray
     features: np.ndarray | None = None
@@ -56,9 +57,12 @@ class OwnData:
         ids = np.asarray(self.ids)
         if ids.ndim != 1 or ids.size == 0:
             raise ConfigError(f"{self.source}: needs a non-empty column of sample IDs")
-        if not np.array_equal(ids, np.round(ids)):
-            raise ConfigError(f"{self.source}: sample IDs must be integers")
-        ids = ids.astype(np.int64)
+        if ids.dtype.kind in "OUS":
+            ids = ids.astype(str)
+        elif not np.array_equal(ids, np.round(ids)):
+            raise ConfigError(f"{self.source}: sample IDs must be integers or text")
+        else:
+            ids = ids.astype(np.int64)
         if np.unique(ids).size != ids.size:
             raise ConfigError(f"{self.source}: sample IDs must be unique")
         for name in ("features", "labels"):
@@ -69,14 +73,15 @@ class OwnData:
 
     def rows(self, train_ids: np.ndarray, party: str) -> np.ndarray:
         """Positions of the transcript's ``train_ids`` in this data; every ID must be present."""
-        train_ids = np.asarray(train_ids, dtype=np.int64)
+        train_ids = np.asarray(train_ids)
+        train_ids = train_ids.astype(str) if self.ids.dtype.kind == "U" else train_ids.astype(np.int64)
         order = np.argsort(self.ids)
         pos = order[np.clip(np.searchsorted(self.ids, train_ids, sorter=order), 0, self.ids.size - 1)]
         missing = self.ids[pos] != train_ids
         if missing.any():
             raise ConfigError(f"{self.source} does not match the transcript of {party!r}: "
                               f"{int(missing.sum())} of its {train_ids.size} training IDs are not in the data "
-                              f"(first: {int(train_ids[missing][0])})")
+                              f"(first: {train_ids[missing][0]!r:.40})")
         return pos
 
 

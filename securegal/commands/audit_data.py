@@ -1,8 +1,11 @@
 """A party's own data for ``securegal audit --as NAME --data PATH``: a CSV or the party's config.
 
-- ``PATH.csv``: a header row, numeric cells. ``--id-column`` names the sample-ID column (default
-  ``id`` when present; without one, rows are numbered 0..n-1 as the networked label owner does);
-  ``--target`` names the label column (the label owner's audit). Every other column is a feature.
+- ``PATH.csv`` (or ``.parquet``): a header row. ``--id-column`` names the sample-ID column
+  (default ``id`` when present; without one, rows are numbered 0..n-1 as the networked label
+  owner does); ``--target`` names the label column (the label owner's audit). The table is read
+  as the party's own process reads it (``read_party_file``: text or integer IDs, categories
+  encoded; text labels as class indices in sorted order, as training encodes them). Every other column
+  is a feature.
 - ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
   or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
   (``dataset``, or ``csv`` + ``target``; rows numbered 0..n-1, its block 0 of a built-in split).
@@ -21,48 +24,47 @@ import numpy as np
 from ..errors import ConfigError
 
 
-def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+def from_csv(path: Path, id_column: str | None, target: str | None):
+    """``OwnData`` from a CSV or Parquet table, read exactly as the party's process reads it (see
+    the module notes)."""
+    from securegal.attacks.self_audit import OwnData
+    from securegal.data.party_file import read_party_file
+
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
-    rows = []
+    columns = _columns(path)
+    for flag, name in (("id column", id_column), ("column named", target)):
+        if name is not None and name not in columns:
+            raise ConfigError(f"{path}: no {flag} {name!r}; columns are {', '.join(columns)}")
+    id_name = id_column or ("id" if "id" in columns else None)
+    if target is None:  # a feature party's table
+        table = read_party_file(path, id_name)
+        return OwnData(table.ids if id_name else np.arange(len(table.X)), table.X, None, source=str(path))
+    table = read_party_file(path, id_name, target=target, label_owner=True)
+    labels = np.asarray(table.target)
+    if labels.dtype.kind in "OUS":  # text labels: classes in sorted order, as training encodes them
+        labels = np.unique(labels.astype(str), return_inverse=True)[1]
+    return OwnData(table.ids if id_name else np.arange(len(labels)), table.X, labels.astype(np.float64),
+                   source=str(path))
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of a CSV (its header row) or Parquet file."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+            raise ConfigError(f"{path}: not a Parquet file ({type(exc).__name__})") from None
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            if not header:
-                raise ConfigError(f"{path}: empty file, expected a header row")
-            for lineno, row in enumerate(reader, 2):
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise ConfigError(f"{path}:{lineno}: {len(row)} cells, the header has {len(header)}")
-                try:
-                    rows.append([float(c) for c in row])
-                except ValueError:
-                    raise ConfigError(f"{path}:{lineno}: non-numeric cell in {row[:5]!r}") from None
+            header = [h.strip() for h in next(csv.reader(fh), [])]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{path}: not a UTF-8 CSV file ({type(exc).__name__})") from None
-    data = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
-    if not np.isfinite(data).all():
-        raise ConfigError(f"{path}: missing or infinite values are not allowed")
-    return header, data
-
-
-def from_csv(path: Path, id_column: str | None, target: str | None):
-    """``OwnData`` from a CSV (see the module notes)."""
-    from securegal.attacks.self_audit import OwnData
-
-    header, data = _read_csv(path)
-    cols = list(range(len(header)))
-    if id_column is not None and id_column not in header:
-        raise ConfigError(f"{path}: no id column {id_column!r}; columns are {', '.join(header)}")
-    id_name = id_column or ("id" if "id" in header else None)
-    if target is not None and target not in header:
-        raise ConfigError(f"{path}: no column named {target!r}; columns are {', '.join(header)}")
-    ids = data[:, header.index(id_name)] if id_name else np.arange(data.shape[0])
-    labels = data[:, header.index(target)] if target else None
-    keep = [j for j in cols if header[j] not in (id_name, target)]
-    return OwnData(ids, data[:, keep], labels, source=str(path))
+    if not header:
+        raise ConfigError(f"{path}: empty file, expected a header row")
+    return header
 
 
 def from_toml(path: Path, id_column: str | None, target: str | None):

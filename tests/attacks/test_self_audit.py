@@ -29,7 +29,9 @@ def wine(tmp_path_factory):
 
 
 def _csv(path, header, rows):
-    path.write_text(",".join(header) + "\n" + "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows))
+    """IDs (the first column) as integers, every other cell as a float."""
+    path.write_text(",".join(header) + "\n" + "".join(
+        ",".join([str(int(float(r[0])))] + [repr(float(v)) for v in r[1:]]) + "\n" for r in rows))
 
 
 def _rows(result, attack, metric, attacker=None):
@@ -171,3 +173,38 @@ def test_self_audits_of_a_ckks_run(tmp_path):
     # owner, who can, rebuilds its columns.
     assert all(a["view"].startswith("stand-in") for a in features["attacks"])
     assert any(v["verdict"] == "LEAKS" and v["attack"] == "hat_matrix" for v in features["verdicts"])
+
+
+def test_self_audit_of_tables_with_text_ids(tmp_path, capsys):
+    """Found by an independent re-measurement: the audit read --data as numbers only, so an
+    organization whose table has text IDs (which training supports) could not audit itself."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    ids = [f"p{i:05d}" for i in np.random.default_rng(3).permutation(100_000)[:len(y)]]
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+
+    def table(path, columns, extra=None):
+        lines = ["id," + ",".join([f"x{j}" for j in columns] + (["y"] if extra is not None else []))]
+        for i in np.random.default_rng(len(columns)).permutation(len(y)):  # each file in its own order
+            cells = [ids[i]] + [repr(float(X[i, j])) for j in columns] + ([extra[i]] if extra is not None else [])
+            lines.append(",".join(cells))
+        path.write_text("\n".join(lines) + "\n")
+
+    table(tmp_path / "alice.csv", [0], names)
+    table(tmp_path / "p1.csv", [1, 2])
+    table(tmp_path / "p2.csv", [3])
+    run = tmp_path / "run"
+    assert main(["train", "--label-owner", f"alice={tmp_path / 'alice.csv'}", "--party", f"party1={tmp_path / 'p1.csv'}",
+                 "--party", f"party2={tmp_path / 'p2.csv'}", "--id", "id", "--target", "y", "-T", "2",
+                 "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(run), "--as", "alice", "--data", str(tmp_path / "alice.csv"), "--id-column", "id",
+                 "--target", "y", "--net-steps", "20", "--no-report"]) == 0
+    assert main(["audit", str(run), "--as", "party1", "--data", str(tmp_path / "p1.csv"), "--id-column", "id",
+                 "--net-steps", "20", "--no-report"]) == 0
+    labels = json.loads((run / "self-audit" / "alice" / audit.AUDIT).read_text())
+    features = json.loads((run / "self-audit" / "party1" / audit.AUDIT).read_text())
+    # plain GAL: the residuals give the labels away, the predictions the features (the known truths)
+    assert all(a["score"] == 1.0 for a in _rows(labels, "label_inversion", "accuracy"))
+    assert _rows(features, "hat_matrix", "r2")[0]["score"] >= 0.9

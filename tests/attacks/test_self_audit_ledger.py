@@ -22,7 +22,8 @@ def dp_run(tmp_path_factory):
         ids, X = npz["sample_ids"], npz["features.party1"]
     rows = np.column_stack([ids, X])
     (root / "party1.csv").write_text("id," + ",".join(f"x{j}" for j in range(X.shape[1])) + "\n"
-                                     + "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows))
+                                     + "".join(",".join([str(int(r[0]))] + [repr(float(v)) for v in r[1:]]) + "\n"
+                                               for r in rows))
     return root
 
 
