@@ -23,7 +23,7 @@ from securegal.errors import ConfigError
 from securegal.transcript import Transcript, read_transcript
 
 from . import (active_predictions, active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion,
-               model_completion)
+               label_rounds, model_completion)
 from .features import KnownRows
 from .labels import KnownLabels, class_set
 from .result import AttackResult
@@ -179,7 +179,7 @@ def _standardize_truth(X: np.ndarray) -> np.ndarray:
 
 #: Label attacks whose accuracy the label-DP Bayes bound applies to (they see only the release
 #: and other rows' labels; model completion also uses the attacker's own columns).
-BAYES_CHECKED = ("label_inversion", "label_clustering", "active_predictions")
+BAYES_CHECKED = ("label_inversion", "label_rounds", "label_clustering", "active_predictions")
 
 
 def score_label_attacks(rounds: list[np.ndarray], task: str, n_outputs: int, truth: np.ndarray,
@@ -194,6 +194,7 @@ def score_label_attacks(rounds: list[np.ndarray], task: str, n_outputs: int, tru
     known = KnownLabels(known_idx, truth[known_idx])
     classes = class_set(n_outputs) if task == "classification" else None
     results = (label_inversion.run(rounds, task, known, truth, attacker, victim, classes)
+               + label_rounds.run(rounds, task, known, truth, attacker, victim, classes)
                + label_clustering.run(rounds, task, known, truth, attacker, victim, classes, seed))
     if own is not None:
         results += model_completion.run(own, rounds, task, known, truth, attacker, victim, classes)

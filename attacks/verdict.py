@@ -37,6 +37,11 @@ ATTACKS = {
         "is a monotone function of the label (fitted on the known labels). Accuracy is the share "
         "of unknown labels guessed right; AUC (0.5 = guessing, 1 = perfect ranking) says how well "
         "its scores rank the true class first; R^2 and MAD measure regression targets.")),
+    "label_rounds": (LABELS, (
+        "A feature party sums the residuals of every round it received, then reads the labels off "
+        "the sum as label inversion does off the first round. Under label-DP each round brings "
+        "fresh noise around the same sign, so the sum reads more labels the more rounds there are. "
+        "Metrics as for label inversion.")),
     "label_clustering": (LABELS, (
         "A feature party clusters the residual trajectories of all rounds (rows with the same "
         "label move alike) and names the clusters with its few known labels. It needs no "

@@ -127,7 +127,7 @@ def test_sweep_trains_and_audits_dp_runs(tmp_path, capsys):
     label_dp = json.loads((out / "label-dp-eps1" / audit.AUDIT).read_text())
     assert all(a["epsilon"] == 1.0 for a in label_dp["attacks"] if a["victim"] == "alice")
     checked = [a for a in label_dp["attacks"] if "bayes_bound" in a]
-    assert {a["attack"] for a in checked} == {"label_inversion", "label_clustering"}
+    assert {a["attack"] for a in checked} == {"label_inversion", "label_rounds", "label_clustering"}
     assert all(a["metric"] == "accuracy" and a["within_bayes_bound"] for a in checked)
     assert label_dp["layers"]["mode"] == "label-DP" and label_dp["verdicts"]
     assert "Bayes bound" in (out / "label-dp-eps1" / "audit.md").read_text()
