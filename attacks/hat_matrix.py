@@ -53,9 +53,10 @@ def _loo_ridge(Z: np.ndarray, Y: np.ndarray, alpha: float) -> tuple[float, np.nd
     return float(np.mean(resid**2)), coef
 
 
-def fit_map(B: np.ndarray, known: KnownRows, deficient: bool = True) -> np.ndarray:
+def fit_map(B: np.ndarray, known: KnownRows, deficient: bool) -> np.ndarray:
     """Coefficients (with a last intercept row) mapping basis ``B`` to features, chosen as above;
-    ``deficient``: the stack's span is lower than its columns (noiseless linear predictions)."""
+    ``deficient``: the stack's centred rank is below min(rows - 1, columns), as for noiseless
+    linear predictions."""
     k, R = known.index.size, B.shape[1]
     Z, Y = B[known.index], known.values
     if R <= k - 1 and (R < k - 1 or deficient):

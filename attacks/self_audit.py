@@ -74,7 +74,13 @@ class OwnData:
     def rows(self, train_ids: np.ndarray, party: str) -> np.ndarray:
         """Positions of the transcript's ``train_ids`` in this data; every ID must be present."""
         train_ids = np.asarray(train_ids)
-        train_ids = train_ids.astype(str) if self.ids.dtype.kind == "U" else train_ids.astype(np.int64)
+        if self.ids.dtype.kind == "U":
+            train_ids = train_ids.astype(str)
+        elif train_ids.dtype.kind in "iu":
+            train_ids = train_ids.astype(np.int64)
+        else:  # text IDs in the transcript's alignment record, integer IDs in the data
+            raise ConfigError(f"{self.source} does not match the transcript of {party!r}: its IDs are integers, "
+                              f"the run named its rows by text IDs (first: {train_ids[0]!r:.40})")
         order = np.argsort(self.ids)
         pos = order[np.clip(np.searchsorted(self.ids, train_ids, sorter=order), 0, self.ids.size - 1)]
         missing = self.ids[pos] != train_ids
@@ -145,14 +151,16 @@ def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: floa
         payloads = [rec.payload for rec in tr.select("fit_request", "sent") if rec.receiver == peer]
         if not payloads:
             raise NothingReleased(f"{tr.party!r} sent no residuals (fit_request) to {peer!r}")
-        truth = data.labels[data.rows(ids, tr.party)]
         t = task or setup.task
-        if t == "classification":
-            truth = np.asarray(truth, dtype=np.float64)
-            if not np.array_equal(truth, np.round(truth)) or truth.min() < 0 or truth.max() >= max(k, 2):
-                raise ConfigError(f"{data.source}: labels must be class indices 0..{max(k, 2) - 1} "
-                                  f"for this run's {max(k, 2)} classes")
-            truth = truth.astype(np.int64)
+        if t == "classification":  # the classes in sorted order over the whole file, as training encodes them
+            classes, codes = np.unique(np.asarray(data.labels), return_inverse=True)
+            if len(classes) > max(k, 2):
+                raise ConfigError(f"{data.source}: {len(classes)} label classes, this run has {max(k, 2)}")
+            truth = codes[data.rows(ids, tr.party)].astype(np.int64)
+        else:
+            truth = data.labels[data.rows(ids, tr.party)]
+            if truth.dtype.kind == "U":
+                raise ConfigError(f"{data.source}: this run is a regression; its labels must be numbers")
         return score_label_attacks([as_array(p, (n, k)) for p in payloads], t, k, truth, None, peer, tr.party,
                                    known_labels, seed, _view_name(payloads), privacy_block(metrics, tr.party))
 

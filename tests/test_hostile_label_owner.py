@@ -40,13 +40,13 @@ def test_names_on_the_wire_are_bounded_so_refusals_cannot_echo_megabytes():
         decode(encode(m.Envelope("s1", 0, "alice", "party1", 0, setup)))
 
 
-def _dp_party(tmp_path, privacy=None):
+def _party(tmp_path, privacy=None):
     return build_party(PartyConfig.load(_party_file(tmp_path, privacy)))
 
 
 def test_finish_after_alignment_before_setup_is_answered_by_a_dp_party(tmp_path):
     """It answered `internal` (AttributeError: the privacy report asked a trainer not yet built)."""
-    endpoint = _dp_party(tmp_path, {"epsilon": 1.0})
+    endpoint = _party(tmp_path, {"epsilon": 1.0})
     from securegal.align import LabelOwnerPsi
 
     psi = LabelOwnerPsi(list(range(569)), "s0")
@@ -59,7 +59,7 @@ def test_finish_after_alignment_before_setup_is_answered_by_a_dp_party(tmp_path)
 def test_rounds_beyond_the_setup_and_huge_residuals_are_refused(tmp_path):
     """A plain party answered rounds 3, 4, 100 and 2^32-1 of a 2-round session (keeping every
     model: memory unbounded), and residuals of 1e308 gave `internal` (cho_solve on infinities)."""
-    endpoint = _dp_party(tmp_path)
+    endpoint = _party(tmp_path)
     seq = _open(endpoint, "s0", 2)
     huge = _send(endpoint, seq, m.FitRequest(np.full((300, 2), 1e308)), round=1, session="s0")
     assert isinstance(huge, m.ErrorReply) and huge.code == "protocol" and "at most 1e+12" in huge.message
@@ -142,3 +142,26 @@ def test_a_setup_whose_round_models_would_pass_the_memory_bound_is_refused(tmp_p
     assert "the round models alone would take 201123840 bytes, over this party's bound" in reply.message
     assert "4 x max_message_bytes = 16777216" in reply.message
     endpoint.close()
+
+
+def test_a_caller_that_never_reads_its_reply_is_cancelled():
+    """Found by review: the stall watchdog watched only incoming frames; four calls that sent a
+    request and never read their 32 MiB replies blocked the server's four workers."""
+    limits = FrameLimits(chunk_bytes=1 << 20, max_message_bytes=64 << 20)
+    server = PartyServer(lambda data: b"z" * (32 << 20) if data == b"big" else b"ok", "127.0.0.1:0",
+                         insecure=True, limits=limits, idle_timeout=0.5).start()
+    channels = [grpc.insecure_channel(f"127.0.0.1:{server.port}") for _ in range(5)]
+    try:
+        unread = [c.stream_stream(METHOD_PATH)(iter([f.SerializeToString() for f in split(f"a{i}", b"big", limits)]))
+                  for i, c in enumerate(channels[:4])]
+        time.sleep(1.5)
+        start = time.monotonic()
+        small = channels[4].stream_stream(METHOD_PATH)(
+            iter([f.SerializeToString() for f in split("ff", b"small", limits)]), timeout=8)
+        assert len(list(small)) == 1 and time.monotonic() - start < 4
+        for call in unread:
+            call.cancel()
+    finally:
+        for c in channels:
+            c.close()
+        server.stop(0)

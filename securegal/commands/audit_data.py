@@ -4,7 +4,7 @@
   (default ``id`` when present; without one, rows are numbered 0..n-1 as the networked label
   owner does); ``--target`` names the label column (the label owner's audit). The table is read
   as the party's own process reads it (``read_party_file``: text or integer IDs, categories
-  encoded; text labels as class indices in sorted order, as training encodes them). Every other column
+  encoded); the audit encodes class labels (text or numbers) as training does, in sorted order. Every other column
   is a feature.
 - ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
   or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
@@ -41,11 +41,9 @@ def from_csv(path: Path, id_column: str | None, target: str | None):
         table = read_party_file(path, id_name)
         return OwnData(table.ids if id_name else np.arange(len(table.X)), table.X, None, source=str(path))
     table = read_party_file(path, id_name, target=target, label_owner=True)
-    labels = np.asarray(table.target)
-    if labels.dtype.kind in "OUS":  # text labels: classes in sorted order, as training encodes them
-        labels = np.unique(labels.astype(str), return_inverse=True)[1]
-    return OwnData(table.ids if id_name else np.arange(len(labels)), table.X, labels.astype(np.float64),
-                   source=str(path))
+    labels = np.asarray(table.target)  # classes are encoded by the audit, which knows the run's task
+    labels = labels.astype(str) if labels.dtype.kind in "OUS" else labels.astype(np.float64)
+    return OwnData(table.ids if id_name else np.arange(len(labels)), table.X, labels, source=str(path))
 
 
 def _columns(path: Path) -> list[str]:

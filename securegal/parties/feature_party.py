@@ -330,9 +330,10 @@ class FeatureParty:
         if env.round > self._rounds:  # every round's model is kept: their number was fixed at setup
             raise ProtocolError(f"fit request for round {env.round}, but this session was set up for {self._rounds}")
         if isinstance(req.residuals, np.ndarray):
-            if req.residuals.size and float(np.abs(req.residuals).max()) > MAX_RESIDUAL:
-                raise ProtocolError(f"residuals up to {float(np.abs(req.residuals).max()):.3g} in magnitude; this party "
-                                    f"accepts at most {MAX_RESIDUAL:g}")
+            largest = float(max(req.residuals.max(initial=0.0), -req.residuals.min(initial=0.0)))
+            if largest > MAX_RESIDUAL:
+                raise ProtocolError(f"residuals up to {largest:.3g} in magnitude; this party accepts at most "
+                                    f"{MAX_RESIDUAL:g}")
             keep_large_blocks(req.residuals.nbytes)  # the round's residuals, predictions and wire copies (core.memory)
         preds = self.trainer.fit_round(env.round, req.residuals)
         self.last_round = env.round

@@ -6,13 +6,14 @@ same :class:`FeatureParty` logic, without the wire.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
+from ..align.ids import canonical_ids
 from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..core.calibration import fit_party_multipliers
 from ..core.memory import keep_large_blocks
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 WEIGHTINGS = ("learned", "uniform")
 # Test rows per prediction request: bounds each reply (T x rows x K values) and its wire copies.
 PREDICT_ROWS = 1 << 16
+# The BLAKE2b personalization of the wire order's hash (changing it changes every run's row order).
+WIRE_ORDER_KEY = b"securegal-order1"
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class LabelOwner:
         # loop); ``align_ids[i]`` is the raw ID of the label owner's row i; ``eval_ids`` are the
         # validation and test rows, selected with the training rows.
         self.aligner, self.align_ids = aligner, align_ids
-        self._id_keys: np.ndarray | None = None  # a hash of each row's ID: the order rows are named in
+        self._id_keys: np.ndarray | None = None  # a hash of each row's ID: the order rows are named in (wire_order)
         self.eval_ids = np.asarray(eval_ids if eval_ids is not None else [], dtype=np.int64)
         self.handles: dict[str, np.ndarray] = {}  # party -> its row handle for each of our rows (-1: absent)
         self.common: np.ndarray | None = None  # our rows held by every party (None: not aligned)
@@ -211,14 +214,16 @@ class LabelOwner:
         self.train_ids, self.y, self.n = ids[order], y[order], len(ids)
 
     def wire_order(self, ids: np.ndarray) -> np.ndarray:
-        """The order in which rows ``ids`` are named to the parties once aligned: by a fixed hash of
-        their IDs (pandas' ``hash_array``), a function of the IDs alone, which a party holds for
-        the rows it is sent. Our own row order may follow the labels (a file sorted by class), and
-        a party that knows a few labels would read the rest off positions."""
-        if self.align_ids is None:
-            return np.arange(len(ids))
+        """The order in which aligned rows ``ids`` are named to the parties: by a keyed BLAKE2b
+        hash of each row's canonical ID (as PSI encodes it), a function of the IDs alone, which a
+        party holds for the rows it is sent, and the same in every run and version. Our own row
+        order may follow the labels (a file sorted by class), and a party that knows a few labels
+        would read the others off positions."""
         if self._id_keys is None:
-            self._id_keys = pd.util.hash_array(np.asarray(self.align_ids, dtype=object))
+            _, encoded = canonical_ids(self.align_ids)
+            self._id_keys = np.fromiter(
+                (int.from_bytes(hashlib.blake2b(e, digest_size=8, person=WIRE_ORDER_KEY).digest(), "little")
+                 for e in encoded), dtype=np.uint64, count=len(encoded))
         return np.argsort(self._id_keys[np.asarray(ids, dtype=np.int64)], kind="stable")
 
     def aligned(self, ids: np.ndarray) -> np.ndarray:

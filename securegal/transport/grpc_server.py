@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import threading
+import time
 from collections import OrderedDict
 from concurrent import futures
 from typing import Callable, Collection
@@ -29,7 +31,8 @@ _SERVICE = pb.DESCRIPTOR.services_by_name["Exchange"]
 SERVICE_NAME = _SERVICE.full_name
 METHOD_NAME = _SERVICE.methods_by_name["Call"].name
 METHOD_PATH = f"/{SERVICE_NAME}/{METHOD_NAME}"
-# A call whose next frame is this late (seconds) is cancelled (at 1 MiB frames: below 35 kB/s).
+# A call whose frames stop moving for this long (seconds), in either direction, is cancelled
+# (at 1 MiB frames: below 35 kB/s).
 FRAME_IDLE_SECONDS = 30.0
 
 Handler = Callable[[bytes], bytes]
@@ -137,11 +140,19 @@ class PartyServer:
 
     def _call(self, frames, context: grpc.ServicerContext):
         caller = self._caller(context)
+        watchdog = _Watchdog(context, self.idle_timeout)
         try:
-            message_id, request = reassemble(_watched(frames, context, self.idle_timeout), self.limits)
+            yield from self._answer(caller, frames, context, watchdog)
+        finally:
+            watchdog.stop()
+
+    def _answer(self, caller: str, frames, context: grpc.ServicerContext, watchdog: _Watchdog):
+        try:
+            message_id, request = reassemble(watchdog.frames(frames), self.limits)
         except ProtocolError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         key = (caller, message_id)
+        watchdog.pause()  # the party's own work is not the caller's stall
         with self._lock:
             reply = self._replies.get(key)
             if reply is None:
@@ -156,31 +167,39 @@ class PartyServer:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"reply of {len(reply)} bytes exceeds this party's limit of {self.limits.max_message_bytes}")
         for frame in split(message_id, reply, self.limits):
+            watchdog.touch()  # the caller took the previous frame
             yield frame.SerializeToString()
 
 
-def _watched(frames, context: grpc.ServicerContext, idle: float):
-    """``frames``, cancelling the call when the next frame is ``idle`` seconds late: a caller that
-    starts a message and stalls would otherwise hold one of the server's few worker threads."""
-    timer: threading.Timer | None = None
+class _Watchdog:
+    """Cancels a call when its frames stop moving, in either direction, for ``idle`` seconds: a
+    caller that starts a message and stalls, or never reads its reply, would otherwise hold one of
+    the server's few worker threads. Paused while the party works on the request. One thread per
+    call."""
 
-    def arm() -> None:
-        nonlocal timer
-        if timer is not None:
-            timer.cancel()
-        timer = threading.Timer(idle, _cancel, (context, idle))
-        timer.daemon = True
-        timer.start()
+    def __init__(self, context: grpc.ServicerContext, idle: float):
+        self.context, self.idle = context, idle
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
 
-    arm()
-    try:
+    def touch(self) -> None:
+        self._last = time.monotonic()
+
+    def pause(self) -> None:
+        self._last = math.inf
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def frames(self, frames):
         for frame in frames:
-            arm()
+            self.touch()
             yield frame
-    finally:
-        timer.cancel()
 
-
-def _cancel(context: grpc.ServicerContext, idle: float) -> None:
-    log.warning("cancelled a call whose next frame was %g s late (%s)", idle, context.peer())
-    context.cancel()
+    def _watch(self) -> None:
+        while not self._done.wait(max(0.05, min(self.idle, self._last + self.idle - time.monotonic()))):
+            if time.monotonic() - self._last >= self.idle:
+                log.warning("cancelled a call whose frames stopped for %g s (%s)", self.idle, self.context.peer())
+                self.context.cancel()
+                return

@@ -8,6 +8,7 @@ import pytest
 from securegal.attacks import audit
 from securegal.attacks.self_audit import OwnData, self_audit
 from securegal.cli import main
+from securegal.errors import ConfigError
 from securegal.run import train
 
 
@@ -205,6 +206,15 @@ def test_self_audit_of_tables_with_text_ids(tmp_path, capsys):
                  "--net-steps", "20", "--no-report"]) == 0
     labels = json.loads((run / "self-audit" / "alice" / audit.AUDIT).read_text())
     features = json.loads((run / "self-audit" / "party1" / audit.AUDIT).read_text())
+    # the same labels as numbers (10, 20, 30 sort as the names do): encoded as training encodes them
+    table(tmp_path / "alice_numeric.csv", [0], (10 * (y + 1)).astype(str))
+    assert main(["audit", str(run), "--as", "alice", "--data", str(tmp_path / "alice_numeric.csv"), "--id-column",
+                 "id", "--target", "y", "--net-steps", "20", "--no-report"]) == 0
+    numeric = json.loads((run / "self-audit" / "alice" / audit.AUDIT).read_text())
+    assert _rows(numeric, "label_inversion", "accuracy") == _rows(labels, "label_inversion", "accuracy")
+    # integer IDs against a run that named its rows by text IDs: a one-line mismatch, not a crash
+    with pytest.raises(ConfigError, match="its IDs are integers, the run named its rows by text IDs"):
+        OwnData(np.array([1, 2, 3]), np.zeros((3, 2))).rows(np.array(["p00001", "p00002"]), "party1")
     # plain GAL: the residuals give the labels away, the predictions the features (the known truths)
     assert all(a["score"] == 1.0 for a in _rows(labels, "label_inversion", "accuracy"))
     assert _rows(features, "hat_matrix", "r2")[0]["score"] >= 0.9
