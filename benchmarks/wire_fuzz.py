@@ -887,10 +887,10 @@ def hypothesis_fuzz(c: Client, examples: int) -> None:
 
 
 def ckks_client(c: Client) -> None:
-    from securegal.privacy.he.layers import CkksResiduals
-    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+    """The label owner's residual channel of the registered ``ckks`` layer (the party runs plain CKKS)."""
+    from securegal.privacy.registry import layer
 
-    c.ckks = CkksResiduals(RESIDUAL_CKKS_PARAMS)
+    c.ckks = layer("ckks").plan().channel()
 
 
 def ckks_cases(c: Client) -> None:
