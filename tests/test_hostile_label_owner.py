@@ -15,7 +15,7 @@ from securegal.transport.frames import FrameLimits, split
 from securegal.transport.grpc_server import METHOD_PATH, PartyServer
 from securegal.wire.codec import MAX_NAME_CHARS, decode, encode
 
-from .test_table_budget import _open, _party_file, _send
+from .test_table_budget import H, _align, _open, _party_file, _send
 
 
 def test_a_zero_size_does_not_let_another_size_be_anything():
@@ -132,12 +132,8 @@ def test_a_setup_whose_round_models_would_pass_the_memory_bound_is_refused(tmp_p
     the round models (rounds x outputs x (columns + 1) coefficients) are bounded at setup."""
     path = _party_file(tmp_path, limits={"max_message_bytes": 4 << 20})
     endpoint = build_party(PartyConfig.load(path))
-    from securegal.align import LabelOwnerPsi
-
-    psi = LabelOwnerPsi(list(range(569)), "s0")
-    handles = psi.finish(_send(endpoint, 0, psi.request(), session="s0")).handles
-    _send(endpoint, 1, m.PsiSelection(np.sort(handles)), session="s0")
-    reply = _send(endpoint, 2, m.Setup(handles[:20], 26188, 60, "regression"), session="s0")
+    assert _align(endpoint, "s0") == 2
+    reply = _send(endpoint, 2, m.Setup(H("s0", np.arange(20)), 26188, 60, "regression"), session="s0")
     assert isinstance(reply, m.ErrorReply) and reply.code == "protocol"
     assert "the round models alone would take 201123840 bytes, over this party's bound" in reply.message
     assert "4 x max_message_bytes = 16777216" in reply.message

@@ -60,9 +60,9 @@ def H(session, rows):
     return HANDLES[session][np.asarray(rows)]
 
 
-def _session(endpoint, session, train_ids, rounds=1, seq=0, finish=False):
-    """Alignment (every row selected) + Setup + ``rounds`` fits (+ Finish); returns the next seq,
-    or the first ErrorReply. ``train_ids`` are row numbers; the wire carries handles."""
+def _align(endpoint, session, seq=0):
+    """Alignment with every row selected (the party's handles kept in HANDLES); returns the next
+    seq, or the first ErrorReply."""
     from securegal.align import LabelOwnerPsi
 
     psi = LabelOwnerPsi(list(range(ROWS)), session)
@@ -71,9 +71,15 @@ def _session(endpoint, session, train_ids, rounds=1, seq=0, finish=False):
         return reply
     HANDLES[session] = psi.finish(reply).handles
     reply = _send(endpoint, seq + 1, m.PsiSelection(np.sort(HANDLES[session])), session=session)
-    if isinstance(reply, m.ErrorReply):
-        return reply
-    seq += 2
+    return reply if isinstance(reply, m.ErrorReply) else seq + 2
+
+
+def _session(endpoint, session, train_ids, rounds=1, seq=0, finish=False):
+    """Alignment (every row selected) + Setup + ``rounds`` fits (+ Finish); returns the next seq,
+    or the first ErrorReply. ``train_ids`` are row numbers; the wire carries handles."""
+    seq = _align(endpoint, session, seq)
+    if isinstance(seq, m.ErrorReply):
+        return seq
     ack = _send(endpoint, seq, m.Setup(H(session, train_ids), 2, rounds, "classification"), session=session)
     if isinstance(ack, m.ErrorReply):
         return ack
@@ -179,11 +185,7 @@ def _returned(ledger):
 
 def _open(endpoint, session, rounds):
     """Alignment and a Setup for ``rounds`` rounds on rows 0-299, nothing fitted; the next seq."""
-    from securegal.align import LabelOwnerPsi
-
-    psi = LabelOwnerPsi(list(range(ROWS)), session)
-    HANDLES[session] = psi.finish(_send(endpoint, 0, psi.request(), session=session)).handles
-    assert isinstance(_send(endpoint, 1, m.PsiSelection(np.sort(HANDLES[session])), session=session), m.PsiSelectionAck)
+    assert _align(endpoint, session) == 2
     assert isinstance(_send(endpoint, 2, m.Setup(H(session, np.arange(300)), 2, rounds, "classification"),
                             session=session), m.SetupAck)
     return 3
@@ -226,13 +228,9 @@ def test_a_setup_naming_a_row_more_than_once_is_refused_before_anything_is_reser
     """Found by an independent re-measurement: a Setup naming one row 60 times made every release
     move by 60 times its stated sensitivity in that row (hat-matrix R^2 0.88 at epsilon 1 from the
     predict replies). Every party refuses repeated training rows; the DP party reserves nothing."""
-    from securegal.align import LabelOwnerPsi
-
     cfg = PartyConfig.load(_party_file(tmp_path, {"epsilon": 1.0}))
     endpoint = build_party(cfg)
-    psi = LabelOwnerPsi(list(range(ROWS)), "s0")
-    HANDLES["s0"] = psi.finish(_send(endpoint, 0, psi.request(), session="s0")).handles
-    _send(endpoint, 1, m.PsiSelection(np.sort(HANDLES["s0"])), session="s0")
+    assert _align(endpoint, "s0") == 2
     rows = np.r_[np.repeat(7, 60), np.arange(100, 400)]
     reply = _send(endpoint, 2, m.Setup(H("s0", rows), 1, 300, "regression"), session="s0")
     assert isinstance(reply, m.ErrorReply) and reply.code == "protocol"

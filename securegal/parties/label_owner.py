@@ -214,11 +214,14 @@ class LabelOwner:
         self.train_ids, self.y, self.n = ids[order], y[order], len(ids)
 
     def wire_order(self, ids: np.ndarray) -> np.ndarray:
-        """The order in which aligned rows ``ids`` are named to the parties: by a keyed BLAKE2b
+        """The order in which rows ``ids`` are named to the parties once aligned: by a keyed BLAKE2b
         hash of each row's canonical ID (as PSI encodes it), a function of the IDs alone, which a
         party holds for the rows it is sent, and the same in every run and version. Our own row
         order may follow the labels (a file sorted by class), and a party that knows a few labels
-        would read the others off positions."""
+        would read the others off positions. Before alignment (none, or not yet) rows keep their
+        numbers' order: the parties are told those numbers anyway."""
+        if self.common is None:
+            return np.arange(len(ids))
         if self._id_keys is None:
             _, encoded = canonical_ids(self.align_ids)
             self._id_keys = np.fromiter(
@@ -418,7 +421,7 @@ class LabelOwner:
         T = len(self.model.rounds)
         buffer = np.empty((T, len(ids), self.k))
 
-        order = self.wire_order(ids) if self.common is not None else np.arange(len(ids))
+        order = self.wire_order(ids)
 
         def gathered(party: str, ask) -> bool:  # fills ``buffer``; False if the party did not answer
             for start in range(0, len(ids), PREDICT_ROWS):

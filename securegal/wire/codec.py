@@ -23,11 +23,11 @@ from . import securegal_pb2 as pb
 
 ALLOWED_DTYPES = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 MAX_RANK = 4
-MAX_PSI_SESSION_CHARS = 256
 # Every name on the wire (session, sender, receiver) and every option or meta key: at most this
 # many characters; option and meta values at most MAX_VALUE_CHARS, MAX_ENTRIES of them. A refusal
 # echoes such strings, so they stay small.
 MAX_NAME_CHARS = 256
+MAX_PSI_SESSION_CHARS = MAX_NAME_CHARS  # a PSI request names its session too
 MAX_VALUE_CHARS = 4096
 MAX_ENTRIES = 64
 
