@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._validate import check_positive_int, check_seed
+from .base import check_local_loss
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -60,6 +61,19 @@ class TrainSettings:
             check_positive_int("batch_size", self.batch_size)
         if not self.weight_decay >= 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+class TorchLearner:
+    """What the torch learners share: their :class:`TrainSettings`, seed and local loss."""
+
+    def _configure(self, local_loss: str, epochs: int, lr: float, batch_size: int | None,
+                   weight_decay: float, seed: int) -> None:
+        self.settings = TrainSettings(check_local_loss(local_loss), epochs, lr, batch_size, weight_decay)
+        self.seed = check_seed(seed)
+
+    @property
+    def local_loss(self) -> str:
+        return self.settings.local_loss
 
 
 @dataclass(frozen=True)

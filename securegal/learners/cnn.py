@@ -10,8 +10,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import _torchfit
-from ._validate import check_positive_int, check_seed
-from .base import check_fit_inputs, check_local_loss
+from ._validate import check_positive_int
+from .base import check_fit_inputs
 
 
 def _check_patch_shape(patch_shape) -> tuple[int, int]:
@@ -22,7 +22,7 @@ def _check_patch_shape(patch_shape) -> tuple[int, int]:
     return check_positive_int("patch height", h), check_positive_int("patch width", w)
 
 
-class CNNLearner:
+class CNNLearner(_torchfit.TorchLearner):
     """Conv(3x3)-ReLU-[pool] blocks, then a hidden dense layer; Adam on minibatches.
 
     ``patch_shape`` is the (height, width) of the party's patch; features arrive flattened,
@@ -39,13 +39,7 @@ class CNNLearner:
         if not self.channels:
             raise ConfigError("channels must name at least one convolution block")
         self.hidden = check_positive_int("hidden", hidden)
-        self.settings = _torchfit.TrainSettings(check_local_loss(local_loss), epochs, lr, batch_size,
-                                                weight_decay)
-        self.seed = check_seed(seed)
-
-    @property
-    def local_loss(self) -> str:
-        return self.settings.local_loss
+        self._configure(local_loss, epochs, lr, batch_size, weight_decay, seed)
 
     def fit(self, X, r) -> _torchfit.TorchModel:
         X, r = check_fit_inputs(X, r)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from torch import nn
 
 from . import _torchfit
-from ._validate import check_positive_int, check_seed
-from .base import check_fit_inputs, check_local_loss
+from ._validate import check_positive_int
+from .base import check_fit_inputs
 
 
-class MLPLearner:
+class MLPLearner(_torchfit.TorchLearner):
     """ReLU MLP fitted with Adam; full batch by default, minibatches with ``batch_size``.
 
     Residual columns are standardised before training and the scaling undone at prediction, so
@@ -23,13 +23,7 @@ class MLPLearner:
                  lr: float = 1e-2, batch_size: int | None = None, weight_decay: float = 0.0,
                  seed: int = 0):
         self.hidden = tuple(check_positive_int("hidden layer size", h) for h in hidden)
-        self.settings = _torchfit.TrainSettings(check_local_loss(local_loss), epochs, lr, batch_size,
-                                                weight_decay)
-        self.seed = check_seed(seed)
-
-    @property
-    def local_loss(self) -> str:
-        return self.settings.local_loss
+        self._configure(local_loss, epochs, lr, batch_size, weight_decay, seed)
 
     def fit(self, X, r) -> _torchfit.TorchModel:
         X, r = check_fit_inputs(X, r)
