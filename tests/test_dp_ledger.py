@@ -22,6 +22,7 @@ from securegal.privacy.dp.ledger import (
     open_ledger,
     read_ledger,
     table_fingerprint,
+    table_identity,
 )
 from securegal.privacy.dp.table import ColumnSpec, TablePrivacy
 from securegal.privacy.dp.trainer import DPConfig, release_plan
@@ -354,8 +355,10 @@ def test_table_fingerprint():
     X2 = X.copy()
     X2[1, 1] += 1e-9
     others = {table_fingerprint(ids, X2), table_fingerprint(["a", "b", "d"], X),
-              table_fingerprint(ids[::-1], X[::-1]), table_fingerprint(ids, X[:, :1])}
+              table_fingerprint(ids[::-1], X), table_fingerprint(ids, X[:, :1])}
     assert fp not in others and len(others) == 4
+    # the same rows in another order are the same table (a shuffled export is not a new budget)
+    assert table_fingerprint(ids[::-1], X[::-1]) == fp
     with pytest.raises(ValueError, match="one row per id"):
         table_fingerprint(["a"], X)
 
@@ -487,6 +490,112 @@ def test_a_second_ledger_of_one_table_in_its_directory_is_refused(ledger_file):
     assert not renamed.exists() and ledger_file.read_bytes() == original
     with open_ledger(ledger_file.parent / "other.securegal-ledger.json", "id:another-table", BUDGET) as other:
         assert other.epsilon_spent == 0
+
+
+def test_a_link_to_a_ledger_is_the_same_ledger_with_the_same_lock(ledger_file):
+    """A symbolic link is followed: one lock and one file whatever the name (a link used to get a
+    lock of its own and was replaced by a copy at the first write); a hard link is refused."""
+    elsewhere = ledger_file.parent / "app"
+    elsewhere.mkdir()
+    link = elsewhere / "ledger.json"
+    link.symlink_to(ledger_file)
+    with open_ledger(link, TABLE, BUDGET) as led:
+        with pytest.raises(LedgerError, match="in use by another process"):
+            open_ledger(ledger_file, TABLE, BUDGET)
+        led.record([rel(2)], "s2")
+    assert link.is_symlink() and len(read_ledger(ledger_file).entries) == 3
+    hard = ledger_file.parent / "hard.json"
+    os.link(ledger_file, hard)
+    for name in (ledger_file, hard):
+        with pytest.raises(LedgerError, match="2 names \\(hard links\\)") as info:
+            open_ledger(name, TABLE, BUDGET)
+        one_line(info)
+    hard.unlink()
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        assert len(led.entries) == 3
+
+
+def test_a_ledger_changed_behind_its_process_is_not_written_over(ledger_file):
+    """Removing the lock file while a party runs let a second process in, and the two overwrote
+    each other's releases; restoring an older copy under a running party went unnoticed. Both are
+    refused at the next record, with the file as the other writer left it."""
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        (ledger_file.parent / "t.ledger.lock").unlink()
+        with open_ledger(ledger_file, TABLE, BUDGET) as second:  # the lock is gone: it gets in
+            second.record([rel(2, z=50.0)], "s2")
+            after_second = ledger_file.read_bytes()
+            with pytest.raises(LedgerError, match="lock file .* was removed or replaced") as info:
+                led.record([rel(3, z=50.0)], "s3")
+            one_line(info)
+            assert ledger_file.read_bytes() == after_second
+    older = ledger_file.read_bytes()
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        led.record([rel(4, z=50.0)], "s4")
+        ledger_file.write_bytes(older)  # a backup restored under the running party
+        with pytest.raises(LedgerError, match="changed by something other than this process"):
+            led.record([rel(5, z=50.0)], "s5")
+        assert ledger_file.read_bytes() == older
+
+
+def test_a_copy_of_a_ledger_beside_it_is_refused_whichever_is_opened(ledger_file):
+    """A copy under another name was accepted once it existed (the one-ledger check ran only when
+    a ledger was created): each name then carried the table's budget afresh."""
+    copy = ledger_file.parent / "second.json"
+    copy.write_bytes(ledger_file.read_bytes())
+    for name, other in ((ledger_file, copy), (copy, ledger_file)):
+        with pytest.raises(LedgerError, match=f"already has its ledger at {other}: refusing to serve it") as info:
+            open_ledger(name, TABLE, BUDGET)
+        one_line(info)
+
+
+def test_a_ledger_reformatted_by_hand_still_counts_as_the_tables_ledger(ledger_file):
+    """The one-ledger check read only a ledger's first 256 bytes: with its keys sorted the format
+    name moved further down and a second ledger of the table could be created beside it."""
+    doc = json.loads(ledger_file.read_text())
+    ledger_file.write_text(json.dumps(doc, sort_keys=True, indent=4))
+    assert read_ledger(ledger_file).epsilon_spent > 0
+    with pytest.raises(LedgerError, match="already has its ledger at"):
+        open_ledger(ledger_file.parent / "fresh.json", TABLE, BUDGET)
+
+
+def test_two_ledgers_of_one_table_cannot_be_created_at_once(tmp_path):
+    """Creating a ledger (look for another of the table, then write) is one step per directory."""
+    import threading
+
+    for trial in range(10):
+        directory = tmp_path / f"t{trial}"
+        directory.mkdir()
+        outcomes, barrier = [], threading.Barrier(2)
+
+        def create(name):
+            barrier.wait()
+            try:
+                open_ledger(directory / name, TABLE, BUDGET).close()
+                outcomes.append("created")
+            except LedgerError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in ("a.json", "b.json")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["created", "refused"]
+
+
+def test_a_ledger_written_under_the_earlier_fingerprint_is_taken_over(tmp_path):
+    """Fingerprints used to depend on the rows' order; a ledger written then is found by the
+    table's earlier fingerprint and rewritten under the new one, its history kept."""
+    ids, X = ["p2", "p1", "p3"], np.arange(6.0).reshape(3, 2)
+    fingerprint, formerly = table_identity(ids, X)
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, formerly[0], BUDGET) as led:
+        led.record([rel(1)], "s1")
+    with pytest.raises(LedgerError, match="belongs to table"):
+        open_ledger(path, fingerprint, BUDGET)
+    with open_ledger(path, fingerprint, BUDGET, formerly=formerly) as led:
+        assert len(led.entries) == 1
+    assert read_ledger(path).table == fingerprint == table_identity(ids[::-1], X[::-1])[0]
 
 
 # --- settling a session: what it reserved and did not release is given back -------------------

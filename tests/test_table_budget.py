@@ -505,3 +505,39 @@ def test_own_tables_declare_each_partys_columns_for_embedded_dp(tmp_path, capsys
     assert main([*base, "--columns", str(cols), "--ledger", str(tmp_path / "ledgers"),
                  "--out", str(tmp_path / "r3")]) == 2  # the lifetime budget went to the first run
     assert "budget_exceeded" in capsys.readouterr().err
+
+
+def _clinic(base: Path, name: str, order: np.ndarray, privacy: dict) -> PartyConfig:
+    rng = np.random.default_rng(7)
+    X = np.round(rng.normal(size=(60, 3)), 4)
+    rows = "".join(f"pt-{i:03d},{X[i, 0]},{X[i, 1]},{X[i, 2]}\n" for i in order)
+    (base / f"{name}.csv").write_text("pid,a,b,c\n" + rows)
+    (base / f"{name}.toml").write_text(party_config(
+        "party1", data={"csv": f"{name}.csv", "id_column": "pid"}, learner_seed=1, certs=None, transcripts=None,
+        privacy={"columns": {"centre": [0, 0, 0], "scale": [1, 1, 1]}, **privacy}))
+    return PartyConfig.load(base / f"{name}.toml")
+
+
+def test_the_same_rows_in_another_order_are_the_same_table(tmp_path):
+    """The review served a shuffled export of a DP party's CSV beside the original and got a fresh
+    lifetime budget (PLD 1.47 against 1): the fingerprint took row numbers and file order. It is
+    now over each row's own ID, in ID order, so the export finds the original's ledger."""
+    from securegal.deploy.party_process import open_table_privacy
+
+    first = _clinic(tmp_path, "clinic", np.arange(60), {"epsilon": 1.0})
+    open_table_privacy(first).close()
+    shuffled = _clinic(tmp_path, "clinic_export2", np.random.default_rng(1).permutation(60), {"epsilon": 1.0})
+    with pytest.raises(LedgerError, match="already has its ledger at .*clinic.csv.securegal-ledger.json") as info:
+        open_table_privacy(shuffled)
+    assert "\n" not in str(info.value) and not (tmp_path / "clinic_export2.csv.securegal-ledger.json").exists()
+
+
+def test_a_delta_too_large_for_the_table_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="clinic.toml: delta must be < 1/n") as info:
+        _clinic(tmp_path, "clinic", np.arange(60), {"epsilon": 1.0, "delta": 1 / 60})
+    assert "\n" not in str(info.value) and not list(tmp_path.glob("*ledger*"))
+
+
+def test_an_epsilon_too_small_for_the_documented_estimate_names_epsilon():
+    with pytest.raises(ConfigError, match="epsilon 5e-324 is too small"):
+        documented_columns("breast_cancer", 30, 5e-324)

@@ -161,6 +161,16 @@ def test_party_that_stays_down(federation, party1):
     assert elapsed < 4
 
 
+@pytest.mark.parametrize("second", ["127.0.0.1", "localhost", "0.0.0.0"])
+def test_a_second_server_cannot_share_a_partys_port(federation, party1, second):
+    """Not with SO_REUSEPORT, and not on the other address family of a name: ``localhost`` used to
+    start on ::1 beside a party listening on 127.0.0.1."""
+    address = f"{second}:{party1.port}"
+    with pytest.raises(ConfigError, match=f"cannot listen on '{address}'") as info:
+        PartyServer(Echo(), address, identity=ident(federation, "party2"))
+    assert "\n" not in str(info.value)
+
+
 def test_party_back_before_retries_run_out(federation):
     port = free_port()
     handler = Echo()

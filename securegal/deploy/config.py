@@ -154,8 +154,9 @@ class PartyPrivacy(_Strict):
     ledger: str | None = Field(None, description="the table's privacy ledger (default: <csv>.securegal-ledger.json "
                                                  "beside a csv; <transcripts>/<name>.securegal-ledger.json for a "
                                                  "built-in dataset, else required)")
-    session_epsilon: float | None = Field(None, gt=0, description="at most this much lifetime epsilon per session "
-                                                                  "(default: all that is left)")
+    session_epsilon: float | None = Field(None, gt=0, description="each session may raise the table's lifetime "
+                                                                  "epsilon by at most this (default: all that is left); "
+                                                                  "not a cap on the session's own epsilon")
     columns: ColumnsSection | None = None
 
     @model_validator(mode="after")

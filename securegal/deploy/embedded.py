@@ -23,7 +23,7 @@ from ..transport.inprocess import InProcessTransport
 from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_learner, party_names, run_method
 
 
-def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table):
+def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table, ids=None):
     """A DP party's ledger and column map for this run (None for a party without feature-DP):
     in memory, or ``<job.ledger_dir>/<name>.securegal-ledger.json`` (``securegal train --ledger``).
     Columns: ``job.columns`` (a ColumnSpec for the whole dataset, or {party name: ColumnSpec of
@@ -32,14 +32,14 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table)
         return None
     from ..errors import ConfigError
     from ..privacy.dp.documented import documented_columns
-    from ..privacy.dp.ledger import table_fingerprint
+    from ..privacy.dp.ledger import table_identity
 
     path = job.ledger_dir / f"{name}.securegal-ledger.json" if job.ledger_dir is not None else None
-    fingerprint = table_fingerprint(table.ids, table.X)
+    fingerprint, formerly = table_identity(table.ids if ids is None else ids, table.X, keys=table.ids)
     if isinstance(job.columns, dict):  # one table per organization: each party's own declaration
         if name not in job.columns:
             raise ConfigError(f"feature-DP party {name!r} has no column declaration (--columns: one [NAME] per party)")
-        return job.trainers.open_table(name, fingerprint, job.columns[name], ledger_path=path)
+        return job.trainers.open_table(name, fingerprint, job.columns[name], ledger_path=path, formerly=formerly)
     columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1],
                                                 job.trainers.config_for(name).epsilon)
     if columns is None:
@@ -51,7 +51,8 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table)
         names = f" ({', '.join(dataset.columns[:20])})" if dataset.columns else ""
         raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
                           f"{dataset.X.shape[1]} feature columns{names}")
-    return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path)
+    return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path,
+                                   formerly=formerly)
 
 
 class EmbeddedDeployment:
@@ -134,7 +135,7 @@ class EmbeddedDeployment:
                                               FeaturePartyPsi(table.ids if ids is None else ids, session))
                                      if self.psi else None,
                                      ids=row_ids[i],
-                                     privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i]))
+                                     privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i], row_ids[i]))
                 endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
         except BaseException:  # release the ledgers already opened
             for ep in endpoints.values():

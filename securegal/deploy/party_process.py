@@ -27,6 +27,7 @@ from ..learners.registry import make_learner
 from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import FeatureParty
 from ..parties.policy import PartyPolicy
+from ..privacy.dp.accountant import Budget
 from ..privacy.dp.table import ColumnSpec
 from ..privacy.plan import PrivacyPlan
 from ..transcript import TranscriptWriter
@@ -135,6 +136,7 @@ def _ledger(f: schema.PartyFile, plan: PrivacyPlan, columns: ColumnSpec | None, 
     p = f.privacy
     if columns.d != table.X.shape[1]:
         raise ConfigError(f"[privacy.columns] declares {columns.d} columns, the table has {table.X.shape[1]}")
+    Budget(plan.feature_dp.epsilon, plan.feature_dp.delta).check_rows(len(table.ids))
     if p.ledger is not None:
         ledger = base / p.ledger
     elif f.data.csv is not None:
@@ -203,16 +205,17 @@ def open_table_privacy(cfg: PartyConfig):
     the same table refuses to start) and column map; None without feature-DP."""
     if cfg.plan.feature_dp is None:
         return None
-    from ..privacy.dp.accountant import Budget
-    from ..privacy.dp.ledger import table_fingerprint
+    from ..privacy.dp.ledger import table_identity
     from ..privacy.dp.table import open_table
 
     dp = cfg.plan.feature_dp
     if not cfg.ledger.parent.is_dir():
         cfg.ledger.parent.mkdir(parents=True, mode=0o700)
-    return open_table(table_fingerprint(cfg.table.ids, cfg.table.X), Budget(dp.epsilon, dp.delta), dp.accountant,
-                      cfg.columns, ledger_path=cfg.ledger, session_epsilon=cfg.session_epsilon, seed=dp.seed,
-                      n_rows=len(cfg.table.ids))
+    own_ids = cfg.table.ids if cfg.ids is None else cfg.ids
+    fingerprint, formerly = table_identity(own_ids, cfg.table.X, keys=cfg.table.ids)
+    return open_table(fingerprint, Budget(dp.epsilon, dp.delta), dp.accountant, cfg.columns, ledger_path=cfg.ledger,
+                      session_epsilon=cfg.session_epsilon, seed=dp.seed, n_rows=len(cfg.table.ids),
+                      formerly=formerly)
 
 
 def build_party(cfg: PartyConfig) -> PartyEndpoint:

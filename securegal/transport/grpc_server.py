@@ -8,9 +8,11 @@ after a lost reply gets the same answer instead of a second (replayed) request.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import math
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -67,6 +69,32 @@ def channel_options(limits: FrameLimits) -> list[tuple[str, int]]:
             ("grpc.max_send_message_length", limits.max_frame_bytes)]
 
 
+def refuse_a_taken_port(address: str) -> None:
+    """ConfigError if another socket listens on ``address``'s port at any address its host names.
+
+    gRPC binds every address a name resolves to (``localhost``: 127.0.0.1 and ::1) and starts
+    when at least one of them binds, so a second party could start beside a first one on the
+    other family. (A port taken between this check and gRPC's bind is still refused by gRPC.)"""
+    host, port = split_address(address, "the party's listen address", any_port=True)
+    if port == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # not a name of this machine: gRPC's bind says so
+    for family, kind, proto, _, where in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"cannot listen on {address!r}: port {port} is in use at {where[0]} "
+                                      "(another party server?)") from None
+
+
 class PartyServer:
     """Serves ``handler`` on ``address`` to the organizations in ``clients`` only.
 
@@ -83,6 +111,7 @@ class PartyServer:
             raise ConfigError("give the party's identity (certificate, key, CA) or insecure=True, not both or neither")
         if insecure:
             allow_insecure(address, "party server")
+        refuse_a_taken_port(address)
         self.handler, self.address, self.identity = handler, address, identity
         self.clients, self.insecure, self.limits = frozenset(clients), insecure, limits
         self._lock = threading.Lock()

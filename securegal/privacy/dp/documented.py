@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 
+from ...errors import ConfigError
 from .table import ColumnSpec
 
 _ROW = re.compile(r"^\s*([^:]+):\s+(.*)$")
@@ -71,5 +72,8 @@ def documented_columns(dataset: str, n_features: int, epsilon: float | None = No
     else:
         return None
     if spec.centre is None and epsilon is not None:
+        if not DP_ESTIMATE_SHARE * epsilon > 0:
+            raise ConfigError(f"epsilon {epsilon!r} is too small to pay for the DP estimate of the columns' centre "
+                              f"and scale ({DP_ESTIMATE_SHARE:g} of it is 0)")
         spec = ColumnSpec(spec.lower, spec.upper, dp_epsilon=DP_ESTIMATE_SHARE * epsilon, source=spec.source)
     return spec

@@ -32,6 +32,7 @@ that crashed mid-session keeps the whole reservation counted (it cannot know wha
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -64,6 +65,8 @@ LEDGER_VERSION = 2  # 2 adds refunds; a version 1 file (no refunds) is read and 
 READABLE_VERSIONS = (1, 2)
 MECHANISM = "gaussian"  # every Release is a (possibly subsampled, repeated) Gaussian mechanism
 _MAX_NAME = 200
+_BACKUP = "its most recent backup (an older one forgets releases)"
+DIRECTORY_LOCK = ".securegal-ledgers.lock"  # held while a ledger in the directory is opened
 
 
 class LedgerError(ConfigError):
@@ -77,17 +80,37 @@ def _check_name(what: str, value: str) -> str:
     return value
 
 
-def table_fingerprint(ids: Sequence, values: np.ndarray) -> str:
-    """``sha256:<hex>`` of a table's row ids (as text, in order) and values (float64): the same
-    rows in the same order give the same fingerprint; any change in ids or values another."""
-    X = np.ascontiguousarray(np.asarray(values, dtype="<f8"))
+def _fingerprint(tag: bytes, ids: Sequence[str], X: np.ndarray) -> str:
+    h = hashlib.sha256(tag)
+    h.update(json.dumps([list(X.shape), list(ids)], separators=(",", ":")).encode())
+    h.update(np.ascontiguousarray(X).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _table_rows(ids: Sequence, values: np.ndarray) -> tuple[list[str], np.ndarray]:
+    X = np.asarray(values, dtype="<f8")
     ids = [str(i) for i in ids]
     if X.ndim != 2 or X.shape[0] != len(ids):
         raise ValueError(f"values must be 2-D with one row per id: {len(ids)} ids, shape {X.shape}")
-    h = hashlib.sha256(b"securegal-table-v1\0")
-    h.update(json.dumps([list(X.shape), ids], separators=(",", ":")).encode())
-    h.update(X.tobytes())
-    return "sha256:" + h.hexdigest()
+    return ids, X
+
+
+def table_fingerprint(ids: Sequence, values: np.ndarray) -> str:
+    """``sha256:<hex>`` of a table's rows: their ids (as text) and values (float64), taken in the
+    order of the ids, so the same rows in any order give the same fingerprint and any change in
+    ids or values another."""
+    ids, X = _table_rows(ids, values)
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return _fingerprint(b"securegal-table-v2\0", [ids[i] for i in order], X[order])
+
+
+def table_identity(ids: Sequence, values: np.ndarray, keys: Sequence | None = None) -> tuple[str, tuple[str, ...]]:
+    """The table's :func:`table_fingerprint` over each row's own ID, and the fingerprint earlier
+    versions gave the same table (its row ``keys``, row numbers for a CSV, and values in file
+    order, before 2026-12-04), under which its ledger may have been written."""
+    rows, X = _table_rows(ids, values)
+    former, _ = _table_rows(rows if keys is None else keys, X)
+    return table_fingerprint(rows, X), (_fingerprint(b"securegal-table-v1\0", former, X),)
 
 
 @dataclass(frozen=True)
@@ -415,13 +438,13 @@ def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntr
     readable version."""
     where = f"ledger {path}"
     if not data.strip():
-        raise LedgerError(f"{where} is empty (truncated?): refusing it; restore it from a backup, "
+        raise LedgerError(f"{where} is empty (truncated?): refusing it; restore it from {_BACKUP}, "
                           "it is never reset")
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LedgerError(f"{where} is truncated or not JSON ({exc}): refusing it; restore it "
-                          "from a backup, it is never reset") from None
+        raise LedgerError(f"{where} is truncated or not JSON ({exc}): refusing it; restore it from "
+                          f"{_BACKUP}, it is never reset") from None
     if not isinstance(doc, dict) or doc.get("format") != LEDGER_FORMAT:
         raise LedgerError(f"{where} is not a securegal privacy ledger (format "
                           f"{doc.get('format') if isinstance(doc, dict) else None!r})")
@@ -435,8 +458,8 @@ def _decode(path: Path, data: bytes) -> tuple[str, Budget, str, tuple[LedgerEntr
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise LedgerError(f"{where} is corrupted (checksum mismatch): refusing it; restore it "
-                          "from a backup, it is never reset")
+        raise LedgerError(f"{where} is corrupted (checksum mismatch): refusing it; restore it from "
+                          f"{_BACKUP}, it is never reset")
     try:
         budget = Budget(doc["budget"]["epsilon"], doc["budget"]["delta"])
         accountant = check_accountant(doc["accountant"])
@@ -503,17 +526,43 @@ class FileLedger(Ledger):
     :func:`open_ledger`."""
 
     def __init__(self, path: Path, lock_fd: int, table: str, budget: Budget, accountant: str,
-                 entries: tuple[LedgerEntry, ...], outputs: dict, refunds: tuple[Refund, ...] = ()):
+                 entries: tuple[LedgerEntry, ...], outputs: dict, refunds: tuple[Refund, ...] = (),
+                 on_disk: bytes | None = None):
         super().__init__(table, budget, accountant, entries, outputs, refunds)
         self.path = path
         self._lock_fd: int | None = lock_fd
         self._unlock = weakref.finalize(self, os.close, lock_fd)
+        self._on_disk = on_disk  # the file as this object last read or wrote it (None: no file yet)
 
     def _commit(self, entries, outputs, accountant, refunds) -> None:
         if self._lock_fd is None:
             raise LedgerError(f"ledger {self.path} is closed")
-        _atomic_write(self.path, _encode(_body(self.table, self.budget, accountant, entries,
-                                                outputs, refunds)))
+        self._check_still_ours()
+        data = _encode(_body(self.table, self.budget, accountant, entries, outputs, refunds))
+        _atomic_write(self.path, data)
+        self._on_disk = data
+
+    def _check_still_ours(self) -> None:
+        """Refuse to write over a ledger that changed behind this process: its lock file removed
+        or replaced (so another process may hold a lock of its own), or the file rewritten."""
+        lock_path = _lock_path(self.path)
+        try:
+            held, now = os.fstat(self._lock_fd), os.stat(lock_path)
+            same_lock = (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+        except FileNotFoundError:
+            same_lock = False
+        if not same_lock:
+            raise LedgerError(f"ledger {self.path}: its lock file {lock_path} was removed or replaced while this "
+                              "process held it, so another process may be serving the table: refusing to record; "
+                              "stop every process serving it and restart one")
+        try:
+            current = self.path.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current != self._on_disk:
+            raise LedgerError(f"ledger {self.path} was changed by something other than this process since it "
+                              "was opened: refusing to record over it; stop every process serving the table "
+                              "and restart one")
 
     def close(self) -> None:
         """Release the lock; the ledger refuses further writes."""
@@ -521,99 +570,159 @@ class FileLedger(Ledger):
         self._unlock()
 
 
-def _lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _flock(lock_path: Path, busy: str) -> int:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise LedgerError(f"ledger {path} is in use by another process (lock {lock_path}): one "
-                          "table is served by one process at a time") from None
+        raise LedgerError(busy) from None
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _ledger_of(table: str, directory: Path, besides: Path) -> Path | None:
-    """Another ledger file in ``directory`` that holds ``table``, if any. A ledger names its format
-    in its first bytes; other files (data, damaged ledgers) are skipped: they hold no table."""
+def _lock(path: Path) -> int:
+    lock_path = _lock_path(path)
+    fd = _flock(lock_path, f"ledger {path} is in use by another process (lock {lock_path}): one "
+                           "table is served by one process at a time")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} serves the table of ledger {path.name}; do not remove this "
+                     "file while it runs\n".encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_MAX_LEDGER_BYTES = 256 << 20  # a file larger than this in a ledger's directory is not a ledger
+
+
+def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | None:
+    """Another ledger file in ``directory`` that holds one of ``tables``, if any. A ledger is a JSON
+    object naming its format; other files (data, damaged ledgers) are skipped: they hold no table."""
     for candidate in sorted(directory.iterdir()):
-        if candidate == besides or not candidate.is_file():
-            continue
         try:
+            if candidate.name.endswith((".lock", ".tmp")) or not candidate.is_file() or candidate.samefile(besides):
+                continue
+        except OSError:  # besides does not exist yet, or the candidate vanished
+            if candidate == besides or not candidate.is_file():
+                continue
+        try:
+            if candidate.stat().st_size > _MAX_LEDGER_BYTES:
+                continue
             with open(candidate, "rb") as fh:
-                head = fh.read(256)
-                if LEDGER_FORMAT.encode() not in head:
+                if not fh.read(4096).lstrip().startswith(b"{"):
                     continue
-                doc = json.loads(head + fh.read())
+                fh.seek(0)
+                doc = json.loads(fh.read())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT and doc.get("table") == table:
+        if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT and doc.get("table") in tables:
             return candidate
     return None
 
 
+def _refuse_a_second_ledger(tables: Sequence[str], path: Path) -> None:
+    other = _ledger_of(tables, path.parent, besides=path)
+    if other is not None:
+        raise LedgerError(f"table {tables[0][:40]} already has its ledger at {other}: refusing "
+                          f"{'to serve it from ' if path.exists() else 'a second one at '}{path} (one ledger "
+                          "per table, so that its lifetime budget cannot restart under another name; keep "
+                          "backups outside the ledger's directory)")
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path):
+    """Held while a ledger in ``directory`` is opened or created, so that two processes cannot both
+    find no ledger of a table there and both create one."""
+    fd = os.open(directory / DIRECTORY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
-                accountant: str | None = None, n_rows: int | None = None) -> FileLedger:
+                accountant: str | None = None, n_rows: int | None = None,
+                formerly: Sequence[str] = ()) -> FileLedger:
     """Open (or create) the ledger of ``table`` at ``path`` and lock it.
 
     ``budget`` is the table's lifetime budget and must equal the one the file holds.
     ``accountant`` (default: the file's, or :data:`DEFAULT_ACCOUNTANT` for a new file) may
     differ from the file's: every registered accountant bounds the same history, which is
     recounted from its first release; a switch under which that count exceeds the lifetime
-    budget is refused. ``n_rows`` adds the check delta < 1/n. Every refusal is a
-    one-line :class:`LedgerError` (or ValueError for a bad budget) and leaves the file as it is.
+    budget is refused. ``n_rows`` adds the check delta < 1/n. ``formerly``: fingerprints earlier
+    versions gave the same table (:func:`table_identity`); a ledger written under one is taken
+    over and rewritten under ``table``.
+
+    One table, one ledger file, one lock: a symbolic link is followed to the file it names, a
+    file with more than one name (hard links) is refused, and so is a second ledger of the same
+    table in the directory (a copy under another name). Every refusal is a one-line
+    :class:`LedgerError` (or ValueError for a bad budget) and leaves the file as it is.
     """
-    path = Path(path)
+    given = Path(path)
     _check_name("table fingerprint", table)
+    names = (table, *(_check_name("table fingerprint", f) for f in formerly))
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be a Budget, got {type(budget).__name__}")
     if accountant is not None:
         check_accountant(accountant)
     if n_rows is not None:
         budget.check_rows(n_rows)
+    if not given.parent.is_dir():
+        raise LedgerError(f"ledger directory {given.parent} does not exist")
+    path = Path(os.path.realpath(given))
     if not path.parent.is_dir():
-        raise LedgerError(f"ledger directory {path.parent} does not exist")
-    fd = _lock(path)
-    ledger = None
-    try:
-        if path.exists():
-            old_table, old_budget, old_accountant, entries, outputs, refunds = _decode(path, path.read_bytes())
-            if old_table != table:
-                raise LedgerError(f"ledger {path} belongs to table {old_table[:40]}, not "
-                                  f"{table[:40]}: refusing it (one ledger per table)")
-            if old_budget != budget:
-                raise LedgerError(
-                    f"ledger {path} holds lifetime budget epsilon={old_budget.epsilon:g}, "
-                    f"delta={old_budget.delta:g}; asked epsilon={budget.epsilon:g}, "
-                    f"delta={budget.delta:g}: a table's lifetime budget cannot be changed")
-            ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
-                                outputs, refunds)
-            if ledger.accountant != old_accountant:
-                if not ledger.epsilon_spent <= budget.epsilon:
+        raise LedgerError(f"ledger {given} is a link to {path}, whose directory does not exist")
+    with _directory_lock(path.parent):
+        fd = _lock(path)
+        ledger = None
+        try:
+            if path.exists():
+                links = path.stat().st_nlink
+                if links > 1:
+                    raise LedgerError(f"ledger {path} has {links} names (hard links): refusing it, as each "
+                                      "name could be served by its own process; remove the other names")
+                data = path.read_bytes()
+                old_table, old_budget, old_accountant, entries, outputs, refunds = _decode(path, data)
+                if old_table not in names:
+                    raise LedgerError(f"ledger {path} belongs to table {old_table[:40]}, not "
+                                      f"{table[:40]}: refusing it (one ledger per table)")
+                if old_budget != budget:
+                    raise LedgerError(
+                        f"ledger {path} holds lifetime budget epsilon={old_budget.epsilon:g}, "
+                        f"delta={old_budget.delta:g}; asked epsilon={budget.epsilon:g}, "
+                        f"delta={budget.delta:g}: a table's lifetime budget cannot be changed")
+                _refuse_a_second_ledger(names, path)
+                ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
+                                    outputs, refunds, on_disk=data)
+                if ledger.accountant != old_accountant and not ledger.epsilon_spent <= budget.epsilon:
                     old = epsilon_of(ledger.releases, budget.delta, old_accountant)
                     raise LedgerError(
                         f"ledger {path}: accountant {ledger.accountant} counts its history at epsilon "
                         f"{ledger.epsilon_spent:.4f}, {old_accountant} at {old:.4f}, lifetime budget "
                         f"{budget.epsilon:g}: refusing the switch from {old_accountant} to "
                         f"{ledger.accountant} (it would overspend); keep {old_accountant}")
-                ledger._commit(entries, outputs, ledger.accountant, refunds)
-        else:
-            other = _ledger_of(table, path.parent, besides=path)
-            if other is not None:
-                raise LedgerError(f"table {table[:40]} already has its ledger at {other}: refusing a second one at "
-                                  f"{path} (one ledger per table; its lifetime budget does not restart under "
-                                  "another name)")
-            ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
-            ledger._commit((), {}, ledger.accountant, ())
-    except BaseException:
-        if ledger is None:
-            os.close(fd)
-        else:
-            ledger.close()
-        raise
+                if ledger.accountant != old_accountant or old_table != table:
+                    ledger._commit(entries, outputs, ledger.accountant, refunds)
+            else:
+                _refuse_a_second_ledger(names, path)
+                ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
+                ledger._commit((), {}, ledger.accountant, ())
+        except BaseException:
+            if ledger is None:
+                os.close(fd)
+            else:
+                ledger.close()
+            raise
     return ledger
 
 

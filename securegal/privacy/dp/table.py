@@ -11,7 +11,8 @@ an embedded federation) and outlives sessions:
 - ``columns``: a :class:`ColumnSpec`, the per-column map standardization uses instead of the
   exact training mean and std (docs/privacy.md section 6): declared centres/scales or bounds
   (free), or DP estimates of centre and scale from declared bounds paid once from the ledger.
-- ``session_epsilon``: at most this much lifetime epsilon per session (None: all that is left).
+- ``session_epsilon``: each session raises the lifetime epsilon by at most this (None: all that is
+  left). Under composition a session's releases alone can read higher than what they add.
 - row roles, kept with the ledger: which table rows any session has *trained* on (the guarantee
   covers those no predict reply disclosed, for the table's life) and which were *disclosed* by predict replies
   (exact model outputs: outside the guarantee). A row trained on in any session is never
@@ -202,13 +203,14 @@ class TablePrivacy:
 
 def open_table(table_id: str, budget, accountant: str, columns: ColumnSpec, *, ledger_path=None,
                session_epsilon: float | None = None, seed: int | None = None,
-               n_rows: int | None = None) -> TablePrivacy:
+               n_rows: int | None = None, formerly=()) -> TablePrivacy:
     """A party's :class:`TablePrivacy`: the ledger file at ``ledger_path`` opened and locked (a
-    networked party, or ``securegal train --ledger``), else an in-memory ledger for one run."""
+    networked party, or ``securegal train --ledger``), else an in-memory ledger for one run.
+    ``formerly``: the table's earlier fingerprints (:func:`~securegal.privacy.dp.ledger.table_identity`)."""
     from .ledger import open_ledger
 
     if ledger_path is not None:
-        ledger = open_ledger(ledger_path, table_id, budget, accountant, n_rows=n_rows)
+        ledger = open_ledger(ledger_path, table_id, budget, accountant, n_rows=n_rows, formerly=formerly)
     else:
         ledger = Ledger(table_id, budget, accountant)
     try:
