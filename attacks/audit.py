@@ -367,7 +367,13 @@ def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
     else:
         mode = {"ckks": "CKKS", "crafted": "crafted residuals"}.get(residuals, residuals)
     plan = metrics.get("plan") if isinstance(metrics.get("plan"), dict) else {}
-    return {"residuals": residuals, "mode": mode, "layer": plan.get("layer"), "label_dp_epsilon": label_dp,
+    # the registry's name for what is in force: a networked label owner's plan names only its own
+    # layer, while each party sets its feature-DP in its party.toml
+    layer = "+".join((["ckks"] if residuals == "ckks" else []) + (["dp"] if feature_dp else [])
+                     + (["label-dp"] if label_dp is not None else [])) or "plain"
+    owner_layer = plan.get("layer")
+    return {"residuals": residuals, "mode": mode, "layer": layer if owner_layer else None,
+            "owner_layer": owner_layer if owner_layer not in (None, layer) else None, "label_dp_epsilon": label_dp,
             "feature_dp_epsilon": feature_dp, "epsilon": min(eps.values()) if eps else math.inf}
 
 

@@ -51,6 +51,8 @@ def _fmt_eps(value) -> str:
 def _layers_lines(audit: dict) -> list[str]:
     layers = audit.get("layers") or {}
     layer = f"; registered layer {layers['layer']!r}" if layers.get("layer") else ""
+    if layers.get("owner_layer"):
+        layer += f" (the label owner's plan: {layers['owner_layer']!r}; the parties set their own DP)"
     lines = [f"Residual transport: {layers.get('residuals', audit.get('residuals', 'unknown'))} "
              f"(layers in force: {layers.get('mode', 'unknown')}{layer})"]
     if layers.get("label_dp_epsilon") is not None:

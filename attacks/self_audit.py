@@ -231,6 +231,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     layer_source = {**metrics, "residuals": residuals}
     if not found_metrics and data.privacy is None:
         layer_source["privacy"] = {}
+    elif who == FEATURE_PARTY:  # its own view: not the other parties' budgets, were their metrics at hand
+        owner = (metrics.get("party_names") or [None])[0]
+        layer_source["privacy"] = {p: b for p, b in (layer_source.get("privacy") or {}).items() if p in (party, owner)}
     notes = []
     if who == LABEL_OWNER:
         notes.append("model completion is not run: it needs each feature party's own columns, which the label "

@@ -73,7 +73,7 @@ def _train_parser() -> argparse.ArgumentParser:
 # How a networked run honours each flag that it does not refuse: the FederationConfig attribute
 # it overrides, or "run" for flags used by the run itself (tested in tests/test_network.py).
 HONOURED = {
-    "rounds": lambda c: c.rounds, "seed": lambda c: c.seed, "learner": lambda c: c.learner,
+    "rounds": lambda c: c.rounds, "seed": lambda c: c.seed,
     "local_loss": lambda c: c.local_loss, "weights": lambda c: c.weighting, "eta": lambda c: c.eta,
     "eta_max": lambda c: c.eta_max, "min_parties": lambda c: c.min_parties,
     "residuals": lambda c: c.plan.residuals, "label_epsilon": lambda c: c.plan.label_dp.epsilon,

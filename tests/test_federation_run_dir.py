@@ -89,11 +89,15 @@ def test_min_parties_outside_one_to_every_party_is_refused(tmp_path, value, caps
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unknown_learner_is_refused_before_anything_is_touched(tmp_path, capsys):
-    code = main(["train", "--federation", str(_federation(tmp_path)), "--insecure", "--no-progress",
-                 "--learner", "nosuch"])
-    assert code == 2 and "unknown learner 'nosuch'" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+def test_learner_is_refused_with_a_federation_before_anything_is_touched(tmp_path, capsys):
+    """--learner used to reach only the label owner while the parties ran their party.toml's
+    learner and metrics.json named the flag's (independent review C): refused, never half-honoured."""
+    for learner in ("nosuch", "rff"):
+        code = main(["train", "--federation", str(_federation(tmp_path)), "--insecure", "--no-progress",
+                     "--learner", learner])
+        err = capsys.readouterr().err
+        assert code == 2 and "--learner cannot be used with --federation" in err and "party.toml [learner]" in err
+        assert not (tmp_path / "run").exists()
 
 
 class _RefusedAtSetup(NetworkedDeployment):

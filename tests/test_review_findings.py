@@ -194,3 +194,18 @@ def test_finding_11_the_transcript_seq_never_restarts(tmp_path):
         writer.close()
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "t" / "index.jsonl").open()]
     assert seqs == [0, 1, 2, 3]
+
+
+def test_label_owner_audits_itself_from_a_federation_file_whose_csv_has_ids(tmp_path):
+    """Review C: ``audit --as alice --data federation.toml`` ignored ``[data] id_column`` and took the
+    ID column for a feature ("168 categories"); the file's id_column now names the rows."""
+    from securegal.commands.audit_data import from_toml
+
+    rows = "".join(f"pt-{i:03d},{i * 0.1:.1f},{'ab'[i % 2]}\n" for i in range(30))
+    (tmp_path / "alice.csv").write_text("pid,x,y\n" + rows)
+    (tmp_path / "federation.toml").write_text(federation_config(
+        data={"csv": "alice.csv", "target": "y", "id_column": "pid"}, peers={"party1": "127.0.0.1:1"},
+        rounds=2, seed=0, out=tmp_path / "run", certs=None))
+    own = from_toml(tmp_path / "federation.toml", None, None)
+    assert list(own.ids[:2]) == ["pt-000", "pt-001"] and own.features.shape == (30, 1)
+    assert list(own.labels[:3]) == ["a", "b", "a"]

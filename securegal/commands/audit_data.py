@@ -8,7 +8,8 @@
   is a feature.
 - ``PATH.toml``: the party's own config. A ``party.toml``'s ``[data]`` (``csv`` + ``id_column``,
   or the built-in ``dataset``/``parties``/``block``), or the label owner's ``federation.toml``
-  (``dataset``, or ``csv`` + ``target``; rows numbered 0..n-1, its block 0 of a built-in split).
+  (``dataset``, or ``csv`` + ``target`` and ``id_column`` if it has one, else rows numbered
+  0..n-1; its block 0 of a built-in split).
   A feature party's ``party.toml`` with a DP budget (``[privacy] epsilon``) also names its table's
   privacy ledger, found where the party process keeps it (``privacy.ledger``, else beside its
   CSV, else beside its transcripts): the audit reports what it spent.
@@ -82,6 +83,8 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     ledger = None if is_owner else _ledger_path(doc, path)
     if "csv" in section:
         csv_path = (path.parent / section["csv"]).resolve()
+        if is_owner and (id_column or section.get("id_column")):  # its rows named by their IDs, as in training
+            return from_csv(csv_path, id_column or section["id_column"], target or section.get("target"))
         if is_owner:
             ds = load_csv(csv_path, target or section.get("target"))
             return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")

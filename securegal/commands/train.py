@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
     p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")
-    p.add_argument("--seed", type=int, help="seed of the split and the learners (default 0)")
+    p.add_argument("--seed", type=int, help="seed of the split and the learners (default 0); with --federation the split and "
+                   "the label owner's learner: each party seeds its own (party.toml [learner] seed)")
     p.add_argument("--baselines", action="store_true", help="also train Alone, Joint and GAL with uniform weights")
     p.add_argument("--out", type=Path, help="run directory (default runs/<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")

@@ -236,7 +236,8 @@ class FederationFile(_Strict):
     """``federation.toml``: the label owner of a networked federation."""
 
     name: str = Field("alice", description="the label owner's organization name")
-    seed: int = Field(0, ge=0, description="seed of the split and the learners")
+    seed: int = Field(0, ge=0, description="seed of the split and the label owner's learner "
+                                           "(each party seeds its own: party.toml [learner] seed)")
     rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="GAL rounds T")
     learner: str = Field("linear", description="the label owner's own learner")
     learner_options: dict[str, Any] = Field(default_factory=dict, description="its options")

@@ -67,6 +67,8 @@ REFUSED_FLAGS = {
     "dp_feedback": "each feature party sets its own feedback in its party.toml [privacy]",
     "ledger": "each feature party owns its table's ledger (party.toml [privacy] ledger)",
     "columns": "each feature party declares its columns in its party.toml [privacy.columns]",
+    "learner": "each feature party runs the learner its party.toml [learner] names; the label owner's own "
+               "is learner in the federation file",
 }
 
 
@@ -219,7 +221,7 @@ def federation_from_args(args) -> FederationConfig:
         flag = given[0]
         option = "--id" if flag == "id_column" else f"--{flag.replace('_', '-')}"
         raise ConfigError(f"{option} cannot be used with --federation/--resume: {REFUSED_FLAGS[flag]}")
-    overrides = dict(rounds=args.rounds, seed=args.seed, learner=args.learner, local_loss=args.local_loss,
+    overrides = dict(rounds=args.rounds, seed=args.seed, local_loss=args.local_loss,
                      weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
                      residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
                      accountant=args.accountant, hidden_membership=args.hidden_membership or None,

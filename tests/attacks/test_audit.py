@@ -214,3 +214,19 @@ def test_party_that_released_nothing_is_reported_not_fatal(runs, tmp_path):
     assert any("party2" in reason for reason in result["nothing_to_attack"])
     assert not [a for a in result["attacks"] if a["attacker"] == "party2"]
     assert [a for a in result["attacks"] if a["attacker"] == "party1"]
+
+
+def test_the_layer_in_force_counts_the_parties_own_dp():
+    """Review C: a networked run's plan names only the label owner's layer ('plain'), and the audit
+    reported "registered layer 'plain'" while its parties ran feature-DP."""
+    from securegal.attacks.audit import layers_in_force
+    from securegal.attacks.report import _layers_lines
+
+    networked = {"residuals": "plain", "party_names": ["alice", "party1", "party2"], "plan": {"layer": "plain"},
+                 "privacy": {"party1": {"epsilon_budget": 3.0, "delta": 1e-5}}}
+    layers = layers_in_force(networked)
+    assert (layers["layer"], layers["owner_layer"], layers["feature_dp_epsilon"]) == ("dp", "plain", {"party1": 3.0})
+    assert "registered layer 'dp' (the label owner's plan: 'plain'" in _layers_lines({"layers": layers})[0]
+    embedded = {**networked, "plan": {"layer": "dp"}}
+    assert (layers_in_force(embedded)["layer"], layers_in_force(embedded)["owner_layer"]) == ("dp", None)
+    assert layers_in_force({**networked, "privacy": {}})["layer"] == "plain"
