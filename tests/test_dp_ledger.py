@@ -359,6 +359,7 @@ def test_table_fingerprint():
     assert fp not in others and len(others) == 4
     # the same rows in another order are the same table (a shuffled export is not a new budget)
     assert table_fingerprint(ids[::-1], X[::-1]) == fp
+    assert table_fingerprint(ids, X[:, ::-1]) == fp  # and its columns in another order (a re-export)
     with pytest.raises(ValueError, match="one row per id"):
         table_fingerprint(["a"], X)
 
@@ -556,6 +557,25 @@ def test_a_ledger_reformatted_by_hand_still_counts_as_the_tables_ledger(ledger_f
     assert read_ledger(ledger_file).epsilon_spent > 0
     with pytest.raises(LedgerError, match="already has its ledger at"):
         open_ledger(ledger_file.parent / "fresh.json", TABLE, BUDGET)
+
+
+def test_a_second_ledger_is_found_under_any_name_and_encoding(ledger_file):
+    """Verification of the review's fixes: a ledger named like a temporary file (``*.tmp``) was
+    skipped by the directory check, and so was one re-saved with a BOM or as UTF-16, which the
+    ledger reader itself accepts."""
+    doc = json.loads(ledger_file.read_text())
+    for name, data in (("copy.tmp", ledger_file.read_bytes()),
+                       ("bom.json", b"\xef\xbb\xbf" + ledger_file.read_bytes()),
+                       ("utf16.json", json.dumps(doc, indent=1).encode("utf-16"))):
+        other = ledger_file.parent / name
+        other.write_bytes(data)
+        assert read_ledger(other).epsilon_spent == pytest.approx(read_ledger(ledger_file).epsilon_spent)
+        with pytest.raises(LedgerError, match=f"already has its ledger at {other}"):
+            open_ledger(ledger_file, TABLE, BUDGET)
+        other.unlink()
+    for name in ("t.ledger.lock", "x.lock", ".t.ledger.abc.tmp"):
+        with pytest.raises(LedgerError, match="may not be named like a lock file"):
+            open_ledger(ledger_file.parent / name, "id:another", BUDGET)
 
 
 def test_two_ledgers_of_one_table_cannot_be_created_at_once(tmp_path):

@@ -109,10 +109,16 @@ class _RefusedAtSetup(NetworkedDeployment):
         raise ConfigError("party1 refused: budget_exceeded")
 
 
-def test_overwrite_keeps_the_earlier_result_when_the_new_run_fails_before_it_starts(tmp_path):
+@pytest.mark.parametrize("parties_write_here", [True, False])
+def test_overwrite_keeps_the_earlier_result_when_the_new_run_fails_before_it_starts(tmp_path, parties_write_here):
+    """Review A: with no party transcripts beside the label owner's, the failed run removed the
+    empty transcripts/ directory, putting the earlier transcript back failed, the set-aside copy
+    was deleted and the refusal was replaced by "No such file or directory"."""
     cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
     earlier = {"metrics.json": b'{"earlier": 1}', "curve.png": b"png", "checkpoint/state.json": b"{}",
-               "transcripts/alice/old.bin": b"old", "transcripts/party1/theirs.bin": b"party's own"}
+               "transcripts/alice/old.bin": b"old"}
+    if parties_write_here:
+        earlier["transcripts/party1/theirs.bin"] = b"party's own"
     for name, data in earlier.items():
         (cfg.out / name).parent.mkdir(parents=True, exist_ok=True)
         (cfg.out / name).write_bytes(data)
@@ -227,3 +233,10 @@ def test_eta_max_in_the_federation_file_is_refused_where_the_step_is_fixed(tmp_p
             FederationConfig.load(path, insecure=True)
     else:
         assert FederationConfig.load(path, insecure=True).eta_max == 2.0
+
+
+def test_a_run_refused_before_it_starts_leaves_no_run_directory(tmp_path):
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    with pytest.raises(ConfigError, match="budget_exceeded"):
+        train_federation(cfg, deployment=_RefusedAtSetup)
+    assert not cfg.out.exists()

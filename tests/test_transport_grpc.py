@@ -171,6 +171,21 @@ def test_a_second_server_cannot_share_a_partys_port(federation, party1, second):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this machine")
+def test_localhost_is_refused_when_the_port_is_taken_on_ipv6_loopback(federation):
+    """gRPC resolves ``localhost`` to both loopbacks itself, whatever the system's resolver says."""
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            taken.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {port} is in use at ::1"):
+            PartyServer(Echo(), f"localhost:{port}", identity=ident(federation, "party2"))
+
+
 def test_party_back_before_retries_run_out(federation):
     port = free_port()
     handler = Echo()

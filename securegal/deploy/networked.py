@@ -358,6 +358,7 @@ def _restore_out(cfg: FederationConfig, aside: Path) -> None:
     for p in _own_results(cfg):
         kept = _set_aside(cfg, aside, p)
         if kept.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)  # the failed run's empty transcripts/ was removed
             os.replace(kept, p)
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -391,6 +392,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     if state is not None:
         checkpoint.epoch = state["epoch"] + 1
     deployment = deployment(cfg, checkpoint, state, on_round)
+    made_out = not cfg.out.exists()
     aside = None if resume else _prepare_out(cfg, overwrite)
     try:
         metrics = _train(cfg, deployment, progress)
@@ -398,10 +400,14 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         if not deployment.started:  # nothing to resume: leave nothing that looks like a result
             for path in (cfg.out / "transcripts" / cfg.name, checkpoint.dir):
                 shutil.rmtree(path, ignore_errors=True)
-            with contextlib.suppress(OSError):  # the transcripts directory, if nothing else is in it
-                (cfg.out / "transcripts").rmdir()
-            if aside is not None:  # and the earlier result as it was
-                _restore_out(cfg, aside)
+            for path in (cfg.out / "transcripts", cfg.out) if made_out else (cfg.out / "transcripts",):
+                with contextlib.suppress(OSError):  # directories, if nothing else is in them
+                    path.rmdir()
+            if aside is not None:  # and the earlier result as it was; never lost, even if that fails
+                try:
+                    _restore_out(cfg, aside)
+                except OSError as exc:
+                    log.error("could not put the earlier result back (%s): it is kept in %s", exc, aside)
                 aside = None
         raise
     finally:

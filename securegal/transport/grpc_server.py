@@ -82,6 +82,10 @@ def refuse_a_taken_port(address: str) -> None:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         return  # not a name of this machine: gRPC's bind says so
+    if host == "localhost":  # gRPC resolves it itself, to both loopbacks, whatever the system's resolver says
+        found += [(f, socket.SOCK_STREAM, 0, "", (a, port) if f == socket.AF_INET else (a, port, 0, 0))
+                  for f, a in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")) if socket.has_ipv6
+                  or f == socket.AF_INET]
     for family, kind, proto, _, where in found:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds

@@ -96,12 +96,14 @@ def _table_rows(ids: Sequence, values: np.ndarray) -> tuple[list[str], np.ndarra
 
 
 def table_fingerprint(ids: Sequence, values: np.ndarray) -> str:
-    """``sha256:<hex>`` of a table's rows: their ids (as text) and values (float64), taken in the
-    order of the ids, so the same rows in any order give the same fingerprint and any change in
-    ids or values another."""
+    """``sha256:<hex>`` of a table's rows: their ids (as text) and values (float64), rows in the
+    order of the ids and columns in the order of their values, so the same table with its rows
+    or columns in any order gives the same fingerprint, and any change in ids or values another."""
     ids, X = _table_rows(ids, values)
     order = sorted(range(len(ids)), key=ids.__getitem__)
-    return _fingerprint(b"securegal-table-v2\0", [ids[i] for i in order], X[order])
+    X = X[order]
+    columns = sorted(range(X.shape[1]), key=lambda j: X[:, j].tobytes())
+    return _fingerprint(b"securegal-table-v2\0", [ids[i] for i in order], X[:, columns])
 
 
 def table_identity(ids: Sequence, values: np.ndarray, keys: Sequence | None = None) -> tuple[str, tuple[str, ...]]:
@@ -604,12 +606,18 @@ def _lock(path: Path) -> int:
 _MAX_LEDGER_BYTES = 256 << 20  # a file larger than this in a ledger's directory is not a ledger
 
 
+def _not_a_ledger_name(name: str) -> bool:
+    """A lock file (``NAME.lock``), the directory lock, or a write in progress (``.NAME.XXXX.tmp``):
+    never a ledger, so the directory scan skips them, and a ledger may not be named like them."""
+    return name.endswith(".lock") or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | None:
     """Another ledger file in ``directory`` that holds one of ``tables``, if any. A ledger is a JSON
     object naming its format; other files (data, damaged ledgers) are skipped: they hold no table."""
     for candidate in sorted(directory.iterdir()):
         try:
-            if candidate.name.endswith((".lock", ".tmp")) or not candidate.is_file() or candidate.samefile(besides):
+            if _not_a_ledger_name(candidate.name) or not candidate.is_file() or candidate.samefile(besides):
                 continue
         except OSError:  # besides does not exist yet, or the candidate vanished
             if candidate == besides or not candidate.is_file():
@@ -618,7 +626,7 @@ def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | 
             if candidate.stat().st_size > _MAX_LEDGER_BYTES:
                 continue
             with open(candidate, "rb") as fh:
-                if not fh.read(4096).lstrip().startswith(b"{"):
+                if b"{" not in fh.read(4096):  # a JSON object in any encoding json reads (BOM, UTF-16)
                     continue
                 fh.seek(0)
                 doc = json.loads(fh.read())
@@ -680,6 +688,9 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
     if not given.parent.is_dir():
         raise LedgerError(f"ledger directory {given.parent} does not exist")
     path = Path(os.path.realpath(given))
+    if _not_a_ledger_name(path.name):
+        raise LedgerError(f"ledger {given}: a ledger may not be named like a lock file (*.lock) or a write in "
+                          "progress (.*.tmp)")
     if not path.parent.is_dir():
         raise LedgerError(f"ledger {given} is a link to {path}, whose directory does not exist")
     with _directory_lock(path.parent):
