@@ -147,7 +147,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     common = dict(learner=learner, seed=seed, scaler=scaler, learner_options=dict(learner_options or {}),
                   local_loss=local_loss, **({} if eta_max is None else {"eta_max": eta_max}))
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,
-                           weighting=weighting, eta=eta, calibrate=calibrate, **common)
+                           weighting=weighting, eta=eta, calibrate=calibrate, owner=names[0], **common)
     if channel is not None:  # studies only: a channel the plan does not describe
         if hasattr(channel, "preflight"):
             channel.preflight(len(split.train), rounds, data.loss)

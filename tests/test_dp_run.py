@@ -222,3 +222,22 @@ def test_the_report_names_a_prediction_clip_only_where_pred_is_released(feedback
         mechanism = metrics["privacy"][party]["mechanism"]
         assert mechanism["prediction_clip"] == clip
         assert ("pred" in mechanism["shares"]) == (clip is not None)
+
+
+def test_the_label_dp_budget_is_reported_under_the_label_owners_own_name(tmp_path, capsys):
+    """Review A: the label-DP block was keyed 'alice' whatever the label owner was called."""
+    import json
+
+    from securegal.cli import main
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 3))
+    y = (x.sum(axis=1) > 0).astype(int)
+    (tmp_path / "h.csv").write_text("pid,a1,y\n" + "".join(f"p{i},{x[i, 0]:.4f},{y[i]}\n" for i in range(120)))
+    (tmp_path / "b.csv").write_text("pid,b1,b2\n" + "".join(f"p{i},{x[i, 1]:.4f},{x[i, 2]:.4f}\n" for i in range(120)))
+    code = main(["train", "--label-owner", f"hosp={tmp_path / 'h.csv'}", "--party", f"bank={tmp_path / 'b.csv'}",
+                 "--id", "pid", "--target", "y", "-T", "2", "--label-epsilon", "8", "--no-progress",
+                 "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    privacy = json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"]
+    assert "hosp" in privacy and "alice" not in privacy and privacy["hosp"]["epsilon_spent"] <= 8

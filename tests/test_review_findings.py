@@ -209,3 +209,19 @@ def test_label_owner_audits_itself_from_a_federation_file_whose_csv_has_ids(tmp_
     own = from_toml(tmp_path / "federation.toml", None, None)
     assert list(own.ids[:2]) == ["pt-000", "pt-001"] and own.features.shape == (30, 1)
     assert list(own.labels[:3]) == ["a", "b", "a"]
+
+
+def test_a_self_audit_refuses_another_partys_config(tmp_path):
+    """Review A: ``audit --as party2 --data party1.toml`` scored party2's transcript against party1's
+    table and wrote a wrong report with exit 0."""
+    from securegal.commands.audit_data import load_own_data
+
+    path = tmp_path / "party1.toml"
+    path.write_text(party_config("party1", data={"dataset": "wine", "parties": 3, "block": 1}, learner_seed=1,
+                                 certs=None, transcripts=None))
+    with pytest.raises(ConfigError, match="is the config of 'party1', not of 'party2'"):
+        load_own_data(path, party="party2")
+    assert load_own_data(path, party="party1").features.shape[0] == 178
+    fed = _fed(tmp_path, {"party1": "127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="is the config of 'alice', not of 'party1'"):
+        load_own_data(fed, party="party1")

@@ -145,7 +145,7 @@ def _self_audit(args, audit) -> int:
     if args.data is None:
         raise ConfigError("--as NAME needs --data PATH: the party's own data (CSV or its config)")
     transcript_parties(args.runs[0])  # fail fast on a directory without transcripts
-    data = load_own_data(args.data, args.id_column, args.target, args.ledger)
+    data = load_own_data(args.data, args.id_column, args.target, args.ledger, party=args.party)
     data_cmd = f"--data {shlex.quote(str(args.data))}" + "".join(
         f" {flag} {shlex.quote(str(v))}" for flag, v in (("--id-column", args.id_column), ("--target", args.target),
                                                          ("--ledger", args.ledger)) if v)

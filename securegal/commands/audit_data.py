@@ -126,20 +126,39 @@ def _ledger_path(doc: dict, path: Path) -> Path | None:
 
 
 def load_own_data(path: Path, id_column: str | None = None, target: str | None = None,
-                  ledger: Path | None = None):
+                  ledger: Path | None = None, party: str | None = None):
     """The party's own rows from ``--data PATH`` (CSV or TOML config); ``ledger`` (``--ledger``)
-    names its privacy ledger file, overriding the config's."""
+    names its privacy ledger file, overriding the config's. A config naming another party than
+    ``party`` (``--as``) is refused: its table is not the one that party's transcript is about."""
     from securegal.attacks.self_audit import OwnData
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
+    if party is not None and path.suffix.lower() == ".toml":
+        named = _config_name(path)
+        if named is not None and named != party:
+            raise ConfigError(f"--data {path} is the config of {named!r}, not of {party!r} (--as): audit each party "
+                              "with its own data")
     own = from_toml(path, id_column, target) if path.suffix.lower() == ".toml" else from_csv(path, id_column, target)
     if ledger is None:
         return own
     if not Path(ledger).is_file():
         raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
     return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
+
+
+def _config_name(path: Path) -> str | None:
+    """The organization a party.toml or federation.toml is for (its ``name``; federation.toml
+    defaults to the schema's label owner name)."""
+    from securegal.deploy.config import FederationFile
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # from_toml says what is wrong with it
+    name = doc.get("name", FederationFile.model_fields["name"].default if "party" in doc else None)
+    return name if isinstance(name, str) else None
 
 
 def _ledger_reader(path: Path | None):

@@ -94,11 +94,11 @@ class GalJob:
     @classmethod
     def from_plan(cls, plan, *, dataset: Dataset, n_train: int, parties: int, rounds: int,
                   weighting: str | None = None, eta: float | None = None, calibrate: bool | None = None,
-                  **settings) -> "GalJob":
+                  owner: str | None = None, **settings) -> "GalJob":
         """The job the plan describes: its channel (preflighted on ``n_train`` rows), its trainer
         choice and its owner policy (weights and step under DP)."""
         policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate)
-        channel = plan.channel()
+        channel = plan.channel(owner)
         if hasattr(channel, "preflight"):
             channel.preflight(n_train, rounds, dataset.loss)
         return cls(rounds=rounds, channel=channel, trainers=plan.trainers(), weighting=policy.weighting,

@@ -336,8 +336,9 @@ class PrivacyPlan:
 
     # ------------------------------------------------------------------ what it builds
 
-    def channel(self) -> "ResidualChannel":
-        """A fresh label-owner residual channel for one run."""
+    def channel(self, owner: str | None = None) -> "ResidualChannel":
+        """A fresh label-owner residual channel for one run (``owner``: the label owner's name, under
+        which a label-DP channel reports its budget)."""
         if self.residuals == "ckks":
             if self.declared_clip is not None:
                 from .hedp import ClippedCkksResiduals
@@ -349,7 +350,7 @@ class PrivacyPlan:
         if self.label_dp is not None:
             from .dp.layers import LabelDPResiduals
 
-            return LabelDPResiduals(self.label_dp.config())
+            return LabelDPResiduals(self.label_dp.config(), **({} if owner is None else {"party": owner}))
         from .plain import PlainResiduals
 
         return PlainResiduals()
