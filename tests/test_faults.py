@@ -85,6 +85,9 @@ def test_a_party_dies_at_each_protocol_step(kind, round_, tmp_path, reference):
         first = 1 if kind == "setup" else round_
         assert all(weights[r]["party2"] == 0.0 for r in range(first, ROUNDS + 1))
         assert len(metrics["gal"]["per_round"]) == ROUNDS and "stopped" not in metrics["gal"]
+        # listed as absent from every round it missed (review A: unreachable from setup, it was not)
+        absent = metrics["gal"]["absent_per_round"]
+        assert all(("party2" in absent[r - 1]) == (r >= first) for r in range(1, ROUNDS + 1)), absent
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gal"] == metrics["gal"]
 
 

@@ -102,6 +102,7 @@ class LabelOwner:
                               "weights and steps would use the labels outside the privacy budget")
         init = np.zeros(self.k) if self.private_labels else loss.init(y_train)
         self.model = GalModel(np.asarray(init, dtype=np.float64), (own.name, *self.peers))
+        self.left_out: list[str] = []  # parties unreachable when the session opened
         self.F = np.tile(self.model.init, (self.n, 1))
         self._own_seq = 0
         # Private set intersection with every party before setup: ``aligner(ids, session)`` is the
@@ -171,6 +172,7 @@ class LabelOwner:
         for p, exc in failed.items():
             log.warning("party %s left out of the session: %s", p, exc)
         self.peers = [p for p in self.peers if p not in failed]
+        self.left_out += [p for p in failed if p not in self.left_out]
         if 1 + len(self.peers) < self.min_parties:
             raise PartyUnavailable(f"only {1 + len(self.peers)} parties joined, --min-parties is {self.min_parties}: "
                                    + "; ".join(f"{p}: {e}" for p, e in failed.items()))
@@ -318,7 +320,8 @@ class LabelOwner:
         self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
-        return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent))
+        # a party unreachable when the session opened is absent from every round (weight 0), and listed
+        return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent) + tuple(self.left_out))
 
     def _gathered(self, t: int, requests: dict, P: np.ndarray) -> tuple[list[str], list[str], str | None]:
         """Each party's round-t reply opened into the next free row of ``P`` (from row 1) as it
