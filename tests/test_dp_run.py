@@ -241,3 +241,15 @@ def test_the_label_dp_budget_is_reported_under_the_label_owners_own_name(tmp_pat
     assert code == 0, capsys.readouterr().err
     privacy = json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"]
     assert "hosp" in privacy and "alice" not in privacy and privacy["hosp"]["epsilon_spent"] <= 8
+
+
+def test_the_summary_shows_what_is_left_of_the_tables_lifetime_budget(tmp_path):
+    """Review A: "epsilon spent 0.668 of 1" read as 0.33 left when 0.00006 was (a table's budget
+    composes across sessions); the summary now names both."""
+    from securegal.commands.train import summary
+
+    plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=1.0))
+    metrics = train("wine", parties=3, rounds=2, plan=plan, ledger=tmp_path)
+    line = next(x for x in summary(metrics, tmp_path).splitlines() if "privacy party1" in x)
+    left = metrics["privacy"]["party1"]["ledger"]["lifetime_epsilon_remaining"]
+    assert "this session's releases epsilon" in line and f"{left:.4g} left" in line, line

@@ -265,8 +265,15 @@ def summary(metrics: dict, out: Path) -> str:
                      "(the parties' are in the weights above"
                      + (f"; {alone[0]} weighs the label owner's exact-label Alone model)" if alone else ")"))
     for party, block in metrics.get("privacy", {}).items():
-        lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
-                     f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+        table = block.get("ledger") if isinstance(block.get("ledger"), dict) else {}
+        if "lifetime_epsilon_spent" in table:  # a table's lifetime budget: what is left is what counts
+            lines.append(f"  privacy {party}: this session's releases epsilon {block['epsilon_spent']:.3f}; the "
+                         f"table's lifetime epsilon {table['lifetime_epsilon_spent']:.4g} of "
+                         f"{table['lifetime_epsilon_budget']:g}, {table['lifetime_epsilon_remaining']:.4g} left "
+                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+        else:
+            lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
+                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
     if metrics.get("plan", {}).get("membership") == "hidden":
         lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
                      "its predictions reached the label owner only as DP feedback (docs/alignment.md)")
