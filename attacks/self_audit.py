@@ -197,10 +197,13 @@ def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float
 
 def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: float = 0.05,
                known_rows: float = 0.05, seed: int = 0, steps: int = 1500, out: Path | str | None = None,
-               progress: bool | None = None, report: bool = True, data_command: str = "") -> dict:
+               progress: bool | None = None, report: bool = True, data_command: str = "",
+               session: str | None = None) -> dict:
     """Audit ``party``'s exposure from its transcript under ``run_dir`` and its own ``data``;
     writes ``audit.json`` (+ ``audit.md``, ``audit.html``) into ``out`` (default
-    ``run_dir/self-audit/<party>``) and returns the audit."""
+    ``run_dir/self-audit/<party>``) and returns the audit. A transcript of several sessions (a
+    party process serves one after another) is audited one session at a time: ``session``, by
+    default the latest."""
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
     names = transcript_parties(run_dir)
@@ -209,6 +212,13 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     if party not in names:
         raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
     tr = read_transcript(run_dir / "transcripts" / party)
+    sessions = tr.sessions
+    if session is not None and session not in sessions:
+        raise ConfigError(f"--session {session!r}: {party}'s transcript holds sessions {', '.join(sessions[-10:])}"
+                          + (f" (the last 10 of {len(sessions)})" if len(sessions) > 10 else ""))
+    if len(sessions) > 1 or session is not None:
+        session = session or sessions[-1]
+        tr = tr.of_session(session)
     who = role(tr)
     metrics = _metrics(run_dir)
     found_metrics = bool(metrics)
@@ -235,6 +245,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
         owner = (metrics.get("party_names") or [None])[0]
         layer_source["privacy"] = {p: b for p, b in (layer_source.get("privacy") or {}).items() if p in (party, owner)}
     notes = []
+    if len(sessions) > 1:
+        notes.append(f"{party}'s transcript holds {len(sessions)} sessions; this audit is of session {session} "
+                     "(--session picks another)")
     if who == LABEL_OWNER:
         notes.append("model completion is not run: it needs each feature party's own columns, which the label "
                      "owner does not hold (the feature party can run it on the embedded path)")
@@ -258,7 +271,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
         "data": data.source, "known_labels": known_labels, "known_rows": known_rows, "seed": seed,
         "n_train": int(np.asarray(_setup(tr, "sent" if who == LABEL_OWNER else "received").train_ids).size),
         "seconds": timings, "nothing_to_attack": skipped, "notes": notes,
+        "session": session,
         "command": f"securegal audit {shown} --as {party} {data_command}".rstrip()
+                   + (f" --session {session}" if len(sessions) > 1 else "")
                    + f" --known-labels {known_labels:g} --known-rows {known_rows:g} --seed {seed}",
     }
     audit["epsilon"] = audit["layers"]["epsilon"]

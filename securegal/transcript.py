@@ -72,7 +72,7 @@ class TranscriptWriter:
         handles = np.asarray(handles, dtype=np.int64)
         ids = np.asarray(ids)
         ids = ids.astype(str) if ids.dtype.kind in "OUS" else ids.astype(np.int64)
-        path = self.directory / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+        path = _alignment_path(self.directory, peer, session)
         write_bytes_atomic(path, lambda fh: np.savez(fh, session=np.array(session), handles=handles, ids=ids))
 
     def close(self) -> None:
@@ -116,6 +116,15 @@ class Transcript:
         for rec in self.records:
             if (kind is None or rec.kind == kind) and (direction is None or rec.direction == direction):
                 yield rec
+
+    @property
+    def sessions(self) -> list[str]:
+        """The sessions this transcript holds, in the order they began."""
+        return list(dict.fromkeys(rec.session for rec in self.records))
+
+    def of_session(self, session: str) -> "Transcript":
+        """The part of this transcript that belongs to ``session``."""
+        return Transcript(self.party, tuple(rec for rec in self.records if rec.session == session))
 
     def payloads(self, kind: str, direction: str | None = None) -> list[tuple[int, Payload]]:
         """``[(round, payload), ...]`` of every ``kind`` message, in order."""
@@ -164,10 +173,20 @@ def read_transcript(directory: Path | str) -> Transcript:
     return Transcript(check_party_name(directory.name), tuple(records))
 
 
+def _alignment_path(directory: Path | str, peer: str, session: str) -> Path:
+    """One file per session (a party process serves many, all in one transcript): session names
+    come from the wire, so the file is named by a digest of it."""
+    digest = hashlib.sha256(session.encode()).hexdigest()[:16]
+    return Path(directory) / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}-{digest}.npz"
+
+
 def read_alignment(directory: Path | str, peer: str, session: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``(handles, ids)``: how a party's rows were named with ``peer`` in ``session`` (written by
-    :meth:`TranscriptWriter.record_alignment`), or None when the transcript has no such record."""
-    path = Path(directory) / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
+    :meth:`TranscriptWriter.record_alignment`), or None when the transcript has no such record.
+    (Before 2026-12-04 one file per peer held the latest session only.)"""
+    path = _alignment_path(directory, peer, session)
+    if not path.is_file():
+        path = Path(directory) / f"{ALIGNMENT_PREFIX}{check_party_name(peer)}.npz"
     if not path.is_file():
         return None
     try:

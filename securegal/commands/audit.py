@@ -25,7 +25,7 @@ _TRAINS = {"--dataset", "--csv", "--target", "--parties", "--rounds", "--train-s
 #: Each way in -> the options it takes; any other option given is refused.
 ACCEPTS = {
     "RUN_DIR": {*_AUDITS, "--rows-curve", "--plot"},
-    "--as NAME": {*_AUDITS, "--as", "--data", "--id-column", "--ledger", "--target", "--out"},
+    "--as NAME": {*_AUDITS, "--as", "--data", "--id-column", "--ledger", "--target", "--out", "--session"},
     "--sweep OUT": {*_AUDITS, *_TRAINS, "--rows-curve", "--plot", "--sweep", "--epsilons", "--label-epsilons",
                     "--no-ckks"},
     "--active crafted_residuals": {*_AUDITS, *_TRAINS, "--rows-curve", "--active", "--out", "--epsilon"},
@@ -102,6 +102,8 @@ def add_parser(sub) -> None:
                                                         "if present, else row numbers)")
     own.add_argument("--ledger", type=Path, metavar="PATH",
                      help="a DP feature party's privacy ledger (default: the one its party.toml names)")
+    own.add_argument("--session", metavar="ID", help="the session to audit when the transcript holds several (a "
+                                                     "party process serves one after another; default: the latest)")
     own.add_argument("--target", metavar="COLUMN", help="label column (label owner's --data CSV; also the --sweep CSV's)")
     own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME); "
                                                              "with --active: the run directory to train into")
@@ -151,7 +153,7 @@ def _self_audit(args, audit) -> int:
                                                          ("--ledger", args.ledger)) if v)
     result = self_audit(args.runs[0], args.party, data, known_labels=args.known_labels,
                               known_rows=args.known_rows, seed=args.seed, steps=args.net_steps, out=args.out,
-                              report=not args.no_report, data_command=data_cmd)
+                              report=not args.no_report, data_command=data_cmd, session=args.session)
     print(audit.format_table(result))
     out = args.out or Path(args.runs[0]) / "self-audit" / args.party
     print(f"  wrote {out}/audit.json" + ("" if args.no_report else ", audit.md, audit.html"))

@@ -218,3 +218,29 @@ def test_self_audit_of_tables_with_text_ids(tmp_path, capsys):
     # plain GAL: the residuals give the labels away, the predictions the features (the known truths)
     assert all(a["score"] == 1.0 for a in _rows(labels, "label_inversion", "accuracy"))
     assert _rows(features, "hat_matrix", "r2")[0]["score"] >= 0.9
+
+
+def test_a_party_that_served_several_sessions_audits_each(tmp_path):
+    """Review A: a party process keeps every session in one transcript, but its alignment record
+    was one file overwritten by each session, so its self-audit failed after the second one. Each
+    session now keeps its own record, and the audit takes one session (--session, default the
+    latest)."""
+    from securegal.commands.audit_data import load_own_data
+    from securegal.deploy.networked import train_federation
+    from securegal.transcript import read_transcript
+    from tests.test_faults import federation, party_servers
+
+    with party_servers(tmp_path) as peers:
+        for out in ("run", "run2"):
+            train_federation(federation(tmp_path, peers, out=out))
+    sessions = read_transcript(tmp_path / "run" / "transcripts" / "party1").sessions
+    assert len(sessions) == 2
+    data = load_own_data(tmp_path / "party1.toml", party="party1")
+    audits = [self_audit(tmp_path / "run", "party1", data, steps=20, out=tmp_path / f"a{i}", report=False,
+                         session=s) for i, s in enumerate(sessions)]
+    latest = self_audit(tmp_path / "run", "party1", data, steps=20, out=tmp_path / "latest", report=False)
+    assert [str(a["session"]) for a in audits] == list(sessions)
+    assert str(latest["session"]) == sessions[-1]
+    assert all(a["n_train"] > 0 and "holds 2 sessions" in " ".join(a["notes"]) for a in audits)
+    with pytest.raises(ConfigError, match="--session 'nosuch'"):
+        self_audit(tmp_path / "run", "party1", data, steps=20, out=tmp_path / "x", report=False, session="nosuch")
