@@ -38,6 +38,19 @@ def test_identity_load(certdir):
         Identity.load(certdir / "alice.pem", certdir / "party1.key", certdir / "ca.pem")
 
 
+def test_a_private_key_others_can_read_is_refused(certdir, tmp_path):
+    """Review A: ``party serve`` accepted a world-readable key without a word."""
+    import shutil
+
+    key = tmp_path / "party1.key"
+    shutil.copy(certdir / "party1.key", key)
+    key.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"private key {key} is readable by others \\(mode 644\\): chmod 600"):
+        Identity.load(certdir / "party1.pem", key, certdir / "ca.pem")
+    key.chmod(0o600)
+    assert Identity.load(certdir / "party1.pem", key, certdir / "ca.pem").name == "party1"
+
+
 def test_refuses_to_overwrite(certdir):
     with pytest.raises(ConfigError, match="already exists"):
         init_federation(certdir, ["party1"])

@@ -82,5 +82,9 @@ def test_flower_deployment_with_tls_and_node_auth_matches_embedded(tmp_path):
     # every process the test started is gone, with its children (Flower's per-message processes)
     assert fed.processes and not any(_alive(p) for p in fed.processes.values())
     assert impostor.poll() is not None
+    # and no private key is left in the working directory (review A): certificates and public keys only
+    keys = [p.name for p in (tmp_path / "fed").rglob("*") if p.is_file() and (p.suffix == ".key" or (
+        p.parent.name == "supernode-keys" and p.suffix != ".pub"))]
+    assert keys == [] and (tmp_path / "fed" / "certs" / "ca.pem").is_file()
 
 

@@ -171,8 +171,11 @@ class Identity:
         signed the certificate. The name is the certificate's common name."""
         try:
             cert_b, key_b, ca_b = (Path(p).read_bytes() for p in (cert, key, ca))
+            mode = os.stat(key).st_mode
         except OSError as exc:
             raise ConfigError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
+        if mode & 0o077:  # as ssh does: a key others can read is no longer this organization's alone
+            raise ConfigError(f"private key {key} is readable by others (mode {mode & 0o777:o}): chmod 600 {key}")
         try:
             private = serialization.load_pem_private_key(key_b, password=None)
         except (ValueError, TypeError) as exc:

@@ -10,7 +10,9 @@ authentication key per feature party, starts ``flower-superlink`` with TLS and
 ``--enable-supernode-auth``, registers each party's public key (``flwr supernode register``),
 starts per party the party runtime (:mod:`.party_runtime`) and one ``flower-supernode``, runs the
 securegal app with ``flwr run`` and stops every process it started (each in its own process
-group, so Flower's per-message children go too).
+group, so Flower's per-message children go too). Stopping also deletes the demo's private keys
+(the CA's, each organization's TLS key and each SuperNode's authentication key): the working
+directory keeps only certificates and public keys, so sharing a run does not ship them.
 """
 from __future__ import annotations
 
@@ -294,7 +296,12 @@ class FlowerLocalFederation:
                 time.sleep(0.05)
             if proc.stdout is not None:
                 proc.stdout.close()
+        self._remove_private_keys()
         return codes
+
+    def _remove_private_keys(self) -> None:
+        for key in [*self.certs.glob("*.key"), *(p for p in self.keys.glob("*") if p.suffix != ".pub")]:
+            key.unlink(missing_ok=True)
 
     def __enter__(self) -> "FlowerLocalFederation":
         return self.start()
