@@ -178,7 +178,7 @@ def test_cli_feedback_flag_needs_epsilon(tmp_path, capsys):
     assert main(["train", "--dataset", "wine", "--dp-feedback", "off", "--out", str(tmp_path / "r"),
                  "--no-progress"]) != 0
     err = capsys.readouterr().err
-    assert "feedback" in err and "without a DP budget" in err
+    assert "feedback (--dp-feedback) only applies to feature-DP (--epsilon" in err
 
 
 def test_outputs_are_flooded_with_fresh_noise_in_every_reply(channel):

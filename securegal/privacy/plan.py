@@ -57,6 +57,12 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
         raise ConfigError(f"{owner} {name} must be a finite number > 0{bound}, got {value!r}")
 
 
+# The command-line flag of each option of PrivacyPlan.from_options (its party.toml key is the option's name).
+_FLAGS = {"feature_clip": "--dp-feature-clip", "prediction_clip": "--dp-prediction-clip", "feedback": "--dp-feedback",
+          "residual_clip": "--dp-residual-clip", "delta": "--delta", "accountant": "--accountant",
+          "seed": "noise_seed"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class FeatureDP:
     """A feature party's (epsilon, delta)-DP budget per row of its table, and its clips.
@@ -245,11 +251,14 @@ class PrivacyPlan:
         given = {k: v for k, v in dict(delta=delta, accountant=accountant, seed=noise_seed).items() if v is not None}
         feature_only = {k: v for k, v in dict(feature_clip=feature_clip, prediction_clip=prediction_clip,
                                               feedback=feedback).items() if v is not None}
-        if epsilon is None and label_epsilon is None and (given or feature_only or residual_clip is not None):
-            stray = sorted({**given, **feature_only, **({"residual_clip": 1} if residual_clip is not None else {})})
-            raise ConfigError(f"{', '.join(stray)} set without a DP budget (--epsilon or --label-epsilon)")
         if epsilon is None and feature_only:
-            raise ConfigError(f"{', '.join(sorted(feature_only))} apply to feature-DP (--epsilon), which is not set")
+            names = ", ".join(f"{k} ({_FLAGS[k]})" for k in sorted(feature_only))
+            raise ConfigError(f"{names} only {'applies' if len(feature_only) == 1 else 'apply'} to feature-DP "
+                              "(--epsilon, or epsilon in party.toml [privacy]), which is not set")
+        if epsilon is None and label_epsilon is None and (given or residual_clip is not None):
+            stray = sorted({**given, **({"residual_clip": 1} if residual_clip is not None else {})})
+            raise ConfigError(f"{', '.join(f'{k} ({_FLAGS[k]})' for k in stray)} set without a DP budget "
+                              "(--epsilon or --label-epsilon)")
         feature = label = None
         if epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
