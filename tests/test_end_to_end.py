@@ -109,6 +109,7 @@ def test_an_id_like_column_left_among_the_features_is_warned_about(tmp_path, rng
     (["--csv", "data.csv"], "needs --target"),
     (["--dataset", "iris", "--id", "id"], "--id names the ID column of --csv"),
     (["--csv", "data.csv", "--target", "y", "--id", "nope"], "no ID column 'nope'"),
+    (["--dataset", "wine", "--missing", "refuse"], "--missing says how missing cells of --csv"),
 ])
 def test_bad_input_gives_one_line_and_no_result(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -162,6 +162,9 @@ def run(args) -> int:
                           "built-in datasets have none")
     if args.target is not None and args.csv is None:
         raise ConfigError("--target names the label column of --csv; give --csv too (built-in datasets have theirs)")
+    if args.missing is not None and args.csv is None:
+        raise ConfigError("--missing says how missing cells of --csv or of the --label-owner/--party tables are "
+                          "handled; built-in datasets have none")
     if args.dataset is None and args.csv is None:
         args.dataset = "breast_cancer"
     out = args.out or Path("runs") / f"{args.dataset or args.csv.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
