@@ -240,3 +240,15 @@ def test_a_run_refused_before_it_starts_leaves_no_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="budget_exceeded"):
         train_federation(cfg, deployment=_RefusedAtSetup)
     assert not cfg.out.exists()
+
+
+@pytest.mark.parametrize("gal, says", [({"test": 1.0}, "finished and wrote"),
+                                       ({"test": 1.0, "stopped": "party1 refused: budget_exceeded"},
+                                        r"stopped early \(party1 refused: budget_exceeded; its parties")])
+def test_resuming_a_run_that_wrote_its_result_says_how_it_ended(tmp_path, gal, says):
+    """Review A: a run stopped early (exit 3) was called "finished" when resumed."""
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+    cfg.out.mkdir()
+    (cfg.out / "metrics.json").write_text(json.dumps({"gal": gal}))
+    with pytest.raises(ConfigError, match=says):
+        train_federation(cfg, resume=True)

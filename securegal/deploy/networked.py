@@ -11,6 +11,7 @@ Command-line flags override the file's keys; a flag this deployment cannot honou
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -363,6 +364,15 @@ def _restore_out(cfg: FederationConfig, aside: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _ended(metrics: Path) -> str:
+    """How a run that wrote ``metrics`` ended: finished, or stopped early (and why)."""
+    try:
+        stopped = json.loads(metrics.read_text(encoding="utf-8")).get("gal", {}).get("stopped")
+    except (OSError, ValueError, AttributeError):
+        stopped = None
+    return f"stopped early ({stopped}; its parties were told the session is over)" if stopped else "finished"
+
+
 def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: bool = False,
                      progress: bool = False, on_round: Callable[[RoundResult], None] | None = None,
                      deployment: Callable[..., NetworkedDeployment] = NetworkedDeployment) -> dict:
@@ -378,8 +388,8 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         raise ConfigError("--overwrite cannot be used with --resume: a resumed run continues its checkpoint; "
                           "start a new run with --overwrite instead")
     if resume and (cfg.out / "metrics.json").exists():
-        raise ConfigError(f"the run in {cfg.out} finished (metrics.json is there); it is kept as it is. Start a new "
-                          "run with --overwrite, or in another directory")
+        raise ConfigError(f"the run in {cfg.out} {_ended(cfg.out / 'metrics.json')} and wrote metrics.json; it is "
+                          "kept as it is. Start a new run with --overwrite, or in another directory")
     if resume and cfg.plan.residuals == "ckks":
         raise ConfigError("cannot resume a ckks run: the label owner's CKKS secret key is not checkpointed, so the "
                           "parties' encrypted round models could not be opened; start the run again")
