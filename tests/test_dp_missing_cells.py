@@ -116,11 +116,13 @@ def test_embedded_party_dp_run_fills_the_declared_centre(two_tables, loaded, cap
     assert bank.X[GAPS, 0].tolist() == [CENTRE] * 3 and bank.summary.imputed == {"b1": (3, CENTRE)}
 
 
-def test_embedded_party_dp_run_without_centres_is_refused_naming_the_column(two_tables, capsys):
+def test_embedded_party_dp_run_without_centres_is_refused_naming_the_parties(two_tables, capsys):
+    """Without --columns no DP party has public knowledge of its columns (review A: the refusal named
+    the label owner's file, whose columns need none)."""
     assert _organizations_run(two_tables, "--epsilon", "2", "--out", str(two_tables / "dp")) == 2
     err = capsys.readouterr().err
-    assert "b.csv: feature-DP" in err and "column(s) 'b1' " in err and len(err.strip().splitlines()) == 1, err
-    assert not (two_tables / "dp").exists()
+    assert "feature-DP parties bank standardize with public" in err and "--columns FILE" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (two_tables / "dp").exists()
 
 
 def test_embedded_party_without_dp_still_imputes_the_median(two_tables, loaded, capsys):

@@ -225,3 +225,13 @@ def test_a_self_audit_refuses_another_partys_config(tmp_path):
     fed = _fed(tmp_path, {"party1": "127.0.0.1:1"})
     with pytest.raises(ConfigError, match="is the config of 'alice', not of 'party1'"):
         load_own_data(fed, party="party1")
+
+
+def test_a_table_too_small_to_split_by_class_says_how_many_rows_it_needs(tmp_path, capsys):
+    """Review A: 10 rows passed the 10-row minimum and then failed with scikit-learn's message."""
+    (tmp_path / "ten.csv").write_text("a,b,y\n" + "".join(f"{i},{i * 3 % 7},{i % 2}\n" for i in range(10)))
+    code = main(["train", "--csv", str(tmp_path / "ten.csv"), "--target", "y", "-M", "2", "-T", "2",
+                 "--no-progress", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "10 rows give 1 validation rows, fewer than its 2 classes" in err and "20 rows" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -126,6 +126,10 @@ def columns_by_organization(path: Path | None, epsilon: float | None, parties: l
     """``--columns FILE`` with one table per organization: {party name: ColumnSpec} for each
     ``--party`` name in ``parties``; None without the flag."""
     if path is None:
+        if epsilon is not None:
+            raise ConfigError(f"feature-DP parties {', '.join(parties)} standardize with public per-column bounds or "
+                              "centres/scales, never their training statistics: give --columns FILE with one [NAME] "
+                              "table per --party (docs/privacy.md section 6)")
         return None
     if epsilon is None:
         raise ConfigError("--columns is what feature-DP parties standardize with; it needs --epsilon")

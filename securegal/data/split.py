@@ -1,6 +1,7 @@
 """Seeded row splits (train / validation / test) and vertical splits into party blocks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,15 @@ def split_rows(dataset: Dataset, seed: int, test_fraction: float = 0.2, validati
         raise ConfigError(f"need 0 < test_fraction, 0 <= validation_fraction, sum < 1; got {test_fraction}, {validation_fraction}")
     ids = np.arange(len(dataset.y), dtype=np.int64)
     strat = dataset.y if dataset.task == "classification" and stratify else None
+    if strat is not None:  # every part of a stratified split holds a row of each class
+        classes = len(np.unique(strat))
+        n_test = math.ceil(test_fraction * len(ids))
+        n_val = math.ceil(validation_fraction * len(ids)) if validation_fraction > 0 else classes
+        if min(n_test, n_val) < classes:
+            needed = math.ceil(classes / min(test_fraction, validation_fraction or 1))
+            raise ConfigError(f"cannot split {dataset.name}: {len(ids)} rows give {min(n_test, n_val)} "
+                              f"{'test' if n_test <= n_val else 'validation'} rows, fewer than its {classes} classes "
+                              f"(each part holds a row of every class); about {needed} rows are needed")
     try:
         rest, test = train_test_split(ids, test_size=test_fraction, random_state=seed, stratify=strat)
         val = np.array([], dtype=np.int64)
