@@ -346,6 +346,8 @@ def test_missing_directory_and_missing_file():
         open_ledger("/nonexistent-dir/t.ledger", TABLE, BUDGET)
     with pytest.raises(LedgerError, match="does not exist"):
         read_ledger("/nonexistent-dir/t.ledger")
+    with pytest.raises(LedgerError, match="is a directory, not a ledger file"):  # `ledger show DIR`
+        read_ledger("/tmp")
 
 
 def test_table_fingerprint():

@@ -515,6 +515,10 @@ def read_ledger(path: str | os.PathLike) -> Ledger:
     """A read-only snapshot of a ledger file (no lock: writes are atomic renames), e.g. for
     ``securegal ledger show``. Refuses what :func:`open_ledger` refuses."""
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.securegal-ledger.json"))
+        raise LedgerError(f"{path} is a directory, not a ledger file" + (f"; it holds {', '.join(found[:5])}"
+                                                                         if found else ""))
     try:
         data = path.read_bytes()
     except FileNotFoundError:
