@@ -235,3 +235,14 @@ def test_a_table_too_small_to_split_by_class_says_how_many_rows_it_needs(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and "10 rows give 1 validation rows, fewer than its 2 classes" in err and "20 rows" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_target_that_is_almost_classes_is_trained_as_regression_loudly(tmp_path, caplog):
+    """Review A: one stray 0.5 among 0/1 labels switched the task to regression without a word."""
+    from securegal.data.datasets import load_csv
+
+    rows = "".join(f"{i},{i % 5},{0.5 if i == 7 else i % 2}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("a,b,y\n" + rows)
+    with caplog.at_level(logging.WARNING):
+        assert load_csv(tmp_path / "t.csv", "y").task == "regression"
+    assert "1 non-integer value(s) (e.g. 0.5) among 2 integer classes" in caplog.text

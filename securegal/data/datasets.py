@@ -154,6 +154,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
             raise ConfigError(f"{path}: target {target!r} holds non-finite values")
         if task is None:
             task = "classification" if np.all(y == np.round(y)) and len(np.unique(y)) <= 20 else "regression"
+            if task == "regression":
+                _warn_about_class_like_targets(path, target, y)
     X = table.X
     if id_column is None:
         _warn_about_id_like_columns(path, table.columns, X)
@@ -167,6 +169,22 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
         raise ConfigError(f"task must be 'classification' or 'regression', got {task!r}")
     ids = table.ids if id_column is not None else None
     return replace(data, columns=table.columns, encoding=encoding_of(table.summary), ids=ids)
+
+
+def _warn_about_class_like_targets(path: Path, target: str, y) -> None:
+    """A target trained as regression that is nearly a handful of integer classes (a typo such
+    as one 0.5 among 0/1), or one distinct integer per row (an ID?): say so, loudly."""
+    import numpy as np
+
+    whole = y == np.round(y)
+    if not whole.all() and whole.mean() >= 0.95 and len(np.unique(y[whole])) <= 20:
+        odd = np.unique(y[~whole])[:3]
+        log.warning("%s: target %r is trained as regression because of %d non-integer value(s) (e.g. %s) among "
+                    "%d integer classes; fix them if it is a classification target", path, target,
+                    int((~whole).sum()), ", ".join(f"{v:g}" for v in odd), len(np.unique(y[whole])))
+    elif whole.all() and len(np.unique(y)) == len(y):
+        log.warning("%s: target %r is trained as regression: it holds a distinct integer in every row (an ID?)",
+                    path, target)
 
 
 def _warn_about_id_like_columns(path: Path, columns, X) -> None:
