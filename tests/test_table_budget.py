@@ -484,7 +484,7 @@ def test_own_tables_declare_each_partys_columns_for_embedded_dp(tmp_path, capsys
     base = ["train", "--label-owner", f"alice={tmp_path / 'a.csv'}", "--party", f"bank={tmp_path / 'b.csv'}",
             "--id", "pid", "--target", "y", "-T", "2", "--epsilon", "1", "--no-progress"]
     assert main([*base, "--out", str(tmp_path / "r0")]) == 2
-    assert "one [NAME] table per party" in capsys.readouterr().err
+    assert "give --columns FILE with one [NAME] table per --party" in capsys.readouterr().err
     cols = tmp_path / "cols.toml"
     for text, needle in (("[bank]\nlower = [0]\nupper = [100]\n", "[bank] declares 1 columns, bank's table has 2"),
                          ("[bonk]\nlower = [0, -5]\nupper = [100, 5]\n", "unknown ['bonk']"),
