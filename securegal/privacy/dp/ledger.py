@@ -22,7 +22,9 @@ that crashed mid-session keeps the whole reservation counted (it cannot know wha
   noise only after ``record`` returned.
 - The file is written like a database writes: a temporary file in the same directory, fsync,
   ``os.replace``, fsync of the directory. ``<path>.lock`` is held with ``flock`` for the life of
-  the :class:`FileLedger`, so a second process cannot serve the same table.
+  the :class:`FileLedger`, so a second process cannot serve the same table: links are followed
+  to the one file (hard links refused), a second ledger of the table in the directory is refused,
+  and before every write the lock file and the ledger must still be what this process holds.
 - The format is versioned and checksummed. A file of another version, a truncated or corrupted
   file, one made for another table or budget, or an accountant switch under which its history
   would exceed the budget is refused with a one-line :class:`LedgerError` and left as it is: a
