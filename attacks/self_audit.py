@@ -216,8 +216,8 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     if session is not None and session not in sessions:
         raise ConfigError(f"--session {session!r}: {party}'s transcript holds sessions {', '.join(sessions[-10:])}"
                           + (f" (the last 10 of {len(sessions)})" if len(sessions) > 10 else ""))
-    if len(sessions) > 1 or session is not None:
-        session = session or sessions[-1]
+    session = session or (sessions[-1] if sessions else None)
+    if len(sessions) > 1:
         tr = tr.of_session(session)
     who = role(tr)
     metrics = _metrics(run_dir)
