@@ -203,7 +203,7 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     writes ``audit.json`` (+ ``audit.md``, ``audit.html``) into ``out`` (default
     ``run_dir/self-audit/<party>``) and returns the audit. A transcript of several sessions (a
     party process serves one after another) is audited one session at a time: ``session``, by
-    default the latest."""
+    default the latest that trained."""
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
     names = transcript_parties(run_dir)
@@ -216,7 +216,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     if session is not None and session not in sessions:
         raise ConfigError(f"--session {session!r}: {party}'s transcript holds sessions {', '.join(sessions[-10:])}"
                           + (f" (the last 10 of {len(sessions)})" if len(sessions) > 10 else ""))
-    session = session or (sessions[-1] if sessions else None)
+    # by default the latest session that trained (a session a party refused holds no fits to attack)
+    fitted = list(dict.fromkeys(r.session for r in tr.records if r.kind in ("fit_request", "fit_reply")))
+    session = session or (fitted or sessions or [None])[-1]
     if len(sessions) > 1:
         tr = tr.of_session(session)
     who = role(tr)

@@ -103,7 +103,8 @@ def add_parser(sub) -> None:
     own.add_argument("--ledger", type=Path, metavar="PATH",
                      help="a DP feature party's privacy ledger (default: the one its party.toml names)")
     own.add_argument("--session", metavar="ID", help="the session to audit when the transcript holds several (a "
-                                                     "party process serves one after another; default: the latest)")
+                                                     "party process serves one after another; default: the latest "
+                                                     "that trained)")
     own.add_argument("--target", metavar="COLUMN", help="label column (label owner's --data CSV; also the --sweep CSV's)")
     own.add_argument("--out", type=Path, metavar="DIR", help="report directory (default: RUN_DIR/self-audit/NAME); "
                                                              "with --active: the run directory to train into")

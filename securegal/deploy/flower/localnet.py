@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.out / "federation"
     if workdir.exists() and any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates and keys")
+    # SIGTERM (timeout, kill, a CI runner) unwinds like Ctrl-C: every process is stopped, the keys deleted
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with FlowerLocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed,
                                dataset=args.dataset, residuals=args.residuals, out=args.out) as fed:
         metrics = fed.run()
