@@ -178,6 +178,10 @@ def ledger_block(path: Path, session: str | None) -> dict:
     sessions = ledger.spent_by_session()
     this = next((sp for sp in sessions if sp.session == session), None)
     releases = [e for e in ledger.entries if e.session == session]
+    if session is not None and not releases:
+        raise ConfigError(f"privacy ledger {path} holds no release of session {session} (it has {len(sessions)} "
+                          "other sessions): it is not the ledger of the table that served this transcript; give the "
+                          "party's own --ledger")
     noise = {}
     for e in releases:
         noise.setdefault(e.release.what, e.release.noise_multiplier)

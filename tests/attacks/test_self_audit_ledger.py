@@ -50,9 +50,12 @@ def test_ledger_path_from_the_party_toml(dp_run, tmp_path):
     toml = tmp_path / "party1.toml"
     toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\nid_column = "id"\n'
                     f'[privacy]\nepsilon = 1.0\nledger = "{dp_run / "ledgers" / "party1.securegal-ledger.json"}"\n')
-    block = load_own_data(toml).privacy("no-such-session")
-    assert block["source"].endswith("party1.securegal-ledger.json") and block["epsilon_this_session"] == 0.0
+    session = read_ledger(dp_run / "ledgers" / "party1.securegal-ledger.json").entries[0].session
+    block = load_own_data(toml).privacy(session)
+    assert block["source"].endswith("party1.securegal-ledger.json") and block["epsilon_this_session"] > 0
     assert block["epsilon_spent"] > 0.9  # the earlier run's session spent it
+    with pytest.raises(ConfigError, match="holds no release of session no-such-session"):
+        load_own_data(toml).privacy("no-such-session")
     toml.write_text(f'name = "party1"\n[data]\ncsv = "{dp_run / "party1.csv"}"\n[privacy]\nepsilon = 1.0\n')
     with pytest.raises(ConfigError, match="party1.csv.securegal-ledger.json"):  # beside the CSV, as the party keeps it
         load_own_data(toml).privacy("s")
@@ -86,3 +89,18 @@ def test_more_bad_input_is_one_line(dp_run, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_ledger_that_never_saw_the_session_is_refused(dp_run, tmp_path, capsys):
+    """Re-verification of review A: a ledger of another table reported "0 spent by this run's
+    session" with exit 0, although the transcript shows DP releases."""
+    from securegal.privacy.dp.accountant import Budget
+    from securegal.privacy.dp.ledger import open_ledger
+
+    other = tmp_path / "other.json"
+    open_ledger(other, "id:another-table", Budget(1.0, 1e-5)).close()
+    code = main(["audit", str(dp_run / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(other), "--net-steps", "20", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds no release of session" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
