@@ -2,6 +2,7 @@
 run keeps the command-line overrides it was started with, ``--overwrite`` keeps the earlier
 result until the new run has started, and flags that cannot be honoured are refused."""
 import json
+import stat
 
 import numpy as np
 import pytest
@@ -126,6 +127,7 @@ def test_overwrite_keeps_the_earlier_result_when_the_new_run_fails_before_it_sta
         train_federation(cfg, overwrite=True, deployment=_RefusedAtSetup)
     kept = {p.relative_to(cfg.out).as_posix(): p.read_bytes() for p in cfg.out.rglob("*") if p.is_file()}
     assert kept == earlier  # nothing of the new run, nothing set aside left behind
+    assert stat.S_IMODE((cfg.out / "transcripts").stat().st_mode) == 0o700 or parties_write_here
     assert sorted(p.name for p in cfg.out.iterdir()) == ["checkpoint", "curve.png", "metrics.json", "transcripts"]
 
 
@@ -235,11 +237,15 @@ def test_eta_max_in_the_federation_file_is_refused_where_the_step_is_fixed(tmp_p
         assert FederationConfig.load(path, insecure=True).eta_max == 2.0
 
 
-def test_a_run_refused_before_it_starts_leaves_no_run_directory(tmp_path):
-    cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
+@pytest.mark.parametrize("out", ["run", "new/deeper/run"])
+def test_a_run_refused_before_it_starts_leaves_no_run_directory(tmp_path, out):
+    path = tmp_path / "federation.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers={"party1": "127.0.0.1:1"}, rounds=3, seed=0,
+                                      out=tmp_path / out, certs=None))
+    cfg = FederationConfig.load(path, insecure=True)
     with pytest.raises(ConfigError, match="budget_exceeded"):
         train_federation(cfg, deployment=_RefusedAtSetup)
-    assert not cfg.out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["federation.toml"]
 
 
 @pytest.mark.parametrize("gal, says", [({"test": 1.0}, "finished and wrote"),

@@ -141,7 +141,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
     table = read_party_file(path, id_column, target=target, label_owner=True, missing=missing, centres=centres,
                             private=private)
     if table.X.shape[0] < 10:
-        raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed")
+        raise ConfigError(f"{path}: {table.X.shape[0]} data rows; at least 10 are needed (and with the default "
+                          "70% training rows and the parties' default min_rows = 20, about 29)")
     if table.X.shape[1] == 0:
         raise ConfigError(f"{path}: no feature columns besides the target {target!r}")
     y = np.asarray(table.target)

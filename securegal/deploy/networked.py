@@ -359,7 +359,7 @@ def _restore_out(cfg: FederationConfig, aside: Path) -> None:
     for p in _own_results(cfg):
         kept = _set_aside(cfg, aside, p)
         if kept.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)  # the failed run's empty transcripts/ was removed
+            private_dir(p.parent)  # the failed run's empty transcripts/ was removed (0700, as it was made)
             os.replace(kept, p)
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -402,7 +402,11 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     if state is not None:
         checkpoint.epoch = state["epoch"] + 1
     deployment = deployment(cfg, checkpoint, state, on_round)
-    made_out = not cfg.out.exists()
+    made = []  # the run directory and its parents this run creates, deepest first
+    for p in (cfg.out, *cfg.out.parents):
+        if p.exists():
+            break
+        made.append(p)
     aside = None if resume else _prepare_out(cfg, overwrite)
     try:
         metrics = _train(cfg, deployment, progress)
@@ -410,7 +414,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         if not deployment.started:  # nothing to resume: leave nothing that looks like a result
             for path in (cfg.out / "transcripts" / cfg.name, checkpoint.dir):
                 shutil.rmtree(path, ignore_errors=True)
-            for path in (cfg.out / "transcripts", cfg.out) if made_out else (cfg.out / "transcripts",):
+            for path in (cfg.out / "transcripts", *made):
                 with contextlib.suppress(OSError):  # directories, if nothing else is in them
                     path.rmdir()
             if aside is not None:  # and the earlier result as it was; never lost, even if that fails
