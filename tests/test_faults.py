@@ -142,6 +142,20 @@ def test_the_label_owner_dies_at_each_step_and_resumes(step, tmp_path, reference
     assert seqs == list(range(len(seqs)))  # the transcript goes on, it never restarts
 
 
+def test_a_party_left_out_at_the_start_stays_listed_after_a_resume(tmp_path):
+    """A party unreachable when the session opened is absent from every round, also from the
+    rounds a resumed label owner runs (the checkpoint lists only the parties that joined)."""
+    def die(result):
+        if result.round == 2:
+            raise Crash()
+
+    with party_servers(tmp_path, fault=("party2", "setup", None)) as peers:
+        with pytest.raises(Crash):
+            train_federation(federation(tmp_path, peers, min_parties=2), on_round=die)
+        resumed = train_federation(FederationConfig.for_resume(tmp_path / "run", insecure=True), resume=True)
+    assert resumed["gal"]["absent_per_round"] == [["party2"]] * ROUNDS
+
+
 def _mount_tmpfs(path, size):
     path.mkdir(parents=True, exist_ok=True)
     try:

@@ -278,6 +278,8 @@ class LabelOwner:
         self._own(0, m.Setup(**self._setup_fields()))
         for s in range(1, len(rounds) + 1):
             self._own(s, m.FitRequest(self.loss.residual(self.y, F_history[s - 1])))
+        # the checkpoint lists the parties that joined: the others were left out when the session opened
+        self.left_out = [p for p in self.peers if p not in set(peers)]
         self.peers = [p for p in self.peers if p in set(peers)]
         self.model.rounds = list(rounds)
         self.F = np.array(F_history[-1], dtype=np.float64)
