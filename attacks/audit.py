@@ -500,7 +500,7 @@ def format_table(audit: dict) -> str:
     layers = audit.get("layers", {})
     head = (f"{'attack':<20}{'attacker':<10}{'victim':<10}{'metric':<9}{'score':>8}{'baseline':>9}"
             f"{'advantage':>10}{'MDA':>7}{'p':>8}  view")
-    lines = [f"audit of {audit['run']} ({audit.get('dataset')}, layers: {layers.get('mode', audit.get('residuals'))}, "
+    lines = [f"audit of {audit['run']} ({audit.get('dataset') or 'dataset not recorded'}, layers: {layers.get('mode', audit.get('residuals'))}, "
              f"epsilon={layers.get('epsilon', audit['epsilon'])}, known labels {audit['known_labels']:.0%}, known rows {audit['known_rows']:.0%})"]
     for v in audit.get("verdicts", []):
         lines.append(f"  {v['attack']:<20}{v['attacker']} -> {v['victim']}: {v['text']}")
