@@ -66,11 +66,14 @@ def _columns(path: Path) -> list[str]:
     return header
 
 
-def from_toml(path: Path, id_column: str | None, target: str | None):
-    """``OwnData`` from a ``party.toml`` or ``federation.toml`` (see the module notes)."""
+def from_toml(path: Path, id_column: str | None, target: str | None, party: str | None = None):
+    """``OwnData`` from a ``party.toml`` or ``federation.toml`` (see the module notes); a config
+    of another organization than ``party`` (``--as``) is refused: its table is not the one that
+    party's transcript is about."""
     from securegal.attacks.self_audit import OwnData
     from securegal.data.datasets import load_csv, load_dataset
     from securegal.data.split import vertical_split
+    from securegal.deploy.config import FederationFile
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -80,6 +83,10 @@ def from_toml(path: Path, id_column: str | None, target: str | None):
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: no [data] table (expected a party.toml or federation.toml)")
     is_owner = "party" in doc  # federation.toml lists its [[party]] peers
+    named = doc.get("name", FederationFile.model_fields["name"].default if is_owner else None)
+    if party is not None and isinstance(named, str) and named != party:
+        raise ConfigError(f"--data {path} is the config of {named!r}, not of {party!r} (--as): audit each party "
+                          "with its own data")
     ledger = None if is_owner else _ledger_path(doc, path)
     if "csv" in section:
         csv_path = (path.parent / section["csv"]).resolve()
@@ -135,30 +142,13 @@ def load_own_data(path: Path, id_column: str | None = None, target: str | None =
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist")
-    if party is not None and path.suffix.lower() == ".toml":
-        named = _config_name(path)
-        if named is not None and named != party:
-            raise ConfigError(f"--data {path} is the config of {named!r}, not of {party!r} (--as): audit each party "
-                              "with its own data")
-    own = from_toml(path, id_column, target) if path.suffix.lower() == ".toml" else from_csv(path, id_column, target)
+    own = from_toml(path, id_column, target, party) if path.suffix.lower() == ".toml" \
+        else from_csv(path, id_column, target)
     if ledger is None:
         return own
     if not Path(ledger).is_file():
         raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
     return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
-
-
-def _config_name(path: Path) -> str | None:
-    """The organization a party.toml or federation.toml is for (its ``name``; federation.toml
-    defaults to the schema's label owner name)."""
-    from securegal.deploy.config import FederationFile
-
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None  # from_toml says what is wrong with it
-    name = doc.get("name", FederationFile.model_fields["name"].default if "party" in doc else None)
-    return name if isinstance(name, str) else None
 
 
 def _ledger_reader(path: Path | None):

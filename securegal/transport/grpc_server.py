@@ -82,12 +82,13 @@ def refuse_a_taken_port(address: str) -> None:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         return  # not a name of this machine: gRPC's bind says so
+    addresses = {(family, where) for family, _, _, _, where in found}
     if host == "localhost":  # gRPC resolves it itself, to both loopbacks, whatever the system's resolver says
-        found += [(f, socket.SOCK_STREAM, 0, "", (a, port) if f == socket.AF_INET else (a, port, 0, 0))
-                  for f, a in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")) if socket.has_ipv6
-                  or f == socket.AF_INET]
-    for family, kind, proto, _, where in found:
-        with socket.socket(family, kind, proto) as probe:
+        addresses.add((socket.AF_INET, ("127.0.0.1", port)))
+        if socket.has_ipv6:
+            addresses.add((socket.AF_INET6, ("::1", port, 0, 0)))
+    for family, where in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 import threading
 import weakref
@@ -582,24 +583,15 @@ def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def _flock(lock_path: Path, busy: str) -> int:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise LedgerError(busy) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _lock(path: Path) -> int:
     lock_path = _lock_path(path)
-    fd = _flock(lock_path, f"ledger {path} is in use by another process (lock {lock_path}): one "
-                           "table is served by one process at a time")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LedgerError(f"ledger {path} is in use by another process (lock {lock_path}): one "
+                              "table is served by one process at a time") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} serves the table of ledger {path.name}; do not remove this "
                      "file while it runs\n".encode())
@@ -621,15 +613,17 @@ def _not_a_ledger_name(name: str) -> bool:
 def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | None:
     """Another ledger file in ``directory`` that holds one of ``tables``, if any. A ledger is a JSON
     object naming its format; other files (data, damaged ledgers) are skipped: they hold no table."""
+    try:
+        mine = besides.stat()
+        own = (mine.st_dev, mine.st_ino)
+    except FileNotFoundError:  # a ledger about to be created
+        own = None
     for candidate in sorted(directory.iterdir()):
+        if _not_a_ledger_name(candidate.name):
+            continue
         try:
-            if _not_a_ledger_name(candidate.name) or not candidate.is_file() or candidate.samefile(besides):
-                continue
-        except OSError:  # besides does not exist yet, or the candidate vanished
-            if candidate == besides or not candidate.is_file():
-                continue
-        try:
-            if candidate.stat().st_size > _MAX_LEDGER_BYTES:
+            st = candidate.stat()  # links followed: a link to this ledger is this ledger
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) == own or st.st_size > _MAX_LEDGER_BYTES:
                 continue
             with open(candidate, "rb") as fh:
                 if b"{" not in fh.read(4096):  # a JSON object in any encoding json reads (BOM, UTF-16)
