@@ -540,6 +540,30 @@ def test_a_ledger_changed_behind_its_process_is_not_written_over(ledger_file):
         assert ledger_file.read_bytes() == older
 
 
+def test_a_process_that_gets_in_between_the_check_and_the_write_fails_the_first_one(ledger_file, monkeypatch):
+    """The check before a write and the write were two steps: a second process that got the
+    table between them (its lock file removed) was not noticed. The first process now checks
+    again after writing and fails the record, so its caller releases nothing."""
+    from securegal.privacy.dp import ledger as ledger_mod
+    write = ledger_mod._atomic_write
+    with open_ledger(ledger_file, TABLE, BUDGET) as led:
+        before = (led.entries, led.epsilon_spent)
+
+        def and_a_second_process_gets_in(path, data):
+            write(path, data)
+            monkeypatch.setattr(ledger_mod, "_atomic_write", write)
+            (ledger_file.parent / "t.ledger.lock").unlink()
+            with open_ledger(ledger_file, TABLE, BUDGET) as second:
+                second.record([rel(2, z=50.0)], "s2")
+
+        monkeypatch.setattr(ledger_mod, "_atomic_write", and_a_second_process_gets_in)
+        with pytest.raises(LedgerError, match="lock file .* was removed or replaced") as info:
+            led.record([rel(3, z=50.0)], "s3")
+        one_line(info)
+        assert (led.entries, led.epsilon_spent) == before
+    assert [e.session for e in read_ledger(ledger_file).entries][-1] == "s2"
+
+
 def test_a_copy_of_a_ledger_beside_it_is_refused_whichever_is_opened(ledger_file):
     """A copy under another name was accepted once it existed (the one-ledger check ran only when
     a ledger was created): each name then carried the table's budget afresh."""

@@ -550,6 +550,9 @@ class FileLedger(Ledger):
         data = _encode(_body(self.table, self.budget, accountant, entries, outputs, refunds))
         _atomic_write(self.path, data)
         self._on_disk = data
+        # Checked again after the write: a process that got in between the check and the write
+        # makes this one fail here, before its caller releases anything.
+        self._check_still_ours()
 
     def _check_still_ours(self) -> None:
         """Refuse to write over a ledger that changed behind this process: its lock file removed
