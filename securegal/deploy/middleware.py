@@ -39,9 +39,16 @@ def privacy_reports(handle: Handler, report: Callable[[], dict]) -> Handler:
             block = report()
             if not block:  # no session trained yet (e.g. Finish right after alignment): nothing to report
                 return reply
-            log.info("privacy budget: epsilon %.4g spent of %.4g (delta %.3g), %.4g left",
-                     block["epsilon_spent"], block["epsilon_budget"], block["delta"],
-                     block["epsilon_budget"] - block["epsilon_spent"])
+            table = block.get("ledger") or {}
+            if "lifetime_epsilon_spent" in table:
+                log.info("privacy budget: this session's releases epsilon %.4g; the table's lifetime epsilon "
+                         "%.4g of %.4g (delta %.3g), %.4g left", block["epsilon_spent"],
+                         table["lifetime_epsilon_spent"], table["lifetime_epsilon_budget"], block["delta"],
+                         table["lifetime_epsilon_remaining"])
+            else:
+                log.info("privacy budget: epsilon %.4g spent of %.4g (delta %.3g), %.4g left",
+                         block["epsilon_spent"], block["epsilon_budget"], block["delta"],
+                         block["epsilon_budget"] - block["epsilon_spent"])
             raw = json.dumps(block, sort_keys=True, allow_nan=False)
             reply = replace(reply, info={**reply.info, PRIVACY_INFO: raw})
         return reply
