@@ -39,7 +39,7 @@ import traceback
 from typing import Iterable, Sequence
 
 from . import __version__
-from .errors import InternalError, SecuregalError
+from .errors import InternalError, SecuregalError, printable
 from .logs import configure_logging
 
 # Subcommand -> one-line summary. Each module defines ``add_parser(subparsers)``, which sets
@@ -194,7 +194,7 @@ def _stdout_closed() -> bool:
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> int:
-    print(" ".join(message.split("\n")), file=sys.stderr)
+    print(printable(" ".join(message.split("\n"))), file=sys.stderr)
     return code
 
 

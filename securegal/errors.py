@@ -87,8 +87,14 @@ class PartyRefused(SecuregalError, RuntimeError):
     """
 
     def __init__(self, party: str, code: str, message: str):
-        super().__init__(f"party {party!r} refused ({code}): {message}")
+        super().__init__(f"party {party!r} refused ({printable(code)}): {printable(message)}")
         self.party, self.code, self.message = party, code, message
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (escape sequences, carriage returns, newlines) written as
+    its escape, so that text from a peer cannot redraw the operator's terminal or split a log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # The one table of ErrorReply codes: code -> the class raised for it.

@@ -63,6 +63,15 @@ def test_an_unknown_code_is_still_a_party_refusal():
     assert type(exc) is PartyRefused and exc.code == "permission_denied"
 
 
+def test_a_refusals_control_characters_cannot_redraw_the_operators_terminal():
+    """A party's ErrorReply reached stderr and the logs verbatim: escape sequences cleared the
+    screen and printed a fake success line."""
+    exc = error_from_reply("party1", "policy\x1b[2J", "harmless\n\x1b[31mFAKE: training finished OK\r\x00")
+    text = str(exc)
+    assert text.isprintable() and "\\x1b[2J" in text and "\\n" in text and "\\r" in text
+    assert exc.message.startswith("harmless\n")  # what the party said is kept as it was
+
+
 # --- every "wrong residual mode for this trainer" is one class ------------------------------------
 
 def _setup(residuals, n=40, **options):

@@ -134,3 +134,41 @@ GOLDEN = [
 def test_wire_bytes_match_the_golden_encoding(env, golden):
     assert encode(env).hex() == golden
     assert same(decode(bytes.fromhex(golden)), env)
+
+
+def _reply_bytes(kind: str, **fields) -> bytes:
+    env = pb.Envelope(version=1, session="s", round=0, sender="party1", receiver="alice", seq=1)
+    body = getattr(env, kind)
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            getattr(body, key).update(value)
+        else:
+            setattr(body, key, value)
+    body.SetInParent()
+    return env.SerializeToString()
+
+
+@pytest.mark.parametrize("kind", ["setup_ack", "finish_ack"])
+def test_a_replys_info_map_is_bounded(kind):
+    """A reply's info was copied whole: a party could send millions of characters that every log
+    line and refusal then echoed."""
+    from securegal.wire.codec import MAX_ENTRIES, MAX_INFO_CHARS
+    with pytest.raises(ProtocolError, match=f"has {MAX_INFO_CHARS + 2} characters, at most {MAX_INFO_CHARS}"):
+        decode(_reply_bytes(kind, info={"x": "9" * (MAX_INFO_CHARS + 1)}))
+    with pytest.raises(ProtocolError, match=f"has {MAX_ENTRIES + 1} entries"):
+        decode(_reply_bytes(kind, info={f"k{i}": "" for i in range(MAX_ENTRIES + 1)}))
+    with pytest.raises(ProtocolError, match="key has 300 characters"):
+        decode(_reply_bytes(kind, info={"k" * 300: "v"}))
+    report = "r" * 200_000  # a long run's privacy report passes
+    assert decode(_reply_bytes(kind, info={"privacy": report})).body.info["privacy"] == report
+
+
+def test_an_error_reply_is_bounded_and_our_own_long_messages_are_cut_to_fit():
+    from securegal.wire.codec import MAX_ERROR_CHARS
+    with pytest.raises(ProtocolError, match=f"error reply message has {MAX_ERROR_CHARS + 1} characters"):
+        decode(_reply_bytes("error", code="policy", message="A" * (MAX_ERROR_CHARS + 1)))
+    with pytest.raises(ProtocolError, match="error reply code has 100 characters"):
+        decode(_reply_bytes("error", code="c" * 100, message="bad"))
+    long = m.ErrorReply("policy", "why " * 5000)
+    sent = decode(encode(m.Envelope("s", 0, "party1", "alice", 1, long))).body
+    assert len(sent.message) == MAX_ERROR_CHARS and sent.message.endswith("(cut: 20000 characters in all)")

@@ -158,9 +158,13 @@ class LabelOwner:
             return
         acks = self._joined(self.messenger.exchange(0, {p: m.Setup(**self._merged_setup(base, p)) for p in self.peers}))
         for p, ack in acks.items():  # the number of columns each party contributes (public)
-            raw = ack.info.get("columns", "")
-            if raw.isdigit():
-                self.party_columns[p] = int(raw)
+            raw = ack.info.get("columns")
+            if raw is None:
+                continue
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+                raise ProtocolError(f"party {p!r} answered Setup with columns={raw!r:.40}, not a whole number "
+                                    "of at most 9 digits")
+            self.party_columns[p] = int(raw)
 
     def _joined(self, replies: dict) -> dict:
         """The parties' answers to a session-opening request: a refusal stops the run (a party that

@@ -30,6 +30,11 @@ MAX_NAME_CHARS = 256
 MAX_PSI_SESSION_CHARS = MAX_NAME_CHARS  # a PSI request names its session too
 MAX_VALUE_CHARS = 4096
 MAX_ENTRIES = 64
+# A reply's info map, keys and values together (a DP party's privacy report grows with the rounds).
+MAX_INFO_CHARS = 1 << 20
+# An ErrorReply's code and message; a longer message of our own is cut to fit before it is sent.
+MAX_ERROR_CODE_CHARS = 64
+MAX_ERROR_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,23 @@ def _entries(entries, what: str) -> dict[str, str]:
     return {_name(k, f"{what} key"): _name(v, f"{what} value", MAX_VALUE_CHARS) for k, v in entries.items()}
 
 
+def _info(entries, what: str) -> dict[str, str]:
+    """A reply's info map: MAX_ENTRIES entries, names bounded, MAX_INFO_CHARS characters in all."""
+    if len(entries) > MAX_ENTRIES:
+        raise ProtocolError(f"{what} has {len(entries)} entries, at most {MAX_ENTRIES}")
+    total = sum(len(k) + len(v) for k, v in entries.items())
+    if total > MAX_INFO_CHARS:
+        raise ProtocolError(f"{what} has {total} characters, at most {MAX_INFO_CHARS}")
+    return {_name(k, f"{what} key"): v for k, v in entries.items()}
+
+
+def _cut(message: str) -> str:
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    note = f" ... (cut: {len(message)} characters in all)"
+    return message[:MAX_ERROR_CHARS - len(note)] + note
+
+
 def _fill_payload(p: pb.Payload, payload: m.Payload) -> None:
     if isinstance(payload, m.EncryptedPayload):
         e = p.encrypted
@@ -175,7 +197,7 @@ def _fill_body(env: pb.Envelope, body: m.Body) -> None:
     elif isinstance(body, m.PredictReply):
         _fill_payload(b.predictions, body.predictions)
     elif isinstance(body, m.ErrorReply):
-        b.code, b.message = body.code, body.message
+        b.code, b.message = body.code, _cut(body.message)
     elif isinstance(body, m.PsiRequest):
         b.session, b.id_kind, b.points = body.session, body.id_kind, bytes(body.points)
     elif isinstance(body, m.PsiReply):
@@ -251,11 +273,11 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
         return m.Setup(_int_ids(b.train_ids, limits, "train_ids"), int(b.n_outputs), int(b.rounds), b.task,
                        b.residuals, bytes(b.he_context), _entries(b.options, "setup options"))
     if which == "setup_ack":
-        return m.SetupAck(dict(b.info))
+        return m.SetupAck(_info(b.info, "setup ack info"))
     if which == "fit_request":
         return m.FitRequest(payload_from_proto(b.residuals, limits))
     if which == "fit_reply":
-        return m.FitReply(payload_from_proto(b.predictions, limits), dict(b.info))
+        return m.FitReply(payload_from_proto(b.predictions, limits), _info(b.info, "fit reply info"))
     if which == "predict_request":
         return m.PredictRequest(_int_ids(b.sample_ids, limits, "sample_ids"), int(b.rounds))
     if which == "predict_reply":
@@ -263,10 +285,11 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
     if which == "finish":
         return m.Finish()
     if which == "finish_ack":
-        return m.FinishAck(dict(b.info))
+        return m.FinishAck(_info(b.info, "finish ack info"))
     if which.startswith("psi_"):
         return _psi_body(which, b, limits)
-    return m.ErrorReply(b.code, b.message)
+    return m.ErrorReply(_name(b.code, "error reply code", MAX_ERROR_CODE_CHARS),
+                        _name(b.message, "error reply message", MAX_ERROR_CHARS))
 
 
 def encode(envelope: m.Envelope) -> bytes:
