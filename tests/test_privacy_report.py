@@ -41,8 +41,16 @@ def test_without_a_ledger_the_log_counts_the_session_against_its_budget(caplog):
     (json.dumps({"epsilon_budget": 1.0}), "lacks"),
     (json.dumps({**SESSION_BLOCK, "epsilon_spent": "0.3"}), "non-numeric"),
     (json.dumps({**SESSION_BLOCK, "releases": {}}), "no release list"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # a RecursionError crashed the label owner
+    (json.dumps({**SESSION_BLOCK, "epsilon_budget": 1e308, "epsilon_spent": -5}), "epsilon_spent=-5 is not in"),
+    (json.dumps({**SESSION_BLOCK, "epsilon_budget": 0}), "epsilon_budget=0 is not positive"),
+    (json.dumps({**SESSION_BLOCK, "epsilon_spent": 2.0}), "epsilon_spent=2.0 is not in"),
+    (json.dumps({**SESSION_BLOCK, "delta": 0}), "delta=0 is not in"),
+    (json.dumps({**SESSION_BLOCK, "accountant": "\x1b[2Jx"}), "accountant=.*is not one of rdp, prv, pld"),
+    (json.dumps({**SESSION_BLOCK, "releases": [1, 2]}), "releases is not a list"),
+    (json.dumps({**SESSION_BLOCK, "ledger": {"lifetime_epsilon_spent": "x"}}), "ledger block lacks"),
 ])
 def test_a_malformed_report_is_refused_naming_the_party(raw, match):
     with pytest.raises(ProtocolError, match=match) as info:
         read_privacy_report(raw, "bob")
-    assert "of 'bob'" in str(info.value)
+    assert "of 'bob'" in str(info.value) and str(info.value).isprintable()

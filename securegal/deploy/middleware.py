@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import messages as m
 from ..errors import PolicyRefused, ProtocolError
+from ..privacy.dp.accountant import ACCOUNTANTS
 from .config import BUILTIN_DATASET_OPTION
 
 log = logging.getLogger(__name__)
@@ -56,19 +57,45 @@ def privacy_reports(handle: Handler, report: Callable[[], dict]) -> Handler:
     return wrapped
 
 
+MAX_REPORTED_RELEASES = 100_000
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def read_privacy_report(raw: str, party: str) -> dict:
-    """A party's ``info["privacy"]`` as its metrics.json block; ProtocolError if malformed."""
+    """A party's ``info["privacy"]`` as its metrics.json block; ProtocolError, naming the party and
+    the bad field, if malformed or impossible (a non-DP party could otherwise fake one)."""
     try:
         report = json.loads(raw)
-    except ValueError:
-        raise ProtocolError(f"privacy report of {party!r} is not JSON") from None
+    except (ValueError, RecursionError):
+        raise ProtocolError(f"privacy report of {party!r} is not JSON (or nested too deeply)") from None
     if not isinstance(report, dict) or not set(PRIVACY_REPORT_KEYS) <= set(report):
         missing = sorted(set(PRIVACY_REPORT_KEYS) - set(report if isinstance(report, dict) else {}))
         raise ProtocolError(f"privacy report of {party!r} lacks {missing}")
     numbers = [report[k] for k in ("epsilon_budget", "epsilon_spent", "delta")]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers) \
-            or not isinstance(report["releases"], list):
+    if not all(_finite(v) for v in numbers) or not isinstance(report["releases"], list):
         raise ProtocolError(f"privacy report of {party!r} has non-numeric epsilon/delta or no release list")
+    budget, spent, delta = numbers
+    problems = []
+    if not 0 < budget:
+        problems.append(f"epsilon_budget={budget!r} is not positive")
+    if not 0 <= spent <= budget * (1 + 1e-9):
+        problems.append(f"epsilon_spent={spent!r} is not in [0, epsilon_budget]")
+    if not 0 < delta < 1:
+        problems.append(f"delta={delta!r} is not in (0, 1)")
+    if report["accountant"] not in ACCOUNTANTS:
+        problems.append(f"accountant={str(report['accountant'])[:40]!r} is not one of {', '.join(ACCOUNTANTS)}")
+    if len(report["releases"]) > MAX_REPORTED_RELEASES or not all(isinstance(r, dict) for r in report["releases"]):
+        problems.append(f"releases is not a list of at most {MAX_REPORTED_RELEASES} records")
+    table = report.get("ledger")
+    if table is not None and not (isinstance(table, dict) and all(
+            _finite(table.get(k)) for k in ("lifetime_epsilon_budget", "lifetime_epsilon_spent",
+                                            "lifetime_epsilon_remaining"))):
+        problems.append("its ledger block lacks finite lifetime_epsilon_budget/spent/remaining")
+    if problems:
+        raise ProtocolError(f"privacy report of {party!r} refused: {'; '.join(problems)}")
     return report
 
 
