@@ -36,3 +36,55 @@ def test_a_setup_ack_whose_column_count_is_not_a_small_whole_number_is_a_protoco
     with pytest.raises(ProtocolError, match="party 'party1' answered Setup with columns=") as info:
         owner.setup()
     assert "\\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_finite_but_huge_predictions_drop_the_party_from_the_round(tmp_path, caplog):
+    """1e150 from one party overflowed the weight fit: every step came out 0 and the run
+    reported the prior's accuracy with exit 0; 1e300 made the model NaN."""
+    owner = _owner(tmp_path)
+    each = owner.messenger.exchange_each
+
+    def party1_shouts(t, requests):
+        for party, reply in each(t, requests):
+            if party == "party1" and isinstance(reply, m.FitReply):
+                reply = m.FitReply(np.full_like(reply.predictions, 1e150), reply.info)
+            yield party, reply
+
+    owner.messenger.exchange_each = party1_shouts
+    owner.setup()
+    model = owner.fit()
+    assert all(r.absent == ("party1",) and r.weights["party1"] == 0.0 for r in model.rounds)
+    assert all(r.eta > 0 and np.isfinite(r.train_loss) for r in model.rounds) and np.isfinite(owner.F).all()
+    assert "predictions of 'party1' in round 1: largest |value| 1e+150 exceeds" in caplog.text
+
+
+def test_a_malformed_prediction_reply_leaves_the_party_out_of_prediction(tmp_path):
+    """A wrong-shaped PredictReply aborted the whole run after training, where an unreachable party
+    is only left out (missing_at_predict)."""
+    owner = _owner(tmp_path)
+    owner.setup()
+    owner.fit()
+    exchange = owner.messenger.exchange
+
+    def party1_misshapes(t, requests):
+        out = exchange(t, requests)
+        if isinstance(out.get("party1"), m.PredictReply):
+            out["party1"] = m.PredictReply(out["party1"].predictions[:, :1])
+        return out
+
+    owner.messenger.exchange = party1_misshapes
+    rows = np.setdiff1d(np.arange(178), owner.train_ids)[:10]  # predictions for training rows are refused
+    F = owner.predict_rounds(rows)
+    assert F.shape[1] == 10 and np.isfinite(F).all()
+    assert owner.model.missing_at_predict == {"party1"}
+
+
+def test_a_non_finite_weight_fit_stops_the_run_before_the_model_is_touched(tmp_path, monkeypatch):
+    from securegal.parties import label_owner
+    owner = _owner(tmp_path)
+    owner.setup()
+    before = owner.F.copy()
+    monkeypatch.setattr(label_owner, "fit_assistance_weights", lambda r, P, loss: np.full(len(P), np.nan))
+    model = owner.fit()
+    assert model.rounds == [] and "round 1: the weights (nan, nan, nan) or the step" in model.stopped
+    np.testing.assert_array_equal(owner.F, before)

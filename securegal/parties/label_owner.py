@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 WEIGHTINGS = ("learned", "uniform")
 # Test rows per prediction request: bounds each reply (T x rows x K values) and its wire copies.
 PREDICT_ROWS = 1 << 16
+# A party's predictions are fitted to residuals on the labels' scale: anything larger than this
+# times that scale is a malformed reply (1e150 from one party overflowed the weight fit and
+# silently zeroed every step).
+MAX_PREDICTION_RATIO = 1e6
 # The BLAKE2b personalization of the wire order's hash (changing it changes every run's row order).
 WIRE_ORDER_KEY = b"securegal-order1"
 
@@ -93,6 +97,8 @@ class LabelOwner:
         self.setup_options = dict(setup_options or {})
         self.session = messenger.session if messenger else "local"
         self.n, self.k = len(self.train_ids), loss.n_outputs
+        self.largest_prediction = MAX_PREDICTION_RATIO * max(1.0, float(np.abs(np.asarray(y_train, dtype=float)).max(
+            initial=0.0)))
         # A label-private channel (label-DP) accounts only for the residuals it releases: every
         # other use of the labels must be fixed in advance (F0 = 0, uniform w, fixed eta), and the
         # label owner's own learner fits the same released residuals.
@@ -323,6 +329,9 @@ class LabelOwner:
             eta = float(self.eta)
         else:
             eta = assisted_learning_rate(self.loss, self.y, self.F, direction, self.eta_max)
+        if not (np.isfinite(w).all() and np.isfinite(eta)):  # F stays as the rounds before left it
+            raise FederationStopped(f"round {t}: the weights ({', '.join(f'{x:.3g}' for x in w)}) or the step "
+                                    f"({eta:.3g}) came out non-finite")
         self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
@@ -375,13 +384,21 @@ class LabelOwner:
         """``party``'s round-t predictions on our training rows; under hidden membership it
         answered for all its rows: ours are kept (for prediction), the others are dropped."""
         if party not in self.positions:
-            return self.channel.open(payload, t, party, (self.n, self.k))
-        full = self.channel.open(payload, t, party, (len(self.party_handles[party]), self.k))
+            return self._bounded(self.channel.open(payload, t, party, (self.n, self.k)), party, t)
+        full = self._bounded(self.channel.open(payload, t, party, (len(self.party_handles[party]), self.k)), party, t)
         held = self.positions[party] >= 0
         ours = np.zeros((len(held), self.k))
         ours[held] = full[self.positions[party][held]]
         self.kept[party][t] = ours
         return ours[self.train_ids]
+
+    def _bounded(self, preds: np.ndarray, party: str, t: int) -> np.ndarray:
+        """``preds`` unless some value exceeds :attr:`largest_prediction` (ProtocolError naming the party)."""
+        largest = float(np.abs(preds).max(initial=0.0))
+        if largest > self.largest_prediction:
+            raise ProtocolError(f"predictions of {party!r} in round {t}: largest |value| {largest:.3g} exceeds "
+                                f"{self.largest_prediction:.3g} ({MAX_PREDICTION_RATIO:g} times the labels' scale)")
+        return preds
 
     def predict_rounds(self, sample_ids: np.ndarray) -> np.ndarray:
         """Scores F_t on ``sample_ids`` after each round t = 0..T: shape (T+1, n, K).
@@ -453,7 +470,11 @@ class LabelOwner:
                 reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)})[party]
                 if isinstance(reply, Exception):
                     return reply
-                return self.channel.open(reply.predictions, 0, party, (T, len(chunk), self.k))
+                try:
+                    return self._bounded(self.channel.open(reply.predictions, 0, party, (T, len(chunk), self.k)),
+                                         party, 0)
+                except ProtocolError as exc:  # a malformed answer leaves the party out, as no answer does
+                    return exc
             return ask
 
         if gathered(self.own.name, own):
