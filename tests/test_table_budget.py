@@ -126,7 +126,7 @@ def test_reply_size_is_checked_against_the_limit_before_any_work(tmp_path):
 
 def test_party_policy(tmp_path):
     path = _party_file(tmp_path, {"epsilon": 2.0, "session_epsilon": 0.2},
-                       policy={"min_rows": 100, "max_sessions": 2, "predict": "none", "residuals": ["plain"]})
+                       policy={"min_rows": 100, "max_sessions": 3, "predict": "none", "residuals": ["plain"]})
     endpoint = build_party(PartyConfig.load(path))
     small = _session(endpoint, "s0", np.arange(50))
     assert small.code == "policy" and "at least 100 training rows" in small.message
@@ -135,12 +135,13 @@ def test_party_policy(tmp_path):
     assert reply.code == "policy" and "predict = 'none'" in reply.message
     _send(endpoint, seq + 1, m.Finish(), session="s1")
     endpoint.close()
-    # max_sessions is counted in the ledger: a restart does not reset it
+    # max_sessions is counted in the ledger: a restart does not reset it; s0, refused at setup,
+    # counts too (its intersection told the label owner which IDs the table holds)
     endpoint = build_party(PartyConfig.load(path))
     seq = _session(endpoint, "s2", np.arange(200))
     _send(endpoint, seq, m.Finish(), session="s2")
-    third = _session(endpoint, "s3", np.arange(200))
-    assert third.code == "policy" and "served 2 sessions, the policy's max_sessions is 2" in third.message
+    fourth = _session(endpoint, "s3", np.arange(200))
+    assert fourth.code == "policy" and "served 3 sessions, the policy's max_sessions is 3" in fourth.message
     endpoint.close()
     with pytest.raises(ConfigError, match="learner 'linear' is not among the policy's learners"):
         PartyConfig.load(_party_file(tmp_path, policy={"learners": ["mlp"]}))
@@ -148,6 +149,36 @@ def test_party_policy(tmp_path):
         PartyConfig.load(_party_file(tmp_path, policy={"predict": "any"}))
     with pytest.raises(ConfigError, match=r"\[privacy\] residuals 'plain' is not among the policy's residuals \['ckks'\]"):
         PartyConfig.load(_party_file(tmp_path, policy={"residuals": ["ckks"]}))
+
+
+def test_intersections_alone_count_as_sessions_and_are_bounded(tmp_path):
+    """A label owner ran 40 intersections of 500 chosen IDs each, selecting one row and finishing:
+    every one was answered (all 569 members found), none counted toward max_sessions, and the
+    one session the policy allowed was still there afterwards."""
+    from securegal.align import LabelOwnerPsi
+
+    path = _party_file(tmp_path, {"epsilon": 1.0}, policy={"min_rows": 20, "max_sessions": 2, "max_psi_ids": 600})
+    endpoint = build_party(PartyConfig.load(path))
+    for i in range(2):
+        psi = LabelOwnerPsi(list(range(500 * i, 500 * i + 500)), f"probe{i}")
+        reply = _send(endpoint, 0, psi.request(), session=f"probe{i}")
+        assert isinstance(reply, m.PsiReply)
+        handles = psi.finish(reply).handles
+        one = _send(endpoint, 1, m.PsiSelection(np.sort(handles[handles >= 0])[:1]), session=f"probe{i}")
+        assert one.code == "policy" and "selected 1 rows, fewer than the 20" in one.message, one.message
+    third = _align(endpoint, "probe2")
+    assert third.code == "policy" and "served 2 sessions, the policy's max_sessions is 2" in third.message
+    endpoint.close()
+    endpoint = build_party(PartyConfig.load(path))  # a DP party counts them in its ledger
+    assert _align(endpoint, "probe3").code == "policy"
+    endpoint.close()
+    (tmp_path / "b").mkdir()
+    path = _party_file(tmp_path / "b", {"epsilon": 1.0}, policy={"max_psi_ids": 100})
+    endpoint = build_party(PartyConfig.load(path))
+    big = _send(endpoint, 0, LabelOwnerPsi(list(range(101)), "big").request(), session="big")
+    assert big.code == "policy" and "asks to match 101 IDs, this party's policy max_psi_ids is 100" in big.message
+    assert isinstance(_align(endpoint, "fine"), m.ErrorReply)  # 569 IDs: over the cap too
+    endpoint.close()
 
 
 def test_default_policy_answers_the_label_owners_evaluation():

@@ -15,6 +15,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..parties.policy import MAX_PSI_IDS
 
 # Bounds of the size-like settings, the same in every deployment and config file (here, not in
 # .federation, so that reading a config file does not import the round loop).
@@ -171,8 +172,12 @@ class PolicySection(_Strict):
     """What this organization is willing to do, checked before any work (refusals: code ``policy``)."""
 
     min_rows: int = Field(20, ge=2, description="fewest training rows a session may have")
-    max_sessions: int | None = Field(None, ge=1, description="most sessions over the table's life (DP parties count "
-                                                             "them in the ledger; others per process)")
+    max_sessions: int | None = Field(None, ge=1, description="most sessions over the table's life, each counted from "
+                                                             "its private set intersection (DP parties count them in "
+                                                             "the ledger; others per process)")
+    max_psi_ids: int = Field(MAX_PSI_IDS, ge=1, description="most IDs the label owner may match against this table in "
+                                                           "one session (each intersection tells it which of them "
+                                                           "the table holds)")
     residuals: list[Literal["plain", "ckks"]] = Field(["plain", "ckks"], min_length=1,
                                                       description="residual modes accepted")
     learners: list[str] | None = Field(None, description="learners this party may run (default: any)")

@@ -93,7 +93,7 @@ def _check_stream(f: schema.PartyFile) -> None:
 def _policy(section: schema.PolicySection, learner: str, residuals: str) -> PartyPolicy:
     """The party's policy, refused at start-up when it excludes what the party itself runs (its
     learner, its ``[privacy] residuals``): every session would be refused."""
-    policy = PartyPolicy(min_rows=section.min_rows, max_sessions=section.max_sessions,
+    policy = PartyPolicy(min_rows=section.min_rows, max_sessions=section.max_sessions, max_psi_ids=section.max_psi_ids,
                          residuals=tuple(section.residuals),
                          learners=None if section.learners is None else tuple(section.learners),
                          predict=section.predict)

@@ -79,6 +79,7 @@ class FeatureParty:
             raise ConfigError(f"party {name!r} streams its table, which feature-DP does not support; serve it in "
                               f"memory (stream = false) or drop the DP budget")
         self._sessions = 0  # sessions served by this process (DP parties count in the ledger)
+        self._counted: str | None = None  # the session its private set intersection already counted
         # This session's training rows as a mask over the table's rows (1 byte a row, where their
         # IDs took 8 a training row): a predict request for any of them is refused (the policy).
         self._training = np.zeros(0, dtype=bool)
@@ -191,8 +192,8 @@ class FeatureParty:
         X_raw = None if built else self._selection(setup.train_ids) if self.streamed else self._rows(setup.train_ids)
         source = self._source()
         positions = source.positions(setup.train_ids) if built else None
-        sessions = self.privacy.sessions() if self.privacy is not None else self._sessions
-        self.policy.check_setup(len(setup.train_ids), setup.residuals, sessions)
+        counted = self._counted == env.session  # its intersection counted it already
+        self.policy.check_setup(len(setup.train_ids), setup.residuals, self._served() - counted)
         # A new setup ends the previous (finished or expired) session, also when it is refused.
         self._end_session("expired")
         self.session, self.trainer, self._scaler = None, None, None
@@ -227,12 +228,12 @@ class FeatureParty:
             trainer.setup(X_train, setup)  # a DP trainer reserves its whole plan in the ledger here
             if self.privacy is not None:
                 self.privacy.record_training(self._table_rows(setup.train_ids), len(self.ids))
-                self.privacy.count_session()
+            if not counted:
+                self._count_session(env.session)
         except BaseException:
             if self.privacy is not None:  # whatever was reserved is given back: nothing was released
                 self.privacy.end_session(env.session, trainer, "refused at setup")
             raise
-        self._sessions += 1
         self.trainer, self._scaler = trainer, scaler
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
@@ -285,9 +286,11 @@ class FeatureParty:
         under fresh per-session handles (what crosses the wire afterwards)."""
         if req.session != env.session:
             raise ProtocolError(f"PSI request for session {req.session!r} inside session {env.session!r}")
+        self.policy.check_alignment(req.count, self._served())
         psi = self.aligner(env.session)
         reply = psi.respond(req)
         self._end_session("expired")
+        self._count_session(env.session)  # the reply tells the label owner which of its IDs we hold
         self._psi, self._selected, self.trainer = psi, None, None
         if not self.streamed:  # a streamed table maps handles to its rows through the PSI (_table_rows)
             self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
@@ -301,10 +304,22 @@ class FeatureParty:
         """The rows the label owner will use in this session (training, validation and test)."""
         if self._selected is not None:
             raise ProtocolError("this session's rows were already selected")
+        self.policy.check_selection(len(selection.handles))
         self._psi.select(selection)  # refuses unknown handles or fewer rows than this party's minimum
         self._selected = np.sort(np.asarray(selection.handles, dtype=np.int64))
         log.info("session %s: %d of our rows are used", self.session, len(self._selected))
         return m.PsiSelectionAck(len(self._selected))
+
+    def _served(self) -> int:
+        """Sessions this table has served: the ledger's count for a DP party (it outlives restarts),
+        this process's otherwise."""
+        return self.privacy.sessions() if self.privacy is not None else self._sessions
+
+    def _count_session(self, session: str) -> None:
+        if self.privacy is not None:
+            self.privacy.count_session()
+        self._sessions += 1
+        self._counted = session
 
     def alignment(self) -> tuple[np.ndarray, np.ndarray]:
         """This session's selected row handles and this party's own IDs of those rows."""
