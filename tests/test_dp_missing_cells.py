@@ -47,12 +47,12 @@ def _median_of_c() -> float:
 @pytest.fixture
 def single_table(tmp_path):
     """One CSV (ids, a, b, c with 3 missing cells, d, target) and a --columns file declaring its
-    five encoded columns a, b, c, c=<missing>, d."""
+    four columns a, b, c, d (under feature-DP a missing cell adds no indicator column)."""
     x = _values(0)
     y = (x.sum(axis=1) > 0).astype(int)
     rows = "".join(f"r{i},{x[i, 0]:.4f},{x[i, 1]:.4f},{_cell(x[i, 2], i)},{x[i, 3]:.4f},{y[i]}\n" for i in range(N))
     (tmp_path / "nan.csv").write_text("id,a,b,c,d,target\n" + rows)
-    (tmp_path / "cols.toml").write_text(f"centre = [0, 0, {CENTRE}, 0, 0]\nscale = [1, 1, 1, 1, 1]\n")
+    (tmp_path / "cols.toml").write_text(f"centre = [0, 0, {CENTRE}, 0]\nscale = [1, 1, 1, 1]\n")
     return tmp_path
 
 
@@ -66,7 +66,7 @@ def test_embedded_csv_dp_run_fills_the_declared_centre(single_table, loaded, cap
     assert _csv_run(single_table, "--epsilon", "2", "--columns", str(single_table / "cols.toml"),
                     "--out", str(out)) == 0, capsys.readouterr().err
     (table,) = loaded
-    assert table.columns[2:4] == ("c", "c=<missing>")
+    assert table.columns == ("a", "b", "c", "d")  # no c=<missing>: one row's gap would add it
     assert table.X[GAPS, 2].tolist() == [CENTRE] * 3 and table.summary.imputed == {"c": (3, CENTRE)}
     assert json.loads((out / "metrics.json").read_text())["data"]["imputed"] == {"c": 3}
 
@@ -89,13 +89,13 @@ def test_embedded_csv_without_dp_still_imputes_the_median(single_table, loaded, 
 @pytest.fixture
 def two_tables(tmp_path):
     """alice (label owner: pid, a1, y) and bank (pid, b1 with 3 missing cells, b2), and a
-    --columns file declaring bank's encoded columns b1, b1=<missing>, b2."""
+    --columns file declaring bank's columns b1, b2."""
     x = _values(0)
     y = (x.sum(axis=1) > 0).astype(int)
     (tmp_path / "a.csv").write_text("pid,a1,y\n" + "".join(f"p{i},{x[i, 0]:.4f},{y[i]}\n" for i in range(N)))
     (tmp_path / "b.csv").write_text("pid,b1,b2\n" + "".join(f"p{i},{_cell(x[i, 2], i)},{x[i, 1]:.4f}\n"
                                                           for i in range(N)))
-    (tmp_path / "cols.toml").write_text(f"[bank]\ncentre = [{CENTRE}, 0, 0]\nscale = [1, 1, 1]\n")
+    (tmp_path / "cols.toml").write_text(f"[bank]\ncentre = [{CENTRE}, 0]\nscale = [1, 1]\n")
     return tmp_path
 
 
@@ -138,14 +138,14 @@ def _party(base, privacy=None) -> PartyConfig:
 
 
 def test_networked_dp_party_fills_its_declared_centre(two_tables):
-    cfg = _party(two_tables, {"epsilon": 2.0, "columns": {"centre": [CENTRE, 0, 0], "scale": [1, 1, 1]}})
+    cfg = _party(two_tables, {"epsilon": 2.0, "columns": {"centre": [CENTRE, 0], "scale": [1, 1]}})
     assert cfg.table.X[GAPS, 0].tolist() == [CENTRE] * 3
 
 
 def test_networked_dp_party_fills_the_middle_of_declared_bounds(two_tables):
     """Bounds alone (or bounds with dp_epsilon) declare the centre (lower + upper) / 2: public."""
     for extra in ({}, {"dp_epsilon": 0.5}):
-        cfg = _party(two_tables, {"epsilon": 2.0, "columns": {"lower": [5, 0, -4], "upper": [10, 1, 4], **extra}})
+        cfg = _party(two_tables, {"epsilon": 2.0, "columns": {"lower": [5, -4], "upper": [10, 4], **extra}})
         assert cfg.table.X[GAPS, 0].tolist() == [CENTRE] * 3
 
 
@@ -159,3 +159,26 @@ def test_networked_dp_party_without_centres_is_refused_naming_the_column(two_tab
 def test_networked_party_without_dp_still_imputes_the_median(two_tables):
     cfg = _party(two_tables)
     assert cfg.table.X[GAPS, 0] == pytest.approx([_median_of_c()] * 3)
+
+
+def test_under_feature_dp_one_row_cannot_change_the_columns(tmp_path):
+    """A DP party one-hot encoded text with its rows' own categories and added `col=<missing>` only
+    when a cell was missing: replacing one row (a category no other row has, or a blank cell)
+    changed d, which the SetupAck publishes and the noise split depends on (independent review S)."""
+    x = _values(1)
+    base = "".join(f"p{i},{x[i, 0]:.4f},{x[i, 1]:.4f}\n" for i in range(N))
+    blank = base.replace(f"p7,{x[7, 0]:.4f},", "p7,,", 1)
+    tables = {}
+    for name, rows in (("full", base), ("blank", blank)):
+        (tmp_path / f"{name}.csv").write_text("pid,b1,b2\n" + rows)
+        tables[name] = party_file.read_party_file(tmp_path / f"{name}.csv", "pid", private=True, centres=[0, 0])
+    assert tables["full"].columns == tables["blank"].columns == ("b1", "b2")
+    assert tables["blank"].X[7, 0] == 0.0  # the declared centre
+    assert party_file.read_party_file(tmp_path / "blank.csv", "pid").columns == ("b1", "b1=<missing>", "b2")
+    (tmp_path / "ward.csv").write_text("pid,b1,ward\n" + "".join(f"p{i},{x[i, 0]:.4f},{'AB'[i % 2]}\n"
+                                                                 for i in range(N)))
+    with pytest.raises(ConfigError, match="column 'ward' holds text; under feature-DP the columns must not depend "
+                                          "on the rows") as info:
+        party_file.read_party_file(tmp_path / "ward.csv", "pid", private=True)
+    assert "\n" not in str(info.value)
+    assert party_file.read_party_file(tmp_path / "ward.csv", "pid").columns == ("b1", "ward=A", "ward=B")

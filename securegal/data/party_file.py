@@ -9,8 +9,12 @@ party does all encoding with its own data only:
 - text columns are one-hot encoded with the party's own categories (``col=value``, sorted);
 - missing cells are imputed, with the column median or with declared public centres
   (``centres``), and get an indicator column ``col=<missing>``; ``missing="refuse"`` refuses
-  them instead. A table serving feature-DP (``private=True``) is never filled with a statistic
-  of its rows: only with declared centres, and without them its missing cells are refused.
+  them instead.
+
+A table serving feature-DP (``private=True``) gets columns that depend on its header and column
+types only, never on its rows (one row could otherwise add a column, and the number of columns
+is public): text columns are refused, missing cells get no indicator column, and they are filled
+only with declared centres, never a statistic of the rows (without centres they are refused).
 
 Refused, each with a one-line :class:`ConfigError`: a file that is not what its suffix says,
 duplicate column names, a missing ID column, IDs that are missing, duplicated or of mixed
@@ -266,6 +270,10 @@ def _encode(table: pa.Table, where: str, missing: str, centres: np.ndarray | Non
         text = _as_text(col)
         if pa.types.is_null(col.type) or lacking == len(col):
             raise ConfigError(f"{where}: column {name!r} has no values")
+        if text is not None and private:
+            raise ConfigError(f"{where}: column {name!r} holds text; under feature-DP the columns must not depend on "
+                              "the rows (one-hot encoding with the rows' own categories lets one row add a column): "
+                              "encode it as numbers, one column per category you name in advance, or drop it")
         if text is not None:
             onehot, cats = _one_hot(text, where, name, max_categories)
             blocks.append(onehot)
@@ -284,7 +292,7 @@ def _encode(table: pa.Table, where: str, missing: str, centres: np.ndarray | Non
             numeric.append(name)
         else:
             raise ConfigError(f"{where}: column {name!r} has type {col.type}; use numbers or text")
-        if lacking:
+        if lacking and not private:  # under feature-DP one row's missing cell would add this column
             blocks.append(col.is_null().to_numpy(zero_copy_only=False).astype(np.float64)[:, None])
             names.append(f"{name}{MISSING_SUFFIX}")
     if gaps and private and centres is None:

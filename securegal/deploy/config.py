@@ -85,7 +85,8 @@ class PartyData(_Strict):
     the label owner's label-DP); feature-DP and CKKS are refused at start-up."""
 
     csv: str | None = Field(None, description="the party's table: CSV or Parquet, an ID column of strings or "
-                                               "integers; text columns are one-hot encoded")
+                                               "integers; text columns are one-hot encoded (refused under "
+                                               "feature-DP)")
     id_column: str = Field("id", description="name of the ID column of csv")
     missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute (median + "
                                                                         "indicator column) or refuse")
