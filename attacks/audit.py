@@ -89,10 +89,12 @@ class AuditRow:
     epsilon: float = math.inf
     understates: bool = False
     bayes_bound: float | None = None
+    overstates: bool = False  # the view is a noise-free stand-in for a DP release: a worst case
 
     def to_dict(self) -> dict:
         d = {**self.result.to_dict(), "normalized_advantage": self.result.normalized_advantage,
-             "view": self.view, "epsilon": self.epsilon, "understates": self.understates}
+             "view": self.view, "epsilon": self.epsilon, "understates": self.understates,
+             "overstates": self.overstates}
         if self.bayes_bound is not None:
             r = self.result
             upper = r.score - NormalDist().inv_cdf(1 - ALPHA) * (r.score_se or 0.0)
@@ -279,7 +281,8 @@ def _victim_predictions(run: RunView, tr: Transcript, victim: str) -> tuple[np.n
 
 def score_feature_attacks(rounds: list[np.ndarray], X: np.ndarray, attacker: str, victim: str,
                           known_fraction: float, seed: int, steps: int, view: str, crafted: bool = False,
-                          privacy: dict | None = None, understates: bool = False) -> list[AuditRow]:
+                          privacy: dict | None = None, understates: bool = False,
+                          overstates: bool = False) -> list[AuditRow]:
     """Every feature attack of ``attacker`` on the prediction ``rounds`` it received from
     ``victim``, scored against ``X`` (the victim's standardized columns, aligned to the rows)."""
     known_idx = _choose(X.shape[0], known_fraction, _rng(seed, "rows", victim))
@@ -290,7 +293,7 @@ def score_feature_attacks(rounds: list[np.ndarray], X: np.ndarray, attacker: str
         results = (hat_matrix.run(rounds, known, X, attacker, victim)
                    + inversion_net.run(rounds, known, X, attacker, victim, seed, steps))
     eps, _ = block_epsilon(privacy)
-    return [AuditRow(r, view, eps, understates=understates) for r in results]
+    return [AuditRow(r, view, eps, understates=understates, overstates=overstates) for r in results]
 
 
 def feature_attacks(run: RunView, victim: str, known_fraction: float, seed: int = 0,

@@ -181,18 +181,47 @@ def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float
     X = _standardize_truth(np.asarray(data.features, dtype=np.float64)[data.rows(ids, tr.party)])
     owner = next(rec.sender for rec in tr.select("setup", "received"))
     view = _view_name(payloads)
+    overstates = False
     if any(is_encrypted(p) for p in payloads):
-        # The label owner decrypts these; the party cannot. Attack the span a linear learner's
-        # replies cover: k random combinations of [X, 1] per round.
-        rng = np.random.default_rng([seed, 0x5eed])
-        design = np.column_stack([X, np.ones(n)])
-        rounds = [design @ rng.standard_normal((design.shape[1], k)) for _ in payloads]
-        view = (f"stand-in for the label owner's decryption of {view}: what a linear learner's replies "
-                "span (worst case for the linear learner)")
+        releases = _own_releases(tr, privacy_block(metrics, tr.party))
+        if releases is not None and "pred" not in releases:
+            # A DP party without feedback encrypts zeros (its own report lists no `pred` release):
+            # the label owner decrypts exactly that, as the embedded audit's recorded view shows.
+            rounds = [np.zeros((n, k)) for _ in payloads]
+            view = f"{view}: encryptions of zero (this DP party released no per-row predictions: no feedback)"
+        else:
+            # The label owner decrypts these; the party cannot. Attack the span a linear learner's
+            # replies cover: k random combinations of [X, 1] per round (without any DP noise).
+            rng = np.random.default_rng([seed, 0x5eed])
+            design = np.column_stack([X, np.ones(n)])
+            rounds = [design @ rng.standard_normal((design.shape[1], k)) for _ in payloads]
+            overstates = releases is not None
+            view = (f"stand-in for the label owner's decryption of {view}: what a linear learner's replies "
+                    "span (worst case for the linear learner" + (", without the party's DP noise)" if overstates
+                                                                  else ")"))
     else:
         rounds = [as_array(p, (n, k)) for p in payloads]
     return [(f"features:{tr.party}", lambda: score_feature_attacks(
-        rounds, X, owner, tr.party, known_rows, seed, steps, view, privacy=privacy_block(metrics, tr.party)))]
+        rounds, X, owner, tr.party, known_rows, seed, steps, view, privacy=privacy_block(metrics, tr.party),
+        overstates=overstates))]
+
+
+def _own_releases(tr: Transcript, block: dict | None) -> set[str] | None:
+    """The kinds of release a DP party's own privacy report lists (the one in the replies it sent,
+    else ``block``, its report in the run's metrics or its ledger); None when neither holds one."""
+    report = block
+    for rec in reversed(list(tr.select("fit_reply", "sent"))):
+        raw = rec.envelope.body.info.get("privacy")
+        if raw:
+            try:
+                report = json.loads(raw)
+            except ValueError:
+                report = None
+            break
+    releases = report.get("releases") if isinstance(report, dict) else None
+    if not isinstance(releases, list):
+        return None
+    return {r.get("what") for r in releases if isinstance(r, dict)}
 
 
 def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: float = 0.05,

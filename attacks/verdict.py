@@ -5,7 +5,8 @@ R^2 for regression labels and for features; the other metric is reported beside 
 
 1. **inconclusive** when the attack could not see what the attacker really sees (it ran on
    ciphertext bytes that the attacker holds the key to) or fewer than ``MIN_ROWS`` rows were
-   left to score it on;
+   left to score it on; also instead of LEAKS when it ran on a noise-free stand-in for a DP
+   release it cannot see (a feature party's self-audit under CKKS+DP: a worst case);
 2. **LEAKS** when the paired sign-flip test rejects "the transcript adds nothing" at level
    ``alpha`` (0.01) divided by the number of verdicts in the audit (Bonferroni: the chance of
    any false LEAKS in one audit stays at most 0.01). The MDA is the advantage an attacker with chance-like per-row noise
@@ -146,6 +147,11 @@ def decide(row: dict, tests: int = 1) -> tuple[str, str, str]:
         return INCONCLUSIVE, f"{INCONCLUSIVE} (only {row['n_scored']} rows to score on)", "too few rows"
     level = row["alpha"] / max(int(tests), 1)
     mda = verdict_mda(row, tests)
+    if row["p_value"] <= level and row.get("overstates"):
+        return INCONCLUSIVE, (f"{INCONCLUSIVE} ({metric} {row['score']:.3f} against {row['baseline']:.3f} on a "
+                              "noise-free stand-in for what the attacker decrypts: a worst case without the "
+                              "party's DP noise, not a measurement)"), \
+            f"p = {row['p_value']:.4f} <= {level:.4g} on the stand-in, which overstates"
     if row["p_value"] <= level:
         return LEAKS, f"{LEAKS} ({metric} {row['score']:.3f} against {row['baseline']:.3f} without the transcript)", \
             f"p = {row['p_value']:.4f} <= {level:.4g} ({row['alpha']} over {tests} verdicts)"

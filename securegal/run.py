@@ -233,6 +233,9 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     for method in METHODS[1:]:
         if method in results:
             metrics[method] = results[method].as_dict()
+    if len(results) > 1 and (plan.feature_dp is not None or plan.label_dp is not None):
+        metrics["baselines_not_private"] = ("Alone, Joint and GAL-uniform ran on the same tables without any privacy "
+                                            "layer and outside every ledger: evaluation only, like ground_truth.npz")
     metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner, getattr(deployment, "tables", None))
     metrics.update(reports)
     if run_dir is not None:

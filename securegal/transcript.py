@@ -65,6 +65,19 @@ class TranscriptWriter:
         self._offset += len(raw)
         self._count += 1
 
+    def record_refused(self, raw: bytes, envelope: Envelope) -> None:
+        """Note a received request that was refused without keeping its bytes (a hostile peer's
+        refused messages would otherwise grow the transcript without bound): the index keeps its
+        header, size and digest; readers skip it."""
+        entry = {
+            "seq": self._count, "direction": "received", "kind": envelope.kind, "session": envelope.session,
+            "round": envelope.round, "sender": envelope.sender, "receiver": envelope.receiver,
+            "refused": True, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        self._index.write(json.dumps(entry) + "\n")
+        self._index.flush()
+        self._count += 1
+
     def record_alignment(self, session: str, peer: str, handles, ids) -> None:
         """Keep, beside the transcript, how rows were named in ``session`` with ``peer``: the row
         handles and this party's own IDs of those rows (its own knowledge, 0600; it lets the party
@@ -160,6 +173,8 @@ def read_transcript(directory: Path | str) -> Transcript:
         for lineno, line in enumerate(fh, 1):
             try:
                 e = json.loads(line)
+                if e.get("refused") is True:  # a refused request noted without its bytes
+                    continue
                 start, length = int(e["offset"]), int(e["length"])
                 raw = data[start:start + length]
                 if start < 0 or len(raw) != length or hashlib.sha256(raw).hexdigest() != e["sha256"]:

@@ -328,3 +328,15 @@ def test_matching_on_point_prefixes_is_exact():
     twin[1, :8] = twin[0, :8]  # a prefix shared within one list: the whole points decide
     i, j = _match(twin.tobytes(), theirs.tobytes())
     assert sorted(zip(i.tolist(), j.tolist())) == [(k, k - 10) for k in range(10, 30)]
+
+
+def test_ids_too_long_to_be_ids_get_one_line_naming_the_row():
+    """A 5,000-digit integer raised Python's bare ValueError; a 10 MB string ID was accepted
+    (review K)."""
+    from securegal.align.ids import MAX_ID_CHARS, canonical_ids
+
+    for ids, unit in (([1, 10 ** 5000], "digits"), (["a", "x" * (MAX_ID_CHARS + 1)], "bytes")):
+        with pytest.raises(ConfigError, match=f"the ID of row 1 is longer than {MAX_ID_CHARS} {unit}") as info:
+            canonical_ids(ids)
+        assert "xxxx" not in str(info.value)
+    assert canonical_ids(["é" * 1024])[0] == "str"  # a CSV cell's longest ID, in any script

@@ -31,8 +31,23 @@ def test_one_small_run_reports_time_memory_and_the_right_matching():
 def test_the_command_runs_each_size_in_a_fresh_process(tmp_path, capsys):
     from securegal.cli import main
 
-    out = tmp_path / "psi.json"
+    out = tmp_path / "runs" / "psi.json"  # the README's --json runs/... on a fresh clone: runs/ is created
     assert main(["bench", "psi", "--sizes", "120", "--processes", "1", "--overlap", "0.25", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "matched" in printed and "120" in printed and out.is_file()
     assert main(["bench", "psi", "--sizes", "10", "--overlap", "1.5"]) == 2
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    """`--json` into a directory failed only after the whole benchmark had run (review K)."""
+    from securegal.bench import psi
+    from securegal.cli import main
+
+    monkeypatch.setattr(psi, "run", lambda *a, **k: pytest.fail("measured before the --json check"))
+    (tmp_path / "file").write_text("x")
+    for target, needle in ((tmp_path, "is a directory"), (tmp_path / "file" / "psi.json", "is not a directory")):
+        assert main(["bench", "psi", "--sizes", "10", "--json", str(target)]) == 2
+        assert needle in capsys.readouterr().err
+    assert main(["bench", "crypto", "--sizes", "64x2", "--json", str(tmp_path)]) == 2
+    assert main(["bench", "crypto", "--sizes", "64x2", "--paillier-n", "100000"]) == 2
+    assert "--paillier-n in 0..1024" in capsys.readouterr().err

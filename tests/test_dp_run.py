@@ -55,7 +55,10 @@ def test_the_summary_names_the_calibrated_multipliers(flag, tmp_path, capsys):
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     multipliers = metrics["gal"]["multipliers"]
-    line = next(x for x in capsys.readouterr().out.splitlines() if "multipliers" in x)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "multipliers" in x)
+    # label-DP keeps no lifetime ledger: the summary says its epsilon is this run's (review S)
+    assert ("label-DP is counted per run: runs on the same labels add up" in out) == (flag == "--label-epsilon")
     assert f"the {metrics['n_validation']} validation rows" in line
     assert all(f"{name}={a:.2f}" in line for name, a in multipliers.items())
     extra = {"alice:alone"} if flag == "--label-epsilon" else set()  # label-DP weighs the exact-label Alone model
@@ -253,3 +256,19 @@ def test_the_summary_shows_what_is_left_of_the_tables_lifetime_budget(tmp_path):
     line = next(x for x in summary(metrics, tmp_path).splitlines() if "privacy party1" in x)
     left = metrics["privacy"]["party1"]["ledger"]["lifetime_epsilon_remaining"]
     assert "this session's releases epsilon" in line and f"{left:.4g} left" in line, line
+
+
+def test_baselines_beside_a_dp_run_are_marked_not_private(tmp_path, capsys):
+    """--baselines trains Alone, Joint and GAL-uniform without DP on the same tables; they sat in
+    metrics.json beside the DP result unmarked (independent review S)."""
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", "--epsilon", "3", "--baselines",
+                 "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "evaluation only" in metrics["baselines_not_private"]
+    text = capsys.readouterr().out
+    assert [x.split()[0] for x in text.splitlines() if "(not private: evaluation only)" in x] == ["GAL", "Alone", "Joint"]
+    assert main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", "--baselines",
+                 "--out", str(tmp_path / "plain"), "--no-progress"]) == 0
+    assert "baselines_not_private" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert "not private" not in capsys.readouterr().out

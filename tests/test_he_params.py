@@ -33,10 +33,17 @@ def test_higher_levels_reported():
     ({"coeff_mod_bit_sizes": (60, 70, 60)}, r"\[20, 60\]"),
     ({"scale_bits": 60}, "below the first prime"),
     ({"coeff_mod_bit_sizes": (60,)}, "at least 2"),
+    ({"scale_bits": 40.5}, "scale_bits must be a whole number, got 40.5"),  # failed later in struct (review K)
+    ({"coeff_mod_bit_sizes": (60, 40.5, 60)}, "coeff_mod_bit_sizes must be whole numbers"),
+    ({"poly_modulus_degree": 8192.0}, "poly_modulus_degree must be a whole number"),
+    ({"output_scale_bits": True}, "output_scale_bits must be a whole number"),
 ])
 def test_bad_parameters(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    from securegal.errors import SecuregalError
+
+    with pytest.raises(SecuregalError, match=match) as info:  # ConfigError, or InsecureParameters
         CkksParams(**kwargs)
+    assert "\n" not in str(info.value)
 
 
 def test_the_two_chains_the_plan_chooses():

@@ -43,27 +43,33 @@ def test_label_owner_table_is_encoded_and_imputed(tmp_path):
 CENTRES = [50.0, 0.0, 0.5, 0.5, 0.0, 25.0, 0.0]
 
 
-@pytest.mark.parametrize("private", [False, True])
-def test_declared_public_centres_replace_the_median(tmp_path, private):
-    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=CENTRES,
-                        private=private)
+def test_declared_public_centres_replace_the_median(tmp_path):
+    t = read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=CENTRES)
     assert t.X[:, 0].tolist() == [40, 50, 61, 55] and t.X[:, 5].tolist() == [22.5, 31.0, 25.0, 27.0]
     assert t.summary.imputed == {"age": (1, 50.0), "sex": (1, 0.0), "bmi": (1, 25.0)}
-    assert t.X[3, 2:5].tolist() == [0, 0, 1]  # a missing category is its indicator, under DP too
+    assert t.X[3, 2:5].tolist() == [0, 0, 1]  # a missing category is its indicator
+
+
+NUMERIC = CSV.replace(",sex", "").replace(",F,", ",").replace(",M,", ",").replace(",,27.0", ",27.0")
 
 
 def test_a_private_table_never_fills_with_a_statistic_of_its_rows(tmp_path):
-    """Feature-DP (``private``): no median; missing numeric cells without declared centres are
-    refused, naming the columns (a missing category is only zeros plus its indicator: allowed)."""
+    """Feature-DP (``private``): no median, and no column that depends on the rows: missing
+    numeric cells take declared centres without an indicator (or are refused, naming the
+    columns), and text columns are refused."""
+    assert NUMERIC.splitlines()[0] == "patient_id,age,bmi,y"
     with pytest.raises(ConfigError, match=r"t.csv: feature-DP .*column\(s\) 'age', 'bmi' ") as info:
-        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, private=True)
+        read_party_file(write(tmp_path, NUMERIC), "patient_id", target="y", label_owner=True, private=True)
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="3 declared centres for 7 feature columns"):
-        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=[1, 2, 3],
+    with pytest.raises(ConfigError, match="3 declared centres for 2 feature columns"):
+        read_party_file(write(tmp_path, NUMERIC), "patient_id", target="y", label_owner=True, centres=[1, 2, 3],
                         private=True)
-    full = "id,a,s\n1,2.5,x\n2,3.5,\n"
-    t = read_party_file(write(tmp_path, full, "full.csv"), "id", private=True)
-    assert t.X.tolist() == [[2.5, 1, 0], [3.5, 0, 1]] and t.summary.imputed == {"s": (1, 0.0)}
+    t = read_party_file(write(tmp_path, NUMERIC), "patient_id", target="y", label_owner=True, centres=[50, 25],
+                        private=True)
+    assert t.columns == ("age", "bmi") and t.X.tolist() == [[40, 22.5], [50, 31], [61, 25], [55, 27]]
+    with pytest.raises(ConfigError, match="column 'sex' holds text; under feature-DP"):
+        read_party_file(write(tmp_path, CSV), "patient_id", target="y", label_owner=True, centres=CENTRES,
+                        private=True)
 
 
 def test_feature_party_with_integer_ids_and_parquet(tmp_path):
@@ -100,15 +106,15 @@ def test_missing_refuse_names_the_column_and_count(tmp_path):
     ("id,a,y\n1,2,3\n", {"target": "y"}, "feature party's table holds the target column 'y'"),
     ("id,a\n1,2\n", {"target": "y", "label_owner": True}, "no target column 'y'"),
     ("pid,a\n1,2\n", {}, "no ID column 'id'"),
-    ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs"),
+    ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs \\(the first: data rows 1 and 3 hold the same ID\\)"),
     ("id,a\n5,2\n05,3\n", {}, "1 duplicate IDs"),
-    ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\('17'\\) and text IDs \\('A-1'\\)"),
+    ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\(data row 2\\) and text IDs \\(data row 1\\)"),
     ("id,a\nA-1,2\n,3\n", {}, "ID column 'id' is empty in 1 rows"),
     ("id,a\n1,1_000\n2,2\n", {}, "Python-only form \\('1_000'\\)"),
     ("id,a\n1,0x10\n2,2\n", {}, "column 'a' writes a number in a form securegal does not read \\('0x10'\\)"),
     ("id,a,y\n1,2,0X1\n2,3,0\n", {"target": "y", "label_owner": True}, "column 'y' .* \\('0X1'\\)"),
     ("id,a\n1,0x10\n2,2.5\n", {}, "mixes numbers \\('2.5'\\) and text \\('0x10'\\)"),
-    ("id,a\n0x10,1\n17,2\n", {}, "mixes integer IDs \\('17'\\) and text IDs \\('0x10'\\)"),
+    ("id,a\n0x10,1\n17,2\n", {}, "mixes integer IDs \\(data row 2\\) and text IDs \\(data row 1\\)"),
     ("id,a\n1,3\n2,x\n", {}, "mixes numbers \\('3'\\) and text \\('x'\\)"),
     ("id,a\n1,inf\n2,2\n", {}, "infinite"),
     ("id,a\n1,\n2,\n", {}, "column 'a' has no values"),

@@ -572,3 +572,30 @@ def test_a_delta_too_large_for_the_table_is_refused_naming_the_file(tmp_path):
 def test_an_epsilon_too_small_for_the_documented_estimate_names_epsilon():
     with pytest.raises(ConfigError, match="epsilon 5e-324 is too small"):
         documented_columns("breast_cancer", 30, 5e-324)
+
+
+def test_refused_requests_are_noted_without_their_bytes(tmp_path):
+    """Ten refused 16 MiB requests for a foreign session grew the party's transcript from 230 KB to
+    168 MB (review W): a refused request over 64 KiB is now noted by header, size and digest only."""
+    from securegal.parties.endpoint import REFUSED_KEPT_BYTES
+    from securegal.transcript import read_transcript
+
+    text = party_config("party1", data=DATA, learner_seed=1, certs=None, transcripts=str(tmp_path / "tr"))
+    (tmp_path / "p.toml").write_text(text)
+    endpoint = build_party(PartyConfig.load(tmp_path / "p.toml"))
+    seq = _session(endpoint, "s1", np.arange(300))
+    messages = tmp_path / "tr" / "messages.bin"
+    before = messages.stat().st_size
+    big = m.FitRequest(np.zeros((REFUSED_KEPT_BYTES // 8 + 10, 2)))
+    for i in range(3):
+        assert _send(endpoint, seq + i, big, round=1, session="not-the-session").code == "protocol"
+    small = _send(endpoint, seq + 3, m.FitRequest(np.zeros((3, 2))), round=1, session="not-the-session")
+    assert small.code == "protocol"
+    endpoint.close()
+    grown = messages.stat().st_size - before
+    assert grown < 4 * 2048, grown  # three error replies and the one small refused request
+    index = [json.loads(x) for x in (tmp_path / "tr" / "index.jsonl").read_text().splitlines()]
+    noted = [e for e in index if e.get("refused")]
+    assert len(noted) == 3 and all(e["bytes"] > REFUSED_KEPT_BYTES and len(e["sha256"]) == 64 for e in noted)
+    tr = read_transcript(tmp_path / "tr")  # readers skip the notes
+    assert len(tr.records) == len(index) - 3

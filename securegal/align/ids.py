@@ -13,6 +13,8 @@ import numpy as np
 from ..errors import ConfigError
 
 ID_KINDS = ("str", "int")
+# The longest ID in UTF-8 bytes or decimal digits (a CSV cell is at most 1,024 characters).
+MAX_ID_CHARS = 4096
 
 
 def id_kind(ids: Sequence) -> str:
@@ -59,12 +61,24 @@ def canonical_ids(ids: Sequence) -> tuple[str, list[bytes]]:
     if isinstance(values, np.ndarray):
         values = values.tolist()
     if kind == "int":
-        encoded = [b"i:%d" % int(v) for v in values]
+        encoded = [_int_bytes(v) for v in values]
     else:
         try:
             encoded = [b"s:" + v.encode("utf-8") for v in values]
         except UnicodeEncodeError:
             raise ConfigError("an ID string cannot be encoded as UTF-8 (lone surrogate)") from None
+    longest = max(len(e) for e in encoded) - 2
+    if longest > MAX_ID_CHARS:  # rows, not values: IDs are never printed or logged
+        row = next(i for i, e in enumerate(encoded) if len(e) - 2 > MAX_ID_CHARS)
+        raise ConfigError(f"the ID of row {row} is longer than {MAX_ID_CHARS} "
+                          f"{'digits' if kind == 'int' else 'bytes'}")
     if len(set(encoded)) != len(encoded):
         raise ConfigError(f"{len(encoded) - len(set(encoded))} duplicate IDs; every row needs its own ID")
     return kind, encoded
+
+
+def _int_bytes(value) -> bytes:
+    try:
+        return b"i:%d" % int(value)
+    except ValueError:  # Python will not write an integer of more than 4,300 digits: too long anyway
+        return b"i:" + b"9" * (MAX_ID_CHARS + 1)

@@ -53,6 +53,10 @@ LEGEND = """columns:
   job vs P    paillier_full's whole job (enc s + party s + dec s) over this row's (x: times faster)
   party vs P  paillier_full's party cpu over this row's
   note        Paillier rows are measured at a small n and scaled linearly in n"""
+# Paillier is measured on at most this many rows (then extrapolated linearly): at 2048 bits one
+# row of 32 features costs about a second, so more only makes the benchmark run for hours.
+MAX_PAILLIER_N = 1024
+MAX_REPEATS = 100
 PAILLIER_BITS = 2048
 PAILLIER_CIPHERTEXT_BYTES = 2 * PAILLIER_BITS // 8  # an element of Z_{n^2}
 
@@ -194,20 +198,30 @@ def bench_paillier(n: int, p: int, measure_n: int = 64, keys=None) -> list[Row]:
 
 
 def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: int = 64,
-        secret: SecretContext | None = None) -> list[Row]:
-    """Every scheme at every (n, p); one shared CKKS key and one Paillier key pair."""
+        secret: SecretContext | None = None, bar: bool = False) -> list[Row]:
+    """Every scheme at every (n, p); one shared CKKS key and one Paillier key pair; ``bar``: a
+    progress bar (stderr) over the measurements."""
+    from tqdm import tqdm
+
     sizes = [check_size(n, p) for n, p in sizes]
-    if not isinstance(repeats, int) or repeats < 1 or not isinstance(paillier_n, int) or paillier_n < 0:
-        raise ConfigError(f"need repeats >= 1 and paillier_n >= 0, got {repeats!r} and {paillier_n!r}")
+    if not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS or not isinstance(paillier_n, int) \
+            or not 0 <= paillier_n <= MAX_PAILLIER_N:
+        raise ConfigError(f"need repeats in 1..{MAX_REPEATS} and paillier_n in 0..{MAX_PAILLIER_N}, got {repeats!r} "
+                          f"and {paillier_n!r}")
     secret = secret or SecretContext(ckks_params())
     public = secret.public_context()
     keys = _paillier_keys() if paillier_n > 0 else None
     rows: list[Row] = []
-    for n, p in sizes:
-        rows.append(bench_plain(n, p, repeats))
-        rows.append(bench_ckks(n, p, repeats, secret, public))
-        if paillier_n > 0:
-            rows += bench_paillier(n, p, min(paillier_n, n), keys)
+    with tqdm(total=len(sizes) * (3 if paillier_n else 2), desc="bench crypto", unit="run", disable=not bar) as progress:
+        for n, p in sizes:
+            for scheme, measure in (("plaintext", lambda: [bench_plain(n, p, repeats)]),
+                                    ("ckks", lambda: [bench_ckks(n, p, repeats, secret, public)]),
+                                    ("paillier", lambda: bench_paillier(n, p, min(paillier_n, n), keys))):
+                if scheme == "paillier" and not paillier_n:
+                    continue
+                progress.set_postfix_str(f"{n}x{p} {scheme}")
+                rows += measure()
+                progress.update(1)
     return rows
 
 

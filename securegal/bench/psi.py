@@ -107,8 +107,8 @@ def run_one(n: int, processes: int, overlap: float = 0.8, seed: int = 0, bar: bo
 
     owner, party = (ids.tolist() for ids in make_ids(n, overlap, seed))
     expected = int(round(overlap * n))  # make_ids shares exactly this many
-    # items: owner hash+blind n, party hash+blind n, party blinds n, owner checks n and blinds n
-    with tqdm(total=5 * n, unit="pt", unit_scale=True, desc=f"PSI {n:,} x {n:,}", disable=not bar,
+    # items the alignment reports: owner hash+blind n, party hash+blind n, party blinds n, owner blinds n
+    with tqdm(total=4 * n, unit="pt", unit_scale=True, desc=f"PSI {n:,} x {n:,}", disable=not bar,
               leave=True) as progress, MemorySampler() as memory:
         cpu0 = time.process_time()
         started = time.perf_counter()

@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
                    help="rows x features to measure (default: 4096x8 4096x32 16384x32 65536x16)")
     c.add_argument("--repeats", type=int, default=5, metavar="N", help="timed repetitions (median reported)")
     c.add_argument("--paillier-n", type=int, default=64, metavar="N",
-                   help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier)")
+                   help="rows at which Paillier is measured before linear extrapolation (0 skips Paillier; "
+                        "at most 1024)")
+    c.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     c.set_defaults(func=run)
     s = what.add_parser("psi", help="private set intersection at 10k, 100k and 1M IDs per side",
                         description="Time ECDH private set intersection between a label owner and one "
@@ -59,11 +61,24 @@ def _count(text: str) -> int:
     return value
 
 
+def _json_target(path: Path | None) -> None:
+    """Refuse a --json path that cannot be written before anything is measured (the directory is
+    created, as ``--out`` is)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"--json {str(path)!r} is a directory; name a file in it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"--json {str(path)!r}: {str(path.parent)!r} is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def run_psi(args) -> int:
     from ..bench import psi
 
     if not 0.0 <= args.overlap <= 1.0:
         raise ConfigError(f"--overlap must be within [0, 1], got {args.overlap}")
+    _json_target(args.json)
     rows = psi.run(args.sizes, args.processes, args.overlap)
     print(psi.table(rows))
     if args.json:
@@ -75,9 +90,11 @@ def run_psi(args) -> int:
 def run(args) -> int:
     from ..bench import crypto
 
-    if args.repeats < 1 or args.paillier_n < 0:
-        raise ConfigError(f"--repeats must be >= 1 and --paillier-n >= 0, got {args.repeats}, {args.paillier_n}")
-    rows = crypto.run(args.sizes or crypto.SIZES, args.repeats, args.paillier_n)
+    if not 1 <= args.repeats <= crypto.MAX_REPEATS or not 0 <= args.paillier_n <= crypto.MAX_PAILLIER_N:
+        raise ConfigError(f"--repeats must be in 1..{crypto.MAX_REPEATS} and --paillier-n in "
+                          f"0..{crypto.MAX_PAILLIER_N}, got {args.repeats}, {args.paillier_n}")
+    _json_target(args.json)
+    rows = crypto.run(args.sizes or crypto.SIZES, args.repeats, args.paillier_n, bar=args.progress)
     print(crypto.table(rows))  # ends with the legend of its columns
     if args.json:
         crypto.write_json(rows, args.json)

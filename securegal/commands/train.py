@@ -258,7 +258,9 @@ def summary(metrics: dict, out: Path) -> str:
              f"  {'method':<16}{'test ' + unit}"]
     for key, label in (("gal", "GAL"), ("gal_uniform", "GAL uniform w"), ("alone", "Alone"), ("joint", "Joint")):
         if key in metrics:
-            lines.append(f"  {label:<16}{metrics[key]['test']:.2f}")
+            lines.append(f"  {label:<16}{metrics[key]['test']:.2f}"
+                         + ("  (not private: evaluation only)" if key != "gal" and "baselines_not_private" in metrics
+                            else ""))
     if metrics["weights"]:
         last = ", ".join(f"{n}={w:.2f}" for n, w in zip(metrics["party_names"], metrics["weights"][-1]))
         eta = [f"{e:.2f}" for e in metrics["eta"]]
@@ -279,8 +281,10 @@ def summary(metrics: dict, out: Path) -> str:
                          f"{table['lifetime_epsilon_budget']:g}, {table['lifetime_epsilon_remaining']:.4g} left "
                          f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
         else:
+            labels = party == metrics["party_names"][0] and "label_dp" in metrics.get("plan", {})
             lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
-                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)"
+                         + ("; label-DP is counted per run: runs on the same labels add up" if labels else ""))
     if metrics.get("plan", {}).get("membership") == "hidden":
         lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
                      "its predictions reached the label owner only as DP feedback (docs/alignment.md)")

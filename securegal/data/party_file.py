@@ -226,15 +226,19 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
             except pa.ArrowInvalid:  # beyond 64 bits
                 ids = np.array([int(v) for v in text.to_pylist()], dtype=object)
             kind = "int"
-        elif count:
-            first = text.filter(looks_int)[0].as_py()
-            other = text.filter(pc.invert(looks_int))[0].as_py()
-            raise ConfigError(f"{where}: ID column {name!r} mixes integer IDs ({first!r}) and text IDs ({other!r})")
+        elif count:  # rows, not values: IDs are never printed or logged
+            mask = looks_int.to_numpy(zero_copy_only=False)
+            first, other = int(np.argmax(mask)), int(np.argmin(mask))
+            raise ConfigError(f"{where}: ID column {name!r} mixes integer IDs (data row {first + 1}) and text IDs "
+                              f"(data row {other + 1})")
         else:
             ids, kind = text.to_numpy(zero_copy_only=False), "str"
     distinct = len(np.unique(ids)) if ids.dtype != object else len(set(ids.tolist()))  # a set: hashing beats sorting
     if distinct != len(ids):
-        raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct} duplicate IDs")
+        seen: dict = {}
+        rows = next((seen[v], i) for i, v in enumerate(ids.tolist()) if seen.setdefault(v, i) != i)
+        raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct} duplicate IDs (the first: data "
+                          f"rows {rows[0] + 1} and {rows[1] + 1} hold the same ID)")
     return ids, kind
 
 

@@ -11,13 +11,16 @@ from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
 from .feature_party import FeatureParty, error_reply
 
 UNKNOWN_SESSION = "-"
+# A refused request larger than this is noted in the transcript without its bytes.
+REFUSED_KEPT_BYTES = 1 << 16
 
 
 class PartyEndpoint:
     """Decodes and validates each request, lets the party answer, encodes the reply.
 
-    Every message that decodes is recorded in the party's transcript, both ways. Undecodable
-    input gets an error reply and changes nothing.
+    Every message that decodes is recorded in the party's transcript, both ways; a refused
+    request over ``REFUSED_KEPT_BYTES`` only by its header, size and digest. Undecodable input
+    gets an error reply and changes nothing.
     """
 
     def __init__(self, party: FeatureParty, transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS,
@@ -38,12 +41,15 @@ class PartyEndpoint:
             request = decode(data, self.limits)
         except ProtocolError as exc:
             return self._send(UNKNOWN_SESSION, 0, "unknown", m.ErrorReply("protocol", str(exc)))
-        if self.transcript is not None:
-            self.transcript.record("received", bytes(data), request)
         try:
             body = self._handle(request)
         except Exception as exc:  # a party must answer every request; the reply says what failed
             body = error_reply(exc)
+        if self.transcript is not None:
+            if isinstance(body, m.ErrorReply) and len(data) > REFUSED_KEPT_BYTES:
+                self.transcript.record_refused(bytes(data), request)
+            else:
+                self.transcript.record("received", bytes(data), request)
         if isinstance(body, m.PsiSelectionAck) and self.transcript is not None:
             handles, ids = self.party.alignment()
             self.transcript.record_alignment(request.session, request.sender, handles, ids)

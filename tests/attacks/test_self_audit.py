@@ -244,3 +244,27 @@ def test_a_party_that_served_several_sessions_audits_each(tmp_path):
     assert all(a["n_train"] > 0 and "holds 2 sessions" in " ".join(a["notes"]) for a in audits)
     with pytest.raises(ConfigError, match="--session 'nosuch'"):
         self_audit(tmp_path / "run", "party1", data, steps=20, out=tmp_path / "x", report=False, session="nosuch")
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+def test_a_ckks_dp_partys_self_audit_attacks_what_it_released(tmp_path, feedback):
+    """The stand-in (a noise-free linear span) ignored the party's DP settings: without feedback
+    the party sent encryptions of zero, yet its self-audit said LEAKS (R^2 0.93) where the embedded
+    audit of the same run found no advantage (independent review S)."""
+    from securegal.commands.audit_data import load_own_data
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+
+    run_dir = tmp_path / "run"
+    train("wine", parties=3, rounds=2, seed=0, out=run_dir,
+          plan=PrivacyPlan(residuals="ckks", feature_dp=FeatureDP(epsilon=2.0, feedback=feedback)))
+    party = tmp_path / "party1.toml"
+    party.write_text('name = "party1"\n[data]\ndataset = "wine"\nparties = 3\nblock = 1\n')
+    features = self_audit(run_dir, "party1", load_own_data(party), steps=20, report=False)
+    views = {a["view"] for a in features["attacks"]}
+    assert not any(v["verdict"] == "LEAKS" for v in features["verdicts"])
+    if feedback:  # per-row releases it cannot decrypt: the stand-in, marked a worst case
+        assert all("without the party's DP noise" in v for v in views)
+        assert all(a["overstates"] for a in features["attacks"])
+    else:
+        assert all("encryptions of zero" in v for v in views)
+        assert all(a["advantage"] <= 1e-9 for a in features["attacks"] if a["metric"] == "r2")

@@ -6,10 +6,11 @@ security level for each ring degree N.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Mapping
 
-from ...errors import InsecureParameters
+from ...errors import ConfigError, InsecureParameters
 
 # log2 of the largest coefficient modulus q for each N, per classical security level.
 MAX_LOG_Q: Mapping[int, Mapping[int, int]] = {
@@ -29,6 +30,10 @@ def security_bits(poly_modulus_degree: int, total_modulus_bits: int) -> int:
     return max(levels, default=0)
 
 
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class CkksParams:
     """Ring degree N, the RNS prime sizes (first = decryption prime, last = special prime), the
@@ -43,21 +48,28 @@ class CkksParams:
     output_scale_bits: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("poly_modulus_degree", "scale_bits", "output_scale_bits"):
+            value = getattr(self, name)
+            if not (value is None and name == "output_scale_bits") and not _whole(value):
+                raise ConfigError(f"CKKS {name} must be a whole number, got {value!r}")
+        if isinstance(self.coeff_mod_bit_sizes, (str, bytes)) or not all(
+                _whole(b) for b in self.coeff_mod_bit_sizes):
+            raise ConfigError(f"CKKS coeff_mod_bit_sizes must be whole numbers, got {self.coeff_mod_bit_sizes!r}")
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(int(b) for b in self.coeff_mod_bit_sizes))
         n, bits = int(self.poly_modulus_degree), self.coeff_mod_bit_sizes
         if n not in MAX_LOG_Q[MIN_SECURITY_BITS]:
             raise InsecureParameters(
                 f"poly_modulus_degree {n} is not one of {sorted(MAX_LOG_Q[MIN_SECURITY_BITS])}")
         if len(bits) < 2:
-            raise ValueError(f"coeff_mod_bit_sizes needs at least 2 primes, got {bits}")
+            raise ConfigError(f"coeff_mod_bit_sizes needs at least 2 primes, got {bits}")
         if any(not 20 <= b <= MAX_PRIME_BITS for b in bits):
-            raise ValueError(f"every coeff_mod bit size must be in [20, {MAX_PRIME_BITS}], got {bits}")
+            raise ConfigError(f"every coeff_mod bit size must be in [20, {MAX_PRIME_BITS}], got {bits}")
         if not 20 <= self.scale_bits < bits[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"scale_bits {self.scale_bits} must be in [20, {bits[0]}) (below the first prime)")
         out = self.output_scale_bits
         if out is not None and (len(bits) != 3 or not self.scale_bits <= out <= bits[0] - MIN_OUTPUT_HEADROOM_BITS):
-            raise ValueError(f"output_scale_bits {out} needs one rescaling prime (3 primes, got {bits}) and must be "
+            raise ConfigError(f"output_scale_bits {out} needs one rescaling prime (3 primes, got {bits}) and must be "
                              f"in [scale_bits, first prime - {MIN_OUTPUT_HEADROOM_BITS}]")
         if self.security_bits < MIN_SECURITY_BITS:
             raise InsecureParameters(
