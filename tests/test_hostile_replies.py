@@ -88,3 +88,25 @@ def test_a_non_finite_weight_fit_stops_the_run_before_the_model_is_touched(tmp_p
     model = owner.fit()
     assert model.rounds == [] and "round 1: the weights (nan, nan, nan) or the step" in model.stopped
     np.testing.assert_array_equal(owner.F, before)
+
+
+def test_moderate_garbage_that_stalls_the_line_search_is_named(tmp_path, caplog):
+    """+-100 per class from one party keeps a weight of about 0.01, dominates the step and the line
+    search takes none: the run ended at the prior's accuracy with nothing said (review W F3b)."""
+    owner = _owner(tmp_path)
+    each = owner.messenger.exchange_each
+
+    def party1_garbage(t, requests):
+        for party, reply in each(t, requests):
+            if party == "party1" and isinstance(reply, m.FitReply):
+                reply = m.FitReply(np.where(np.arange(reply.predictions.shape[1]) == 0, 100.0, -100.0)
+                                   * np.ones_like(reply.predictions), reply.info)
+            yield party, reply
+
+    owner.messenger.exchange_each = party1_garbage
+    owner.setup()
+    model = owner.fit()
+    stalled = [r.round for r in model.rounds if r.eta < 1e-6]
+    assert stalled, [r.eta for r in model.rounds]
+    assert f"round {stalled[0]}: the line search took no step" in caplog.text
+    assert "the largest contribution to the step is party1's" in caplog.text

@@ -599,3 +599,17 @@ def test_refused_requests_are_noted_without_their_bytes(tmp_path):
     assert len(noted) == 3 and all(e["bytes"] > REFUSED_KEPT_BYTES and len(e["sha256"]) == 64 for e in noted)
     tr = read_transcript(tmp_path / "tr")  # readers skip the notes
     assert len(tr.records) == len(index) - 3
+
+
+def test_a_fit_or_predict_between_an_intersection_and_its_setup_is_a_protocol_error(tmp_path):
+    """After a finished session, a FitRequest sent after the next intersection but before Setup got
+    an `internal` error (the last session's round count was still set and no trainer existed;
+    found by review W's state fuzzer)."""
+    endpoint = build_party(PartyConfig.load(_party_file(tmp_path)))
+    seq = _session(endpoint, "s1", np.arange(300), rounds=3, finish=True)
+    seq = _align(endpoint, "s2")
+    for body in (m.FitRequest(np.zeros((300, 2))), m.PredictRequest(H("s2", np.arange(300, 310)), 1)):
+        reply = _send(endpoint, seq, body, round=1, session="s2")
+        assert reply.code == "protocol" and "before setup" in reply.message, reply.message
+        seq += 1
+    endpoint.close()

@@ -126,7 +126,7 @@ class FeatureParty:
                     raise ProtocolError(f"session {self.session!r} is still open; refusing a new {env.kind}")
                 log.warning("session %s expired after %.0f s idle; starting a new one", self.session, idle)
             return
-        if self.session is None:
+        if self.session is None or (self.trainer is None and isinstance(env.body, (m.FitRequest, m.PredictRequest))):
             raise ProtocolError(f"{env.kind} before setup")
         if env.session != self.session:
             raise ProtocolError(f"message from session {env.session!r}, this party is in session {self.session!r}")
@@ -296,6 +296,7 @@ class FeatureParty:
             self._session_table = FeatureTable(psi.row_handles, self.table.X, self.table.patch_shape)
         self.session, self.finished = env.session, False
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
+        self._n_train, self._k, self._rounds = 0, 0, 0  # what the last session's setup fixed
         log.info("session %s: private set intersection with %s (%d of its rows against %d of ours)",
                  env.session, env.sender, req.count, len(self.ids))
         return reply

@@ -332,6 +332,11 @@ class LabelOwner:
         if not (np.isfinite(w).all() and np.isfinite(eta)):  # F stays as the rounds before left it
             raise FederationStopped(f"round {t}: the weights ({', '.join(f'{x:.3g}' for x in w)}) or the step "
                                     f"({eta:.3g}) came out non-finite")
+        if eta < 1e-6 and self.eta is None and len(names) > 1:  # no step: one party's answer may be garbage
+            sizes = [float(np.sqrt(np.mean(np.square(w[i] * P[i])))) for i in range(len(names))]
+            log.warning("round %d: the line search took no step (eta %.2g); the largest contribution to the step is "
+                        "%s's (RMS %.3g, weight %.3g): check its predictions", t, eta, names[int(np.argmax(sizes))],
+                        max(sizes), w[int(np.argmax(sizes))])
         self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
