@@ -106,7 +106,6 @@ def test_moderate_garbage_that_stalls_the_line_search_is_named(tmp_path, caplog)
     owner.messenger.exchange_each = party1_garbage
     owner.setup()
     model = owner.fit()
-    stalled = [r.round for r in model.rounds if r.eta < 1e-6]
-    assert stalled, [r.eta for r in model.rounds]
-    assert f"round {stalled[0]}: the line search took no step" in caplog.text
-    assert "the largest contribution to the step is party1's" in caplog.text
+    assert model.rounds[-1].eta < 0.05  # stalled (the honest run's steps are about 10)
+    assert "round 1: party1's predictions (RMS 100) are" in caplog.text and "not a fit to them" in caplog.text
+    assert "party2's predictions" not in caplog.text

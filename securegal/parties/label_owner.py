@@ -32,6 +32,8 @@ PREDICT_ROWS = 1 << 16
 # times that scale is a malformed reply (1e150 from one party overflowed the weight fit and
 # silently zeroed every step).
 MAX_PREDICTION_RATIO = 1e6
+# Predictions with an RMS beyond this many times the residuals' are warned about (a fit is smaller).
+OUTSIZED_PREDICTIONS = 10.0
 # The BLAKE2b personalization of the wire order's hash (changing it changes every run's row order).
 WIRE_ORDER_KEY = b"securegal-order1"
 
@@ -332,16 +334,26 @@ class LabelOwner:
         if not (np.isfinite(w).all() and np.isfinite(eta)):  # F stays as the rounds before left it
             raise FederationStopped(f"round {t}: the weights ({', '.join(f'{x:.3g}' for x in w)}) or the step "
                                     f"({eta:.3g}) came out non-finite")
-        if eta < 1e-6 and self.eta is None and len(names) > 1:  # no step: one party's answer may be garbage
-            sizes = [float(np.sqrt(np.mean(np.square(w[i] * P[i])))) for i in range(len(names))]
-            log.warning("round %d: the line search took no step (eta %.2g); the largest contribution to the step is "
-                        "%s's (RMS %.3g, weight %.3g): check its predictions", t, eta, names[int(np.argmax(sizes))],
-                        max(sizes), w[int(np.argmax(sizes))])
+        if self.eta is None:
+            self._warn_about_outsized(t, r, P, names, eta)
         self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         # a party unreachable when the session opened is absent from every round (weight 0), and listed
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent) + tuple(self.left_out))
+
+    @staticmethod
+    def _warn_about_outsized(t: int, r: np.ndarray, P: np.ndarray, names: list[str], eta: float) -> None:
+        """A fit to the residuals is no larger than they are; predictions far larger are not a fit
+        (a malicious party's +-100 kept a weight of about 0.01, dominated the step and stalled
+        the line search): say so, naming the party."""
+        scale = float(np.sqrt(np.mean(np.square(r)))) or 1e-12
+        for i in range(1, len(names)):
+            size = float(np.sqrt(np.mean(np.square(P[i]))))
+            if size > OUTSIZED_PREDICTIONS * scale:
+                log.warning("round %d: %s's predictions (RMS %.3g) are %.0f times the residuals' (RMS %.3g): not a "
+                            "fit to them; the round's step was eta %.3g (check that party)", t, names[i], size,
+                            size / scale, scale, eta)
 
     def _gathered(self, t: int, requests: dict, P: np.ndarray) -> tuple[list[str], list[str], str | None]:
         """Each party's round-t reply opened into the next free row of ``P`` (from row 1) as it
