@@ -60,6 +60,19 @@ def test_a_run_started_with_residuals_ckks_over_a_plain_file_is_not_resumed(tmp_
         train_federation(resumed, resume=True)
 
 
+def test_a_label_dp_run_is_not_resumed(tmp_path):
+    """A resumed label-DP run counted only the releases after the stop and sent the interrupted
+    round again with fresh noise: PLD 8.02 against a budget of 8 (independent review S)."""
+    cfg = FederationConfig.load(_federation(tmp_path), insecure=True, label_epsilon=4.0)
+    _checkpoint(cfg)
+    resumed = FederationConfig.for_resume(cfg.out, insecure=True)
+    before = sorted(p.name for p in (cfg.out / "checkpoint").iterdir())
+    with pytest.raises(ConfigError, match="cannot resume a label-DP run: its accountant is not checkpointed") as info:
+        train_federation(resumed, resume=True)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in (cfg.out / "checkpoint").iterdir()) == before  # nothing touched
+
+
 def test_a_checkpoint_without_its_overrides_is_refused(tmp_path):
     cfg = FederationConfig.load(_federation(tmp_path), insecure=True)
     _checkpoint(cfg)
