@@ -156,10 +156,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         job.trainers = trainers
     job.columns = columns
     if ledger is not None:
-        if not hasattr(job.trainers, "open_table"):
-            raise ConfigError("--ledger keeps the feature-DP parties' ledgers; it needs --epsilon")
+        if not hasattr(job.trainers, "open_table") and plan.label_dp is None:
+            raise ConfigError("--ledger keeps the feature-DP parties' ledgers and the label column's; it needs "
+                              "--epsilon or --label-epsilon")
         if not Path(ledger).is_dir():
-            raise ConfigError(f"--ledger {str(ledger)!r} must be an existing directory (one ledger file per party)")
+            raise ConfigError(f"ledger directory {str(ledger)!r} (--ledger, or [label_dp] ledger) must be an existing "
+                              "directory (one ledger file per party)")
         job.ledger_dir = Path(ledger)
     jobs = {"gal": (deployment, blocks, job, data)}
     if baselines:
@@ -179,16 +181,46 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     if final_dir is not None:
         private_dir(final_dir.parent)
         run_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+    labels = None
     try:
+        if ledger is not None and plan.label_dp is not None:
+            labels = _label_ledger(job, plan, data, Path(ledger), names[0])
         metrics = _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress,
                             parties=parties, rounds=rounds, seed=seed, learner=learner, blocks=blocks)
     except BaseException:
         if run_dir is not None:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    finally:
+        if labels is not None:
+            try:
+                job.channel.settle_ledger("run ended")  # rounds a stopped run did not release go back
+            finally:
+                labels.close()
     if run_dir is not None:
         _publish(run_dir, final_dir)
     return metrics
+
+
+def _label_ledger(job: GalJob, plan: PrivacyPlan, data: Dataset, directory: Path, owner: str):
+    """The label column's lifetime ledger (``<owner>.labels.securegal-ledger.json`` in ``directory``),
+    with this run's label-DP releases reserved in it before any is sent."""
+    import uuid
+
+    from .privacy.dp.accountant import Budget
+    from .privacy.dp.ledger import open_ledger, table_identity
+
+    codes = np.unique(np.asarray(data.y), return_inverse=True)[1].reshape(-1, 1)
+    table, formerly = table_identity(data.row_ids(), codes)
+    config = plan.label_dp.config()
+    ledger = open_ledger(directory / f"{owner}.labels.securegal-ledger.json", table,
+                         Budget(config.epsilon, config.delta), config.accountant, n_rows=len(codes), formerly=formerly)
+    try:
+        job.channel.bind_ledger(ledger, f"labels-{uuid.uuid4().hex[:16]}")
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
 
 
 def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress, *, parties, rounds,

@@ -132,3 +132,26 @@ def test_every_train_flag_is_honoured_or_refused_with_federation(tmp_path):
                               "--accountant", "prv", "--dp-residual-clip", "0.5"])
     label_dp = federation_from_args(args).plan.label_dp
     assert (label_dp.epsilon, label_dp.delta, label_dp.accountant, label_dp.residual_clip) == (3, 0.002, "prv", 0.5)
+
+
+def test_a_networked_label_owner_keeps_its_labels_lifetime_ledger(tmp_path):
+    """`[label_dp] ledger` gives the networked label owner the embedded `--ledger`'s label ledger:
+    a second run on the same labels gets what is left of the lifetime budget, here nothing."""
+    from securegal.errors import BudgetExceeded
+    from securegal.privacy.dp.ledger import read_ledger
+
+    (tmp_path / "ledgers").mkdir()
+    extra = {"label_dp": {"epsilon": 2.0, "ledger": "ledgers"}}
+    with parties_in_threads(tmp_path, {"party1": {}, "party2": {}}, residuals="plain") as (peers, _):
+        for run in ("first", "second"):
+            path = tmp_path / f"{run}.toml"
+            path.write_text(federation_config(data={"dataset": "breast_cancer"}, peers=peers, rounds=2, seed=0,
+                                              out=tmp_path / run, certs=None, transport=FAST_RETRY, extra=extra))
+            if run == "first":
+                metrics = train_federation(FederationConfig.load(path))
+                assert metrics["privacy"]["alice"]["ledger"]["lifetime_epsilon_spent"] == pytest.approx(2.0, abs=1e-3)
+            else:
+                with pytest.raises(BudgetExceeded, match="session refused: left"):
+                    train_federation(FederationConfig.load(path))
+    led = read_ledger(tmp_path / "ledgers" / "alice.labels.securegal-ledger.json")
+    assert len(led.spent_by_session()) == 1 and not (tmp_path / "second" / "metrics.json").exists()

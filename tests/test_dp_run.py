@@ -272,3 +272,31 @@ def test_baselines_beside_a_dp_run_are_marked_not_private(tmp_path, capsys):
                  "--out", str(tmp_path / "plain"), "--no-progress"]) == 0
     assert "baselines_not_private" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
     assert "not private" not in capsys.readouterr().out
+
+
+def test_label_dp_with_a_ledger_keeps_the_label_columns_lifetime_budget(tmp_path, capsys):
+    """Label-DP had no lifetime budget: two runs on the same labels each reported 4 of 4 while
+    together they released epsilon 6 (independent review S). With --ledger DIR the label column
+    has a ledger: a second run gets what is left, and none once it is spent."""
+    from securegal.privacy.dp.accountant import epsilon_of
+    from securegal.privacy.dp.ledger import read_ledger
+
+    ledgers = tmp_path / "ledgers"
+    ledgers.mkdir()
+
+    def run(name):
+        return main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", "--label-epsilon", "2",
+                     "--ledger", str(ledgers), "--out", str(tmp_path / name), "--no-progress"])
+
+    assert run("first") == 0
+    block = json.loads((tmp_path / "first" / "metrics.json").read_text())["privacy"]["alice"]
+    assert block["ledger"]["lifetime_epsilon_spent"] == pytest.approx(2.0, abs=1e-3)
+    assert "the table's lifetime epsilon 2 of 2" in capsys.readouterr().out
+    assert run("second") == 2
+    err = capsys.readouterr().err
+    assert "session refused: left" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "second").exists()
+    led = read_ledger(ledgers / "alice.labels.securegal-ledger.json")
+    assert len(led.spent_by_session()) == 1 and led.epsilon_spent <= 2.0
+    assert epsilon_of(led.releases, 1e-5, "pld") == pytest.approx(led.epsilon_spent)
+

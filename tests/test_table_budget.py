@@ -472,7 +472,7 @@ def test_train_ledger_dir_makes_embedded_budgets_persistent(tmp_path, capsys):
     assert not (tmp_path / "b" / "metrics.json").exists()
     assert main(["train", "--dataset", "wine", "--ledger", str(tmp_path), "--out", str(tmp_path / "c"),
                  "--no-progress"]) == 2
-    assert "needs --epsilon" in capsys.readouterr().err
+    assert "needs --epsilon or --label-epsilon" in capsys.readouterr().err
 
 
 # --- label-DP: the split does not depend on the labels ------------------------------------------

@@ -69,8 +69,9 @@ def add_parser(sub) -> None:
                          "residuals, off with --residuals ckks, where their noise bound is too loose to help "
                          "(docs/privacy.md 5b)")
     dp.add_argument("--ledger", type=Path, metavar="DIR",
-                    help="keep each DP party's privacy ledger in DIR (one file per party), so that its budget "
-                         "is a lifetime budget across runs (default: in memory, one run); `securegal ledger show`")
+                    help="keep each DP party's privacy ledger in DIR (one file per party; under --label-epsilon "
+                         "the label column's too), so that its budget is a lifetime budget across runs (default: in "
+                         "memory, one run); `securegal ledger show`")
     dp.add_argument("--columns", type=Path, metavar="FILE",
                     help="TOML with public per-column knowledge of every feature column (keys lower, upper, "
                          "centre, scale, dp_epsilon, as party.toml [privacy.columns]): what DP parties standardize "

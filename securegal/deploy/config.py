@@ -231,6 +231,9 @@ class LabelDPSection(_Strict):
     accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     residual_clip: float | None = Field(None, description="C (default 1)")
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
+    ledger: str | None = Field(None, description="existing directory (relative to this file) of the label column's "
+                                                 "lifetime ledger, NAME.labels.securegal-ledger.json; default: "
+                                                 "the budget is this run's only")
 
 
 class PeerEntry(_Strict):

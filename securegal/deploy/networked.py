@@ -96,6 +96,7 @@ class FederationConfig:
     limits: FrameLimits
     path: Path
     text: str = field(repr=False)
+    label_ledger: Path | None = None  # [label_dp] ledger: the label column's lifetime ledger directory
     # the command-line overrides applied to the file: a checkpoint keeps them, so --resume reapplies them
     overrides: dict = field(default_factory=dict)
 
@@ -191,7 +192,8 @@ class FederationConfig:
                                     backoff=f.transport.backoff, backoff_max=f.transport.backoff_max),
                   limits=FrameLimits(chunk_bytes=f.transport.chunk_bytes,
                                      max_message_bytes=f.transport.max_message_bytes),
-                  path=path.resolve(), text=text, overrides=applied)
+                  path=path.resolve(), text=text, overrides=applied,
+                  label_ledger=(base / label.ledger).resolve() if label is not None and label.ledger else None)
         if given:
             raise ConfigError(f"unknown federation overrides {sorted(given)}")
         return cfg
@@ -447,4 +449,5 @@ def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: boo
                  id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
                  parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
                  weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,
-                 local_loss=cfg.local_loss, progress=progress, deployment=deployment)
+                 local_loss=cfg.local_loss, progress=progress, deployment=deployment,
+                 ledger=cfg.label_ledger if cfg.plan.label_dp is not None else None)

@@ -23,7 +23,7 @@ from ...seam import plain_array
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
-from .trainer import DPConfig, DPTrainer, plan_noise
+from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
 
 if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
     from .dpgd import DPGDConfig
@@ -152,7 +152,10 @@ class LabelDPResiduals:
         self.accountant: PrivacyAccountant | None = None
         self.sensitivity: float | None = None
         self._rounds = 0
+        self._n_train = 0
         self._sealed: dict[int, np.ndarray] = {}
+        self.ledger = None  # the label column's lifetime ledger (bind_ledger), None: this run's budget only
+        self.session: str | None = None
 
     def preflight(self, n_train: int, rounds: int, loss_name: str) -> None:
         if loss_name not in _LOSS_SENSITIVITY:
@@ -167,7 +170,26 @@ class LabelDPResiduals:
             raise ConfigError(f"label owner: {exc}") from exc
         self.accountant = PrivacyAccountant(budget, self.config.accountant, n_train)
         self.accountant.noise_multipliers["residuals"] = z
-        self._rounds = rounds
+        self._rounds, self._n_train = rounds, n_train
+
+    def bind_ledger(self, ledger, session: str) -> None:
+        """Make the budget the label column's lifetime budget: reserve this run's releases in
+        ``ledger`` (calibrated to what is left; BudgetExceeded, naming it, before anything is
+        sent) under ``session``. After :meth:`preflight`."""
+        if self.accountant is None:
+            raise RuntimeError("LabelDPResiduals.bind_ledger before preflight")
+        if self.accountant.releases:
+            raise RuntimeError("LabelDPResiduals.bind_ledger after residuals were released")
+        plan = [PlannedRelease("residuals", steps=self._rounds, sensitivity=self.sensitivity)]
+        noise, budget = reserve_plan(ledger, plan, self._n_train, session)
+        self.accountant = PrivacyAccountant(budget, self.config.accountant, self._n_train)
+        self.accountant.noise_multipliers["residuals"] = noise["residuals"]
+        self.ledger, self.session = ledger, session
+
+    def settle_ledger(self, reason: str) -> None:
+        """Give the ledger back the rounds this run reserved and did not release (it stopped early)."""
+        if self.ledger is not None and self.accountant is not None:
+            self.ledger.settle(self.session, self.accountant.releases, reason)
 
     def setup_fields(self, party: str) -> Mapping[str, object]:
         return {"residuals": "plain"}
@@ -191,4 +213,6 @@ class LabelDPResiduals:
         out = self.accountant.to_dict()
         out["mechanism"] = {"kind": "label-dp residuals", "residual_clip": self.config.residual_clip,
                             "sensitivity": self.sensitivity, "secure_noise": self.noise.secure}
+        if self.ledger is not None:
+            out.update(ledger_report(self.ledger, self.session))
         return {"privacy": {self.party: out}}
