@@ -37,7 +37,10 @@ METHOD = (
     f"({ALPHA} over the number of verdicts), so it is larger there than in the detail table. "
     f"Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
     f"MSE and MAD advantages are also shown as the fraction of the baseline's error removed, so "
-    f"every advantage reads on a 0..1 scale.")
+    f"every advantage reads on a 0..1 scale. The baselines use the side knowledge only: the known "
+    f"labels' majority class (or mean), the known rows' mean of the victim's columns. They do not use "
+    f"the attacker's own columns, which may already predict the victim's: the advantage measures what "
+    f"the transcript adds to the side knowledge, not what the attacker can infer in all.")
 
 
 def _fmt_eps(value) -> str:

@@ -109,3 +109,20 @@ def test_moderate_garbage_that_stalls_the_line_search_is_named(tmp_path, caplog)
     assert model.rounds[-1].eta < 0.05  # stalled (the honest run's steps are about 10)
     assert "round 1: party1's predictions (RMS 100) are" in caplog.text and "not a fit to them" in caplog.text
     assert "party2's predictions" not in caplog.text
+
+
+def test_a_malformed_psi_reply_names_its_party(tmp_path):
+    """`point 0 is not a valid group element` did not say which of the parties sent it (review W F7)."""
+    owner = _owner(tmp_path)
+    exchange = owner.messenger.exchange
+
+    def party2_garbles(t, requests):
+        out = exchange(t, requests)
+        reply = out.get("party2")
+        if isinstance(reply, m.PsiReply):
+            out["party2"] = m.PsiReply(b"\xff" * len(reply.blinded), reply.points, reply.handles)
+        return out
+
+    owner.messenger.exchange = party2_garbles
+    with pytest.raises(ProtocolError, match="PSI reply of 'party2': point 0 is not a valid group element"):
+        owner.setup()

@@ -339,7 +339,7 @@ def _type_name(annotation) -> str:
 def reference() -> str:
     """The configuration reference (``docs/config.md``), generated from the models."""
     lines = ["# Configuration reference", "",
-             "Generated from `securegal/deploy/config.py` (`python -m securegal.deploy.config > docs/config.md`);",
+             "Generated from `securegal/deploy/config.py` (`.venv/bin/python -m securegal.deploy.config > docs/config.md`);",
              "a test fails when it drifts. Unknown keys and wrong types are refused with an error naming the",
              "file and the key. Relative paths are relative to the file.", ""]
 

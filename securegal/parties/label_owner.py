@@ -190,13 +190,21 @@ class LabelOwner:
                                    + "; ".join(f"{p}: {e}" for p, e in failed.items()))
         return {p: r for p, r in replies.items() if p in self.peers}
 
+    @staticmethod
+    def _finished(party: str, side, reply):
+        """``side.finish(reply)``, a malformed reply's ProtocolError naming ``party``."""
+        try:
+            return side.finish(reply)
+        except ProtocolError as exc:
+            raise ProtocolError(f"PSI reply of {party!r}: {exc}") from None
+
     def align(self) -> None:
         """PSI with every party; keep the rows every party holds; tell each party which of its
         rows are used. Rows missing at some party are left out of training and evaluation.
         :meth:`setup` does this first unless it was already done (benchmarks time it apart)."""
         sides = {p: self.aligner(self.align_ids, self.session) for p in self.peers}
         replies = self._joined(self.messenger.exchange(0, {p: sides[p].request() for p in self.peers}))
-        alignments = {p: sides[p].finish(reply) for p, reply in replies.items()}
+        alignments = {p: self._finished(p, sides[p], reply) for p, reply in replies.items()}
         common = np.logical_and.reduce([a.matched for a in alignments.values()])
         keep = common[self.train_ids]
         if keep.sum() < 2:
