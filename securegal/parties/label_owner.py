@@ -236,7 +236,7 @@ class LabelOwner:
         self.train_ids, self.y, self.n = ids[order], y[order], len(ids)
 
     def wire_order(self, ids: np.ndarray) -> np.ndarray:
-        """The order in which rows ``ids`` are named to the parties once aligned: by a keyed BLAKE2b
+        """The order in which rows ``ids`` are named to the parties once aligned: by a BLAKE2b
         hash of each row's canonical ID (as PSI encodes it), a function of the IDs alone, which a
         party holds for the rows it is sent, and the same in every run and version. Our own row
         order may follow the labels (a file sorted by class), and a party that knows a few labels
