@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Mapping, Sequence, Union
 
+import numpy as np
+
 from .. import messages as m
 from ..errors import ProtocolError, error_from_reply
 from ..transcript import TranscriptWriter
@@ -10,6 +12,9 @@ from ..transport.base import Transport
 from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
 
 Outcome = Union[m.Body, Exception]
+# A plain fit reply holds an array of the residuals' shape; beyond it, room for its envelope and
+# info map (a DP party's privacy report).
+REPLY_SLACK_BYTES = 4 << 20
 # Reply middleware: sees (and may replace) each exchange's outcomes, e.g. to collect privacy reports.
 ReplyMiddleware = Callable[[dict], dict]
 
@@ -49,7 +54,7 @@ class Messenger:
             yield party, out[party]
 
     def _outcomes(self, round: int, requests: Mapping[str, m.Body]) -> Iterator[tuple[str, Outcome]]:
-        expected = {party: m.REPLY_TO[type(body)] for party, body in requests.items()}
+        expected = {party: (m.REPLY_TO[type(body)], reply_bound(body)) for party, body in requests.items()}
         if getattr(self.transport, "sequential", False):
             # The parties answer one after another anyway (in process): send one request at a time,
             # so only one request's and one reply's bytes (n x K per round) are alive at once.
@@ -71,10 +76,16 @@ class Messenger:
             self.transcript.record("sent", raw, env)
         return raw
 
-    def _outcome(self, raw, party: str, round: int, expected: type) -> Outcome:
+    def _outcome(self, raw, party: str, round: int, expected: tuple[type, int | None]) -> Outcome:
+        kind, bound = expected
         if raw is None:
             return ProtocolError(f"no reply slot for {party!r}")
-        return raw if isinstance(raw, Exception) else self._check(raw, party, round, expected)
+        if isinstance(raw, Exception):
+            return raw
+        if bound is not None and len(raw) > bound:  # refused before it is decoded, copied or recorded
+            return ProtocolError(f"reply from {party!r} is {len(raw)} bytes; a reply to this request takes at most "
+                                 f"{bound}")
+        return self._check(raw, party, round, kind)
 
     def _check(self, raw: bytes, party: str, round: int, expected: type) -> Outcome:
         try:
@@ -101,3 +112,11 @@ class Messenger:
         self.transport.close()
         if self.transcript is not None:
             self.transcript.close()
+
+
+def reply_bound(body: m.Body) -> int | None:
+    """The most bytes an honest reply to ``body`` takes, where the request says: a plain fit
+    request's reply is an array of the residuals' shape (None: no bound beyond the limits)."""
+    if isinstance(body, m.FitRequest) and hasattr(body.residuals, "shape"):
+        return 8 * int(np.prod(body.residuals.shape)) + REPLY_SLACK_BYTES
+    return None
