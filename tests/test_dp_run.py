@@ -291,7 +291,7 @@ def test_label_dp_with_a_ledger_keeps_the_label_columns_lifetime_budget(tmp_path
     assert run("first") == 0
     block = json.loads((tmp_path / "first" / "metrics.json").read_text())["privacy"]["alice"]
     assert block["ledger"]["lifetime_epsilon_spent"] == pytest.approx(2.0, abs=1e-3)
-    assert "the table's lifetime epsilon 2 of 2" in capsys.readouterr().out
+    assert "the labels' lifetime epsilon 2 of 2" in capsys.readouterr().out
     assert run("second") == 2
     err = capsys.readouterr().err
     assert "session refused: left" in err and len(err.strip().splitlines()) == 1

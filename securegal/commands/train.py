@@ -276,13 +276,14 @@ def summary(metrics: dict, out: Path) -> str:
                      + (f"; {alone[0]} weighs the label owner's exact-label Alone model)" if alone else ")"))
     for party, block in metrics.get("privacy", {}).items():
         table = block.get("ledger") if isinstance(block.get("ledger"), dict) else {}
+        labels = party == metrics["party_names"][0] and "label_dp" in metrics.get("plan", {})
+        owner_of = "labels'" if labels else "table's"
         if "lifetime_epsilon_spent" in table:  # a table's lifetime budget: what is left is what counts
             lines.append(f"  privacy {party}: this session's releases epsilon {block['epsilon_spent']:.3f}; the "
-                         f"table's lifetime epsilon {table['lifetime_epsilon_spent']:.4g} of "
+                         f"{owner_of} lifetime epsilon {table['lifetime_epsilon_spent']:.4g} of "
                          f"{table['lifetime_epsilon_budget']:g}, {table['lifetime_epsilon_remaining']:.4g} left "
                          f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
         else:
-            labels = party == metrics["party_names"][0] and "label_dp" in metrics.get("plan", {})
             lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                          f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)"
                          + ("; label-DP is counted per run: runs on the same labels add up" if labels else ""))
