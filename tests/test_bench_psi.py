@@ -5,6 +5,7 @@ import pytest
 
 from securegal.bench import psi
 from securegal.commands.bench import _count
+from securegal.errors import ConfigError
 
 
 def test_sizes_accept_plain_underscore_and_suffix_forms():
@@ -40,7 +41,6 @@ def test_the_command_runs_each_size_in_a_fresh_process(tmp_path, capsys):
 
 def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
     """`--json` into a directory failed only after the whole benchmark had run (review K)."""
-    from securegal.bench import psi
     from securegal.cli import main
 
     monkeypatch.setattr(psi, "run", lambda *a, **k: pytest.fail("measured before the --json check"))
@@ -51,3 +51,10 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path
     assert main(["bench", "crypto", "--sizes", "64x2", "--json", str(tmp_path)]) == 2
     assert main(["bench", "crypto", "--sizes", "64x2", "--paillier-n", "100000"]) == 2
     assert "--paillier-n in 0..1024" in capsys.readouterr().err
+
+
+def test_sizes_whose_reply_cannot_travel_are_refused_before_hashing():
+    """16.8M IDs (the codec's point limit) never fit the 1 GiB message: they failed after all the
+    hashing, or died of MemoryError as an internal error (review K)."""
+    with pytest.raises(ConfigError, match=f"at most {psi.MAX_SIZE:,} IDs per side"):
+        psi.run([10, psi.MAX_SIZE + 1], 1, 0.5)

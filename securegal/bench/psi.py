@@ -25,6 +25,10 @@ import numpy as np
 from ..errors import ConfigError
 
 SIZES = (10_000, 100_000, 1_000_000)
+# The largest size whose PSI reply fits one message under the default limit: the reply carries
+# 32 bytes per label-owner ID and 40 (point and handle) per party ID, n of each.
+REPLY_BYTES_PER_ID = 72
+MAX_SIZE = (1 << 30) // REPLY_BYTES_PER_ID - 1024
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,10 @@ def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, 
     sizes = list(sizes)
     if any(n < 1 for n in sizes) or not 0 <= overlap <= 1 or processes < 1:
         raise ConfigError(f"need sizes >= 1, 0 <= overlap <= 1, processes >= 1; got {sizes}, {overlap}, {processes}")
+    too_big = [n for n in sizes if n > MAX_SIZE]
+    if too_big:
+        raise ConfigError(f"size {too_big[0]:,} is too large: a PSI reply of n x n IDs takes {REPLY_BYTES_PER_ID} bytes "
+                          f"per ID and one message at most 1 GiB, so at most {MAX_SIZE:,} IDs per side")
     rows = []
     for n in sizes:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
