@@ -175,7 +175,8 @@ class PolicySection(_Strict):
     min_rows: int = Field(20, ge=2, description="fewest training rows a session may have")
     max_sessions: int | None = Field(None, ge=1, description="most sessions over the table's life, each counted from "
                                                              "its private set intersection (DP parties count them in "
-                                                             "the ledger; others per process)")
+                                                             "the ledger; others per process); default no cap: set "
+                                                             "it where the label owner could probe IDs")
     max_psi_ids: int = Field(MAX_PSI_IDS, ge=1, description="most IDs the label owner may match against this table in "
                                                            "one session (each intersection tells it which of them "
                                                            "the table holds)")
