@@ -245,6 +245,9 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
             if bar is not None:
                 bar.close()
         if method == "gal":
+            settle = getattr(owner.channel, "settle_ledger", None)
+            if settle is not None:  # a run that stopped early gives back what it did not release, before reporting
+                settle("run ended")
             channel_report = dict(owner.channel.report())
             privacy = {**channel_report.pop("privacy", {}),
                        **(method_job.trainers.report() if hasattr(method_job.trainers, "report") else {})}

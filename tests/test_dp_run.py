@@ -300,3 +300,27 @@ def test_label_dp_with_a_ledger_keeps_the_label_columns_lifetime_budget(tmp_path
     assert len(led.spent_by_session()) == 1 and led.epsilon_spent <= 2.0
     assert epsilon_of(led.releases, 1e-5, "pld") == pytest.approx(led.epsilon_spent)
 
+
+
+def test_a_label_dp_run_that_stops_early_reports_the_ledger_after_its_refund(tmp_path, monkeypatch):
+    """metrics.json was written before the unused reservation went back: it said 7.9996 of 8
+    spent while the ledger said 0.94 (re-verification of review S F5)."""
+    from securegal.parties import label_owner
+    from securegal.privacy.dp.ledger import read_ledger
+
+    real = label_owner.LabelOwner._round
+
+    def stop_at_round_2(self, t):
+        if t == 2:
+            raise label_owner.FederationStopped("stopped for the test")
+        return real(self, t)
+
+    monkeypatch.setattr(label_owner.LabelOwner, "_round", stop_at_round_2)
+    metrics = train("wine", parties=3, rounds=4, seed=0, out=tmp_path / "run", ledger=tmp_path,
+                    plan=PrivacyPlan(label_dp=LabelDP(epsilon=2.0)))
+    assert "stopped" in metrics["gal"]
+    led = read_ledger(tmp_path / "alice.labels.securegal-ledger.json")
+    reported = metrics["privacy"]["alice"]["ledger"]
+    assert led.epsilon_spent < 1.5 and len(led.refunds) == 1
+    assert reported["lifetime_epsilon_spent"] == pytest.approx(led.epsilon_spent)
+    assert reported["lifetime_epsilon_remaining"] == pytest.approx(led.remaining())
