@@ -306,7 +306,7 @@ def test_party_policy_and_empty_intersections():
     mine = owner.finish(party.respond(owner.request()))
     with pytest.raises(ProtocolError, match="selected 1 of this party's rows; its min_rows is 2"):
         party.select(mine.selection())
-    with pytest.raises(ProtocolError, match="selected 0 of this party's rows"):
+    with pytest.raises(ProtocolError, match="selected none of this party.s rows: no ID in common"):
         align_in_process(["a", "b"], ["x", "y"], "s")
     none, _, _ = psi_pairs(["a", "b"], ["x", "y"])
     assert not none.matched.any()

@@ -1,5 +1,6 @@
 """``securegal bench psi``: the command's size parsing, the synthetic IDs, one small run."""
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,8 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_measuring(tmp_path
 
     monkeypatch.setattr(psi, "run", lambda *a, **k: pytest.fail("measured before the --json check"))
     (tmp_path / "file").write_text("x")
-    for target, needle in ((tmp_path, "is a directory"), (tmp_path / "file" / "psi.json", "is not a directory")):
+    for target, needle in ((tmp_path, "is a directory"), (tmp_path / "file" / "psi.json", "is not a directory"),
+                           (Path("/proc/psi.json"), "cannot be written")):
         assert main(["bench", "psi", "--sizes", "10", "--json", str(target)]) == 2
         assert needle in capsys.readouterr().err
     assert main(["bench", "crypto", "--sizes", "64x2", "--json", str(tmp_path)]) == 2

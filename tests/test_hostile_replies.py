@@ -109,6 +109,7 @@ def test_moderate_garbage_that_stalls_the_line_search_is_named(tmp_path, caplog)
     assert model.rounds[-1].eta < 0.05  # stalled (the honest run's steps are about 10)
     assert "round 1: party1's predictions (RMS 100) are" in caplog.text and "not a fit to them" in caplog.text
     assert "party2's predictions" not in caplog.text
+    assert model.outsized == {"party1": [1, 2]}  # metrics.json's gal.outsized_predictions
 
 
 def test_a_malformed_psi_reply_names_its_party(tmp_path):

@@ -109,7 +109,7 @@ def test_missing_refuse_names_the_column_and_count(tmp_path):
     ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs \\(the first: data rows 1 and 3 hold the same ID\\)"),
     ("id,a\n5,2\n05,3\n", {}, "1 duplicate IDs"),
     ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\(data row 2\\) and text IDs \\(data row 1\\)"),
-    ("id,a\nA-1,2\n,3\n", {}, "ID column 'id' is empty in 1 rows"),
+    ("id,a\nA-1,2\n,3\n", {}, "ID column .id. is empty in 1 rows \\(the first: data row 2\\)"),
     ("id,a\n1,1_000\n2,2\n", {}, "Python-only form \\('1_000'\\)"),
     ("id,a\n1,0x10\n2,2\n", {}, "column 'a' writes a number in a form securegal does not read \\('0x10'\\)"),
     ("id,a,y\n1,2,0X1\n2,3,0\n", {"target": "y", "label_owner": True}, "column 'y' .* \\('0X1'\\)"),

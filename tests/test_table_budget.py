@@ -601,6 +601,26 @@ def test_refused_requests_are_noted_without_their_bytes(tmp_path):
     assert len(tr.records) == len(index) - 3
 
 
+def test_many_small_refused_requests_cannot_fill_the_transcript(tmp_path, monkeypatch):
+    """300 refused requests just under 64 KiB each grew the transcript by 19 MB (re-verification
+    of review W F9): past a total, refused requests are noted without their bytes too."""
+    from securegal.parties import endpoint as endpoint_mod
+
+    monkeypatch.setattr(endpoint_mod, "REFUSED_KEPT_TOTAL", 100_000)
+    text = party_config("party1", data=DATA, learner_seed=1, certs=None, transcripts=str(tmp_path / "tr"))
+    (tmp_path / "p.toml").write_text(text)
+    endpoint = build_party(PartyConfig.load(tmp_path / "p.toml"))
+    messages = tmp_path / "tr" / "messages.bin"
+    before = messages.stat().st_size if messages.exists() else 0
+    almost = m.FitRequest(np.zeros((endpoint_mod.REFUSED_KEPT_BYTES // 16 - 100, 2)))
+    for i in range(20):
+        assert _send(endpoint, i, almost, round=1, session="nobody").code == "protocol"
+    endpoint.close()
+    assert messages.stat().st_size - before < 100_000 + 20 * 2048
+    index = [json.loads(x) for x in (tmp_path / "tr" / "index.jsonl").read_text().splitlines()]
+    assert sum(1 for e in index if e.get("refused")) >= 18
+
+
 def test_a_fit_or_predict_between_an_intersection_and_its_setup_is_a_protocol_error(tmp_path):
     """After a finished session, a FitRequest sent after the next intersection but before Setup got
     an `internal` error (the last session's round count was still set and no trainer existed;

@@ -251,6 +251,8 @@ class FeaturePartyPsi:
         handles = np.asarray(selection.handles, dtype=np.int64)
         if len(np.unique(handles)) != len(handles):
             raise ProtocolError("PSI selection names a row handle twice")
+        if len(handles) == 0:
+            raise ProtocolError("the label owner selected none of this party's rows: no ID in common")
         if len(handles) < self.min_rows:
             raise ProtocolError(f"the label owner selected {len(handles)} of this party's rows; its min_rows is "
                                 f"{self.min_rows}")

@@ -3,6 +3,7 @@ ECDH private set intersection at 10k, 100k and 1M IDs per side."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -70,7 +71,12 @@ def _json_target(path: Path | None) -> None:
         raise ConfigError(f"--json {str(path)!r} is a directory; name a file in it")
     if path.parent.exists() and not path.parent.is_dir():
         raise ConfigError(f"--json {str(path)!r}: {str(path.parent)!r} is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass  # the result is written there after the benchmark: a directory that refuses it fails now
+    except OSError as exc:
+        raise ConfigError(f"--json {str(path)!r} cannot be written ({exc.strerror or exc})") from None
 
 
 def run_psi(args) -> int:

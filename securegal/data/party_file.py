@@ -211,7 +211,9 @@ def _integer_like(text: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
     if col.null_count:
-        raise ConfigError(f"{where}: ID column {name!r} is empty in {col.null_count} rows")
+        first = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        raise ConfigError(f"{where}: ID column {name!r} is empty in {col.null_count} rows (the first: data row "
+                          f"{first + 1})")
     text = _as_text(col)
     if pa.types.is_integer(col.type):
         ids, kind = col.cast(pa.int64()).to_numpy(), "int"

@@ -146,6 +146,7 @@ class MethodRun:
     absent: list[list[str]] = field(default_factory=list)  # per round: parties dropped from it
     missing_at_predict: list[str] = field(default_factory=list)
     multipliers: dict[str, float] = field(default_factory=dict)  # the owner policy's calibration
+    outsized: dict[str, list[int]] = field(default_factory=dict)  # party -> rounds its predictions were no fit
 
     def as_dict(self) -> dict:
         d = {"test": self.test, "per_round": self.per_round, "validation_per_round": self.validation_per_round}
@@ -157,6 +158,8 @@ class MethodRun:
             d["absent_per_round"] = self.absent
         if self.missing_at_predict:
             d["missing_at_predict"] = self.missing_at_predict
+        if self.outsized:
+            d["outsized_predictions"] = self.outsized
         return d
 
 
@@ -198,7 +201,8 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
         test = [score(dataset.y[rows], scaler.inverse(F0))]
     return MethodRun(test[-1], test, val, [[r.weights.get(p, 0.0) for p in names] for r in model.rounds],
                      [r.eta for r in model.rounds], names, model.stopped, [list(r.absent) for r in model.rounds],
-                     sorted(model.missing_at_predict), dict(model.multipliers))
+                     sorted(model.missing_at_predict), dict(model.multipliers),
+                     {p: list(ts) for p, ts in model.outsized.items()})
 
 
 class Deployment(Protocol):

@@ -11,16 +11,18 @@ from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
 from .feature_party import FeatureParty, error_reply
 
 UNKNOWN_SESSION = "-"
-# A refused request larger than this is noted in the transcript without its bytes.
+# A refused request larger than this is noted in the transcript without its bytes, and so is every
+# refused request once those kept whole reach REFUSED_KEPT_TOTAL in this process.
 REFUSED_KEPT_BYTES = 1 << 16
+REFUSED_KEPT_TOTAL = 1 << 24
 
 
 class PartyEndpoint:
     """Decodes and validates each request, lets the party answer, encodes the reply.
 
     Every message that decodes is recorded in the party's transcript, both ways; a refused
-    request over ``REFUSED_KEPT_BYTES`` only by its header, size and digest. Undecodable input
-    gets an error reply and changes nothing.
+    request over ``REFUSED_KEPT_BYTES``, or beyond ``REFUSED_KEPT_TOTAL`` of them, only by its
+    header, size and digest. Undecodable input gets an error reply and changes nothing.
     """
 
     def __init__(self, party: FeatureParty, transcript: TranscriptWriter | None = None, limits: Limits = DEFAULT_LIMITS,
@@ -31,6 +33,7 @@ class PartyEndpoint:
         self.transcript = transcript
         self.limits = limits
         self._seq = 0
+        self._refused_kept = 0  # bytes of refused requests kept whole in the transcript
 
     @property
     def name(self) -> str:
@@ -46,9 +49,11 @@ class PartyEndpoint:
         except Exception as exc:  # a party must answer every request; the reply says what failed
             body = error_reply(exc)
         if self.transcript is not None:
-            if isinstance(body, m.ErrorReply) and len(data) > REFUSED_KEPT_BYTES:
+            refused = isinstance(body, m.ErrorReply)
+            if refused and (len(data) > REFUSED_KEPT_BYTES or self._refused_kept + len(data) > REFUSED_KEPT_TOTAL):
                 self.transcript.record_refused(bytes(data), request)
             else:
+                self._refused_kept += len(data) if refused else 0
                 self.transcript.record("received", bytes(data), request)
         if isinstance(body, m.PsiSelectionAck) and self.transcript is not None:
             handles, ids = self.party.alignment()

@@ -57,6 +57,7 @@ class GalModel:
     stopped: str | None = None
     missing_at_predict: set[str] = field(default_factory=set)  # parties whose terms prediction had to leave out
     multipliers: dict[str, float] = field(default_factory=dict)  # set by LabelOwner.calibrate
+    outsized: dict[str, list[int]] = field(default_factory=dict)  # party -> rounds its predictions were no fit
 
 
 class FederationStopped(Exception):
@@ -350,11 +351,10 @@ class LabelOwner:
         # a party unreachable when the session opened is absent from every round (weight 0), and listed
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent) + tuple(self.left_out))
 
-    @staticmethod
-    def _warn_about_outsized(t: int, r: np.ndarray, P: np.ndarray, names: list[str], eta: float) -> None:
+    def _warn_about_outsized(self, t: int, r: np.ndarray, P: np.ndarray, names: list[str], eta: float) -> None:
         """A fit to the residuals is no larger than they are; predictions far larger are not a fit
         (a malicious party's +-100 kept a weight of about 0.01, dominated the step and stalled
-        the line search): say so, naming the party."""
+        the line search): say so, naming the party, and note it in the model (metrics.json)."""
         scale = float(np.sqrt(np.mean(np.square(r)))) or 1e-12
         for i in range(1, len(names)):
             size = float(np.sqrt(np.mean(np.square(P[i]))))
@@ -362,6 +362,7 @@ class LabelOwner:
                 log.warning("round %d: %s's predictions (RMS %.3g) are %.0f times the residuals' (RMS %.3g): not a "
                             "fit to them; the round's step was eta %.3g (check that party)", t, names[i], size,
                             size / scale, scale, eta)
+                self.model.outsized.setdefault(names[i], []).append(t)
 
     def _gathered(self, t: int, requests: dict, P: np.ndarray) -> tuple[list[str], list[str], str | None]:
         """Each party's round-t reply opened into the next free row of ``P`` (from row 1) as it
