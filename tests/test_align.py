@@ -340,3 +340,14 @@ def test_ids_too_long_to_be_ids_get_one_line_naming_the_row():
             canonical_ids(ids)
         assert "xxxx" not in str(info.value)
     assert canonical_ids(["é" * 1024])[0] == "str"  # a CSV cell's longest ID, in any script
+
+
+def test_worker_processes_are_bounded_by_the_cores():
+    """Up to 256 worker processes were allowed, about 10 GiB on a 2-core machine (review K)."""
+    import os
+
+    from securegal.align.workers import max_processes
+
+    assert max_processes() == min(256, 4 * (os.cpu_count() or 1))
+    with pytest.raises(ConfigError, match=f"need 1 <= processes <= {max_processes()} \\(four per core here\\)"):
+        Workers(max_processes() + 1)

@@ -21,14 +21,21 @@ def default_processes() -> int:
     return min(2, os.cpu_count() or 1)
 
 
+def max_processes() -> int:
+    """At most four worker processes per core (each holds its own interpreter, about 40 MiB)."""
+    return min(256, 4 * (os.cpu_count() or 1))
+
+
 class Workers:
     """A pool of ``processes`` worker processes (context manager); ``progress(n)`` is called with
     the number of items each finished chunk held."""
 
     def __init__(self, processes: int | None = None, chunk: int = CHUNK):
         processes = default_processes() if processes is None else processes
-        if not 1 <= processes <= 256 or chunk < 1:
-            raise ConfigError(f"need 1 <= processes <= 256 and chunk >= 1, got {processes}, {chunk}")
+        most = max_processes()
+        if not 1 <= processes <= most or chunk < 1:
+            raise ConfigError(f"need 1 <= processes <= {most} (four per core here) and chunk >= 1, got {processes}, "
+                              f"{chunk}")
         self.processes, self.chunk = processes, chunk
         self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
                       if processes > 1 else None)
