@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Sequence
 
 from ..errors import ConfigError
 
 CHUNK = 4096  # items per task: large enough to amortize IPC, small enough to balance two cores
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """In a worker: Ctrl-C reaches the whole process group; the parent stops the pool and says so
+    in one line, so the workers ignore it (each printed a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_processes() -> int:
@@ -37,7 +44,8 @@ class Workers:
             raise ConfigError(f"need 1 <= processes <= {most} (four per core here) and chunk >= 1, got {processes}, "
                               f"{chunk}")
         self.processes, self.chunk = processes, chunk
-        self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_leave_interrupts_to_the_parent)
                       if processes > 1 else None)
 
     def map_chunks(self, fn: Callable, items: Sequence, *args, item_bytes: int = 1,
