@@ -127,3 +127,24 @@ def test_a_malformed_psi_reply_names_its_party(tmp_path):
     owner.messenger.exchange = party2_garbles
     with pytest.raises(ProtocolError, match="PSI reply of 'party2': point 0 is not a valid group element"):
         owner.setup()
+
+
+def test_the_label_owners_own_row_minimum_is_checked_before_any_party_is_asked(tmp_path, capsys, monkeypatch):
+    """Its own block's min_rows was checked only at its own Setup, after every party had answered
+    the intersection: a DP party's lifetime max_sessions lost one to a run that could never start,
+    and the refusal read like a party's (review N)."""
+    from securegal.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(25, 4))
+    (tmp_path / "small.csv").write_text("id,a,b,c,d,y\n" + "".join(
+        f"r{i},{x[i, 0]:.3f},{x[i, 1]:.3f},{x[i, 2]:.3f},{x[i, 3]:.3f},{i % 2}\n" for i in range(25)))
+    from securegal.parties.messenger import Messenger
+
+    asked, real = [], Messenger.exchange
+    monkeypatch.setattr(Messenger, "exchange", lambda self, t, reqs: asked.append(list(reqs)) or real(self, t, reqs))
+    code = main(["train", "--csv", str(tmp_path / "small.csv"), "--id", "id", "--target", "y", "-M", "3",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the label owner's own block needs at least 20 training rows" in err, err
+    assert asked == [] and not (tmp_path / "run").exists()

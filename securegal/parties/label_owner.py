@@ -158,6 +158,10 @@ class LabelOwner:
     def setup(self) -> None:
         """Align rows with every party (private set intersection), then send each party its
         training rows (as its own row handles) and the session parameters."""
+        least = self.own.policy.min_rows  # our own block's policy: checked before any party is asked
+        if len(self.train_ids) < least:
+            raise ConfigError(f"the label owner's own block needs at least {least} training rows (its policy "
+                              f"min_rows); this run has {len(self.train_ids)}: nothing was sent to any party")
         if self.aligner is not None and self.peers and self.common is None:
             self.align()
         keep_large_blocks(self.F.nbytes)  # every round's n x K arrays, ours and the wire's (core.memory)
