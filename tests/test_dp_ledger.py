@@ -379,9 +379,11 @@ def _cli(argv, capsys):
 def test_ledger_show(ledger_file, capsys):
     with open_ledger(ledger_file, TABLE, BUDGET) as led:
         led.record([rel(2, z=9.0)], "s2")
+        led.store_output("sessions", 3)  # one intersection that never trained counts too (review N)
         spent = led.epsilon_spent
     text = _cli(["ledger", "show", str(ledger_file), "--releases"], capsys)
     assert TABLE in text and f"{spent:.4f}" in text and f"{1.0 - spent:.4f}" in text
+    assert "sessions    3 served (each private set intersection counts" in text
     assert "s1" in text and "s2" in text and "pred" in text
     doc = json.loads(_cli(["ledger", "show", str(ledger_file), "--json"], capsys))
     assert doc["epsilon_spent"] == spent and [s["session"] for s in doc["sessions"]] == ["s1", "s2"]

@@ -294,7 +294,8 @@ def test_label_dp_with_a_ledger_keeps_the_label_columns_lifetime_budget(tmp_path
     assert "the labels' lifetime epsilon 2 of 2" in capsys.readouterr().out
     assert run("second") == 2
     err = capsys.readouterr().err
-    assert "session refused: left" in err and len(err.strip().splitlines()) == 1
+    assert "the label column's lifetime budget (ledger " in err and "session refused: left" in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "second").exists()
     led = read_ledger(ledgers / "alice.labels.securegal-ledger.json")
     assert len(led.spent_by_session()) == 1 and led.epsilon_spent <= 2.0

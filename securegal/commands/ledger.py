@@ -34,6 +34,10 @@ def format_ledger(ledger, releases: bool = False) -> str:
         lines.append(f"rows        {int((trained & ~disclosed).sum())} of {n} under the guarantee (trained on, "
                      f"never disclosed), {int((trained & disclosed).sum())} trained on but disclosed by "
                      f"predict replies, {int((disclosed & ~trained).sum())} disclosed only")
+    served = ledger.output("sessions")
+    if isinstance(served, int) and not isinstance(served, bool):
+        lines.append(f"sessions    {served} served (each private set intersection counts, as the policy's "
+                     "max_sessions does)")
     sessions = ledger.spent_by_session()
     if sessions:
         lines += ["", f"{'session':<24} {'releases':>8} {'returned':>8} {'eps alone':>10} {'eps after':>10}  "

@@ -66,7 +66,8 @@ REFUSED_FLAGS = {
     "dp_feature_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "dp_prediction_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "dp_feedback": "each feature party sets its own feedback in its party.toml [privacy]",
-    "ledger": "each feature party owns its table's ledger (party.toml [privacy] ledger)",
+    "ledger": "each feature party owns its table's ledger (party.toml [privacy] ledger); the label column's is "
+              "[label_dp] ledger in the federation file",
     "columns": "each feature party declares its columns in its party.toml [privacy.columns]",
     "learner": "each feature party runs the learner its party.toml [learner] names; the label owner's own "
                "is learner in the federation file",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from ...errors import ConfigError
+from ...errors import BudgetExceeded, ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
 from ...seam import plain_array
@@ -181,7 +181,12 @@ class LabelDPResiduals:
         if self.accountant.releases:
             raise RuntimeError("LabelDPResiduals.bind_ledger after residuals were released")
         plan = [PlannedRelease("residuals", steps=self._rounds, sensitivity=self.sensitivity)]
-        noise, budget = reserve_plan(ledger, plan, self._n_train, session)
+        try:
+            noise, budget = reserve_plan(ledger, plan, self._n_train, session)
+        except BudgetExceeded as exc:
+            where = getattr(ledger, "path", "in memory")
+            raise BudgetExceeded(f"the label column's lifetime budget (ledger {where}) cannot cover this run: "
+                                 f"{exc}") from None
         self.accountant = PrivacyAccountant(budget, self.config.accountant, self._n_train)
         self.accountant.noise_multipliers["residuals"] = noise["residuals"]
         self.ledger, self.session = ledger, session
