@@ -155,6 +155,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     if trainers is not None:
         job.trainers = trainers
     job.columns = columns
+    if plan.label_dp is not None and plan.label_dp.session_epsilon is not None and ledger is None:
+        raise ConfigError("--label-session-epsilon caps what a run adds to the label column's lifetime budget, "
+                          "which needs a ledger (--ledger DIR, or [label_dp] ledger)")
     if ledger is not None:
         if not hasattr(job.trainers, "open_table") and plan.label_dp is None:
             raise ConfigError("--ledger keeps the feature-DP parties' ledgers and the label column's; it needs "

@@ -79,7 +79,7 @@ HONOURED = {
     "residuals": lambda c: c.plan.residuals, "label_epsilon": lambda c: c.plan.label_dp.epsilon,
 }
 RUN_FLAGS = {"overwrite", "no_progress", "insecure", "verbose"}
-NEEDS_LABEL_DP = {"delta", "accountant"}
+NEEDS_LABEL_DP = {"delta", "accountant", "label_session_epsilon"}
 NEEDS_CKKS = {"hidden_membership"}  # refused with the file's plain residuals, honoured with ckks (below)
 NOT_FLAGS = {"help", "federation", "resume", "func"}
 
@@ -129,9 +129,10 @@ def test_every_train_flag_is_honoured_or_refused_with_federation(tmp_path):
     assert not federation_from_args(parser.parse_args(["--federation", str(path)])).plan.hidden_membership
     # with a label-DP budget, --delta/--accountant/--dp-residual-clip apply to it
     args = parser.parse_args(["--federation", str(path), "--label-epsilon", "3", "--delta", "0.002",
-                              "--accountant", "prv", "--dp-residual-clip", "0.5"])
+                              "--accountant", "prv", "--dp-residual-clip", "0.5", "--label-session-epsilon", "1"])
     label_dp = federation_from_args(args).plan.label_dp
     assert (label_dp.epsilon, label_dp.delta, label_dp.accountant, label_dp.residual_clip) == (3, 0.002, "prv", 0.5)
+    assert label_dp.session_epsilon == 1
 
 
 def test_a_networked_label_owner_keeps_its_labels_lifetime_ledger(tmp_path):

@@ -325,3 +325,23 @@ def test_a_label_dp_run_that_stops_early_reports_the_ledger_after_its_refund(tmp
     assert led.epsilon_spent < 1.5 and len(led.refunds) == 1
     assert reported["lifetime_epsilon_spent"] == pytest.approx(led.epsilon_spent)
     assert reported["lifetime_epsilon_remaining"] == pytest.approx(led.remaining())
+
+
+def test_a_label_session_cap_lets_several_runs_share_the_labels_lifetime_budget(tmp_path, capsys):
+    """With a label ledger the first run took the whole lifetime budget: no run could follow
+    (review N). --label-session-epsilon caps what one run adds, as session_epsilon does for a party."""
+    from securegal.privacy.dp.accountant import epsilon_of
+    from securegal.privacy.dp.ledger import read_ledger
+
+    def run(name, *extra):
+        return main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", "--label-epsilon", "2",
+                     "--label-session-epsilon", "0.5", *extra, "--out", str(tmp_path / name), "--no-progress"])
+
+    assert run("nowhere") == 2 and "needs a ledger (--ledger DIR" in capsys.readouterr().err
+    (tmp_path / "L").mkdir()
+    for name in ("first", "second", "third"):
+        assert run(name, "--ledger", str(tmp_path / "L")) == 0
+    led = read_ledger(tmp_path / "L" / "alice.labels.securegal-ledger.json")
+    after = [s.epsilon_after for s in led.spent_by_session()]  # each run adds at most 0.5 to the lifetime
+    assert len(after) == 3 and all(0.45 < b - a <= 0.5 + 1e-6 for a, b in zip([0.0] + after, after)), after
+    assert led.epsilon_spent <= 1.5 + 1e-6 and epsilon_of(led.releases, 1e-5, "pld") == pytest.approx(led.epsilon_spent)

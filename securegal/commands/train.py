@@ -78,7 +78,11 @@ def add_parser(sub) -> None:
                          "with (default: a built-in dataset's documented ranges; required for --csv --epsilon). "
                          "With --label-owner/--party: one [NAME] table per --party, for that party's own columns")
     dp.add_argument("--label-epsilon", type=float,
-                    help="label-DP budget of the label owner's residuals (classification; plain residuals)")
+                    help="label-DP budget of the label owner's residuals (classification; plain residuals); with "
+                         "--ledger, the label column's lifetime budget")
+    dp.add_argument("--label-session-epsilon", type=float, metavar="E",
+                    help="with --ledger: the most one run may add to the label column's lifetime epsilon (default: "
+                         "all that is left)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--save-ground-truth", action="store_true",
                    help="also write ground_truth.npz (evaluation-only copy of the training labels and "
@@ -101,6 +105,7 @@ def plan_from_args(args):
 
     return PrivacyPlan.from_options(
         residuals=args.residuals or "plain", epsilon=args.epsilon, label_epsilon=args.label_epsilon,
+        label_session_epsilon=args.label_session_epsilon,
         delta=args.delta, accountant=args.accountant, feature_clip=args.dp_feature_clip,
         residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback,
         hidden_membership=args.hidden_membership)

@@ -232,6 +232,8 @@ class LabelDPSection(_Strict):
     accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
     residual_clip: float | None = Field(None, description="C (default 1)")
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
+    session_epsilon: float | None = Field(None, gt=0, description="with ledger: the most one run may add to the label "
+                                                                 "column's lifetime epsilon (default: all that is left)")
     ledger: str | None = Field(None, description="existing directory (relative to this file) of the label column's "
                                                  "lifetime ledger, NAME.labels.securegal-ledger.json; default: "
                                                  "the budget is this run's only")

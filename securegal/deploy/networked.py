@@ -109,7 +109,8 @@ class FederationConfig:
     def load(cls, path: str | Path, insecure: bool = False, **overrides) -> "FederationConfig":
         """Read ``path``; ``overrides`` (None values ignored) replace top-level keys: ``rounds``,
         ``seed``, ``learner``, ``local_loss``, ``weights``, ``eta``, ``eta_max``, ``min_parties``,
-        ``residuals``, ``hidden_membership`` and the label-DP keys ``label_epsilon``, ``delta``,
+        ``residuals``, ``hidden_membership`` and the label-DP keys ``label_epsilon``,
+        ``label_session_epsilon``, ``delta``,
         ``accountant``; ``dp_residual_clip`` is ``residual_clip`` under ckks or without label-DP,
         else label-DP's ``residual_clip``."""
         from ..transport.grpc_client import RetryPolicy
@@ -136,6 +137,7 @@ class FederationConfig:
                           "missing": f.data.missing})
             label = f.label_dp
             label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
+            label_session = given.pop("label_session_epsilon", label.session_epsilon if label else None)
             delta = given.pop("delta", label.delta if label else None)
             accountant = given.pop("accountant", label.accountant if label else None)
             label_clip = label.residual_clip if label else None
@@ -148,13 +150,14 @@ class FederationConfig:
                 else:
                     label_clip = clip
             hidden = given.pop("hidden_membership", f.hidden_membership)
-            if label_epsilon is None and (delta is not None or accountant is not None):
-                raise ConfigError("--delta/--accountant of the label owner go with a label-DP budget "
-                                  "(--label-epsilon or [label_dp]); feature parties set theirs in party.toml")
+            if label_epsilon is None and (delta is not None or accountant is not None or label_session is not None):
+                raise ConfigError("--delta/--accountant/--label-session-epsilon of the label owner go with a label-DP "
+                                  "budget (--label-epsilon or [label_dp]); feature parties set theirs in party.toml")
             label_dp = None
             if label_epsilon is not None:
                 options = {k: v for k, v in dict(delta=delta, accountant=accountant, residual_clip=label_clip,
-                                                 seed=label.noise_seed if label else None).items() if v is not None}
+                                                 seed=label.noise_seed if label else None,
+                                                 session_epsilon=label_session).items() if v is not None}
                 label_dp = LabelDP(epsilon=label_epsilon, **options)
             plan = PrivacyPlan(residuals=residuals, label_dp=label_dp,
                                residual_clip=residual_clip if residuals == "ckks" else None, hidden_membership=hidden)
@@ -227,7 +230,8 @@ def federation_from_args(args) -> FederationConfig:
         raise ConfigError(f"{option} cannot be used with --federation/--resume: {REFUSED_FLAGS[flag]}")
     overrides = dict(rounds=args.rounds, seed=args.seed, local_loss=args.local_loss,
                      weights=args.weights, eta=args.eta, eta_max=args.eta_max, min_parties=args.min_parties,
-                     residuals=args.residuals, label_epsilon=args.label_epsilon, delta=args.delta,
+                     residuals=args.residuals, label_epsilon=args.label_epsilon,
+                     label_session_epsilon=args.label_session_epsilon, delta=args.delta,
                      accountant=args.accountant, hidden_membership=args.hidden_membership or None,
                      dp_residual_clip=args.dp_residual_clip)
     if args.resume:

@@ -60,7 +60,7 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
 # The command-line flag of each option of PrivacyPlan.from_options (its party.toml key is the option's name).
 _FLAGS = {"feature_clip": "--dp-feature-clip", "prediction_clip": "--dp-prediction-clip", "feedback": "--dp-feedback",
           "residual_clip": "--dp-residual-clip", "delta": "--delta", "accountant": "--accountant",
-          "seed": "noise_seed"}
+          "seed": "noise_seed", "session_epsilon": "--label-session-epsilon"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,11 +147,18 @@ class LabelDP:
     accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None
+    # With a ledger: the most one run may add to the label column's lifetime epsilon (None: all that is left).
+    session_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         _positive("label-DP", "epsilon", self.epsilon)
         _positive("label-DP", "delta", self.delta, 1.0)
         _positive("label-DP", "residual_clip", self.residual_clip)
+        if self.session_epsilon is not None:
+            _positive("label-DP", "session_epsilon", self.session_epsilon)
+            if self.session_epsilon > self.epsilon:
+                raise ConfigError(f"label-DP session_epsilon {self.session_epsilon:g} exceeds the lifetime epsilon "
+                                  f"{self.epsilon:g}: no run could ever be served")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"label-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
 
@@ -159,7 +166,7 @@ class LabelDP:
         from .dp.layers import LabelDPConfig
 
         return LabelDPConfig(self.epsilon, self.delta, self.accountant, residual_clip=self.residual_clip,
-                             seed=self.seed)
+                             seed=self.seed, session_epsilon=self.session_epsilon)
 
 
 @dataclass(frozen=True)
@@ -238,7 +245,8 @@ class PrivacyPlan:
                      label_epsilon: float | None = None, delta: float | None = None, accountant: str | None = None,
                      feature_clip: float | None = None, residual_clip: float | None = None,
                      prediction_clip: float | None = None, feedback: str | bool | None = None,
-                     noise_seed: int | None = None, hidden_membership: bool = False) -> "PrivacyPlan":
+                     noise_seed: int | None = None, hidden_membership: bool = False,
+                     label_session_epsilon: float | None = None) -> "PrivacyPlan":
         """A plan from flag-like options (``securegal train``, the audit sweep, benchmarks).
 
         Options left ``None`` take the defaults of :class:`FeatureDP`/:class:`LabelDP`; a DP option
@@ -259,13 +267,16 @@ class PrivacyPlan:
             stray = sorted({**given, **({"residual_clip": 1} if residual_clip is not None else {})})
             raise ConfigError(f"{', '.join(f'{k} ({_FLAGS[k]})' for k in stray)} set without a DP budget "
                               "(--epsilon or --label-epsilon)")
+        if label_epsilon is None and label_session_epsilon is not None:
+            raise ConfigError("session_epsilon (--label-session-epsilon) caps a label-DP budget (--label-epsilon), "
+                              "which is not set")
         feature = label = None
         if epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
             feature = FeatureDP(epsilon=epsilon, **given, **feature_only, **clip)
         if label_epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
-            label = LabelDP(epsilon=label_epsilon, **given, **clip)
+            label = LabelDP(epsilon=label_epsilon, session_epsilon=label_session_epsilon, **given, **clip)
         return cls(residuals=residuals, feature_dp=feature, label_dp=label, hidden_membership=hidden_membership)
 
     # ------------------------------------------------------------------ what it is

@@ -119,6 +119,7 @@ class LabelDPConfig:
     accountant: str = DEFAULT_ACCOUNTANT
     residual_clip: float = 1.0
     seed: int | None = None  # tests and studies only
+    session_epsilon: float | None = None  # with a ledger: the most one run adds to the lifetime epsilon
 
     def __post_init__(self) -> None:
         Budget(self.epsilon, self.delta)
@@ -182,7 +183,8 @@ class LabelDPResiduals:
             raise RuntimeError("LabelDPResiduals.bind_ledger after residuals were released")
         plan = [PlannedRelease("residuals", steps=self._rounds, sensitivity=self.sensitivity)]
         try:
-            noise, budget = reserve_plan(ledger, plan, self._n_train, session)
+            noise, budget = reserve_plan(ledger, plan, self._n_train, session,
+                                         session_epsilon=self.config.session_epsilon)
         except BudgetExceeded as exc:
             where = getattr(ledger, "path", "in memory")
             raise BudgetExceeded(f"the label column's lifetime budget (ledger {where}) cannot cover this run: "
