@@ -765,3 +765,15 @@ def test_ledger_show_lists_returned_reservations(tmp_path, capsys):
     doc = json.loads(_cli(["ledger", "show", str(path), "--json"], capsys))
     assert [r["returned"] for r in doc["releases"]] == [True, True, True, False, False]
     assert doc["sessions"][0]["releases"] == 2 and doc["sessions"][0]["returned"] == 3
+
+
+def test_a_new_ledger_with_a_large_lifetime_epsilon_is_warned_about(tmp_path, caplog):
+    """A lifetime budget is fixed once its ledger exists: --label-epsilon 1e9 (a typo for 8?) was
+    accepted without a word (review N)."""
+    with open_ledger(tmp_path / "big.json", TABLE, Budget(1e9, 1e-5)):
+        pass
+    assert "created with lifetime epsilon 1e+09, which protects little and can never be changed" in caplog.text
+    caplog.clear()
+    with open_ledger(tmp_path / "small" , TABLE + "x", Budget(8.0, 1e-5)):
+        pass
+    assert "protects little" not in caplog.text

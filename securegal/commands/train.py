@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                       help="the ID column every table has (with --csv: the file's ID column, kept out of the features)")
     p.add_argument("--missing", choices=("impute", "refuse"),
                    help="missing cells: impute (the column median, with an indicator column; default; a feature-DP "
-                        "party's cells get their --columns centres instead) or refuse")
+                        "party's cells get their --columns centres instead, and no indicator column) or refuse")
     p.add_argument("--parties", "-M", type=int, help="number of organizations M, the label owner included (default 4)")
     p.add_argument("--learner", help="local learner, listed below (default linear)")
     p.add_argument("--rounds", "-T", type=int, help="GAL rounds T (default 10)")

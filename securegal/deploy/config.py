@@ -89,7 +89,8 @@ class PartyData(_Strict):
                                                "feature-DP)")
     id_column: str = Field("id", description="name of the ID column of csv")
     missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute (median + "
-                                                                        "indicator column) or refuse")
+                                                                        "indicator column; under feature-DP the "
+                                                                        "declared centre and no indicator) or refuse")
     stream: bool = Field(False, description="serve csv (a Parquet file) out of core, in row batches")
     dataset: str | None = Field(None, description="built-in dataset (demos)")
     parties: int | None = Field(None, ge=2, le=MAX_PARTIES, description="M of the built-in vertical split")

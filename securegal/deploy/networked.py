@@ -403,8 +403,10 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     if resume and cfg.plan.label_dp is not None:
         raise ConfigError("cannot resume a label-DP run: its accountant is not checkpointed, so the releases made "
                           "before the stop would go uncounted and the interrupted round would be sent again with "
-                          "fresh noise (PLD 8.02 against a budget of 8 in an independent review); start a new run, "
-                          "which spends a new label budget")
+                          "fresh noise (PLD 8.02 against a budget of 8 in an independent review); start a new run: "
+                          + ("the label ledger keeps the stopped run's whole reservation counted (it cannot tell "
+                             "which rounds were sent), and the new run gets what is left" if cfg.label_ledger
+                             else "without a label ledger it spends a new label budget"))
     checkpoint = Checkpoint(cfg.out, cfg.path, cfg.text, cfg.overrides)
     state = checkpoint.load() if resume else None
     if state is not None and state["finishing"]:

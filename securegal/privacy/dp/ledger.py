@@ -38,6 +38,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import stat
@@ -70,6 +71,10 @@ MECHANISM = "gaussian"  # every Release is a (possibly subsampled, repeated) Gau
 _MAX_NAME = 200
 _BACKUP = "its most recent backup (an older one forgets releases)"
 DIRECTORY_LOCK = ".securegal-ledgers.lock"  # held while a ledger in the directory is opened
+# A new ledger with a lifetime epsilon above this is warned about: it is fixed once created.
+LARGE_EPSILON = 10.0
+
+log = logging.getLogger(__name__)
 
 
 class LedgerError(ConfigError):
@@ -731,6 +736,10 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                 _refuse_a_second_ledger(names, path)
                 ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
                 ledger._commit((), {}, ledger.accountant, ())
+                if budget.epsilon > LARGE_EPSILON:
+                    log.warning("ledger %s created with lifetime epsilon %g, which protects little and can never "
+                                "be changed for this table (a typo? remove the new file before anything is "
+                                "released)", path, budget.epsilon)
         except BaseException:
             if ledger is None:
                 os.close(fd)
