@@ -224,15 +224,17 @@ def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: 
     public = secret.public_context()
     keys = _paillier_keys() if paillier_n > 0 else None
     rows: list[Row] = []
-    with tqdm(total=len(sizes) * (3 if paillier_n else 2), desc="bench crypto", unit="run", disable=not bar) as progress:
+    schemes = ["plaintext", "ckks"] + (["paillier"] if paillier_n else [])
+    with tqdm(total=len(sizes) * len(schemes), desc="bench crypto", unit="run", disable=not bar) as progress:
         for n, p in sizes:
-            for scheme, measure in (("plaintext", lambda: [bench_plain(n, p, repeats)]),
-                                    ("ckks", lambda: [bench_ckks(n, p, repeats, secret, public)]),
-                                    ("paillier", lambda: bench_paillier(n, p, min(paillier_n, n), keys))):
-                if scheme == "paillier" and not paillier_n:
-                    continue
+            for scheme in schemes:
                 progress.set_postfix_str(f"{n}x{p} {scheme}")
-                rows += measure()
+                if scheme == "plaintext":
+                    rows.append(bench_plain(n, p, repeats))
+                elif scheme == "ckks":
+                    rows.append(bench_ckks(n, p, repeats, secret, public))
+                else:
+                    rows += bench_paillier(n, p, min(paillier_n, n), keys)
                 progress.update(1)
     return rows
 

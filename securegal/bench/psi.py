@@ -23,12 +23,13 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ConfigError
+from ..wire.codec import DEFAULT_LIMITS
 
 SIZES = (10_000, 100_000, 1_000_000)
 # The largest size whose PSI reply fits one message under the default limit: the reply carries
 # 32 bytes per label-owner ID and 40 (point and handle) per party ID, n of each.
 REPLY_BYTES_PER_ID = 72
-MAX_SIZE = (1 << 30) // REPLY_BYTES_PER_ID - 1024
+MAX_SIZE = DEFAULT_LIMITS.max_message_bytes // REPLY_BYTES_PER_ID - 1024
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,9 @@ def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, 
         raise ConfigError(f"need sizes >= 1, 0 <= overlap <= 1, processes >= 1; got {sizes}, {overlap}, {processes}")
     too_big = [n for n in sizes if n > MAX_SIZE]
     if too_big:
-        raise ConfigError(f"size {too_big[0]:,} is too large: a PSI reply of n x n IDs takes {REPLY_BYTES_PER_ID} bytes "
-                          f"per ID and one message at most 1 GiB, so at most {MAX_SIZE:,} IDs per side")
+        raise ConfigError(f"size {too_big[0]:,} is too large: a PSI reply of n x n IDs takes {REPLY_BYTES_PER_ID} "
+                          f"bytes per ID and one message at most {DEFAULT_LIMITS.max_message_bytes:,} bytes, so at "
+                          f"most {MAX_SIZE:,} IDs per side")
     rows = []
     for n in sizes:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:

@@ -424,7 +424,7 @@ class LabelOwner:
 
     def _bounded(self, preds: np.ndarray, party: str, t: int) -> np.ndarray:
         """``preds`` unless some value exceeds :attr:`largest_prediction` (ProtocolError naming the party)."""
-        largest = float(np.abs(preds).max(initial=0.0))
+        largest = float(max(preds.max(initial=0.0), -preds.min(initial=0.0)))  # no |preds| copy (n x K)
         if largest > self.largest_prediction:
             raise ProtocolError(f"predictions of {party!r} in round {t}: largest |value| {largest:.3g} exceeds "
                                 f"{self.largest_prediction:.3g} ({MAX_PREDICTION_RATIO:g} times the labels' scale)")

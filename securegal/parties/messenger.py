@@ -117,6 +117,6 @@ class Messenger:
 def reply_bound(body: m.Body) -> int | None:
     """The most bytes an honest reply to ``body`` takes, where the request says: a plain fit
     request's reply is an array of the residuals' shape (None: no bound beyond the limits)."""
-    if isinstance(body, m.FitRequest) and hasattr(body.residuals, "shape"):
-        return 8 * int(np.prod(body.residuals.shape)) + REPLY_SLACK_BYTES
+    if isinstance(body, m.FitRequest) and isinstance(body.residuals, np.ndarray):
+        return 8 * body.residuals.size + REPLY_SLACK_BYTES
     return None
