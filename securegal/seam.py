@@ -31,6 +31,10 @@ class ResidualChannel(Protocol):
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         """The plaintext predictions of ``party``'s reply; ``shape`` is what they must be."""
 
+    def reply_bytes(self, party: str, shape: tuple[int, ...]) -> int:
+        """The most bytes the payload of ``party``'s reply can take when it holds predictions of
+        ``shape`` (checked before the reply is decoded)."""
+
     def report(self) -> dict:
         """Facts for ``metrics.json`` (sizes, parameters, privacy spent)."""
 
@@ -48,6 +52,11 @@ class RoundTrainer(Protocol):
         """Per-round predictions (rounds, n, K) for rows ``X``; zeros for rounds not fitted."""
 
     def report(self) -> dict: ...
+
+
+def plain_bytes(shape: tuple[int, ...]) -> int:
+    """Bytes of a float64 array of ``shape``: a plaintext reply's payload."""
+    return 8 * int(np.prod(shape, dtype=np.int64))
 
 
 def plain_array(payload: Payload, shape: tuple[int, ...], what: str) -> np.ndarray:

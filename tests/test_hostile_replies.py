@@ -26,8 +26,8 @@ def test_a_setup_ack_whose_column_count_is_not_a_small_whole_number_is_a_protoco
     owner = _owner(tmp_path)
     exchange = owner.messenger.exchange
 
-    def party1_lies(t, requests):
-        out = exchange(t, requests)
+    def party1_lies(t, requests, *bounds):
+        out = exchange(t, requests, *bounds)
         if isinstance(out.get("party1"), m.SetupAck):
             out["party1"] = m.SetupAck({**out["party1"].info, "columns": columns})
         return out
@@ -44,8 +44,8 @@ def test_finite_but_huge_predictions_drop_the_party_from_the_round(tmp_path, cap
     owner = _owner(tmp_path)
     each = owner.messenger.exchange_each
 
-    def party1_shouts(t, requests):
-        for party, reply in each(t, requests):
+    def party1_shouts(t, requests, *bounds):
+        for party, reply in each(t, requests, *bounds):
             if party == "party1" and isinstance(reply, m.FitReply):
                 reply = m.FitReply(np.full_like(reply.predictions, 1e150), reply.info)
             yield party, reply
@@ -66,8 +66,8 @@ def test_a_malformed_prediction_reply_leaves_the_party_out_of_prediction(tmp_pat
     owner.fit()
     exchange = owner.messenger.exchange
 
-    def party1_misshapes(t, requests):
-        out = exchange(t, requests)
+    def party1_misshapes(t, requests, *bounds):
+        out = exchange(t, requests, *bounds)
         if isinstance(out.get("party1"), m.PredictReply):
             out["party1"] = m.PredictReply(out["party1"].predictions[:, :1])
         return out
@@ -96,8 +96,8 @@ def test_moderate_garbage_that_stalls_the_line_search_is_named(tmp_path, caplog)
     owner = _owner(tmp_path)
     each = owner.messenger.exchange_each
 
-    def party1_garbage(t, requests):
-        for party, reply in each(t, requests):
+    def party1_garbage(t, requests, *bounds):
+        for party, reply in each(t, requests, *bounds):
             if party == "party1" and isinstance(reply, m.FitReply):
                 reply = m.FitReply(np.where(np.arange(reply.predictions.shape[1]) == 0, 100.0, -100.0)
                                    * np.ones_like(reply.predictions), reply.info)
@@ -117,8 +117,8 @@ def test_a_malformed_psi_reply_names_its_party(tmp_path):
     owner = _owner(tmp_path)
     exchange = owner.messenger.exchange
 
-    def party2_garbles(t, requests):
-        out = exchange(t, requests)
+    def party2_garbles(t, requests, *bounds):
+        out = exchange(t, requests, *bounds)
         reply = out.get("party2")
         if isinstance(reply, m.PsiReply):
             out["party2"] = m.PsiReply(b"\xff" * len(reply.blinded), reply.points, reply.handles)
@@ -148,3 +148,64 @@ def test_the_label_owners_own_row_minimum_is_checked_before_any_party_is_asked(t
     err = capsys.readouterr().err
     assert code == 2 and "the label owner's own block needs at least 20 training rows" in err, err
     assert asked == [] and not (tmp_path / "run").exists()
+
+
+def _answering_party1_with(owner, reply_body):
+    """party1's handler answers every request of ``reply_body``'s kind with it (well-formed)."""
+    from securegal.wire.codec import DEFAULT_LIMITS, decode, encode
+
+    handlers = owner.messenger.transport.handlers
+    honest = handlers["party1"]
+    seen = []
+
+    def handler(raw: bytes) -> bytes:
+        env = decode(raw, DEFAULT_LIMITS)
+        if m.REPLY_TO.get(type(env.body)) is type(reply_body):
+            seen.append(env.kind)
+            return encode(m.Envelope(env.session, env.round, "party1", env.sender, env.seq, reply_body))
+        return honest(raw)
+
+    handlers["party1"] = handler
+    return seen
+
+
+def test_a_prediction_reply_larger_than_the_request_allows_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """Only plain fit replies were bounded by what was asked; a PredictReply for 10 rows could
+    take the whole 1 GiB message limit, decoded, copied and recorded (review W F6)."""
+    from securegal.parties import messenger
+
+    owner = _owner(tmp_path)
+    owner.setup()
+    owner.fit()
+    decoded = []
+    real_decode = messenger.decode
+    monkeypatch.setattr(messenger, "decode", lambda raw, limits: decoded.append(len(raw)) or real_decode(raw, limits))
+    rows = np.setdiff1d(np.arange(178), owner.train_ids)[:10]
+    bound = 8 * 2 * 10 * 3 + messenger.REPLY_SLACK_BYTES  # rounds x rows x K values, and the envelope's room
+    seen = _answering_party1_with(owner, m.PredictReply(np.zeros((2, bound // 48 + 1000, 3))))
+    F = owner.predict_rounds(rows)
+    assert seen == ["predict_request"] and owner.model.missing_at_predict == {"party1"} and np.isfinite(F).all()
+    assert max(decoded) < bound  # party2's honest reply was decoded; party1's never was
+
+
+def test_an_encrypted_fit_reply_larger_than_its_ciphertexts_is_refused_before_it_is_decoded(tmp_path):
+    """A CKKS party's fit reply is at most the request's layout in full-level ciphertexts; beyond
+    that it was received, decoded and recorded up to the 1 GiB limit (review W F6)."""
+    from securegal.parties.messenger import REPLY_SLACK_BYTES
+    from securegal.privacy.he.layout import Layout
+
+    data = load_dataset("wine")
+    split = split_rows(data, 0, 0.2, 0.1)
+    job = GalJob.from_plan(PrivacyPlan(residuals="ckks"), dataset=data,
+                           n_train=len(split.train), parties=3, rounds=1, learner="linear", seed=0,
+                           scaler=TargetScaler.fit(data, data.y[split.train]))
+    owner = EmbeddedDeployment().build(job, data, split, vertical_split(data, 3), run_dir=tmp_path)
+    owner.setup()
+    p = owner.channel.secret.params
+    layout = Layout.for_training(owner.n, owner.k, owner.channel.secret.slots)  # wine: K = 3 packed in one
+    bound = layout.blobs * 2 * p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8
+    blob = b"\0" * (bound + REPLY_SLACK_BYTES)
+    seen = _answering_party1_with(owner, m.FitReply(m.EncryptedPayload("ckks", (owner.n, owner.k), (blob,))))
+    model = owner.fit()
+    assert seen == ["fit_request"] and model.rounds[0].absent == ("party1",)
+    assert owner.channel.reply_bytes("party1", (owner.n, owner.k)) == bound  # what the honest party2 fitted within

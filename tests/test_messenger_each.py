@@ -36,7 +36,7 @@ def test_an_unknown_party_comes_back_as_its_error():
 def test_a_fit_reply_larger_than_the_request_allows_is_refused_before_it_is_decoded():
     """A party answered a 6 KB fit request with a well-formed 256 MiB reply: the label owner
     decoded, copied and recorded it before its shape was checked (about 4 bytes of memory per
-    byte sent; review W F6). A plain fit reply is bounded by the residuals' shape."""
+    byte sent; review W F6). A reply is bounded by what its channel says the request allows."""
     import numpy as np
 
     from securegal.errors import ProtocolError
@@ -48,8 +48,9 @@ def test_a_fit_reply_larger_than_the_request_allows_is_refused_before_it_is_deco
                                  m.FitReply(np.zeros((REPLY_SLACK_BYTES // 8 + 1000, 1)))))
 
     messenger = Messenger("alice", "s", InProcessTransport({"p1": huge}))
-    [(party, outcome)] = list(messenger.exchange_each(1, {"p1": m.FitRequest(np.zeros((10, 2)))}))
+    [(party, outcome)] = list(messenger.exchange_each(1, {"p1": m.FitRequest(np.zeros((10, 2)))}, {"p1": 8 * 20}))
     assert isinstance(outcome, ProtocolError)
     assert f"a reply to this request takes at most {8 * 20 + REPLY_SLACK_BYTES}" in str(outcome)
-    assert isinstance(next(messenger.exchange_each(2, {"p1": m.FitRequest(np.zeros((REPLY_SLACK_BYTES // 8, 1)))}))[1],
+    assert isinstance(next(messenger.exchange_each(2, {"p1": m.FitRequest(np.zeros((REPLY_SLACK_BYTES // 8, 1)))},
+                                                   {"p1": REPLY_SLACK_BYTES}))[1],
                       m.FitReply)  # within the bound: decoded as before

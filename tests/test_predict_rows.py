@@ -32,9 +32,9 @@ def test_requests_in_row_chunks_give_the_same_scores(monkeypatch, rng):
     sizes = []
     exchange = owner.messenger.exchange
 
-    def counting(round, requests):
+    def counting(round, requests, *bounds):
         sizes.extend(len(body.sample_ids) for body in requests.values())
-        return exchange(round, requests)
+        return exchange(round, requests, *bounds)
 
     monkeypatch.setattr(owner.messenger, "exchange", counting)
     monkeypatch.setattr(label_owner, "PREDICT_ROWS", 7)
@@ -49,12 +49,12 @@ def test_a_party_failing_part_way_counts_as_missing_not_as_half_a_party(monkeypa
     failing, calls = owner.peers[-1], []
     exchange = owner.messenger.exchange
 
-    def flaky(round, requests):
+    def flaky(round, requests, *bounds):
         if failing in requests:
             calls.append(1)
             if len(calls) == 2:  # the party answers its first chunk, then goes away
                 return {failing: PartyUnavailable(f"{failing} went away")}
-        return exchange(round, requests)
+        return exchange(round, requests, *bounds)
 
     monkeypatch.setattr(owner.messenger, "exchange", flaky)
     partial = owner.predict_rounds(split.test)

@@ -42,12 +42,12 @@ def test_training_and_prediction_rows_travel_in_an_order_independent_of_the_labe
     asked = []
     exchange = owner.messenger.exchange
 
-    def spy(t, requests):
+    def spy(t, requests, *bounds):
         for party, body in requests.items():
             if isinstance(body, (m.Setup, m.PredictRequest)):
                 asked.append((party, type(body).__name__, body.train_ids if isinstance(body, m.Setup)
                               else body.sample_ids))
-        return exchange(t, requests)
+        return exchange(t, requests, *bounds)
 
     owner.messenger.exchange = spy
     owner.setup()

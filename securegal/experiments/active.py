@@ -54,6 +54,9 @@ class CraftedResiduals:
             raise ProtocolError(f"predictions of {party!r} in round {round}: expected finite plaintext {tuple(shape)}")
         return payload.astype(np.float64, copy=False)
 
+    def reply_bytes(self, party: str, shape: tuple[int, ...]) -> int:
+        return plain_bytes(shape)
+
     def report(self) -> dict:
         return {"malicious_label_owner": {"residuals": "crafted", "seed": self.seed}}
 

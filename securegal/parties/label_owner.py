@@ -326,8 +326,11 @@ class LabelOwner:
     def _round(self, t: int) -> RoundResult:
         r = self.loss.residual(self.y, self.F)
         P = self._stacked(1 + len(self.peers))  # row 0: our own block's predictions, then each answer's
-        requests = {p: m.FitRequest(self.channel.seal(self._residuals_for(p, r), t, p)) for p in self.peers}
-        names, absent, stopped = self._gathered(t, requests, P)
+        sent = {p: self._residuals_for(p, r) for p in self.peers}
+        requests = {p: m.FitRequest(self.channel.seal(sent[p], t, p)) for p in self.peers}
+        bounds = {p: self.channel.reply_bytes(p, sent[p].shape) for p in self.peers}
+        del sent
+        names, absent, stopped = self._gathered(t, requests, P, bounds)
         own_r = self.channel.seal(r, t, self.own.name) if self.private_labels else r
         P[0] = self._own(t, m.FitRequest(own_r)).predictions
         if stopped is not None:  # a party's budget refused this round's releases
@@ -368,12 +371,13 @@ class LabelOwner:
                             size / scale, scale, eta)
                 self.model.outsized.setdefault(names[i], []).append(t)
 
-    def _gathered(self, t: int, requests: dict, P: np.ndarray) -> tuple[list[str], list[str], str | None]:
+    def _gathered(self, t: int, requests: dict, P: np.ndarray,
+                  bounds: dict[str, int]) -> tuple[list[str], list[str], str | None]:
         """Each party's round-t reply opened into the next free row of ``P`` (from row 1) as it
         arrives, so one reply is held at a time, not M; the names in ``P``'s order (ours first), the
         parties dropped from the round, and a budget refusal's message (None if none refused)."""
         names, absent, stopped = [self.own.name], [], None
-        for party, reply in self.messenger.exchange_each(t, requests) if requests else ():
+        for party, reply in self.messenger.exchange_each(t, requests, bounds) if requests else ():
             if isinstance(reply, BudgetExceeded):
                 stopped = stopped or str(reply)
                 continue
@@ -497,7 +501,9 @@ class LabelOwner:
 
         def peer(party: str):
             def ask(chunk: np.ndarray) -> np.ndarray | Exception:
-                reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)})[party]
+                bound = self.channel.reply_bytes(party, (T, len(chunk), self.k))
+                reply = self.messenger.exchange(0, {party: m.PredictRequest(self._ids_for(party, chunk), T)},
+                                                {party: bound})[party]
                 if isinstance(reply, Exception):
                     return reply
                 try:

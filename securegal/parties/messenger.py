@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Mapping, Sequence, Union
 
-import numpy as np
-
 from .. import messages as m
 from ..errors import ProtocolError, error_from_reply
 from ..transcript import TranscriptWriter
@@ -12,7 +10,7 @@ from ..transport.base import Transport
 from ..wire.codec import DEFAULT_LIMITS, Limits, decode, encode
 
 Outcome = Union[m.Body, Exception]
-# A plain fit reply holds an array of the residuals' shape; beyond it, room for its envelope and
+# Beyond a reply's payload (the most its channel says it can take), room for its envelope and
 # info map (a DP party's privacy report).
 REPLY_SLACK_BYTES = 4 << 20
 # Reply middleware: sees (and may replace) each exchange's outcomes, e.g. to collect privacy reports.
@@ -35,26 +33,35 @@ class Messenger:
     def next_seq(self) -> int:
         return self._seq
 
-    def exchange(self, round: int, requests: Mapping[str, m.Body]) -> dict[str, Outcome]:
-        """Every party's outcome, after the middleware (which sees them all at once)."""
-        out = dict(self._outcomes(round, requests))
+    def exchange(self, round: int, requests: Mapping[str, m.Body],
+                 payload_bytes: Mapping[str, int] | None = None) -> dict[str, Outcome]:
+        """Every party's outcome, after the middleware (which sees them all at once).
+        ``payload_bytes``: per party, the most bytes its reply's payload can take (the request says
+        how many values come back); a larger reply is refused before it is decoded, copied or
+        recorded."""
+        out = dict(self._outcomes(round, requests, payload_bytes))
         for step in self.middleware:
             out = step(out)
         return out
 
-    def exchange_each(self, round: int, requests: Mapping[str, m.Body]) -> Iterator[tuple[str, Outcome]]:
+    def exchange_each(self, round: int, requests: Mapping[str, m.Body],
+                      payload_bytes: Mapping[str, int] | None = None) -> Iterator[tuple[str, Outcome]]:
         """:meth:`exchange` one outcome at a time, as (party, outcome) pairs the messenger does not
         keep: a consumer that lets each go before taking the next holds one reply at a time (n x K
         predictions per party and round; in process the next request is sent only then). The
         middleware sees each outcome alone, as a one-entry mapping."""
-        for party, outcome in self._outcomes(round, requests):
+        for party, outcome in self._outcomes(round, requests, payload_bytes):
             out = {party: outcome}
             for step in self.middleware:
                 out = step(out)
             yield party, out[party]
 
-    def _outcomes(self, round: int, requests: Mapping[str, m.Body]) -> Iterator[tuple[str, Outcome]]:
-        expected = {party: (m.REPLY_TO[type(body)], reply_bound(body)) for party, body in requests.items()}
+    def _outcomes(self, round: int, requests: Mapping[str, m.Body],
+                  payload_bytes: Mapping[str, int] | None) -> Iterator[tuple[str, Outcome]]:
+        bounds = payload_bytes or {}
+        expected = {party: (m.REPLY_TO[type(body)],
+                            bounds[party] + REPLY_SLACK_BYTES if party in bounds else None)
+                    for party, body in requests.items()}
         if getattr(self.transport, "sequential", False):
             # The parties answer one after another anyway (in process): send one request at a time,
             # so only one request's and one reply's bytes (n x K per round) are alive at once.
@@ -113,10 +120,3 @@ class Messenger:
         if self.transcript is not None:
             self.transcript.close()
 
-
-def reply_bound(body: m.Body) -> int | None:
-    """The most bytes an honest reply to ``body`` takes, where the request says: a plain fit
-    request's reply is an array of the residuals' shape (None: no bound beyond the limits)."""
-    if isinstance(body, m.FitRequest) and isinstance(body.residuals, np.ndarray):
-        return 8 * body.residuals.size + REPLY_SLACK_BYTES
-    return None

@@ -283,7 +283,7 @@ class CkksDPTrainer:
 
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Upper bound of a predict reply's size, from the request alone (checked before work)."""
-        return ciphertext_reply_bytes(self.context, self._layout(), rows, rounds)
+        return ciphertext_reply_bytes(self.context.params, self._layout(), rows, rounds)
 
     def _hide(self, vectors, layout: Layout, values: np.ndarray, std: float) -> list:
         """``vectors`` + ``values`` + fresh Gaussian noise of std ``std`` in every slot (real and

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import LayerMismatch
 from ..learners.base import FittedModel, Learner, bind
 from ..messages import Payload, Setup
-from ..seam import plain_array
+from ..seam import plain_array, plain_bytes
 
 
 class PlainResiduals:
@@ -24,6 +24,9 @@ class PlainResiduals:
 
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
+
+    def reply_bytes(self, party: str, shape: tuple[int, ...]) -> int:
+        return plain_bytes(shape)
 
     def report(self) -> dict:
         return {}

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import BudgetExceeded, ConfigError
 from ...learners.base import Learner
 from ...messages import Payload, Setup
-from ...seam import plain_array
+from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
@@ -213,6 +213,9 @@ class LabelDPResiduals:
 
     def open(self, payload: Payload, round: int, party: str, shape: tuple[int, ...]) -> np.ndarray:
         return plain_array(payload, shape, f"predictions of {party!r} in round {round}")
+
+    def reply_bytes(self, party: str, shape: tuple[int, ...]) -> int:
+        return plain_bytes(shape)
 
     def report(self) -> dict:
         if self.accountant is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from typing import Mapping
 
 import numpy as np
@@ -128,15 +129,24 @@ class CkksResiduals:
                                 "(a wrapped-around decryption, or predictions too large for them)")
         return values
 
+    def reply_bytes(self, party: str, shape: tuple[int, ...]) -> int:
+        """Full-level ciphertexts for ``shape`` ((n, K) in a round, (rounds, n, K) at prediction) in
+        the layout ``party``'s residuals were sent in, one value per slot (a CKKS+DP party does not
+        pack pairs); 0 before any were sent (its reply is refused)."""
+        layout = self._layouts.get(party)
+        if layout is None:
+            return 0
+        rounds, rows = (1, shape[0]) if len(shape) == 2 else (shape[0], shape[1])
+        return ciphertext_reply_bytes(self.secret.params, replace(layout, pairs=False), rows, rounds)
+
     def report(self) -> dict:
         return {"he": {**self.secret.params.as_dict(), "bytes_sent": self.bytes_sent,
                        "bytes_received": self.bytes_received, "seconds": round(self.seconds, 3)}}
 
 
-def ciphertext_reply_bytes(context: PublicContext, layout: Layout, rows: int, rounds: int) -> int:
+def ciphertext_reply_bytes(p: CkksParams, layout: Layout, rows: int, rounds: int) -> int:
     """rounds x ciphertexts per round for ``rows`` rows x a full-level ciphertext (2 polynomials
     of N coefficients per prime, 8 bytes each): an upper bound of a predict reply's size."""
-    p = context.params
     return rounds * layout.with_rows(rows).blobs * 2 * p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8
 
 
@@ -185,7 +195,7 @@ class CkksTrainer:
 
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Upper bound of a predict reply's size, from the request alone (checked before work)."""
-        return ciphertext_reply_bytes(self.context, self.smoother.layout, rows, rounds)
+        return ciphertext_reply_bytes(self.context.params, self.smoother.layout, rows, rounds)
 
     def predict(self, X: np.ndarray, rounds: int) -> Payload:
         """Per-round encrypted predictions (rounds, n, K); fresh encryptions of zero for rounds not fitted."""
