@@ -47,7 +47,7 @@ class WorkerTransport:
             self.conns[name] = here
             self.workers.append(worker)
 
-    def call_many(self, requests):
+    def call_many(self, requests, reply_limits=None):
         for party, data in requests.items():
             self.conns[party].send_bytes(data)
         return {party: self.conns[party].recv_bytes() for party in requests}

@@ -54,3 +54,23 @@ def test_a_fit_reply_larger_than_the_request_allows_is_refused_before_it_is_deco
     assert isinstance(next(messenger.exchange_each(2, {"p1": m.FitRequest(np.zeros((REPLY_SLACK_BYTES // 8, 1)))},
                                                    {"p1": REPLY_SLACK_BYTES}))[1],
                       m.FitReply)  # within the bound: decoded as before
+
+
+def test_the_transport_is_told_each_replys_limit():
+    """A transport that receives replies in parts (gRPC frames) stops at the first part that
+    announces more than the request allows; the messenger tells it the limit per party."""
+    from securegal.parties.messenger import REPLY_SLACK_BYTES
+
+    told = []
+
+    class Concurrent(InProcessTransport):
+        sequential = False
+
+        def call_many(self, requests, reply_limits=None):
+            told.append(dict(reply_limits or {}))
+            return super().call_many(requests)
+
+    messenger = Messenger("alice", "s", Concurrent({p: _acking(p, []) for p in ("p1", "p2")}))
+    messenger.exchange(1, {"p1": m.Finish(), "p2": m.Finish()}, {"p1": 80})
+    messenger.exchange(2, {"p1": m.Finish(), "p2": m.Finish()})
+    assert told == [{"p1": 80 + REPLY_SLACK_BYTES}, {}]

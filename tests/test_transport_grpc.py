@@ -75,6 +75,25 @@ def test_mutual_tls_round_trip_in_chunks(federation, party1):
     assert party1.handler_spy.calls == 2
 
 
+def test_a_reply_longer_than_its_limit_is_cut_at_its_first_frame(federation):
+    """An oversized reply was received whole (up to the 1 GiB message limit) before the label
+    owner refused it (review W F6): the first frame announces its size, and the call stops there."""
+    class Flood:
+        def __call__(self, data: bytes) -> bytes:
+            return b"x" * 500_000
+
+    with PartyServer(Flood(), identity=ident(federation, "party1"), limits=CHUNKED) as server:
+        t = client(ident(federation, "alice"), {"party1": server})
+        try:
+            cut = t.call_many({"party1": b"hi"}, reply_limits={"party1": 10_000})["party1"]
+            whole = t.call_many({"party1": b"hi"}, reply_limits={"party1": 500_000})["party1"]
+        finally:
+            t.close()
+    assert isinstance(cut, ProtocolError)
+    assert str(cut) == "reply from 'party1': message of 500000 bytes exceeds the limit of 10000"
+    assert whole == b"x" * 500_000  # a reply within its limit is received as before
+
+
 def test_client_with_certificate_from_another_ca_is_rejected(federation, rogue, party1):
     t = client(ident(rogue, "alice"), {"party1": party1})
     try:

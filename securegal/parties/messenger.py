@@ -66,11 +66,12 @@ class Messenger:
             # The parties answer one after another anyway (in process): send one request at a time,
             # so only one request's and one reply's bytes (n x K per round) are alive at once.
             for party, body in requests.items():
-                raw = self.transport.call_many({party: self._encode(round, party, body)}).get(party)
+                limit = {party: expected[party][1]} if expected[party][1] is not None else None
+                raw = self.transport.call_many({party: self._encode(round, party, body)}, limit).get(party)
                 yield party, self._outcome(raw, party, round, expected[party])
         else:
             wire = {party: self._encode(round, party, body) for party, body in requests.items()}
-            raw_replies = self.transport.call_many(wire)
+            raw_replies = self.transport.call_many(wire, {p: b for p, (_, b) in expected.items() if b is not None})
             del wire  # the requests' bytes go before the replies are decoded
             for party in requests:  # each reply's bytes are let go once decoded
                 yield party, self._outcome(raw_replies.pop(party, None), party, round, expected[party])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import grpc
@@ -78,12 +78,14 @@ class GrpcTransport:
         self._pool = futures.ThreadPoolExecutor(max_workers=max(1, len(self.peers)), thread_name_prefix="securegal-call")
         self._closed = threading.Event()
 
-    def call(self, party: str, request: bytes, timeout: float | None = None) -> bytes:
+    def call(self, party: str, request: bytes, timeout: float | None = None,
+             reply_limit: int | None = None) -> bytes:
         """One request to one party, retried while it is unreachable; returns the reply bytes.
 
         Raises :class:`PartyUnavailable` (no answer after every attempt), :class:`PartyRefused`
         (the party rejected our identity) or :class:`ProtocolError` (a malformed or oversized
-        message either way).
+        message either way; a reply whose first frame announces more than ``reply_limit`` bytes
+        is cut there, the call cancelled).
         """
         if party not in self._calls:
             raise PartyUnavailable(f"no address known for party {party!r}")
@@ -91,11 +93,18 @@ class GrpcTransport:
             raise PartyUnavailable(f"transport closed, cannot reach {party!r}")
         deadline = timeout if timeout is not None else self.retry.timeout
         frames = list(split(new_message_id(), request, self.limits))  # one id for every retry of this message
+        limits = self.limits
+        if reply_limit is not None and reply_limit < limits.max_message_bytes:
+            limits = replace(limits, max_message_bytes=reply_limit)
         last = None
         for attempt in range(self.retry.attempts):
             try:
                 replies = self._calls[party](iter(f.SerializeToString() for f in frames), timeout=deadline)
-                reply_id, reply = reassemble(replies, self.limits)
+                try:
+                    reply_id, reply = reassemble(replies, limits)
+                except ProtocolError as exc:
+                    replies.cancel()
+                    raise ProtocolError(f"reply from {party!r}: {exc}") from None
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details()
                 if code in REFUSED:
@@ -117,9 +126,11 @@ class GrpcTransport:
         raise PartyUnavailable(f"party {party!r} at {self.peers[party]} did not answer after "
                                f"{self.retry.attempts} attempts ({last})")
 
-    def call_many(self, requests: Mapping[str, bytes], timeout: float | None = None) -> dict[str, Reply]:
+    def call_many(self, requests: Mapping[str, bytes], reply_limits: Mapping[str, int] | None = None,
+                  timeout: float | None = None) -> dict[str, Reply]:
         """Send every request concurrently; each party's slot holds its reply bytes or the error."""
-        pending = {p: self._pool.submit(self.call, p, data, timeout) for p, data in requests.items()}
+        limit = dict(reply_limits or {})
+        pending = {p: self._pool.submit(self.call, p, data, timeout, limit.get(p)) for p, data in requests.items()}
         out: dict[str, Reply] = {}
         for party, fut in pending.items():
             try:

@@ -23,7 +23,9 @@ class InProcessTransport:
         self.handlers = dict(handlers)
         self._on_close = on_close
 
-    def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]:
+    def call_many(self, requests: Mapping[str, bytes],
+                  reply_limits: Mapping[str, int] | None = None) -> dict[str, Reply]:
+        """Each party's handler's reply (in memory already: ``reply_limits`` is left to the messenger)."""
         replies: dict[str, Reply] = {}
         for party, data in requests.items():
             handler = self.handlers.get(party)

@@ -68,7 +68,9 @@ class FlowerTransport:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.grid, self.nodes, self.timeout, self.poll = grid, dict(nodes), timeout, check_poll(poll)
 
-    def call_many(self, requests: Mapping[str, bytes]) -> dict[str, Reply]:
+    def call_many(self, requests: Mapping[str, bytes],
+                  reply_limits: Mapping[str, int] | None = None) -> dict[str, Reply]:
+        """Flower delivers each reply whole: ``reply_limits`` is left to the messenger."""
         from flwr.app import Message
 
         out: dict[str, Reply] = {}
