@@ -7,10 +7,13 @@ A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), `
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -80,6 +83,31 @@ def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"--out {str(out)!r} is not empty; choose a new directory or pass --overwrite")
     return out
+
+
+def _staging_dir(out: Path) -> Path:
+    """A new private staging directory beside ``out`` (``.<out>.partial-<host>-<pid>-*``); first,
+    those that runs on this host left behind when they were killed (their process is gone) are
+    removed. A live run's, or another host's, is never touched."""
+    private_dir(out.parent)
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+    prefix = f".{out.name}.partial-"
+    for stale in out.parent.glob(f"{glob.escape(prefix)}{host}-*"):
+        pid = stale.name[len(prefix) + len(host) + 1:].split("-", 1)[0]
+        if stale.is_dir() and not stale.is_symlink() and pid.isdecimal() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+            log.info("removed %s, left by a run that was killed (process %s)", stale, pid)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=out.parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a pid at all
+        return True
+    return True
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -180,10 +208,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     _check_learners(data, jobs)
     # The run writes into a private staging directory beside --out and publishes it only when it
     # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
-    run_dir = None
-    if final_dir is not None:
-        private_dir(final_dir.parent)
-        run_dir = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+    run_dir = _staging_dir(final_dir) if final_dir is not None else None
     labels = None
     try:
         if ledger is not None and plan.label_dp is not None:

@@ -166,3 +166,27 @@ def test_the_summary_shows_eta_on_one_line_at_any_number_of_rounds(rounds, tmp_p
     eta = [f"{e:.2f}" for e in json.loads((out / "metrics.json").read_text())["eta"]]
     shown = eta if rounds <= 6 else [*eta[:3], "...", eta[-1]]
     assert f"eta per round: {', '.join(shown)} (all {rounds} in metrics.json)" in line
+
+
+def test_a_killed_runs_staging_directory_is_removed_by_the_next_run(tmp_path):
+    """kill -9 leaves a hidden .OUT.partial-* staging directory; the next run beside it removes
+    those whose process is gone on this host, and leaves a live run's and another host's alone."""
+    import hashlib
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from securegal.run import train
+
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = tmp_path / f".run.partial-{host}-{gone.pid}-abc"
+    live = tmp_path / f".run.partial-{host}-{os.getpid()}-def"
+    elsewhere = tmp_path / f".run.partial-00000000-{gone.pid}-ghi"
+    for d in (killed, live, elsewhere):
+        d.mkdir()
+        (d / "metrics.json").write_text("{}")
+    train("wine", parties=2, rounds=1, out=tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", live.name, elsewhere.name])
