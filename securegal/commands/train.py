@@ -297,7 +297,8 @@ def summary(metrics: dict, out: Path) -> str:
                      "its predictions reached the label owner only as DP feedback (docs/alignment.md)")
     for party, rounds in metrics["gal"].get("outsized_predictions", {}).items():
         lines.append(f"  WARNING: {party}'s predictions were far larger than the residuals in rounds "
-                     f"{', '.join(map(str, rounds))}: not a fit to them (check that party; the log has the sizes)")
+                     f"{', '.join(map(str, rounds))}: not a fit to them, left out of those rounds (check that party; "
+                     "the log has the sizes)")
     if "stopped" in metrics["gal"]:
         lines.append(f"  STOPPED EARLY: {metrics['gal']['stopped']}")
     lines.append(f"  wrote {out}/metrics.json, curve.png, transcripts/ ({metrics['seconds']:.1f} s)")

@@ -335,6 +335,8 @@ class LabelOwner:
         P[0] = self._own(t, m.FitRequest(own_r)).predictions
         if stopped is not None:  # a party's budget refused this round's releases
             raise FederationStopped(stopped)
+        if self.eta is None:
+            names = self._without_outsized(t, r, P, names, absent)
         if len(names) < self.min_parties:
             raise FederationStopped(f"round {t}: only {len(names)} parties answered, --min-parties is {self.min_parties}")
         P = P[:len(names)]
@@ -350,26 +352,35 @@ class LabelOwner:
         if not (np.isfinite(w).all() and np.isfinite(eta)):  # F stays as the rounds before left it
             raise FederationStopped(f"round {t}: the weights ({', '.join(f'{x:.3g}' for x in w)}) or the step "
                                     f"({eta:.3g}) came out non-finite")
-        if self.eta is None:
-            self._warn_about_outsized(t, r, P, names, eta)
         self.F += np.multiply(direction, eta, out=direction)
         weights = {p: 0.0 for p in self.model.parties}
         weights.update({p: float(wi) for p, wi in zip(names, w)})
         # a party unreachable when the session opened is absent from every round (weight 0), and listed
         return RoundResult(t, weights, eta, self.loss.value(self.y, self.F), tuple(absent) + tuple(self.left_out))
 
-    def _warn_about_outsized(self, t: int, r: np.ndarray, P: np.ndarray, names: list[str], eta: float) -> None:
-        """A fit to the residuals is no larger than they are; predictions far larger are not a fit
-        (a malicious party's +-100 kept a weight of about 0.01, dominated the step and stalled
-        the line search): say so, naming the party, and note it in the model (metrics.json)."""
+    def _without_outsized(self, t: int, r: np.ndarray, P: np.ndarray, names: list[str],
+                          absent: list[str]) -> list[str]:
+        """``names`` without the parties whose predictions are far larger than the residuals, their
+        rows of ``P`` closed up (from row 1; row 0 is our own block). A fit to the residuals is no
+        larger than they are (a least-squares fit is a projection); a malicious party's +-100 per
+        class kept a weight of about 0.01, dominated the combined step and stalled the line search
+        at the prior (review W F3b). Such a party is left out of the round like a malformed reply,
+        named in the log and in the model (metrics.json's ``outsized_predictions``)."""
         scale = float(np.sqrt(np.mean(np.square(r)))) or 1e-12
+        kept = [names[0]]
         for i in range(1, len(names)):
             size = float(np.sqrt(np.mean(np.square(P[i]))))
             if size > OUTSIZED_PREDICTIONS * scale:
                 log.warning("round %d: %s's predictions (RMS %.3g) are %.0f times the residuals' (RMS %.3g): not a "
-                            "fit to them; the round's step was eta %.3g (check that party)", t, names[i], size,
-                            size / scale, scale, eta)
+                            "fit to them; left out of the round (check that party)", t, names[i], size,
+                            size / scale, scale)
                 self.model.outsized.setdefault(names[i], []).append(t)
+                absent.append(names[i])
+                continue
+            if len(kept) != i:
+                P[len(kept)] = P[i]
+            kept.append(names[i])
+        return kept
 
     def _gathered(self, t: int, requests: dict, P: np.ndarray,
                   bounds: dict[str, int]) -> tuple[list[str], list[str], str | None]:
