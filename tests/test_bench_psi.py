@@ -60,3 +60,33 @@ def test_sizes_whose_reply_cannot_travel_are_refused_before_hashing():
     hashing, or died of MemoryError as an internal error (review K)."""
     with pytest.raises(ConfigError, match=f"at most {psi.MAX_SIZE:,} IDs per side"):
         psi.run([10, psi.MAX_SIZE + 1], 1, 0.5)
+
+
+@pytest.mark.parametrize("whole_group", [False, True])
+def test_an_interrupt_stops_the_benchmark_and_everything_it_started(tmp_path, whole_group):
+    """SIGINT to the command alone printed "interrupted" and then hung for good, its measuring
+    process and workers running on; Ctrl-C (the whole process group) printed a traceback from a
+    child first (review K)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "securegal.cli", "bench", "psi", "--sizes", "60k", "--processes", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(4)  # hashing has begun (about 15 s of work at this size)
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("PSI ")]
+    assert lines == ["securegal: interrupted"], err[-2000:]
+    for _ in range(50):  # multiprocessing's resource tracker exits once it sees its parent gone
+        left = subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == ""  # nothing of the session runs on

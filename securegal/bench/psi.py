@@ -15,7 +15,6 @@ import multiprocessing
 import resource
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -139,11 +138,54 @@ def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, 
                           f"most {MAX_SIZE:,} IDs per side")
     rows = []
     for n in sizes:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as one:
-            rows.append(one.submit(run_one, n, processes, overlap, 0, bar).result())
+        rows.append(_in_fresh_process(n, processes, overlap, bar))
         if rows[-1].matched != rows[-1].expected:
             raise RuntimeError(f"PSI at n={n} matched {rows[-1].matched} IDs, expected {rows[-1].expected}")
     return rows
+
+
+def _in_fresh_process(n: int, processes: int, overlap: float, bar: bool) -> Row:
+    """:func:`run_one` in a spawned process. An interrupt here (Ctrl-C, or SIGINT to this process
+    alone) stops that process and its workers before it goes on: it ignores SIGINT and ends
+    cleanly on SIGTERM, so nothing is left running and only this process reports."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_measure, args=(send, n, processes, overlap, bar), name=f"psi-bench-{n}")
+    child.start()
+    send.close()
+    try:
+        try:
+            ok, value = receive.recv()
+        except EOFError:
+            child.join()
+            raise RuntimeError(f"the PSI benchmark's process for n={n:,} ended without a result "
+                               f"(exit code {child.exitcode})") from None
+    except BaseException:
+        child.terminate()
+        raise
+    finally:
+        child.join()
+        receive.close()
+    if not ok:
+        raise value
+    return value
+
+
+def _measure(send, n: int, processes: int, overlap: float, bar: bool) -> None:
+    """The spawned process: one measured PSI, its Row (or its error) sent back."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, and says so in one line
+    signal.signal(signal.SIGTERM, stop)  # unwinds, so the worker pool is shut down
+    try:
+        result = (True, run_one(n, processes, overlap, 0, bar))
+    except Exception as exc:
+        result = (False, exc)
+    send.send(result)
+    send.close()
 
 
 def table(rows: list[Row]) -> str:
