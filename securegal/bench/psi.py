@@ -146,8 +146,8 @@ def run(sizes: Iterable[int] = SIZES, processes: int = 2, overlap: float = 0.8, 
 
 def _in_fresh_process(n: int, processes: int, overlap: float, bar: bool) -> Row:
     """:func:`run_one` in a spawned process. An interrupt here (Ctrl-C, or SIGINT to this process
-    alone) stops that process and its workers before it goes on: it ignores SIGINT and ends
-    cleanly on SIGTERM, so nothing is left running and only this process reports."""
+    alone) stops that process and its workers before it goes on: it ignores SIGINT and on SIGTERM
+    ends its workers and itself, so nothing is left running and only this process reports."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_measure, args=(send, n, processes, overlap, bar), name=f"psi-bench-{n}")
@@ -175,11 +175,16 @@ def _measure(send, n: int, processes: int, overlap: float, bar: bool) -> None:
     """The spawned process: one measured PSI, its Row (or its error) sent back."""
     import signal
 
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
+    def stop(signum, frame):  # at once: a pool shut down in order first finishes the chunks it queued
+        workers = multiprocessing.active_children()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(5)
+        raise SystemExit(128 + signum)  # unwinds: the broken pool shuts down at once, its semaphores freed
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, and says so in one line
-    signal.signal(signal.SIGTERM, stop)  # unwinds, so the worker pool is shut down
+    signal.signal(signal.SIGTERM, stop)
     try:
         result = (True, run_one(n, processes, overlap, 0, bar))
     except Exception as exc:
