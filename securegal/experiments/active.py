@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError, ProtocolError
 from ..files import write_json_atomic
 from ..messages import EncryptedPayload
+from ..seam import plain_bytes
 
 #: Active attacks ``securegal audit --active NAME`` can run.
 ACTIVE = ("crafted_residuals", "crafted_predictions", "psi_membership")
