@@ -230,13 +230,35 @@ def test_a_failed_write_records_nothing(tmp_path, monkeypatch):
         before_bytes, before = path.read_bytes(), led.entries
 
         def broken_replace(src, dst):
-            raise OSError("disk full")
+            raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(os, "replace", broken_replace)
-        with pytest.raises(OSError, match="disk full"):
+        # one line naming the file and the reason (it was an internal error, exit 1: review A L2)
+        with pytest.raises(LedgerError, match=f"ledger {path} could not be written \\(No space left on device\\): "
+                                              "nothing was released"):
             led.record([rel(2, z=10.0)], "s1")
         assert led.entries == before and path.read_bytes() == before_bytes
         assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_ledger_this_process_cannot_replace_is_refused_when_it_is_opened(tmp_path, monkeypatch):
+    """An immutable ledger file (or a full disk) let `party serve` start and failed the first
+    session as an internal error (review A L2): the ledger is written back when it is opened."""
+    path = tmp_path / "t.ledger"
+    with open_ledger(path, TABLE, BUDGET) as led:
+        led.record([rel(1, z=10.0)], "s1")
+    before = path.read_bytes()
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(LedgerError, match="could not be written \\(Operation not permitted\\)"):
+        open_ledger(path, TABLE, BUDGET)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    with open_ledger(path, TABLE, BUDGET) as led:  # the lock was let go with the refusal
+        assert len(led.entries) == 1
 
 
 def test_second_server_of_a_table_is_refused(tmp_path):

@@ -553,7 +553,12 @@ class FileLedger(Ledger):
             raise LedgerError(f"ledger {self.path} is closed")
         self._check_still_ours()
         data = _encode(_body(self.table, self.budget, accountant, entries, outputs, refunds))
-        _atomic_write(self.path, data)
+        try:
+            _atomic_write(self.path, data)
+        except OSError as exc:  # the file is as it was (the write goes to a temporary file first)
+            raise LedgerError(f"ledger {self.path} could not be written ({exc.strerror or type(exc).__name__}): "
+                              "nothing was released; make room on its disk or let this process replace the "
+                              "file") from None
         self._on_disk = data
         # Checked again after the write: a process that got in between the check and the write
         # makes this one fail here, before its caller releases anything.
@@ -730,8 +735,9 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                         f"{ledger.epsilon_spent:.4f}, {old_accountant} at {old:.4f}, lifetime budget "
                         f"{budget.epsilon:g}: refusing the switch from {old_accountant} to "
                         f"{ledger.accountant} (it would overspend); keep {old_accountant}")
-                if ledger.accountant != old_accountant or old_table != table:
-                    ledger._commit(entries, outputs, ledger.accountant, refunds)
+                # Written back at once (a new accountant or fingerprint, or the same bytes): a file this
+                # process cannot replace is found now, not at the first release.
+                ledger._commit(entries, outputs, ledger.accountant, refunds)
             else:
                 _refuse_a_second_ledger(names, path)
                 ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
