@@ -39,7 +39,8 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table,
     if isinstance(job.columns, dict):  # one table per organization: each party's own declaration
         if name not in job.columns:
             raise ConfigError(f"feature-DP party {name!r} has no column declaration (--columns: one [NAME] per party)")
-        return job.trainers.open_table(name, fingerprint, job.columns[name], ledger_path=path, formerly=formerly)
+        return job.trainers.open_table(name, fingerprint, job.columns[name], ledger_path=path, formerly=formerly,
+                                       n_rows=len(table.X))
     columns = job.columns or documented_columns(dataset.name, dataset.X.shape[1],
                                                 job.trainers.config_for(name).epsilon)
     if columns is None:
@@ -52,7 +53,7 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table,
         raise ConfigError(f"the column declaration has {columns.d} columns, {dataset.name!r} has "
                           f"{dataset.X.shape[1]} feature columns{names}")
     return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path,
-                                   formerly=formerly)
+                                   formerly=formerly, n_rows=len(table.X))
 
 
 class EmbeddedDeployment:

@@ -209,6 +209,8 @@ def open_table(table_id: str, budget, accountant: str, columns: ColumnSpec, *, l
     ``formerly``: the table's earlier fingerprints (:func:`~securegal.privacy.dp.ledger.table_identity`)."""
     from .ledger import open_ledger
 
+    if n_rows is not None:
+        budget.check_rows(n_rows)  # delta < 1/n for the table's rows, in memory or on file
     if ledger_path is not None:
         ledger = open_ledger(ledger_path, table_id, budget, accountant, n_rows=n_rows, formerly=formerly)
     else:
