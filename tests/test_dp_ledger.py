@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -515,6 +516,7 @@ def test_a_second_ledger_of_one_table_in_its_directory_is_refused(ledger_file):
         open_ledger(renamed, TABLE, BUDGET)
     one_line(info)
     assert not renamed.exists() and ledger_file.read_bytes() == original
+    assert not Path(f"{renamed}.lock").exists()  # nothing left behind by the refusal (review A C1)
     with open_ledger(ledger_file.parent / "other.securegal-ledger.json", "id:another-table", BUDGET) as other:
         assert other.epsilon_spent == 0
 

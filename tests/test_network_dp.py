@@ -44,6 +44,8 @@ def test_party_privacy_config(tmp_path):
 @pytest.mark.parametrize("privacy, kw, match", [
     ({"epsilon": 0.0}, {}, r"epsilon must be a finite number > 0, got 0.0"),
     ({"epsilon": -1}, {}, "epsilon must be"),
+    # not "session_epsilon 0.3 exceeds the table's lifetime epsilon -1" (review A C1)
+    ({"epsilon": -1.0, "session_epsilon": 0.3}, {}, r"epsilon must be a finite number > 0, got -1.0"),
     ({"epsilon": "three"}, {}, r"privacy.epsilon: .*got 'three'"),
     ({"epsilon": 1.0, "delta": 1.5}, {}, r"delta must be a finite number > 0 and < 1, got 1.5"),
     ({"epsilon": 1.0, "accountant": "gdp"}, {}, "accountant must be one of .* got 'gdp'"),
@@ -238,3 +240,22 @@ def test_resumed_label_owner_keeps_the_dp_choices(tmp_path):
         assert [(r["round"], r["what"]) for r in block["releases"]] == [
             (1, "gram"), (1, "stat"), (1, "pred"), (2, "stat"), (2, "pred"), (3, "stat"), (3, "pred")]
         assert block["epsilon_spent"] <= block["epsilon_budget"] == 3.0
+
+
+def test_a_party_whose_port_is_taken_leaves_no_ledger_behind(tmp_path):
+    """`party serve` opened (and created) its table's ledger before it found its port busy
+    (review A C1): the port is taken first."""
+    import socket
+
+    from securegal.deploy.localnet import party_config
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "p.toml").write_text(party_config("party1", data=DATA, learner_seed=1, certs=None, transcripts=None,
+                                                      listen=f"127.0.0.1:{port}", privacy={"epsilon": 1.0}))
+        cfg = PartyConfig.load(tmp_path / "p.toml", insecure=True)
+        with pytest.raises(ConfigError, match=f"port {port} is in use"):
+            serve_party(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]

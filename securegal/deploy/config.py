@@ -7,6 +7,7 @@ relative to the file. :func:`reference` renders the schema as the reference in
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -164,6 +165,8 @@ class PartyPrivacy(_Strict):
 
     @model_validator(mode="after")
     def _session_within_lifetime(self):
+        if self.epsilon is not None and not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon!r}")
         if self.session_epsilon is not None and self.epsilon is not None and self.session_epsilon > self.epsilon:
             raise ValueError(f"session_epsilon {self.session_epsilon:g} exceeds the table's lifetime epsilon "
                              f"{self.epsilon:g}: no session could ever be served")

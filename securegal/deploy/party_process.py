@@ -251,8 +251,8 @@ def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event |
     ``client``: the only organization whose certificate may call (default: the label owner)."""
     from ..transport.grpc_server import PartyServer
 
-    endpoint = build_party(cfg)
     stop = stop or threading.Event()
+    endpoint: PartyEndpoint | None = None
 
     def handle(data: bytes) -> bytes:
         reply = endpoint.handle(data)
@@ -260,8 +260,16 @@ def serve_party(cfg: PartyConfig, *, once: bool = False, stop: threading.Event |
             stop.set()
         return reply
 
+    # The port is taken before the table's ledger is opened (and created): a busy port leaves
+    # nothing behind. Requests are served only once the endpoint exists (start, below).
     server = PartyServer(handle, cfg.listen, identity=cfg.tls.identity, insecure=cfg.tls.insecure,
-                         clients=(client or cfg.label_owner,), limits=cfg.limits).start()
+                         clients=(client or cfg.label_owner,), limits=cfg.limits)
+    try:
+        endpoint = build_party(cfg)
+    except BaseException:
+        server.stop(None)
+        raise
+    server.start()
     try:
         if on_ready is not None:
             on_ready(server.port)

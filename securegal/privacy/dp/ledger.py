@@ -707,6 +707,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
     if not path.parent.is_dir():
         raise LedgerError(f"ledger {given} is a link to {path}, whose directory does not exist")
     with _directory_lock(path.parent):
+        new_lock = not _lock_path(path).exists()
         fd = _lock(path)
         ledger = None
         try:
@@ -751,6 +752,8 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                 os.close(fd)
             else:
                 ledger.close()
+            if new_lock and not path.exists():  # refused before its file existed: nothing is left behind
+                _lock_path(path).unlink(missing_ok=True)
             raise
     return ledger
 
