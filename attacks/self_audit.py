@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from securegal.errors import ConfigError
+from securegal.errors import ConfigError, printable
 from securegal.transcript import read_alignment, Transcript, read_transcript
 
 from .audit import (NothingReleased, _setup, _standardize_truth, _view_name, check_fraction, finish_audit,
@@ -251,6 +251,12 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
     if len(sessions) > 1:
         tr = tr.of_session(session)
     who = role(tr)
+    if who == FEATURE_PARTY and not any(r.direction == "sent" and r.kind in ("fit_reply", "predict_reply")
+                                        for r in tr.records):
+        refusal = next((r.envelope.body for r in tr.select("error", "sent")), None)
+        why = f" (it answered {refusal.code}: {printable(refusal.message)})" if refusal is not None else ""
+        raise NothingReleased(f"session {session}: {party} released nothing in it{why}, so there is nothing to audit; "
+                          f"the sessions it trained in: {', '.join(fitted[-10:]) or 'none'}")
     metrics = _metrics(run_dir)
     found_metrics = bool(metrics)
     if data.privacy is not None and who == LABEL_OWNER:

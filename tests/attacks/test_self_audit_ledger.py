@@ -104,3 +104,27 @@ def test_a_ledger_that_never_saw_the_session_is_refused(dp_run, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "holds no release of session" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_session_the_party_refused_is_named_as_releasing_nothing(dp_run, tmp_path, capsys):
+    """Auditing a session the budget refused blamed the ledger ("not the ledger of the table that
+    served this transcript"); the ledger was right, the session released nothing (review A L3)."""
+    from securegal import messages as m
+    from securegal.transcript import TranscriptWriter
+    from securegal.wire.codec import encode
+
+    writer = TranscriptWriter(tmp_path / "run" / "transcripts" / "party1", "party1")
+    setup = m.Envelope("refused-1", 0, "alice", "party1", 0,
+                       m.Setup(np.arange(5), n_outputs=2, rounds=3, task="classification"))
+    no = m.Envelope("refused-1", 0, "party1", "alice", 0,
+                    m.ErrorReply("budget_exceeded", "session refused: left 1e-05 of epsilon 1"))
+    for direction, env in (("received", setup), ("sent", no)):
+        writer.record(direction, encode(env), env)
+    writer.close()
+    code = main(["audit", str(tmp_path / "run"), "--as", "party1", "--data", str(dp_run / "party1.csv"),
+                 "--ledger", str(dp_run / "ledgers" / "party1.securegal-ledger.json"), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("session refused-1: party1 released nothing in it (it answered budget_exceeded: session refused: left "
+            "1e-05 of epsilon 1), so there is nothing to audit; the sessions it trained in: none") in err
+    assert not (tmp_path / "a").exists()
