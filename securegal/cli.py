@@ -20,7 +20,8 @@ Exit codes:
   also exit 2.
 - 3: the run stopped early (e.g. the privacy budget refused a release); what was learned so far
   is saved.
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C); 143: terminated (SIGTERM). Both unwind: what the run set aside is
+  put back, what it staged is removed.
 - 141: stdout was closed early (e.g. piped into ``head``): quietly, no log, as a Unix tool that
   SIGPIPE ends (128 + 13).
 """
@@ -33,8 +34,10 @@ import itertools
 import logging
 import os
 import select
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from typing import Iterable, Sequence
 
@@ -152,10 +155,29 @@ def _finish(sub: argparse._SubParsersAction) -> None:
                 _finish(action)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a timeout, a CI runner): unwinds like Ctrl-C, so that what a run set
+    aside or staged is put back or removed (it printed nothing and left them)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(requested_commands(argv)).parse_args(argv)
     configure_logging(args.verbose)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = int(args.func(args) or EXIT_OK)
         sys.stdout.flush()  # a reader that left shows here, not as an error at interpreter exit
@@ -176,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.filename is None:  # not about a file the user named: a socket, a pipe, the OS
             return _internal(exc, args.verbose)
         return _fail(f"securegal: error: {exc.strerror or type(exc).__name__}: {exc.filename}")
+    except Terminated:
+        print("securegal: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("securegal: interrupted", file=sys.stderr)
         return 130

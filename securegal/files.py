@@ -5,8 +5,11 @@ what each party spent: everything a run writes is readable by its owner only.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -55,3 +58,32 @@ def write_bytes_atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def staging_owner() -> str:
+    """``<host>-<pid>``: a staging directory's name carries the process that owns it (the host as a
+    short hash), so that a later run can tell one left by a killed process (:func:`stale_staging`)."""
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+    return f"{host}-{os.getpid()}"
+
+
+def stale_staging(directory: Path, prefix: str) -> list[Path]:
+    """The directories ``<prefix><host>-<pid>-*`` in ``directory`` whose process is gone on this
+    host (killed outright: nothing removed them). A live process's, or another host's, are not."""
+    host = staging_owner().split("-")[0]
+    out = []
+    for path in sorted(Path(directory).glob(f"{glob.escape(prefix)}{host}-*")):
+        pid = path.name[len(prefix) + len(host) + 1:].split("-", 1)[0]
+        if path.is_dir() and not path.is_symlink() and pid.isdecimal() and not _alive(int(pid)):
+            out.append(path)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a pid at all: not ours to judge
+        return True
+    return True

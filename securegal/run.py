@@ -7,13 +7,10 @@ A run directory holds ``metrics.json`` (stable keys, parsed by other scripts), `
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import logging
 import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ from .deploy.embedded import EmbeddedDeployment
 from .deploy.federation import (MAX_ETA, MAX_PARTIES, MAX_ROUNDS, Deployment, GalJob, MethodRun, TargetScaler,
                                 party_learner, party_names)
 from .errors import ConfigError
-from .files import private_dir, write_bytes_atomic, write_json_atomic
+from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import WEIGHTINGS
@@ -87,27 +84,13 @@ def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
 
 def _staging_dir(out: Path) -> Path:
     """A new private staging directory beside ``out`` (``.<out>.partial-<host>-<pid>-*``); first,
-    those that runs on this host left behind when they were killed (their process is gone) are
-    removed. A live run's, or another host's, is never touched."""
+    those that runs killed outright left behind (their process gone) are removed."""
     private_dir(out.parent)
-    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
     prefix = f".{out.name}.partial-"
-    for stale in out.parent.glob(f"{glob.escape(prefix)}{host}-*"):
-        pid = stale.name[len(prefix) + len(host) + 1:].split("-", 1)[0]
-        if stale.is_dir() and not stale.is_symlink() and pid.isdecimal() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-            log.info("removed %s, left by a run that was killed (process %s)", stale, pid)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=out.parent))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or not a pid at all
-        return True
-    return True
+    for stale in stale_staging(out.parent, prefix):
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info("removed %s, left by a run that was killed", stale)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{staging_owner()}-", dir=out.parent))
 
 
 def _publish(staging: Path, out: Path) -> None:

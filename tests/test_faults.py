@@ -198,3 +198,69 @@ def test_failures_never_leave_keys_or_results_in_the_run_directory(tmp_path):
     assert all(p.poll() is not None for p in fed.processes.values())  # every process it started is gone
     assert not (tmp_path / "fed" / "run").exists()
     assert os.stat(tmp_path / "fed" / "config").st_mode & 0o777 == 0o700
+
+
+def _overwrite_run(tmp_path, peers, rounds, transport=FAST):
+    path = tmp_path / "long.toml"
+    path.write_text(federation_config(data={"dataset": "wine"}, peers=peers, rounds=rounds, seed=0, out=tmp_path / "run",
+                                      certs=None, transport=transport))
+    return path
+
+
+def _label_owner(path, *flags):
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "securegal.cli", "train", "--federation", str(path), "--insecure",
+                             "--no-progress", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, seconds=120.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_overwrite_run_killed_outright_leaves_the_earlier_result_to_its_resume(tmp_path):
+    """SIGKILL during an --overwrite run left the earlier complete result hidden in
+    OUT/.overwritten-* for good, even after a successful --resume (review B F1)."""
+    import signal
+
+    with party_servers(tmp_path) as peers:
+        path = _overwrite_run(tmp_path, peers, rounds=200)
+        train_federation(FederationConfig.load(path, insecure=True))
+        run = tmp_path / "run"
+        proc = _label_owner(path, "--overwrite")
+        state = run / "checkpoint" / "state.json"
+        _wait_for(lambda: list(run.glob(".overwritten-*")) and state.exists()
+                  and len(json.loads(state.read_text())["rounds"]) >= 2)  # the new run's own checkpoint
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        [aside] = list(run.glob(".overwritten-*"))
+        assert (aside / "metrics.json").exists()  # the earlier result, set aside while the killed run replaced it
+        with pytest.raises(SecuregalError, match="holds a run that was killed after it started"):
+            train_federation(FederationConfig.load(path, insecure=True))
+        train_federation(FederationConfig.for_resume(run, insecure=True), resume=True)
+    assert (run / "metrics.json").exists() and list(run.glob(".overwritten-*")) == []
+
+
+def test_an_overwrite_run_terminated_before_it_starts_puts_the_earlier_result_back(tmp_path):
+    """SIGTERM during an --overwrite run's start-up (a party still unreachable) exited 143 with
+    nothing said and the earlier result hidden in OUT/.overwritten-* (review B F1)."""
+    import signal
+
+    with party_servers(tmp_path) as peers:
+        path = _overwrite_run(tmp_path, peers, rounds=2)
+        train_federation(FederationConfig.load(path, insecure=True))
+    earlier = (tmp_path / "run" / "metrics.json").read_bytes()
+    patient = {"attempts": 100, "timeout": 5.0, "backoff": 0.2, "backoff_max": 0.2}  # the parties are gone
+    path = _overwrite_run(tmp_path, peers, rounds=2, transport=patient)
+    proc = _label_owner(path, "--overwrite")
+    _wait_for(lambda: list((tmp_path / "run").glob(".overwritten-*")))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "securegal: terminated"
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == earlier
+    assert list((tmp_path / "run").glob(".overwritten-*")) == []

@@ -29,7 +29,7 @@ from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, SecuregalError
 from ..learners.registry import learner_class
-from ..files import private_dir
+from ..files import private_dir, stale_staging, staging_owner
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
@@ -327,6 +327,9 @@ class NetworkedDeployment:
                           before_finish=self.checkpoint.mark_finishing)
 
 
+ASIDE = ".overwritten-"  # an --overwrite run's earlier result, until the new run has started
+
+
 def _own_results(cfg: FederationConfig) -> list[Path]:
     return [cfg.out / "metrics.json", cfg.out / "curve.png", cfg.out / "checkpoint", cfg.out / "transcripts" / cfg.name]
 
@@ -355,10 +358,33 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> Path | None:
     private_dir(cfg.out)
     if not present:
         return None
-    aside = Path(tempfile.mkdtemp(prefix=".overwritten-", dir=cfg.out))
+    aside = Path(tempfile.mkdtemp(prefix=f"{ASIDE}{staging_owner()}-", dir=cfg.out))
     for p in present:
         os.replace(p, _set_aside(cfg, aside, p))
     return aside
+
+
+def _killed_asides(cfg: FederationConfig, resume: bool, overwrite: bool) -> list[Path]:
+    """What a label owner killed outright (SIGKILL) during an ``--overwrite`` run left set aside
+    in ``cfg.out`` (its process gone). If it never started its session, the earlier result is put
+    back now, as a failed start does; if it did, the set-aside result is returned, to be removed
+    once this run (its ``--resume``, or a new ``--overwrite``) has started: it was being replaced."""
+    killed = stale_staging(cfg.out, ASIDE) if cfg.out.is_dir() else []
+    if not killed:
+        return []
+    if not (cfg.out / "checkpoint" / "state.json").exists():  # the killed run never started
+        for path in (cfg.out / "transcripts" / cfg.name, cfg.out / "checkpoint"):
+            shutil.rmtree(path, ignore_errors=True)
+        for aside in killed:
+            _restore_out(cfg, aside)
+            log.warning("put back the earlier result in %s, which a run killed before it started had set aside",
+                        cfg.out)
+        return []
+    if resume or overwrite:
+        return killed
+    raise ConfigError(f"{cfg.out} holds a run that was killed after it started, and the earlier result it was "
+                      f"replacing, set aside in {killed[0].name}: --resume {cfg.out} continues the killed run, "
+                      "--overwrite starts a new one (either removes the earlier result once it starts)")
 
 
 def _restore_out(cfg: FederationConfig, aside: Path) -> None:
@@ -421,6 +447,7 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         if p.exists():
             break
         made.append(p)
+    killed = _killed_asides(cfg, resume, overwrite)
     aside = None if resume else _prepare_out(cfg, overwrite)
     try:
         metrics = _train(cfg, deployment, progress)
@@ -441,6 +468,9 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     finally:
         if aside is not None:  # the new run started: the earlier result is replaced
             shutil.rmtree(aside, ignore_errors=True)
+        if deployment.started:  # and so is what a killed run was replacing
+            for path in killed:
+                shutil.rmtree(path, ignore_errors=True)
     privacy = {**metrics.get("privacy", {}), **deployment.reports.report()}
     if privacy:
         metrics["privacy"] = privacy
