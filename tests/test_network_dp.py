@@ -131,6 +131,9 @@ def test_networked_dp_parties_report_like_in_process(tmp_path):
                                              "party3": DPConfig(2.0, 1e-5, gram_by_columns=True)}))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["privacy"] == metrics["privacy"]
     assert set(metrics["privacy"]) == {"party1", "party2", "party3"}
+    # what was in force, as the embedded run says (it said "plain": review B F2)
+    assert metrics["plan"]["layer"] == "dp" and metrics["plan"]["owner_layer"] == "plain"
+    assert metrics["plan"]["feature_dp_parties"] == ["party1", "party2", "party3"]
     for party, block in metrics["privacy"].items():
         expected = ref["privacy"][party]
         assert block["epsilon_budget"] == budgets[party]["epsilon"]

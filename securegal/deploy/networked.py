@@ -474,9 +474,19 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
     privacy = {**metrics.get("privacy", {}), **deployment.reports.report()}
     if privacy:
         metrics["privacy"] = privacy
+    if deployment.reports.privacy:
+        metrics["plan"] = _in_force(metrics["plan"], sorted(deployment.reports.privacy))
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")
     return metrics
+
+
+def _in_force(plan: dict, dp_parties: list[str]) -> dict:
+    """metrics.json's ``plan`` of a run whose parties ran feature-DP: each sets it in its own
+    party.toml, so the label owner's plan names only its own layer (``owner_layer``); ``layer`` is
+    what was in force, as an embedded run of the same federation says (``dp``, ``ckks+dp``, ...)."""
+    parts = (["ckks"] if plan.get("residuals") == "ckks" else []) + ["dp"] + (["label-dp"] if "label_dp" in plan else [])
+    return {**plan, "layer": "+".join(parts), "owner_layer": plan.get("layer"), "feature_dp_parties": dp_parties}
 
 
 def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: bool) -> dict:
