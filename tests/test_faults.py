@@ -136,6 +136,10 @@ def test_the_label_owner_dies_at_each_step_and_resumes(step, tmp_path, reference
                 train_federation(cfg, on_round=die)
         monkeypatch.undo()
         assert not (tmp_path / "run" / "metrics.json").exists()
+        # the parties' column counts come from their SetupAcks, which a resumed session does not
+        # get again: kept in the checkpoint (a resumed CSV run's metrics.json lacked them: review B F6)
+        state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+        assert state["party_columns"] == {"party1": 4, "party2": 5}  # wine's 13 columns: 4, 4, 5
         resumed = train_federation(FederationConfig.for_resume(tmp_path / "run", insecure=True), resume=True)
     _same(resumed, reference)
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "run" / "transcripts" / "alice" / "index.jsonl").open()]

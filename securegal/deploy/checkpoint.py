@@ -47,6 +47,7 @@ class Checkpoint:
             "config_sha256": self.digest, "overrides": self.overrides, "finishing": self.finishing,
             "session": owner.session, "epoch": self.epoch, "peers": owner.peers,
             "weighting": owner.weighting, "eta": owner.eta, "calibration": owner.calibration,
+            "party_columns": owner.party_columns,
             "rounds": [{"round": r.round, "weights": r.weights, "eta": r.eta, "train_loss": r.train_loss,
                         "absent": list(r.absent)} for r in owner.model.rounds],
         }

@@ -312,6 +312,7 @@ class NetworkedDeployment:
             owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
             owner.calibration = self.state.get("calibration")
+            owner.party_columns = dict(self.state.get("party_columns", {}))  # their SetupAcks were not sent again
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
         self.checkpoint.save(owner)
         self.started = True
