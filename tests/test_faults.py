@@ -89,6 +89,14 @@ def test_a_party_dies_at_each_protocol_step(kind, round_, tmp_path, reference):
         absent = metrics["gal"]["absent_per_round"]
         assert all(("party2" in absent[r - 1]) == (r >= first) for r in range(1, ROUNDS + 1)), absent
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gal"] == metrics["gal"]
+    from securegal.commands.train import summary
+
+    shown = summary(metrics, tmp_path / "run")  # the summary said nothing of an absent party (review B F7)
+    if kind in ("setup", "fit_request"):
+        first = 1 if kind == "setup" else round_
+        assert f"absent (weight 0): party2 in {ROUNDS - first + 1} of {ROUNDS} rounds" in shown
+    if kind == "predict_request":
+        assert "left out of the test predictions (no answer): party2" in shown
 
 
 def test_too_few_parties_left_is_a_clean_stop(tmp_path):

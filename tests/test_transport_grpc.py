@@ -285,3 +285,39 @@ def test_fuzz_server_with_random_frames(raw_server, chunks):
         assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), exc.details()
     good = [f.SerializeToString() for f in split("aa", b"still alive", limits)]
     assert len(list(stub(iter(good), timeout=5))) == 1
+
+
+def test_a_party_that_went_away_is_asked_once_per_call_until_it_answers_again(federation, party1, caplog):
+    """A dead party cost every later round the whole retry backoff and two warnings (268 rounds
+    took 90 s instead of 8 and logged 316 warnings: review B F7)."""
+    t = client(ident(federation, "alice"), {"party1": party1}, retry=RetryPolicy(attempts=4, timeout=5.0,
+                                                                                 backoff=0.01, backoff_max=0.01))
+    real, calls = t._calls["party1"], []
+
+    class Down(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "connection refused"
+
+    def gone(*args, **kwargs):
+        calls.append(1)
+        raise Down()
+
+    try:
+        t._calls["party1"] = gone
+        with caplog.at_level(logging.INFO, logger="securegal.transport.grpc_client"):
+            first = t.call_many({"party1": b"r1"})["party1"]
+            second = t.call_many({"party1": b"r2"})["party1"]
+            assert isinstance(first, PartyUnavailable) and isinstance(second, PartyUnavailable)
+            assert len(calls) == 4 + 1 and "after 1 attempt (" in str(second)
+            t._calls["party1"] = real  # back
+            assert t.call_many({"party1": b"hello"}) == {"party1": b"olleh"}
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len([w for w in warnings if "did not answer" in w]) == 1 and "party party1 answers again" in warnings
+        t._calls["party1"] = gone
+        t.call_many({"party1": b"r3"})
+        assert len(calls) == 5 + 4  # answering again, it gets every attempt again
+    finally:
+        t.close()

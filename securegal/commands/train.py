@@ -272,6 +272,15 @@ def summary(metrics: dict, out: Path) -> str:
         eta = [f"{e:.2f}" for e in metrics["eta"]]
         shown = ", ".join(eta if len(eta) <= 6 else [*eta[:3], "...", eta[-1]])  # one line at any T
         lines.append(f"  last-round weights: {last}; eta per round: {shown} (all {len(eta)} in metrics.json)")
+    absent: dict[str, int] = {}
+    for missed in metrics["gal"].get("absent_per_round", []):
+        for party in missed:
+            absent[party] = absent.get(party, 0) + 1
+    if absent:
+        lines.append("  absent (weight 0): " + ", ".join(f"{p} in {n} of {len(metrics['eta'])} rounds"
+                                                       for p, n in absent.items()))
+    if metrics["gal"].get("missing_at_predict"):
+        lines.append(f"  left out of the test predictions (no answer): {', '.join(metrics['gal']['missing_at_predict'])}")
     multipliers = metrics["gal"].get("multipliers")
     if multipliers:
         scaled = ", ".join(f"{n}={a:.2f}" for n, a in multipliers.items())

@@ -77,6 +77,9 @@ class GrpcTransport:
             self._calls[party] = channel.stream_stream(METHOD_PATH)  # raw bytes: frames encoded/decoded here
         self._pool = futures.ThreadPoolExecutor(max_workers=max(1, len(self.peers)), thread_name_prefix="securegal-call")
         self._closed = threading.Event()
+        # Parties whose last call went unanswered after every attempt: asked once per call until
+        # they answer again (a dead party cost every later round the whole backoff).
+        self._down: set[str] = set()
 
     def call(self, party: str, request: bytes, timeout: float | None = None,
              reply_limit: int | None = None) -> bytes:
@@ -97,7 +100,8 @@ class GrpcTransport:
         if reply_limit is not None and reply_limit < limits.max_message_bytes:
             limits = replace(limits, max_message_bytes=reply_limit)
         last = None
-        for attempt in range(self.retry.attempts):
+        attempts = 1 if party in self._down else self.retry.attempts
+        for attempt in range(attempts):
             try:
                 replies = self._calls[party](iter(f.SerializeToString() for f in frames), timeout=deadline)
                 try:
@@ -114,7 +118,7 @@ class GrpcTransport:
                 if code not in RETRYABLE:
                     raise PartyUnavailable(f"party {party!r} failed: {code.name} {details}") from None
                 last = f"{code.name}: {details}"
-                if attempt + 1 < self.retry.attempts:
+                if attempt + 1 < attempts:
                     wait = self.retry.delay(attempt)
                     log.info("party %s attempt %d failed (%s); retrying in %.2fs", party, attempt + 1, last, wait)
                     if self._closed.wait(wait):
@@ -122,21 +126,27 @@ class GrpcTransport:
                 continue
             if reply_id != frames[0].message_id:
                 raise ProtocolError(f"party {party!r} answered message {reply_id}, expected {frames[0].message_id}")
+            if party in self._down:
+                self._down.discard(party)
+                log.warning("party %s answers again", party)
             return reply
+        self._down.add(party)
         raise PartyUnavailable(f"party {party!r} at {self.peers[party]} did not answer after "
-                               f"{self.retry.attempts} attempts ({last})")
+                               f"{attempts} attempt{'s' if attempts > 1 else ''} ({last})")
 
     def call_many(self, requests: Mapping[str, bytes], reply_limits: Mapping[str, int] | None = None,
                   timeout: float | None = None) -> dict[str, Reply]:
         """Send every request concurrently; each party's slot holds its reply bytes or the error."""
         limit = dict(reply_limits or {})
+        down = set(self._down)
         pending = {p: self._pool.submit(self.call, p, data, timeout, limit.get(p)) for p, data in requests.items()}
         out: dict[str, Reply] = {}
         for party, fut in pending.items():
             try:
                 out[party] = fut.result()
             except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
-                log.warning("party %s: %s", party, exc)
+                still = party in down and isinstance(exc, PartyUnavailable)  # said once, when it went away
+                log.log(logging.INFO if still else logging.WARNING, "party %s: %s", party, exc)
                 out[party] = exc
         return out
 
