@@ -188,7 +188,8 @@ def declared_clip(setup: Setup) -> float:
     raw = dict(setup.options or {}).get(CLIP_OPTION)
     if raw is None:
         raise LayerMismatch("CKKS residuals with DP need the label owner's residual clip in the setup "
-                            f"options ({CLIP_OPTION!r}); this label owner declared none")
+                            f"options ({CLIP_OPTION!r}); this label owner declared none (set residual_clip = 1 in "
+                            "its federation.toml: what an embedded run with feature-DP uses)")
     try:
         value = float(raw)
     except ValueError:
