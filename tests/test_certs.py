@@ -70,3 +70,26 @@ def test_cli(tmp_path, capsys):
     assert "do not commit" in capsys.readouterr().out
     assert main(["certs", "init", str(tmp_path / "c"), "--parties", "alice"]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_server_certificate_for_the_superlink_names_every_host(tmp_path, capsys):
+    """The Flower set-up needs a SuperLink certificate naming every address it is reached by, and
+    no command made one (review B F9)."""
+    import ipaddress
+
+    init_federation(tmp_path, ["alice", "bob"])
+    assert main(["certs", "server", str(tmp_path), "--hosts", "link.example.org,127.0.0.1,::1"]) == 0
+    cert = x509.load_pem_x509_certificate((tmp_path / "superlink.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["link.example.org"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert stat.S_IMODE((tmp_path / "superlink.key").stat().st_mode) == 0o600
+    capsys.readouterr()
+    for argv, needle in ((["--hosts", "x"], "already exists"), (["--name", "l2", "--hosts", "bad host"], "'bad host'"),
+                         (["--name", "l3", "--hosts", ","], "at least one host")):
+        assert main(["certs", "server", str(tmp_path), *argv]) == 2
+        assert needle in capsys.readouterr().err
+    assert main(["certs", "server", str(tmp_path / "none"), "--hosts", "a"]) == 2
+    assert "no usable CA" in capsys.readouterr().err

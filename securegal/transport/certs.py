@@ -137,6 +137,52 @@ def init_federation(directory: str | os.PathLike, parties: Sequence[str], days: 
     return paths
 
 
+def init_server(directory: str | os.PathLike, name: str, hosts: Sequence[str], days: int = 365) -> Path:
+    """``<name>.pem``/``.key`` in ``directory``, signed by its ``ca.pem``/``ca.key``: a TLS server
+    certificate (e.g. Flower's SuperLink) valid for every host name or IP address in ``hosts``,
+    each one it is reached by. Existing files are never overwritten."""
+    import ipaddress
+
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"days must be an integer in 1..{MAX_DAYS}, got {days!r}")
+    check_org_name(name)
+    if name == "ca":
+        raise ConfigError("'ca' is reserved for the federation CA's files")
+    names = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            if not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]"
+                                r"([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*", host):
+                raise ConfigError(f"--hosts: {host!r} is neither an IP address nor a host name") from None
+            names.append(x509.DNSName(host))
+    if not names:
+        raise ConfigError("give at least one host name or IP address the server is reached by")
+    out = Path(directory)
+    try:
+        ca_cert = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+        ca_key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no usable CA in {out} (ca.pem and ca.key, from `securegal certs init`): {exc}") from None
+    for path in (out / f"{name}.pem", out / f"{name}.key"):
+        if path.exists():
+            raise ConfigError(f"{path} already exists; refusing to overwrite certificates or keys")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(name)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _write_new(out / f"{name}.key", key_pem(key), 0o600)
+    _write_new(out / f"{name}.pem", cert_pem(cert), 0o644)
+    return out / f"{name}.pem"
+
+
 def _certificate(pem: bytes, path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)

@@ -26,16 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-import datetime as dt
-import ipaddress
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ...errors import ConfigError
-from ...transport.certs import init_federation
+from ...transport.certs import init_federation, init_server
 from ..config import dump
 from ..localnet import _readline, federation_config, party_config
 from .deployment import load_federation
@@ -96,26 +91,8 @@ def write_node_key(path: Path) -> Path:
 
 def write_superlink_cert(certs: Path) -> None:
     """``superlink.pem``/``.key`` signed by ``certs/ca.pem``, valid for localhost and 127.0.0.1
-    (Flower's own SuperExec reaches the SuperLink by IP)."""
-    ca_cert = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SUPERLINK_HOST)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SUPERLINK_HOST),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    fd = os.open(certs / "superlink.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    (certs / "superlink.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (Flower's own SuperExec reaches the SuperLink by IP): ``securegal certs server``."""
+    init_server(certs, "superlink", [SUPERLINK_HOST, "127.0.0.1"], days=7)
 
 
 class FlowerLocalFederation:
