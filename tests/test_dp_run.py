@@ -59,6 +59,10 @@ def test_the_summary_names_the_calibrated_multipliers(flag, tmp_path, capsys):
     line = next(x for x in out.splitlines() if "multipliers" in x)
     # label-DP keeps no lifetime ledger: the summary says its epsilon is this run's (review S)
     assert ("label-DP is counted per run: runs on the same labels add up" in out) == (flag == "--label-epsilon")
+    # the predict replies' exact values for the validation and test rows are outside the guarantee,
+    # which only `ledger show` said (review A M1)
+    assert ("outside the guarantee: party1, party2 answered exact predictions for the "
+            f"{metrics['n_validation']} validation and {metrics['n_test']} test rows" in out) == (flag == "--epsilon")
     assert f"the {metrics['n_validation']} validation rows" in line
     assert all(f"{name}={a:.2f}" in line for name, a in multipliers.items())
     extra = {"alice:alone"} if flag == "--label-epsilon" else set()  # label-DP weighs the exact-label Alone model

@@ -301,6 +301,13 @@ def summary(metrics: dict, out: Path) -> str:
             lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
                          f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)"
                          + ("; label-DP is counted per run: runs on the same labels add up" if labels else ""))
+    dp_parties = [p for p in metrics.get("privacy", {}) if p != metrics["party_names"][0]]
+    asked = [p for p in dp_parties if p not in metrics["gal"].get("missing_at_predict", [])]
+    if asked and metrics.get("plan", {}).get("membership") != "hidden":
+        lines.append(f"  outside the guarantee: {', '.join(asked)} answered exact predictions for the "
+                     f"{metrics['n_validation']} validation and {metrics['n_test']} test rows, which disclose those "
+                     "rows' features (their ledgers count them as disclosed; party.toml [policy] predict = \"none\" "
+                     "withholds them; docs/privacy.md section 6)")
     if metrics.get("plan", {}).get("membership") == "hidden":
         lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
                      "its predictions reached the label owner only as DP feedback (docs/alignment.md)")
