@@ -300,6 +300,7 @@ def checkpointed(tmp_path_factory):
 
     class Owner:  # what Checkpoint.save reads
         session, peers, weighting, eta, calibration = "s1", ["party1"], "learned", None, None
+        party_columns = {"party1": 3}
         F = np.zeros((5, 3))
         model = type("M", (), {"rounds": []})()
 

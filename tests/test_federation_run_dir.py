@@ -19,6 +19,7 @@ from .test_table_budget import _party_file
 
 class _Owner:  # what Checkpoint.save reads: a label owner after setup
     session, peers, weighting, eta, calibration = "s1", ["party1"], "learned", None, None
+    party_columns = {"party1": 3}
     F = np.zeros((5, 3))
     model = type("M", (), {"rounds": []})()
 

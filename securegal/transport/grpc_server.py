@@ -55,11 +55,17 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def allow_insecure(address: str, role: str) -> None:
-    """Permit plaintext only on loopback, and say so loudly."""
+def allow_insecure(address: str, role: str, announce: bool = True) -> None:
+    """Permit plaintext only on loopback, and say so loudly (``announce``; a server says so when
+    it starts serving)."""
     if not is_loopback(address):
         raise ConfigError(f"insecure (plaintext, unauthenticated) transport is only allowed on loopback, "
                           f"not {address!r}; use the federation's certificates")
+    if announce:
+        announce_insecure(address, role)
+
+
+def announce_insecure(address: str, role: str) -> None:
     log.warning("INSECURE %s on %s: no TLS, no authentication of the peer, messages in plaintext. "
                 "For loopback demos only.", role, address)
 
@@ -115,7 +121,7 @@ class PartyServer:
         if (identity is None) == (not insecure):
             raise ConfigError("give the party's identity (certificate, key, CA) or insecure=True, not both or neither")
         if insecure:
-            allow_insecure(address, "party server")
+            allow_insecure(address, "party server", announce=False)  # said when it starts serving
         refuse_a_taken_port(address)
         self.handler, self.address, self.identity = handler, address, identity
         self.clients, self.insecure, self.limits = frozenset(clients), insecure, limits
@@ -142,6 +148,8 @@ class PartyServer:
             raise ConfigError(f"cannot listen on {address!r} (address in use, or not an address of this machine)")
 
     def start(self) -> "PartyServer":
+        if self.insecure:
+            announce_insecure(self.address, "party server")
         self._server.start()
         log.info("party server listening on port %d (%s)", self.port, "INSECURE" if self.insecure else "mutual TLS")
         return self
