@@ -116,14 +116,17 @@ def test_server_with_certificate_from_another_ca_is_rejected(federation, rogue):
 
 
 def test_server_must_be_the_party_we_called(federation):
-    """party2's genuine certificate does not pass for party1."""
+    """party2's genuine certificate does not pass for party1: refused at once, naming what is wrong
+    (it was retried as if party1 were down, with gRPC's "Hostname Verification Check failed": review B)."""
     handler = Echo()
     with PartyServer(handler, identity=ident(federation, "party2")) as party2:
         t = client(ident(federation, "alice"), {"party1": party2})
         try:
-            assert isinstance(t.call_many({"party1": b"x"})["party1"], PartyUnavailable)
+            reply = t.call_many({"party1": b"x"})["party1"]
         finally:
             t.close()
+    assert isinstance(reply, PartyRefused) and reply.code == "tls"
+    assert f"the server at 127.0.0.1:{party2.port} presents a certificate that does not name 'party1'" in str(reply)
     assert handler.calls == 0
 
 

@@ -115,6 +115,10 @@ class GrpcTransport:
                     raise PartyRefused(party, code.name.lower(), details or "") from None
                 if code in MALFORMED:
                     raise ProtocolError(f"party {party!r} rejected the message: {details}") from None
+                if "Hostname Verification Check failed" in (details or ""):  # a wrong address: never retried
+                    raise PartyRefused(party, "tls", f"the server at {self.peers[party]} presents a certificate that "
+                                                     f"does not name {party!r} (another organization's address?)"
+                                       ) from None
                 if code not in RETRYABLE:
                     raise PartyUnavailable(f"party {party!r} failed: {code.name} {details}") from None
                 last = f"{code.name}: {details}"
