@@ -68,23 +68,32 @@ def issue(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, org: st
           days: int = 365) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """An organization's certificate, valid for both TLS server and client authentication."""
     check_org_name(org)
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False)
+    return _signed(ca_cert, ca_key, org, days, [x509.DNSName(org)],
+                   [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], usage)
+
+
+def _signed(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, days: int,
+            alt_names: list, usages: list, key_usage: x509.KeyUsage | None = None
+            ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new P-256 key and its leaf certificate for ``name``, signed by the CA."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(org)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(org)]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return cert, key
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(name)).issuer_name(ca_cert.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    builder = (builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+               .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              critical=False))
+    return builder.sign(ca_key, hashes.SHA256()), key
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -168,16 +177,7 @@ def init_server(directory: str | os.PathLike, name: str, hosts: Sequence[str], d
     for path in (out / f"{name}.pem", out / f"{name}.key"):
         if path.exists():
             raise ConfigError(f"{path} already exists; refusing to overwrite certificates or keys")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(name)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert, key = _signed(ca_cert, ca_key, name, days, names, [ExtendedKeyUsageOID.SERVER_AUTH])
     _write_new(out / f"{name}.key", key_pem(key), 0o600)
     _write_new(out / f"{name}.pem", cert_pem(cert), 0o644)
     return out / f"{name}.pem"
