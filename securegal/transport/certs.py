@@ -12,6 +12,7 @@ This is a development CA: a real federation uses certificates from its own PKI, 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -150,8 +151,6 @@ def init_server(directory: str | os.PathLike, name: str, hosts: Sequence[str], d
     """``<name>.pem``/``.key`` in ``directory``, signed by its ``ca.pem``/``ca.key``: a TLS server
     certificate (e.g. Flower's SuperLink) valid for every host name or IP address in ``hosts``,
     each one it is reached by. Existing files are never overwritten."""
-    import ipaddress
-
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise ConfigError(f"days must be an integer in 1..{MAX_DAYS}, got {days!r}")
     check_org_name(name)
