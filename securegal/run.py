@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .parties.label_owner import WEIGHTINGS
+from .privacy.dp.table import ColumnSpec
 from .privacy.plan import PrivacyPlan, TrainerChoice
 from .seam import ResidualChannel
 
@@ -37,37 +39,77 @@ METHODS = ("gal", "alone", "joint", "gal_uniform")
 
 def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
                     missing: str = "impute", id_column: str | None = None, columns=None,
-                    private: bool = False) -> Dataset:
+                    private: bool = False, task: str | None = None) -> Dataset:
     """``private``: feature-DP parties hold the CSV's columns, so its missing cells get the
-    declared centres of ``columns`` (a ColumnSpec) or are refused, never the median."""
+    declared centres of ``columns`` (a ColumnSpec) or are refused, never the median. ``task``
+    (``classification`` | ``regression``) says how to train the CSV's target (default: inferred)."""
+    for name, value in (("dataset", dataset), ("csv", csv)):
+        if value is not None and not isinstance(value, (str, Path)):
+            raise ConfigError(f"{name} must be a {'built-in dataset name' if name == 'dataset' else 'file path'}, got "
+                              f"a {type(value).__name__}" + (": write the frame to a CSV or Parquet file and pass its "
+                                                             "path as csv=" if hasattr(value, "to_csv") else ""))
+    if task is not None and task not in ("classification", "regression"):
+        raise ConfigError(f"--task must be classification or regression, got {task!r}")
     if csv is not None:
         if dataset is not None:
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
         centres = columns.declared().centre if private and columns is not None else None
-        return load_csv(csv, target, missing=missing, id_column=id_column, centres=centres, private=private)
+        return load_csv(csv, target, task, missing=missing, id_column=id_column, centres=centres, private=private)
     if dataset is None:
         raise ConfigError("give --dataset NAME or --csv PATH --target COL")
-    return load_dataset(dataset)
+    data = load_dataset(dataset)
+    if task is not None and task != data.task:
+        raise ConfigError(f"--task {task}: the built-in {dataset!r} is a {data.task} task (--task is for --csv)")
+    return data
 
 
-def _check(parties, learner, rounds, seed, weighting, eta, eta_max) -> None:
-    """Every setting of a run, before anything is written (bounds: MAX_PARTIES, MAX_ROUNDS)."""
+def _check(parties, learner, rounds, seed, weighting, eta, eta_max) -> tuple:
+    """Every setting of a run, before anything is written (bounds: MAX_PARTIES, MAX_ROUNDS); the
+    numbers as Python ints and floats (numpy scalars are accepted: ``for seed in np.arange(5)``).
+    Messages name the command-line flag, which is the keyword argument with '-' for '_'."""
     def whole(name, value, low, high):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not low <= value <= high:
             raise ConfigError(f"--{name} must be an integer in {low}..{high}, got {value!r}")
-    whole("parties", parties, 1, MAX_PARTIES)
-    whole("rounds", rounds, 1, MAX_ROUNDS)
-    whole("seed", seed, 0, 2**32 - 1)
+        return int(value)
+
+    def step(name, value):
+        if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value) or not 0 < value <= MAX_ETA):
+            raise ConfigError(f"--{name} must be a number in (0, {MAX_ETA:g}], got {value!r}")
+        return None if value is None else float(value)
+
     if learner not in LEARNERS:
         raise ConfigError(f"unknown learner {learner!r}; choose one of {', '.join(LEARNERS)}")
     if weighting not in (None, *WEIGHTINGS):
         raise ConfigError(f"--weights must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    for name, value in (("eta", eta), ("eta-max", eta_max)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or not 0 < value <= MAX_ETA):
-            raise ConfigError(f"--{name} must be a number in (0, {MAX_ETA:g}], got {value!r}")
+    return (whole("parties", parties, 1, MAX_PARTIES), whole("rounds", rounds, 1, MAX_ROUNDS),
+            whole("seed", seed, 0, 2**32 - 1), step("eta", eta), step("eta-max", eta_max))
+
+
+def _check_arguments(plan, flags: dict, learner_options, fractions: dict, calibrate, columns, out) -> None:
+    """The Python API's argument types (the command line gives them right by construction): each
+    a one-line ConfigError naming the argument, where they failed deep inside or were taken for
+    true ("no" is truthy)."""
+    if not isinstance(plan, PrivacyPlan):
+        raise ConfigError(f"plan must be a PrivacyPlan (e.g. PrivacyPlan(feature_dp=FeatureDP(epsilon=1)) or "
+                          f"LAYERS['dp'].plan(1.0)), got {plan!r}")
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{name} must be True or False, got {value!r}")
+    if calibrate is not None and not isinstance(calibrate, (bool, np.bool_)):
+        raise ConfigError(f"calibrate must be True, False or None (the plan's default), got {calibrate!r}")
+    if learner_options is not None and not isinstance(learner_options, dict):
+        raise ConfigError(f"learner_options must be a dict of the learner's keyword arguments, got {learner_options!r}")
+    for name, value in fractions.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{name} must be a number in (0, 1), got {value!r}")
+    if columns is not None and not isinstance(columns, (ColumnSpec, dict)):
+        raise ConfigError(f"columns must be a ColumnSpec (securegal.privacy.dp.table), or with one table per "
+                          f"organization a dict of party name -> ColumnSpec, got {type(columns).__name__}")
+    if flags.get("ground_truth") and out is None:
+        raise ConfigError("ground_truth writes ground_truth.npz into the run directory: give out")
 
 
 def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
@@ -114,12 +156,23 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
           trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None,
-          columns=None, ledger: str | Path | None = None, calibrate: bool | None = None) -> dict:
+          columns=None, ledger: str | Path | None = None, calibrate: bool | None = None,
+          task: str | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
     >>> metrics = train("wine", parties=4, rounds=3, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=3)))  # doctest: +SKIP
     >>> metrics["gal"]["test"], metrics["privacy"]                                                   # doctest: +SKIP
+
+    Data: a built-in ``dataset`` name, or ``csv`` (a CSV or Parquet path; a pandas frame must be
+    written to a file first) with its label column ``target``, an optional ``id_column`` kept out of
+    the features, ``missing`` ("impute" | "refuse") and ``task`` ("classification" | "regression";
+    by default a target of text or at most 20 distinct integers is classification, e.g. pass
+    ``task="regression"`` for a length of stay in days). ``parties`` organizations split the columns
+    (the first is the label owner); ``rounds`` boosting rounds; ``seed`` the row split and the
+    learners; ``test_fraction``/``validation_fraction`` the split. ``out`` is the run directory
+    (metrics.json, curve.png, transcripts/; refused if it holds results unless ``overwrite``; with
+    ``ground_truth`` also ground_truth.npz for the audit); ``progress`` shows a bar per round.
 
     ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
     plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy` (so does ``calibrate``: the
@@ -135,17 +188,25 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     built-in dataset's documented ranges. Each keeps its spend in its table's
     ledger: in memory, or with ``ledger`` (a directory) one persistent file per party. Under
     label-DP the row split is unstratified (it must not depend on the labels).
+
+    Raises :class:`~securegal.errors.ConfigError` for invalid input, before anything is written, and
+    :class:`~securegal.errors.BudgetExceeded` when a budget cannot cover the run. A run a budget
+    stops part-way returns what it learned, with ``metrics["gal"]["stopped"]`` saying why;
+    ``metrics["notes"]`` lists what the run's guarantees do not cover.
     """
     plan = plan if plan is not None else PrivacyPlan()
     deployment = deployment or EmbeddedDeployment()
-    _check(parties, learner, rounds, seed, weighting, eta, eta_max)
+    _check_arguments(plan, dict(baselines=baselines, overwrite=overwrite, progress=progress, ground_truth=ground_truth),
+                     learner_options, dict(test_fraction=test_fraction, validation_fraction=validation_fraction),
+                     calibrate, columns, out)
+    parties, rounds, seed, eta, eta_max = _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
     # A networked label owner's eta_max was checked with federation.toml (FederationConfig.load);
     # parties reporting DP fix its step only at setup.
     policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate,
                                eta_max=eta_max if isinstance(deployment, EmbeddedDeployment) else None)
     local_dp = plan.feature_dp is not None and isinstance(deployment, EmbeddedDeployment) and not deployment.tables
-    data = resolve_dataset(dataset, csv, target, missing, id_column, columns, private=local_dp)
+    data = resolve_dataset(dataset, csv, target, missing, id_column, columns, private=local_dp, task=task)
     blocks = deployment.blocks(data, parties)
     # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
     split = split_rows(data, seed, test_fraction, validation_fraction, stratify=plan.label_dp is None)
@@ -284,6 +345,7 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
                                             "layer and outside every ledger: evaluation only, like ground_truth.npz")
     metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner, getattr(deployment, "tables", None))
     metrics.update(reports)
+    metrics["notes"] = privacy_notes(metrics)
     if run_dir is not None:
         if ground_truth:
             write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, deployment.names(parties),
@@ -293,6 +355,26 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
 
         plot_curves(metrics, run_dir / "curve.png")
     return metrics
+
+
+def privacy_notes(metrics: dict) -> list[str]:
+    """What the run's guarantees do not cover, in words (metrics.json ``notes``; the command's
+    summary prints them): the one place these caveats are decided."""
+    owner = metrics["party_names"][0]
+    privacy = metrics.get("privacy", {})
+    notes = []
+    dp_parties = [p for p in privacy if p != owner]
+    asked = [p for p in dp_parties if p not in metrics["gal"].get("missing_at_predict", [])]
+    if asked and metrics.get("plan", {}).get("membership") != "hidden":
+        notes.append(f"outside the guarantee: {', '.join(asked)} answered exact predictions for the "
+                     f"{metrics['n_validation']} validation and {metrics['n_test']} test rows, which disclose those "
+                     "rows' features (a ledger file counts them as disclosed; a networked party withholds them with "
+                     "party.toml [policy] predict = \"none\"; docs/privacy.md section 6)")
+    labels = privacy.get(owner)
+    if isinstance(labels, dict) and "label_dp" in metrics.get("plan", {}) and "ledger" not in labels:
+        notes.append("label-DP is counted per run: runs on the same labels add up (a label ledger keeps their "
+                     "lifetime budget: ledger=DIR, --ledger DIR or [label_dp] ledger)")
+    return notes
 
 
 def _data_block(data: Dataset, blocks, names, owner, tables=None) -> dict:

@@ -246,3 +246,44 @@ def test_a_target_that_is_almost_classes_is_trained_as_regression_loudly(tmp_pat
     with caplog.at_level(logging.WARNING):
         assert load_csv(tmp_path / "t.csv", "y").task == "regression"
     assert "1 non-integer value(s) (e.g. 0.5) among 2 integer classes" in caplog.text
+
+
+def test_an_integer_quantity_can_be_trained_as_regression_everywhere(tmp_path, caplog, capsys):
+    """Review C: a length of stay in days (1-14) was trained as classification with no word and no
+    way to say otherwise; --task, train(task=...) and federation.toml [data] task now say it."""
+    import json
+
+    import numpy as np
+
+    from securegal.cli import main
+    from securegal.deploy.networked import FederationConfig
+    from securegal.run import train
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4))
+    los = np.clip(np.round(7 + 1.5 * X[:, 0] + X[:, 3]), 3, 11).astype(int)  # 3-11 days
+    (tmp_path / "los.csv").write_text("x0,x1,x2,x3,los_days\n" + "".join(
+        ",".join(f"{v:.4f}" for v in row) + f",{y}\n" for row, y in zip(X, los)))
+    with caplog.at_level(logging.WARNING):
+        assert train(csv=tmp_path / "los.csv", target="los_days", parties=2, rounds=2)["task"] == "classification"
+    assert "distinct integers); if it is a quantity such as a length of stay, say so: --task regression" in caplog.text
+    metrics = train(csv=tmp_path / "los.csv", target="los_days", parties=2, rounds=2, task="regression")
+    assert metrics["task"] == "regression" and metrics["metric"] == "mad"
+    assert main(["train", "--csv", str(tmp_path / "los.csv"), "--target", "los_days", "--task", "regression",
+                 "-M", "2", "-T", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["task"] == "regression"
+    for bad, needle in ((dict(task="ranking"), "--task must be classification or regression"),
+                        (dict(dataset="wine", task="regression"), "the built-in 'wine' is a classification task")):
+        kwargs = {"csv": tmp_path / "los.csv", "target": "los_days", **bad}
+        if "dataset" in bad:
+            kwargs.pop("csv"), kwargs.pop("target")
+        with pytest.raises(ConfigError, match=needle):
+            train(parties=2, rounds=2, **kwargs)
+    toml = tmp_path / "f.toml"
+    toml.write_text(f'name = "alice"\nout = "{tmp_path / "net"}"\n[data]\ncsv = "los.csv"\ntarget = "los_days"\n'
+                    'task = "regression"\n[[party]]\nname = "p1"\naddress = "127.0.0.1:1"\n')
+    assert FederationConfig.load(toml, insecure=True).data["task"] == "regression"
+    toml.write_text(f'name = "alice"\nout = "{tmp_path / "net"}"\n[data]\ndataset = "wine"\ntask = "regression"\n'
+                    '[[party]]\nname = "p1"\naddress = "127.0.0.1:1"\n')
+    with pytest.raises(ConfigError, match="task says how to train csv's target"):
+        FederationConfig.load(toml, insecure=True)

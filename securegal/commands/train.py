@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
     p.add_argument("--target", help="label column of --csv or of --label-owner's table")
+    p.add_argument("--task", choices=("classification", "regression"),
+                   help="how to train --target (default: text or at most 20 distinct integers is classification; "
+                        "say regression for, e.g., a length of stay in days)")
     orgs = p.add_argument_group("one table per organization (aligned by private set intersection on --id)")
     orgs.add_argument("--label-owner", metavar="NAME=FILE", help="the label owner's table (CSV or Parquet, with --target)")
     orgs.add_argument("--party", metavar="NAME=FILE", action="append", help="a feature party's table (repeat)")
@@ -183,7 +186,7 @@ def run(args) -> int:
         ("eta_max", "eta_max")) if getattr(args, flag) is not None}  # the rest take train()'s defaults
     if args.missing is not None:
         given["missing"] = args.missing
-    metrics = train(args.dataset, csv=args.csv, target=args.target, id_column=args.id_column,
+    metrics = train(args.dataset, csv=args.csv, target=args.target, id_column=args.id_column, task=args.task,
                     baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
@@ -237,7 +240,7 @@ def run_organizations(args, train) -> int:
                               f"{tables[name].X.shape[1]} feature columns")
     out = args.out or Path("runs") / f"{owner}-{time.strftime('%Y%m%d-%H%M%S')}"
     given = {key: getattr(args, key) for key in ("learner", "rounds", "seed", "eta_max") if getattr(args, key) is not None}
-    metrics = train(csv=owner_file, target=args.target, id_column=args.id_column, parties=1 + len(tables),
+    metrics = train(csv=owner_file, target=args.target, id_column=args.id_column, task=args.task, parties=1 + len(tables),
                     deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=not args.no_progress, missing=args.missing or "impute",
@@ -299,15 +302,8 @@ def summary(metrics: dict, out: Path) -> str:
                          f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
         else:
             lines.append(f"  privacy {party}: epsilon spent {block['epsilon_spent']:.3f} of {block['epsilon_budget']:g} "
-                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)"
-                         + ("; label-DP is counted per run: runs on the same labels add up" if labels else ""))
-    dp_parties = [p for p in metrics.get("privacy", {}) if p != metrics["party_names"][0]]
-    asked = [p for p in dp_parties if p not in metrics["gal"].get("missing_at_predict", [])]
-    if asked and metrics.get("plan", {}).get("membership") != "hidden":
-        lines.append(f"  outside the guarantee: {', '.join(asked)} answered exact predictions for the "
-                     f"{metrics['n_validation']} validation and {metrics['n_test']} test rows, which disclose those "
-                     "rows' features (their ledgers count them as disclosed; party.toml [policy] predict = \"none\" "
-                     "withholds them; docs/privacy.md section 6)")
+                         f"(delta={block['delta']:g}, {block['accountant']}, {len(block['releases'])} releases)")
+    lines += [f"  note: {note}" for note in metrics.get("notes", [])]
     if metrics.get("plan", {}).get("membership") == "hidden":
         lines.append("  hidden membership: each party fitted on all its rows and was not told which are used; "
                      "its predictions reached the label owner only as DP feedback (docs/alignment.md)")

@@ -213,6 +213,8 @@ class FederationData(_Strict):
     dataset: str | None = Field(None, description="built-in dataset (the parties serve its other blocks)")
     csv: str | None = Field(None, description="the label owner's table (CSV or Parquet) with its labels")
     target: str | None = Field(None, description="label column of csv")
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="how to train target (default: text or at most 20 distinct integers is classification)")
     id_column: str | None = Field(None, description="ID column of csv, aligned with the parties' IDs by private "
                                                     "set intersection (absent: rows are numbered 0..n-1)")
     missing: Literal["impute", "refuse"] = Field("impute", description="missing cells: impute or refuse")
@@ -223,6 +225,8 @@ class FederationData(_Strict):
             raise ValueError("give either dataset or csv + target")
         if (self.csv is None) != (self.target is None):
             raise ValueError("csv and target go together")
+        if self.task is not None and self.csv is None:
+            raise ValueError("task says how to train csv's target; a built-in dataset has its own")
         if self.id_column is not None and self.csv is None:
             raise ValueError("id_column goes with csv")
         return self

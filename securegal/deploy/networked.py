@@ -53,6 +53,7 @@ REFUSED_FLAGS = {
     "dataset": "the federation file's [data] names the label owner's data",
     "csv": "the federation file's [data] names the label owner's data",
     "target": "the federation file's [data] names the label owner's data",
+    "task": "the federation file's [data] task says how the label owner's target is trained",
     "missing": "the federation file's [data] and each party.toml [data] say how missing cells are handled",
     "label_owner": "the federation file's [data] names the label owner's table; parties serve their own",
     "party": "the federation file's [[party]] tables name the parties, which serve their own tables",
@@ -134,7 +135,7 @@ class FederationConfig:
                 peers[peer] = entry.address
             data = ({"dataset": f.data.dataset} if f.data.dataset is not None
                     else {"csv": str(base / f.data.csv), "target": f.data.target, "id_column": f.data.id_column,
-                          "missing": f.data.missing})
+                          "missing": f.data.missing, "task": f.data.task})
             label = f.label_dp
             label_epsilon = given.pop("label_epsilon", label.epsilon if label else None)
             label_session = given.pop("label_session_epsilon", label.session_epsilon if label else None)
@@ -460,11 +461,11 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
                 with contextlib.suppress(OSError):  # directories, if nothing else is in them
                     path.rmdir()
             if aside is not None:  # and the earlier result as it was; never lost, even if that fails
-                try:
-                    _restore_out(cfg, aside)
+                kept, aside = aside, None  # first: a second Ctrl-C or SIGTERM while it is put back must not
+                try:                       # let the finally below take it for a replaced result
+                    _restore_out(cfg, kept)
                 except OSError as exc:
-                    log.error("could not put the earlier result back (%s): it is kept in %s", exc, aside)
-                aside = None
+                    log.error("could not put the earlier result back (%s): it is kept in %s", exc, kept)
         raise
     finally:
         if aside is not None:  # the new run started: the earlier result is replaced
@@ -477,6 +478,9 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
         metrics["privacy"] = privacy
     if deployment.reports.privacy:
         metrics["plan"] = _in_force(metrics["plan"], sorted(deployment.reports.privacy))
+    from ..run import privacy_notes
+
+    metrics["notes"] = privacy_notes(metrics)  # again: the parties' reports are in now
     write_json_atomic(cfg.out / "metrics.json", metrics)
     plot_curves(metrics, cfg.out / "curve.png")
     return metrics
@@ -493,7 +497,7 @@ def _in_force(plan: dict, dp_parties: list[str]) -> dict:
 def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: bool) -> dict:
     from ..run import train
 
-    return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"),
+    return train(cfg.data.get("dataset"), csv=cfg.data.get("csv"), target=cfg.data.get("target"), task=cfg.data.get("task"),
                  id_column=cfg.data.get("id_column"), missing=cfg.data.get("missing", "impute"),
                  parties=cfg.parties, learner=cfg.learner, rounds=cfg.rounds, seed=cfg.seed, plan=cfg.plan,
                  weighting=cfg.weighting, eta=cfg.eta, eta_max=cfg.eta_max, learner_options=cfg.learner_options,

@@ -398,7 +398,9 @@ class LabelOwner:
                 P[len(names)] = self._opened(party, reply.predictions, t)
                 names.append(party)
             except (PartyUnavailable, PartyRefused, ProtocolError) as exc:
-                log.warning("round %d: party %s dropped from the round: %s", t, party, exc)
+                again = bool(self.model.rounds) and party in self.model.rounds[-1].absent  # said last round
+                log.log(logging.INFO if again else logging.WARNING, "round %d: party %s dropped from the round: %s",
+                        t, party, exc)
                 absent.append(party)
         return names, absent, stopped
 

@@ -18,6 +18,7 @@ The embedded run, the networked label owner and every networked party (from its 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Callable
 
@@ -114,6 +115,10 @@ class FeatureDP:
             raise ConfigError(f"feature-DP noise_ridge must be a finite number >= 0, got {self.noise_ridge!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"feature-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+        if self.feedback is not None and not isinstance(self.feedback, bool):  # "off" is truthy: it ran with feedback
+            raise ConfigError(f"feature-DP feedback must be True, False or None (the default by residuals), got "
+                              f"{self.feedback!r}")
+        _noise_seed("feature-DP", self.seed)
         if self.shares is not None:
             self.config("plain")  # the shares' own checks
 
@@ -136,6 +141,12 @@ class FeatureDP:
         return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
                         residual_clip=self.residual_clip, coordinate_clip=self.coordinate_clip, lam=self.lam,
                         noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
+
+
+def _noise_seed(what: str, seed) -> None:
+    """A noise seed (tests and studies only) is None or a whole number >= 0."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ConfigError(f"{what} seed must be None or a whole number >= 0, got {seed!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +172,7 @@ class LabelDP:
                                   f"{self.epsilon:g}: no run could ever be served")
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"label-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+        _noise_seed("label-DP", self.seed)
 
     def config(self):
         from .dp.layers import LabelDPConfig
