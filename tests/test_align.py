@@ -338,7 +338,7 @@ def test_ids_too_long_to_be_ids_get_one_line_naming_the_row():
     from securegal.align.ids import MAX_ID_CHARS, canonical_ids
 
     for ids, unit in (([1, 10 ** 5000], "digits"), (["a", "x" * (MAX_ID_CHARS + 1)], "bytes")):
-        with pytest.raises(ConfigError, match=f"the ID of row 1 is longer than {MAX_ID_CHARS} {unit}") as info:
+        with pytest.raises(ConfigError, match=f"the ID at index 1 \\(counting from 0\\) is longer than {MAX_ID_CHARS} {unit}") as info:
             canonical_ids(ids)
         assert "xxxx" not in str(info.value)
     assert canonical_ids(["é" * 1024])[0] == "str"  # a CSV cell's longest ID, in any script
@@ -350,7 +350,7 @@ def test_an_id_with_a_character_that_does_not_print_is_refused_naming_its_row(hi
     intersection with no word (review B F4)."""
     from securegal.align.ids import canonical_ids
 
-    with pytest.raises(ConfigError, match="the ID of row 2 holds a character that does not print") as info:
+    with pytest.raises(ConfigError, match="the ID at index 2 \\(counting from 0\\) holds a character that does not print") as info:
         canonical_ids(["P098", "P099", f"P1{hidden}00", "P101"])
     assert "P1" not in str(info.value)  # rows, not values
     assert canonical_ids(["Jane Doe", "José-Ñ 7", "李四"])[0] == "str"  # spaces and any script print

@@ -276,3 +276,27 @@ def test_an_overwrite_run_terminated_before_it_starts_puts_the_earlier_result_ba
     assert proc.returncode == 143 and err.strip().splitlines()[-1] == "securegal: terminated"
     assert (tmp_path / "run" / "metrics.json").read_bytes() == earlier
     assert list((tmp_path / "run").glob(".overwritten-*")) == []
+
+
+def test_a_second_interrupt_while_the_earlier_result_is_put_back_does_not_delete_it(tmp_path, monkeypatch):
+    """A second Ctrl-C or SIGTERM arriving while an --overwrite run that never started puts the
+    earlier result back made the cleanup take it for a replaced result and delete it (verifier N1)."""
+    from securegal.deploy import networked
+
+    with party_servers(tmp_path) as peers:
+        path = _overwrite_run(tmp_path, peers, rounds=2)
+        train_federation(FederationConfig.load(path, insecure=True))
+        earlier = (tmp_path / "run" / "metrics.json").read_bytes()
+
+        def first(self, owner):
+            raise KeyboardInterrupt()  # before the session starts
+
+        def second(cfg, aside):
+            raise KeyboardInterrupt()  # as the earlier result is being put back
+
+        monkeypatch.setattr(networked.NetworkedDeployment, "_start", first)
+        monkeypatch.setattr(networked, "_restore_out", second)
+        with pytest.raises(KeyboardInterrupt):
+            train_federation(FederationConfig.load(path, insecure=True), overwrite=True)
+    kept = [p for p in (tmp_path / "run").rglob("metrics.json")]
+    assert [p.read_bytes() for p in kept] == [earlier]  # set aside still (the next run puts it back), not deleted

@@ -110,6 +110,9 @@ def test_missing_refuse_names_the_column_and_count(tmp_path):
     ("id,a\n5,2\n05,3\n", {}, "1 duplicate IDs"),
     ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\(data row 2\\) and text IDs \\(data row 1\\)"),
     ("id,a\nA-1,2\n,3\n", {}, "ID column .id. is empty in 1 rows \\(the first: data row 2\\)"),
+    # an ID that cannot match any other table's, named at the file by its data row (review B, verifier N4)
+    ("id,a\nA-1,2\nA-2\u200b,3\n", {}, "ID column 'id': data row 2 holds a character that does not print"),
+    ("id,a\nA-1,2\n\"A-2\t\",3\n", {}, "ID column 'id': data row 2 holds a character that does not print"),
     ("id,a\n1,1_000\n2,2\n", {}, "Python-only form \\('1_000'\\)"),
     ("id,a\n1,0x10\n2,2\n", {}, "column 'a' writes a number in a form securegal does not read \\('0x10'\\)"),
     ("id,a,y\n1,2,0X1\n2,3,0\n", {"target": "y", "label_owner": True}, "column 'y' .* \\('0X1'\\)"),

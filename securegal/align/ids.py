@@ -69,13 +69,13 @@ def canonical_ids(ids: Sequence) -> tuple[str, list[bytes]]:
             raise ConfigError("an ID string cannot be encoded as UTF-8 (lone surrogate)") from None
         hidden = next((i for i, v in enumerate(values) if not v.isprintable()), None)
         if hidden is not None:  # rows, not values: IDs are never printed or logged
-            raise ConfigError(f"the ID of row {hidden} holds a character that does not print (a control character, "
+            raise ConfigError(f"the ID at index {hidden} (counting from 0) holds a character that does not print (a control character, "
                               "tab, line break or zero-width space): it would silently match no other table's ID; "
                               "clean the ID column")
     longest = max(len(e) for e in encoded) - 2
     if longest > MAX_ID_CHARS:  # rows, not values: IDs are never printed or logged
         row = next(i for i, e in enumerate(encoded) if len(e) - 2 > MAX_ID_CHARS)
-        raise ConfigError(f"the ID of row {row} is longer than {MAX_ID_CHARS} "
+        raise ConfigError(f"the ID at index {row} (counting from 0) is longer than {MAX_ID_CHARS} "
                           f"{'digits' if kind == 'int' else 'bytes'}")
     if len(set(encoded)) != len(encoded):
         raise ConfigError(f"{len(encoded) - len(set(encoded))} duplicate IDs; every row needs its own ID")

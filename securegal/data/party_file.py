@@ -235,6 +235,11 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
                               f"(data row {other + 1})")
         else:
             ids, kind = text.to_numpy(zero_copy_only=False), "str"
+            hidden = next((i for i, v in enumerate(ids.tolist()) if not v.isprintable()), None)
+            if hidden is not None:
+                raise ConfigError(f"{where}: ID column {name!r}: data row {hidden + 1} holds a character that does not "
+                                  "print (a control character, tab, line break or zero-width space): it would "
+                                  "silently match no other table's ID; clean the ID column")
     distinct = len(np.unique(ids)) if ids.dtype != object else len(set(ids.tolist()))  # a set: hashing beats sorting
     if distinct != len(ids):
         seen: dict = {}
