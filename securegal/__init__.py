@@ -15,3 +15,7 @@ def __getattr__(name: str):
 
         return train
     raise AttributeError(f"module 'securegal' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

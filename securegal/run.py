@@ -140,20 +140,20 @@ def _publish(staging: Path, out: Path) -> None:
     if not out.exists():
         os.replace(staging, out)
         return
-    for name in RESULTS:
-        p = out / name
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for pattern in RESULTS:
+        for p in out.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     for entry in staging.iterdir():
         os.replace(entry, out / entry.name)
     staging.rmdir()
 
 
 def train(dataset: str | None = None, *, csv: str | Path | None = None, target: str | None = None,
-          parties: int = 4, learner: str = "linear", rounds: int = 10, seed: int = 0, baselines: bool = False,
+          parties: int | None = None, learner: str = "linear", rounds: int = 10, seed: int = 0, baselines: bool = False,
           out: str | Path | None = None, overwrite: bool = False, plan: PrivacyPlan | None = None,
           weighting: str | None = None, eta: float | None = None, eta_max: float | None = None,
           test_fraction: float = 0.2, validation_fraction: float = 0.1, learner_options: dict | None = None,
-          local_loss: str | None = None, progress: bool = False, ground_truth: bool = False,
+          local_loss: str | None = None, progress: bool | None = False, ground_truth: bool = False,
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
           trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None,
           columns=None, ledger: str | Path | None = None, calibrate: bool | None = None,
@@ -169,10 +169,11 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     the features, ``missing`` ("impute" | "refuse") and ``task`` ("classification" | "regression";
     by default a target of text or at most 20 distinct integers is classification, e.g. pass
     ``task="regression"`` for a length of stay in days). ``parties`` organizations split the columns
-    (the first is the label owner); ``rounds`` boosting rounds; ``seed`` the row split and the
+    (the first is the label owner; default 4, or with one table per organization their number); ``rounds`` boosting rounds; ``seed`` the row split and the
     learners; ``test_fraction``/``validation_fraction`` the split. ``out`` is the run directory
     (metrics.json, curve.png, transcripts/; refused if it holds results unless ``overwrite``; with
-    ``ground_truth`` also ground_truth.npz for the audit); ``progress`` shows a bar per round.
+    ``ground_truth`` also ground_truth.npz for the audit); ``progress`` shows a bar per round (True:
+    always, also into a log file or a notebook; None: only on a terminal, the command's default).
 
     ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
     plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy` (so does ``calibrate``: the
@@ -196,7 +197,10 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     """
     plan = plan if plan is not None else PrivacyPlan()
     deployment = deployment or EmbeddedDeployment()
-    _check_arguments(plan, dict(baselines=baselines, overwrite=overwrite, progress=progress, ground_truth=ground_truth),
+    if parties is None:  # with one table per organization, their number
+        parties = 1 + len(deployment.tables) if getattr(deployment, "tables", None) else DEFAULT_PARTIES
+    _check_arguments(plan, dict(baselines=baselines, overwrite=overwrite, ground_truth=ground_truth,
+                                **({} if progress is None else {"progress": progress})),
                      learner_options, dict(test_fraction=test_fraction, validation_fraction=validation_fraction),
                      calibrate, columns, out)
     parties, rounds, seed, eta, eta_max = _check(parties, learner, rounds, seed, weighting, eta, eta_max)
@@ -310,7 +314,7 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
                             run_dir=run_dir if method == "gal" else None)
         if method == "gal":
             gal_owner, gal_split = owner, split
-        bar = _progress(method, rounds) if progress else None
+        bar = _progress(method, rounds, progress) if progress is not False else None
         try:
             results[method] = where.run(owner, method_data, split, scaler, (lambda r: bar.update(1)) if bar else None)
         finally:
@@ -408,7 +412,11 @@ def _check_learners(data: Dataset, jobs: dict) -> None:
 
 GROUND_TRUTH = "ground_truth.npz"
 # What a run directory holds; --overwrite replaces exactly these.
-RESULTS = ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH)
+# An audit of the run (securegal audit) writes audit.* and self-audit/ beside them: it describes the
+# run it read, so it goes with it (an overwritten run's audit.html stood beside the new metrics).
+DEFAULT_PARTIES = 4
+RESULTS = ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH, "audit.json", "audit.md", "audit.html",
+           "audit_*.png", "self-audit")
 
 
 class OpenedRecorder:
@@ -458,7 +466,8 @@ def write_ground_truth(path: Path, data: Dataset, owner, blocks: list, names: li
     write_bytes_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
-def _progress(method: str, rounds: int):
+def _progress(method: str, rounds: int, progress: bool | None):
     from tqdm import tqdm
 
-    return tqdm(total=rounds, desc=f"{method:<11}", unit="round", leave=False, dynamic_ncols=True, disable=None)
+    return tqdm(total=rounds, desc=f"{method:<11}", unit="round", leave=False, dynamic_ncols=True,
+                disable=None if progress is None else False)  # None: on a terminal only

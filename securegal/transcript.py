@@ -125,15 +125,15 @@ class Transcript:
     party: str
     records: tuple[Record, ...]
 
+    def __repr__(self) -> str:  # a notebook shows this; every message's bytes would be tens of KB
+        return (f"Transcript({self.party!r}: {len(self.records)} messages, {self.bytes_sent} bytes sent, "
+                f"{self.bytes_received} received, sessions {', '.join(self.sessions[-3:])}"
+                + (f" (the last 3 of {len(self.sessions)})" if len(self.sessions) > 3 else "") + ")")
+
     def select(self, kind: str | None = None, direction: str | None = None) -> Iterator[Record]:
         for rec in self.records:
             if (kind is None or rec.kind == kind) and (direction is None or rec.direction == direction):
                 yield rec
-
-    @property
-    def sessions(self) -> list[str]:
-        """The sessions this transcript holds, in the order they began."""
-        return list(dict.fromkeys(rec.session for rec in self.records))
 
     def of_session(self, session: str) -> "Transcript":
         """The part of this transcript that belongs to ``session``."""

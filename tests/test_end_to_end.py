@@ -190,3 +190,30 @@ def test_a_killed_runs_staging_directory_is_removed_by_the_next_run(tmp_path):
         (d / "metrics.json").write_text("{}")
     train("wine", parties=2, rounds=1, out=tmp_path / "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", live.name, elsewhere.name])
+
+
+def test_overwrite_takes_the_earlier_runs_audit_with_it(tmp_path):
+    """An audit describes the run it read: after --overwrite the earlier run's audit.html stood
+    beside the new run's metrics (review C)."""
+    from securegal.run import train
+
+    out = tmp_path / "run"
+    train("wine", parties=2, rounds=1, out=out)
+    for name in ("audit.json", "audit.md", "audit.html", "audit_labels.png", "notes.txt"):
+        (out / name).write_text("earlier")
+    (out / "self-audit" / "party1").mkdir(parents=True)
+    train("wine", parties=2, rounds=1, out=out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["curve.png", "metrics.json", "notes.txt", "transcripts"]
+
+
+def test_progress_true_shows_the_bar_where_stderr_is_not_a_terminal(tmp_path):
+    """A 43 s run with progress=True wrote nothing into a log file or a notebook (tqdm drew only on
+    a terminal); None keeps that default for the command (review C)."""
+    import subprocess
+    import sys
+
+    code = "import securegal; securegal.train('wine', parties=2, rounds=3, progress={})"
+    for progress, shown in (("True", True), ("None", False)):
+        err = subprocess.run([sys.executable, "-c", code.format(progress)], capture_output=True, text=True,
+                             timeout=300).stderr
+        assert ("3/3" in err) == shown, err[-500:]

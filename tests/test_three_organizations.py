@@ -98,3 +98,23 @@ def test_three_organizations_align_privately_and_train(tmp_path):
     print(f"aligned {len(merged)} of {len(full)}; GAL {metrics['gal']['test']:.2f} vs alone {alone['gal']['test']:.2f}")
     assert metrics["gal"]["test"] > alone["gal"]["test"] + 5
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["gal"]["test"] == metrics["gal"]["test"]
+
+
+def test_own_tables_from_python_are_checked_like_the_command_line(tmp_path):
+    """Review C: through the Python API an owner named like a party was accepted (one transcript
+    directory for two organizations, unreadable afterwards), ``parties`` was ignored and recorded,
+    and a pandas frame failed with an AttributeError."""
+    import pandas as pd
+
+    from securegal.data.party_file import read_party_file
+    from securegal.deploy.embedded import EmbeddedDeployment
+    from securegal.errors import ConfigError
+
+    (tmp_path / "lab.csv").write_text("id,a\n" + "".join(f"P{i},{i % 7}\n" for i in range(40)))
+    lab = read_party_file(tmp_path / "lab.csv", "id")
+    with pytest.raises(ConfigError, match="the label owner and a feature party are both named 'lab'"):
+        EmbeddedDeployment({"lab": lab}, owner="lab")
+    with pytest.raises(ConfigError, match="write the frame to a CSV or Parquet file"):
+        EmbeddedDeployment({"lab": pd.read_csv(tmp_path / "lab.csv")}, owner="hospital")
+    with pytest.raises(ConfigError, match="--parties 9: with one table per organization there are 1 \\+ 1 = 2"):
+        EmbeddedDeployment({"lab": lab}, owner="hospital").names(9)

@@ -189,7 +189,7 @@ def run(args) -> int:
     metrics = train(args.dataset, csv=args.csv, target=args.target, id_column=args.id_column, task=args.task,
                     baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
-                    local_loss=args.local_loss, progress=not args.no_progress, ground_truth=args.save_ground_truth,
+                    local_loss=args.local_loss, progress=False if args.no_progress else None, ground_truth=args.save_ground_truth,
                     ledger=args.ledger, columns=columns_from_file(args.columns, args.epsilon), **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
@@ -243,7 +243,7 @@ def run_organizations(args, train) -> int:
     metrics = train(csv=owner_file, target=args.target, id_column=args.id_column, task=args.task, parties=1 + len(tables),
                     deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
-                    local_loss=args.local_loss, progress=not args.no_progress, missing=args.missing or "impute",
+                    local_loss=args.local_loss, progress=False if args.no_progress else None, missing=args.missing or "impute",
                     ledger=args.ledger, columns=columns, **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
@@ -254,7 +254,7 @@ def run_networked(args) -> int:
 
     cfg = federation_from_args(args)
     metrics = train_federation(cfg, resume=args.resume is not None, overwrite=args.overwrite,
-                               progress=not args.no_progress)
+                               progress=False if args.no_progress else None)
     print(summary(metrics, cfg.out))
     return 3 if "stopped" in metrics["gal"] else 0
 

@@ -79,9 +79,26 @@ class EmbeddedDeployment:
     supports = frozenset({"baselines", "ground_truth", "parties", "dataset"})
 
     def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER, psi: bool = True):
-        self.tables, self.owner, self.psi = dict(tables or {}), owner, psi
+        from ..errors import ConfigError
+        from ..transcript import check_party_name
+
+        self.tables, self.owner, self.psi = dict(tables or {}), check_party_name(owner), psi
+        for name, table in self.tables.items():
+            check_party_name(name)
+            if not hasattr(table, "ids") or not hasattr(table, "columns"):
+                raise ConfigError(f"table {name!r} must be a PartyTable (securegal.data.party_file.read_party_file) "
+                                  f"or a ParquetTable, got a {type(table).__name__}"
+                                  + (": write the frame to a CSV or Parquet file and read it with read_party_file"
+                                     if hasattr(table, "to_csv") else ""))
+        if owner in self.tables:  # one transcript directory for two organizations, unreadable afterwards
+            raise ConfigError(f"the label owner and a feature party are both named {owner!r}: organizations need "
+                              "distinct names")
 
     def names(self, parties: int) -> list[str]:
+        if self.tables and parties != 1 + len(self.tables):  # it was ignored and recorded in metrics.json
+            from ..errors import ConfigError
+            raise ConfigError(f"--parties {parties}: with one table per organization there are 1 + "
+                              f"{len(self.tables)} = {1 + len(self.tables)} parties (the label owner and each table)")
         return [self.owner, *self.tables] if self.tables else [self.owner, *party_names(parties)[1:]]
 
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]:
