@@ -69,6 +69,15 @@ class OwnData:
             value = getattr(self, name)
             if value is not None and np.asarray(value).shape[0] != ids.size:
                 raise ConfigError(f"{self.source}: {name} have {np.asarray(value).shape[0]} rows, IDs {ids.size}")
+        if self.features is not None:
+            X = np.asarray(self.features)
+            if X.dtype.kind not in "biuf":
+                raise ConfigError(f"{self.source}: features must be numbers, got dtype {X.dtype}")
+            bad = np.argwhere(~np.isfinite(X.astype(np.float64)))
+            if bad.size:
+                row, column = (int(v) for v in bad[0][:2]) if X.ndim == 2 else (int(bad[0][0]), 0)
+                raise ConfigError(f"{self.source}: features hold {len(bad)} missing or infinite value(s) (the first: "
+                                  f"row {row}, column {column}, counting from 0); the audit compares finite values")
         object.__setattr__(self, "ids", ids)
 
     def rows(self, train_ids: np.ndarray, party: str) -> np.ndarray:

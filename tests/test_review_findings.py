@@ -287,3 +287,37 @@ def test_an_integer_quantity_can_be_trained_as_regression_everywhere(tmp_path, c
                     '[[party]]\nname = "p1"\naddress = "127.0.0.1:1"\n')
     with pytest.raises(ConfigError, match="task says how to train csv's target"):
         FederationConfig.load(toml, insecure=True)
+
+
+def test_python_api_inputs_that_failed_deep_inside_are_named(tmp_path):
+    """Review C: wrong types through the Python API raised TypeError/AttributeError/ValueError from
+    deep inside, and "no"/"false" were taken for True."""
+    import pandas as pd
+
+    from securegal.attacks.self_audit import OwnData
+    from securegal.bench import crypto
+    from securegal.privacy.plan import FeatureDP
+
+    cases = [
+        (dict(plan="dp"), "plan must be a PrivacyPlan"),
+        (dict(overwrite="no"), "overwrite must be True or False, got 'no'"),
+        (dict(ground_truth="false", out=tmp_path / "g"), "ground_truth must be True or False"),
+        (dict(ground_truth=True), "ground_truth writes ground_truth.npz into the run directory: give out"),
+        (dict(validation_fraction="0.1"), "validation_fraction must be a number in \\(0, 1\\)"),
+        (dict(learner_options=[1, 2]), "learner_options must be a dict"),
+        (dict(columns=[0, 1]), "columns must be a ColumnSpec"),
+    ]
+    for kwargs, needle in cases:
+        with pytest.raises(ConfigError, match=needle):
+            train("wine", parties=2, rounds=1, **kwargs)
+    with pytest.raises(ConfigError, match="write the frame to a CSV or Parquet file"):
+        train(csv=pd.DataFrame({"a": [1]}), target="a")
+    assert train("wine", parties=np.int64(2), rounds=np.int64(1), seed=np.int64(3), eta=np.float32(0.5))["seed"] == 3
+    for bad in (dict(feedback="off"), dict(seed=-1)):
+        with pytest.raises(ConfigError, match="feature-DP (feedback|seed) must be"):
+            FeatureDP(epsilon=1, **bad)
+    with pytest.raises(ConfigError, match="sizes must be \\(n, p\\) pairs"):
+        crypto.run(sizes=(1024, 8), paillier_n=0)
+    with pytest.raises(ConfigError, match="row 1, column 0"):
+        OwnData(np.arange(3), np.array([[1.0, 2], [np.nan, 1], [1, 1]]), source="mine")
+    assert not any(tmp_path.iterdir())  # nothing written by any refusal

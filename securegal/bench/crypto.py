@@ -215,6 +215,9 @@ def run(sizes: Iterable[tuple[int, int]] = SIZES, repeats: int = 5, paillier_n: 
     progress bar (stderr) over the measurements."""
     from tqdm import tqdm
 
+    sizes = list(sizes)
+    if not all(isinstance(size, (tuple, list)) and len(size) == 2 for size in sizes):
+        raise ConfigError(f"sizes must be (n, p) pairs, e.g. [(1024, 8)], got {sizes!r}")
     sizes = [check_size(n, p) for n, p in sizes]
     if not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS or not isinstance(paillier_n, int) \
             or not 0 <= paillier_n <= MAX_PAILLIER_N:
