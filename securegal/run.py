@@ -55,6 +55,9 @@ def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | N
             raise ConfigError("give either --dataset or --csv, not both")
         if not target:
             raise ConfigError("--csv needs --target naming the label column")
+        if private and isinstance(columns, dict):
+            raise ConfigError("columns: one table (--csv or a dataset) takes one ColumnSpec for its columns; a dict "
+                              "of per-organization ColumnSpecs is for one table per organization")
         centres = columns.declared().centre if private and columns is not None else None
         return load_csv(csv, target, task, missing=missing, id_column=id_column, centres=centres, private=private)
     if dataset is None:

@@ -266,7 +266,7 @@ def test_an_integer_quantity_can_be_trained_as_regression_everywhere(tmp_path, c
         ",".join(f"{v:.4f}" for v in row) + f",{y}\n" for row, y in zip(X, los)))
     with caplog.at_level(logging.WARNING):
         assert train(csv=tmp_path / "los.csv", target="los_days", parties=2, rounds=2)["task"] == "classification"
-    assert "distinct integers); if it is a quantity such as a length of stay, say so: --task regression" in caplog.text
+    assert "distinct integers); if it is a quantity such as a length of stay, say so: task regression" in caplog.text
     metrics = train(csv=tmp_path / "los.csv", target="los_days", parties=2, rounds=2, task="regression")
     assert metrics["task"] == "regression" and metrics["metric"] == "mad"
     assert main(["train", "--csv", str(tmp_path / "los.csv"), "--target", "los_days", "--task", "regression",
@@ -313,6 +313,15 @@ def test_python_api_inputs_that_failed_deep_inside_are_named(tmp_path):
     with pytest.raises(ConfigError, match="write the frame to a CSV or Parquet file"):
         train(csv=pd.DataFrame({"a": [1]}), target="a")
     assert train("wine", parties=np.int64(2), rounds=np.int64(1), seed=np.int64(3), eta=np.float32(0.5))["seed"] == 3
+    assert type(FeatureDP(epsilon=np.float32(3)).epsilon) is float  # numpy scalars become Python numbers
+    from securegal.privacy.plan import PrivacyPlan
+    from securegal.privacy.dp.table import ColumnSpec
+
+    (tmp_path / "t.csv").write_text("a,y\n" + "".join(f"{i % 9},{i % 2}\n" for i in range(40)))
+    with pytest.raises(ConfigError, match="a dict of per-organization ColumnSpecs is for one table per organization"):
+        train(csv=tmp_path / "t.csv", target="y", parties=2, rounds=1,
+              plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=1)), columns={"party1": ColumnSpec(lower=[0], upper=[9])})
+    (tmp_path / "t.csv").unlink()
     for bad in (dict(feedback="off"), dict(seed=-1)):
         with pytest.raises(ConfigError, match="feature-DP (feedback|seed) must be"):
             FeatureDP(epsilon=1, **bad)

@@ -159,8 +159,8 @@ def load_csv(path: str | Path, target: str, task: str | None = None, *, missing:
                 _warn_about_class_like_targets(path, target, y)
             elif len(np.unique(y)) > 4:  # a count or a score, trained as classes without a word (a review)
                 log.warning("%s: target %r is trained as classification (%d distinct integers); if it is a quantity "
-                            "such as a length of stay, say so: --task regression (train(task=\"regression\"), "
-                            "[data] task)", path, target, len(np.unique(y)))
+                            "such as a length of stay, say so: task regression (--task, train(task=...), or "
+                            "federation.toml [data] task)", path, target, len(np.unique(y)))
     X = table.X
     if id_column is None:
         _warn_about_id_like_columns(path, table.columns, X)

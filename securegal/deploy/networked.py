@@ -466,6 +466,10 @@ def train_federation(cfg: FederationConfig, *, resume: bool = False, overwrite: 
                     _restore_out(cfg, kept)
                 except OSError as exc:
                     log.error("could not put the earlier result back (%s): it is kept in %s", exc, kept)
+                except BaseException:
+                    log.error("interrupted while putting the earlier result back: what is not back is kept in %s, "
+                              "and the next run into %s puts it back", kept, cfg.out)
+                    raise
         raise
     finally:
         if aside is not None:  # the new run started: the earlier result is replaced

@@ -52,7 +52,7 @@ TrainerChoice = Callable[[str, int, object], "TrainerFactory"]
 
 
 def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < high) \
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < high) \
             or not math.isfinite(value):
         bound = "" if high == math.inf else f" and < {high:g}"
         raise ConfigError(f"{owner} {name} must be a finite number > 0{bound}, got {value!r}")
@@ -119,6 +119,7 @@ class FeatureDP:
             raise ConfigError(f"feature-DP feedback must be True, False or None (the default by residuals), got "
                               f"{self.feedback!r}")
         _noise_seed("feature-DP", self.seed)
+        _plain_numbers(self)
         if self.shares is not None:
             self.config("plain")  # the shares' own checks
 
@@ -141,6 +142,15 @@ class FeatureDP:
         return DPConfig(self.epsilon, self.delta, self.accountant, feature_clip=self.feature_clip,
                         residual_clip=self.residual_clip, coordinate_clip=self.coordinate_clip, lam=self.lam,
                         noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
+
+
+def _plain_numbers(spec) -> None:
+    """numpy scalars given to a frozen spec (``np.float32(3)``) as Python numbers: metrics.json
+    and the wire take those."""
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):  # numpy is not imported for --help
+            object.__setattr__(spec, f.name, value.item())
 
 
 def _noise_seed(what: str, seed) -> None:
@@ -173,6 +183,7 @@ class LabelDP:
         if self.accountant not in ACCOUNTANTS:
             raise ConfigError(f"label-DP accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
         _noise_seed("label-DP", self.seed)
+        _plain_numbers(self)
 
     def config(self):
         from .dp.layers import LabelDPConfig
