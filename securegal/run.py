@@ -91,7 +91,8 @@ def _check(parties, learner, rounds, seed, weighting, eta, eta_max) -> tuple:
             whole("seed", seed, 0, 2**32 - 1), step("eta", eta), step("eta-max", eta_max))
 
 
-def _check_arguments(plan, flags: dict, learner_options, fractions: dict, calibrate, columns, out) -> None:
+def _check_arguments(plan, flags: dict, learner_options, fractions: dict, calibrate, columns, out,
+                     paths: dict, deployment) -> None:
     """The Python API's argument types (the command line gives them right by construction): each
     a one-line ConfigError naming the argument, where they failed deep inside or were taken for
     true ("no" is truthy)."""
@@ -113,6 +114,12 @@ def _check_arguments(plan, flags: dict, learner_options, fractions: dict, calibr
                           f"organization a dict of party name -> ColumnSpec, got {type(columns).__name__}")
     if flags.get("ground_truth") and out is None:
         raise ConfigError("ground_truth writes ground_truth.npz into the run directory: give out")
+    for name, value in paths.items():
+        if value is not None and not isinstance(value, (str, Path)):
+            raise ConfigError(f"{name} must be a {'column name' if name == 'id_column' else 'path'}, got {value!r}")
+    if not callable(getattr(deployment, "build", None)):
+        raise ConfigError(f"deployment must be a Deployment (e.g. securegal.deploy.embedded.EmbeddedDeployment()), "
+                          f"got {deployment!r}")
 
 
 def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
@@ -205,7 +212,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     _check_arguments(plan, dict(baselines=baselines, overwrite=overwrite, ground_truth=ground_truth,
                                 **({} if progress is None else {"progress": progress})),
                      learner_options, dict(test_fraction=test_fraction, validation_fraction=validation_fraction),
-                     calibrate, columns, out)
+                     calibrate, columns, out, dict(out=out, ledger=ledger, id_column=id_column), deployment)
     parties, rounds, seed, eta, eta_max = _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     final_dir = check_out_dir(out, overwrite)
     # A networked label owner's eta_max was checked with federation.toml (FederationConfig.load);

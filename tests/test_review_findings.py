@@ -306,6 +306,9 @@ def test_python_api_inputs_that_failed_deep_inside_are_named(tmp_path):
         (dict(validation_fraction="0.1"), "validation_fraction must be a number in \\(0, 1\\)"),
         (dict(learner_options=[1, 2]), "learner_options must be a dict"),
         (dict(columns=[0, 1]), "columns must be a ColumnSpec"),
+        (dict(id_column=0), "id_column must be a column name, got 0"),
+        (dict(ledger=1), "ledger must be a path, got 1"),
+        (dict(deployment="embedded"), "deployment must be a Deployment"),
     ]
     for kwargs, needle in cases:
         with pytest.raises(ConfigError, match=needle):
