@@ -214,6 +214,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
                      learner_options, dict(test_fraction=test_fraction, validation_fraction=validation_fraction),
                      calibrate, columns, out, dict(out=out, ledger=ledger, id_column=id_column), deployment)
     parties, rounds, seed, eta, eta_max = _check(parties, learner, rounds, seed, weighting, eta, eta_max)
+    test_fraction, validation_fraction = float(test_fraction), float(validation_fraction)  # np.float32 too
     final_dir = check_out_dir(out, overwrite)
     # A networked label owner's eta_max was checked with federation.toml (FederationConfig.load);
     # parties reporting DP fix its step only at setup.

@@ -315,7 +315,8 @@ def test_python_api_inputs_that_failed_deep_inside_are_named(tmp_path):
             train("wine", parties=2, rounds=1, **kwargs)
     with pytest.raises(ConfigError, match="write the frame to a CSV or Parquet file"):
         train(csv=pd.DataFrame({"a": [1]}), target="a")
-    assert train("wine", parties=np.int64(2), rounds=np.int64(1), seed=np.int64(3), eta=np.float32(0.5))["seed"] == 3
+    assert train("wine", parties=np.int64(2), rounds=np.int64(1), seed=np.int64(3), eta=np.float32(0.5),
+                 test_fraction=np.float32(0.2))["seed"] == 3
     assert type(FeatureDP(epsilon=np.float32(3)).epsilon) is float  # numpy scalars become Python numbers
     from securegal.privacy.plan import PrivacyPlan
     from securegal.privacy.dp.table import ColumnSpec
