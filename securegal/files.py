@@ -63,14 +63,17 @@ def write_bytes_atomic(path: Path, write) -> None:
 def staging_owner() -> str:
     """``<host>-<pid>``: a staging directory's name carries the process that owns it (the host as a
     short hash), so that a later run can tell one left by a killed process (:func:`stale_staging`)."""
-    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
+
+
+def _host() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
 
 
 def stale_staging(directory: Path, prefix: str) -> list[Path]:
     """The directories ``<prefix><host>-<pid>-*`` in ``directory`` whose process is gone on this
     host (killed outright: nothing removed them). A live process's, or another host's, are not."""
-    host = staging_owner().split("-")[0]
+    host = _host()
     out = []
     for path in sorted(Path(directory).glob(f"{glob.escape(prefix)}{host}-*")):
         pid = path.name[len(prefix) + len(host) + 1:].split("-", 1)[0]

@@ -35,6 +35,7 @@ from .seam import ResidualChannel
 log = logging.getLogger(__name__)
 
 METHODS = ("gal", "alone", "joint", "gal_uniform")
+DEFAULT_PARTIES = 4  # organizations when neither parties nor one table per organization says
 
 
 def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | None,
@@ -422,10 +423,9 @@ def _check_learners(data: Dataset, jobs: dict) -> None:
 
 
 GROUND_TRUTH = "ground_truth.npz"
-# What a run directory holds; --overwrite replaces exactly these.
-# An audit of the run (securegal audit) writes audit.* and self-audit/ beside them: it describes the
-# run it read, so it goes with it (an overwritten run's audit.html stood beside the new metrics).
-DEFAULT_PARTIES = 4
+# What a run directory holds; --overwrite replaces exactly these. An audit of the run (securegal
+# audit) writes audit.* and self-audit/ beside them: it describes the run it read, so it goes with
+# it (an overwritten run's audit.html stood beside the new metrics).
 RESULTS = ("metrics.json", "curve.png", "transcripts", GROUND_TRUTH, "audit.json", "audit.md", "audit.html",
            "audit_*.png", "self-audit")
 

@@ -15,6 +15,14 @@ from ..errors import ConfigError
 ID_KINDS = ("str", "int")
 # The longest ID in UTF-8 bytes or decimal digits (a CSV cell is at most 1,024 characters).
 MAX_ID_CHARS = 4096
+# Why an ID holding a character that does not print is refused (named by its row, never its value).
+UNPRINTABLE_ID = ("holds a character that does not print (a control character, tab, line break or zero-width space): "
+                  "it would silently match no other table's ID; clean the ID column")
+
+
+def first_unprintable(ids: Sequence[str]) -> int | None:
+    """The position of the first text ID holding a character that does not print, or None."""
+    return next((i for i, v in enumerate(ids) if not v.isprintable()), None)
 
 
 def id_kind(ids: Sequence) -> str:
@@ -67,11 +75,9 @@ def canonical_ids(ids: Sequence) -> tuple[str, list[bytes]]:
             encoded = [b"s:" + v.encode("utf-8") for v in values]
         except UnicodeEncodeError:
             raise ConfigError("an ID string cannot be encoded as UTF-8 (lone surrogate)") from None
-        hidden = next((i for i, v in enumerate(values) if not v.isprintable()), None)
+        hidden = first_unprintable(values)
         if hidden is not None:  # rows, not values: IDs are never printed or logged
-            raise ConfigError(f"the ID at index {hidden} (counting from 0) holds a character that does not print (a control character, "
-                              "tab, line break or zero-width space): it would silently match no other table's ID; "
-                              "clean the ID column")
+            raise ConfigError(f"the ID at index {hidden} (counting from 0) {UNPRINTABLE_ID}")
     longest = max(len(e) for e in encoded) - 2
     if longest > MAX_ID_CHARS:  # rows, not values: IDs are never printed or logged
         row = next(i for i, e in enumerate(encoded) if len(e) - 2 > MAX_ID_CHARS)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -275,10 +276,7 @@ def summary(metrics: dict, out: Path) -> str:
         eta = [f"{e:.2f}" for e in metrics["eta"]]
         shown = ", ".join(eta if len(eta) <= 6 else [*eta[:3], "...", eta[-1]])  # one line at any T
         lines.append(f"  last-round weights: {last}; eta per round: {shown} (all {len(eta)} in metrics.json)")
-    absent: dict[str, int] = {}
-    for missed in metrics["gal"].get("absent_per_round", []):
-        for party in missed:
-            absent[party] = absent.get(party, 0) + 1
+    absent = Counter(party for missed in metrics["gal"].get("absent_per_round", []) for party in missed)
     if absent:
         lines.append("  absent (weight 0): " + ", ".join(f"{p} in {n} of {len(metrics['eta'])} rounds"
                                                        for p, n in absent.items()))

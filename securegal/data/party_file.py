@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..align.ids import UNPRINTABLE_ID, first_unprintable
 from ..errors import ConfigError
 
 MISSING_POLICIES = ("impute", "refuse")
@@ -235,11 +236,9 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
                               f"(data row {other + 1})")
         else:
             ids, kind = text.to_numpy(zero_copy_only=False), "str"
-            hidden = next((i for i, v in enumerate(ids.tolist()) if not v.isprintable()), None)
+            hidden = first_unprintable(ids.tolist())
             if hidden is not None:
-                raise ConfigError(f"{where}: ID column {name!r}: data row {hidden + 1} holds a character that does not "
-                                  "print (a control character, tab, line break or zero-width space): it would "
-                                  "silently match no other table's ID; clean the ID column")
+                raise ConfigError(f"{where}: ID column {name!r}: data row {hidden + 1} {UNPRINTABLE_ID}")
     distinct = len(np.unique(ids)) if ids.dtype != object else len(set(ids.tolist()))  # a set: hashing beats sorting
     if distinct != len(ids):
         seen: dict = {}

@@ -33,7 +33,7 @@ from ..files import private_dir, stale_staging, staging_owner
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
-from ..privacy.plan import LabelDP, PrivacyPlan
+from ..privacy.plan import LabelDP, PrivacyPlan, layer_name
 from ..transcript import TranscriptWriter
 from ..transport.address import split_address
 from ..transport.certs import check_org_name
@@ -494,8 +494,8 @@ def _in_force(plan: dict, dp_parties: list[str]) -> dict:
     """metrics.json's ``plan`` of a run whose parties ran feature-DP: each sets it in its own
     party.toml, so the label owner's plan names only its own layer (``owner_layer``); ``layer`` is
     what was in force, as an embedded run of the same federation says (``dp``, ``ckks+dp``, ...)."""
-    parts = (["ckks"] if plan.get("residuals") == "ckks" else []) + ["dp"] + (["label-dp"] if "label_dp" in plan else [])
-    return {**plan, "layer": "+".join(parts), "owner_layer": plan.get("layer"), "feature_dp_parties": dp_parties}
+    layer = layer_name(plan.get("residuals") == "ckks", True, "label_dp" in plan)
+    return {**plan, "layer": layer, "owner_layer": plan.get("layer"), "feature_dp_parties": dp_parties}
 
 
 def _train(cfg: FederationConfig, deployment: NetworkedDeployment, progress: bool) -> dict:

@@ -32,7 +32,8 @@ PREDICT_ROWS = 1 << 16
 # times that scale is a malformed reply (1e150 from one party overflowed the weight fit and
 # silently zeroed every step).
 MAX_PREDICTION_RATIO = 1e6
-# Predictions with an RMS beyond this many times the residuals' are warned about (a fit is smaller).
+# Predictions with an RMS beyond this many times the residuals' are left out of a line-searched round
+# (a fit is smaller).
 OUTSIZED_PREDICTIONS = 10.0
 # The BLAKE2b personalization of the wire order's hash (changing it changes every run's row order).
 WIRE_ORDER_KEY = b"securegal-order1"

@@ -144,6 +144,14 @@ class FeatureDP:
                         noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
 
 
+def layer_name(ckks: bool, feature_dp: bool, label_dp: bool) -> str:
+    """The registry name of what is in force (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
+    ``label-dp``, ``dp+label-dp``): a plan's own, or a networked run's, whose parties set their
+    feature-DP themselves."""
+    return "+".join((["ckks"] if ckks else []) + (["dp"] if feature_dp else []) + (["label-dp"] if label_dp else [])) \
+        or "plain"
+
+
 def _plain_numbers(spec) -> None:
     """numpy scalars given to a frozen spec (``np.float32(3)``) as Python numbers: metrics.json
     and the wire take those."""
@@ -308,9 +316,7 @@ class PrivacyPlan:
     def layer(self) -> str:
         """The registry name of this plan's layer (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
         ``label-dp`` or ``dp+label-dp``)."""
-        parts = (["ckks"] if self.residuals == "ckks" else []) + (["dp"] if self.feature_dp else []) \
-            + (["label-dp"] if self.label_dp else [])
-        return "+".join(parts) or "plain"
+        return layer_name(self.residuals == "ckks", self.feature_dp is not None, self.label_dp is not None)
 
     @property
     def private(self) -> bool:
