@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import weakref
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Sequence
 
@@ -33,6 +34,25 @@ def max_processes() -> int:
     return min(256, 4 * (os.cpu_count() or 1))
 
 
+# Every pool alive in this process, for stop_every_pool.
+_LIVE: "weakref.WeakSet[Workers]" = weakref.WeakSet()
+
+
+def stop_every_pool() -> None:
+    """In a process being stopped (a signal handler): end every live pool's worker processes at
+    once. The pools then report themselves broken and are shut down without cancelling their
+    pending chunks: Python 3.11's executor raises InvalidStateError in its own thread when it
+    fails a chunk that was cancelled, and the shutdown then hung (a bench psi interrupted under
+    load)."""
+    for workers in list(_LIVE):
+        workers._stopped = True
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(5)
+
+
 class Workers:
     """A pool of ``processes`` worker processes (context manager); ``progress(n)`` is called with
     the number of items each finished chunk held."""
@@ -47,6 +67,9 @@ class Workers:
         self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                           initializer=_leave_interrupts_to_the_parent)
                       if processes > 1 else None)
+        self._stopped = False  # set by stop_every_pool: its workers were ended from outside
+        if self._pool is not None:
+            _LIVE.add(self)
 
     def map_chunks(self, fn: Callable, items: Sequence, *args, item_bytes: int = 1,
                    progress: Callable[[int], None] | None = None) -> list:
@@ -74,14 +97,15 @@ class Workers:
                 if progress:
                     progress(len(calls[k][-2]) // item_bytes)
         except BaseException:
-            for future in futures:
-                future.cancel()
+            if not self._stopped:  # a stopped pool fails its own pending chunks
+                for future in futures:
+                    future.cancel()
             raise
         return results
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=not self._stopped)
             self._pool = None
 
     def __enter__(self) -> "Workers":

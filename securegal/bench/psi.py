@@ -176,11 +176,9 @@ def _measure(send, n: int, processes: int, overlap: float, bar: bool) -> None:
     import signal
 
     def stop(signum, frame):  # at once: a pool shut down in order first finishes the chunks it queued
-        workers = multiprocessing.active_children()
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.join(5)
+        from ..align.workers import stop_every_pool
+
+        stop_every_pool()
         raise SystemExit(128 + signum)  # unwinds: the broken pool shuts down at once, its semaphores freed
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, and says so in one line
