@@ -156,3 +156,14 @@ def test_a_networked_label_owner_keeps_its_labels_lifetime_ledger(tmp_path):
                     train_federation(FederationConfig.load(path))
     led = read_ledger(tmp_path / "ledgers" / "alice.labels.securegal-ledger.json")
     assert len(led.spent_by_session()) == 1 and not (tmp_path / "second" / "metrics.json").exists()
+
+
+def test_a_layer_is_found_by_its_name_in_any_case_and_an_unknown_one_is_named():
+    from securegal.errors import ConfigError
+    from securegal.privacy.registry import layer
+
+    assert layer("DP") is LAYERS["dp"] and layer(" CKKS+DP ") is LAYERS["ckks+dp"]
+    with pytest.raises(ConfigError, match="unknown privacy layer 'dpp'; registered: plain, ckks, dp"):
+        layer("dpp")
+    with pytest.raises(ConfigError, match="named by a string, got None"):
+        layer(None)

@@ -118,3 +118,7 @@ def test_own_tables_from_python_are_checked_like_the_command_line(tmp_path):
         EmbeddedDeployment({"lab": pd.read_csv(tmp_path / "lab.csv")}, owner="hospital")
     with pytest.raises(ConfigError, match="--parties 9: with one table per organization there are 1 \\+ 1 = 2"):
         EmbeddedDeployment({"lab": lab}, owner="hospital").names(9)
+    with pytest.raises(ConfigError, match="tables is empty"):  # was the column-block deployment
+        EmbeddedDeployment({})
+    with pytest.raises(ConfigError, match="tables must be a dict .* got a list"):
+        EmbeddedDeployment([lab])

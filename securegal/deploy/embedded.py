@@ -82,6 +82,11 @@ class EmbeddedDeployment:
         from ..errors import ConfigError
         from ..transcript import check_party_name
 
+        if tables is not None and not isinstance(tables, dict):
+            raise ConfigError(f"tables must be a dict {{party name: table}}, got a {type(tables).__name__}")
+        if tables is not None and not tables:  # {} would silently become the column-block deployment
+            raise ConfigError("tables is empty: give at least one feature party's table, or leave tables out "
+                              "for the column blocks of one dataset")
         self.tables, self.owner, self.psi = dict(tables or {}), check_party_name(owner), psi
         for name, table in self.tables.items():
             check_party_name(name)

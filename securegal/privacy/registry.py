@@ -58,7 +58,9 @@ LAYERS: dict[str, Layer] = {layer.name: layer for layer in (
 
 def layer(name: str) -> Layer:
     """The registered layer ``name``, or a ConfigError listing the registered ones."""
-    try:
-        return LAYERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown privacy layer {name!r}; registered: {', '.join(LAYERS)}") from None
+    if not isinstance(name, str):
+        raise ConfigError(f"a privacy layer is named by a string, got {name!r}")
+    found = LAYERS.get(name) or LAYERS.get(name.strip().lower())
+    if found is None:
+        raise ConfigError(f"unknown privacy layer {name!r}; registered: {', '.join(LAYERS)}")
+    return found
