@@ -39,3 +39,16 @@ def residual_secret_context():
 @pytest.fixture(scope="session")
 def residual_public_context(residual_secret_context):
     return residual_secret_context.public_context()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _a_benchmark_lock_of_the_tests_own(tmp_path_factory):
+    """The tests' own ``securegal bench`` runs must not wait for (or hold up) a real benchmark on
+    the machine, nor each other across test sessions."""
+    from securegal.bench import lock
+
+    path = tmp_path_factory.mktemp("bench-lock") / lock.LOCK_NAME
+    patch = pytest.MonkeyPatch()
+    patch.setattr(lock, "lock_path", lambda: path)
+    yield
+    patch.undo()

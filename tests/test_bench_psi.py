@@ -74,7 +74,8 @@ def test_an_interrupt_stops_the_benchmark_and_everything_it_started(tmp_path, wh
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "securegal.cli", "bench", "psi", "--sizes", "150k", "--processes", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})  # its own benchmark lock
     time.sleep(4)  # hashing has begun (about 40 s of work at this size)
     if whole_group:
         os.killpg(proc.pid, signal.SIGINT)

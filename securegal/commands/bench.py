@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from ..bench.lock import one_benchmark_at_a_time
 from ..errors import ConfigError
 
 
@@ -85,7 +86,8 @@ def run_psi(args) -> int:
     if not 0.0 <= args.overlap <= 1.0:
         raise ConfigError(f"--overlap must be within [0, 1], got {args.overlap}")
     _json_target(args.json)
-    rows = psi.run(args.sizes, args.processes, args.overlap)
+    with one_benchmark_at_a_time():
+        rows = psi.run(args.sizes, args.processes, args.overlap)
     print(psi.table(rows))
     if args.json:
         psi.write_json(rows, args.json)
@@ -100,7 +102,8 @@ def run(args) -> int:
         raise ConfigError(f"--repeats must be in 1..{crypto.MAX_REPEATS} and --paillier-n in "
                           f"0..{crypto.MAX_PAILLIER_N}, got {args.repeats}, {args.paillier_n}")
     _json_target(args.json)
-    rows = crypto.run(args.sizes or crypto.SIZES, args.repeats, args.paillier_n, bar=args.progress)
+    with one_benchmark_at_a_time():
+        rows = crypto.run(args.sizes or crypto.SIZES, args.repeats, args.paillier_n, bar=args.progress)
     print(crypto.table(rows))  # ends with the legend of its columns
     if args.json:
         crypto.write_json(rows, args.json)

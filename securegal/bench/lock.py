@@ -1,0 +1,38 @@
+"""One securegal benchmark at a time on a machine: two at once share its cores and distort both
+sets of numbers. ``make bench`` and ``securegal bench`` wait for each other here."""
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_NAME = "securegal-bench.lock"
+
+
+def lock_path() -> Path:
+    """The machine-wide lock file (in the system's temporary directory)."""
+    return Path(tempfile.gettempdir()) / LOCK_NAME
+
+
+@contextmanager
+def one_benchmark_at_a_time(path: Path | None = None):
+    """Hold the benchmark lock for the ``with`` block; if another benchmark holds it, say which
+    process on stderr and wait for it."""
+    path = lock_path() if path is None else Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            print(f"securegal: waiting for another benchmark (pid {holder}, lock {path}) to finish: "
+                  "two at once would distort both", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+
+from securegal.bench.lock import lock_path, one_benchmark_at_a_time
+
+WAITER = """
+import sys
+from securegal.bench.lock import one_benchmark_at_a_time
+with one_benchmark_at_a_time(sys.argv[1]):
+    print("ran", flush=True)
+"""
+
+
+def test_a_second_benchmark_waits_for_the_first_and_names_it(tmp_path):
+    path = tmp_path / "bench.lock"
+    with one_benchmark_at_a_time(path):
+        waiter = subprocess.Popen([sys.executable, "-c", WAITER, str(path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        said = waiter.stderr.readline()  # blocks until the waiter finds the lock taken
+        assert f"waiting for another benchmark (pid {os.getpid()}, lock {path}) to finish" in said
+        assert waiter.poll() is None
+    out, err = waiter.communicate(timeout=60)
+    assert (waiter.returncode, out, err) == (0, "ran\n", "")
+    assert path.read_text() == str(waiter.pid)  # the holder's pid, for the next one to name
+
+
+def test_the_lock_is_one_file_in_the_temporary_directory_and_the_tests_hold_their_own():
+    import tempfile
+    from pathlib import Path
+
+    from securegal.bench import lock
+
+    assert lock_path() == Path(tempfile.gettempdir()) / "securegal-bench.lock"  # imported before the patch
+    assert lock.lock_path() != lock_path()  # conftest: the tests' bench runs lock their own file
