@@ -77,9 +77,10 @@ def test_federation_residual_clip_needs_ckks(tmp_path):
 
 
 @contextmanager
-def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain", once=()):
+def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str = "plain", once=(), policy=None):
     """`securegal party serve` for party1..party{parties-1}, each in a thread on loopback (no TLS);
-    the parties named in ``once`` serve one session (``--once``). Yields addresses and threads."""
+    the parties named in ``once`` serve one session (``--once``); ``policy`` gives a party's
+    ``[policy]`` keys. Yields addresses and threads."""
     addresses, running, threads = {}, [], {}
     try:
         for i in range(1, parties):
@@ -87,7 +88,9 @@ def parties_in_threads(tmp_path, privacy: dict, parties: int = 3, residuals: str
             path = tmp_path / f"{name}.toml"
             path.write_text(party_config(name, data={**DATA, "parties": parties, "block": i}, learner_seed=i,
                                          certs=None, transcripts=None, privacy=privacy.get(name),
-                                         residuals=residuals))
+                                         residuals=residuals)
+                            + "".join(f"\n[policy]\n{key} = {json.dumps(value)}\n"
+                                      for key, value in (policy or {}).get(name, {}).items()))
             ready, stop = queue.Queue(), threading.Event()
             thread = threading.Thread(target=serve_party, args=(PartyConfig.load(path),),
                                       kwargs={"stop": stop, "on_ready": ready.put, "once": name in once}, daemon=True)
@@ -262,3 +265,22 @@ def test_a_party_whose_port_is_taken_leaves_no_ledger_behind(tmp_path):
         with pytest.raises(ConfigError, match=f"port {port} is in use"):
             serve_party(cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
+
+
+def test_a_second_session_is_not_answered_for_rows_an_earlier_one_disclosed(tmp_path):
+    """Review A M1: the same split run again gave the label owner more projections of the same
+    validation and test rows each time (R^2 0.97 after four runs). Under the default predict =
+    "once" party1's second session answers none of them: the run goes on without party1's terms
+    and says so, and party1's ledger records no more disclosed rows. party2 (predict =
+    "non-training") answers again."""
+    budgets = {"party1": {"epsilon": 3.0, "session_epsilon": 1.0}, "party2": {"epsilon": 3.0, "session_epsilon": 1.0}}
+    with parties_in_threads(tmp_path, budgets, policy={"party2": {"predict": "non-training"}}) as (peers, _):
+        first = train_federation(federation(tmp_path, peers, rounds=2))
+        disclosed = read_ledger(tmp_path / "party1.securegal-ledger.json").output("rows_disclosed")["count"]
+        second = train_federation(federation(tmp_path, peers, rounds=2, out="again"))
+    assert "missing_at_predict" not in first["gal"] and disclosed > 0
+    assert second["gal"]["missing_at_predict"] == ["party1"]
+    (note,) = [n for n in second["notes"] if "exact predictions" in n]
+    assert note.startswith("outside the guarantee: party2 answered") and "party1" not in note
+    assert read_ledger(tmp_path / "party1.securegal-ledger.json").output("rows_disclosed")["count"] == disclosed
+    assert 0 < second["privacy"]["party1"]["epsilon_spent"]  # its training releases were made and counted

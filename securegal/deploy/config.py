@@ -187,9 +187,10 @@ class PolicySection(_Strict):
     residuals: list[Literal["plain", "ckks"]] = Field(["plain", "ckks"], min_length=1,
                                                       description="residual modes accepted")
     learners: list[str] | None = Field(None, description="learners this party may run (default: any)")
-    predict: Literal["non-training", "none"] = Field("non-training", description="rows it predicts for: only rows "
-                                                                                   "outside the session's training "
-                                                                                   "set, or none")
+    predict: Literal["once", "non-training", "none"] = Field(
+        "once", description="rows it predicts for: \"once\", rows no session trained on, each in one session at "
+                            "most (a DP party's ledger keeps which); \"non-training\", such rows in every session; "
+                            "\"none\", no rows")
 
 
 class PartyFile(_Strict):

@@ -373,7 +373,8 @@ class FeatureParty:
             raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "
                                 f"{size} bytes, over this party's max_message_bytes {self.max_reply_bytes}")
         if self.privacy is not None:  # never a row any session trained on; the others are recorded as disclosed
-            self.privacy.record_disclosure(self._table_rows(req.sample_ids), len(self.ids))
+            self.privacy.record_disclosure(self._table_rows(req.sample_ids), len(self.ids), self.session,
+                                           again=self.policy.predict == "non-training")
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
 
     def reply_bytes(self, rows: int, rounds: int) -> int:

@@ -17,9 +17,11 @@ from ..errors import ConfigError, PolicyRefused
 MIN_ROWS = 20
 # Most IDs a label owner may match against the table in one session (its PSI request's points).
 MAX_PSI_IDS = 1 << 24
-# "non-training": only rows outside the session's training set (their predictions come from the
-# DP round models: post-processing); "none": no predictions at all.
-PREDICT_MODES = ("non-training", "none")
+# "once": only rows outside every session's training set, each disclosed by one session at most
+# over the table's life (kept with a DP party's ledger); "non-training": rows outside the
+# training sets, in any number of sessions; "none": no predictions at all. A prediction is an
+# exact function of its row, and each session's round models add projections of it.
+PREDICT_MODES = ("once", "non-training", "none")
 RESIDUAL_MODES = ("plain", "ckks")
 
 
@@ -35,7 +37,7 @@ class PartyPolicy:
     max_psi_ids: int = MAX_PSI_IDS
     residuals: tuple[str, ...] = RESIDUAL_MODES
     learners: tuple[str, ...] | None = None
-    predict: str = "non-training"
+    predict: str = "once"
 
     def __post_init__(self) -> None:
         if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 2:
@@ -96,4 +98,4 @@ class PartyPolicy:
         if overlap:
             raise PolicyRefused(f"{overlap} of the {len(sample_ids)} requested rows are training rows of this "
                                 "session; their predictions would leave the party outside the privacy "
-                                "accounting (policy predict = 'non-training')")
+                                f"accounting (policy predict = {self.predict!r})")

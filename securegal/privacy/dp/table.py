@@ -15,7 +15,8 @@ an embedded federation) and outlives sessions:
   left). Under composition a session's releases alone can read higher than what they add.
 - row roles, kept with the ledger: which table rows any session has *trained* on (the guarantee
   covers those no predict reply disclosed, for the table's life) and which were *disclosed* by predict replies
-  (exact model outputs: outside the guarantee). A row trained on in any session is never
+  (exact model outputs: outside the guarantee; under the default policy a row is disclosed by one
+  session at most). A row trained on in any session is never
   predicted afterwards, in any session, so a label owner cannot train on some rows and read the
   others' outputs in one session, then swap (docs/privacy.md section 6).
 """
@@ -133,6 +134,8 @@ class TablePrivacy:
             raise ConfigError(f"session_epsilon must be a finite number > 0, got {session_epsilon!r}")
         self.ledger, self.columns, self.session_epsilon = ledger, columns, session_epsilon
         self.noise = noise or GaussianNoise()
+        # (session, rows it disclosed): its own rows it may predict again within the session
+        self._disclosing: tuple[str | None, np.ndarray | None] = (None, None)
 
     def standardizer(self, X_train: np.ndarray, session: str) -> Standardizer:
         """The session's column map; a DP estimate is paid from the ledger the first time only."""
@@ -161,16 +164,27 @@ class TablePrivacy:
         """Table rows ``rows`` are a session's training rows: under the guarantee for good."""
         self._mark("trained", np.asarray(rows, dtype=np.int64), n_rows)
 
-    def record_disclosure(self, rows: np.ndarray, n_rows: int) -> None:
-        """Before a predict reply on table rows ``rows``: refuse (PolicyRefused) if any session of
-        this table ever trained on one of them, else record them as disclosed."""
+    def record_disclosure(self, rows: np.ndarray, n_rows: int, session: str, again: bool = False) -> None:
+        """Before ``session``'s predict reply on table rows ``rows``: refuse (PolicyRefused) if any
+        session of this table ever trained on one of them, or (unless ``again``) if an earlier
+        session disclosed one of them; else record them as disclosed."""
         rows = np.asarray(rows, dtype=np.int64)
         trained = int(self._rows("trained", n_rows)[rows].sum())
         if trained:
             raise PolicyRefused(f"{trained} of the {len(rows)} requested rows were training rows of a session of this "
                                 "table; the DP guarantee covers them for the table's life, so their model outputs "
                                 "are never released (docs/privacy.md section 6)")
+        if self._disclosing[0] != session:
+            self._disclosing = (session, np.zeros(n_rows, dtype=bool))
+        now = self._disclosing[1]
+        if not again:
+            earlier = int(np.count_nonzero(self._rows("disclosed", n_rows)[rows] & ~now[rows]))
+            if earlier:
+                raise PolicyRefused(f"{earlier} of the {len(rows)} requested rows were disclosed by an earlier "
+                                    "session's predictions; each session's round models would add projections of "
+                                    "them (policy predict = 'once'; 'non-training' answers them again)")
         self._mark("disclosed", rows, n_rows)
+        now[rows] = True
 
     def row_roles(self, n_rows: int) -> dict[str, int]:
         """How many table rows were trained on and how many disclosed by predictions (a row can be
