@@ -108,3 +108,21 @@ def test_a_dpgd_session_stopped_after_one_round_settles_to_what_it_released(data
     assert tr.ledger.epsilon_spent < reserved
     kept = [e.release for i, e in enumerate(tr.ledger.entries) if not tr.ledger.returned(i)]
     assert [(x.what, x.steps) for x in kept] == [("sgd", 20), ("pred", 1)]
+
+
+def test_the_mlp_honours_feedback_off_and_refuses_the_ridges_options():
+    """Independent code review H1: under feature-DP the mlp dropped --dp-feedback off (its DP-GD
+    still released noised train predictions) and took the ridge's feature clip, lam, noise ridge,
+    coordinate clip and shares without using them."""
+    from securegal.privacy.plan import FeatureDP, PrivacyPlan
+
+    def kinds(feedback):
+        trainers = PrivacyPlan(feature_dp=FeatureDP(epsilon=3, feedback=feedback)).trainers()
+        return set(trainers._dpgd_config("party1").shares)
+
+    assert kinds(False) == {"sgd"} and kinds(True) == {"sgd", "pred"}
+    for options, named in ((dict(lam=0.01), "lam: only"), (dict(feature_clip=1.0, noise_ridge=2.0), "feature_clip \\(--dp-feature-clip\\), noise_ridge: only"),
+                           (dict(shares={"gram": 0.2, "stat": 0.8}), "shares: only"), (dict(coordinate_clip=1.0), "coordinate_clip")):
+        with pytest.raises(ConfigError, match=f"feature-DP {named}.*not the mlp's DP-GD"):
+            PrivacyPlan(feature_dp=FeatureDP(epsilon=1, **options)).check_learner("mlp")
+        PrivacyPlan(feature_dp=FeatureDP(epsilon=1, **options)).check_learner("linear")

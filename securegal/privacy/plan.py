@@ -144,6 +144,10 @@ class FeatureDP:
                         noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
 
 
+# FeatureDP options of the DP ridge alone (the linear learner's row map, ridge floor and releases).
+RIDGE_ONLY = ("feature_clip", "coordinate_clip", "lam", "noise_ridge", "shares")
+
+
 def layer_name(ckks: bool, feature_dp: bool, label_dp: bool) -> str:
     """The registry name of what is in force (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
     ``label-dp``, ``dp+label-dp``): a plan's own, or a networked run's, whose parties set their
@@ -359,6 +363,13 @@ class PrivacyPlan:
         if self.feature_dp is not None and learner not in DP_LEARNERS:
             raise ConfigError(f"feature-DP (--epsilon) is implemented for the learners {', '.join(DP_LEARNERS)} "
                               f"(DP ridge, DP-GD MLP), not {learner!r}")
+        if self.feature_dp is not None and learner == "mlp":  # DP-GD has neither the ridge's row map nor its releases
+            ridge_only = [name for name in RIDGE_ONLY
+                          if getattr(self.feature_dp, name) != FeatureDP.__dataclass_fields__[name].default]
+            if ridge_only:
+                raise ConfigError(f"feature-DP {', '.join(f'{k} ({_FLAGS[k]})' if k in _FLAGS else k for k in ridge_only)}: only the DP ridge (linear learner) uses "
+                                  f"{'it' if len(ridge_only) == 1 else 'them'}, not the mlp's DP-GD; drop "
+                                  f"{'it' if len(ridge_only) == 1 else 'them'}")
 
     def check(self, *, learner: str, loss: str, n_train: int, rounds: int, parties=(),
               weighting: str | None = None, eta: float | None = None, local_parties: bool = True) -> None:

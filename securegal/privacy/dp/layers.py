@@ -59,8 +59,9 @@ class DPTrainers:
         from .dpgd import DPGDConfig
 
         c = self.config_for(name)
+        shares = {} if c.releases_predictions else {"shares": {"sgd": 1.0}}  # feedback off: no pred release
         return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
-                          prediction_clip=c.prediction_clip, seed=c.seed)
+                          prediction_clip=c.prediction_clip, seed=c.seed, **shares)
 
     def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
         """Refuse, before any data moves, a learner without a DP version or a budget that
