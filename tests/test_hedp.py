@@ -354,12 +354,17 @@ def _decrypt(channel, ct):
     return pt
 
 
-def test_party_refuses_the_chain_without_dp_headroom():
-    """CKKS+DP's circuit-error bound was measured on two rescaling primes; a context with one
-    (the non-DP chain) is refused before anything is spent."""
-    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
+@pytest.mark.parametrize("chain", ["residual", "low scale"])
+def test_party_refuses_a_chain_its_circuit_error_bound_was_not_measured_on(chain):
+    """CKKS+DP's circuit-error bound was measured on DP_CKKS_PARAMS; a context with one rescaling
+    prime (the non-DP chain), or with two at scale 2^30 (accepted before: about 2^10 more circuit
+    error than the flood covers; code review H2), is refused before anything is spent."""
+    from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS, CkksParams
 
+    params = RESIDUAL_CKKS_PARAMS if chain == "residual" else CkksParams(8192, (60, 30, 30, 60), 30)
     X, _ = _data(n=50, d=3, k=1, rounds=1)
     trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5))
-    with pytest.raises(ProtocolError, match="two rescaling primes"):
-        trainer.setup(X, _setup(ClippedCkksResiduals(1.0, RESIDUAL_CKKS_PARAMS), 50, 1, 1))
+    with pytest.raises(ProtocolError, match=r"measured on \(N 8192, primes \(60, 40, 40, 60\), scale 2\^40\); the "
+                                            r"label owner sent N 8192, primes \(60, (60, 60|30, 30, 60)\)"):
+        trainer.setup(X, _setup(ClippedCkksResiduals(1.0, params), 50, 1, 1))
+    assert trainer.accountant is None or not trainer.accountant.releases

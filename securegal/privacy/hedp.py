@@ -239,10 +239,12 @@ class CkksDPTrainer:
         c = self.session_config = self.config.for_rows(X.shape[0], X.shape[1])
         self.ridge = c.ridge(declared_clip(setup))
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
-        if context.params.depth < 2:
-            raise ProtocolError(f"CKKS+DP needs two rescaling primes (the chain CIRCUIT_ERROR was measured on, "
-                                f"{DP_CKKS_PARAMS.coeff_mod_bit_sizes}); the label owner sent "
-                                f"{context.params.coeff_mod_bit_sizes}")
+        if context.params != DP_CKKS_PARAMS:  # another chain or scale: the circuit's error is not what E(B, n) bounds
+            sent = context.params
+            raise ProtocolError(f"CKKS+DP runs on the parameters its circuit-error bound was measured on (N "
+                                f"{DP_CKKS_PARAMS.poly_modulus_degree}, primes {DP_CKKS_PARAMS.coeff_mod_bit_sizes}, "
+                                f"scale 2^{DP_CKKS_PARAMS.scale_bits}); the label owner sent N "
+                                f"{sent.poly_modulus_degree}, primes {sent.coeff_mod_bit_sizes}, scale 2^{sent.scale_bits}")
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
         error = circuit_error(c.feature_clip, n)
 
