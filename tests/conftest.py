@@ -47,7 +47,7 @@ def _a_benchmark_lock_of_the_tests_own(tmp_path_factory):
     the machine, nor each other across test sessions."""
     from securegal.bench import lock
 
-    path = tmp_path_factory.mktemp("bench-lock") / lock.LOCK_NAME
+    path = tmp_path_factory.mktemp("bench-lock") / "bench.lock"
     patch = pytest.MonkeyPatch()
     patch.setattr(lock, "lock_path", lambda: path)
     yield

@@ -31,5 +31,18 @@ def test_the_lock_is_one_file_in_the_temporary_directory_and_the_tests_hold_thei
 
     from securegal.bench import lock
 
-    assert lock_path() == Path(tempfile.gettempdir()) / "securegal-bench.lock"  # imported before the patch
+    assert lock_path() == Path(tempfile.gettempdir()) / f"securegal-bench-{os.getuid()}.lock"  # before the patch
     assert lock.lock_path() != lock_path()  # conftest: the tests' bench runs lock their own file
+
+
+def test_a_lock_path_that_is_a_link_or_unwritable_is_refused_in_one_line(tmp_path):
+    import pytest
+
+    from securegal.errors import ConfigError
+
+    (tmp_path / "victim").write_text("keep me")
+    (tmp_path / "bench.lock").symlink_to(tmp_path / "victim")
+    with pytest.raises(ConfigError, match="cannot open the benchmark lock .*bench.lock: Too many levels of symbolic links"):
+        with one_benchmark_at_a_time(tmp_path / "bench.lock"):
+            pass
+    assert (tmp_path / "victim").read_text() == "keep me"

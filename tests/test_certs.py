@@ -36,6 +36,7 @@ def test_identity_load(certdir):
     assert ident.name == "party1" == organization_of(ident.cert_pem)
     with pytest.raises(ConfigError, match="does not belong"):
         Identity.load(certdir / "alice.pem", certdir / "party1.key", certdir / "ca.pem")
+    assert b"PRIVATE KEY" in ident.key_pem and "PRIVATE KEY" not in repr(ident) and "key_pem" not in repr(ident)
 
 
 def test_a_private_key_others_can_read_is_refused(certdir, tmp_path):

@@ -74,10 +74,15 @@ def test_wrong_number_of_chunks_or_level_is_refused(secret_context, public_conte
 
 
 def test_missing_rotation_keys_refused(secret_context):
+    """The context is the label owner's: a ProtocolError (reply code "protocol"), not a ValueError
+    that the party answered as an internal error with a traceback (code review M1)."""
+    from securegal.errors import reply_code
+
     pc = secret_context.public_context(steps=[1])
     X = np.random.default_rng(4).normal(size=(50, 3))
-    with pytest.raises(ValueError, match="lacks rotation keys"):
+    with pytest.raises(ProtocolError, match="lacks rotation keys") as info:
         EncryptedSmoother(pc, LinearLearner().operator(X))
+    assert reply_code(info.value) == "protocol"
 
 
 def test_bad_operator_refused(public_context):

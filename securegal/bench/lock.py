@@ -9,12 +9,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK_NAME = "securegal-bench.lock"
+from ..errors import ConfigError
+
+LOCK_NAME = "securegal-bench-{uid}.lock"
 
 
 def lock_path() -> Path:
-    """The machine-wide lock file (in the system's temporary directory)."""
-    return Path(tempfile.gettempdir()) / LOCK_NAME
+    """The lock file: the user's own, in the system's temporary directory (a file of another user
+    there could not be opened for writing, or could be a planted link)."""
+    return Path(tempfile.gettempdir()) / LOCK_NAME.format(uid=os.getuid())
 
 
 @contextmanager
@@ -22,7 +25,10 @@ def one_benchmark_at_a_time(path: Path | None = None):
     """Hold the benchmark lock for the ``with`` block; if another benchmark holds it, say which
     process on stderr and wait for it."""
     path = lock_path() if path is None else Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot open the benchmark lock {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

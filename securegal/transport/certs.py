@@ -15,7 +15,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -207,7 +207,7 @@ class Identity:
 
     name: str
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)  # a repr of a config (an error, a log line) must not print the key
     ca_pem: bytes
 
     @classmethod

@@ -187,7 +187,10 @@ class PublicContext(_ContextBase):
         if len(sections["id"]) != CONTEXT_ID_BYTES or len(sections["steps"]) % 4:
             raise ProtocolError("CKKS public context has a malformed id or step list")
         self = object.__new__(cls)
-        self._init_seal(_params_from(sections["params"]))
+        try:
+            self._init_seal(_params_from(sections["params"]))
+        except ValueError as exc:  # SEAL refused the peer's parameters
+            raise ProtocolError(f"CKKS public context: {exc}") from None
         self.context_id = sections["id"]
         steps = struct.unpack(f"<{len(sections['steps']) // 4}i", sections["steps"])
         if any(not 0 < s < self.slots for s in steps) or len(set(steps)) != len(steps):

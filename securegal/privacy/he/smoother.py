@@ -99,8 +99,8 @@ class EncryptedSmoother:
     def __init__(self, context: PublicContext, operator: SmootherOperator, outputs: int = 1):
         if not isinstance(context, PublicContext):
             raise TypeError(f"context must be a PublicContext, got {type(context).__name__}")
-        if context.params.depth < MIN_DEPTH:
-            raise ValueError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
+        if context.params.depth < MIN_DEPTH:  # the context is the label owner's: a peer's mistake
+            raise ProtocolError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
                              f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
         self._schedule = Schedule.of(context)
         A = np.asarray(operator.A, dtype=np.float64)
@@ -115,7 +115,8 @@ class EncryptedSmoother:
         self._blocks = np.eye(outputs) if self.layout.packed else np.eye(1)
         width = self.p * self._blocks.shape[0]
         if width > context.slots:
-            raise ValueError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} slots")
+            raise ProtocolError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} "
+                                "slots of the label owner's context")
         period = self.layout.period if self.layout.chunks == 1 else None
         self._feature_map = operator.feature_map
         A_big, phi_big = np.kron(self._blocks, A), np.kron(self._blocks, phi)
@@ -127,7 +128,7 @@ class EncryptedSmoother:
             plan = _packing.make_plan(context.slots, hi - lo, length, period)
             missing = sorted(set(plan.steps) - set(context.steps))
             if missing:
-                raise ValueError(f"the public context lacks rotation keys for steps {missing}")
+                raise ProtocolError(f"the public context lacks rotation keys for steps {missing}")
             rows = A_big[lo:hi]
             constant = bool(np.all(np.ptp(rows, axis=1) <= CONSTANT_ROW_TOLERANCE * np.abs(rows).max(axis=1)))
             alpha = self._alpha(constant)
