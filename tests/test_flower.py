@@ -263,3 +263,22 @@ def test_server_app_replaces_earlier_results_with_run_config_overwrite(tmp_path,
     assert metrics["deployment"] == "flower" and len(metrics["gal"]["per_round"]) == 2
     assert all(grid.handled.values())
     assert not any(p.name.startswith(".overwritten-") for p in earlier.parent.iterdir())
+
+
+def test_grpc_only_transport_keys_are_named_not_silently_dropped(tmp_path, caplog):
+    """Independent code review M8: [transport] attempts/backoff/backoff_max/chunk_bytes were
+    validated and then not used on Flower, without a word. The same file also runs on gRPC, so
+    they are not refused; each is named in a warning."""
+    import logging
+
+    from securegal.deploy.flower.deployment import load_federation
+
+    fed, _ = write_federation(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        load_federation(fed)
+    assert "not used on Flower" not in caplog.text
+    fed.write_text(fed.read_text().replace("[transport]", "[transport]\nattempts = 9\nchunk_bytes = 4096"))
+    with caplog.at_level(logging.WARNING):
+        load_federation(fed)
+    assert "[transport] attempts = 9, chunk_bytes = 4096 belong to the gRPC deployment and are not used on Flower" \
+        in caplog.text

@@ -33,17 +33,29 @@ class FlowerDeployment(NetworkedDeployment):
         return FlowerTransport(self.grid, self.nodes, timeout=self.cfg.retry.timeout)
 
 
+# [transport] keys of the gRPC transport alone.
+GRPC_ONLY_TRANSPORT = ("attempts", "backoff", "backoff_max", "chunk_bytes")
+
+
 def load_federation(path: str | Path, **overrides) -> FederationConfig:
     """A ``federation.toml`` for Flower. Its ``[tls]``, ``[[party]] address`` and ``[transport]``
     ``attempts``, ``backoff``, ``backoff_max`` and ``chunk_bytes`` keys belong to the gRPC
     deployment: they are validated but unused (the SuperLink does TLS; nodes are found by
     :func:`~securegal.deploy.flower.identity.discover`; a message is sent once and waited for
-    ``[transport] timeout``; Flower chunks its records itself), so ``[tls]`` may be left out."""
+    ``[transport] timeout``; Flower chunks its records itself), so ``[tls]`` may be left out; the
+    ``[transport]`` keys, where given, are named in a warning."""
     try:
-        has_tls = "tls" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        has_tls = True  # let FederationConfig.load report the problem
-    return FederationConfig.load(path, insecure=not has_tls, **overrides)
+        doc = {"tls": {}}  # let FederationConfig.load report the problem
+    cfg = FederationConfig.load(path, insecure="tls" not in doc, **overrides)
+    transport = doc.get("transport") if isinstance(doc.get("transport"), dict) else {}
+    unused = [key for key in GRPC_ONLY_TRANSPORT if key in transport]
+    if unused:  # the same file runs on gRPC, so they are not refused; but not honoured here either
+        log.warning("%s: [transport] %s belong to the gRPC deployment and are not used on Flower (a message is sent "
+                    "once and waited for [transport] timeout; Flower chunks its records itself)", path,
+                    ", ".join(f"{key} = {transport[key]!r}" for key in unused))
+    return cfg
 
 
 def wait_for_nodes(grid, count: int, timeout: float) -> int:
