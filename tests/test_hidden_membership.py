@@ -159,8 +159,11 @@ def test_a_party_refuses_hidden_membership_without_dp_feedback(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_networked_parties_honour_hidden_membership_as_embedded_ones_do(tmp_path):
-    """gRPC parties with their own DP budgets (feedback on) serve hidden membership with the
-    releases an embedded run makes; a party whose DP trainer releases no feedback refuses it."""
+    """gRPC parties with their own DP budgets serve hidden membership with the releases an
+    embedded run makes: party2 turns feedback on in its party.toml, party1 leaves it to its
+    default, which is off on ckks residuals and which it turns on for such a session, as the
+    embedded plan does (it refused: code review M9). A party whose DP trainer is set to release no
+    feedback refuses it."""
     from securegal.deploy.networked import train_federation
 
     from .test_network_dp import federation, parties_in_threads
@@ -169,7 +172,8 @@ def test_networked_parties_honour_hidden_membership_as_embedded_ones_do(tmp_path
     budget = {"epsilon": epsilon, "noise_seed": seed, "feedback": "on"}
     plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=epsilon, seed=seed), **HIDDEN)
     embedded = train("breast_cancer", parties=3, rounds=2, seed=0, plan=plan)
-    with parties_in_threads(tmp_path, {"party1": budget, "party2": budget}, residuals="ckks") as (peers, _):
+    default_feedback = {"epsilon": epsilon, "noise_seed": seed}
+    with parties_in_threads(tmp_path, {"party1": default_feedback, "party2": budget}, residuals="ckks") as (peers, _):
         networked = train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks",
                                                 extra={"hidden_membership": True, "residual_clip": 1.0}))
     for party in ("party1", "party2"):

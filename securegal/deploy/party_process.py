@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ from ..data.tables import FeatureTable
 from ..errors import ConfigError
 from ..learners.registry import make_learner
 from ..parties.endpoint import PartyEndpoint
-from ..parties.feature_party import FeatureParty
+from ..parties.feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
 from ..parties.policy import PartyPolicy
 from ..privacy.dp.accountant import Budget
 from ..privacy.dp.table import ColumnSpec
@@ -222,12 +222,18 @@ def build_party(cfg: PartyConfig) -> PartyEndpoint:
     """The party's state machine behind the codec, with its transcript (if configured) and, for a
     DP party, its table's ledger and the privacy-report middleware."""
     trainers = cfg.plan.trainers()
+    # Hidden membership takes every prediction from DP feedback: a party that left feedback to its
+    # default turns it on for such a session, as the embedded plan does (PrivacyPlan.trainers).
+    dp_default_feedback = cfg.plan.feature_dp is not None and cfg.plan.feature_dp.feedback is None \
+        and cfg.plan.residuals == "ckks"
+    hidden_trainers = replace(cfg.plan, hidden_membership=True).trainers() if dp_default_feedback else trainers
 
     def factory(setup):
         local_loss = cfg.local_loss or setup.options.get("local_loss", "l2")
         learner = make_learner(cfg.learner, local_loss=local_loss, seed=cfg.learner_seed,
                                patch_shape=cfg.table.patch_shape, **cfg.learner_options)
-        return trainers(cfg.name, 0, learner)(setup)
+        hidden = dict(setup.options or {}).get(MEMBERSHIP_OPTION) == HIDDEN
+        return (hidden_trainers if hidden else trainers)(cfg.name, 0, learner)(setup)
 
     ids = cfg.table.ids if cfg.ids is None else cfg.ids
     party = FeatureParty(cfg.name, cfg.table, factory, label_owner=cfg.label_owner,
