@@ -278,6 +278,36 @@ def test_an_overwrite_run_terminated_before_it_starts_puts_the_earlier_result_ba
     assert list((tmp_path / "run").glob(".overwritten-*")) == []
 
 
+def test_an_interrupt_while_the_earlier_result_is_set_aside_puts_back_what_was_moved(tmp_path, monkeypatch):
+    """The SIGTERM test above failed now and then: the signal came after the aside directory was
+    made and before _prepare_out returned it, so nothing restored it."""
+    import os
+
+    from securegal.deploy import networked
+
+    cfg = FederationConfig.load(_overwrite_run(tmp_path, {"party1": "127.0.0.1:1"}, rounds=1), insecure=True)
+    for p in networked._own_results(cfg):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        (p.mkdir() if p.name in ("checkpoint", "alice") else p.write_text(p.name))
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    moved, replace = [], os.replace
+
+    def interrupted(src, dst):
+        if len(moved) == 2:  # once: the third move
+            moved.append(None)
+            raise KeyboardInterrupt
+        moved.append(src)
+        replace(src, dst)
+
+    monkeypatch.setattr(networked.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        networked._prepare_out(cfg, overwrite=True)
+    monkeypatch.setattr(networked.os, "replace", replace)
+    assert moved[2] is None and len(moved) == 5  # two moved, interrupted, the two put back
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    assert list((tmp_path / "run").glob(".overwritten-*")) == []
+
+
 def test_a_second_interrupt_while_the_earlier_result_is_put_back_does_not_delete_it(tmp_path, monkeypatch):
     """A second Ctrl-C or SIGTERM arriving while an --overwrite run that never started puts the
     earlier result back made the cleanup take it for a replaced result and delete it (verifier N1)."""

@@ -48,7 +48,7 @@ from .tls import TlsConfig
 log = logging.getLogger(__name__)
 
 # ``securegal train`` flags a networked label owner cannot honour, and why. Every other flag is
-# honoured (it overrides the federation file's key); tests/test_deploy_flags.py keeps this honest.
+# honoured (it overrides the federation file's key); tests/test_deploy_parity.py keeps this honest.
 REFUSED_FLAGS = {
     "dataset": "the federation file's [data] names the label owner's data",
     "csv": "the federation file's [data] names the label owner's data",
@@ -247,6 +247,7 @@ class NetworkedDeployment:
     """Feature parties in their own processes, reached over gRPC with mutual TLS."""
 
     name = "grpc"
+    local_parties = False
     supports = frozenset()
 
     def __init__(self, cfg: FederationConfig, checkpoint: Checkpoint, state: dict | None,
@@ -361,8 +362,12 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> Path | None:
     if not present:
         return None
     aside = Path(tempfile.mkdtemp(prefix=f"{ASIDE}{staging_owner()}-", dir=cfg.out))
-    for p in present:
-        os.replace(p, _set_aside(cfg, aside, p))
+    try:
+        for p in present:
+            os.replace(p, _set_aside(cfg, aside, p))
+    except BaseException:  # a signal or failure half-way: put back what was moved, leave no aside behind
+        _restore_out(cfg, aside)
+        raise
     return aside
 
 
