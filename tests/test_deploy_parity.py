@@ -167,3 +167,18 @@ def test_a_layer_is_found_by_its_name_in_any_case_and_an_unknown_one_is_named():
         layer("dpp")
     with pytest.raises(ConfigError, match="named by a string, got None"):
         layer(None)
+
+
+def test_train_refuses_what_a_deployment_cannot_honour_from_its_own_declaration(tmp_path):
+    """Code review M6: ``Deployment.supports`` was never read (a deployment other than the
+    embedded one was treated as networked by isinstance checks)."""
+    from securegal.deploy.networked import NetworkedDeployment
+
+    class Remote(NetworkedDeployment):
+        def __init__(self):  # nothing to reach: train() must refuse before it would
+            pass
+
+    for flag in ("baselines", "ground_truth"):
+        with pytest.raises(ConfigError, match=f"^{flag} need every party's data in this process; the grpc deployment"):
+            train("wine", deployment=Remote(), out=tmp_path / "run", **{flag: True})
+    assert not (tmp_path / "run").exists()

@@ -76,7 +76,8 @@ class EmbeddedDeployment:
 
     name = "embedded"
     # What this deployment honours beyond the common job; other deployments refuse what they cannot.
-    supports = frozenset({"baselines", "ground_truth", "parties", "dataset"})
+    local_parties = True
+    supports = frozenset({"baselines", "ground_truth"})
 
     def __init__(self, tables: dict | None = None, owner: str = LABEL_OWNER, psi: bool = True):
         from ..errors import ConfigError

@@ -208,9 +208,13 @@ def run_method(owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: Tar
 class Deployment(Protocol):
     """Where the feature parties run. ``blocks`` cuts the label owner's view of the columns,
     ``build`` returns a ready :class:`LabelOwner` and ``run`` starts, fits, evaluates and closes
-    it (:func:`securegal.run.run_method`, plus checkpoints where the deployment keeps them)."""
+    it (:func:`run_method`, plus checkpoints where the deployment keeps them). ``local_parties``:
+    the feature parties are built in this process from the plan (else each runs its own);
+    ``supports``: which of ``train``'s options that need every party's data here (``baselines``,
+    ``ground_truth``) it honours; ``train`` refuses the others."""
 
     name: str
+    local_parties: bool
     supports: frozenset[str]
 
     def blocks(self, dataset: Dataset, parties: int) -> list[Block]: ...

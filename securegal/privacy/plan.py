@@ -149,8 +149,9 @@ RIDGE_ONLY = ("feature_clip", "coordinate_clip", "lam", "noise_ridge", "shares")
 
 
 def layer_name(ckks: bool, feature_dp: bool, label_dp: bool) -> str:
-    """The registry name of what is in force (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
-    ``label-dp``, ``dp+label-dp``): a plan's own, or a networked run's, whose parties set their
+    """The name of what is in force: a registered layer's (``plain``, ``ckks``, ``dp``,
+    ``ckks+dp``, ``label-dp``), or ``dp+label-dp`` for feature-DP and label-DP together (a plan,
+    not a registered layer); a plan's own, or a networked run's, whose parties set their
     feature-DP themselves."""
     return "+".join((["ckks"] if ckks else []) + (["dp"] if feature_dp else []) + (["label-dp"] if label_dp else [])) \
         or "plain"
@@ -318,8 +319,8 @@ class PrivacyPlan:
 
     @property
     def layer(self) -> str:
-        """The registry name of this plan's layer (``plain``, ``ckks``, ``dp``, ``ckks+dp``,
-        ``label-dp`` or ``dp+label-dp``)."""
+        """The name of this plan's layer (:func:`layer_name`: a registered layer's, or
+        ``dp+label-dp``, which combines two)."""
         return layer_name(self.residuals == "ckks", self.feature_dp is not None, self.label_dp is not None)
 
     @property
