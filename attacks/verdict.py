@@ -88,9 +88,6 @@ ATTACKS = {
 #: Attacks whose leak is the protocol's stated disclosure (the verdict says so).
 DESIGNED = {"membership_held": "designed disclosure: the label owner tells the party which of its rows it uses"}
 
-PRIMARY = {"classification": "auc", "regression": "r2"}
-
-
 @dataclass(frozen=True)
 class Verdict:
     attack: str

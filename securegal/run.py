@@ -269,7 +269,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
                 ("gal_uniform", deployment, blocks, "uniform", data)):
             jobs[method] = (where, method_blocks, GalJob(channel=PrivacyPlan().channel(), weighting=weights,
                                                          rounds=rounds, eta=policy.eta, **common), method_data)
-    _check_learners(data, jobs)
+    _check_learners(jobs)
     # The run writes into a private staging directory beside --out and publishes it only when it
     # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
     run_dir = _staging_dir(final_dir) if final_dir is not None else None
@@ -417,7 +417,7 @@ def _data_block(data: Dataset, blocks, names, owner, tables=None) -> dict:
     return out
 
 
-def _check_learners(data: Dataset, jobs: dict) -> None:
+def _check_learners(jobs: dict) -> None:
     """Let every job's trainer choice refuse its parties' learners (e.g. CKKS needs a linear
     smoother) before anything is written or sent."""
     for where, blocks, job, method_data in jobs.values():

@@ -12,7 +12,6 @@ import numpy as np
 
 from ..errors import ConfigError
 
-ID_KINDS = ("str", "int")
 # The longest ID in UTF-8 bytes or decimal digits (a CSV cell is at most 1,024 characters).
 MAX_ID_CHARS = 4096
 # Why an ID holding a character that does not print is refused (named by its row, never its value).

@@ -44,14 +44,6 @@ def combine(weights: np.ndarray, predictions: np.ndarray, out: np.ndarray | None
     return out
 
 
-def local_loss_value(local_loss: str, residuals: np.ndarray, fitted: np.ndarray) -> float:
-    """Mean l2 (squared) or l1 (absolute) error between residuals and a fit, over all entries."""
-    diff = np.asarray(residuals) - np.asarray(fitted)
-    if check_local_loss(local_loss) == "l2":
-        return float(np.mean(diff**2))
-    return float(np.mean(np.abs(diff)))
-
-
 def weights_objective(theta: np.ndarray, residuals: np.ndarray, predictions: np.ndarray, local_loss: str) -> tuple[float, np.ndarray]:
     """Local loss of the softmax(theta)-weighted fit, and its gradient with respect to theta."""
     w = softmax(theta)

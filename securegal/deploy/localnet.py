@@ -121,11 +121,6 @@ class LocalFederation:
         self.write_federation()
         return self
 
-    def start_party(self, name: str) -> str:
-        """(Re)start one party's process; returns its address once it is serving."""
-        self._spawn(name)
-        return self._await_ready(name)
-
     def _spawn(self, name: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")
         once = ["--once"] if self.once else []

@@ -31,6 +31,7 @@ from ..learners.base import Learner
 from ..messages import Payload, Setup
 from .dp.accountant import PlannedRelease, PrivacyAccountant, Release, calibrate_noise, scales_for_shares
 from .dp.layers import DPTrainers
+from .plan import check_layer_learner
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
 from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, feature_clip_origin, ledger_report, release_plan, \
@@ -383,15 +384,11 @@ class CkksDPTrainers(DPTrainers):
     """Trainer choice: a :class:`CkksDPTrainer` per feature party (linear learner only)."""
 
     def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
-        if learner != "linear":
-            raise ConfigError(f"--epsilon with --residuals ckks is implemented for --learner linear (DP ridge), "
-                              f"not {learner!r}")
+        check_layer_learner(learner, "ckks", feature_dp=True)
         super().preflight(n_train, rounds, party_names, learner)
 
     def __call__(self, name: str, index: int, learner: Learner):
-        kind = getattr(learner, "name", type(learner).__name__)
-        if kind != "linear":
-            raise ConfigError(f"--epsilon with --residuals ckks is implemented for --learner linear, not {kind!r}")
+        check_layer_learner(getattr(learner, "name", type(learner).__name__), "ckks", feature_dp=True)
         config = self.config_for(name)
 
         def factory(setup: Setup):

@@ -144,6 +144,20 @@ class FeatureDP:
                         noise_ridge=self.noise_ridge, seed=self.seed, **shares, **clip)
 
 
+def check_layer_learner(learner: str, residuals: str, feature_dp: bool) -> None:
+    """Refuse a learner that ``residuals`` (with or without ``feature_dp``) cannot run: CKKS runs
+    linear smoothers, feature-DP a learner with a DP version (DP ridge or DP-GD)."""
+    if residuals == "ckks":
+        allowed = CKKS_DP_LEARNERS if feature_dp else CKKS_LEARNERS
+        if learner not in allowed:
+            with_dp = " with feature-DP" if feature_dp else ""
+            raise ConfigError(f"learner {learner!r} cannot run on ckks residuals{with_dp} (its predictions must be "
+                              f"linear in the residuals); use {' or '.join(allowed)}")
+    if feature_dp and learner not in DP_LEARNERS:
+        raise ConfigError(f"feature-DP (--epsilon) is implemented for the learners {', '.join(DP_LEARNERS)} "
+                          f"(DP ridge, DP-GD MLP), not {learner!r}")
+
+
 # FeatureDP options of the DP ridge alone (the linear learner's row map, ridge floor and releases).
 RIDGE_ONLY = ("feature_clip", "coordinate_clip", "lam", "noise_ridge", "shares")
 
@@ -348,22 +362,11 @@ class PrivacyPlan:
 
         return DP_CKKS_PARAMS if self.feature_dp is not None or self.declared_clip is not None else RESIDUAL_CKKS_PARAMS
 
-    def with_residuals(self, residuals: str) -> "PrivacyPlan":
-        return replace(self, residuals=residuals)
-
     # ------------------------------------------------------------------ checks
 
     def check_learner(self, learner: str) -> None:
         """Refuse a learner this plan's layers cannot run (a party checks this at start-up)."""
-        if self.residuals == "ckks":
-            allowed = CKKS_DP_LEARNERS if self.feature_dp else CKKS_LEARNERS
-            if learner not in allowed:
-                with_dp = " with feature-DP" if self.feature_dp else ""
-                raise ConfigError(f"learner {learner!r} cannot run on ckks residuals{with_dp} (its predictions must be "
-                                  f"linear in the residuals); use {' or '.join(allowed)}")
-        if self.feature_dp is not None and learner not in DP_LEARNERS:
-            raise ConfigError(f"feature-DP (--epsilon) is implemented for the learners {', '.join(DP_LEARNERS)} "
-                              f"(DP ridge, DP-GD MLP), not {learner!r}")
+        check_layer_learner(learner, self.residuals, self.feature_dp is not None)
         if self.feature_dp is not None and learner == "mlp":  # DP-GD has neither the ridge's row map nor its releases
             ridge_only = [name for name in RIDGE_ONLY
                           if getattr(self.feature_dp, name) != FeatureDP.__dataclass_fields__[name].default]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .plan import CKKS_DP_LEARNERS, CKKS_LEARNERS, DP_LEARNERS, FeatureDP, LabelDP, PrivacyPlan
+from .plan import FeatureDP, LabelDP, PrivacyPlan
 
 
 @dataclass(frozen=True)
@@ -18,16 +18,14 @@ class Layer:
 
     ``budget``: which epsilon the layer needs (``None``, ``"feature"`` or ``"label"``).
     ``noising``: its outputs differ from plain GAL's (DP noise), so it cannot match plain results.
-    ``classification_only``: label-DP has no accounted regression version.
+    Which learners it runs is the plan's to say (:meth:`PrivacyPlan.check_learner`).
     """
 
     name: str
     summary: str
     residuals: str
     budget: str | None
-    learners: tuple[str, ...]
     noising: bool
-    classification_only: bool = False
 
     def plan(self, epsilon: float | None = None, **options) -> PrivacyPlan:
         """This layer's plan; DP layers need ``epsilon`` and take :class:`FeatureDP`/:class:`LabelDP` options."""
@@ -43,16 +41,12 @@ class Layer:
 
 
 LAYERS: dict[str, Layer] = {layer.name: layer for layer in (
-    Layer("plain", "no protection: residuals and predictions in the clear", "plain", None,
-          ("linear", "rff", "mlp", "cnn", "gb"), noising=False),
-    Layer("ckks", "labels: residuals CKKS-encrypted under the label owner's key", "ckks", None,
-          CKKS_LEARNERS, noising=False),
-    Layer("dp", "features: each party's releases (epsilon, delta)-DP per row", "plain", "feature",
-          DP_LEARNERS, noising=True),
-    Layer("ckks+dp", "both: CKKS residuals, DP ridge with homomorphic noise", "ckks", "feature",
-          CKKS_DP_LEARNERS, noising=True),
+    Layer("plain", "no protection: residuals and predictions in the clear", "plain", None, noising=False),
+    Layer("ckks", "labels: residuals CKKS-encrypted under the label owner's key", "ckks", None, noising=False),
+    Layer("dp", "features: each party's releases (epsilon, delta)-DP per row", "plain", "feature", noising=True),
+    Layer("ckks+dp", "both: CKKS residuals, DP ridge with homomorphic noise", "ckks", "feature", noising=True),
     Layer("label-dp", "labels: clipped, noised residuals (label-DP), for learners CKKS cannot run", "plain",
-          "label", ("linear", "rff", "mlp", "cnn", "gb"), noising=True, classification_only=True),
+          "label", noising=True),
 )}
 
 

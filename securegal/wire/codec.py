@@ -146,12 +146,6 @@ def _fill_payload(p: pb.Payload, payload: m.Payload) -> None:
         raise TypeError(f"a payload must be a numpy array or EncryptedPayload, got {type(payload).__name__}")
 
 
-def payload_to_proto(payload: m.Payload) -> pb.Payload:
-    p = pb.Payload()
-    _fill_payload(p, payload)
-    return p
-
-
 def payload_from_proto(p: pb.Payload, limits: Limits = DEFAULT_LIMITS) -> m.Payload:
     which = p.WhichOneof("value")
     if which == "plain":

@@ -23,13 +23,12 @@ from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows
+from ..plan import check_layer_learner
 from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
 
 if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
     from .dpgd import DPGDConfig
 
-# Learners with a DP version: linear -> DP ridge; mlp -> full-batch DP-GD (securegal/privacy/dp/dpgd.py).
-DP_LEARNERS = ("linear", "mlp")
 
 
 class DPTrainers:
@@ -55,20 +54,21 @@ class DPTrainers:
             raise ConfigError(f"no DP budget configured for party {name!r}")
         return config
 
-    def _dpgd_config(self, name: str, hidden: tuple[int, ...] = (32,)) -> DPGDConfig:
+    def _dpgd_config(self, name: str, hidden: tuple[int, ...] | None = None) -> DPGDConfig:
+        """Party ``name``'s DP-GD settings; ``hidden``, the learner's layer sizes (they do not
+        change the noise: the preflight leaves them out)."""
         from .dpgd import DPGDConfig
 
         c = self.config_for(name)
         shares = {} if c.releases_predictions else {"shares": {"sgd": 1.0}}  # feedback off: no pred release
-        return DPGDConfig(c.epsilon, c.delta, c.accountant, hidden=tuple(hidden), residual_clip=c.residual_clip,
-                          prediction_clip=c.prediction_clip, seed=c.seed, **shares)
+        sizes = {} if hidden is None else {"hidden": tuple(hidden)}
+        return DPGDConfig(c.epsilon, c.delta, c.accountant, residual_clip=c.residual_clip,
+                          prediction_clip=c.prediction_clip, seed=c.seed, **shares, **sizes)
 
     def preflight(self, n_train: int, rounds: int, party_names, learner: str = "linear") -> None:
         """Refuse, before any data moves, a learner without a DP version or a budget that
         cannot cover ``rounds`` rounds."""
-        if learner not in DP_LEARNERS:
-            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
-                              f"(DP ridge, DP-GD MLP), not {learner!r}")
+        check_layer_learner(learner, "plain", feature_dp=True)
         for name in party_names:
             try:
                 if learner == "mlp":
@@ -82,15 +82,13 @@ class DPTrainers:
 
     def __call__(self, name: str, index: int, learner: Learner):
         kind = getattr(learner, "name", type(learner).__name__)
-        if kind not in DP_LEARNERS:
-            raise ConfigError(f"--epsilon is implemented for the learners {', '.join(DP_LEARNERS)} "
-                              f"(DP ridge, DP-GD MLP), not {kind!r}")
+        check_layer_learner(kind, "plain", feature_dp=True)
 
         def factory(setup: Setup):
             if kind == "mlp":
                 from .dpgd import DPGDTrainer
 
-                trainer = DPGDTrainer(self._dpgd_config(name, getattr(learner, "hidden", (32,))))
+                trainer = DPGDTrainer(self._dpgd_config(name, learner.hidden))
             else:
                 trainer = DPTrainer(self.config_for(name))
             self.trainers[name] = trainer

@@ -38,7 +38,6 @@ from ...errors import ConfigError
 from .accountant import PlannedRelease
 from .mechanisms import GaussianNoise, gaussian_mechanism
 
-STANDARDIZATION_KINDS = ("std_mean", "std_scale")
 LEDGER_OUTPUT = "standardization"  # name of the stored map in a table's ledger
 
 
