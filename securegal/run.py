@@ -247,6 +247,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     if trainers is not None:
         job.trainers = trainers
     job.columns = columns
+    if plan.feature_dp is not None and plan.feature_dp.session_epsilon is not None and ledger is None:
+        raise ConfigError("--session-epsilon caps what a run adds to each feature party's lifetime budget, which "
+                          "needs a ledger (--ledger DIR)")
     if plan.label_dp is not None and plan.label_dp.session_epsilon is not None and ledger is None:
         raise ConfigError("--label-session-epsilon caps what a run adds to the label column's lifetime budget, "
                           "which needs a ledger (--ledger DIR, or [label_dp] ledger)")

@@ -352,3 +352,30 @@ def test_a_label_session_cap_lets_several_runs_share_the_labels_lifetime_budget(
     after = [s.epsilon_after for s in led.spent_by_session()]  # each run adds at most 0.5 to the lifetime
     assert len(after) == 3 and all(0.45 < b - a <= 0.5 + 1e-6 for a, b in zip([0.0] + after, after)), after
     assert led.epsilon_spent <= 1.5 + 1e-6 and epsilon_of(led.releases, 1e-5, "pld") == pytest.approx(led.epsilon_spent)
+
+
+def test_a_session_cap_lets_several_embedded_runs_share_each_partys_lifetime_budget(tmp_path, capsys):
+    """Docs review: with --ledger the first embedded run took every party's whole lifetime budget,
+    so "later runs share it" failed on the second run. --session-epsilon (FeatureDP.session_epsilon)
+    caps what one run adds, as a networked party's party.toml session_epsilon does; the third run
+    finds too little left and is refused before anything is released or written."""
+    from securegal.privacy.dp.ledger import read_ledger
+
+    def run(name, *extra, session="1"):
+        return main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "2", "--epsilon", "2.5",
+                     "--session-epsilon", session, *extra, "--out", str(tmp_path / name), "--no-progress"])
+
+    assert run("nowhere") == 2 and "--session-epsilon caps what a run adds" in capsys.readouterr().err
+    assert run("bigger", "--ledger", str(tmp_path), session="3") == 2
+    assert "session_epsilon 3 exceeds the lifetime epsilon 2.5" in capsys.readouterr().err
+    (tmp_path / "L").mkdir()
+    assert run("first", "--ledger", str(tmp_path / "L")) == 0 and run("second", "--ledger", str(tmp_path / "L")) == 0
+    for party in ("party1", "party2"):
+        after = [s.epsilon_after for s in read_ledger(tmp_path / "L" / f"{party}.securegal-ledger.json").spent_by_session()]
+        assert len(after) == 2 and 0.95 < after[0] <= 1 + 1e-6 and 0.95 < after[1] - after[0] <= 1 + 1e-6, after
+    capsys.readouterr()
+    assert run("third", "--ledger", str(tmp_path / "L")) == 2
+    assert "left 0.5" in capsys.readouterr().err and not (tmp_path / "third").exists()
+    assert PrivacyPlan.from_options(epsilon=2.0, session_epsilon=0.5).feature_dp.session_epsilon == 0.5
+    with pytest.raises(ConfigError, match=r"session_epsilon \(--session-epsilon\) caps the feature parties' budget"):
+        PrivacyPlan.from_options(label_epsilon=2.0, session_epsilon=0.5)

@@ -81,6 +81,9 @@ def add_parser(sub) -> None:
                          "centre, scale, dp_epsilon, as party.toml [privacy.columns]): what DP parties standardize "
                          "with (default: a built-in dataset's documented ranges; required for --csv --epsilon). "
                          "With --label-owner/--party: one [NAME] table per --party, for that party's own columns")
+    dp.add_argument("--session-epsilon", type=float, metavar="E",
+                    help="with --ledger: the most one run may add to each feature party's lifetime epsilon "
+                         "(default: all that is left; a networked party sets its own in party.toml)")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals); with "
                          "--ledger, the label column's lifetime budget")
@@ -109,7 +112,7 @@ def plan_from_args(args):
 
     return PrivacyPlan.from_options(
         residuals=args.residuals or "plain", epsilon=args.epsilon, label_epsilon=args.label_epsilon,
-        label_session_epsilon=args.label_session_epsilon,
+        label_session_epsilon=args.label_session_epsilon, session_epsilon=args.session_epsilon,
         delta=args.delta, accountant=args.accountant, feature_clip=args.dp_feature_clip,
         residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback,
         hidden_membership=args.hidden_membership)

@@ -62,6 +62,8 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
 _FLAGS = {"feature_clip": "--dp-feature-clip", "prediction_clip": "--dp-prediction-clip", "feedback": "--dp-feedback",
           "residual_clip": "--dp-residual-clip", "delta": "--delta", "accountant": "--accountant",
           "seed": "noise_seed", "session_epsilon": "--label-session-epsilon"}
+# The feature parties' per-run cap (FeatureDP.session_epsilon; LabelDP's is --label-session-epsilon).
+FEATURE_SESSION_FLAG = "--session-epsilon"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +85,9 @@ class FeatureDP:
     release ``sqrt((d + 1) / 9)`` of its fraction of the gram + stat budget
     (:func:`~securegal.privacy.dp.trainer.gram_share_factor`); given shares are used as they are.
     ``seed`` makes the noise predictable: tests and studies only (it warns, and the report says
-    ``secure_noise: false``). ``prediction_clip`` (C_f) None: the DP trainer's default 0.01; it
+    ``secure_noise: false``). ``session_epsilon``: with a ledger (``train(ledger=...)``), the most
+    one run adds to each party's lifetime epsilon (None: all that is left; a networked party's is
+    its party.toml ``session_epsilon``). ``prediction_clip`` (C_f) None: the DP trainer's default 0.01; it
     clips only plaintext ``pred`` releases, so :class:`PrivacyPlan` refuses it where there are none.
     """
 
@@ -99,9 +103,15 @@ class FeatureDP:
     feedback: bool | None = None
     shares: dict | None = None
     seed: int | None = None
+    session_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         _positive("feature-DP", "epsilon", self.epsilon)
+        if self.session_epsilon is not None:
+            _positive("feature-DP", "session_epsilon", self.session_epsilon)
+            if self.session_epsilon > self.epsilon:
+                raise ConfigError(f"feature-DP session_epsilon {self.session_epsilon:g} exceeds the lifetime epsilon "
+                                  f"{self.epsilon:g}")
         _positive("feature-DP", "delta", self.delta, 1.0)
         for name in ("residual_clip", "lam"):
             _positive("feature-DP", name, getattr(self, name))
@@ -296,7 +306,8 @@ class PrivacyPlan:
                      feature_clip: float | None = None, residual_clip: float | None = None,
                      prediction_clip: float | None = None, feedback: str | bool | None = None,
                      noise_seed: int | None = None, hidden_membership: bool = False,
-                     label_session_epsilon: float | None = None) -> "PrivacyPlan":
+                     label_session_epsilon: float | None = None,
+                     session_epsilon: float | None = None) -> "PrivacyPlan":
         """A plan from flag-like options (``securegal train``, the audit sweep, benchmarks).
 
         Options left ``None`` take the defaults of :class:`FeatureDP`/:class:`LabelDP`; a DP option
@@ -317,13 +328,17 @@ class PrivacyPlan:
             stray = sorted({**given, **({"residual_clip": 1} if residual_clip is not None else {})})
             raise ConfigError(f"{', '.join(f'{k} ({_FLAGS[k]})' for k in stray)} set without a DP budget "
                               "(--epsilon or --label-epsilon)")
+        if epsilon is None and session_epsilon is not None:
+            raise ConfigError(f"session_epsilon ({FEATURE_SESSION_FLAG}) caps the feature parties' budget (--epsilon), "
+                              "which is not set")
         if label_epsilon is None and label_session_epsilon is not None:
             raise ConfigError("session_epsilon (--label-session-epsilon) caps a label-DP budget (--label-epsilon), "
                               "which is not set")
         feature = label = None
         if epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
-            feature = FeatureDP(epsilon=epsilon, **given, **feature_only, **clip)
+            session = {} if session_epsilon is None else {"session_epsilon": session_epsilon}
+            feature = FeatureDP(epsilon=epsilon, **given, **feature_only, **clip, **session)
         if label_epsilon is not None:
             clip = {} if residual_clip is None else {"residual_clip": residual_clip}
             label = LabelDP(epsilon=label_epsilon, session_epsilon=label_session_epsilon, **given, **clip)
@@ -431,10 +446,10 @@ class PrivacyPlan:
             if self.residuals == "ckks":
                 from .hedp import CkksDPTrainers
 
-                return CkksDPTrainers(config)
+                return CkksDPTrainers(config, session_epsilon=spec.session_epsilon)
             from .dp.layers import DPTrainers
 
-            return DPTrainers(config)
+            return DPTrainers(config, session_epsilon=spec.session_epsilon)
         if self.residuals == "ckks":
             from .he.layers import ckks_trainers
 

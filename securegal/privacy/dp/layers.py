@@ -41,9 +41,11 @@ class DPTrainers:
     version yet.
     """
 
-    def __init__(self, default: DPConfig | None = None, configs: Mapping[str, DPConfig] | None = None):
+    def __init__(self, default: DPConfig | None = None, configs: Mapping[str, DPConfig] | None = None,
+                 session_epsilon: float | None = None):
         self.default = default
         self.configs = dict(configs or {})
+        self.session_epsilon = session_epsilon  # each party's per-run cap in its table's ledger (None: all left)
         if default is None and not self.configs:
             raise ConfigError("DPTrainers needs a default DPConfig or per-party configs")
         self.trainers: dict[str, DPTrainer] = {}
@@ -107,8 +109,9 @@ class DPTrainers:
         from .table import open_table
 
         c = self.config_for(name)
+        cap = self.session_epsilon if session_epsilon is None else session_epsilon
         return open_table(table_id, Budget(c.epsilon, c.delta), c.accountant, columns, ledger_path=ledger_path,
-                          session_epsilon=session_epsilon, seed=c.seed, formerly=formerly, n_rows=n_rows)
+                          session_epsilon=cap, seed=c.seed, formerly=formerly, n_rows=n_rows)
 
 
 @dataclass(frozen=True)
