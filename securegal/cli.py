@@ -50,7 +50,7 @@ from .logs import configure_logging
 COMMANDS = {
     "train": "train GAL on a dataset or CSV and write a run directory",
     "reproduce": "reproduce the GAL paper's tables (Joint, Alone, GAL-uniform, GAL)",
-    "bench": "benchmarks (crypto)",
+    "bench": "benchmarks (crypto, psi)",
     "audit": "run the attack suite on run directories and report leakage",
     "party": "run a feature party (one organization) behind gRPC with mutual TLS",
     "certs": "development certificates for a federation",
@@ -82,6 +82,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (default is None or default is False or default is argparse.SUPPRESS or default == [] or "default" in text
+                or isinstance(action, argparse._StoreFalseAction)  # "--no-x (default: True)" reads as "off"
                 or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
             return text
         return f"{text} (default: {_as_typed(default, action.nargs).replace('%', '%%')})"

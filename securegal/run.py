@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,11 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
             channel.preflight(len(split.train), rounds, data.loss)
         job.channel = channel
     if trainers is not None:
+        if hasattr(trainers, "open_table") and plan.feature_dp is None and (weighting is None or eta is None):
+            warnings.warn("train(trainers=...) with DP trainers and a plan without feature-DP: the label owner "
+                          "learns weights and line-searches its step on the parties' noised predictions (plain "
+                          "GAL's policy); give plan=PrivacyPlan(feature_dp=FeatureDP(...)) for the DP policy",
+                          UserWarning, stacklevel=2)
         job.trainers = trainers
     job.columns = columns
     if plan.feature_dp is not None and plan.feature_dp.session_epsilon is not None and ledger is None:

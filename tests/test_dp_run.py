@@ -379,3 +379,14 @@ def test_a_session_cap_lets_several_embedded_runs_share_each_partys_lifetime_bud
     assert PrivacyPlan.from_options(epsilon=2.0, session_epsilon=0.5).feature_dp.session_epsilon == 0.5
     with pytest.raises(ConfigError, match=r"session_epsilon \(--session-epsilon\) caps the feature parties' budget"):
         PrivacyPlan.from_options(label_epsilon=2.0, session_epsilon=0.5)
+
+
+def test_dp_trainers_without_a_dp_plan_warn_that_the_label_owner_runs_plain_gals_policy():
+    """Docs review: privacy.md 5b told Python users to pass the CKKS+DP channel and trainers by
+    hand, which skips the plan's DP policy (learned weights and a line search on noised
+    predictions: every party dropped by round 3). The docs now give the plan; the hand-made way warns."""
+    from securegal.privacy.dp.layers import DPTrainers
+    from securegal.privacy.dp.trainer import DPConfig
+
+    with pytest.warns(UserWarning, match="DP trainers and a plan without feature-DP"):
+        train("wine", parties=3, rounds=1, trainers=DPTrainers(DPConfig(3.0, 1e-5)))

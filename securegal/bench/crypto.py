@@ -80,10 +80,11 @@ def check_size(n: int, p: int) -> tuple[int, int]:
     """``(n, p)`` if the job fits the bounds, else a one-line :class:`ConfigError`."""
     if not (isinstance(n, int) and isinstance(p, int)) or n < 2 or p < 2:
         raise ConfigError(f"bench sizes need integers n >= 2 and p >= 2, got {n!r}x{p!r}")
-    if n > MAX_N or p > MAX_P or n * p > MAX_CELLS:
-        raise ConfigError(f"bench size {n}x{p} is too large: need n <= {MAX_N}, p <= {MAX_P} and "
-                          f"n*p <= {MAX_CELLS} (it would need about {24 * n * p / 2**30:.1f} GiB for the "
-                          "plaintext operator alone, more for its CKKS encoding)")
+    if n > MAX_N or p > MAX_P:
+        raise ConfigError(f"bench size {n}x{p} is out of range: need n <= {MAX_N} and p <= {MAX_P}")
+    if n * p > MAX_CELLS:
+        raise ConfigError(f"bench size {n}x{p} is too large: need n*p <= {MAX_CELLS} (it would need about "
+                          f"{24 * n * p / 2**30:.1f} GiB for the plaintext operator alone, more for its CKKS encoding)")
     return n, p
 
 

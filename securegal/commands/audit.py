@@ -188,7 +188,7 @@ def _active(args, audit) -> int:
                                f" --out {args.out} --overwrite")
     audit.write_audit(run_dir, result, not args.no_report)
     print(audit.format_table(result))
-    print(f"  wrote {run_dir / audit.AUDIT}")
+    print(f"  wrote {run_dir / audit.AUDIT}" + ("" if args.no_report else ", audit.md, audit.html"))
     return 0
 
 
@@ -199,7 +199,7 @@ def _psi_membership(args, audit) -> int:
                                    rounds=args.rounds, seed=args.train_seed, overwrite=args.overwrite, progress=True)
     result = audit_psi_membership(run_dir, report=not args.no_report)
     print(audit.format_table(result))
-    print(f"  wrote {run_dir / audit.AUDIT}")
+    print(f"  wrote {run_dir / audit.AUDIT}" + ("" if args.no_report else ", audit.md, audit.html"))
     return 0
 
 

@@ -249,6 +249,8 @@ class LabelDPSection(_Strict):
 
 
 class PeerEntry(_Strict):
+    """One feature party the label owner reaches: an array of tables, one [[party]] each."""
+
     name: str = Field(description="the feature party's organization name")
     address: str = Field(description="host:port where it serves")
 
@@ -366,7 +368,7 @@ def reference() -> str:
                 continue
             sub = [a for a in getattr(f.annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
             if sub:
-                nested.append((name, sub[0]))
+                nested.append((f"[{name}]" if get_origin(f.annotation) is list else name, sub[0]))
                 continue
             default = "required" if f.is_required() else ("(empty)" if f.default_factory else repr(f.default))
             bounds = ", ".join(f"{op} {getattr(m, attr)}" for m in f.metadata

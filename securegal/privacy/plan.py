@@ -160,9 +160,10 @@ def check_layer_learner(learner: str, residuals: str, feature_dp: bool) -> None:
     if residuals == "ckks":
         allowed = CKKS_DP_LEARNERS if feature_dp else CKKS_LEARNERS
         if learner not in allowed:
-            with_dp = " with feature-DP" if feature_dp else ""
-            raise ConfigError(f"learner {learner!r} cannot run on ckks residuals{with_dp} (its predictions must be "
-                              f"linear in the residuals); use {' or '.join(allowed)}")
+            why = ("CKKS + feature-DP runs the DP ridge on ciphertexts" if feature_dp else
+                   "its predictions must be linear in the residuals")
+            raise ConfigError(f"learner {learner!r} cannot run on ckks residuals{' with feature-DP' if feature_dp else ''} "
+                              f"({why}); use {' or '.join(allowed)}")
     if feature_dp and learner not in DP_LEARNERS:
         raise ConfigError(f"feature-DP (--epsilon) is implemented for the learners {', '.join(DP_LEARNERS)} "
                           f"(DP ridge, DP-GD MLP), not {learner!r}")
