@@ -189,6 +189,8 @@ class PublicContext(_ContextBase):
         self = object.__new__(cls)
         try:
             self._init_seal(_params_from(sections["params"]))
+        except InsecureParameters:
+            raise
         except ValueError as exc:  # SEAL refused the peer's parameters
             raise ProtocolError(f"CKKS public context: {exc}") from None
         self.context_id = sections["id"]
