@@ -412,6 +412,9 @@ class PrivacyPlan:
             if weighting == "learned":
                 raise ConfigError("label-DP residuals need uniform weights: learned weights would use the labels "
                                   "outside the privacy budget")
+            if eta is None:
+                raise ConfigError("label-DP residuals need a fixed step (--eta): a line-searched step would use the "
+                                  "labels outside the privacy budget")
             self.channel().preflight(n_train, rounds, loss)
 
     # ------------------------------------------------------------------ what it builds
