@@ -9,6 +9,7 @@ from typing import Mapping, Union
 import numpy as np
 
 PROTOCOL_VERSION = 1
+LABEL_OWNER = "alice"  # the label owner's organization name unless a run or file names another
 PSI_POINT_BYTES = 32  # an X25519 u-coordinate (securegal.align.group)
 PSI_ID_KINDS = ("str", "int")
 

@@ -21,8 +21,9 @@ import numpy as np
 
 from .data.datasets import Dataset, load_csv, load_dataset
 from .data.split import RowSplit, contiguous_blocks, split_rows, vertical_split
+from .deploy.config import MAX_ETA, MAX_PARTIES, MAX_ROUNDS
 from .deploy.embedded import EmbeddedDeployment
-from .deploy.federation import (MAX_ETA, MAX_PARTIES, MAX_ROUNDS, Deployment, GalJob, MethodRun, TargetScaler,
+from .deploy.federation import (Deployment, GalJob, MethodRun, TargetScaler,
                                 party_learner, party_names)
 from .errors import ConfigError
 from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic, write_json_atomic

@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..messages import LABEL_OWNER
 from ..parties.policy import MAX_PSI_IDS
 
 # Bounds of the size-like settings, the same in every deployment and config file (here, not in
@@ -197,7 +198,7 @@ class PartyFile(_Strict):
     """``party.toml``: one feature party."""
 
     name: str = Field(description="this organization's name (its certificate names it)")
-    label_owner: str = Field("alice", description="the only organization this party answers")
+    label_owner: str = Field(LABEL_OWNER, description="the only organization this party answers")
     listen: str = Field(description="host:port to listen on (port 0: any free port)")
     transcripts: str | None = Field(None, description="directory of this party's transcript")
     data: PartyData
@@ -258,7 +259,7 @@ class PeerEntry(_Strict):
 class FederationFile(_Strict):
     """``federation.toml``: the label owner of a networked federation."""
 
-    name: str = Field("alice", description="the label owner's organization name")
+    name: str = Field(LABEL_OWNER, description="the label owner's organization name")
     seed: int = Field(0, ge=0, description="seed of the split and the label owner's learner "
                                            "(each party seeds its own: party.toml [learner] seed)")
     rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="GAL rounds T")

@@ -25,10 +25,9 @@ from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
 from ..privacy.plain import plain_trainers
 from ..privacy.plan import TrainerChoice
+from ..messages import LABEL_OWNER
 from ..seam import ResidualChannel
-from .config import MAX_ETA, MAX_PARTIES, MAX_ROUNDS  # noqa: F401 (re-exported: securegal.run)
 
-LABEL_OWNER = "alice"
 
 
 def party_names(parties: int) -> list[str]:

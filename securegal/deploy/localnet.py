@@ -21,10 +21,10 @@ from pathlib import Path
 
 from ..errors import ConfigError, PartyUnavailable, SecuregalError
 from ..files import private_dir
+from ..messages import LABEL_OWNER
 from ..transport.certs import init_federation
 from .config import dump
 
-LABEL_OWNER = "alice"
 READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
 

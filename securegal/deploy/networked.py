@@ -177,8 +177,8 @@ class FederationConfig:
             eta = given.pop("eta", f.eta)
             eta_max = given.pop("eta_max", f.eta_max)
             for label_, value in (("eta", eta), ("eta_max", eta_max)):
-                if value is not None and not (np.isfinite(value) and value > 0):
-                    raise ConfigError(f"{label_} must be finite and > 0, got {value!r}")
+                if value is not None and not (np.isfinite(value) and 0 < value <= schema.MAX_ETA):
+                    raise ConfigError(f"{label_} must be finite, > 0 and <= {schema.MAX_ETA:g}, got {value!r}")
             if eta_max is not None:  # refused where the step is fixed (by eta, or by label-DP's policy)
                 plan.owner_policy(parties=1 + len(peers), rounds=rounds, eta=eta, eta_max=eta_max)
             seed = given.pop("seed", f.seed)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..messages import LABEL_OWNER
 
 TRUTH = "membership.npz"
 CURIOUS = "party1"
-OWNER = "alice"
+OWNER = LABEL_OWNER
 
 
 def _write_csv(path: Path, header: list[str], rows: np.ndarray, id_col: np.ndarray) -> None:

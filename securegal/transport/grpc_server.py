@@ -24,6 +24,7 @@ import grpc
 from .address import split_address
 from .certs import Identity
 from ..errors import ConfigError, ProtocolError
+from ..messages import LABEL_OWNER
 from ..wire import transport_pb2 as pb
 from .frames import DEFAULT_FRAME_LIMITS, FrameLimits, reassemble, split
 
@@ -115,7 +116,7 @@ class PartyServer:
     """
 
     def __init__(self, handler: Handler, address: str = "127.0.0.1:0", *, identity: Identity | None = None,
-                 clients: Collection[str] = ("alice",), insecure: bool = False,
+                 clients: Collection[str] = (LABEL_OWNER,), insecure: bool = False,
                  limits: FrameLimits = DEFAULT_FRAME_LIMITS, reply_cache: int = 8, max_workers: int = 4,
                  idle_timeout: float = FRAME_IDLE_SECONDS):
         if (identity is None) == (not insecure):

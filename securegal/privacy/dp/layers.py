@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import BudgetExceeded, ConfigError
 from ...learners.base import Learner
-from ...messages import Payload, Setup
+from ...messages import LABEL_OWNER, Payload, Setup
 from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
@@ -150,7 +150,7 @@ class LabelDPResiduals:
     name = "label-dp"
     private_labels = True
 
-    def __init__(self, config: LabelDPConfig, party: str = "alice"):
+    def __init__(self, config: LabelDPConfig, party: str = LABEL_OWNER):
         self.config = config
         self.party = party
         self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
