@@ -324,3 +324,19 @@ def test_a_party_that_went_away_is_asked_once_per_call_until_it_answers_again(fe
         assert len(calls) == 5 + 4  # answering again, it gets every attempt again
     finally:
         t.close()
+
+
+def test_kept_replies_are_bounded_by_bytes_as_well_as_by_count():
+    """Code review L6: eight kept replies of up to max_message_bytes each (1 GiB by default)."""
+    from securegal.transport.grpc_server import ReplyCache
+
+    cache = ReplyCache(items=8, max_bytes=100)
+    for i in range(3):
+        cache.put(("alice", f"m{i}"), b"x" * 60)
+    assert len(cache) == 2 and cache.get(("alice", "m0")) is None and cache.get(("alice", "m2")) == b"x" * 60
+    assert cache.nbytes == 120  # 60 beside the newest 60
+    cache.put(("alice", "big"), b"y" * 500)  # the newest is always kept, whatever its size
+    assert len(cache) == 2 and cache.get(("alice", "big")) and cache.nbytes == 560  # and 60 beside it
+    for i in range(20):
+        cache.put(("alice", f"s{i}"), b"z")
+    assert len(cache) == 8 and cache.nbytes == 8

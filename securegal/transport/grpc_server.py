@@ -107,6 +107,28 @@ def refuse_a_taken_port(address: str) -> None:
                                       "(another party server?)") from None
 
 
+class ReplyCache:
+    """The last ``items`` replies, kept for retries of the same message, holding at most
+    ``max_bytes`` beside the newest reply (which is always kept): eight replies of up to
+    max_message_bytes each would otherwise be 8 GiB at the default limit."""
+
+    def __init__(self, items: int, max_bytes: int):
+        self._replies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self.items, self.max_bytes, self.nbytes = items, max_bytes, 0
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        return self._replies.get(key)
+
+    def put(self, key: tuple[str, str], reply: bytes) -> None:
+        self._replies[key] = reply
+        self.nbytes += len(reply)
+        while len(self._replies) > self.items or (len(self._replies) > 1 and self.nbytes - len(reply) > self.max_bytes):
+            self.nbytes -= len(self._replies.popitem(last=False)[1])
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+
 class PartyServer:
     """Serves ``handler`` on ``address`` to the organizations in ``clients`` only.
 
@@ -127,8 +149,7 @@ class PartyServer:
         self.handler, self.address, self.identity = handler, address, identity
         self.clients, self.insecure, self.limits = frozenset(clients), insecure, limits
         self._lock = threading.Lock()
-        self._replies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self._cache_size = reply_cache
+        self._replies = ReplyCache(reply_cache, limits.max_message_bytes)
         self.idle_timeout = idle_timeout
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                    # a second server on the same port must fail, not share it
@@ -201,9 +222,7 @@ class PartyServer:
             if reply is None:
                 reply = self.handler(request)
                 if len(reply) <= self.limits.max_message_bytes:  # an oversized reply is refused, never kept
-                    self._replies[key] = reply
-                    while len(self._replies) > self._cache_size:
-                        self._replies.popitem(last=False)
+                    self._replies.put(key, reply)
             else:
                 log.info("message %s retried by %s: answering with the kept reply", message_id, caller)
         if len(reply) > self.limits.max_message_bytes:
