@@ -399,3 +399,12 @@ def test_the_plan_itself_refuses_a_line_searched_step_under_label_dp():
     with pytest.raises(ConfigError, match="label-DP residuals need a fixed step"):
         plan.check(learner="linear", loss="cross_entropy", n_train=100, rounds=2, weighting="uniform", eta=None)
     plan.check(learner="linear", loss="cross_entropy", n_train=100, rounds=2, weighting="uniform", eta=0.5)
+
+
+def test_the_label_dp_losses_are_the_ones_with_a_stated_sensitivity():
+    """Code review M5: the plan's list and the channel's sensitivities are kept in two places (the
+    plan must not import the channel: the command line reads it for its help); they must agree."""
+    from securegal.privacy.dp.layers import _LOSS_SENSITIVITY
+    from securegal.privacy.plan import LABEL_DP_LOSSES
+
+    assert set(_LOSS_SENSITIVITY) == set(LABEL_DP_LOSSES)

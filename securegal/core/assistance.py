@@ -17,6 +17,9 @@ from .finite import all_finite
 from .losses import check_local_loss
 
 
+# Upper bound of GAL's line-searched step unless the run sets one (--eta-max).
+DEFAULT_ETA_MAX = 10.0
+
 def _check_predictions(residuals: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = np.asarray(residuals, dtype=np.float64)
     P = np.asarray(predictions, dtype=np.float64)
@@ -123,7 +126,7 @@ def uniform_weights(n_parties: int) -> np.ndarray:
 
 def line_search_step(
     objective: Callable[[float], float],
-    eta_max: float = 10.0,
+    eta_max: float = DEFAULT_ETA_MAX,
     tol: float = 1e-6,
 ) -> float:
     """argmin over eta in [0, eta_max] of a convex 1-D objective (bounded Brent search).
@@ -141,7 +144,7 @@ def line_search_step(
 
 def newton_step(
     derivatives: Callable[[float], tuple[float, float]],
-    eta_max: float = 10.0,
+    eta_max: float = DEFAULT_ETA_MAX,
     tol: float = 1e-9,
     max_evaluations: int = 60,
 ) -> float:
@@ -153,8 +156,8 @@ def newton_step(
     by bisection. About five evaluations for the GAL losses, each one pass over the scores; exact
     for a parabola (the L2 loss) after one. Returns 0 when no step decreases the function.
     """
-    if not eta_max > 0:
-        raise ValueError(f"eta_max must be > 0, got {eta_max!r}")
+    if not (np.isfinite(eta_max) and eta_max > 0):
+        raise ConfigError(f"eta_max must be finite and > 0, got {eta_max!r}")
     eta, (g, h) = 0.0, derivatives(0.0)
     if not g < 0:
         return 0.0
@@ -182,7 +185,7 @@ def newton_step(
     return eta
 
 
-def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> float:
+def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = DEFAULT_ETA_MAX) -> float:
     """Exact argmin over eta in [0, eta_max] of sum |gap - eta * direction|.
 
     The objective is convex and piecewise linear, so its minimizer is the |direction|-weighted
@@ -203,7 +206,7 @@ def l1_step(gap: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> fl
 
 
 @one_blas_thread
-def assisted_learning_rate(loss, y: np.ndarray, F: np.ndarray, direction: np.ndarray, eta_max: float = 10.0) -> float:
+def assisted_learning_rate(loss, y: np.ndarray, F: np.ndarray, direction: np.ndarray, eta_max: float = DEFAULT_ETA_MAX) -> float:
     """GAL's step eta_t = argmin_eta L(y, F + eta * direction) over [0, eta_max].
 
     Exact for the L1 loss (weighted median); safeguarded Newton on the analytic derivatives for

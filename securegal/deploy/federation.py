@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..core.assistance import DEFAULT_ETA_MAX
 from ..core.losses import make_loss
 from ..data.datasets import Dataset
 from ..data.split import Block, RowSplit
@@ -72,7 +73,7 @@ class GalJob:
     trainers: TrainerChoice = plain_trainers
     weighting: str = "learned"
     eta: float | None = None
-    eta_max: float = 10.0
+    eta_max: float = DEFAULT_ETA_MAX
     learner_options: dict = field(default_factory=dict)
     local_loss: str | None = None
     min_parties: int = 1

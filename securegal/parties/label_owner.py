@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..align.ids import canonical_ids
-from ..core.assistance import assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
+from ..core.assistance import DEFAULT_ETA_MAX, assisted_learning_rate, combine, fit_assistance_weights, uniform_weights
 from ..core.calibration import fit_party_multipliers
 from ..core.memory import keep_large_blocks
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
@@ -70,7 +70,7 @@ class LabelOwner:
 
     def __init__(self, *, own: FeatureParty, train_ids: np.ndarray, y_train: np.ndarray, loss,
                  peers: Sequence[str], messenger: Messenger | None, channel: ResidualChannel,
-                 rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = 10.0,
+                 rounds: int = 10, weighting: str = "learned", eta: float | None = None, eta_max: float = DEFAULT_ETA_MAX,
                  min_parties: int = 1, task: str = "classification", setup_options: dict | None = None,
                  aligner: Callable[[Sequence, str], object] | None = None, align_ids: Sequence | None = None,
                  eval_ids: np.ndarray | None = None, hidden_membership: bool = False,

@@ -209,7 +209,7 @@ class CkksDPTrainer:
         if not isinstance(config, DPConfig):
             raise TypeError(f"config must be a DPConfig, got {type(config).__name__}")
         self.name, self.config = name, config
-        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.noise = GaussianNoise(config.seed)
         self.accountant: PrivacyAccountant | None = None
         self.context: PublicContext | None = None
         self.smoother: EncryptedSmoother | None = None

@@ -58,7 +58,8 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
         raise ConfigError(f"{owner} {name} must be a finite number > 0{bound}, got {value!r}")
 
 
-# The command-line flag of each option of PrivacyPlan.from_options (its party.toml key is the option's name).
+# How a user gives each option of PrivacyPlan.from_options: its command-line flag, or for the noise seed
+# its party.toml key (no flag seeds the noise); elsewhere the party.toml key is the option's name.
 _FLAGS = {"feature_clip": "--dp-feature-clip", "prediction_clip": "--dp-prediction-clip", "feedback": "--dp-feedback",
           "residual_clip": "--dp-residual-clip", "delta": "--delta", "accountant": "--accountant",
           "seed": "noise_seed", "session_epsilon": "--label-session-epsilon"}

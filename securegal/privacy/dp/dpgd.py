@@ -111,7 +111,7 @@ class DPGDTrainer:
         if not isinstance(config, DPGDConfig):
             raise TypeError(f"config must be a DPGDConfig, got {type(config).__name__}")
         self.config = config
-        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.noise = GaussianNoise(config.seed)
         # initial weights need no secrecy, only independence from the data
         seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(8), "little")
         self._gen = torch.Generator().manual_seed(seed)

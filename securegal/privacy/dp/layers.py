@@ -153,7 +153,7 @@ class LabelDPResiduals:
     def __init__(self, config: LabelDPConfig, party: str = LABEL_OWNER):
         self.config = config
         self.party = party
-        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.noise = GaussianNoise(config.seed)
         self.accountant: PrivacyAccountant | None = None
         self.sensitivity: float | None = None
         self._rounds = 0

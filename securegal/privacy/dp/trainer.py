@@ -275,7 +275,7 @@ class DPTrainer:
         self.config = config
         self.ridge: DPRidge | None = None  # built at setup, with the session's feature clip
         self.session_config: DPConfig | None = None  # config for the session's rows and columns, at setup
-        self.noise = GaussianNoise(config.seed) if config.seed is not None else GaussianNoise()
+        self.noise = GaussianNoise(config.seed)
         self.accountant: PrivacyAccountant | None = None
         self.models: list[DPLinearModel] = []
         self._phi: np.ndarray | None = None
