@@ -370,8 +370,10 @@ def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
     else:
         mode = {"ckks": "CKKS", "crafted": "crafted residuals"}.get(residuals, residuals)
     plan = metrics.get("plan") if isinstance(metrics.get("plan"), dict) else {}
-    # the registry's name for what is in force: a networked label owner's plan names only its own
-    # layer, while each party sets its feature-DP in its party.toml
+    # the registry's name for what is in force, from what the run records the parties released
+    # (not from the plan's claim, which in runs before 2026-12-05 named only a networked label
+    # owner's own layer); the same rule as securegal.privacy.plan.layer_name, which attacks may
+    # not import
     layer = "+".join((["ckks"] if residuals == "ckks" else []) + (["dp"] if feature_dp else [])
                      + (["label-dp"] if label_dp is not None else [])) or "plain"
     owner_layer = plan.get("layer")
