@@ -160,12 +160,12 @@ def test_a_streamed_party_gives_the_in_memory_results(tmp_path):
 def test_a_streamed_party_refuses_what_it_cannot_run(tmp_path):
     paths = _organizations(tmp_path, people=200)
     streamed = {p: ParquetTable.open(paths[p], "id") for p in ("party1", "party2")}
-    with pytest.raises(ConfigError, match="'party1' streams its table: only the linear learner with local loss l2, "
-                                          "got 'rff'"):
+    with pytest.raises(ConfigError, match="'party1' streams its table: it runs only the linear learner with local "
+                                          "loss l2, not 'rff'"):
         _run(paths, streamed, learner="rff")
-    with pytest.raises(ConfigError, match="only plain residuals .or label-DP. without feature-DP, got 'ckks'"):
+    with pytest.raises(ConfigError, match="only plain residuals .or label-DP. without feature-DP, not 'ckks'"):
         _run(paths, streamed, plan=PrivacyPlan(residuals="ckks"))
-    with pytest.raises(ConfigError, match="got 'plain' residuals with feature-DP"):
+    with pytest.raises(ConfigError, match="not 'plain' residuals with feature-DP"):
         _run(paths, streamed, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=4)))
     with pytest.raises(ConfigError, match="baselines need every table in memory; 'party1' streams"):
         EmbeddedDeployment(streamed).joined(load_csv(paths["alice"], "y", id_column="id"))
@@ -200,9 +200,10 @@ def test_party_toml_stream_serves_the_parquet_table_out_of_core(tmp_path):
 
 
 @pytest.mark.parametrize("sections, message", [
-    (dict(learner={"name": "rff"}), "data.stream = true runs only learner 'linear' with local loss l2, got 'rff'"),
-    (dict(learner={"local_loss": "l1"}), "got 'linear' with l1"),
-    (dict(privacy={"epsilon": 4.0}), "does not support feature-DP"),
+    (dict(learner={"name": "rff"}), r"this party \(data.stream = true\) streams its table: it runs only the linear "
+                                    r"learner with local loss l2, not 'rff'"),
+    (dict(learner={"local_loss": "l1"}), "not 'linear' with 'l1'"),
+    (dict(privacy={"epsilon": 4.0}), "without feature-DP, not 'plain' residuals with feature-DP"),
     (dict(privacy={"residuals": "ckks"}), "runs only plain residuals"),
     (dict(policy={"residuals": ["ckks"]}), "runs only plain residuals"),
 ])

@@ -18,6 +18,7 @@ from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import FeatureParty
 from ..parties.label_owner import LabelOwner
 from ..parties.messenger import Messenger
+from ..privacy.plain import check_streamable
 from ..transcript import TranscriptWriter
 from ..transport.inprocess import InProcessTransport
 from .federation import LABEL_OWNER, GalJob, MethodRun, TargetScaler, party_learner, party_names, run_method
@@ -188,15 +189,8 @@ class EmbeddedDeployment:
                                   f"its order; {name!r} holds {rows}")
             if not isinstance(table, ParquetTable):
                 continue
-            local_loss = job.local_loss_for(dataset)
-            if job.learner != "linear" or local_loss != "l2":
-                raise ConfigError(f"party {name!r} streams its table: only the linear learner with local loss l2, "
-                                  f"got {job.learner!r} with {local_loss!r}")
-            channel = getattr(job.channel, "name", type(job.channel).__name__)
-            if channel not in ("plain", "label-dp") or hasattr(job.trainers, "open_table"):
-                raise ConfigError(f"party {name!r} streams its table: only plain residuals (or label-DP) without "
-                                  f"feature-DP, got {channel!r} residuals"
-                                  + (" with feature-DP" if hasattr(job.trainers, "open_table") else ""))
+            check_streamable(f"party {name!r}", job.learner, job.local_loss_for(dataset),
+                             getattr(job.channel, "name", type(job.channel).__name__), hasattr(job.trainers, "open_table"))
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
             on_round=None) -> MethodRun:

@@ -29,6 +29,7 @@ from ..parties.feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
 from ..parties.policy import PartyPolicy
 from ..privacy.dp.accountant import Budget
 from ..privacy.dp.table import ColumnSpec
+from ..privacy.plain import check_streamable
 from ..privacy.plan import PrivacyPlan
 from ..transcript import TranscriptWriter
 from ..transport.address import split_address
@@ -79,15 +80,9 @@ def _check_stream(f: schema.PartyFile) -> None:
     """What a party streaming its table cannot honour, refused at start-up."""
     if not f.data.stream:
         return
-    if f.learner.name != "linear" or f.learner.local_loss == "l1":
-        raise ConfigError(f"data.stream = true runs only learner 'linear' with local loss l2, got "
-                          f"{f.learner.name!r}" + (" with l1" if f.learner.local_loss == "l1" else ""))
-    if f.privacy.epsilon is not None:
-        raise ConfigError("data.stream = true does not support feature-DP (privacy.epsilon); serve the table in "
-                          "memory or drop the budget")
-    if f.privacy.residuals != "plain" or "plain" not in f.policy.residuals:
-        raise ConfigError("data.stream = true runs only plain residuals (privacy.residuals and policy.residuals "
-                          "must allow 'plain')")
+    residuals = f.privacy.residuals if "plain" in f.policy.residuals else "ckks"  # what it could be sent
+    check_streamable("this party (data.stream = true)", f.learner.name, f.learner.local_loss or "l2", residuals,
+                     f.privacy.epsilon is not None)
 
 
 def _policy(section: schema.PolicySection, learner: str, residuals: str) -> PartyPolicy:

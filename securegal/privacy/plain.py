@@ -5,11 +5,23 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import LayerMismatch
+from ..errors import ConfigError, LayerMismatch
 from ..learners.base import FittedModel, Learner, bind
 from ..messages import Payload, Setup
 from ..seam import plain_array, plain_bytes
 
+
+
+def check_streamable(who: str, learner: str, local_loss: str, residuals: str, feature_dp: bool) -> None:
+    """Refuse (ConfigError naming ``who``) what a party streaming its table cannot run: it fits
+    the linear learner with local loss l2 batch by batch, on plain residuals (or label-DP ones),
+    without feature-DP (whose releases need the whole table's statistics)."""
+    if learner != "linear" or local_loss != "l2":
+        raise ConfigError(f"{who} streams its table: it runs only the linear learner with local loss l2, not "
+                          f"{learner!r} with {local_loss!r}")
+    if feature_dp or residuals not in ("plain", "label-dp"):
+        raise ConfigError(f"{who} streams its table: it runs only plain residuals (or label-DP) without "
+                          f"feature-DP, not {residuals!r} residuals" + (" with feature-DP" if feature_dp else ""))
 
 class PlainResiduals:
     """No protection: residuals travel in the clear (plain GAL)."""
