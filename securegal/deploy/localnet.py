@@ -196,18 +196,21 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="breast_cancer")
-    p.add_argument("--parties", "-M", type=int, default=4)
-    p.add_argument("--rounds", "-T", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/network-demo"))
-    p.add_argument("--workdir", type=Path, help="configs and logs (default <out>.federation, beside the results; "
-                   "demo certificates go to <workdir>.DEMO-CERTS-delete-me and are removed at the end)")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Writes the configs, starts every "
+                                "process, runs the label owner and stops them all.")
+    p.add_argument("--dataset", default="breast_cancer", help="built-in dataset, its columns split between the parties (default: breast_cancer)")
+    p.add_argument("--parties", "-M", type=int, default=4, help="organizations, the label owner included (default: 4)")
+    p.add_argument("--rounds", "-T", type=int, default=10, help="boosting rounds (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="the row split's and the learners' seed (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("runs/network-demo"), help="the label owner's run directory, "
+                   "replaced if it holds a result (default: runs/network-demo)")
+    p.add_argument("--workdir", type=Path, help="configs and logs, refused if not empty (default: <out>.federation, "
+                   "beside the results; demo certificates go to <workdir>.DEMO-CERTS-delete-me and are removed at "
+                   "the end)")
     p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
-                   help="plain, or CKKS-encrypted under the label owner's key")
+                   help="plain, or CKKS-encrypted under the label owner's key (default: plain)")
     p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
-    p.add_argument("--delta", type=float, default=1e-5, help="delta of the parties' DP budgets")
+    p.add_argument("--delta", type=float, default=1e-5, help="delta of the parties' DP budgets (default: 1e-5)")
     args = p.parse_args(argv)
     privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
     # DP parties on CKKS rely on the label owner's declared residual clip (docs/privacy.md 5b)
