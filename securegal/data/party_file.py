@@ -262,7 +262,7 @@ def _centres(centres) -> np.ndarray:
 def _check_magnitude(values: np.ndarray, where: str, what: str) -> None:
     """Refuse infinite numbers and finite ones over MAX_MAGNITUDE (missing cells, NaN, pass)."""
     if np.isinf(values).any():
-        raise ConfigError(f"{where}: {what} holds infinite values")
+        raise ConfigError(f"{where}: {what} holds infinite values (inf, or a number beyond float64's range)")
     huge = np.abs(values) > MAX_MAGNITUDE
     if huge.any():
         raise ConfigError(f"{where}: {what} holds {values[huge][0]:g}, beyond the largest magnitude securegal "
