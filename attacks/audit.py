@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from securegal.errors import ConfigError
+from securegal.messages import TASKS
 from securegal.transcript import Transcript, read_transcript
 
 from . import (active_predictions, active_residuals, hat_matrix, inversion_net, label_clustering, label_inversion,
@@ -126,7 +127,7 @@ def load_run(run_dir: Path | str) -> RunView:
         raise ConfigError(f"{run_dir} has no metrics.json: not a securegal run directory") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{run_dir}/metrics.json is malformed ({exc})") from None
-    if task not in ("classification", "regression") or len(names) < 2:
+    if task not in TASKS or len(names) < 2:
         raise ConfigError(f"{run_dir}/metrics.json: need a task and at least two parties to audit")
     if not (run_dir / "transcripts").is_dir():
         raise ConfigError(f"{run_dir} has no transcripts/ directory")

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from securegal.messages import TASKS
+
 from . import stats
 from .metrics import accuracy, mad, macro_auc, r2_per_column
 from .result import AttackResult, measured
 
-TASKS = ("classification", "regression")
 
 
 @dataclass(frozen=True)

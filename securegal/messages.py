@@ -10,6 +10,8 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 LABEL_OWNER = "alice"  # the label owner's organization name unless a run or file names another
+RESIDUAL_MODES = ("plain", "ckks")  # how residuals travel (Setup.residuals)
+TASKS = ("classification", "regression")  # Setup.task
 PSI_POINT_BYTES = 32  # an X25519 u-coordinate (securegal.align.group)
 PSI_ID_KINDS = ("str", "int")
 

@@ -26,6 +26,7 @@ from .deploy.embedded import EmbeddedDeployment
 from .deploy.federation import (Deployment, GalJob, MethodRun, TargetScaler,
                                 party_learner, party_names)
 from .errors import ConfigError
+from .messages import TASKS
 from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
@@ -51,7 +52,7 @@ def resolve_dataset(dataset: str | None, csv: str | Path | None, target: str | N
             raise ConfigError(f"{name} must be a {'built-in dataset name' if name == 'dataset' else 'file path'}, got "
                               f"a {type(value).__name__}" + (": write the frame to a CSV or Parquet file and pass its "
                                                              "path as csv=" if hasattr(value, "to_csv") else ""))
-    if task is not None and task not in ("classification", "regression"):
+    if task is not None and task not in TASKS:
         raise ConfigError(f"--task must be classification or regression, got {task!r}")
     if csv is not None:
         if dataset is not None:
@@ -236,7 +237,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     # Everything impossible is refused here, before any file is written or any data moves.
     names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
-               parties=names[1:], weighting=policy.weighting, eta=policy.eta,
+               parties=names[1:], weighting=policy.weighting,
                local_parties=deployment.local_parties)
     common = dict(learner=learner, seed=seed, scaler=scaler, learner_options=dict(learner_options or {}),
                   local_loss=local_loss, **({} if eta_max is None else {"eta_max": eta_max}))

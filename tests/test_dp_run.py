@@ -392,15 +392,6 @@ def test_dp_trainers_without_a_dp_plan_warn_that_the_label_owner_runs_plain_gals
         train("wine", parties=3, rounds=1, trainers=DPTrainers(DPConfig(3.0, 1e-5)))
 
 
-def test_the_plan_itself_refuses_a_line_searched_step_under_label_dp():
-    """Code review M4: check() took eta and said it refused a line-searched step under label-DP,
-    but never read it (the label owner refused later, when built)."""
-    plan = PrivacyPlan(label_dp=LabelDP(epsilon=2.0))
-    with pytest.raises(ConfigError, match="label-DP residuals need a fixed step"):
-        plan.check(learner="linear", loss="cross_entropy", n_train=100, rounds=2, weighting="uniform", eta=None)
-    plan.check(learner="linear", loss="cross_entropy", n_train=100, rounds=2, weighting="uniform", eta=0.5)
-
-
 def test_the_label_dp_losses_are_the_ones_with_a_stated_sensitivity():
     """Code review M5: the plan's list and the channel's sensitivities are kept in two places (the
     plan must not import the channel: the command line reads it for its help); they must agree."""

@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..messages import RESIDUAL_MODES
 
 #: Defaults of the options that not every way in takes; they are None in the parsed arguments
 #: until :func:`run` has checked which options were given.
@@ -114,7 +115,7 @@ def add_parser(sub) -> None:
                      "feature party learns about the label owner's set from the private set intersection")
     act.add_argument("--epsilon", type=float, default=None, metavar="E",
                      help="feature parties' DP budget in the crafted_residuals run")
-    act.add_argument("--residuals", choices=("plain", "ckks"), default=None,
+    act.add_argument("--residuals", choices=RESIDUAL_MODES, default=None,
                      help="residual mode of the crafted_predictions run (default plain)")
     act.add_argument("--label-epsilon", type=float, default=None, metavar="E",
                      help="label owner's label-DP budget in the crafted_predictions run")

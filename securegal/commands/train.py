@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..messages import TASKS
 
 
 def add_parser(sub) -> None:
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
     src.add_argument("--dataset", help="offline dataset, listed below (default breast_cancer)")
     src.add_argument("--csv", type=Path, help="your own CSV file (header row, numeric cells)")
     p.add_argument("--target", help="label column of --csv or of --label-owner's table")
-    p.add_argument("--task", choices=("classification", "regression"),
+    p.add_argument("--task", choices=TASKS,
                    help="how to train --target (default: text or at most 20 distinct integers is classification; "
                         "say regression for, e.g., a length of stay in days)")
     orgs = p.add_argument_group("one table per organization (aligned by private set intersection on --id)")

@@ -16,7 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ..errors import ConfigError
-from ..messages import LABEL_OWNER
+from ..messages import LABEL_OWNER, RESIDUAL_MODES
 from ..parties.policy import MAX_PSI_IDS
 
 # Bounds of the size-like settings, the same in every deployment and config file (here, not in
@@ -147,7 +147,7 @@ class PartyPrivacy(_Strict):
     """What this party accepts and its own DP budget (the same knobs as ``securegal train --epsilon``).
     Under DP the budget is the table's lifetime budget, kept in the ledger."""
 
-    residuals: Literal["plain", "ckks"] = Field("plain", description="the residual mode this party runs")
+    residuals: Literal[RESIDUAL_MODES] = Field("plain", description="the residual mode this party runs")
     epsilon: float | None = Field(None, description="this party's (epsilon, delta)-DP budget; absent: no DP")
     delta: float | None = Field(None, description="delta of the budget (default 1e-5)")
     accountant: str | None = Field(None, description="pld (exact, the default), rdp or prv")
@@ -185,7 +185,7 @@ class PolicySection(_Strict):
     max_psi_ids: int = Field(MAX_PSI_IDS, ge=1, description="most IDs the label owner may match against this table in "
                                                            "one session (each intersection tells it which of them "
                                                            "the table holds)")
-    residuals: list[Literal["plain", "ckks"]] = Field(["plain", "ckks"], min_length=1,
+    residuals: list[Literal[RESIDUAL_MODES]] = Field(list(RESIDUAL_MODES), min_length=1,
                                                       description="residual modes accepted")
     learners: list[str] | None = Field(None, description="learners this party may run (default: any)")
     predict: Literal["once", "non-training", "none"] = Field(
@@ -272,7 +272,7 @@ class FederationFile(_Strict):
                                                                        "(default 10); refused where the step is fixed")
     min_parties: int | None = Field(None, ge=1, description="fewest answering parties, label owner included "
                                                             "(default: every configured party)")
-    residuals: Literal["plain", "ckks"] = Field("plain", description="residual transport")
+    residuals: Literal[RESIDUAL_MODES] = Field("plain", description="residual transport")
     residual_clip: float | None = Field(None, gt=0, description="ckks: clip residual rows before encrypting "
                                                                 "(needed by DP parties)")
     hidden_membership: bool = Field(False, description="ckks: parties fit on all their rows and never learn which "

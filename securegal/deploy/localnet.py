@@ -21,9 +21,10 @@ from pathlib import Path
 
 from ..errors import ConfigError, PartyUnavailable, SecuregalError
 from ..files import private_dir
-from ..messages import LABEL_OWNER
+from ..messages import LABEL_OWNER, RESIDUAL_MODES
 from ..transport.certs import init_federation
 from .config import dump
+from .federation import party_names
 
 READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
@@ -82,7 +83,7 @@ class LocalFederation:
         self.workdir = Path(workdir).resolve()
         self.config_dir = self.workdir / "config"
         self.out = Path(out).resolve() if out is not None else self.workdir / "run"
-        self.names = [f"party{i}" for i in range(1, parties)]
+        self.names = party_names(parties)[1:]
         self.rounds, self.seed, self.min_parties = rounds, seed, min_parties
         self.label_owner_data = label_owner_data or {"dataset": dataset}
         self.party_data = party_data or (lambda i: {"dataset": dataset, "parties": parties, "block": i})
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="configs and logs, refused if not empty (default: <out>.federation, "
                    "beside the results; demo certificates go to <workdir>.DEMO-CERTS-delete-me and are removed at "
                    "the end)")
-    p.add_argument("--residuals", default="plain", choices=("plain", "ckks"),
+    p.add_argument("--residuals", default="plain", choices=RESIDUAL_MODES,
                    help="plain, or CKKS-encrypted under the label owner's key (default: plain)")
     p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
     p.add_argument("--delta", type=float, default=1e-5, help="delta of the parties' DP budgets (default: 1e-5)")

@@ -41,6 +41,7 @@ def train_psi_membership(out: Path | str, *, dataset: str | None = "breast_cance
     from ..data.party_file import read_party_file
     from ..data.split import vertical_split
     from ..deploy.embedded import EmbeddedDeployment
+    from ..deploy.federation import party_names
 
     if dataset is None:
         raise ConfigError("psi_membership needs --dataset NAME (a built-in classification dataset)")
@@ -58,7 +59,7 @@ def train_psi_membership(out: Path | str, *, dataset: str | None = "breast_cance
     owner_rows = rng.random(n) < owner_share
     party_rows = rng.random(n) < party_share
     blocks = vertical_split(data, parties)
-    names = [OWNER] + [f"party{i}" for i in range(1, parties)]
+    names = [OWNER] + party_names(parties)[1:]
     with tempfile.TemporaryDirectory(prefix="securegal-psi-membership-") as tmp:
         tmp = Path(tmp)
         cols = blocks[0].columns

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, PolicyRefused
+from ..messages import RESIDUAL_MODES
 
 MIN_ROWS = 20
 # Most IDs a label owner may match against the table in one session (its PSI request's points).
@@ -22,7 +23,6 @@ MAX_PSI_IDS = 1 << 24
 # training sets, in any number of sessions; "none": no predictions at all. A prediction is an
 # exact function of its row, and each session's round models add projections of it.
 PREDICT_MODES = ("once", "non-training", "none")
-RESIDUAL_MODES = ("plain", "ckks")
 
 
 @dataclass(frozen=True)

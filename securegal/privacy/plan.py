@@ -23,13 +23,14 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+from ..messages import RESIDUAL_MODES
 from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
 if TYPE_CHECKING:  # the seam imports numpy; the command line reads this module for its help
     from ..seam import ResidualChannel, TrainerFactory
     from .he.params import CkksParams
 
-RESIDUALS = ("plain", "ckks")
+RESIDUALS = RESIDUAL_MODES
 # delta of every DP budget unless the user gives one (it must also be < 1/n).
 DEFAULT_DELTA = 1e-5
 # Learners with a DP version (linear -> DP ridge, mlp -> full-batch DP-GD) and the linear
@@ -393,11 +394,12 @@ class PrivacyPlan:
                                   f"{'it' if len(ridge_only) == 1 else 'them'}")
 
     def check(self, *, learner: str, loss: str, n_train: int, rounds: int, parties=(),
-              weighting: str | None = None, eta: float | None = None, local_parties: bool = True) -> None:
+              weighting: str | None = None, local_parties: bool = True) -> None:
         """Refuse every impossible combination with a one-line :class:`ConfigError`, before
         anything is written or sent: the learner a layer cannot run, a budget that cannot cover
         ``rounds`` rounds on ``n_train`` rows, label-DP on a regression, label-DP with learned
-        weights or a line-searched step, hidden membership without feature-DP at parties this
+        weights (its fixed step comes from :meth:`owner_policy`; the label owner refuses a
+        line-searched one when built), hidden membership without feature-DP at parties this
         plan builds (``local_parties``; remote parties refuse it themselves at setup)."""
         self.check_learner(learner)
         if self.hidden_membership and local_parties and self.feature_dp is None:
@@ -413,9 +415,6 @@ class PrivacyPlan:
             if weighting == "learned":
                 raise ConfigError("label-DP residuals need uniform weights: learned weights would use the labels "
                                   "outside the privacy budget")
-            if eta is None:
-                raise ConfigError("label-DP residuals need a fixed step (--eta): a line-searched step would use the "
-                                  "labels outside the privacy budget")
             self.channel().preflight(n_train, rounds, loss)
 
     # ------------------------------------------------------------------ what it builds

@@ -260,9 +260,9 @@ def _body_from_proto(env: pb.Envelope, limits: Limits) -> m.Body:
         raise ProtocolError("envelope has no body")
     b = getattr(env, which)
     if which == "setup":
-        if b.residuals not in ("plain", "ckks"):
+        if b.residuals not in m.RESIDUAL_MODES:
             raise ProtocolError(f"unknown residual mode {b.residuals!r:.40}")
-        if b.task not in ("classification", "regression"):
+        if b.task not in m.TASKS:
             raise ProtocolError(f"unknown task {b.task!r:.40}")
         return m.Setup(_int_ids(b.train_ids, limits, "train_ids"), int(b.n_outputs), int(b.rounds), b.task,
                        b.residuals, bytes(b.he_context), _entries(b.options, "setup options"))

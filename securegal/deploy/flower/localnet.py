@@ -30,8 +30,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...errors import ConfigError
+from ...messages import RESIDUAL_MODES
 from ...transport.certs import init_federation, init_server
 from ..config import dump
+from ..federation import party_names
 from ..localnet import _readline, federation_config, party_config
 from .deployment import load_federation
 
@@ -107,7 +109,7 @@ class FlowerLocalFederation:
             raise ConfigError(f"a federation needs at least 2 parties, got {parties}")
         self.workdir = Path(workdir).resolve()
         self.out = Path(out).resolve() if out is not None else self.workdir / "run"
-        self.names = [f"party{i}" for i in range(1, parties)]
+        self.names = party_names(parties)[1:]
         self.parties, self.rounds, self.seed = parties, rounds, seed
         # ``party_data(i)``: party i's [data] table (i = 1..M-1), as for the gRPC LocalFederation
         self.label_owner_data = label_owner_data or {"dataset": dataset}
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parties", "-M", type=int, default=3)
     p.add_argument("--rounds", "-T", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--residuals", default="plain", choices=("plain", "ckks"))
+    p.add_argument("--residuals", default="plain", choices=RESIDUAL_MODES)
     p.add_argument("--out", type=Path, default=Path("runs/flower-demo"))
     args = p.parse_args(argv)
     workdir = args.out / "federation"
