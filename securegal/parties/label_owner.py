@@ -504,7 +504,9 @@ class LabelOwner:
                 if isinstance(preds, Exception):
                     # Like a party dropped from a round: its terms count as zero, loudly;
                     # metrics.json lists it under missing_at_predict.
-                    log.warning("prediction leaves out party %s, which did not answer: %s", party, preds)
+                    again = party in self.model.missing_at_predict  # said once per run (validation, then test)
+                    log.log(logging.INFO if again else logging.WARNING,
+                            "prediction leaves out party %s, which did not answer: %s", party, preds)
                     self.model.missing_at_predict.add(party)
                     return False
                 buffer[:, rows] = preds
