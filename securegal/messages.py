@@ -27,6 +27,7 @@ class EncryptedPayload:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of ciphertext carried."""
         return sum(len(b) for b in self.blobs)
 
 
@@ -35,6 +36,10 @@ Payload = Union[np.ndarray, EncryptedPayload]
 
 @dataclass(frozen=True)
 class Setup:
+    """Label owner -> feature party: open a session on the rows ``train_ids`` (handles) for ``rounds``
+    rounds of ``n_outputs`` outputs; ``residuals`` says how they travel (with ``he_context``, the
+    public CKKS context, under "ckks"); ``options`` carry the rest (local loss, hidden membership)."""
+
     train_ids: np.ndarray
     n_outputs: int
     rounds: int
@@ -46,43 +51,57 @@ class Setup:
 
 @dataclass(frozen=True)
 class SetupAck:
+    """Feature party -> label owner: setup accepted; ``info`` (e.g. its column count)."""
+
     info: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FitRequest:
+    """Label owner -> feature party: one round's residuals on the training rows (plain or sealed)."""
+
     residuals: Payload
 
 
 @dataclass(frozen=True)
 class FitReply:
+    """Feature party -> label owner: its round model's predictions on the training rows."""
+
     predictions: Payload
     info: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PredictRequest:
+    """Label owner -> feature party: predictions of the first ``rounds`` round models for ``sample_ids``."""
+
     sample_ids: np.ndarray
     rounds: int
 
 
 @dataclass(frozen=True)
 class PredictReply:
+    """Feature party -> label owner: those predictions, one block per round."""
+
     predictions: Payload
 
 
 @dataclass(frozen=True)
 class Finish:
-    pass
+    """Label owner -> feature party: the session is over."""
 
 
 @dataclass(frozen=True)
 class FinishAck:
+    """Feature party -> label owner: session closed; ``info`` (e.g. the rounds it fitted)."""
+
     info: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ErrorReply:
+    """A refusal instead of a reply: ``code`` (errors.reply_code) and a one-line ``message``."""
+
     code: str
     message: str
 
@@ -98,6 +117,7 @@ class PsiRequest:
 
     @property
     def count(self) -> int:
+        """How many IDs the label owner asks to match."""
         return len(self.points) // PSI_POINT_BYTES
 
 
@@ -121,6 +141,8 @@ class PsiSelection:
 
 @dataclass(frozen=True)
 class PsiSelectionAck:
+    """Feature party -> label owner: how many of its rows were selected."""
+
     rows: int
 
 
@@ -150,6 +172,8 @@ REPLY_TO: dict[type, type] = {Setup: SetupAck, FitRequest: FitReply, PredictRequ
 
 @dataclass(frozen=True)
 class Envelope:
+    """One message on the wire: its session, round, sender, receiver, sequence number and body."""
+
     session: str
     round: int
     sender: str
