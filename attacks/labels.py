@@ -12,7 +12,6 @@ from .metrics import accuracy, mad, macro_auc, r2_per_column
 from .result import AttackResult, measured
 
 
-
 @dataclass(frozen=True)
 class KnownLabels:
     """Side knowledge: the labels of some training rows (``index`` into the n rows)."""

@@ -1,7 +1,6 @@
 """``securegal train``: one federation on the embedded default, with optional baselines."""
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from pathlib import Path

@@ -30,7 +30,6 @@ from ..messages import LABEL_OWNER
 from ..seam import ResidualChannel
 
 
-
 def party_names(parties: int) -> list[str]:
     return [LABEL_OWNER] + [f"party{i}" for i in range(1, parties)]
 

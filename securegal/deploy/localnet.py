@@ -199,8 +199,10 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] + " Writes the configs, starts every "
                                 "process, runs the label owner and stops them all.")
-    p.add_argument("--dataset", default="breast_cancer", help="built-in dataset, its columns split between the parties (default: breast_cancer)")
-    p.add_argument("--parties", "-M", type=int, default=4, help="organizations, the label owner included (default: 4)")
+    p.add_argument("--dataset", default="breast_cancer",
+                   help="built-in dataset, its columns split between the parties (default: breast_cancer)")
+    p.add_argument("--parties", "-M", type=int, default=4,
+                   help="organizations, the label owner included (default: 4)")
     p.add_argument("--rounds", "-T", type=int, default=10, help="boosting rounds (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="the row split's and the learners' seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/network-demo"), help="the label owner's run directory, "

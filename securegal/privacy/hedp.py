@@ -31,7 +31,6 @@ from ..learners.base import Learner
 from ..messages import Payload, Setup
 from .dp.accountant import PlannedRelease, PrivacyAccountant, Release, calibrate_noise, scales_for_shares
 from .dp.layers import DPTrainers
-from .plan import check_layer_learner
 from .dp.mechanisms import GaussianNoise, clip_rows
 from .dp.ridge import DPRidge
 from .dp.trainer import UNBOUND_STANDARDIZATION, DPConfig, bind_table, feature_clip_origin, ledger_report, release_plan, \
@@ -42,6 +41,7 @@ from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
 from .he.params import DP_CKKS_PARAMS, CkksParams
 from .he.smoother import EncryptedSmoother
+from .plan import check_layer_learner
 
 CLIP_OPTION = "residual_clip"
 # Circuit privacy (docs/he.md "Circuit privacy"). A decryption is the intended value plus the

@@ -11,7 +11,6 @@ from ..messages import Payload, Setup
 from ..seam import plain_array, plain_bytes
 
 
-
 def check_streamable(who: str, learner: str, local_loss: str, residuals: str, feature_dp: bool) -> None:
     """Refuse (ConfigError naming ``who``) what a party streaming its table cannot run: it fits
     the linear learner with local loss l2 batch by batch, on plain residuals (or label-DP ones),
@@ -103,7 +102,6 @@ class PlainTrainer:
 def plain_trainers(name: str, index: int, learner: Learner):
     """The plain layer's trainer choice: every party fits its learner to plaintext residuals."""
     return lambda setup: PlainTrainer(learner)
-
 
 
 class StreamedTrainer:

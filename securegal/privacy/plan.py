@@ -389,9 +389,10 @@ class PrivacyPlan:
             ridge_only = [name for name in RIDGE_ONLY
                           if getattr(self.feature_dp, name) != FeatureDP.__dataclass_fields__[name].default]
             if ridge_only:
-                raise ConfigError(f"feature-DP {', '.join(f'{k} ({_FLAGS[k]})' if k in _FLAGS else k for k in ridge_only)}: only the DP ridge (linear learner) uses "
-                                  f"{'it' if len(ridge_only) == 1 else 'them'}, not the mlp's DP-GD; drop "
-                                  f"{'it' if len(ridge_only) == 1 else 'them'}")
+                named = ", ".join(f"{k} ({_FLAGS[k]})" if k in _FLAGS else k for k in ridge_only)
+                it = "it" if len(ridge_only) == 1 else "them"
+                raise ConfigError(f"feature-DP {named}: only the DP ridge (linear learner) uses {it}, not the mlp's "
+                                  f"DP-GD; drop {it}")
 
     def check(self, *, learner: str, loss: str, n_train: int, rounds: int, parties=(),
               weighting: str | None = None, local_parties: bool = True) -> None:

@@ -22,13 +22,12 @@ from ...messages import LABEL_OWNER, Payload, Setup
 from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
-from .mechanisms import GaussianNoise, clip_rows
 from ..plan import check_layer_learner
+from .mechanisms import GaussianNoise, clip_rows
 from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
 
 if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
     from .dpgd import DPGDConfig
-
 
 
 class DPTrainers:

@@ -101,7 +101,7 @@ class EncryptedSmoother:
             raise TypeError(f"context must be a PublicContext, got {type(context).__name__}")
         if context.params.depth < MIN_DEPTH:  # the context is the label owner's: a peer's mistake
             raise ProtocolError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
-                             f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
+                                f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
         self._schedule = Schedule.of(context)
         A = np.asarray(operator.A, dtype=np.float64)
         phi = np.asarray(operator.phi_train, dtype=np.float64)
