@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from securegal.privacy.plan import DP_STEP_WEIGHT
 from securegal.privacy.registry import LAYERS
 from securegal.run import train
 
@@ -43,7 +44,7 @@ def variants(eps: float) -> dict:
 
 def run(seeds: int) -> list[dict]:
     rows = []
-    eta = 0.75 * PARTIES / ROUNDS
+    eta = DP_STEP_WEIGHT * PARTIES / ROUNDS  # the plan's DP step, given explicitly as the study always did
     for dataset in DATASETS:
         for seed in range(seeds):
             base = train(dataset, parties=PARTIES, rounds=ROUNDS, seed=seed, baselines=True)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, m
 
 from ..errors import ConfigError
 from ..messages import LABEL_OWNER, RESIDUAL_MODES
-from ..parties.policy import MAX_PSI_IDS
+from ..parties.policy import MAX_PSI_IDS, MIN_ROWS, PREDICT_MODES
 
 # Bounds of the size-like settings, the same in every deployment and config file (here, not in
 # .federation, so that reading a config file does not import the round loop).
@@ -177,7 +177,7 @@ class PartyPrivacy(_Strict):
 class PolicySection(_Strict):
     """What this organization is willing to do, checked before any work (refusals: code ``policy``)."""
 
-    min_rows: int = Field(20, ge=2, description="fewest training rows a session may have")
+    min_rows: int = Field(MIN_ROWS, ge=2, description="fewest training rows a session may have")
     max_sessions: int | None = Field(None, ge=1, description="most sessions over the table's life, each counted from "
                                                              "its private set intersection (DP parties count them in "
                                                              "the ledger; others per process); default no cap: set "
@@ -188,7 +188,7 @@ class PolicySection(_Strict):
     residuals: list[Literal[RESIDUAL_MODES]] = Field(list(RESIDUAL_MODES), min_length=1,
                                                       description="residual modes accepted")
     learners: list[str] | None = Field(None, description="learners this party may run (default: any)")
-    predict: Literal["once", "non-training", "none"] = Field(
+    predict: Literal[PREDICT_MODES] = Field(
         "once", description="rows it predicts for: \"once\", rows no session trained on, each in one session at "
                             "most (a DP party's ledger keeps which); \"non-training\", such rows in every session; "
                             "\"none\", no rows")
