@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError, PartyUnavailable, SecuregalError
 from ..files import private_dir
 from ..messages import LABEL_OWNER, RESIDUAL_MODES
+from ..privacy.plan import DEFAULT_DELTA
 from ..transport.certs import init_federation
 from .config import dump
 from .federation import party_names
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--residuals", default="plain", choices=RESIDUAL_MODES,
                    help="plain, or CKKS-encrypted under the label owner's key (default: plain)")
     p.add_argument("--epsilon", type=float, help="give every feature party this DP budget in its party.toml")
-    p.add_argument("--delta", type=float, default=1e-5, help="delta of the parties' DP budgets (default: 1e-5)")
+    p.add_argument("--delta", type=float, default=DEFAULT_DELTA,
+                   help=f"delta of the parties' DP budgets (default: {DEFAULT_DELTA:g})")
     args = p.parse_args(argv)
     privacy = {"epsilon": args.epsilon, "delta": args.delta} if args.epsilon is not None else None
     # DP parties on CKKS rely on the label owner's declared residual clip (docs/privacy.md 5b)
