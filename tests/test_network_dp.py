@@ -284,3 +284,45 @@ def test_a_second_session_is_not_answered_for_rows_an_earlier_one_disclosed(tmp_
     assert note.startswith("outside the guarantee: party2 answered") and "party1" not in note
     assert read_ledger(tmp_path / "party1.securegal-ledger.json").output("rows_disclosed")["count"] == disclosed
     assert 0 < second["privacy"]["party1"]["epsilon_spent"]  # its training releases were made and counted
+
+
+def test_a_reused_session_id_does_not_pass_for_the_session_that_disclosed_the_rows(tmp_path):
+    """Verifier G N1: the rows a session disclosed could be asked again within it, and the
+    allowance was keyed by the session id, which the label owner chooses: three complete sessions
+    all named "s9" had the same rows answered three times. The allowance is now keyed by a value
+    the party draws at each setup."""
+    import numpy as np
+
+    from securegal import messages as m
+    from securegal.align import LabelOwnerPsi
+    from securegal.transport.grpc_client import GrpcTransport, RetryPolicy
+    from securegal.wire.codec import decode, encode
+
+    with parties_in_threads(tmp_path, {"party1": {"epsilon": 3.0, "session_epsilon": 0.5}}, parties=2) as (peers, _):
+        transport = GrpcTransport(peers, insecure=True, retry=RetryPolicy(attempts=1, timeout=60.0, backoff=0.05,
+                                                                          backoff_max=0.2))
+        seqs = {}
+
+        def send(session, body, rnd=0):
+            seqs[session] = seqs.get(session, -1) + 1
+            return decode(transport.call("party1", encode(m.Envelope(session, rnd, "alice", "party1",
+                                                                     seqs[session], body)))).body
+
+        def one_session(session):
+            seqs.pop(session, None)
+            psi = LabelOwnerPsi(list(range(569)), session)
+            handles = psi.finish(send(session, psi.request())).handles
+            assert isinstance(send(session, m.PsiSelection(np.sort(handles))), m.PsiSelectionAck)
+            assert isinstance(send(session, m.Setup(handles[:200], 2, 1, "classification")), m.SetupAck)
+            assert isinstance(send(session, m.FitRequest(np.zeros((200, 2))), 1), m.FitReply)
+            first = send(session, m.PredictRequest(handles[300:350], 1))
+            again = send(session, m.PredictRequest(handles[300:350], 1))  # within the session: answered
+            send(session, m.Finish())
+            return first, again
+
+        first, again = one_session("s9")
+        assert isinstance(first, m.PredictReply) and isinstance(again, m.PredictReply)
+        refused, _ = one_session("s9")
+        assert isinstance(refused, m.ErrorReply) and refused.code == "policy"
+        assert "50 of the 50 requested rows were disclosed by an earlier session" in refused.message
+        transport.close()

@@ -6,6 +6,7 @@ rejects anything out of order, from another session or sender, or of the wrong s
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Callable
 
@@ -91,6 +92,7 @@ class FeatureParty:
         self.trainer_factory = trainer_factory
         self.label_owner = label_owner
         self.session: str | None = None
+        self._disclosure_key = ""  # set at each setup (record_disclosure)
         self.trainer: RoundTrainer | None = None
         self.last_round = 0
         self.last_seq = -1
@@ -236,6 +238,7 @@ class FeatureParty:
             raise
         self.trainer, self._scaler = trainer, scaler
         self.session, self.finished = env.session, False
+        self._disclosure_key = os.urandom(16).hex()  # ours: the session id is the label owner's to choose
         self.last_round, self.last_seq, self._last_fit = 0, -1, None
         self._n_train, self._k, self._rounds = len(setup.train_ids), setup.n_outputs, int(setup.rounds)
         self._training = np.zeros(self.table.n_rows if self.streamed else len(self.table.ids), dtype=bool)
@@ -373,7 +376,9 @@ class FeatureParty:
             raise ProtocolError(f"predict reply for {len(req.sample_ids)} rows x {req.rounds} rounds would be "
                                 f"{size} bytes, over this party's max_message_bytes {self.max_reply_bytes}")
         if self.privacy is not None:  # never a row any session trained on; the others are recorded as disclosed
-            self.privacy.record_disclosure(self._table_rows(req.sample_ids), len(self.ids), self.session,
+            # rows this session disclosed may be asked again within it, under a key of our own: a
+            # label owner reusing a session id must not pass for the session it names
+            self.privacy.record_disclosure(self._table_rows(req.sample_ids), len(self.ids), self._disclosure_key,
                                            again=self.policy.predict == "non-training")
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
 
