@@ -79,3 +79,19 @@ def test_output_scale_travels_with_the_parameters():
     from securegal.privacy.he.params import RESIDUAL_CKKS_PARAMS
 
     assert SecretContext(RESIDUAL_CKKS_PARAMS).public_context(steps=[1]).params == RESIDUAL_CKKS_PARAMS
+
+
+def test_parameters_seal_refuses_are_a_protocol_error_not_an_internal_one():
+    """Verifier G N2: N = 32768 with 20-bit primes made SEAL raise RuntimeError ("failed to find
+    enough qualifying primes"), which the party answered as an internal error."""
+    import struct
+
+    from securegal.errors import ProtocolError, reply_code
+    from securegal.privacy.he.keys import PublicContext, SecretContext, _pack_sections, _unpack_sections
+    from securegal.privacy.he.params import DP_CKKS_PARAMS
+
+    sections = _unpack_sections(SecretContext(DP_CKKS_PARAMS).public_bytes(), "context")
+    sections["params"] = struct.pack("<IBB6B", 32768, 20, 6, 21, 20, 20, 20, 20, 20)
+    with pytest.raises(ProtocolError, match="CKKS public context") as info:
+        PublicContext.from_bytes(_pack_sections(sections))
+    assert reply_code(info.value) == "protocol"

@@ -191,7 +191,7 @@ class PublicContext(_ContextBase):
             self._init_seal(_params_from(sections["params"]))
         except InsecureParameters:
             raise
-        except ValueError as exc:  # SEAL refused the peer's parameters
+        except (ValueError, RuntimeError) as exc:  # SEAL refused the peer's parameters (e.g. no qualifying primes)
             raise ProtocolError(f"CKKS public context: {exc}") from None
         self.context_id = sections["id"]
         steps = struct.unpack(f"<{len(sections['steps']) // 4}i", sections["steps"])
