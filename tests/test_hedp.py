@@ -368,3 +368,20 @@ def test_party_refuses_a_chain_its_circuit_error_bound_was_not_measured_on(chain
                                             r"label owner sent N 8192, primes \(60, (60, 60|30, 30, 60)\)"):
         trainer.setup(X, _setup(ClippedCkksResiduals(1.0, params), 50, 1, 1))
     assert trainer.accountant is None or not trainer.accountant.releases
+
+
+def test_a_context_without_the_rotation_keys_is_refused_before_anything_is_reserved():
+    """Verifier G N3: a CKKS+DP party accepted a context lacking rotation keys at setup, reserved
+    its whole plan, spent round 1 and only then refused (round 2: an internal error)."""
+    from dataclasses import replace
+
+    from securegal.privacy.he.keys import SecretContext
+    from securegal.privacy.he.params import DP_CKKS_PARAMS
+
+    X, _ = _data(n=50, d=3, k=1, rounds=1)
+    setup = _setup(ClippedCkksResiduals(1.0, DP_CKKS_PARAMS), 50, 1, 1)
+    setup = replace(setup, he_context=SecretContext(DP_CKKS_PARAMS).public_bytes(steps=[1]))
+    trainer = CkksDPTrainer(PARTY, DPConfig(3.0, 1e-5))
+    with pytest.raises(ProtocolError, match="lacks rotation keys"):
+        trainer.setup(X, setup)
+    assert trainer.accountant is None  # nothing calibrated, reserved or spent

@@ -40,7 +40,7 @@ from .he.keys import PublicContext
 from .he.layers import CkksResiduals, ciphertext_reply_bytes
 from .he.layout import Layout
 from .he.params import DP_CKKS_PARAMS, CkksParams
-from .he.smoother import EncryptedSmoother
+from .he.smoother import EncryptedSmoother, check_context_fits
 from .plan import check_layer_learner
 
 CLIP_OPTION = "residual_clip"
@@ -247,6 +247,7 @@ class CkksDPTrainer:
                                 f"scale 2^{DP_CKKS_PARAMS.scale_bits}); the label owner sent N "
                                 f"{sent.poly_modulus_degree}, primes {sent.coeff_mod_bit_sizes}, scale 2^{sent.scale_bits}")
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
+        check_context_fits(context, p, n, int(setup.n_outputs))  # before anything is reserved
         error = circuit_error(c.feature_clip, n)
 
         def pred_sensitivity(z: Mapping[str, float]) -> dict[str, float]:

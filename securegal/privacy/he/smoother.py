@@ -93,30 +93,46 @@ class _Block:
     alpha: float
 
 
+def check_context_fits(context: PublicContext, p: int, n: int, outputs: int) -> None:
+    """Refuse (ProtocolError) a label owner's context the smoother of a ``p``-column model on
+    ``n`` rows and ``outputs`` outputs cannot run on: too few rescaling primes, too few slots, or
+    rotation keys missing. Shapes only: a party calls it before anything is reserved or spent."""
+    if context.params.depth < MIN_DEPTH:  # the context is the label owner's: a peer's mistake
+        raise ProtocolError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
+                            f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
+    layout = Layout.for_training(n, outputs, context.slots, pairs=context.params.packs_pairs)
+    blocks = outputs if layout.packed else 1
+    width = p * blocks
+    if width > context.slots:
+        raise ProtocolError(f"model size p={p} (x{blocks} outputs) exceeds the {context.slots} slots of the label "
+                            "owner's context")
+    period = layout.period if layout.chunks == 1 else None
+    length = -(-layout.length // 2) if layout.pairs else layout.length
+    for lo, hi in _packing.split_width(context.slots, width, length, period):
+        missing = sorted(set(_packing.make_plan(context.slots, hi - lo, length, period).steps) - set(context.steps))
+        if missing:
+            raise ProtocolError(f"the public context lacks rotation keys for steps {missing}")
+
+
 class EncryptedSmoother:
     """Fits and predicts a linear smoother on CKKS ciphertexts; never sees a plaintext residual."""
 
     def __init__(self, context: PublicContext, operator: SmootherOperator, outputs: int = 1):
         if not isinstance(context, PublicContext):
             raise TypeError(f"context must be a PublicContext, got {type(context).__name__}")
-        if context.params.depth < MIN_DEPTH:  # the context is the label owner's: a peer's mistake
-            raise ProtocolError(f"the encrypted smoother needs at least {MIN_DEPTH} rescaling prime; "
-                                f"coeff_mod_bit_sizes {context.params.coeff_mod_bit_sizes} give {context.params.depth}")
-        self._schedule = Schedule.of(context)
         A = np.asarray(operator.A, dtype=np.float64)
         phi = np.asarray(operator.phi_train, dtype=np.float64)
         if A.ndim != 2 or phi.shape != (A.shape[1], A.shape[0]):
             raise ValueError(f"operator shapes do not match: A {A.shape}, phi_train {phi.shape}")
         if not (np.isfinite(A).all() and np.isfinite(phi).all()):
             raise ValueError("operator A and phi_train must be finite")
+        check_context_fits(context, A.shape[0], A.shape[1], outputs)
+        self._schedule = Schedule.of(context)
         self.context = context
         self.p, self.n = A.shape
         self.layout = Layout.for_training(self.n, outputs, context.slots, pairs=context.params.packs_pairs)
         self._blocks = np.eye(outputs) if self.layout.packed else np.eye(1)
         width = self.p * self._blocks.shape[0]
-        if width > context.slots:
-            raise ProtocolError(f"model size p={self.p} (x{self._blocks.shape[0]} outputs) exceeds the {context.slots} "
-                                "slots of the label owner's context")
         period = self.layout.period if self.layout.chunks == 1 else None
         self._feature_map = operator.feature_map
         A_big, phi_big = np.kron(self._blocks, A), np.kron(self._blocks, phi)
@@ -126,9 +142,6 @@ class EncryptedSmoother:
         length = -(-self.layout.length // 2) if self.layout.pairs else self.layout.length
         for lo, hi in _packing.split_width(context.slots, width, length, period):
             plan = _packing.make_plan(context.slots, hi - lo, length, period)
-            missing = sorted(set(plan.steps) - set(context.steps))
-            if missing:
-                raise ProtocolError(f"the public context lacks rotation keys for steps {missing}")
             rows = A_big[lo:hi]
             constant = bool(np.all(np.ptp(rows, axis=1) <= CONSTANT_ROW_TOLERANCE * np.abs(rows).max(axis=1)))
             alpha = self._alpha(constant)
