@@ -330,3 +330,29 @@ def test_a_second_interrupt_while_the_earlier_result_is_put_back_does_not_delete
             train_federation(FederationConfig.load(path, insecure=True), overwrite=True)
     kept = [p for p in (tmp_path / "run").rglob("metrics.json")]
     assert [p.read_bytes() for p in kept] == [earlier]  # set aside still (the next run puts it back), not deleted
+
+
+@pytest.mark.parametrize("where", ["setup", "checkpoint"])
+def test_an_interrupt_before_the_run_starts_tells_the_parties_the_session_is_over(tmp_path, monkeypatch, where):
+    """Verifier G N4: Ctrl-C or SIGTERM after the parties opened their sessions and before the
+    first checkpoint left them in the session (the next run was refused for an hour: "session ...
+    is still open"), and without a checkpoint the run could not be resumed either."""
+    from securegal.deploy import networked
+    from securegal.parties.label_owner import LabelOwner
+
+    real_setup, real_save = LabelOwner.setup, networked.Checkpoint.save
+
+    def interrupted(*args, **kwargs):
+        (real_setup if where == "setup" else real_save)(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LabelOwner if where == "setup" else networked.Checkpoint,
+                        "setup" if where == "setup" else "save", interrupted)
+    with party_servers(tmp_path) as peers:
+        path = _overwrite_run(tmp_path, peers, rounds=2)
+        with pytest.raises(KeyboardInterrupt):
+            train_federation(FederationConfig.load(path, insecure=True))
+        monkeypatch.setattr(LabelOwner, "setup", real_setup)
+        monkeypatch.setattr(networked.Checkpoint, "save", real_save)
+        metrics = train_federation(FederationConfig.load(path, insecure=True))  # the parties serve a new session
+    assert len(metrics["gal"]["per_round"]) == 2 and (tmp_path / "run" / "metrics.json").exists()

@@ -294,30 +294,35 @@ class NetworkedDeployment:
                              limits=cfg.limits)
 
     def _start(self, owner: LabelOwner) -> None:
-        if self.state is None:
-            try:
-                owner.setup()
-                if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
-                    # eta_max is refused here as it is before the run where the step is fixed: the DP parties
-                    # fix it, which is known only now; the sessions closed below give their budgets back
-                    policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
-                                                        weighting=self.cfg.weighting, eta=self.cfg.eta,
-                                                        eta_max=self.cfg.eta_max, dp_parties=True)
-                    owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
-                    log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
-                             owner.weighting, owner.eta, owner.calibration)
-            except SecuregalError:  # a refusal, too few parties: close the sessions that did open
-                joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
-                if joined:  # so that they can serve the next one, and settle what they reserved
-                    owner.messenger.exchange(0, {p: m.Finish() for p in joined})
-                raise
-        else:
+        if self.state is not None:
             owner.resume(self.state["rounds"], self.state["F"], self.state["peers"], self.state["alignment"])
             owner.weighting, owner.eta = self.state["weighting"], self.state["eta"]
             owner.calibration = self.state.get("calibration")
             owner.party_columns = dict(self.state.get("party_columns", {}))  # their SetupAcks were not sent again
             log.warning("resumed session %s after round %d", owner.session, len(self.state["rounds"]))
-        self.checkpoint.save(owner)
+            self.checkpoint.save(owner)
+            self.started = True
+            return
+        try:
+            owner.setup()
+            if self.reports.privacy:  # DP parties: the plan's policy under DP, unless the file fixed it
+                # eta_max is refused here as it is before the run where the step is fixed: the DP parties
+                # fix it, which is known only now; the sessions closed below give their budgets back
+                policy = self.cfg.plan.owner_policy(parties=self.cfg.parties, rounds=self.cfg.rounds,
+                                                    weighting=self.cfg.weighting, eta=self.cfg.eta,
+                                                    eta_max=self.cfg.eta_max, dp_parties=True)
+                owner.weighting, owner.eta, owner.calibration = policy.weighting, policy.eta, policy.calibration
+                log.info("DP parties %s: weights %s, eta %s, calibration %s", sorted(self.reports.privacy),
+                         owner.weighting, owner.eta, owner.calibration)
+            self.checkpoint.save(owner)
+        except SecuregalError:  # a refusal, too few parties: close the sessions that did open
+            joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
+            if joined:  # so that they can serve the next one, and settle what they reserved
+                owner.messenger.exchange(0, {p: m.Finish() for p in joined})
+            raise
+        except BaseException:  # Ctrl-C or SIGTERM while the sessions open: without a checkpoint the run
+            _tell_the_session_is_over(owner)  # cannot be resumed, and the parties would wait an hour
+            raise
         self.started = True
 
     def run(self, owner: LabelOwner, dataset: Dataset, split: RowSplit, scaler: TargetScaler,
@@ -329,6 +334,17 @@ class NetworkedDeployment:
                     hook(result)
         return run_method(owner, dataset, split, scaler, each_round, start=self._start,
                           before_finish=self.checkpoint.mark_finishing)
+
+
+def _tell_the_session_is_over(owner: LabelOwner) -> None:
+    """Best effort, on an interrupt before the run started: a Finish to every party, so that
+    those whose session opened close it (and a DP party settles its reservation) instead of
+    refusing the next run until their session times out. Failures are logged, not raised."""
+    try:
+        owner.messenger.exchange(0, {p: m.Finish() for p in owner.peers})
+    except Exception as exc:  # the interrupt is what the user is waiting for
+        log.warning("could not tell every party that the session is over (%s); a party still in it refuses a "
+                    "new one until its session_timeout", exc)
 
 
 ASIDE = ".overwritten-"  # an --overwrite run's earlier result, until the new run has started
