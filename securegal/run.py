@@ -124,10 +124,11 @@ def _check_arguments(plan, flags: dict, learner_options, fractions: dict, calibr
     if not callable(getattr(deployment, "build", None)):
         raise ConfigError(f"deployment must be a Deployment (e.g. securegal.deploy.embedded.EmbeddedDeployment()), "
                           f"got {deployment!r}")
-    unsupported = [name for name in ("baselines", "ground_truth") if flags.get(name) and name not in deployment.supports]
+    supports = getattr(deployment, "supports", frozenset())  # a home-made deployment without it honours neither
+    unsupported = [name for name in ("baselines", "ground_truth") if flags.get(name) and name not in supports]
     if unsupported:
-        raise ConfigError(f"{', '.join(unsupported)} need every party's data in this process; the "
-                          f"{deployment.name} deployment does not have it")
+        raise ConfigError(f"{' and '.join(unsupported)} {'need' if len(unsupported) > 1 else 'needs'} every party's "
+                          f"data in this process; the {deployment.name} deployment does not have it")
 
 
 def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
@@ -224,11 +225,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     parties, rounds, seed, eta, eta_max = _check(parties, learner, rounds, seed, weighting, eta, eta_max)
     test_fraction, validation_fraction = float(test_fraction), float(validation_fraction)  # np.float32 too
     final_dir = check_out_dir(out, overwrite)
+    local_parties = getattr(deployment, "local_parties", False)  # the feature parties are built here from the plan
     # A networked label owner's eta_max was checked with federation.toml (FederationConfig.load);
     # parties reporting DP fix its step only at setup.
     policy = plan.owner_policy(parties=parties, rounds=rounds, weighting=weighting, eta=eta, calibrate=calibrate,
-                               eta_max=eta_max if deployment.local_parties else None)
-    local_dp = plan.feature_dp is not None and deployment.local_parties and not getattr(deployment, "tables", None)
+                               eta_max=eta_max if local_parties else None)
+    local_dp = plan.feature_dp is not None and local_parties and not getattr(deployment, "tables", None)
     data = resolve_dataset(dataset, csv, target, missing, id_column, columns, private=local_dp, task=task)
     blocks = deployment.blocks(data, parties)
     # Under label-DP the split must not depend on the labels: unstratified, from the seed alone.
@@ -238,7 +240,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     names = deployment.names(parties)
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
                parties=names[1:], weighting=policy.weighting,
-               local_parties=deployment.local_parties)
+               local_parties=local_parties)
     common = dict(learner=learner, seed=seed, scaler=scaler, learner_options=dict(learner_options or {}),
                   local_loss=local_loss, **({} if eta_max is None else {"eta_max": eta_max}))
     job = GalJob.from_plan(plan, dataset=data, n_train=len(split.train), parties=parties, rounds=rounds,

@@ -46,3 +46,15 @@ def test_a_lock_path_that_is_a_link_or_unwritable_is_refused_in_one_line(tmp_pat
         with one_benchmark_at_a_time(tmp_path / "bench.lock"):
             pass
     assert (tmp_path / "victim").read_text() == "keep me"
+
+
+def test_a_lock_path_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path):
+    """Verifier G: a FIFO at the lock path was an internal error."""
+    import pytest
+
+    from securegal.errors import ConfigError
+
+    os.mkfifo(tmp_path / "bench.lock")
+    with pytest.raises(ConfigError, match="bench.lock is not a regular file; remove it"):
+        with one_benchmark_at_a_time(tmp_path / "bench.lock"):
+            pass

@@ -179,6 +179,6 @@ def test_train_refuses_what_a_deployment_cannot_honour_from_its_own_declaration(
             pass
 
     for flag in ("baselines", "ground_truth"):
-        with pytest.raises(ConfigError, match=f"^{flag} need every party's data in this process; the grpc deployment"):
+        with pytest.raises(ConfigError, match=f"^{flag} needs every party's data in this process; the grpc deployment"):
             train("wine", deployment=Remote(), out=tmp_path / "run", **{flag: True})
     assert not (tmp_path / "run").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -26,16 +27,18 @@ def one_benchmark_at_a_time(path: Path | None = None):
     process on stderr and wait for it."""
     path = lock_path() if path is None else Path(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as exc:
         raise ConfigError(f"cannot open the benchmark lock {path}: {exc.strerror}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there
+            raise ConfigError(f"the benchmark lock {path} is not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             print(f"securegal: waiting for another benchmark (pid {holder}, lock {path}) to finish: "
-                  "two at once would distort both", file=sys.stderr, flush=True)
+                  "two at once would distort both", file=sys.__stderr__ or sys.stderr, flush=True)  # past pytest's capture
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
