@@ -64,7 +64,9 @@ def test_finding_02_an_idle_session_expires(rng):
     strict = FeatureParty("bob", table, lambda s: PlainTrainer(LinearLearner()), label_owner="alice",
                           session_timeout=3600.0)
     strict.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
-    with pytest.raises(ProtocolError, match="still open"):
+    with pytest.raises(ProtocolError, match=r"still open; refusing a new setup \(a run stopped after it started can "
+                                            r"be resumed with --resume; a new one, once that session finishes, or in "
+                                            r"3[56]\d\d s, when it has been idle for its timeout\)"):
         strict.handle(m.Envelope("s2", 0, "alice", "bob", 0, setup))
 
 

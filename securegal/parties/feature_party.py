@@ -125,7 +125,11 @@ class FeatureParty:
             if self.session is not None and not self.finished:
                 idle = time.monotonic() - self._last_activity
                 if self.session_timeout is None or idle <= self.session_timeout:
-                    raise ProtocolError(f"session {self.session!r} is still open; refusing a new {env.kind}")
+                    left = "" if self.session_timeout is None else \
+                        f", or in {max(0, int(self.session_timeout - idle))} s, when it has been idle for its timeout"
+                    raise ProtocolError(f"session {self.session!r} is still open; refusing a new {env.kind} (a run "
+                                        f"stopped after it started can be resumed with --resume; a new one, once "
+                                        f"that session finishes{left})")
                 log.warning("session %s expired after %.0f s idle; starting a new one", self.session, idle)
             return
         if self.session is None or (self.trainer is None and isinstance(env.body, (m.FitRequest, m.PredictRequest))):
