@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from ..messages import RESIDUAL_MODES
+from .dp import defaults
 from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
 if TYPE_CHECKING:  # the seam imports numpy; the command line reads this module for its help
@@ -97,11 +98,11 @@ class FeatureDP:
     delta: float = DEFAULT_DELTA
     accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float | None = None
-    residual_clip: float = 1.0
+    residual_clip: float = defaults.RESIDUAL_CLIP
     prediction_clip: float | None = None
     coordinate_clip: float | None = None
-    lam: float = 1e-3
-    noise_ridge: float = 1.0
+    lam: float = defaults.LAM
+    noise_ridge: float = defaults.NOISE_RIDGE
     feedback: bool | None = None
     shares: dict | None = None
     seed: int | None = None
@@ -206,7 +207,7 @@ class LabelDP:
     epsilon: float
     delta: float = DEFAULT_DELTA
     accountant: str = DEFAULT_ACCOUNTANT
-    residual_clip: float = 1.0
+    residual_clip: float = defaults.RESIDUAL_CLIP
     seed: int | None = None
     # With a ledger: the most one run may add to the label column's lifetime epsilon (None: all that is left).
     session_epsilon: float | None = None

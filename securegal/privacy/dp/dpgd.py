@@ -27,6 +27,7 @@ from torch import nn
 
 from ...errors import ConfigError, LayerMismatch
 from ...seam import plain_array
+from . import defaults
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from .mechanisms import GaussianNoise, clip_rows, release_rows
@@ -44,8 +45,8 @@ class DPGDConfig:
     steps: int = 30               # full-batch DP-GD steps per round
     lr: float = 0.05              # Adam learning rate
     grad_clip: float = 1.0        # G: per-row gradient norm bound
-    residual_clip: float = 1.0    # C: residual rows clipped before the loss
-    prediction_clip: float = 0.01
+    residual_clip: float = defaults.RESIDUAL_CLIP  # C: residual rows clipped before the loss
+    prediction_clip: float = defaults.PREDICTION_CLIP
     shares: dict = field(default_factory=lambda: {"sgd": 0.9, "pred": 0.1})
     seed: int | None = None       # tests and studies only
 

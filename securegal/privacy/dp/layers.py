@@ -23,6 +23,7 @@ from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
 from ..plan import check_layer_learner
+from . import defaults
 from .mechanisms import GaussianNoise, clip_rows
 from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
 
@@ -120,7 +121,7 @@ class LabelDPConfig:
     epsilon: float
     delta: float
     accountant: str = DEFAULT_ACCOUNTANT
-    residual_clip: float = 1.0
+    residual_clip: float = defaults.RESIDUAL_CLIP
     seed: int | None = None  # tests and studies only
     session_epsilon: float | None = None  # with a ledger: the most one run adds to the lifetime epsilon
 

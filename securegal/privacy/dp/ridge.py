@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...learners.base import SmootherOperator
+from . import defaults
 from .mechanisms import (
     GaussianNoise,
     clip_rows,
@@ -80,8 +81,9 @@ class DPRidge:
 
     name = "dp-linear"
 
-    def __init__(self, feature_clip: float = 0.5, residual_clip: float = 1.0,
-                 intercept: float = 0.1, lam: float = 1e-3, noise_ridge: float = 1.0,
+    def __init__(self, feature_clip: float = 0.5, residual_clip: float = defaults.RESIDUAL_CLIP,
+                 intercept: float = defaults.INTERCEPT, lam: float = defaults.LAM,
+                 noise_ridge: float = defaults.NOISE_RIDGE,
                  coordinate_clip: float | None = None):
         self.feature_clip = _positive("feature_clip", feature_clip)
         self.coordinate_clip = None if coordinate_clip is None else _positive("coordinate_clip", coordinate_clip)

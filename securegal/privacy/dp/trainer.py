@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import BudgetExceeded, ConfigError, LayerMismatch
 from ...seam import plain_array
+from . import defaults
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant, epsilon_of, scales_for_shares
 from .ledger import Ledger, calibrate_session
@@ -93,11 +94,11 @@ class DPConfig:
     delta: float
     accountant: str = DEFAULT_ACCOUNTANT
     feature_clip: float | None = None
-    residual_clip: float = 1.0
-    prediction_clip: float = 0.01
-    intercept: float = 0.1
-    lam: float = 1e-3
-    noise_ridge: float = 1.0
+    residual_clip: float = defaults.RESIDUAL_CLIP
+    prediction_clip: float = defaults.PREDICTION_CLIP
+    intercept: float = defaults.INTERCEPT
+    lam: float = defaults.LAM
+    noise_ridge: float = defaults.NOISE_RIDGE
     coordinate_clip: float | None = None
     shares: dict = field(default_factory=lambda: {"gram": 0.3, "stat": 0.6, "pred": 0.1})
     gram_by_columns: bool = False
