@@ -6,14 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..messages import TASKS
+from ..messages import RESIDUAL_MODES, TASKS
 
 
 def add_parser(sub) -> None:
     from ..data import datasets
     from ..learners import registry
     from ..privacy.dp.accountant import ACCOUNTANTS
-    from ..privacy.plan import RESIDUALS
     from ..privacy.registry import LAYERS
 
     layers = "\n".join(f"  {name:<10} {layer.summary}" for name, layer in LAYERS.items())
@@ -52,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eta-max", type=float, help="upper bound of the line-searched step (default 10); refused "
                    "where the step is fixed (--eta, or under DP)")
     p.add_argument("--local-loss", choices=("l2", "l1"), help="local learners' loss (default l1 for L1 tasks, else l2)")
-    p.add_argument("--residuals", choices=RESIDUALS,
+    p.add_argument("--residuals", choices=RESIDUAL_MODES,
                    help="how residuals travel to feature parties: plain (default), or ckks: encrypted under the "
                         "label owner's key")
     p.add_argument("--hidden-membership", action="store_true",

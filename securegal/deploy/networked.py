@@ -317,11 +317,10 @@ class NetworkedDeployment:
             self.checkpoint.save(owner)
         except SecuregalError:  # a refusal, too few parties: close the sessions that did open
             joined = [p for p, r in self.reports.last.items() if not isinstance(r, Exception)]
-            if joined:  # so that they can serve the next one, and settle what they reserved
-                owner.messenger.exchange(0, {p: m.Finish() for p in joined})
+            _tell_the_session_is_over(owner, joined)  # so that they serve the next one and settle their reservations
             raise
         except BaseException:  # Ctrl-C or SIGTERM while the sessions open: without a checkpoint the run
-            _tell_the_session_is_over(owner)  # cannot be resumed, and the parties would wait an hour
+            _tell_the_session_is_over(owner, owner.peers)  # cannot be resumed, and the parties would wait an hour
             raise
         self.started = True
 
@@ -336,12 +335,15 @@ class NetworkedDeployment:
                           before_finish=self.checkpoint.mark_finishing)
 
 
-def _tell_the_session_is_over(owner: LabelOwner) -> None:
-    """Best effort, on an interrupt before the run started: a Finish to every party, so that
-    those whose session opened close it (and a DP party settles its reservation) instead of
-    refusing the next run until their session times out. Failures are logged, not raised."""
+def _tell_the_session_is_over(owner: LabelOwner, peers) -> None:
+    """Before the run started (a refusal, an interrupt): a Finish to ``peers``, so that those
+    whose session opened close it (and a DP party settles its reservation) instead of refusing
+    the next run until their session times out. Best effort: failures are logged, not raised
+    over what stopped the run."""
+    if not peers:
+        return
     try:
-        owner.messenger.exchange(0, {p: m.Finish() for p in owner.peers})
+        owner.messenger.exchange(0, {p: m.Finish() for p in peers})
     except Exception as exc:  # the interrupt is what the user is waiting for
         log.warning("could not tell every party that the session is over (%s); a party still in it refuses a "
                     "new one until its session_timeout", exc)

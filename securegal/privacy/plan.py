@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # the seam imports numpy; the command line reads this module 
     from ..seam import ResidualChannel, TrainerFactory
     from .he.params import CkksParams
 
-RESIDUALS = RESIDUAL_MODES
 # delta of every DP budget unless the user gives one (it must also be < 1/n).
 DEFAULT_DELTA = 1e-5
 # Learners with a DP version (linear -> DP ridge, mlp -> full-batch DP-GD) and the linear
@@ -268,8 +267,8 @@ class PrivacyPlan:
     hidden_membership: bool = False
 
     def __post_init__(self) -> None:
-        if self.residuals not in RESIDUALS:
-            raise ConfigError(f"residuals must be one of {', '.join(RESIDUALS)}, got {self.residuals!r}")
+        if self.residuals not in RESIDUAL_MODES:
+            raise ConfigError(f"residuals must be one of {', '.join(RESIDUAL_MODES)}, got {self.residuals!r}")
         if self.feature_dp is not None and not isinstance(self.feature_dp, FeatureDP):
             raise ConfigError(f"feature_dp must be a FeatureDP, got {type(self.feature_dp).__name__}")
         if self.label_dp is not None and not isinstance(self.label_dp, LabelDP):

@@ -101,17 +101,15 @@ class DPTrainers:
     def report(self) -> dict:
         return {name: t.report() for name, t in self.trainers.items()}
 
-    def open_table(self, name: str, table_id: str, columns, ledger_path=None, session_epsilon=None, formerly=(),
-                   n_rows: int | None = None):
+    def open_table(self, name: str, table_id: str, columns, ledger_path=None, formerly=(), n_rows: int | None = None):
         """Party ``name``'s :class:`~securegal.privacy.dp.table.TablePrivacy` with its budget as
         the table's lifetime budget (in memory, or the ledger file at ``ledger_path``); ``n_rows``,
         the table's rows, adds the check delta < 1/n, as a networked party's does."""
         from .table import open_table
 
         c = self.config_for(name)
-        cap = self.session_epsilon if session_epsilon is None else session_epsilon
         return open_table(table_id, Budget(c.epsilon, c.delta), c.accountant, columns, ledger_path=ledger_path,
-                          session_epsilon=cap, seed=c.seed, formerly=formerly, n_rows=n_rows)
+                          session_epsilon=self.session_epsilon, seed=c.seed, formerly=formerly, n_rows=n_rows)
 
 
 @dataclass(frozen=True)

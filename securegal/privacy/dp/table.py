@@ -134,7 +134,7 @@ class TablePrivacy:
             raise ConfigError(f"session_epsilon must be a finite number > 0, got {session_epsilon!r}")
         self.ledger, self.columns, self.session_epsilon = ledger, columns, session_epsilon
         self.noise = noise or GaussianNoise()
-        # (session, rows it disclosed): its own rows it may predict again within the session
+        # (the session's key, rows it disclosed): rows it may predict again within the session
         self._disclosing: tuple[str | None, np.ndarray | None] = (None, None)
 
     def standardizer(self, X_train: np.ndarray, session: str) -> Standardizer:
@@ -164,18 +164,19 @@ class TablePrivacy:
         """Table rows ``rows`` are a session's training rows: under the guarantee for good."""
         self._mark("trained", np.asarray(rows, dtype=np.int64), n_rows)
 
-    def record_disclosure(self, rows: np.ndarray, n_rows: int, session: str, again: bool = False) -> None:
-        """Before ``session``'s predict reply on table rows ``rows``: refuse (PolicyRefused) if any
-        session of this table ever trained on one of them, or (unless ``again``) if an earlier
-        session disclosed one of them; else record them as disclosed."""
+    def record_disclosure(self, rows: np.ndarray, n_rows: int, key: str, again: bool = False) -> None:
+        """Before a predict reply on table rows ``rows`` in the session the party knows by ``key``
+        (its own, not the label owner's session id): refuse (PolicyRefused) if any session of this
+        table ever trained on one of them, or (unless ``again``) if an earlier session disclosed
+        one of them; else record them as disclosed."""
         rows = np.asarray(rows, dtype=np.int64)
         trained = int(self._rows("trained", n_rows)[rows].sum())
         if trained:
             raise PolicyRefused(f"{trained} of the {len(rows)} requested rows were training rows of a session of this "
                                 "table; the DP guarantee covers them for the table's life, so their model outputs "
                                 "are never released (docs/privacy.md section 6)")
-        if self._disclosing[0] != session:
-            self._disclosing = (session, np.zeros(n_rows, dtype=bool))
+        if self._disclosing[0] != key:
+            self._disclosing = (key, np.zeros(n_rows, dtype=bool))
         now = self._disclosing[1]
         if not again:
             earlier = int(np.count_nonzero(self._rows("disclosed", n_rows)[rows] & ~now[rows]))
