@@ -126,3 +126,18 @@ def test_the_mlp_honours_feedback_off_and_refuses_the_ridges_options():
         with pytest.raises(ConfigError, match=f"feature-DP {named}.*not the mlp's DP-GD"):
             PrivacyPlan(feature_dp=FeatureDP(epsilon=1, **options)).check_learner("mlp")
         PrivacyPlan(feature_dp=FeatureDP(epsilon=1, **options)).check_learner("linear")
+
+
+def test_hand_built_dp_trainers_refuse_the_ridges_options_for_the_mlp():
+    """DPTrainers built by hand (not from a plan) must refuse, not ignore, the DP ridge's options
+    when the party's learner is the mlp."""
+    from securegal.privacy.dp.layers import DPTrainers
+    from securegal.privacy.dp.trainer import DPConfig
+
+    plain = DPTrainers(DPConfig(epsilon=3, delta=1e-5))
+    plain.preflight(200, 2, ["party1"], learner="mlp")  # the defaults pass
+    for options in (dict(lam=0.01), dict(feature_clip=1.0), dict(noise_ridge=2.0), dict(coordinate_clip=1.0)):
+        trainers = DPTrainers(DPConfig(epsilon=3, delta=1e-5, **options))
+        with pytest.raises(ConfigError, match=f"party 'party1': DPConfig {next(iter(options))} set.*not the mlp"):
+            trainers.preflight(200, 2, ["party1"], learner="mlp")
+        trainers.preflight(200, 2, ["party1"], learner="linear")

@@ -185,3 +185,31 @@ def test_networked_parties_honour_hidden_membership_as_embedded_ones_do(tmp_path
         with pytest.raises((LayerMismatch, PartyRefused), match="cannot serve hidden membership"):
             train_federation(federation(tmp_path, peers, rounds=2, residuals="ckks", out="refused",
                                         extra={"hidden_membership": True, "residual_clip": 1.0}))
+
+
+def test_a_setup_the_party_cannot_serve_pays_nothing_for_its_column_map(rng):
+    """Validate first: a DP party whose column map is a DP estimate (paid once from its ledger)
+    checks that it can serve the setup before it pays for the estimate."""
+    from securegal import messages as m
+    from securegal.data.tables import FeatureTable
+    from securegal.learners.linear import LinearLearner
+    from securegal.parties.feature_party import FeatureParty
+    from securegal.privacy.dp.accountant import Budget
+    from securegal.privacy.dp.table import ColumnSpec, open_table
+    from securegal.privacy.dp.trainer import DPConfig, DPTrainer
+    from securegal.privacy.plain import PlainTrainer
+
+    table = FeatureTable(list(range(40)), rng.uniform(-4, 4, size=(40, 2)))
+    columns = ColumnSpec(lower=(-4.0,) * 2, upper=(4.0,) * 2, dp_epsilon=0.1, source="test")
+    setup = m.Setup(list(range(30)), 1, 2, "regression")
+    for factory in (lambda s: PlainTrainer(LinearLearner()), lambda s: DPTrainer(DPConfig(1.0, 1e-5))):
+        privacy = open_table("t", Budget(1.0, 1e-5), "pld", columns)
+        party = FeatureParty("bob", table, factory, label_owner="alice", privacy=privacy)
+        if isinstance(factory(setup), PlainTrainer):
+            with pytest.raises(ConfigError, match="releases outside it"):
+                party.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
+            assert privacy.ledger.releases == ()  # refused before the estimate was drawn
+        else:
+            party.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
+            estimate = [r.what for r in privacy.ledger.releases if r.what.startswith("std_")]
+            assert sorted(estimate) == ["std_mean", "std_scale"]  # paid when a setup is served

@@ -203,12 +203,6 @@ class FeatureParty:
         # A new setup ends the previous (finished or expired) session, also when it is refused.
         self._end_session("expired")
         self.session, self.trainer, self._scaler = None, None, None
-        if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
-            scaler = lambda rows: rows  # noqa: E731
-        elif self.privacy is None:  # no DP: z-score with the training rows' statistics
-            scaler = ZScore.fit(source.X, positions)  # standardizes the fresh row copies in place
-        else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
-            scaler = self.privacy.standardizer(X_raw, env.session)
         trainer = self.trainer_factory(setup)
         if self.streamed:  # only a trainer that can stream says how (the plain layer's, for ridge)
             to_streamed = getattr(trainer, "streamed", None)
@@ -225,6 +219,13 @@ class FeatureParty:
                 raise ConfigError(f"party {self.name!r} has a privacy ledger but its trainer "
                                   f"{type(trainer).__name__} releases outside it")
             trainer.bind_table(self.privacy, env.session)
+        # Only a setup this party can serve pays for a DP column map (docs/privacy.md section 6).
+        if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
+            scaler = lambda rows: rows  # noqa: E731
+        elif self.privacy is None:  # no DP: z-score with the training rows' statistics
+            scaler = ZScore.fit(source.X, positions)  # standardizes the fresh row copies in place
+        else:  # DP: a map that is public or paid from the ledger (docs/privacy.md section 6)
+            scaler = self.privacy.standardizer(X_raw, env.session)
         if built:  # in the dtype the trainer keeps them in (float32 for a large ridge block): no float64 copy
             dtype = getattr(trainer, "feature_dtype", lambda shape: np.float64)((len(positions), source.n_features))
             X_train = scaler.rows(source.X, positions, dtype)

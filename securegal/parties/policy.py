@@ -2,7 +2,8 @@
 
 Checked before any work, refusing with :class:`~securegal.errors.PolicyRefused` (``ErrorReply``
 code ``policy``). Defaults are safe: at least :data:`MIN_ROWS` training rows per session,
-predictions only for rows outside the session's training set, every residual mode and learner
+predictions only for rows outside every session's training set and each by one session at most
+(``predict = "once"``), every residual mode and learner
 (the party's own ``[privacy]`` and ``[learner]`` still decide which ones it runs).
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ from ...messages import LABEL_OWNER, Payload, Setup
 from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
-from ..plan import check_layer_learner
+from ..plan import RIDGE_ONLY, check_layer_learner
 from . import defaults
 from .mechanisms import GaussianNoise, clip_rows
 from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
@@ -62,6 +62,12 @@ class DPTrainers:
         from .dpgd import DPGDConfig
 
         c = self.config_for(name)
+        # Refused, not ignored: DP-GD has neither the ridge's row map nor its ridge floor (its
+        # shares only say whether predictions are released).
+        ridge_only = [k for k in RIDGE_ONLY if k != "shares" and getattr(c, k) != DPConfig.__dataclass_fields__[k].default]
+        if ridge_only:
+            raise ConfigError(f"party {name!r}: DPConfig {', '.join(ridge_only)} set, but only the DP ridge (linear "
+                              "learner) uses them, not the mlp's DP-GD")
         shares = {} if c.releases_predictions else {"shares": {"sgd": 1.0}}  # feedback off: no pred release
         sizes = {} if hidden is None else {"hidden": tuple(hidden)}
         return DPGDConfig(c.epsilon, c.delta, c.accountant, residual_clip=c.residual_clip,
