@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, m
 
 from ..errors import ConfigError
 from ..messages import LABEL_OWNER, RESIDUAL_MODES
-from ..parties.policy import MAX_PSI_IDS, MIN_ROWS, PREDICT_MODES
+from ..parties.policy import MAX_PSI_IDS, MIN_ROWS, PREDICT_MODES, SESSION_TIMEOUT
+from ..transport.frames import DEFAULT_CHUNK_BYTES
+from ..transport.retry import RetryPolicy
+from ..wire.codec import DEFAULT_MAX_MESSAGE_BYTES
 
 # Bounds of the size-like settings, the same in every deployment and config file (here, not in
 # .federation, so that reading a config file does not import the round loop).
@@ -57,25 +60,28 @@ class TlsSection(_Strict):
 class LimitsSection(_Strict):
     """Frame limits of the gRPC transport."""
 
-    chunk_bytes: int = Field(1 << 20, ge=1024, le=MAX_CHUNK_BYTES, description="the most data in one frame")
-    max_message_bytes: int = Field(1 << 30, ge=1024, le=MAX_MESSAGE_BYTES,
+    chunk_bytes: int = Field(DEFAULT_CHUNK_BYTES, ge=1024, le=MAX_CHUNK_BYTES, description="the most data in one frame")
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=MAX_MESSAGE_BYTES,
                                    description="the largest whole message accepted")
 
 
 class PartyLimits(LimitsSection):
     """What one party accepts (frames) and how long an idle session may hold it."""
 
-    session_timeout: float = Field(3600.0, gt=0, le=7 * 86400,
+    session_timeout: float = Field(SESSION_TIMEOUT, gt=0, le=7 * 86400,
                                    description="seconds after which an idle, unfinished session expires")
+
+
+_RETRY = RetryPolicy()  # the transport's defaults
 
 
 class TransportSection(LimitsSection):
     """The label owner's calls to the parties."""
 
-    timeout: float = Field(300.0, gt=0, le=86400, description="seconds per call attempt")
-    attempts: int = Field(4, ge=1, le=100, description="tries per call")
-    backoff: float = Field(0.25, ge=0, le=3600, description="first wait between tries, doubled each time")
-    backoff_max: float = Field(4.0, ge=0, le=3600, description="longest wait between tries")
+    timeout: float = Field(_RETRY.timeout, gt=0, le=86400, description="seconds per call attempt")
+    attempts: int = Field(_RETRY.attempts, ge=1, le=100, description="tries per call")
+    backoff: float = Field(_RETRY.backoff, ge=0, le=3600, description="first wait between tries, doubled each time")
+    backoff_max: float = Field(_RETRY.backoff_max, ge=0, le=3600, description="longest wait between tries")
 
 
 class PartyData(_Strict):

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..learners.registry import make_learner
 from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
-from ..parties.policy import PartyPolicy
+from ..parties.policy import SESSION_TIMEOUT, PartyPolicy
 from ..privacy.dp.accountant import Budget
 from ..privacy.dp.table import ColumnSpec
 from ..privacy.plain import check_streamable
@@ -160,7 +160,7 @@ class PartyConfig:
     tls: TlsConfig
     limits: FrameLimits
     transcripts: Path | None
-    session_timeout: float = 3600.0
+    session_timeout: float = SESSION_TIMEOUT
     ids: np.ndarray | None = None  # each row's own ID (strings or integers); default the table's keys
     policy: PartyPolicy = PartyPolicy()
     ledger: Path | None = None  # DP: the table's ledger file

@@ -17,6 +17,8 @@ from ..errors import ConfigError, PolicyRefused
 from ..messages import RESIDUAL_MODES
 
 MIN_ROWS = 20
+# Seconds after which a networked party expires an idle, unfinished session.
+SESSION_TIMEOUT = 3600.0
 # Most IDs a label owner may match against the table in one session (its PSI request's points).
 MAX_PSI_IDS = 1 << 24
 # "once": only rows outside every session's training set, each disclosed by one session at most

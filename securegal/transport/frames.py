@@ -14,9 +14,11 @@ from google.protobuf.message import DecodeError
 
 from ..errors import ConfigError, ProtocolError
 from ..wire import transport_pb2 as pb
+from ..wire.codec import DEFAULT_MAX_MESSAGE_BYTES
 
 MESSAGE_ID = re.compile(r"^[0-9a-f]{1,64}$")
 FRAME_OVERHEAD = 256  # bytes a frame may add around its data (field tags, id, counters)
+DEFAULT_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class FrameLimits:
     larger frames). ``max_message_bytes``: the largest whole message accepted.
     """
 
-    chunk_bytes: int = 1 << 20
-    max_message_bytes: int = 1 << 30
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     def __post_init__(self):
         if not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 1:

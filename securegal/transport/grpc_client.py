@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Mapping
 
 import grpc
@@ -18,6 +18,7 @@ import grpc
 from .certs import Identity, check_org_name
 from ..errors import ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .base import Reply
+from .retry import RetryPolicy
 from .frames import DEFAULT_FRAME_LIMITS, FrameLimits, new_message_id, reassemble, split
 from .grpc_server import METHOD_PATH, allow_insecure, channel_options
 
@@ -26,27 +27,6 @@ log = logging.getLogger(__name__)
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 REFUSED = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 MALFORMED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """``attempts`` tries per call, each with a ``timeout`` (seconds) deadline; between tries
-    wait ``backoff * 2**k`` seconds, at most ``backoff_max``."""
-
-    attempts: int = 4
-    timeout: float = 300.0
-    backoff: float = 0.25
-    backoff_max: float = 4.0
-
-    def __post_init__(self):
-        if self.attempts < 1:
-            raise ConfigError(f"attempts must be >= 1, got {self.attempts}")
-        if not self.timeout > 0 or self.backoff < 0 or self.backoff_max < 0:
-            raise ConfigError(f"timeout must be > 0 and backoff >= 0, got {self.timeout}, {self.backoff}")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
-        return min(self.backoff_max, self.backoff * (2 ** attempt))
 
 
 class GrpcTransport:

@@ -37,11 +37,15 @@ MAX_ERROR_CODE_CHARS = 64
 MAX_ERROR_CHARS = 4096
 
 
+# The largest whole message accepted unless a party or federation file says otherwise.
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds on incoming messages (defaults fit 1e6 rows x 16 outputs of float64)."""
 
-    max_message_bytes: int = 1 << 30
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_elements: int = 1 << 27
     max_blobs: int = 1 << 16
     max_psi_points: int = 1 << 24
