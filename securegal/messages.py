@@ -12,6 +12,8 @@ PROTOCOL_VERSION = 1
 LABEL_OWNER = "alice"  # the label owner's organization name unless a run or file names another
 RESIDUAL_MODES = ("plain", "ckks")  # how residuals travel (Setup.residuals)
 TASKS = ("classification", "regression")  # Setup.task
+LOCAL_LOSSES = ("l2", "l1")  # what a local learner fits to the residuals
+WEIGHTINGS = ("learned", "uniform")  # how the label owner weighs the parties' predictions
 PSI_POINT_BYTES = 32  # an X25519 u-coordinate (securegal.align.group)
 PSI_ID_KINDS = ("str", "int")
 

@@ -30,7 +30,7 @@ from .messages import TASKS
 from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
-from .parties.label_owner import WEIGHTINGS
+from .messages import WEIGHTINGS
 from .privacy.dp.table import ColumnSpec
 from .privacy.plan import PrivacyPlan, TrainerChoice
 from .seam import ResidualChannel

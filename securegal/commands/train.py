@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..messages import RESIDUAL_MODES, TASKS
+from ..messages import LOCAL_LOSSES, RESIDUAL_MODES, TASKS, WEIGHTINGS
 
 
 def add_parser(sub) -> None:
@@ -45,12 +45,12 @@ def add_parser(sub) -> None:
     p.add_argument("--baselines", action="store_true", help="also train Alone, Joint and GAL with uniform weights")
     p.add_argument("--out", type=Path, help="run directory (default runs/<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
-    p.add_argument("--weights", choices=("learned", "uniform"),
+    p.add_argument("--weights", choices=WEIGHTINGS,
                    help="assistance weights (default learned; uniform under --epsilon/--label-epsilon)")
     p.add_argument("--eta", type=float, help="fixed step instead of the line search (default under DP: 0.75 * M / T)")
     p.add_argument("--eta-max", type=float, help="upper bound of the line-searched step (default 10); refused "
                    "where the step is fixed (--eta, or under DP)")
-    p.add_argument("--local-loss", choices=("l2", "l1"), help="local learners' loss (default l1 for L1 tasks, else l2)")
+    p.add_argument("--local-loss", choices=LOCAL_LOSSES, help="local learners' loss (default l1 for L1 tasks, else l2)")
     p.add_argument("--residuals", choices=RESIDUAL_MODES,
                    help="how residuals travel to feature parties: plain (default), or ckks: encrypted under the "
                         "label owner's key")

@@ -18,9 +18,7 @@ from scipy.special import expit, log_expit
 Derivatives = Callable[[float], tuple[float, float]]
 
 from ..errors import ConfigError
-
-# The losses a local learner can fit to the residuals.
-LOCAL_LOSSES = ("l2", "l1")
+from ..messages import LOCAL_LOSSES
 
 
 def check_local_loss(local_loss: str) -> str:

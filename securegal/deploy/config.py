@@ -16,7 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from ..errors import ConfigError
-from ..messages import LABEL_OWNER, RESIDUAL_MODES
+from ..messages import LABEL_OWNER, LOCAL_LOSSES, RESIDUAL_MODES, WEIGHTINGS
 from ..parties.policy import MAX_PSI_IDS, MIN_ROWS, PREDICT_MODES, SESSION_TIMEOUT
 from ..transport.frames import DEFAULT_CHUNK_BYTES
 from ..transport.retry import RetryPolicy
@@ -125,7 +125,7 @@ class LearnerSection(_Strict):
 
     name: str = Field("linear", description="linear, rff, mlp, cnn or gb")
     seed: int = Field(0, ge=0, description="seed of the learner's randomness")
-    local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss (default: what the label owner asks)")
+    local_loss: Literal[LOCAL_LOSSES] | None = Field(None, description="local loss (default: what the label owner asks)")
     options: dict[str, Any] = Field(default_factory=dict, description="learner options (e.g. hidden sizes)")
 
 
@@ -271,8 +271,8 @@ class FederationFile(_Strict):
     rounds: int = Field(10, ge=1, le=MAX_ROUNDS, description="GAL rounds T")
     learner: str = Field("linear", description="the label owner's own learner")
     learner_options: dict[str, Any] = Field(default_factory=dict, description="its options")
-    local_loss: Literal["l2", "l1"] | None = Field(None, description="local loss sent to the parties")
-    weights: Literal["learned", "uniform"] | None = Field(None, description="assistance weights (default by plan)")
+    local_loss: Literal[LOCAL_LOSSES] | None = Field(None, description="local loss sent to the parties")
+    weights: Literal[WEIGHTINGS] | None = Field(None, description="assistance weights (default by plan)")
     eta: float | None = Field(None, gt=0, le=MAX_ETA, description="fixed step (default: line search; 0.75 M/T under DP)")
     eta_max: float | None = Field(None, gt=0, le=MAX_ETA, description="upper bound of the line-searched step "
                                                                        "(default 10); refused where the step is fixed")

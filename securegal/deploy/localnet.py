@@ -26,8 +26,8 @@ from ..privacy.plan import DEFAULT_DELTA
 from ..transport.certs import init_federation
 from .config import dump
 from .federation import party_names
+from .ready import READY_TIMEOUT, ready_port
 
-READY_TIMEOUT = 120.0  # seconds for a party process to load its data and listen
 
 
 def _tls(certs: Path | None, name: str) -> dict:
@@ -135,9 +135,9 @@ class LocalFederation:
     def _await_ready(self, name: str) -> str:
         proc = self.processes[name]
         line = _readline(proc, self.ready_timeout)
-        if not line.startswith(f"party {name} serving on port "):
+        port = ready_port(line, f"party {name}")
+        if port is None:
             raise PartyUnavailable(f"party {name} did not start (see {self.workdir / (name + '.log')}): {line!r}")
-        port = int(line.split("serving on port ")[1].split()[0])
         self.addresses[name] = f"127.0.0.1:{port}"
         return self.addresses[name]
 

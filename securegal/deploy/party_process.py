@@ -38,6 +38,7 @@ from ..transport.frames import FrameLimits
 from ..wire.codec import Limits
 from . import config as schema
 from .middleware import privacy_reports, same_builtin_dataset
+from .ready import ready_line
 from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,6 @@ def serve_party_cli(config: str | Path, once: bool = False, insecure: bool = Fal
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     serve_party(cfg, once=once, stop=stop,
-                on_ready=lambda port: print(f"party {cfg.name} serving on port {port} "
-                                            f"({'INSECURE' if cfg.tls.insecure else 'mutual TLS'})", flush=True))
+                on_ready=lambda port: print(ready_line(f"party {cfg.name}", port,
+                                                       "INSECURE" if cfg.tls.insecure else "mutual TLS"), flush=True))
     return 0

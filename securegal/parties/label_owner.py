@@ -19,13 +19,13 @@ from ..core.calibration import fit_party_multipliers
 from ..core.memory import keep_large_blocks
 from ..errors import BudgetExceeded, ConfigError, PartyRefused, PartyUnavailable, ProtocolError
 from .. import messages as m
+from ..messages import WEIGHTINGS
 from .feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
 from ..seam import ResidualChannel
 from .messenger import Messenger
 
 log = logging.getLogger(__name__)
 
-WEIGHTINGS = ("learned", "uniform")
 # Test rows per prediction request: bounds each reply (T x rows x K values) and its wire copies.
 PREDICT_ROWS = 1 << 16
 # A party's predictions are fitted to residuals on the labels' scale: anything larger than this

@@ -35,10 +35,10 @@ from ...transport.certs import init_federation, init_server
 from ..config import dump
 from ..federation import party_names
 from ..localnet import _readline, federation_config, party_config
+from ..ready import READY_TIMEOUT, ready_port
 from .deployment import load_federation
 
 SUPERLINK_HOST = "localhost"  # the SuperLink certificate's name
-READY_TIMEOUT = 120.0
 # How often a SuperExec asks its SuperNode (or SuperLink) for a task to start, i.e. for a message
 # that needs a ClientApp process. flwr 1.42's default is 1 s; it reads this from the environment
 # of flower-supernode / flower-superlink (flwr.supercore.superexec.run_superexec).
@@ -187,10 +187,11 @@ class FlowerLocalFederation:
                                             "--config", str(self.config_dir / f"{name}.toml")])
         for name in self.names:
             line = _readline(self.processes[f"runtime-{name}"], self.ready_timeout)
-            if not line.startswith(f"party runtime {name} serving on port "):
+            port = ready_port(line, f"party runtime {name}")
+            if port is None:
                 self.stop()
                 raise RuntimeError(f"party runtime {name} did not start (see {self.workdir / f'runtime-{name}.log'})")
-            self.runtime_ports[name] = int(line.rsplit(" ", 1)[1])
+            self.runtime_ports[name] = port
             self.start_supernode(name)
         return self
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..party_process import PartyConfig, serve_party
+from ..ready import ready_line
 
 
 def serve_runtime(cfg: PartyConfig, stop: threading.Event, on_ready: Callable[[int], None] | None = None) -> None:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    serve_runtime(cfg, stop, on_ready=lambda port: print(f"party runtime {cfg.name} serving on port {port}", flush=True))
+    serve_runtime(cfg, stop, on_ready=lambda port: print(ready_line(f"party runtime {cfg.name}", port), flush=True))
     return 0
 
 
