@@ -161,8 +161,20 @@ class Terminated(KeyboardInterrupt):
     aside or staged is put back or removed (it printed nothing and left them)."""
 
 
+# The signal that stopped this run, if one did: an exception raised in a signal handler can
+# surface as another (a lock's RuntimeError when it lands inside threading.Condition.wait), and
+# the run still stopped because it was asked to.
+_stopped_by: list[int] = []
+
+
 def _terminate(signum, frame):
+    _stopped_by.append(signum)
     raise Terminated()
+
+
+def _interrupt(signum, frame):
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,17 +182,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(requested_commands(argv)).parse_args(argv)
     configure_logging(args.verbose)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    before = {}
+    if in_main_thread:
+        _stopped_by.clear()
+        before = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the caller chose another
+            before[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     try:
         return _run(args)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        code = int(args.func(args) or EXIT_OK)
+        code = int(_call(args) or EXIT_OK)
         sys.stdout.flush()  # a reader that left shows here, not as an error at interpreter exit
         return code
     except BrokenPipeError as exc:
@@ -207,6 +224,15 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except Exception as exc:
         return _internal(exc, args.verbose)
+
+
+def _call(args: argparse.Namespace):
+    try:
+        return args.func(args)
+    except Exception as exc:
+        if _stopped_by:  # the signal's exception surfaced as another while the run unwound
+            raise (Terminated() if _stopped_by[0] == signal.SIGTERM else KeyboardInterrupt()) from exc
+        raise
 
 
 def _stdout_closed() -> bool:
