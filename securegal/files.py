@@ -66,6 +66,19 @@ def staging_owner() -> str:
     return f"{_host()}-{os.getpid()}"
 
 
+def new_staging_dir(directory: Path, prefix: str) -> Path:
+    """A new private directory ``<prefix><host>-<pid>-*`` in ``directory``."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{staging_owner()}-", dir=directory))
+
+
+def own_staging(directory: Path, prefix: str) -> list[Path]:
+    """This process's directories ``<prefix><host>-<pid>-*`` in ``directory``: what a caller
+    interrupted while :func:`new_staging_dir` made one cleans up (a signal inside mkdtemp leaves
+    the directory made and its name unknown)."""
+    return sorted(p for p in Path(directory).glob(f"{glob.escape(prefix)}{glob.escape(staging_owner())}-*")
+                  if p.is_dir() and not p.is_symlink())
+
+
 def _host() -> str:
     return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
 

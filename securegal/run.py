@@ -12,7 +12,6 @@ import math
 import numbers
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from .deploy.federation import (Deployment, GalJob, MethodRun, TargetScaler,
                                 party_learner, party_names)
 from .errors import ConfigError
 from .messages import TASKS
-from .files import private_dir, stale_staging, staging_owner, write_bytes_atomic, write_json_atomic
+from .files import new_staging_dir, own_staging, private_dir, stale_staging, write_bytes_atomic, write_json_atomic
 from .learners.registry import LEARNERS
 from .metrics import metric_for
 from .messages import WEIGHTINGS
@@ -143,15 +142,19 @@ def check_out_dir(out: str | Path | None, overwrite: bool) -> Path | None:
     return out
 
 
+def _staging_prefix(out: Path) -> str:
+    return f".{out.name}.partial-"
+
+
 def _staging_dir(out: Path) -> Path:
     """A new private staging directory beside ``out`` (``.<out>.partial-<host>-<pid>-*``); first,
     those that runs killed outright left behind (their process gone) are removed."""
     private_dir(out.parent)
-    prefix = f".{out.name}.partial-"
+    prefix = _staging_prefix(out)
     for stale in stale_staging(out.parent, prefix):
         shutil.rmtree(stale, ignore_errors=True)
         log.info("removed %s, left by a run that was killed", stale)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{staging_owner()}-", dir=out.parent))
+    return new_staging_dir(out.parent, prefix)
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -285,9 +288,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     _check_learners(jobs)
     # The run writes into a private staging directory beside --out and publishes it only when it
     # finished (or stopped cleanly): a failed run leaves nothing that looks like a result.
-    run_dir = _staging_dir(final_dir) if final_dir is not None else None
-    labels = None
+    run_dir = labels = None
     try:
+        run_dir = _staging_dir(final_dir) if final_dir is not None else None
         if ledger is not None and plan.label_dp is not None:
             labels = _label_ledger(job, plan, data, Path(ledger), names[0])
         metrics = _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress,
@@ -295,6 +298,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     except BaseException:
         if run_dir is not None:
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif final_dir is not None:  # stopped while the staging directory was made
+            for made in own_staging(final_dir.parent, _staging_prefix(final_dir)):
+                shutil.rmtree(made, ignore_errors=True)
         raise
     finally:
         if labels is not None:

@@ -392,3 +392,26 @@ def test_an_error_without_a_signal_is_still_an_internal_error(monkeypatch, capsy
     monkeypatch.setattr(ledger_command, "run", broken)
     assert main(["ledger", "show", str(tmp_path / "ledger.json")]) == 1
     assert "internal error" in capsys.readouterr().err
+
+
+def test_a_signal_while_a_staging_directory_is_made_leaves_none(monkeypatch, tmp_path):
+    """SIGTERM arriving inside mkdtemp (after the directory exists, before its name is returned)
+    left an empty staging directory beside --out: the run removes this process's own."""
+    import tempfile
+
+    from securegal import files
+    from securegal.cli import Terminated
+
+    made = tempfile.mkdtemp
+
+    def mkdtemp_then_signalled(*args, **kwargs):
+        made(*args, **kwargs)
+        raise Terminated()  # what the SIGTERM handler raises, here before the name is returned
+
+    monkeypatch.setattr(files.tempfile, "mkdtemp", mkdtemp_then_signalled)
+    with pytest.raises(Terminated):
+        train("wine", parties=2, rounds=1, out=tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(files.tempfile, "mkdtemp", made)
+    other = files.new_staging_dir(tmp_path, ".run.partial-")
+    assert files.own_staging(tmp_path, ".run.partial-") == [other]

@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -29,7 +28,7 @@ from ..data.split import Block, RowSplit, party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..errors import ConfigError, SecuregalError
 from ..learners.registry import learner_class
-from ..files import private_dir, stale_staging, staging_owner
+from ..files import new_staging_dir, own_staging, private_dir, stale_staging
 from ..parties.feature_party import RESUME_BITS, FeatureParty
 from ..parties.label_owner import LabelOwner, RoundResult
 from ..parties.messenger import Messenger
@@ -380,12 +379,14 @@ def _prepare_out(cfg: FederationConfig, overwrite: bool) -> Path | None:
     private_dir(cfg.out)
     if not present:
         return None
-    aside = Path(tempfile.mkdtemp(prefix=f"{ASIDE}{staging_owner()}-", dir=cfg.out))
+    aside = None
     try:
+        aside = new_staging_dir(cfg.out, ASIDE)
         for p in present:
             os.replace(p, _set_aside(cfg, aside, p))
     except BaseException:  # a signal or failure half-way: put back what was moved, leave no aside behind
-        _restore_out(cfg, aside)
+        for made in [aside] if aside is not None else own_staging(cfg.out, ASIDE):
+            _restore_out(cfg, made)
         raise
     return aside
 
