@@ -205,7 +205,7 @@ def test_party_toml_stream_serves_the_parquet_table_out_of_core(tmp_path):
     (dict(learner={"local_loss": "l1"}), "not 'linear' with 'l1'"),
     (dict(privacy={"epsilon": 4.0}), "without feature-DP, not 'plain' residuals with feature-DP"),
     (dict(privacy={"residuals": "ckks"}), "runs only plain residuals"),
-    (dict(policy={"residuals": ["ckks"]}), "runs only plain residuals"),
+    (dict(policy={"residuals": ["ckks"]}), r"runs only plain residuals, but its \[policy\] residuals = \['ckks'\] accepts none"),
 ])
 def test_party_toml_stream_refuses_at_start_up(tmp_path, sections, message):
     paths = _organizations(tmp_path, people=200)

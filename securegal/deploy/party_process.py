@@ -81,9 +81,11 @@ def _check_stream(f: schema.PartyFile) -> None:
     """What a party streaming its table cannot honour, refused at start-up."""
     if not f.data.stream:
         return
-    residuals = f.privacy.residuals if "plain" in f.policy.residuals else "ckks"  # what it could be sent
-    check_streamable("this party (data.stream = true)", f.learner.name, f.learner.local_loss or "l2", residuals,
-                     f.privacy.epsilon is not None)
+    if "plain" not in f.policy.residuals:
+        raise ConfigError(f"this party (data.stream = true) streams its table, which runs only plain residuals, "
+                          f"but its [policy] residuals = {list(f.policy.residuals)} accepts none")
+    check_streamable("this party (data.stream = true)", f.learner.name, f.learner.local_loss or "l2",
+                     f.privacy.residuals, f.privacy.epsilon is not None)
 
 
 def _policy(section: schema.PolicySection, learner: str, residuals: str) -> PartyPolicy:

@@ -22,6 +22,7 @@ def check_streamable(who: str, learner: str, local_loss: str, residuals: str, fe
         raise ConfigError(f"{who} streams its table: it runs only plain residuals (or label-DP) without "
                           f"feature-DP, not {residuals!r} residuals" + (" with feature-DP" if feature_dp else ""))
 
+
 class PlainResiduals:
     """No protection: residuals travel in the clear (plain GAL)."""
 
