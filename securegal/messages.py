@@ -14,6 +14,12 @@ RESIDUAL_MODES = ("plain", "ckks")  # how residuals travel (Setup.residuals)
 TASKS = ("classification", "regression")  # Setup.task
 LOCAL_LOSSES = ("l2", "l1")  # what a local learner fits to the residuals
 WEIGHTINGS = ("learned", "uniform")  # how the label owner weighs the parties' predictions
+# Which rows a feature party predicts for (its policy): "once": only rows outside every session's
+# training set, each disclosed by one session at most over the table's life (kept with a DP
+# party's ledger); "non-training": rows outside the training sets, in any number of sessions;
+# "none": no predictions at all. A prediction is an exact function of its row, and each session's
+# round models add projections of it.
+PREDICT_MODES = ("once", "non-training", "none")
 PSI_POINT_BYTES = 32  # an X25519 u-coordinate (securegal.align.group)
 PSI_ID_KINDS = ("str", "int")
 

@@ -263,6 +263,12 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     if plan.feature_dp is not None and plan.feature_dp.session_epsilon is not None and ledger is None:
         raise ConfigError("--session-epsilon caps what a run adds to each feature party's lifetime budget, which "
                           "needs a ledger (--ledger DIR)")
+    if plan.feature_dp is not None and plan.feature_dp.predict != "once" and ledger is None:
+        raise ConfigError(f"--dp-predict {plan.feature_dp.predict} says which rows each feature party predicts for "
+                          "across the runs on its ledger, which needs one (--ledger DIR)")
+    if plan.feature_dp is not None and plan.feature_dp.predict == "none":
+        raise ConfigError("feature-DP predict 'none': an embedded run evaluates its model on the validation and "
+                          "test rows, which such parties never answer")
     if plan.label_dp is not None and plan.label_dp.session_epsilon is not None and ledger is None:
         raise ConfigError("--label-session-epsilon caps what a run adds to the label column's lifetime budget, "
                           "which needs a ledger (--ledger DIR, or [label_dp] ledger)")

@@ -369,12 +369,22 @@ def test_a_session_cap_lets_several_embedded_runs_share_each_partys_lifetime_bud
     assert run("bigger", "--ledger", str(tmp_path), session="3") == 2
     assert "session_epsilon 3 exceeds the lifetime epsilon 2.5" in capsys.readouterr().err
     (tmp_path / "L").mkdir()
-    assert run("first", "--ledger", str(tmp_path / "L")) == 0 and run("second", "--ledger", str(tmp_path / "L")) == 0
+    assert run("first", "--ledger", str(tmp_path / "L")) == 0
+    capsys.readouterr()
+    # the same split's validation and test rows were disclosed by the first run: under the default
+    # predict = "once" the second is refused before it spends anything
+    before = (tmp_path / "L" / "party1.securegal-ledger.json").read_bytes()
+    assert run("second", "--ledger", str(tmp_path / "L")) == 2
+    err = capsys.readouterr().err
+    assert "party 'party1' would not predict this run's validation and test rows" in err and "54 of the 54" in err
+    assert (tmp_path / "L" / "party1.securegal-ledger.json").read_bytes() == before
+    assert not (tmp_path / "second").exists()
+    assert run("second", "--ledger", str(tmp_path / "L"), "--dp-predict", "non-training") == 0
     for party in ("party1", "party2"):
         after = [s.epsilon_after for s in read_ledger(tmp_path / "L" / f"{party}.securegal-ledger.json").spent_by_session()]
         assert len(after) == 2 and 0.95 < after[0] <= 1 + 1e-6 and 0.95 < after[1] - after[0] <= 1 + 1e-6, after
     capsys.readouterr()
-    assert run("third", "--ledger", str(tmp_path / "L")) == 2
+    assert run("third", "--ledger", str(tmp_path / "L"), "--dp-predict", "non-training") == 2
     assert "left 0.5" in capsys.readouterr().err and not (tmp_path / "third").exists()
     assert PrivacyPlan.from_options(epsilon=2.0, session_epsilon=0.5).feature_dp.session_epsilon == 0.5
     with pytest.raises(ConfigError, match=r"session_epsilon \(--session-epsilon\) caps the feature parties' budget"):
@@ -399,3 +409,26 @@ def test_the_label_dp_losses_are_the_ones_with_a_stated_sensitivity():
     from securegal.privacy.plan import LABEL_DP_LOSSES
 
     assert set(_LOSS_SENSITIVITY) == set(LABEL_DP_LOSSES)
+
+
+def test_dp_predict_says_what_later_runs_on_a_ledger_may_predict(tmp_path, capsys):
+    """--dp-predict is each embedded DP party's [policy] predict: refused without --ledger (no
+    later run to apply to), and a new split whose validation and test rows an earlier run trained
+    on is refused before anything is spent, whatever the mode (trained rows are never answered)."""
+    def run(name, *extra):
+        return main(["train", "--dataset", "wine", "--parties", "3", "--rounds", "1", "--epsilon", "2",
+                     "--out", str(tmp_path / name), "--no-progress", *extra])
+
+    assert run("nowhere", "--dp-predict", "non-training") == 2
+    assert "--dp-predict non-training says which rows" in capsys.readouterr().err
+    (tmp_path / "L").mkdir()
+    assert run("first", "--ledger", str(tmp_path / "L"), "--session-epsilon", "0.5") == 0
+    capsys.readouterr()
+    for mode in ("once", "non-training"):
+        assert run(f"other-split-{mode}", "--ledger", str(tmp_path / "L"), "--seed", "5", "--dp-predict", mode) == 2
+        assert "were training rows of a session of this table" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="feature-DP predict must be one of once, non-training, none"):
+        FeatureDP(epsilon=1, predict="always")
+    with pytest.raises(ConfigError, match="an embedded run evaluates"):
+        train("wine", parties=3, rounds=1, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=1, predict="none")),
+              ledger=tmp_path / "L")

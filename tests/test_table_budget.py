@@ -6,6 +6,7 @@ ledgers, standardization with public column knowledge, and the label-DP split.
 """
 import json
 import math
+import re
 import resource
 import subprocess
 import sys
@@ -466,8 +467,10 @@ def test_train_ledger_dir_makes_embedded_budgets_persistent(tmp_path, capsys):
     files = sorted(p.name for p in tmp_path.glob("*.securegal-ledger.json"))
     assert files == ["party1.securegal-ledger.json", "party2.securegal-ledger.json"]
     capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "b")]) == 2  # the first run took the whole lifetime budget
-    err = capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2  # the same split's rows were disclosed
+    assert re.search(r"the table has epsilon [0-9.e-]+ of 1 left", capsys.readouterr().err)  # how little is left
+    assert main([*args, "--out", str(tmp_path / "b"), "--dp-predict", "non-training"]) == 2
+    err = capsys.readouterr().err  # the first run took the whole lifetime budget
     assert "budget_exceeded" in err and "smallest session" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b" / "metrics.json").exists()
     assert main(["train", "--dataset", "wine", "--ledger", str(tmp_path), "--out", str(tmp_path / "c"),
@@ -533,8 +536,8 @@ def test_own_tables_declare_each_partys_columns_for_embedded_dp(tmp_path, capsys
                                                             "cols.toml")
     ledger = read_ledger(tmp_path / "ledgers" / "bank.securegal-ledger.json")
     assert 0 < ledger.epsilon_spent <= 1.0
-    assert main([*base, "--columns", str(cols), "--ledger", str(tmp_path / "ledgers"),
-                 "--out", str(tmp_path / "r3")]) == 2  # the lifetime budget went to the first run
+    assert main([*base, "--columns", str(cols), "--ledger", str(tmp_path / "ledgers"), "--dp-predict",
+                 "non-training", "--out", str(tmp_path / "r3")]) == 2  # the lifetime budget went to the first run
     assert "budget_exceeded" in capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..messages import LOCAL_LOSSES, RESIDUAL_MODES, TASKS, WEIGHTINGS
+from ..messages import LOCAL_LOSSES, PREDICT_MODES, RESIDUAL_MODES, TASKS, WEIGHTINGS
 
 
 def add_parser(sub) -> None:
@@ -83,6 +83,10 @@ def add_parser(sub) -> None:
     dp.add_argument("--session-epsilon", type=float, metavar="E",
                     help="with --ledger: the most one run may add to each feature party's lifetime epsilon "
                          "(default: all that is left; a networked party sets its own in party.toml)")
+    dp.add_argument("--dp-predict", choices=[mode for mode in PREDICT_MODES if mode != "none"],
+                    help="with --ledger: which rows each feature party predicts for across the runs on its ledger: "
+                         "once (default: rows no run trained on, each answered by one run at most) or non-training "
+                         "(such rows in any number of runs); a networked party sets its own [policy] predict")
     dp.add_argument("--label-epsilon", type=float,
                     help="label-DP budget of the label owner's residuals (classification; plain residuals); with "
                          "--ledger, the label column's lifetime budget")
@@ -112,6 +116,7 @@ def plan_from_args(args):
     return PrivacyPlan.from_options(
         residuals=args.residuals or "plain", epsilon=args.epsilon, label_epsilon=args.label_epsilon,
         label_session_epsilon=args.label_session_epsilon, session_epsilon=args.session_epsilon,
+        predict=args.dp_predict,
         delta=args.delta, accountant=args.accountant, feature_clip=args.dp_feature_clip,
         residual_clip=args.dp_residual_clip, prediction_clip=args.dp_prediction_clip, feedback=args.dp_feedback,
         hidden_membership=args.hidden_membership)

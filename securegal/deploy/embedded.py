@@ -18,6 +18,7 @@ from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import FeatureParty
 from ..parties.label_owner import LabelOwner
 from ..parties.messenger import Messenger
+from ..parties.policy import PartyPolicy
 from ..privacy.plain import check_streamable
 from ..transcript import TranscriptWriter
 from ..transport.inprocess import InProcessTransport
@@ -55,6 +56,22 @@ def table_privacy(job: GalJob, dataset: Dataset, block: Block, name: str, table,
                           f"{dataset.X.shape[1]} feature columns{names}")
     return job.trainers.open_table(name, fingerprint, columns.select(block.columns), ledger_path=path,
                                    formerly=formerly, n_rows=len(table.X))
+
+
+def _check_predictable(party: FeatureParty, ids: np.ndarray) -> None:
+    """Refuse, before anything is spent, a run whose validation and test rows ``ids`` a DP party
+    would not predict for: rows an earlier run on its ledger trained on or disclosed."""
+    from ..errors import PolicyRefused
+
+    try:
+        party.check_predictable(ids)
+    except PolicyRefused as exc:
+        ledger = party.privacy.ledger
+        raise PolicyRefused(f"party {party.name!r} would not predict this run's validation and test rows, so the "
+                            f"run would spend its budget on models nobody can evaluate: {exc}. An earlier run on "
+                            "this --ledger used them; with the same split (--seed), --dp-predict non-training "
+                            f"answers them again (the table has epsilon {ledger.remaining():.4g} of "
+                            f"{ledger.budget.epsilon:.4g} left)") from exc
 
 
 class EmbeddedDeployment:
@@ -155,13 +172,15 @@ class EmbeddedDeployment:
             for i in range(1, len(blocks)):
                 learner = party_learner(dataset, blocks[i], i, job)
                 factory = job.trainers(names[i], i, learner)
+                privacy = table_privacy(job, dataset, blocks[i], names[i], tables[i], row_ids[i])
                 party = FeatureParty(names[i], tables[i], factory, label_owner=owner,
                                      aligner=(lambda session, ids=row_ids[i], table=tables[i]:
                                               FeaturePartyPsi(table.ids if ids is None else ids, session))
                                      if self.psi else None,
-                                     ids=row_ids[i],
-                                     privacy=table_privacy(job, dataset, blocks[i], names[i], tables[i], row_ids[i]))
+                                     ids=row_ids[i], privacy=privacy,
+                                     policy=PartyPolicy(predict=job.trainers.predict) if privacy is not None else None)
                 endpoints[names[i]] = PartyEndpoint(party, writer(names[i]))
+                _check_predictable(party, dataset.row_ids()[np.concatenate([split.validation, split.test])])
         except BaseException:  # release the ledgers already opened
             for ep in endpoints.values():
                 ep.close()

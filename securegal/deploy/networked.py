@@ -65,6 +65,7 @@ REFUSED_FLAGS = {
     "epsilon": "each feature party sets its own DP budget in its party.toml [privacy]",
     "dp_feature_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "session_epsilon": "each feature party caps its sessions in its party.toml [privacy] session_epsilon",
+    "dp_predict": "each feature party says which rows it predicts for in its party.toml [policy] predict",
     "dp_prediction_clip": "each feature party sets its own clips in its party.toml [privacy]",
     "dp_feedback": "each feature party sets its own feedback in its party.toml [privacy]",
     "ledger": "each feature party owns its table's ledger (party.toml [privacy] ledger); the label column's is "

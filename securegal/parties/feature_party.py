@@ -387,6 +387,15 @@ class FeatureParty:
                                            again=self.policy.predict == "non-training")
         return m.PredictReply(self.trainer.predict(self._features(req.sample_ids), req.rounds))
 
+    def check_predictable(self, ids) -> None:
+        """Before a run: refuse (PolicyRefused) predictions this party would refuse in any session,
+        for the rows among ``ids`` (its own IDs; others are left out) that an earlier session of
+        its table trained on or, under ``predict = "once"``, disclosed. Records nothing."""
+        if self.privacy is None or self.streamed or self.policy.predict == "none":
+            return
+        rows = np.flatnonzero(np.isin(self.ids, ids))
+        self.privacy.check_disclosable(rows, len(self.ids), again=self.policy.predict == "non-training")
+
     def reply_bytes(self, rows: int, rounds: int) -> int:
         """Size of a predict reply, from the request alone: the trainer's own estimate
         (ciphertexts) or rounds x rows x K float64 values."""

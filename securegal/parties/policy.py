@@ -14,18 +14,13 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, PolicyRefused
-from ..messages import RESIDUAL_MODES
+from ..messages import PREDICT_MODES, RESIDUAL_MODES
 
 MIN_ROWS = 20
 # Seconds after which a networked party expires an idle, unfinished session.
 SESSION_TIMEOUT = 3600.0
 # Most IDs a label owner may match against the table in one session (its PSI request's points).
 MAX_PSI_IDS = 1 << 24
-# "once": only rows outside every session's training set, each disclosed by one session at most
-# over the table's life (kept with a DP party's ledger); "non-training": rows outside the
-# training sets, in any number of sessions; "none": no predictions at all. A prediction is an
-# exact function of its row, and each session's round models add projections of it.
-PREDICT_MODES = ("once", "non-training", "none")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from ..messages import RESIDUAL_MODES
+from ..messages import PREDICT_MODES, RESIDUAL_MODES
 from .dp import defaults
 from .dp.accountant import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
@@ -63,7 +63,7 @@ def _positive(owner: str, name: str, value, high: float = math.inf) -> None:
 # its party.toml key (no flag seeds the noise); elsewhere the party.toml key is the option's name.
 _FLAGS = {"feature_clip": "--dp-feature-clip", "prediction_clip": "--dp-prediction-clip", "feedback": "--dp-feedback",
           "residual_clip": "--dp-residual-clip", "delta": "--delta", "accountant": "--accountant",
-          "seed": "noise_seed", "session_epsilon": "--label-session-epsilon"}
+          "seed": "noise_seed", "session_epsilon": "--label-session-epsilon", "predict": "--dp-predict"}
 # The feature parties' per-run cap (FeatureDP.session_epsilon; LabelDP's is --label-session-epsilon).
 FEATURE_SESSION_FLAG = "--session-epsilon"
 
@@ -89,7 +89,9 @@ class FeatureDP:
     ``seed`` makes the noise predictable: tests and studies only (it warns, and the report says
     ``secure_noise: false``). ``session_epsilon``: with a ledger (``train(ledger=...)``), the most
     one run adds to each party's lifetime epsilon (None: all that is left; a networked party's is
-    its party.toml ``session_epsilon``). ``prediction_clip`` (C_f) None: the DP trainer's default 0.01; it
+    its party.toml ``session_epsilon``). ``predict``: which rows each party predicts for across the
+    runs on its ledger (one of :data:`~securegal.messages.PREDICT_MODES`; a networked party's is its
+    party.toml ``[policy] predict``). ``prediction_clip`` (C_f) None: the DP trainer's default 0.01; it
     clips only plaintext ``pred`` releases, so :class:`PrivacyPlan` refuses it where there are none.
     """
 
@@ -106,9 +108,12 @@ class FeatureDP:
     shares: dict | None = None
     seed: int | None = None
     session_epsilon: float | None = None
+    predict: str = "once"
 
     def __post_init__(self) -> None:
         _positive("feature-DP", "epsilon", self.epsilon)
+        if self.predict not in PREDICT_MODES:
+            raise ConfigError(f"feature-DP predict must be one of {', '.join(PREDICT_MODES)}, got {self.predict!r}")
         if self.session_epsilon is not None:
             _positive("feature-DP", "session_epsilon", self.session_epsilon)
             if self.session_epsilon > self.epsilon:
@@ -310,7 +315,7 @@ class PrivacyPlan:
                      prediction_clip: float | None = None, feedback: str | bool | None = None,
                      noise_seed: int | None = None, hidden_membership: bool = False,
                      label_session_epsilon: float | None = None,
-                     session_epsilon: float | None = None) -> "PrivacyPlan":
+                     session_epsilon: float | None = None, predict: str | None = None) -> "PrivacyPlan":
         """A plan from flag-like options (``securegal train``, the audit sweep, benchmarks).
 
         Options left ``None`` take the defaults of :class:`FeatureDP`/:class:`LabelDP`; a DP option
@@ -322,7 +327,7 @@ class PrivacyPlan:
             feedback = feedback == "on"
         given = {k: v for k, v in dict(delta=delta, accountant=accountant, seed=noise_seed).items() if v is not None}
         feature_only = {k: v for k, v in dict(feature_clip=feature_clip, prediction_clip=prediction_clip,
-                                              feedback=feedback).items() if v is not None}
+                                              feedback=feedback, predict=predict).items() if v is not None}
         if epsilon is None and feature_only:
             names = ", ".join(f"{k} ({_FLAGS[k]})" for k in sorted(feature_only))
             raise ConfigError(f"{names} only {'applies' if len(feature_only) == 1 else 'apply'} to feature-DP "
@@ -451,10 +456,10 @@ class PrivacyPlan:
             if self.residuals == "ckks":
                 from .hedp import CkksDPTrainers
 
-                return CkksDPTrainers(config, session_epsilon=spec.session_epsilon)
+                return CkksDPTrainers(config, session_epsilon=spec.session_epsilon, predict=spec.predict)
             from .dp.layers import DPTrainers
 
-            return DPTrainers(config, session_epsilon=spec.session_epsilon)
+            return DPTrainers(config, session_epsilon=spec.session_epsilon, predict=spec.predict)
         if self.residuals == "ckks":
             from .he.layers import ckks_trainers
 

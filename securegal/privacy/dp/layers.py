@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import BudgetExceeded, ConfigError
 from ...learners.base import Learner
-from ...messages import LABEL_OWNER, Payload, Setup
+from ...messages import LABEL_OWNER, PREDICT_MODES, Payload, Setup
 from ...seam import plain_array, plain_bytes
 from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccountant, Release, \
     calibrate_noise, check_accountant
@@ -42,12 +42,15 @@ class DPTrainers:
     """
 
     def __init__(self, default: DPConfig | None = None, configs: Mapping[str, DPConfig] | None = None,
-                 session_epsilon: float | None = None):
+                 session_epsilon: float | None = None, predict: str = "once"):
         self.default = default
         self.configs = dict(configs or {})
         self.session_epsilon = session_epsilon  # each party's per-run cap in its table's ledger (None: all left)
+        self.predict = predict  # each party's [policy] predict (messages.PREDICT_MODES)
         if default is None and not self.configs:
             raise ConfigError("DPTrainers needs a default DPConfig or per-party configs")
+        if predict not in PREDICT_MODES:
+            raise ConfigError(f"predict must be one of {', '.join(PREDICT_MODES)}, got {predict!r}")
         self.trainers: dict[str, DPTrainer] = {}
 
     def config_for(self, name: str) -> DPConfig:

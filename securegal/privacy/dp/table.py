@@ -170,22 +170,31 @@ class TablePrivacy:
         table ever trained on one of them, or (unless ``again``) if an earlier session disclosed
         one of them; else record them as disclosed."""
         rows = np.asarray(rows, dtype=np.int64)
+        if self._disclosing[0] != key:
+            self._disclosing = (key, np.zeros(n_rows, dtype=bool))
+        now = self._disclosing[1]
+        self.check_disclosable(rows, n_rows, again, now)
+        self._mark("disclosed", rows, n_rows)
+        now[rows] = True
+
+    def check_disclosable(self, rows: np.ndarray, n_rows: int, again: bool = False,
+                          this_session: np.ndarray | None = None) -> None:
+        """Refuse (PolicyRefused) predictions for table rows ``rows`` if a session of this table
+        trained on one of them, or (unless ``again``) an earlier session disclosed one of them
+        (``this_session``: the rows the asking session disclosed itself). Records nothing."""
+        rows = np.asarray(rows, dtype=np.int64)
         trained = int(self._rows("trained", n_rows)[rows].sum())
         if trained:
             raise PolicyRefused(f"{trained} of the {len(rows)} requested rows were training rows of a session of this "
                                 "table; the DP guarantee covers them for the table's life, so their model outputs "
                                 "are never released (docs/privacy.md section 6)")
-        if self._disclosing[0] != key:
-            self._disclosing = (key, np.zeros(n_rows, dtype=bool))
-        now = self._disclosing[1]
         if not again:
-            earlier = int(np.count_nonzero(self._rows("disclosed", n_rows)[rows] & ~now[rows]))
+            disclosed = self._rows("disclosed", n_rows)[rows]
+            earlier = int(np.count_nonzero(disclosed if this_session is None else disclosed & ~this_session[rows]))
             if earlier:
                 raise PolicyRefused(f"{earlier} of the {len(rows)} requested rows were disclosed by an earlier "
                                     "session's predictions; each session's round models would add projections of "
                                     "them (policy predict = 'once'; 'non-training' answers them again)")
-        self._mark("disclosed", rows, n_rows)
-        now[rows] = True
 
     def row_roles(self, n_rows: int) -> dict[str, int]:
         """How many table rows were trained on and how many disclosed by predictions (a row can be
