@@ -9,6 +9,9 @@ from typing import Mapping, Union
 import numpy as np
 
 PROTOCOL_VERSION = 1
+# A session's or an organization's name: printable, 1 to this many characters (the wire refuses
+# others; a party logs them and keeps them in its ledger).
+MAX_NAME_CHARS = 200
 LABEL_OWNER = "alice"  # the label owner's organization name unless a run or file names another
 RESIDUAL_MODES = ("plain", "ckks")  # how residuals travel (Setup.residuals)
 TASKS = ("classification", "regression")  # Setup.task

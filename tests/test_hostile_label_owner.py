@@ -1,6 +1,7 @@
 """What an independent fuzzing run of real party servers found (benchmarks/wire_fuzz.py), each
 pinned here with its reproducer: every one is now a clean refusal, and the party keeps serving."""
 import queue
+import re
 import threading
 import time
 
@@ -38,6 +39,23 @@ def test_names_on_the_wire_are_bounded_so_refusals_cannot_echo_megabytes():
     setup = m.Setup(np.arange(3), 1, 1, "regression", options={"k": "v" * 5000})
     with pytest.raises(ProtocolError, match="setup options value has 5000 characters"):
         decode(encode(m.Envelope("s1", 0, "alice", "party1", 0, setup)))
+
+
+def test_session_and_party_names_are_printable_and_fit_the_ledger():
+    """Review H F1, F2: a 250-character session id passed the wire (256) but not the DP party's
+    ledger (200), answered 'internal'; '\n' and escape sequences in a session id forged lines in
+    the party's log. One rule (messages.MAX_NAME_CHARS, printable) for the wire and the ledger."""
+    from securegal.privacy.dp.ledger import _MAX_NAME
+
+    assert MAX_NAME_CHARS == _MAX_NAME == m.MAX_NAME_CHARS
+    for name, why in (("x\n2026-12-05T08:00:00Z WARNING forged", "control characters"),
+                      ("y\x1b[2J", "control characters"), ("s" * (MAX_NAME_CHARS + 1), "characters, at most")):
+        for field in ("session", "sender", "receiver"):
+            env = dict(session="s1", round=0, sender="alice", receiver="party1", seq=0, body=m.Finish())
+            env[field] = name
+            with pytest.raises(ProtocolError, match=f"envelope {field} .*{re.escape(why)}"):
+                decode(encode(m.Envelope(**env)))
+    assert decode(encode(m.Envelope("s" * MAX_NAME_CHARS, 0, "alice", "party1", 0, m.Finish()))).session
 
 
 def _party(tmp_path, privacy=None):

@@ -17,16 +17,16 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..core.finite import all_finite
-from ..errors import ProtocolError
+from ..errors import ProtocolError, printable
 from .. import messages as m
 from . import securegal_pb2 as pb
 
 ALLOWED_DTYPES = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 MAX_RANK = 4
-# Every name on the wire (session, sender, receiver) and every option or meta key: at most this
-# many characters; option and meta values at most MAX_VALUE_CHARS, MAX_ENTRIES of them. A refusal
-# echoes such strings, so they stay small.
-MAX_NAME_CHARS = 256
+# Every name on the wire (session, sender, receiver: printable too) and every option or meta key:
+# at most MAX_NAME_CHARS characters; option and meta values at most MAX_VALUE_CHARS, MAX_ENTRIES of
+# them. A refusal echoes such strings, so they stay small.
+MAX_NAME_CHARS = m.MAX_NAME_CHARS
 MAX_PSI_SESSION_CHARS = MAX_NAME_CHARS  # a PSI request names its session too
 MAX_VALUE_CHARS = 4096
 MAX_ENTRIES = 64
@@ -110,6 +110,15 @@ def _shape(dims, limits: Limits, what: str) -> tuple[int, ...]:
 def _name(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
     if len(value) > limit:
         raise ProtocolError(f"{what} has {len(value)} characters, at most {limit}")
+    return value
+
+
+def _printable_name(value: str, what: str) -> str:
+    """A session's or an organization's name: it is logged and kept in ledgers, so no control
+    characters (a forged log line, a terminal escape)."""
+    _name(value, what)
+    if not value.isprintable():
+        raise ProtocolError(f"{what} {printable(value)!r:.80} holds control characters")
     return value
 
 
@@ -238,6 +247,7 @@ def _psi_body(which: str, b, limits: Limits) -> m.Body:
     if which == "psi_request":
         if not b.session or len(b.session) > MAX_PSI_SESSION_CHARS:
             raise ProtocolError(f"PSI session id must have 1..{MAX_PSI_SESSION_CHARS} characters, got {len(b.session)}")
+        _printable_name(b.session, "PSI session id")
         if b.id_kind not in m.PSI_ID_KINDS:
             raise ProtocolError(f"unknown PSI id kind {b.id_kind!r:.40}; expected one of {m.PSI_ID_KINDS}")
         points = _psi_points(b.points, limits, "PSI request")
@@ -314,6 +324,6 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> m.Envelope:
     if not env.session or not env.sender or not env.receiver:
         raise ProtocolError("envelope lacks session, sender or receiver")
     for what in ("session", "sender", "receiver"):
-        _name(getattr(env, what), f"envelope {what}")
+        _printable_name(getattr(env, what), f"envelope {what}")
     return m.Envelope(env.session, int(env.round), env.sender, env.receiver, int(env.seq),
                       _body_from_proto(env, limits), int(env.version))

@@ -53,6 +53,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import BudgetExceeded, ConfigError
+from ...messages import MAX_NAME_CHARS
 from .accountant import (
     DEFAULT_ACCOUNTANT,
     MAX_NOISE_MULTIPLIER,
@@ -68,7 +69,7 @@ LEDGER_FORMAT = "securegal-privacy-ledger"
 LEDGER_VERSION = 2  # 2 adds refunds; a version 1 file (no refunds) is read and rewritten as 2
 READABLE_VERSIONS = (1, 2)
 MECHANISM = "gaussian"  # every Release is a (possibly subsampled, repeated) Gaussian mechanism
-_MAX_NAME = 200
+_MAX_NAME = MAX_NAME_CHARS
 _BACKUP = "its most recent backup (an older one forgets releases)"
 DIRECTORY_LOCK = ".securegal-ledgers.lock"  # held while a ledger in the directory is opened
 # A new ledger with a lifetime epsilon above this is warned about: it is fixed once created.
