@@ -825,3 +825,40 @@ def test_a_new_ledger_with_a_large_lifetime_epsilon_is_warned_about(tmp_path, ca
     with open_ledger(tmp_path / "small" , TABLE + "x", Budget(8.0, 1e-5)):
         pass
     assert "protects little" not in caplog.text
+
+
+def test_a_lost_ledger_a_directory_and_a_new_one_are_not_silent(tmp_path, caplog):
+    """Review H F3, F5, F6: a deleted ledger was silently recreated at zero spend although its
+    lock file showed that one existed; a new ledger (a mistyped path: a fresh lifetime budget)
+    said nothing; a directory given as the ledger gave a misleading hard-link error and left
+    lock files in its parent."""
+    import logging
+
+    path = tmp_path / "t.securegal-ledger.json"
+    with caplog.at_level(logging.WARNING, logger="securegal.privacy.dp.ledger"):
+        serve_session(path, TABLE, BUDGET, "s1")
+    assert any("new ledger" in r.getMessage() and "not counted" in r.getMessage() for r in caplog.records)
+    path.unlink()
+    with pytest.raises(LedgerError, match="does not exist, but its lock file does.*restore it"):
+        open_ledger(path, TABLE, BUDGET)
+    assert not path.exists()
+    (tmp_path / "t.securegal-ledger.json.lock").unlink()  # the operator starts afresh, knowingly
+    serve_session(path, TABLE, BUDGET, "s2")
+    (tmp_path / "sub").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(LedgerError, match="is a directory: name the ledger file"):
+        open_ledger(tmp_path / "sub", TABLE, BUDGET)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_party_toml_ledger_in_a_missing_directory_is_refused(tmp_path):
+    """Review H F3: the party made a mistyped ledger directory, and with it a fresh budget."""
+    from securegal.deploy.party_process import PartyConfig, build_party
+    from securegal.errors import ConfigError
+
+    from .test_table_budget import _party_file
+
+    cfg = PartyConfig.load(_party_file(tmp_path, {"epsilon": 1.0, "ledger": str(tmp_path / "ledgrs" / "p.json")}))
+    with pytest.raises(ConfigError, match="directory .*ledgrs does not exist"):
+        build_party(cfg)
+    assert not (tmp_path / "ledgrs").exists()

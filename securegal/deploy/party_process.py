@@ -207,8 +207,8 @@ def open_table_privacy(cfg: PartyConfig):
     from ..privacy.dp.table import open_table
 
     dp = cfg.plan.feature_dp
-    if not cfg.ledger.parent.is_dir():
-        cfg.ledger.parent.mkdir(parents=True, mode=0o700)
+    if not cfg.ledger.parent.is_dir():  # not made here: a mistyped directory would hold a fresh budget
+        raise ConfigError(f"[privacy] ledger {cfg.ledger}: directory {cfg.ledger.parent} does not exist")
     own_ids = cfg.table.ids if cfg.ids is None else cfg.ids
     fingerprint, formerly = table_identity(own_ids, cfg.table.X, keys=cfg.table.ids)
     return open_table(fingerprint, Budget(dp.epsilon, dp.delta), dp.accountant, cfg.columns, ledger_path=cfg.ledger,

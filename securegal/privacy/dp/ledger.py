@@ -701,6 +701,8 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
         budget.check_rows(n_rows)
     if not given.parent.is_dir():
         raise LedgerError(f"ledger directory {given.parent} does not exist")
+    if given.is_dir():
+        raise LedgerError(f"ledger {given} is a directory: name the ledger file")
     path = Path(os.path.realpath(given))
     if _not_a_ledger_name(path.name):
         raise LedgerError(f"ledger {given}: a ledger may not be named like a lock file (*.lock) or a write in "
@@ -741,9 +743,17 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                 # process cannot replace is found now, not at the first release.
                 ledger._commit(entries, outputs, ledger.accountant, refunds)
             else:
+                if not new_lock:  # its lock file outlived it: deleted or moved, not new
+                    raise LedgerError(f"ledger {path} does not exist, but its lock file does: the ledger was "
+                                      f"deleted or moved, and a new one would forget every release it recorded; "
+                                      f"restore it (or its backup), or remove {_lock_path(path).name} to start "
+                                      "this table's lifetime budget afresh knowingly")
                 _refuse_a_second_ledger(names, path)
                 ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
                 ledger._commit((), {}, ledger.accountant, ())
+                log.warning("new ledger %s for table %s: releases recorded in any other ledger of this table "
+                            "are not counted (a mistyped path? remove the new file and its lock before anything "
+                            "is released)", path, table[:23])
                 if budget.epsilon > LARGE_EPSILON:
                     log.warning("ledger %s created with lifetime epsilon %g, which protects little and can never "
                                 "be changed for this table (a typo? remove the new file before anything is "
