@@ -62,7 +62,8 @@ class LimitsSection(_Strict):
 
     chunk_bytes: int = Field(DEFAULT_CHUNK_BYTES, ge=1024, le=MAX_CHUNK_BYTES, description="the most data in one frame")
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=MAX_MESSAGE_BYTES,
-                                   description="the largest whole message accepted")
+                                   description="the largest whole message accepted (serving one, a party's "
+                                               "memory may grow by up to about 8 times this)")
 
 
 class PartyLimits(LimitsSection):
