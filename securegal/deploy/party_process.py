@@ -23,6 +23,7 @@ from ..data.party_file import read_party_file
 from ..data.split import party_tables, vertical_split
 from ..data.tables import FeatureTable
 from ..errors import ConfigError
+from ..files import private_dir
 from ..learners.registry import make_learner
 from ..parties.endpoint import PartyEndpoint
 from ..parties.feature_party import HIDDEN, MEMBERSHIP_OPTION, FeatureParty
@@ -207,7 +208,9 @@ def open_table_privacy(cfg: PartyConfig):
     from ..privacy.dp.table import open_table
 
     dp = cfg.plan.feature_dp
-    if not cfg.ledger.parent.is_dir():  # not made here: a mistyped directory would hold a fresh budget
+    if cfg.transcripts is not None and cfg.ledger.parent == cfg.transcripts:  # the default beside them
+        private_dir(cfg.transcripts)
+    elif not cfg.ledger.parent.is_dir():  # not made here: a mistyped directory would hold a fresh budget
         raise ConfigError(f"[privacy] ledger {cfg.ledger}: directory {cfg.ledger.parent} does not exist")
     own_ids = cfg.table.ids if cfg.ids is None else cfg.ids
     fingerprint, formerly = table_identity(own_ids, cfg.table.X, keys=cfg.table.ids)
