@@ -52,3 +52,16 @@ def _a_benchmark_lock_of_the_tests_own(tmp_path_factory):
     patch.setattr(lock, "lock_path", lambda: path)
     yield
     patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _a_table_registry_of_each_tests_own(tmp_path_factory):
+    """Each test serves its tables with ledgers of its own, often the same built-in tables as
+    other tests: a registry of the machine's ledgers per test (the party processes it starts
+    inherit it), none of them in the user's own. Its own MonkeyPatch: a test's monkeypatch.undo()
+    must not put the user's registry back."""
+    from securegal.privacy.dp.registry import STATE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_ENV, str(tmp_path_factory.mktemp("state")))
+        yield

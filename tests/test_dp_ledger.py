@@ -4,6 +4,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -658,20 +659,22 @@ def test_two_ledgers_of_one_table_cannot_be_created_at_once(tmp_path):
     """Creating a ledger (look for another of the table, then write) is one step per directory."""
     import threading
 
-    for trial in range(10):
+    for trial in range(10):  # in one directory, and (the machine's registry) in two
         directory = tmp_path / f"t{trial}"
         directory.mkdir()
+        names = ("a.json", "b.json") if trial % 2 else ("a.json", "b/b.json")
+        (directory / "b").mkdir()
         outcomes, barrier = [], threading.Barrier(2)
 
         def create(name):
             barrier.wait()
             try:
-                open_ledger(directory / name, TABLE, BUDGET).close()
+                open_ledger(directory / name, f"{TABLE}/{trial}", BUDGET).close()
                 outcomes.append("created")
             except LedgerError:
                 outcomes.append("refused")
 
-        threads = [threading.Thread(target=create, args=(n,)) for n in ("a.json", "b.json")]
+        threads = [threading.Thread(target=create, args=(n,)) for n in names]
         for t in threads:
             t.start()
         for t in threads:
@@ -862,3 +865,21 @@ def test_a_party_toml_ledger_in_a_missing_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="directory .*ledgrs does not exist"):
         build_party(cfg)
     assert not (tmp_path / "ledgrs").exists()
+
+
+def test_a_second_ledger_of_a_table_elsewhere_on_the_machine_is_refused(tmp_path):
+    """Review H F4: one table served by three processes with ledgers in three directories spent
+    its lifetime budget three times. This user's registry on the machine keeps where each
+    table's ledger is: a second one elsewhere is refused; a moved ledger is found at its new path."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "t.json", tmp_path / "b" / "t.json"
+    serve_session(first, TABLE, BUDGET, "s1")
+    with pytest.raises(LedgerError, match=f"already has its ledger at {re.escape(str(first))}: refusing a second"):
+        open_ledger(second, TABLE, BUDGET)
+    assert not second.exists() and not (tmp_path / "b" / "t.json.lock").exists()
+    serve_session(tmp_path / "b" / "other.json", "id:another/table", BUDGET, "s1")  # another table: its own
+    os.replace(first, second)  # the operator moves the ledger (its lock file stays behind, unused)
+    with open_ledger(second, TABLE, BUDGET) as led:
+        assert led.epsilon_spent > 0  # the moved ledger, with its history
+    with pytest.raises(LedgerError, match="already has its ledger at .*b/t.json"):
+        open_ledger(tmp_path / "a" / "again.json", TABLE, BUDGET)

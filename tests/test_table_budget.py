@@ -174,6 +174,7 @@ def test_intersections_alone_count_as_sessions_and_are_bounded(tmp_path):
     assert _align(endpoint, "probe3").code == "policy"
     endpoint.close()
     (tmp_path / "b").mkdir()
+    (tmp_path / "party1.securegal-ledger.json").unlink()  # the operator starts the table afresh (one ledger per table)
     path = _party_file(tmp_path / "b", {"epsilon": 1.0}, policy={"max_psi_ids": 100})
     endpoint = build_party(PartyConfig.load(path))
     big = _send(endpoint, 0, LabelOwnerPsi(list(range(101)), "big").request(), session="big")

@@ -48,12 +48,13 @@ import weakref
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from ...errors import BudgetExceeded, ConfigError
 from ...messages import MAX_NAME_CHARS
+from . import registry
 from .accountant import (
     DEFAULT_ACCOUNTANT,
     MAX_NOISE_MULTIPLIER,
@@ -651,13 +652,15 @@ def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | 
     return None
 
 
-def _refuse_a_second_ledger(tables: Sequence[str], path: Path) -> None:
-    other = _ledger_of(tables, path.parent, besides=path)
+def _refuse_a_second_ledger(tables: Sequence[str], path: Path, elsewhere: Callable[[], Path | None]) -> None:
+    """One ledger per table: another ledger of the table in ``path``'s directory, or ``elsewhere()``
+    on this machine (this user's registry), is refused."""
+    other = _ledger_of(tables, path.parent, besides=path) or elsewhere()
     if other is not None:
         raise LedgerError(f"table {tables[0][:40]} already has its ledger at {other}: refusing "
                           f"{'to serve it from ' if path.exists() else 'a second one at '}{path} (one ledger "
                           "per table, so that its lifetime budget cannot restart under another name; keep "
-                          "backups outside the ledger's directory)")
+                          "backups outside the ledger's directory, and move a ledger rather than copy it)")
 
 
 @contextlib.contextmanager
@@ -709,7 +712,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                           "progress (.*.tmp)")
     if not path.parent.is_dir():
         raise LedgerError(f"ledger {given} is a link to {path}, whose directory does not exist")
-    with _directory_lock(path.parent):
+    with _directory_lock(path.parent), registry.claimed(names, path) as elsewhere:
         new_lock = not _lock_path(path).exists()
         fd = _lock(path)
         ledger = None
@@ -729,7 +732,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                         f"ledger {path} holds lifetime budget epsilon={old_budget.epsilon:g}, "
                         f"delta={old_budget.delta:g}; asked epsilon={budget.epsilon:g}, "
                         f"delta={budget.delta:g}: a table's lifetime budget cannot be changed")
-                _refuse_a_second_ledger(names, path)
+                _refuse_a_second_ledger(names, path, elsewhere)
                 ledger = FileLedger(path, fd, table, budget, accountant or old_accountant, entries,
                                     outputs, refunds, on_disk=data)
                 if ledger.accountant != old_accountant and not ledger.epsilon_spent <= budget.epsilon:
@@ -748,7 +751,7 @@ def open_ledger(path: str | os.PathLike, table: str, budget: Budget,
                                       f"deleted or moved, and a new one would forget every release it recorded; "
                                       f"restore it (or its backup), or remove {_lock_path(path).name} to start "
                                       "this table's lifetime budget afresh knowingly")
-                _refuse_a_second_ledger(names, path)
+                _refuse_a_second_ledger(names, path, elsewhere)
                 ledger = FileLedger(path, fd, table, budget, accountant or DEFAULT_ACCOUNTANT, (), {})
                 ledger._commit((), {}, ledger.accountant, ())
                 log.warning("new ledger %s for table %s: releases recorded in any other ledger of this table "
