@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from securegal.align import LabelOwnerPsi  # noqa: E402
 from securegal.data.datasets import load_dataset  # noqa: E402
 from securegal.data.split import party_tables, vertical_split  # noqa: E402
 from securegal.deploy.localnet import party_config  # noqa: E402
+from securegal.privacy.dp.registry import STATE_ENV  # noqa: E402
 from securegal.transport.grpc_client import GrpcTransport, RetryPolicy  # noqa: E402
 from tests.test_adversary_label_owner import Adversary, _rss_kib  # noqa: E402
 from tests.test_table_budget import _serve, _stop  # noqa: E402
@@ -391,6 +393,8 @@ def main() -> int:
             continue
         if (out / cfg.name).exists():
             raise SystemExit(f"{out / cfg.name} exists (the ledger would carry over); remove it first")
+        # each configuration is its own organization: its own registry of the machine's ledgers
+        os.environ[STATE_ENV] = str(out / cfg.name / "state")
         try:
             log = run(cfg, out)
         except Exception as exc:  # report, keep going

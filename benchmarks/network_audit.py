@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import shutil
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from securegal.deploy.localnet import LocalFederation, securegal_command
+from securegal.privacy.dp.registry import STATE_ENV
 
 EPSILON = 1.0
 R2_BAR, MDA_BAR = 0.9, 0.02
@@ -67,6 +69,8 @@ def _federate(name: str, root: Path, rounds: int, **kwargs) -> tuple[Path, Path]
     workdir, out = root / f"{name}.federation", root / name
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
+    # each federation's parties are organizations of their own: their own registry of ledgers
+    os.environ[STATE_ENV] = str(workdir / "state")
     started = time.perf_counter()
     with LocalFederation(workdir, parties=4, rounds=rounds, seed=0, out=out, **kwargs) as fed:
         code = fed.label_owner("--overwrite").wait()
