@@ -22,14 +22,15 @@ DEFAULTS = {"known_labels": 0.05, "known_rows": 0.05, "seed": 0, "net_steps": 15
             "train_seed": 0, "epsilons": [0.5, 1.0, 3.0, 8.0], "label_epsilons": []}
 
 _AUDITS = {"--known-labels", "--known-rows", "--seed", "--net-steps", "--no-report"}
-_TRAINS = {"--dataset", "--csv", "--target", "--parties", "--rounds", "--train-seed", "--overwrite"}
+_TRAINS = {"--dataset", "--csv", "--target", "--id-column", "--parties", "--rounds", "--train-seed", "--overwrite"}
 #: Each way in -> the options it takes; any other option given is refused.
 ACCEPTS = {
     "RUN_DIR": {*_AUDITS, "--rows-curve", "--plot"},
     "--as NAME": {*_AUDITS, "--as", "--data", "--id-column", "--ledger", "--target", "--out", "--session"},
     "--sweep OUT": {*_AUDITS, *_TRAINS, "--rows-curve", "--plot", "--sweep", "--epsilons", "--label-epsilons",
-                    "--no-ckks"},
-    "--active crafted_residuals": {*_AUDITS, *_TRAINS, "--rows-curve", "--active", "--out", "--epsilon"},
+                    "--no-ckks", "--columns"},
+    "--active crafted_residuals": {*_AUDITS, *_TRAINS, "--rows-curve", "--active", "--out", "--epsilon",
+                                   "--columns"},
     "--active crafted_predictions": {*_AUDITS, *_TRAINS, "--rows-curve", "--active", "--out", "--residuals",
                                      "--label-epsilon"},
     "--active psi_membership": {"--no-report", "--dataset", "--parties", "--rounds", "--train-seed", "--overwrite",
@@ -100,7 +101,8 @@ def add_parser(sub) -> None:
     own.add_argument("--data", type=Path, metavar="PATH",
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
     own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' "
-                                                        "if present, else row numbers)")
+                                                        "if present, else row numbers); also the --sweep or "
+                                                        "--active CSV's (default: none, row numbers)")
     own.add_argument("--ledger", type=Path, metavar="PATH",
                      help="a DP feature party's privacy ledger (default: the one its party.toml names)")
     own.add_argument("--session", metavar="ID", help="the session to audit when the transcript holds several (a "
@@ -134,6 +136,9 @@ def add_parser(sub) -> None:
     sweep.add_argument("--label-epsilons", type=_fractions, metavar="E1,E2,...",
                        help="label owner's label-DP budgets of extra runs (classification)")
     sweep.add_argument("--no-ckks", action="store_true", help="leave the CKKS run out of the sweep")
+    sweep.add_argument("--columns", type=Path, metavar="FILE",
+                       help="public per-column knowledge of the --csv's feature columns, for its DP runs (as "
+                            "securegal train --columns; a built-in dataset has its documented ones)")
     sweep.add_argument("--overwrite", action="store_true",
                        help="replace earlier sweep / --active runs (RUN_DIR audits replace their audit.json anyway)")
     p.set_defaults(func=run)
@@ -170,7 +175,7 @@ def _active(args, audit) -> int:
     if args.out is None:
         raise ConfigError("--active needs --out DIR (where the malicious run is written)")
     common = dict(dataset=args.dataset, csv=args.csv, target=args.target, parties=args.parties, rounds=args.rounds,
-                  seed=args.train_seed, overwrite=args.overwrite, progress=True)
+                  seed=args.train_seed, overwrite=args.overwrite, progress=True, id_column=args.id_column)
     if args.active == "psi_membership":
         return _psi_membership(args, audit)
     if args.active == "crafted_predictions":
@@ -179,11 +184,16 @@ def _active(args, audit) -> int:
         layer = (f" --residuals {args.residuals}" if args.residuals else "") + (
             f" --label-epsilon {args.label_epsilon:g}" if args.label_epsilon is not None else "")
     else:
-        run_dir = train_crafted(args.out, epsilon=args.epsilon, **common)
-        layer = f" --epsilon {args.epsilon:g}" if args.epsilon is not None else ""
+        from .train import columns_from_file
+
+        run_dir = train_crafted(args.out, epsilon=args.epsilon, columns=columns_from_file(args.columns, args.epsilon),
+                                **common)
+        layer = (f" --epsilon {args.epsilon:g}" if args.epsilon is not None else "") + (
+            f" --columns {shlex.quote(str(args.columns))}" if args.columns is not None else "")
     result = audit.audit_run(run_dir, args.known_labels, args.known_rows, args.seed, args.rows_curve,
                              args.net_steps, report=False)
-    source = f"--dataset {args.dataset}" if args.dataset else f"--csv {args.csv} --target {args.target}"
+    source = f"--dataset {args.dataset}" if args.dataset else f"--csv {shlex.quote(str(args.csv))} --target " \
+        f"{shlex.quote(str(args.target))}" + (f" --id-column {shlex.quote(args.id_column)}" if args.id_column else "")
     result["train_command"] = (f"securegal audit --active {args.active} {source} --parties {args.parties} "
                                f"--rounds {args.rounds} --train-seed {args.train_seed}{layer}"
                                f" --out {args.out} --overwrite")
@@ -242,7 +252,11 @@ def run(args) -> int:
                               f"{args.parties}, {args.rounds} and {args.train_seed}")
         from securegal.experiments.sweep import train_sweep
 
+        from .train import columns_from_file
+
+        columns = columns_from_file(args.columns, min(args.epsilons, default=None))
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
+                                id_column=args.id_column, columns=columns,
                                 parties=args.parties, rounds=args.rounds, seed=args.train_seed,
                                 epsilons=tuple(args.epsilons), label_epsilons=tuple(args.label_epsilons),
                                 ckks=not args.no_ckks, overwrite=args.overwrite, progress=True)

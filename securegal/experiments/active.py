@@ -64,9 +64,11 @@ class CraftedResiduals:
 
 def train_crafted(out: Path | str, *, dataset: str | None = None, csv: str | Path | None = None,
                   target: str | None = None, parties: int = 4, rounds: int = 10, seed: int = 0,
-                  epsilon: float | None = None, overwrite: bool = False, progress: bool = False) -> Path:
+                  epsilon: float | None = None, overwrite: bool = False, progress: bool = False,
+                  id_column: str | None = None, columns=None) -> Path:
     """Train a federation whose label owner sends crafted residuals into ``out`` (with the
-    evaluation-only ground truth the audit scores against); ``epsilon``: feature-DP budget."""
+    evaluation-only ground truth the audit scores against); ``epsilon``: feature-DP budget,
+    ``columns``: the CSV's public column knowledge for it (as ``securegal train --columns``)."""
     from .. import train
     from ..privacy.plan import FeatureDP, PrivacyPlan
 
@@ -74,7 +76,8 @@ def train_crafted(out: Path | str, *, dataset: str | None = None, csv: str | Pat
         raise ConfigError(f"--epsilon must be > 0, got {epsilon!r}")
     plan = PrivacyPlan(feature_dp=FeatureDP(epsilon=float(epsilon))) if epsilon is not None else PrivacyPlan()
     train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out, overwrite=overwrite,
-          ground_truth=True, progress=progress, plan=plan, channel=CraftedResiduals(seed + 1))
+          ground_truth=True, progress=progress, plan=plan, channel=CraftedResiduals(seed + 1), id_column=id_column,
+          columns=columns)
     return Path(out)
 
 
@@ -137,7 +140,7 @@ class CraftedPredictionTrainers:
 def train_crafted_predictions(out: Path | str, *, dataset: str | None = None, csv: str | Path | None = None,
                               target: str | None = None, parties: int = 4, rounds: int = 10, seed: int = 0,
                               residuals: str = "plain", label_epsilon: float | None = None,
-                              overwrite: bool = False, progress: bool = False) -> Path:
+                              overwrite: bool = False, progress: bool = False, id_column: str | None = None) -> Path:
     """Train a federation whose first feature party crafts its predictions into ``out`` (with the
     evaluation-only ground truth the audit scores against); ``residuals`` / ``label_epsilon``: the
     label owner's protection. ``metrics.json`` gets an ``active`` block naming the party."""
@@ -149,7 +152,7 @@ def train_crafted_predictions(out: Path | str, *, dataset: str | None = None, cs
     plan = PrivacyPlan.from_options(residuals=residuals, label_epsilon=label_epsilon)
     party_seed = seed + 1
     metrics = train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out,
-                    overwrite=overwrite, ground_truth=True, progress=progress, plan=plan,
+                    overwrite=overwrite, ground_truth=True, progress=progress, plan=plan, id_column=id_column,
                     trainers=CraftedPredictionTrainers(plan.trainers(), 1, party_seed))
     from ..attacks.active_predictions import AMPLITUDE, FRACTION
 

@@ -9,6 +9,7 @@ layer at each of ``label_epsilons`` (classification only), each trained exactly 
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -36,12 +37,33 @@ def sweep_plans(*, epsilons=(0.5, 1.0, 3.0, 8.0), label_epsilons=(), ckks: bool 
 def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path | None = None,
                 target: str | None = None, parties: int = 4, rounds: int = 10, seed: int = 0,
                 epsilons: tuple[float, ...] = (0.5, 1.0, 3.0, 8.0), label_epsilons: tuple[float, ...] = (),
-                ckks: bool = True, overwrite: bool = False, progress: bool = False) -> list[Path]:
-    """Train the sweep's runs under ``out``; returns their directories (plain first)."""
+                ckks: bool = True, overwrite: bool = False, progress: bool = False, id_column: str | None = None,
+                columns=None) -> list[Path]:
+    """Train the sweep's runs under ``out``; returns their directories (plain first). ``columns``:
+    the CSV's public column knowledge for the feature-DP runs (as ``securegal train --columns``).
+
+    Checked before the first run: every run's directory free (unless ``overwrite``), and what a
+    DP run of a CSV needs. A sweep that fails or is interrupted removes the runs it wrote: a
+    half sweep is not a result."""
     out = Path(out)
+    plans = sweep_plans(epsilons=epsilons, label_epsilons=label_epsilons, ckks=ckks)
+    if csv is not None and columns is None and any(plan.feature_dp is not None for _, plan in plans):
+        raise ConfigError("the sweep's feature-DP runs of a CSV standardize with public per-column bounds or "
+                          "centres/scales, never their training statistics: give --columns FILE (as securegal "
+                          "train --columns), or --epsilons '' for no DP runs (docs/privacy.md section 6)")
+    taken = [out / name for name, _ in plans if (out / name).exists() and any((out / name).iterdir())]
+    if taken and not overwrite:
+        raise ConfigError(f"--sweep {out} already holds {', '.join(p.name for p in taken)}; pass --overwrite to "
+                          "replace them, or choose another OUT")
     runs = []
-    for name, plan in sweep_plans(epsilons=epsilons, label_epsilons=label_epsilons, ckks=ckks):
-        train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out / name,
-              overwrite=overwrite, ground_truth=True, progress=progress, plan=plan)
-        runs.append(out / name)
+    try:
+        for name, plan in plans:
+            train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out / name,
+                  overwrite=overwrite, ground_truth=True, progress=progress, plan=plan, id_column=id_column,
+                  columns=columns if plan.feature_dp is not None else None)
+            runs.append(out / name)
+    except BaseException:
+        for run in runs:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
     return runs

@@ -230,3 +230,51 @@ def test_the_layer_in_force_counts_the_parties_own_dp():
     embedded = {**networked, "plan": {"layer": "dp"}}
     assert (layers_in_force(embedded)["layer"], layers_in_force(embedded)["owner_layer"]) == ("dp", None)
     assert layers_in_force({**networked, "privacy": {}})["layer"] == "plain"
+
+
+def _own_csv(tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(240, 6)).clip(-4, 4)
+    y = (X @ np.array([1.0, -1.0, 0.5, 0.5, -0.5, 0.3]) > 0).astype(int)
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)]).assign(y=y)
+    frame.insert(0, "id", [f"r{i}" for i in range(len(y))])
+    frame.to_csv(tmp_path / "own.csv", index=False)
+    (tmp_path / "cols.toml").write_text("lower = [-4, -4, -4, -4, -4, -4]\nupper = [4, 4, 4, 4, 4, 4]\n")
+    return ["--csv", str(tmp_path / "own.csv"), "--target", "y", "--id-column", "id"]
+
+
+def test_a_sweep_and_an_active_run_take_a_users_csv_with_its_ids_and_columns(tmp_path, capsys, monkeypatch):
+    """New-user review M1: the sweep and --active crafted_residuals could not run DP on a user's
+    CSV (--columns refused by audit, --id-column refused with --sweep), and a failed sweep left
+    its first runs behind, so the next one failed naming an --out never given."""
+    import securegal.experiments.sweep as sweep
+
+    own = _own_csv(tmp_path)
+    base = ["audit", *own, "--rounds", "2", "--parties", "3", "--epsilons", "1", "--no-ckks", "--net-steps", "20"]
+    assert main([*base, "--sweep", str(tmp_path / "s0")]) == 2
+    assert "give --columns FILE" in capsys.readouterr().err and not (tmp_path / "s0").exists()
+    calls = []
+
+    def train_then_interrupted(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(kwargs["out"])
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", train_then_interrupted)
+    assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 130
+    assert calls and not calls[0].exists()  # the half sweep's first run was removed
+    monkeypatch.undo()
+    assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 0
+    dp = json.loads((tmp_path / "s1" / "dp-eps1" / audit.AUDIT).read_text())
+    assert dp["epsilon"] == 1.0 and dp["verdicts"]
+    capsys.readouterr()
+    assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 2
+    assert f"--sweep {tmp_path / 's1'} already holds" in capsys.readouterr().err
+    assert main(["audit", "--active", "crafted_residuals", *own, "--epsilon", "1", "--columns",
+                 str(tmp_path / "cols.toml"), "--rounds", "2", "--parties", "3", "--net-steps", "20",
+                 "--out", str(tmp_path / "act")]) == 0
+    command = json.loads((tmp_path / "act" / audit.AUDIT).read_text())["train_command"]
+    assert "--id-column id --parties 3" in command and f"--columns {tmp_path / 'cols.toml'}" in command
