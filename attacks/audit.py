@@ -384,11 +384,16 @@ def layers_in_force(metrics: dict, label_owner: str | None = None) -> dict:
 
 
 def train_command(metrics: dict, run_dir: Path) -> str:
-    """The ``securegal train`` command that reproduces an embedded run, rebuilt from ``metrics.json``."""
+    """The ``securegal train`` command that reproduces an embedded run: the one it recorded, else
+    (a run trained from Python) rebuilt from ``metrics.json``, where a CSV's path, target, ID
+    column and column bounds are not recorded and stand as placeholders."""
+    if isinstance(metrics.get("command"), str):
+        return metrics["command"]
     layers = layers_in_force(metrics)
     known = {"diabetes", "boston", "iris", "wine", "breast_cancer", "digits", "blob", "mnist"}
     dataset = metrics.get("dataset")
-    source = f"--dataset {dataset}" if dataset in known else f"--csv {dataset}.csv --target LABEL_COLUMN"
+    source = f"--dataset {dataset}" if dataset in known else \
+        f"--csv PATH/{dataset}.csv --target LABEL_COLUMN [--id ID_COLUMN] [--columns FILE]"
     parts = [f"securegal train {source} --parties {metrics.get('parties')} --rounds {metrics.get('rounds')}",
              f"--seed {metrics.get('seed')} --learner {metrics.get('learner', 'linear')}"]
     if layers["residuals"] == "ckks":

@@ -180,6 +180,7 @@ def _interrupt(signum, frame):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(requested_commands(argv)).parse_args(argv)
+    args.argv = argv
     configure_logging(args.verbose)
     in_main_thread = threading.current_thread() is threading.main_thread()
     before = {}

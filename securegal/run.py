@@ -179,7 +179,7 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
           deployment: Deployment | None = None, channel: ResidualChannel | None = None,
           trainers: TrainerChoice | None = None, missing: str = "impute", id_column: str | None = None,
           columns=None, ledger: str | Path | None = None, calibrate: bool | None = None,
-          task: str | None = None) -> dict:
+          task: str | None = None, command: str | None = None) -> dict:
     """Train GAL (and with ``baselines`` Alone, Joint and GAL-uniform) and return ``metrics.json``'s content.
 
     >>> from securegal.privacy.plan import FeatureDP, PrivacyPlan
@@ -300,7 +300,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
         if ledger is not None and plan.label_dp is not None:
             labels = _label_ledger(job, plan, data, Path(ledger), names[0])
         metrics = _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress,
-                            parties=parties, rounds=rounds, seed=seed, learner=learner, blocks=blocks)
+                            parties=parties, rounds=rounds, seed=seed, learner=learner, blocks=blocks,
+                            command=command)
     except BaseException:
         if run_dir is not None:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -341,7 +342,7 @@ def _label_ledger(job: GalJob, plan: PrivacyPlan, data: Dataset, directory: Path
 
 
 def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth, progress, *, parties, rounds,
-              seed, learner, blocks) -> dict:
+              seed, learner, blocks, command=None) -> dict:
     job = jobs["gal"][2]
     if ground_truth and run_dir is not None:
         job.channel = OpenedRecorder(job.channel)
@@ -391,6 +392,8 @@ def _run_jobs(jobs, data, split, scaler, plan, deployment, run_dir, ground_truth
     metrics["data"] = _data_block(data, blocks, gal.parties, gal_owner, getattr(deployment, "tables", None))
     metrics.update(reports)
     metrics["notes"] = privacy_notes(metrics)
+    if command is not None:  # how the run was made (the audit's "reproduce")
+        metrics["command"] = command
     if run_dir is not None:
         if ground_truth:
             write_ground_truth(run_dir / GROUND_TRUTH, data, gal_owner, blocks, deployment.names(parties),

@@ -101,8 +101,8 @@ def add_parser(sub) -> None:
     own.add_argument("--data", type=Path, metavar="PATH",
                      help="the party's own data: a CSV with an ID column, or its party.toml / federation.toml")
     own.add_argument("--id-column", metavar="COL", help="sample-ID column of a --data CSV (default: 'id' "
-                                                        "if present, else row numbers); also the --sweep or "
-                                                        "--active CSV's (default: none, row numbers)")
+                                                        "if present, else row numbers); also of the --sweep or "
+                                                        "--active CSV, whose rows are otherwise numbered")
     own.add_argument("--ledger", type=Path, metavar="PATH",
                      help="a DP feature party's privacy ledger (default: the one its party.toml names)")
     own.add_argument("--session", metavar="ID", help="the session to audit when the transcript holds several (a "

@@ -109,6 +109,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def command_line(args) -> str | None:
+    """The ``securegal`` command these arguments came from, for metrics.json (None when called
+    from Python without one)."""
+    import shlex
+
+    argv = getattr(args, "argv", None)
+    return shlex.join(["securegal", *argv]) if argv is not None else None
+
+
 def plan_from_args(args):
     """The run's :class:`~securegal.privacy.plan.PrivacyPlan` from the DP and residual flags."""
     from ..privacy.plan import PrivacyPlan
@@ -198,7 +207,8 @@ def run(args) -> int:
                     baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=False if args.no_progress else None, ground_truth=args.save_ground_truth,
-                    ledger=args.ledger, columns=columns_from_file(args.columns, args.epsilon), **given)
+                    ledger=args.ledger, columns=columns_from_file(args.columns, args.epsilon),
+                    command=command_line(args), **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 
@@ -252,7 +262,7 @@ def run_organizations(args, train) -> int:
                     deployment=EmbeddedDeployment(tables, owner=owner), baselines=args.baselines, out=out,
                     overwrite=args.overwrite, plan=plan_from_args(args), weighting=args.weights, eta=args.eta,
                     local_loss=args.local_loss, progress=False if args.no_progress else None, missing=args.missing or "impute",
-                    ledger=args.ledger, columns=columns, **given)
+                    ledger=args.ledger, columns=columns, command=command_line(args), **given)
     print(summary(metrics, out))
     return 3 if "stopped" in metrics["gal"] else 0
 

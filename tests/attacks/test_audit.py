@@ -278,3 +278,20 @@ def test_a_sweep_and_an_active_run_take_a_users_csv_with_its_ids_and_columns(tmp
                  "--out", str(tmp_path / "act")]) == 0
     command = json.loads((tmp_path / "act" / audit.AUDIT).read_text())["train_command"]
     assert "--id-column id --parties 3" in command and f"--columns {tmp_path / 'cols.toml'}" in command
+
+
+def test_the_reproduce_command_of_a_csv_run_is_the_one_it_was_trained_with(tmp_path, capsys):
+    """New-user review M2: audit's Reproduce for a CSV run cut the path to its name, put a
+    placeholder for the target and left out --id and --columns, so it failed as written."""
+    own = _own_csv(tmp_path)
+    argv = ["train", "--csv", own[1], "--target", "y", "--id", "id", "--epsilon", "1", "--columns",
+            str(tmp_path / "cols.toml"), "--parties", "3", "--rounds", "2", "--save-ground-truth",
+            "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(argv) == 0
+    assert main(["audit", str(tmp_path / "r"), "--net-steps", "20", "--no-report"]) == 0
+    recorded = json.loads((tmp_path / "r" / audit.AUDIT).read_text())["train_command"]
+    import shlex
+
+    assert shlex.split(recorded) == ["securegal", *argv]
+    rebuilt = audit.train_command({"dataset": "own", "parties": 3, "rounds": 2, "seed": 0}, tmp_path / "x")
+    assert "--csv PATH/own.csv --target LABEL_COLUMN [--id ID_COLUMN] [--columns FILE]" in rebuilt
