@@ -241,6 +241,9 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     scaler = TargetScaler.fit(data, data.y[split.train])
     # Everything impossible is refused here, before any file is written or any data moves.
     names = deployment.names(parties)
+    if len(names) == 1 and plan.layer != "plain":  # refused, not ignored: nothing to protect
+        raise ConfigError(f"the {plan.layer} layer protects what the label owner and the feature parties exchange; "
+                          "with --parties 1 there is no feature party (the label owner trains alone)")
     plan.check(learner=learner, loss=data.loss, n_train=len(split.train), rounds=rounds,
                parties=names[1:], weighting=policy.weighting,
                local_parties=local_parties)

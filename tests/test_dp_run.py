@@ -432,3 +432,15 @@ def test_dp_predict_says_what_later_runs_on_a_ledger_may_predict(tmp_path, capsy
     with pytest.raises(ConfigError, match="an embedded run evaluates"):
         train("wine", parties=3, rounds=1, plan=PrivacyPlan(feature_dp=FeatureDP(epsilon=1, predict="none")),
               ledger=tmp_path / "L")
+
+
+@pytest.mark.parametrize("flags, layer", [(["--epsilon", "1"], "dp"), (["--label-epsilon", "2"], "label-dp"),
+                                          (["--residuals", "ckks"], "ckks")])
+def test_a_privacy_layer_with_no_feature_party_is_refused(tmp_path, capsys, flags, layer):
+    """New-user review L4: -M 1 --epsilon 1 ran with no party under DP (plan.layer 'dp', privacy
+    null) and -M 1 --label-epsilon 2 reported 'epsilon spent 2 of 2' with nobody to release to."""
+    assert main(["train", "--dataset", "wine", "--parties", "1", *flags, "--out", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    assert f"the {layer} layer protects what the label owner and the feature parties exchange" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
