@@ -106,7 +106,7 @@ def test_missing_refuse_names_the_column_and_count(tmp_path):
     ("id,a,y\n1,2,3\n", {"target": "y"}, "feature party's table holds the target column 'y'"),
     ("id,a\n1,2\n", {"target": "y", "label_owner": True}, "no target column 'y'"),
     ("pid,a\n1,2\n", {}, "no ID column 'id'"),
-    ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs \\(the first: data rows 1 and 3 hold the same ID\\)"),
+    ("id,a\nA-1,2\nA-2,3\nA-1,4\n", {}, "1 duplicate IDs \\(the first: data rows 1 and 3 both hold 'A-1'\\)"),
     ("id,a\n5,2\n05,3\n", {}, "1 duplicate IDs"),
     ("id,a\nA-1,2\n17,3\n", {}, "mixes integer IDs \\(data row 2\\) and text IDs \\(data row 1\\)"),
     ("id,a\nA-1,2\n,3\n", {}, "ID column .id. is empty in 1 rows \\(the first: data row 2\\)"),

@@ -122,3 +122,24 @@ def test_own_tables_from_python_are_checked_like_the_command_line(tmp_path):
         EmbeddedDeployment({})
     with pytest.raises(ConfigError, match="tables must be a dict .* got a list"):
         EmbeddedDeployment([lab])
+
+
+def test_a_party_that_holds_none_of_the_label_owners_rows_is_named(tmp_path):
+    """New-user review L5: 'the parties hold only 0 of the label owner's 1029 training rows' did
+    not say which party held none (the other overlapped fully)."""
+    from securegal.data.party_file import read_party_file
+    from securegal.deploy.embedded import EmbeddedDeployment
+    from securegal.errors import ConfigError
+
+    rng = np.random.default_rng(2)
+    ids = [f"P{i}" for i in range(120)]
+    pd.DataFrame({"id": ids, "a": rng.normal(size=120), "y": rng.integers(0, 2, 120)}).to_csv(tmp_path / "o.csv",
+                                                                                             index=False)
+    pd.DataFrame({"id": ids, "b": rng.normal(size=120)}).to_csv(tmp_path / "bob.csv", index=False)
+    pd.DataFrame({"id": [f"Q{i}" for i in range(120)], "c": rng.normal(size=120)}).to_csv(tmp_path / "carol.csv",
+                                                                                          index=False)
+    tables = {name: read_party_file(tmp_path / f"{name}.csv", "id") for name in ("bob", "carol")}
+    with pytest.raises(ConfigError, match=r"hold only 0 of the label owner's \d+ training rows together "
+                                          r"\(each: bob \d+, carol 0\)"):
+        train(csv=tmp_path / "o.csv", target="y", id_column="id", parties=3, rounds=1,
+              deployment=EmbeddedDeployment(tables, owner="alice"))

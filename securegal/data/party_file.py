@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..align.ids import UNPRINTABLE_ID, first_unprintable
-from ..errors import ConfigError
+from ..errors import ConfigError, printable
 
 MISSING_POLICIES = ("impute", "refuse")
 MAX_FIELD_CHARS = 1024
@@ -244,7 +244,7 @@ def _ids(col: pa.ChunkedArray, where: str, name: str) -> tuple[np.ndarray, str]:
         seen: dict = {}
         rows = next((seen[v], i) for i, v in enumerate(ids.tolist()) if seen.setdefault(v, i) != i)
         raise ConfigError(f"{where}: ID column {name!r} has {len(ids) - distinct} duplicate IDs (the first: data "
-                          f"rows {rows[0] + 1} and {rows[1] + 1} hold the same ID)")
+                          f"rows {rows[0] + 1} and {rows[1] + 1} both hold {printable(str(ids[rows[0]]))[:80]!r})")
     return ids, kind
 
 

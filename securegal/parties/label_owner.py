@@ -214,8 +214,9 @@ class LabelOwner:
         common = np.logical_and.reduce([a.matched for a in alignments.values()])
         keep = common[self.train_ids]
         if keep.sum() < 2:
+            held = ", ".join(f"{p} {int(a.matched[self.train_ids].sum())}" for p, a in alignments.items())
             raise ConfigError(f"the parties hold only {int(keep.sum())} of the label owner's {len(self.train_ids)} "
-                              "training rows: the intersection is too small to train on")
+                              f"training rows together (each: {held}): the intersection is too small to train on")
         self.common, self.handles = common, {p: a.handles for p, a in alignments.items()}
         self._keep_training_rows(keep)
         init = np.zeros(self.k) if self.private_labels else self.loss.init(self.y)
