@@ -45,7 +45,9 @@ def mean_baseline(n: int, known: KnownRows) -> np.ndarray:
 def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray,
                    truth: np.ndarray, known: KnownRows) -> list[AttackResult]:
     """Mean per-feature R^2 and MSE on the rows the attacker did not know, against the mean
-    baseline, each with the paired test and minimum detectable advantage of :mod:`.stats`."""
+    baseline, each with the paired test and minimum detectable advantage of :mod:`.stats`. A
+    column constant on those rows is left out (any guess of it scores R^2 1 or 0, which would
+    only move both means), unless every column is."""
     truth = np.asarray(truth, dtype=np.float64)
     truth = truth[:, None] if truth.ndim == 1 else truth
     estimate = np.asarray(estimate, dtype=np.float64)
@@ -57,6 +59,9 @@ def score_features(attack: str, attacker: str, victim: str, estimate: np.ndarray
         raise ValueError("every row is known: nothing left to score the attack on")
     base = mean_baseline(truth.shape[0], known)
     t, e, b = truth[mask], estimate[mask], base[mask]
+    varying = t.std(axis=0) > 0
+    if varying.any() and not varying.all():
+        t, e, b = t[:, varying], e[:, varying], b[:, varying]
     who = (attack, attacker, victim)
     floor = stats.r2_floor(t.shape[0])
     base_mse = mse_per_column(t, b).mean()

@@ -95,3 +95,19 @@ def test_bad_known_rows_are_refused(ce_run):
         KnownRows([0], [[np.nan]])
     with pytest.raises(ValueError, match="rows"):
         hat_matrix.reconstruct(ce_run.predictions, KnownRows([99_999], [[0.0] * 6]))
+
+
+def test_a_constant_column_does_not_inflate_the_scores():
+    """New-user review L2: a constant column scored R^2 1 for the attack and the baseline alike,
+    so a party's baseline showed 0.189 where the mean guess is about 0."""
+    from securegal.attacks.features import KnownRows, score_features
+
+    rng = np.random.default_rng(0)
+    truth = np.column_stack([rng.normal(size=200), rng.normal(size=200), np.full(200, 3.0)])
+    known = KnownRows(np.arange(20), truth[:20])
+    guess = truth + rng.normal(scale=0.5, size=truth.shape) * [1, 1, 0]
+    r2 = {r.metric: r for r in score_features("a", "x", "y", guess, truth, known)}["r2"]
+    alone = {r.metric: r for r in score_features("a", "x", "y", guess[:, :2], truth[:, :2],
+                                                  KnownRows(np.arange(20), truth[:20, :2]))}["r2"]
+    assert r2.score == pytest.approx(alone.score) and r2.baseline == pytest.approx(alone.baseline)
+    assert r2.baseline < 0.05
