@@ -38,7 +38,8 @@ METHOD = (
     f"Confidence intervals are +-1.96 standard errors over rows (DeLong's for AUC). "
     f"MSE and MAD advantages are also shown as the fraction of the baseline's error removed, so "
     f"every advantage reads on a 0..1 scale. The baselines use the side knowledge only: the known "
-    f"labels' majority class (or mean), the known rows' mean of the victim's columns. They do not use "
+    f"labels' majority class (or mean), the known rows' mean of the victim's columns (feature scores "
+    f"leave out columns constant on the scored rows). They do not use "
     f"the attacker's own columns, which may already predict the victim's: the advantage measures what "
     f"the transcript adds to the side knowledge, not what the attacker can infer in all.")
 
