@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # upward is the networked deployment calling ``securegal.run.train`` (deploy/networked.py, inside
 # a function), the same entry point the embedded deployment is run through.
 LAYERS = (
-    ("securegal/errors.py", "securegal/files.py", "securegal/logs.py", "securegal/messages.py", "securegal/metrics.py"),
+    ("securegal/errors.py", "securegal/files.py", "securegal/logs.py", "securegal/messages.py", "securegal/metrics.py",
+     "securegal/summary.py"),
     ("securegal/core",),
     ("securegal/seam.py", "securegal/plots.py", "securegal/wire"),
     ("securegal/transcript.py", "securegal/align"),

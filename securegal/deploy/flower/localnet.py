@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...errors import ConfigError
 from ...messages import RESIDUAL_MODES
+from ...summary import summary
 from ...transport.certs import init_federation, init_server
 from ..config import dump
 from ..federation import party_names
@@ -304,10 +305,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{workdir} is not empty; remove it for fresh certificates and keys")
     # SIGTERM (timeout, kill, a CI runner) unwinds like Ctrl-C: every process is stopped, the keys deleted
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    print(f"flower: starting a SuperLink and, per feature party, a party runtime and a SuperNode in {workdir} ...",
+          file=sys.stderr, flush=True)
     with FlowerLocalFederation(workdir, parties=args.parties, rounds=args.rounds, seed=args.seed,
                                dataset=args.dataset, residuals=args.residuals, out=args.out) as fed:
+        print(f"flower: flwr run: {args.rounds} rounds of GAL ...", file=sys.stderr, flush=True)
         metrics = fed.run()
-    print(json.dumps({"deployment": metrics["deployment"], "gal": metrics["gal"]}, indent=1))
+    print(summary(metrics, args.out))
     return 0
 
 
