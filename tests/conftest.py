@@ -54,8 +54,19 @@ def _a_benchmark_lock_of_the_tests_own(tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _a_table_registry_of_the_sessions_own(tmp_path_factory):
+    """The module- and session-scoped fixtures' ledgers, set up before any test's own registry:
+    never the user's registry."""
+    from securegal.privacy.dp.registry import STATE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_ENV, str(tmp_path_factory.mktemp("session-state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _a_table_registry_of_each_tests_own(tmp_path_factory):
+def _a_table_registry_of_each_tests_own(tmp_path_factory, _a_table_registry_of_the_sessions_own):
     """Each test serves its tables with ledgers of its own, often the same built-in tables as
     other tests: a registry of the machine's ledgers per test (the party processes it starts
     inherit it), none of them in the user's own. Its own MonkeyPatch: a test's monkeypatch.undo()
