@@ -165,7 +165,8 @@ class PartyPrivacy(_Strict):
     noise_seed: int | None = Field(None, description="predictable noise: tests and studies only (warns)")
     ledger: str | None = Field(None, description="the table's privacy ledger (default: <csv>.securegal-ledger.json "
                                                  "beside a csv; <transcripts>/<name>.securegal-ledger.json for a "
-                                                 "built-in dataset, else required)")
+                                                 "built-in dataset, else required); its directory must exist, "
+                                                 "and a table has one ledger on the machine")
     session_epsilon: float | None = Field(None, gt=0, description="each session may raise the table's lifetime "
                                                                   "epsilon by at most this (default: all that is left); "
                                                                   "not a cap on the session's own epsilon")
