@@ -136,8 +136,9 @@ def test_hand_built_dp_trainers_refuse_the_ridges_options_for_the_mlp():
 
     plain = DPTrainers(DPConfig(epsilon=3, delta=1e-5))
     plain.preflight(200, 2, ["party1"], learner="mlp")  # the defaults pass
-    for options in (dict(lam=0.01), dict(feature_clip=1.0), dict(noise_ridge=2.0), dict(coordinate_clip=1.0)):
+    for options in (dict(lam=0.01), dict(feature_clip=1.0), dict(noise_ridge=2.0), dict(coordinate_clip=1.0),
+                    dict(intercept=3.0), dict(shares={"gram": 0.1, "stat": 0.8, "pred": 0.1})):
         trainers = DPTrainers(DPConfig(epsilon=3, delta=1e-5, **options))
-        with pytest.raises(ConfigError, match=f"party 'party1': DPConfig {next(iter(options))} set.*not the mlp"):
+        with pytest.raises(ConfigError, match=f"^party 'party1': DPConfig {next(iter(options))} set.*not the mlp"):
             trainers.preflight(200, 2, ["party1"], learner="mlp")
         trainers.preflight(200, 2, ["party1"], learner="linear")

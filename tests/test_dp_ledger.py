@@ -883,3 +883,8 @@ def test_a_second_ledger_of_a_table_elsewhere_on_the_machine_is_refused(tmp_path
         assert led.epsilon_spent > 0  # the moved ledger, with its history
     with pytest.raises(LedgerError, match="already has its ledger at .*b/t.json"):
         open_ledger(tmp_path / "a" / "again.json", TABLE, BUDGET)
+    # verifier I: deleted (or moved and not opened since), a fresh ledger elsewhere was a fresh budget
+    second.unlink()
+    with pytest.raises(LedgerError, match=r"ledger was at .*b/t.json, which is gone: .*remove .*\.json to start"):
+        open_ledger(tmp_path / "a" / "again.json", TABLE, BUDGET)
+    assert not (tmp_path / "a" / "again.json").exists()

@@ -210,6 +210,10 @@ def test_a_setup_the_party_cannot_serve_pays_nothing_for_its_column_map(rng):
                 party.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
             assert privacy.ledger.releases == ()  # refused before the estimate was drawn
         else:
+            ckks = m.Setup(list(range(30)), 1, 2, "regression", residuals="ckks")  # verifier I: a mode it cannot serve
+            with pytest.raises(LayerMismatch, match="needs plaintext residuals"):
+                party.handle(m.Envelope("s0", 0, "alice", "bob", 0, ckks))
+            assert privacy.ledger.releases == ()
             party.handle(m.Envelope("s1", 0, "alice", "bob", 0, setup))
             estimate = [r.what for r in privacy.ledger.releases if r.what.startswith("std_")]
             assert sorted(estimate) == ["std_mean", "std_scale"]  # paid when a setup is served

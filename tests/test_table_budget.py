@@ -8,6 +8,7 @@ import json
 import math
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import warnings
@@ -174,7 +175,11 @@ def test_intersections_alone_count_as_sessions_and_are_bounded(tmp_path):
     assert _align(endpoint, "probe3").code == "policy"
     endpoint.close()
     (tmp_path / "b").mkdir()
-    (tmp_path / "party1.securegal-ledger.json").unlink()  # the operator starts the table afresh (one ledger per table)
+    # the operator starts the table afresh, knowingly: its ledger and the machine's record of it go
+    from securegal.privacy.dp.registry import state_dir
+
+    (tmp_path / "party1.securegal-ledger.json").unlink()
+    shutil.rmtree(state_dir() / "tables")
     path = _party_file(tmp_path / "b", {"epsilon": 1.0}, policy={"max_psi_ids": 100})
     endpoint = build_party(PartyConfig.load(path))
     big = _send(endpoint, 0, LabelOwnerPsi(list(range(101)), "big").request(), session="big")

@@ -219,6 +219,9 @@ class FeatureParty:
                 raise ConfigError(f"party {self.name!r} has a privacy ledger but its trainer "
                                   f"{type(trainer).__name__} releases outside it")
             trainer.bind_table(self.privacy, env.session)
+        check = getattr(trainer, "check_setup", None)
+        if check is not None:
+            check(setup)
         # Only a setup this party can serve pays for a DP column map (docs/privacy.md section 6).
         if self.streamed:  # the streamed trainer z-scores each batch with the training rows' statistics
             scaler = lambda rows: rows  # noqa: E731

@@ -223,22 +223,22 @@ class CkksDPTrainer:
         self._gram: np.ndarray | None = None
         self._n = self._k = 0
         self.ledger = self.session = self.session_epsilon = None
+        self._checked: tuple[Setup, PublicContext] | None = None  # the setup check_setup last passed
         self.standardization = UNBOUND_STANDARDIZATION
 
     def bind_table(self, privacy, session: str) -> None:
         """Spend from the party's table ledger under ``session`` (see DPTrainer.bind_table)."""
         bind_table(self, privacy, session)
 
-    def setup(self, X_train: np.ndarray, setup: Setup) -> None:
-        """Check the session, calibrate the noise for ``setup.rounds`` rounds (reserving the whole
-        plan in the table's ledger when bound to one); releases nothing."""
+    def check_setup(self, setup: Setup) -> PublicContext:
+        """What the session asks that this trainer cannot serve, refused from ``setup`` alone (the
+        party checks it before it pays for anything): the residual mode, the declared residual
+        clip, the CKKS parameters. Returns the label owner's public context (parsed once)."""
+        if self._checked is not None and self._checked[0] is setup:
+            return self._checked[1]
         if setup.residuals != "ckks":
             raise LayerMismatch(f"this party runs DP on CKKS residuals, the label owner asked for {setup.residuals!r}")
-        X = np.asarray(X_train, dtype=np.float64)
-        if X.ndim != 2 or not np.isfinite(X).all():
-            raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
-        c = self.session_config = self.config.for_rows(X.shape[0], X.shape[1])
-        self.ridge = c.ridge(declared_clip(setup))
+        declared_clip(setup)
         context = PublicContext.from_bytes(setup.he_context)  # refuse a bad context before spending
         if context.params != DP_CKKS_PARAMS:  # another chain or scale: the circuit's error is not what E(B, n) bounds
             sent = context.params
@@ -246,6 +246,18 @@ class CkksDPTrainer:
                                 f"{DP_CKKS_PARAMS.poly_modulus_degree}, primes {DP_CKKS_PARAMS.coeff_mod_bit_sizes}, "
                                 f"scale 2^{DP_CKKS_PARAMS.scale_bits}); the label owner sent N "
                                 f"{sent.poly_modulus_degree}, primes {sent.coeff_mod_bit_sizes}, scale 2^{sent.scale_bits}")
+        self._checked = (setup, context)
+        return context
+
+    def setup(self, X_train: np.ndarray, setup: Setup) -> None:
+        """Check the session, calibrate the noise for ``setup.rounds`` rounds (reserving the whole
+        plan in the table's ledger when bound to one); releases nothing."""
+        context = self.check_setup(setup)
+        X = np.asarray(X_train, dtype=np.float64)
+        if X.ndim != 2 or not np.isfinite(X).all():
+            raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
+        c = self.session_config = self.config.for_rows(X.shape[0], X.shape[1])
+        self.ridge = c.ridge(declared_clip(setup))
         n, p = X.shape[0], X.shape[1] + 1  # rows, and columns of phi = (x, c)
         check_context_fits(context, p, n, int(setup.n_outputs))  # before anything is reserved
         error = circuit_error(c.feature_clip, n)

@@ -125,10 +125,14 @@ class DPGDTrainer:
         """Spend from the party's table ledger under ``session`` (see DPTrainer.bind_table)."""
         bind_table(self, privacy, session)
 
-    def setup(self, X_train: np.ndarray, setup) -> None:
+    def check_setup(self, setup) -> None:
+        """What the session asks that DP-GD cannot serve, refused from ``setup`` alone."""
         if getattr(setup, "residuals", "plain") != "plain":
             raise LayerMismatch(f"DP-GD needs plaintext residuals (CKKS cannot run an MLP), the label owner asked "
                                 f"for {setup.residuals!r}")
+
+    def setup(self, X_train: np.ndarray, setup) -> None:
+        self.check_setup(setup)
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")

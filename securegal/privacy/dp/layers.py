@@ -25,7 +25,7 @@ from .accountant import DEFAULT_ACCOUNTANT, Budget, PlannedRelease, PrivacyAccou
 from ..plan import RIDGE_ONLY, check_layer_learner
 from . import defaults
 from .mechanisms import GaussianNoise, clip_rows
-from .trainer import DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
+from .trainer import NO_FEEDBACK_SHARES, DPConfig, DPTrainer, ledger_report, plan_noise, reserve_plan
 
 if TYPE_CHECKING:  # DP-GD imports torch and Opacus: loaded only when an mlp party runs under DP
     from .dpgd import DPGDConfig
@@ -65,12 +65,15 @@ class DPTrainers:
         from .dpgd import DPGDConfig
 
         c = self.config_for(name)
-        # Refused, not ignored: DP-GD has neither the ridge's row map nor its ridge floor (its
-        # shares only say whether predictions are released).
-        ridge_only = [k for k in RIDGE_ONLY if k != "shares" and getattr(c, k) != DPConfig.__dataclass_fields__[k].default]
+        # Refused, not ignored: DP-GD has neither the ridge's row map, its intercept nor its ridge
+        # floor; of its shares it reads only whether predictions are released.
+        fields = DPConfig.__dataclass_fields__
+        ridge_only = [k for k in (*RIDGE_ONLY, "intercept") if k != "shares" and getattr(c, k) != fields[k].default]
+        if dict(c.shares) not in (fields["shares"].default_factory(), dict(NO_FEEDBACK_SHARES)):
+            ridge_only.append("shares")
         if ridge_only:
-            raise ConfigError(f"party {name!r}: DPConfig {', '.join(ridge_only)} set, but only the DP ridge (linear "
-                              "learner) uses them, not the mlp's DP-GD")
+            raise ConfigError(f"DPConfig {', '.join(ridge_only)} set, but only the DP ridge (linear learner) uses "
+                              "them, not the mlp's DP-GD")
         shares = {} if c.releases_predictions else {"shares": {"sgd": 1.0}}  # feedback off: no pred release
         sizes = {} if hidden is None else {"hidden": tuple(hidden)}
         return DPGDConfig(c.epsilon, c.delta, c.accountant, residual_clip=c.residual_clip,

@@ -652,10 +652,19 @@ def _ledger_of(tables: Sequence[str], directory: Path, besides: Path) -> Path | 
     return None
 
 
-def _refuse_a_second_ledger(tables: Sequence[str], path: Path, elsewhere: Callable[[], Path | None]) -> None:
-    """One ledger per table: another ledger of the table in ``path``'s directory, or ``elsewhere()``
-    on this machine (this user's registry), is refused."""
-    other = _ledger_of(tables, path.parent, besides=path) or elsewhere()
+def _refuse_a_second_ledger(tables: Sequence[str], path: Path,
+                            elsewhere: Callable[[], tuple[Path | None, Path | None]]) -> None:
+    """One ledger per table: another ledger of the table in ``path``'s directory, or one this
+    user's registry records elsewhere on the machine, is refused; a new ledger also while the
+    recorded one is gone (deleted, or moved and not opened since)."""
+    recorded, entry = elsewhere()
+    if recorded is not None and not recorded.exists() and not path.exists():
+        raise LedgerError(f"table {tables[0][:40]}'s ledger was at {recorded}, which is gone: a new one at {path} "
+                          "would forget every release it recorded; restore it, or move it to where it is served "
+                          f"(a moved ledger is found at its new path), or remove {entry} to start the table's "
+                          "lifetime budget afresh knowingly")
+    other = _ledger_of(tables, path.parent, besides=path) or (recorded if recorded is not None and recorded.exists()
+                                                              else None)
     if other is not None:
         raise LedgerError(f"table {tables[0][:40]} already has its ledger at {other}: refusing "
                           f"{'to serve it from ' if path.exists() else 'a second one at '}{path} (one ledger "

@@ -40,9 +40,10 @@ def _entry(directory: Path, table: str) -> Path:
 def claimed(tables: Sequence[str], path: Path):
     """Held around opening or creating the ledger at ``path`` of ``tables[0]`` (its earlier
     fingerprints ``tables[1:]``), so that two processes cannot both find no ledger and both
-    create one; yields a function returning a ledger of one of them recorded at another path
-    that still exists (None if none), and records ``path`` once the block succeeds. Best effort:
-    a state directory that cannot be written is warned about, and nothing is found."""
+    create one; yields a function returning the path recorded for one of them other than
+    ``path`` (None if none; it may be gone: deleted, or moved and not opened since) and the
+    registry file that records it, and records ``path`` once the block succeeds. Best effort: a
+    state directory that cannot be written is warned about, and nothing is found."""
     directory = state_dir() / "tables"
     try:
         private_dir(directory)
@@ -50,18 +51,19 @@ def claimed(tables: Sequence[str], path: Path):
     except OSError as exc:
         log.warning("cannot keep the table registry in %s (%s): a second ledger of this table elsewhere on this "
                     "machine would not be found", directory, exc.strerror or exc)
-        yield lambda: None
+        yield lambda: (None, None)
         return
 
-    def elsewhere() -> Path | None:
+    def elsewhere() -> tuple[Path | None, Path | None]:
         for table in tables:
+            entry = _entry(directory, table)
             try:
-                other = Path(json.loads(_entry(directory, table).read_text(encoding="utf-8"))["ledger"])
+                other = Path(json.loads(entry.read_text(encoding="utf-8"))["ledger"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if other != path and other.exists() and not (path.exists() and os.path.samefile(other, path)):
-                return other
-        return None
+            if other != path and not (other.exists() and path.exists() and os.path.samefile(other, path)):
+                return other, entry
+        return None, None
 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

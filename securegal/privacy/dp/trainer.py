@@ -287,13 +287,18 @@ class DPTrainer:
         :class:`~securegal.privacy.dp.table.TablePrivacy`) under ``session``."""
         bind_table(self, privacy, session)
 
-    def setup(self, X_train: np.ndarray, setup) -> None:
-        """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
+    def check_setup(self, setup) -> None:
+        """What the session asks that this trainer cannot serve, refused from ``setup`` alone
+        (the party checks it before it pays for anything)."""
         if getattr(setup, "residuals", "plain") != "plain":
             raise LayerMismatch(
                 f"DPTrainer needs plaintext residuals, the label owner asked for "
                 f"{setup.residuals!r}; with CKKS use CkksDPTrainer (securegal.privacy.hedp, "
                 "docs/privacy.md section 5b)")
+
+    def setup(self, X_train: np.ndarray, setup) -> None:
+        """Validate the budget for ``setup.rounds`` rounds and calibrate noise; releases nothing."""
+        self.check_setup(setup)
         X = np.asarray(X_train, dtype=np.float64)
         if X.ndim != 2 or not np.isfinite(X).all():
             raise ValueError(f"features must be a finite 2-D array, got shape {X.shape}")
