@@ -32,6 +32,7 @@ import numpy as np
 from securegal import messages as m
 from securegal.align import LabelOwnerPsi
 from securegal.deploy.localnet import party_config
+from securegal.deploy.ready import ready_port
 from securegal.transport.frames import FrameLimits, new_message_id, split
 from securegal.transport.grpc_server import METHOD_PATH
 from securegal.wire import securegal_pb2 as pb
@@ -100,8 +101,9 @@ class Party:
         while time.time() < deadline:
             self.out.seek(0)
             line = self.out.read()
-            if "serving on port" in line:
-                self.port = int(line.split("serving on port ")[1].split()[0])
+            port = ready_port(line.splitlines()[0], "party party1") if line.strip() else None
+            if port is not None:
+                self.port = port
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{kind} party did not start: {self.err_text()[-2000:]}")

@@ -110,12 +110,13 @@ def add_parser(sub) -> None:
 
 
 def command_line(args) -> str | None:
-    """The ``securegal`` command these arguments came from, for metrics.json (None when called
-    from Python without one)."""
+    """The ``securegal`` command these arguments came from, run where it was (its paths may be
+    relative), for metrics.json; None when called from Python without one."""
+    import os
     import shlex
 
     argv = getattr(args, "argv", None)
-    return shlex.join(["securegal", *argv]) if argv is not None else None
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join(['securegal', *argv])}" if argv is not None else None
 
 
 def plan_from_args(args):

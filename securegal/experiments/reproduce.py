@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+from ..messages import WEIGHTINGS
 
 # ``securegal reproduce --help`` reads this module's tables, so numpy, ``train`` and
 # ``PlainTrainer`` (torch) are imported where they are used.
@@ -224,7 +225,7 @@ def run_noisy(experiments, seeds, sigma: float = 1.0, progress: Callable[[str], 
     """GAL with learned and with uniform weights when half the feature parties are noisy."""
     import numpy as np
 
-    jobs = [(e, seed, sigma, weighting) for e in experiments for seed in seeds for weighting in ("learned", "uniform")]
+    jobs = [(e, seed, sigma, weighting) for e in experiments for seed in seeds for weighting in WEIGHTINGS]
 
     def describe(job, m):
         return f"noisy {job[0].dataset} seed {job[1]} {job[3]} weights: {m['gal']['test']:.2f}"

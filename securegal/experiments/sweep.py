@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..privacy.registry import LAYERS
-from ..run import train
+from ..run import resolve_dataset, train
 
 
 def sweep_plans(*, epsilons=(0.5, 1.0, 3.0, 8.0), label_epsilons=(), ckks: bool = True) -> list[tuple[str, object]]:
@@ -55,6 +55,12 @@ def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path 
     if taken and not overwrite:
         raise ConfigError(f"--sweep {out} already holds {', '.join(p.name for p in taken)}; pass --overwrite to "
                           "replace them, or choose another OUT")
+    if columns is not None:  # the declaration against the table's columns, before the first run trains
+        data = resolve_dataset(dataset, csv, target, id_column=id_column, columns=columns, private=True)
+        if columns.d != data.X.shape[1]:
+            raise ConfigError(f"the column declaration has {columns.d} columns, {data.name!r} has "
+                              f"{data.X.shape[1]} feature columns")
+    made = not out.exists()
     runs = []
     try:
         for name, plan in plans:
@@ -65,5 +71,7 @@ def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path 
     except BaseException:
         for run in runs:
             shutil.rmtree(run, ignore_errors=True)
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
         raise
     return runs

@@ -1,6 +1,7 @@
 """securegal audit on real (small) run directories: acceptance numbers and clean errors."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,6 +256,9 @@ def test_a_sweep_and_an_active_run_take_a_users_csv_with_its_ids_and_columns(tmp
     base = ["audit", *own, "--rounds", "2", "--parties", "3", "--epsilons", "1", "--no-ckks", "--net-steps", "20"]
     assert main([*base, "--sweep", str(tmp_path / "s0")]) == 2
     assert "give --columns FILE" in capsys.readouterr().err and not (tmp_path / "s0").exists()
+    (tmp_path / "bad.toml").write_text("lower = [-4, -4]\nupper = [4, 4]\n")  # verifier I: 2 of 6 columns
+    assert main([*base, "--columns", str(tmp_path / "bad.toml"), "--sweep", str(tmp_path / "s0")]) == 2
+    assert "declaration has 2 columns" in capsys.readouterr().err and not (tmp_path / "s0").exists()
     calls = []
 
     def train_then_interrupted(*args, **kwargs):
@@ -265,7 +269,7 @@ def test_a_sweep_and_an_active_run_take_a_users_csv_with_its_ids_and_columns(tmp
 
     monkeypatch.setattr(sweep, "train", train_then_interrupted)
     assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 130
-    assert calls and not calls[0].exists()  # the half sweep's first run was removed
+    assert calls and not calls[0].exists() and not calls[0].parent.exists()  # the half sweep is gone, OUT too
     monkeypatch.undo()
     assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 0
     dp = json.loads((tmp_path / "s1" / "dp-eps1" / audit.AUDIT).read_text())
@@ -292,6 +296,6 @@ def test_the_reproduce_command_of_a_csv_run_is_the_one_it_was_trained_with(tmp_p
     recorded = json.loads((tmp_path / "r" / audit.AUDIT).read_text())["train_command"]
     import shlex
 
-    assert shlex.split(recorded) == ["securegal", *argv]
+    assert shlex.split(recorded) == ["cd", str(Path.cwd()), "&&", "securegal", *argv]  # paths may be relative
     rebuilt = audit.train_command({"dataset": "own", "parties": 3, "rounds": 2, "seed": 0}, tmp_path / "x")
     assert "--csv PATH/own.csv --target LABEL_COLUMN [--id ID_COLUMN] [--columns FILE]" in rebuilt

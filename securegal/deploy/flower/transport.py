@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 from ...errors import PartyUnavailable, ProtocolError
 from ...transport.base import Reply
+from ...transport.retry import RetryPolicy
 from .records import MESSAGE_TYPE, pack, unpack
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class FlowerTransport:
     in its slot, so the label owner drops it from the round as in the other deployments.
     """
 
-    def __init__(self, grid, nodes: Mapping[str, int], timeout: float = 300.0, poll: float = POLL_SECONDS):
+    def __init__(self, grid, nodes: Mapping[str, int], timeout: float = RetryPolicy.timeout,
+                 poll: float = POLL_SECONDS):
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.grid, self.nodes, self.timeout, self.poll = grid, dict(nodes), timeout, check_poll(poll)
