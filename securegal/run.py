@@ -196,6 +196,8 @@ def train(dataset: str | None = None, *, csv: str | Path | None = None, target: 
     (metrics.json, curve.png, transcripts/; refused if it holds results unless ``overwrite``; with
     ``ground_truth`` also ground_truth.npz for the audit); ``progress`` shows a bar per round (True:
     always, also into a log file or a notebook; None: only on a terminal, the command's default).
+    ``command``: the command line the run came from, kept in metrics.json for the audit's
+    "reproduce" (``securegal train`` passes its own).
 
     ``plan`` says what protects the run (default: plain); ``weighting``/``eta`` default to the
     plan's :meth:`~securegal.privacy.plan.PrivacyPlan.owner_policy` (so does ``calibrate``: the
