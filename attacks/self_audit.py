@@ -22,7 +22,7 @@ for the default linear learner; it overstates when DP noise was added before enc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -132,10 +132,10 @@ def _metrics(run_dir: Path) -> dict:
         raise ConfigError(f"{path} is malformed ({exc})") from None
 
 
-def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray) -> np.ndarray:
+def _own_ids(transcript_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray) -> np.ndarray:
     """The party's own IDs of rows the transcript names by this session's handles (from the
     alignment record the party kept beside its transcript); ``ids`` unchanged without one."""
-    record = read_alignment(run_dir / "transcripts" / party, peer, setup_record.envelope.session)
+    record = read_alignment(transcript_dir, peer, setup_record.envelope.session)
     if record is None:
         return ids
     handles, own = record
@@ -146,7 +146,7 @@ def _own_ids(run_dir: Path, party: str, peer: str, setup_record, ids: np.ndarray
     return own[pos]
 
 
-def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, run_dir: Path):
+def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: float, seed: int, transcript_dir: Path):
     if data.labels is None:
         raise ConfigError(f"{data.source}: the label owner's audit needs its labels (give --target COL)")
     peers = sorted({rec.receiver for rec in tr.select("setup", "sent")})
@@ -155,7 +155,7 @@ def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: floa
     def job(peer: str):
         setup = _setup(tr, "sent", peer)
         record = next(r for r in tr.select("setup", "sent") if r.receiver == peer)
-        ids = _own_ids(run_dir, tr.party, peer, record, np.asarray(setup.train_ids, dtype=np.int64))
+        ids = _own_ids(transcript_dir, tr.party, peer, record, np.asarray(setup.train_ids, dtype=np.int64))
         n, k = ids.size, int(setup.n_outputs)
         payloads = [rec.payload for rec in tr.select("fit_request", "sent") if rec.receiver == peer]
         if not payloads:
@@ -177,12 +177,12 @@ def _label_jobs(tr: Transcript, data: OwnData, metrics: dict, known_labels: floa
 
 
 def _feature_job(tr: Transcript, data: OwnData, metrics: dict, known_rows: float, seed: int, steps: int,
-                 run_dir: Path):
+                 transcript_dir: Path):
     if data.features is None or np.asarray(data.features).shape[1] == 0:
         raise ConfigError(f"{data.source}: a feature party's audit needs its feature columns")
     setup = _setup(tr, "received")
     record = next(tr.select("setup", "received"))
-    ids = _own_ids(run_dir, tr.party, record.sender, record, np.asarray(setup.train_ids, dtype=np.int64))
+    ids = _own_ids(transcript_dir, tr.party, record.sender, record, np.asarray(setup.train_ids, dtype=np.int64))
     n, k = ids.size, int(setup.n_outputs)
     payloads = [rec.payload for rec in tr.select("fit_reply", "sent")]
     if not payloads:
@@ -236,20 +236,28 @@ def _own_releases(tr: Transcript, block: dict | None) -> set[str] | None:
 def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: float = 0.05,
                known_rows: float = 0.05, seed: int = 0, steps: int = 1500, out: Path | str | None = None,
                progress: bool | None = None, report: bool = True, data_command: str = "",
-               session: str | None = None) -> dict:
+               session: str | None = None, transcript: Path | str | None = None) -> dict:
     """Audit ``party``'s exposure from its transcript under ``run_dir`` and its own ``data``;
     writes ``audit.json`` (+ ``audit.md``, ``audit.html``) into ``out`` (default
     ``run_dir/self-audit/<party>``) and returns the audit. A transcript of several sessions (a
     party process serves one after another) is audited one session at a time: ``session``, by
-    default the latest that trained."""
+    default the latest that trained. ``transcript``: the party's transcript directory where it
+    is not ``run_dir/transcripts/<party>`` (a party.toml's ``transcripts``)."""
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
-    names = transcript_parties(run_dir)
     shown = Path(run_dir)  # as given: the report and its commands name it so
+    if not shown.is_dir():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
     run_dir = shown.resolve()
-    if party not in names:
-        raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
-    tr = read_transcript(run_dir / "transcripts" / party)
+    if transcript is None:
+        names = transcript_parties(run_dir)
+        if party not in names:
+            raise ConfigError(f"--as {party!r}: no such party in {run_dir}/transcripts (parties: {', '.join(names)})")
+        transcript = run_dir / "transcripts" / party
+    transcript_dir = Path(transcript)
+    tr = read_transcript(transcript_dir)
+    if tr.party != party:  # a transcript is named by its directory, which a party.toml may name otherwise
+        tr = replace(tr, party=party)
     sessions = tr.sessions
     if session is not None and session not in sessions:
         raise ConfigError(f"--session {session!r}: {party}'s transcript holds sessions {', '.join(sessions[-10:])}"
@@ -278,9 +286,9 @@ def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: 
         if not metrics.get("party_names"):
             metrics["party_names"] = [setup_record.sender, party]
     if who == LABEL_OWNER:
-        jobs = _label_jobs(tr, data, metrics, known_labels, seed, run_dir)
+        jobs = _label_jobs(tr, data, metrics, known_labels, seed, transcript_dir)
     else:
-        jobs = _feature_job(tr, data, metrics, known_rows, seed, steps, run_dir)
+        jobs = _feature_job(tr, data, metrics, known_rows, seed, steps, transcript_dir)
     rows, timings, skipped = run_jobs(jobs, progress)
     setup = next(iter(tr.select("setup")), None)
     residuals = metrics.get("residuals") or (setup.envelope.body.residuals if setup is not None else "unknown")

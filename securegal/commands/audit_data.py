@@ -151,6 +151,20 @@ def load_own_data(path: Path, id_column: str | None = None, target: str | None =
     return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
 
 
+def own_transcript(path: Path) -> Path | None:
+    """The transcript directory a ``party.toml`` at ``path`` names (its ``transcripts`` key, as
+    ``securegal party serve`` writes it); None for a CSV, a federation.toml or no such key."""
+    if Path(path).suffix.lower() != ".toml":
+        return None
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # load_own_data says what is wrong with it
+    if "party" in doc or not doc.get("transcripts"):
+        return None
+    return Path(path).parent / str(doc["transcripts"])
+
+
 def _ledger_reader(path: Path | None):
     return None if path is None else (lambda session: ledger_block(path, session))
 

@@ -76,6 +76,24 @@ def test_self_audit_from_the_partys_own_config(wine, tmp_path):
     assert (tmp_path / "out" / audit.AUDIT).is_file()
 
 
+def test_self_audit_reads_the_transcript_where_the_partys_config_keeps_it(wine, tmp_path, capsys):
+    """New-user review L6: with transcripts = "transcripts-plain/party1" in its party.toml, the
+    self-audit looked only in RUN_DIR/transcripts/party1 (a symlink was needed)."""
+    run = tmp_path / "run"
+    (run / "transcripts").mkdir(parents=True)
+    shutil.copytree(wine / "wine" / "transcripts" / "party1", tmp_path / "transcripts-plain" / "kept")
+    cfg = tmp_path / "party1.toml"
+    cfg.write_text('name = "party1"\ntranscripts = "transcripts-plain/kept"\n'
+                   '[data]\ndataset = "wine"\nparties = 3\nblock = 1\n')
+    assert main(["audit", str(run), "--as", "party1", "--data", str(cfg), "--net-steps", "20", "--no-report"]) == 0
+    result = json.loads((run / "self-audit" / "party1" / audit.AUDIT).read_text())
+    assert _rows(result, "hat_matrix", "r2")[0]["score"] >= 0.9
+    capsys.readouterr()
+    cfg.write_text('name = "party1"\n[data]\ndataset = "wine"\nparties = 3\nblock = 1\n')  # no transcripts key
+    assert main(["audit", str(run), "--as", "party1", "--data", str(cfg), "--no-report"]) == 2
+    assert "holds no party transcripts" in capsys.readouterr().err
+
+
 def test_self_audit_bad_input_is_one_line(wine, tmp_path, capsys):
     shifted = tmp_path / "shifted.csv"
     text = (wine / "party1.csv").read_text().splitlines()
