@@ -92,3 +92,24 @@ def test_an_interrupt_stops_the_benchmark_and_everything_it_started(tmp_path, wh
             break
         time.sleep(0.1)
     assert left == ""  # nothing of the session runs on
+
+
+def test_an_interrupt_while_the_measuring_process_starts_stops_it(monkeypatch):
+    """Fresh-clone CI, once under load: Ctrl-C arrived while the measuring process was being
+    started, outside the block that stops it; it ignores SIGINT, so it measured on and the
+    command waited for it at exit (60 s) instead of stopping at once."""
+    import multiprocessing
+    import multiprocessing.context as context
+
+    from securegal.bench import psi
+
+    real = context.SpawnProcess.start
+
+    def started_then_interrupted(self):
+        real(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(context.SpawnProcess, "start", started_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        psi.run([150_000], 2, 0.5)
+    assert multiprocessing.active_children() == []

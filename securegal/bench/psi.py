@@ -151,9 +151,9 @@ def _in_fresh_process(n: int, processes: int, overlap: float, bar: bool) -> Row:
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_measure, args=(send, n, processes, overlap, bar), name=f"psi-bench-{n}")
-    child.start()
-    send.close()
-    try:
+    try:  # an interrupt while it starts must stop it too: it ignores SIGINT, and exit would wait for it
+        child.start()
+        send.close()
         try:
             ok, value = receive.recv()
         except EOFError:
@@ -161,10 +161,13 @@ def _in_fresh_process(n: int, processes: int, overlap: float, bar: bool) -> Row:
             raise RuntimeError(f"the PSI benchmark's process for n={n:,} ended without a result "
                                f"(exit code {child.exitcode})") from None
     except BaseException:
-        child.terminate()
+        if child.pid is not None:
+            child.terminate()
         raise
     finally:
-        child.join()
+        if child.pid is not None:
+            child.join()
+        send.close()
         receive.close()
     if not ok:
         raise value
