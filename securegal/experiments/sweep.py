@@ -9,6 +9,7 @@ layer at each of ``label_epsilons`` (classification only), each trained exactly 
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -34,13 +35,26 @@ def sweep_plans(*, epsilons=(0.5, 1.0, 3.0, 8.0), label_epsilons=(), ckks: bool 
     return plans
 
 
+def _run_command(command: str, plan, columns_flag: str, out: Path) -> str:
+    """The ``securegal train`` command of one sweep run: ``command`` and the flags of its plan."""
+    flags = ["--residuals ckks"] if plan.residuals == "ckks" else []
+    if plan.feature_dp is not None:
+        flags += [f"--epsilon {plan.feature_dp.epsilon:g}", columns_flag]
+    if plan.label_dp is not None:
+        flags.append(f"--label-epsilon {plan.label_dp.epsilon:g}")
+    return " ".join([command, *(f for f in flags if f), "--save-ground-truth", f"--out {shlex.quote(str(out))}"])
+
+
 def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path | None = None,
                 target: str | None = None, parties: int = 4, rounds: int = 10, seed: int = 0,
                 epsilons: tuple[float, ...] = (0.5, 1.0, 3.0, 8.0), label_epsilons: tuple[float, ...] = (),
                 ckks: bool = True, overwrite: bool = False, progress: bool = False, id_column: str | None = None,
-                columns=None) -> list[Path]:
+                columns=None, command: str | None = None, columns_flag: str = "") -> list[Path]:
     """Train the sweep's runs under ``out``; returns their directories (plain first). ``columns``:
     the CSV's public column knowledge for the feature-DP runs (as ``securegal train --columns``).
+    ``command``: the ``securegal train`` command every run shares (data, parties, rounds, seed),
+    to which each run's layer flags (``columns_flag`` for the feature-DP ones) and ``--out`` are
+    added for its metrics.json.
 
     Checked before the first run: every run's directory free (unless ``overwrite``), and what a
     DP run of a CSV needs. A sweep that fails or is interrupted removes the runs it wrote: a
@@ -66,7 +80,8 @@ def train_sweep(out: Path | str, *, dataset: str | None = None, csv: str | Path 
         for name, plan in plans:
             train(dataset, csv=csv, target=target, parties=parties, rounds=rounds, seed=seed, out=out / name,
                   overwrite=overwrite, ground_truth=True, progress=progress, plan=plan, id_column=id_column,
-                  columns=columns if plan.feature_dp is not None else None)
+                  columns=columns if plan.feature_dp is not None else None,
+                  command=None if command is None else _run_command(command, plan, columns_flag, out / name))
             runs.append(out / name)
     except BaseException:
         for run in runs:

@@ -274,6 +274,16 @@ def test_a_sweep_and_an_active_run_take_a_users_csv_with_its_ids_and_columns(tmp
     assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 0
     dp = json.loads((tmp_path / "s1" / "dp-eps1" / audit.AUDIT).read_text())
     assert dp["epsilon"] == 1.0 and dp["verdicts"]
+    import shlex
+
+    reproduce = shlex.split(dp["train_command"])  # each sweep run's own securegal train command
+    assert reproduce[reproduce.index("--epsilon") + 1] == "1" and "--columns" in reproduce and "--id" in reproduce
+    plain = shlex.split(json.loads((tmp_path / "s1" / "plain" / audit.AUDIT).read_text())["train_command"])
+    argv = plain[plain.index("securegal") + 1:]
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert main([*argv, "--no-progress"]) == 0  # it runs as written, and trains the same run
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())["gal"]["test"]
+    assert again == json.loads((tmp_path / "s1" / "plain" / "metrics.json").read_text())["gal"]["test"]
     capsys.readouterr()
     assert main([*base, "--columns", str(tmp_path / "cols.toml"), "--sweep", str(tmp_path / "s1")]) == 2
     assert f"--sweep {tmp_path / 's1'} already holds" in capsys.readouterr().err
