@@ -29,6 +29,8 @@ SIZES = (10_000, 100_000, 1_000_000)
 # 32 bytes per label-owner ID and 40 (point and handle) per party ID, n of each.
 REPLY_BYTES_PER_ID = 72
 MAX_SIZE = DEFAULT_LIMITS.max_message_bytes // REPLY_BYTES_PER_ID - 1024
+# Seconds a stopped measuring process may take to shut its pool down before it exits regardless.
+STOP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,16 @@ def _measure(send, n: int, processes: int, overlap: float, bar: bool) -> None:
     import signal
 
     def stop(signum, frame):  # at once: a pool shut down in order first finishes the chunks it queued
+        import os
+        import threading
+
         from ..align.workers import stop_every_pool
 
+        # If the unwinding below hangs (a pool whose workers were still starting, under load: the
+        # executor's thread then waited for good, and so did the command), end the process anyway.
+        watchdog = threading.Timer(STOP_SECONDS, os._exit, (128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
         stop_every_pool()
         raise SystemExit(128 + signum)  # unwinds: the broken pool shuts down at once, its semaphores freed
 
