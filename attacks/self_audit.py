@@ -52,6 +52,9 @@ class OwnData:
     # A DP feature party's own ledger: its privacy block, or a function of the run's session
     # giving it (securegal.commands.audit_data.ledger_block reads the ledger file).
     privacy: dict | Callable[[str], dict] | None = None
+    # Where the party's own config keeps its transcript (a party.toml's ``transcripts``), read
+    # when the run directory does not hold it.
+    transcript: Path | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -236,19 +239,20 @@ def _own_releases(tr: Transcript, block: dict | None) -> set[str] | None:
 def self_audit(run_dir: Path | str, party: str, data: OwnData, *, known_labels: float = 0.05,
                known_rows: float = 0.05, seed: int = 0, steps: int = 1500, out: Path | str | None = None,
                progress: bool | None = None, report: bool = True, data_command: str = "",
-               session: str | None = None, transcript: Path | str | None = None) -> dict:
+               session: str | None = None) -> dict:
     """Audit ``party``'s exposure from its transcript under ``run_dir`` and its own ``data``;
     writes ``audit.json`` (+ ``audit.md``, ``audit.html``) into ``out`` (default
     ``run_dir/self-audit/<party>``) and returns the audit. A transcript of several sessions (a
     party process serves one after another) is audited one session at a time: ``session``, by
-    default the latest that trained. ``transcript``: the party's transcript directory where it
-    is not ``run_dir/transcripts/<party>`` (a party.toml's ``transcripts``)."""
+    default the latest that trained. The transcript is ``run_dir/transcripts/<party>``, else
+    where ``data`` says its config keeps it (``OwnData.transcript``)."""
     known_labels = check_fraction("--known-labels", known_labels)
     known_rows = check_fraction("--known-rows", known_rows)
     shown = Path(run_dir)  # as given: the report and its commands name it so
     if not shown.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
     run_dir = shown.resolve()
+    transcript = None if (run_dir / "transcripts" / party).is_dir() else data.transcript
     if transcript is None:
         names = transcript_parties(run_dir)
         if party not in names:

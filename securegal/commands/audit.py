@@ -146,26 +146,21 @@ def add_parser(sub) -> None:
 
 
 def _self_audit(args, audit) -> int:
-    from securegal.attacks.self_audit import self_audit, transcript_parties
+    from securegal.attacks.self_audit import self_audit
 
-    from .audit_data import load_own_data, own_transcript
+    from .audit_data import load_own_data
 
     if len(args.runs) != 1:
         raise ConfigError("--as NAME audits one RUN_DIR (the directory holding transcripts/NAME)")
     if args.data is None:
         raise ConfigError("--as NAME needs --data PATH: the party's own data (CSV or its config)")
-    # where its party.toml keeps its transcript, if RUN_DIR does not hold it
-    transcript = None if (Path(args.runs[0]) / "transcripts" / args.party).is_dir() else own_transcript(args.data)
-    if transcript is None:
-        transcript_parties(args.runs[0])  # fail fast on a directory without transcripts
     data = load_own_data(args.data, args.id_column, args.target, args.ledger, party=args.party)
     data_cmd = f"--data {shlex.quote(str(args.data))}" + "".join(
         f" {flag} {shlex.quote(str(v))}" for flag, v in (("--id-column", args.id_column), ("--target", args.target),
                                                          ("--ledger", args.ledger)) if v)
     result = self_audit(args.runs[0], args.party, data, known_labels=args.known_labels,
                               known_rows=args.known_rows, seed=args.seed, steps=args.net_steps, out=args.out,
-                              report=not args.no_report, data_command=data_cmd, session=args.session,
-                              transcript=transcript)
+                              report=not args.no_report, data_command=data_cmd, session=args.session)
     print(audit.format_table(result))
     out = args.out or Path(args.runs[0]) / "self-audit" / args.party
     print(f"  wrote {out}/audit.json" + ("" if args.no_report else ", audit.md, audit.html"))

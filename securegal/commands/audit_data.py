@@ -88,6 +88,7 @@ def from_toml(path: Path, id_column: str | None, target: str | None, party: str 
         raise ConfigError(f"--data {path} is the config of {named!r}, not of {party!r} (--as): audit each party "
                           "with its own data")
     ledger = None if is_owner else _ledger_path(doc, path)
+    transcript = path.parent / str(doc["transcripts"]) if not is_owner and doc.get("transcripts") else None
     if "csv" in section:
         csv_path = (path.parent / section["csv"]).resolve()
         if is_owner and (id_column or section.get("id_column")):  # its rows named by their IDs, as in training
@@ -96,7 +97,8 @@ def from_toml(path: Path, id_column: str | None, target: str | None, party: str 
             ds = load_csv(csv_path, target or section.get("target"))
             return OwnData(np.arange(len(ds.y)), ds.X, ds.y, source=f"{csv_path} (from {path})")
         own = from_csv(csv_path, id_column or section.get("id_column", "id"), target)
-        return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(ledger))
+        return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(ledger),
+                       transcript=transcript)
     if "dataset" not in section:
         raise ConfigError(f"{path}: [data] needs 'csv' or 'dataset'")
     ds = load_dataset(section["dataset"])
@@ -112,7 +114,7 @@ def from_toml(path: Path, id_column: str | None, target: str | None, party: str 
         raise ConfigError(f"{path}: block must be in 1..{parties - 1}, got {block}")
     columns = vertical_split(ds, parties)[block].columns
     return OwnData(ids, ds.X[:, columns], None, source=f"{section['dataset']} block {block} (from {path})",
-                   privacy=_ledger_reader(ledger))
+                   privacy=_ledger_reader(ledger), transcript=transcript)
 
 
 def _ledger_path(doc: dict, path: Path) -> Path | None:
@@ -148,21 +150,8 @@ def load_own_data(path: Path, id_column: str | None = None, target: str | None =
         return own
     if not Path(ledger).is_file():
         raise ConfigError(f"--ledger {str(ledger)!r} does not exist")
-    return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)))
-
-
-def own_transcript(path: Path) -> Path | None:
-    """The transcript directory a ``party.toml`` at ``path`` names (its ``transcripts`` key, as
-    ``securegal party serve`` writes it); None for a CSV, a federation.toml or no such key."""
-    if Path(path).suffix.lower() != ".toml":
-        return None
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None  # load_own_data says what is wrong with it
-    if "party" in doc or not doc.get("transcripts"):
-        return None
-    return Path(path).parent / str(doc["transcripts"])
+    return OwnData(own.ids, own.features, own.labels, source=own.source, privacy=_ledger_reader(Path(ledger)),
+                   transcript=own.transcript)
 
 
 def _ledger_reader(path: Path | None):
