@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 from pathlib import Path
 
@@ -252,14 +251,14 @@ def run(args) -> int:
                               f"{args.parties}, {args.rounds} and {args.train_seed}")
         from securegal.experiments.sweep import train_sweep
 
-        from .train import columns_from_file
+        from .train import columns_from_file, here
 
         columns = columns_from_file(args.columns, min(args.epsilons, default=None))
         source = f"--dataset {shlex.quote(args.dataset)}" if args.dataset else \
             f"--csv {shlex.quote(str(args.csv))} --target {shlex.quote(str(args.target))}" + (
                 f" --id {shlex.quote(args.id_column)}" if args.id_column else "")
-        command = (f"cd {shlex.quote(os.getcwd())} && securegal train {source} --parties {args.parties} "
-                   f"--rounds {args.rounds} --seed {args.train_seed}")
+        command = here(f"securegal train {source} --parties {args.parties} --rounds {args.rounds} "
+                       f"--seed {args.train_seed}")
         args.runs = train_sweep(args.sweep, dataset=args.dataset, csv=args.csv, target=args.target,
                                 id_column=args.id_column, columns=columns, command=command,
                                 columns_flag=f"--columns {shlex.quote(str(args.columns))}" if args.columns else "",

@@ -112,11 +112,18 @@ def add_parser(sub) -> None:
 def command_line(args) -> str | None:
     """The ``securegal`` command these arguments came from, run where it was (its paths may be
     relative), for metrics.json; None when called from Python without one."""
-    import os
     import shlex
 
     argv = getattr(args, "argv", None)
-    return f"cd {shlex.quote(os.getcwd())} && {shlex.join(['securegal', *argv])}" if argv is not None else None
+    return here(shlex.join(["securegal", *argv])) if argv is not None else None
+
+
+def here(command: str) -> str:
+    """``command`` run in this working directory (a recorded command's paths may be relative)."""
+    import os
+    import shlex
+
+    return f"cd {shlex.quote(os.getcwd())} && {command}"
 
 
 def plan_from_args(args):
